@@ -1,0 +1,5 @@
+"""Allow `python -m bttool`."""
+from bttool.cli import entry
+
+if __name__ == "__main__":
+    entry()

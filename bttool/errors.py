@@ -1,0 +1,23 @@
+"""bttool's own error types and the exit statuses they map to.
+
+Convention of env(1) and timeout(1): 125 for bttool's own failures, 126 for a
+program that cannot be run, 127 for a program that is not there.
+"""
+from __future__ import annotations
+
+EXIT_INTERNAL = 125
+EXIT_CANNOT_RUN = 126
+EXIT_NOT_FOUND = 127
+
+
+class BttoolError(Exception):
+    """An error reported as one line ``bttool: error: ...``."""
+    status = EXIT_INTERNAL
+
+
+class CannotRun(BttoolError):
+    status = EXIT_CANNOT_RUN
+
+
+class NotFound(BttoolError):
+    status = EXIT_NOT_FOUND

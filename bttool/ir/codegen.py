@@ -1,0 +1,78 @@
+"""LLVM side of translation: target machines, optimisation, object emission.
+
+Producing objects (here) is separate from loading them (runtime/engine.py),
+so the persistent cache sits between the two.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+
+_init_lock = threading.Lock()
+_initialised = False
+
+
+def init_llvm() -> None:
+    global _initialised
+    with _init_lock:
+        if not _initialised:
+            llvm.initialize_native_target()
+            llvm.initialize_native_asmprinter()
+            llvm.initialize_native_asmparser()
+            _initialised = True
+
+
+def init_all_targets() -> None:
+    init_llvm()
+    llvm.initialize_all_targets()
+    llvm.initialize_all_asmprinters()
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the generated code is for; every field is part of the cache key."""
+    triple: str
+    cpu: str
+    features: str
+    opt_level: int = 2
+
+    def key(self) -> str:
+        return f"{self.triple}|{self.cpu}|{self.features}|O{self.opt_level}|llvm{llvm.llvm_version_info}"
+
+
+@lru_cache(maxsize=1)
+def host_target(opt_level: int = 2) -> Target:
+    init_llvm()
+    return Target(llvm.get_process_triple(), llvm.get_host_cpu_name(),
+                  llvm.get_host_cpu_features().flatten(), opt_level)
+
+
+@lru_cache(maxsize=8)
+def target_machine(target: Target) -> llvm.TargetMachine:
+    if target.triple != llvm.get_process_triple():
+        init_all_targets()
+    else:
+        init_llvm()
+    t = llvm.Target.from_triple(target.triple)
+    return t.create_target_machine(cpu=target.cpu, features=target.features,
+                                   opt=target.opt_level, reloc="pic", codemodel="jitdefault")
+
+
+def compile_module(module: ir.Module | str, target: Target,
+                   want_ir: bool = False) -> tuple[bytes, str | None]:
+    """Optimise and emit an object file; returns (object bytes, optimised IR
+    text when ``want_ir``)."""
+    tm = target_machine(target)
+    ref = llvm.parse_assembly(module if isinstance(module, str) else str(module))
+    ref.triple = target.triple
+    ref.data_layout = str(tm.target_data)
+    ref.verify()
+    if target.opt_level > 0:
+        pto = llvm.create_pipeline_tuning_options(speed_level=target.opt_level)
+        pb = llvm.create_pass_builder(tm, pto)
+        pb.getModulePassManager().run(ref, pb)
+    return tm.emit_object(ref), (str(ref) if want_ir else None)

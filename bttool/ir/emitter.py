@@ -1,0 +1,153 @@
+"""Building one translated function: CPU state promotion, exits, memory.
+
+A translated unit is an LLVM function ``void f(ptr noalias state, ptr mem)``.
+Guest registers and flags it touches live in allocas (loaded once in the
+entry block, written back once in the exit block), so SROA/mem2reg turn them
+into SSA values and LLVM deletes flag computations nobody reads.  ``state``
+is ``noalias``: guest memory (reached through ``mem``) can never alias the CPU
+state, which lets LLVM keep guest registers in host registers.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from bttool.ir import memory, state
+from bttool.ir.state import FIELDS
+
+I1 = ir.IntType(1)
+I8 = ir.IntType(8)
+I16 = ir.IntType(16)
+I32 = ir.IntType(32)
+I64 = ir.IntType(64)
+I128 = ir.IntType(128)
+PTR = ir.PointerType()
+VOID = ir.VoidType()
+UNIT_TYPE = ir.FunctionType(VOID, [PTR, PTR])
+
+_FLAGS = set(state.FLAG_NAMES)
+
+
+def int_type(bits: int) -> ir.IntType:
+    return ir.IntType(bits)
+
+
+def const(bits: int, value: int) -> ir.Constant:
+    return ir.Constant(ir.IntType(bits), value & ((1 << bits) - 1))
+
+
+def _value_type(name: str) -> ir.Type:
+    if name in _FLAGS:
+        return I1
+    return ir.IntType(FIELDS[name].size * 8)
+
+
+class FunctionEmitter:
+    """Emits one unit function into ``module``; see the module docstring."""
+
+    def __init__(self, module: ir.Module, name: str):
+        self.module = module
+        self.fn = ir.Function(module, UNIT_TYPE, name=name)
+        self.fn.args[0].add_attribute("noalias")
+        self.state_ptr, self.mem = self.fn.args
+        self.state_ptr.name, self.mem.name = "state", "mem"
+        self._entry = self.fn.append_basic_block("entry")
+        self._exit = self.fn.append_basic_block("exit")
+        body = self.fn.append_basic_block("body")
+        self._entry_builder = ir.IRBuilder(self._entry)
+        self._entry_br = self._entry_builder.branch(body)
+        self._entry_builder.position_before(self._entry_br)
+        self.b = ir.IRBuilder(body)
+        self._slots: dict[str, ir.AllocaInstr] = {}
+        self._dirty: set[str] = set()
+
+    # -- CPU state -------------------------------------------------------
+    def field_ptr(self, name: str) -> ir.Value:
+        """Pointer to a field of the in-memory state (for the runtime ABI)."""
+        return self._state_gep(self.b, name)
+
+    def _state_gep(self, b: ir.IRBuilder, name: str) -> ir.Value:
+        return b.gep(self.state_ptr, [const(64, FIELDS[name].offset)],
+                     inbounds=True, source_etype=I8)
+
+    def _slot(self, name: str) -> ir.AllocaInstr:
+        slot = self._slots.get(name)
+        if slot is None:
+            eb = self._entry_builder
+            ty = _value_type(name)
+            slot = eb.alloca(ty, name=name)
+            raw_ty = ir.IntType(FIELDS[name].size * 8)
+            raw = eb.load(self._state_gep(eb, name), typ=raw_ty)
+            eb.store(eb.trunc(raw, I1) if ty == I1 else raw, slot)
+            self._slots[name] = slot
+        return slot
+
+    def get(self, name: str) -> ir.Value:
+        return self.b.load(self._slot(name), typ=_value_type(name))
+
+    def set(self, name: str, value: ir.Value) -> None:
+        self._dirty.add(name)
+        self.b.store(value, self._slot(name))
+
+    def sync_to_state(self) -> None:
+        """Write dirty fields back to the state now (before calling out)."""
+        for name in sorted(self._dirty):
+            self._writeback(self.b, name)
+
+    def reload_from_state(self, names: list[str] | None = None) -> None:
+        """Re-read fields after a call that may have changed the state."""
+        for name in list(self._slots) if names is None else names:
+            if name not in self._slots:
+                continue
+            ty = _value_type(name)
+            raw = self.b.load(self._state_gep(self.b, name),
+                              typ=ir.IntType(FIELDS[name].size * 8))
+            self.b.store(self.b.trunc(raw, I1) if ty == I1 else raw, self._slots[name])
+
+    def _writeback(self, b: ir.IRBuilder, name: str) -> None:
+        v = b.load(self._slots[name], typ=_value_type(name))
+        if v.type == I1:
+            v = b.zext(v, I8)
+        b.store(v, self._state_gep(b, name))
+
+    # -- guest memory ----------------------------------------------------
+    def load(self, addr: ir.Value, ty: ir.Type) -> ir.Value:
+        return memory.load(self.b, self.mem, addr, ty)
+
+    def store(self, addr: ir.Value, value: ir.Value) -> None:
+        memory.store(self.b, self.mem, addr, value)
+
+    def host_pointer(self, addr: ir.Value) -> ir.Value:
+        return memory.host_pointer(self.b, self.mem, addr)
+
+    # -- control ---------------------------------------------------------
+    def leave(self, rip: ir.Value | int, reason: int = state.EXIT_NONE,
+              info: int | ir.Value | None = None) -> None:
+        """End the current path: set rip (and an exit reason) and return."""
+        b = self.b
+        self.set("rip", const(64, rip) if isinstance(rip, int) else rip)
+        if reason != state.EXIT_NONE:
+            b.store(const(32, reason), self._state_gep(b, "exit_reason"))
+            if info is not None:
+                iv = const(64, info) if isinstance(info, int) else info
+                b.store(iv, self._state_gep(b, "exit_info"))
+        b.branch(self._exit)
+
+    def new_block(self, name: str = "") -> ir.Block:
+        return self.fn.append_basic_block(name)
+
+    def finish(self) -> ir.Function:
+        """Fill the exit block: write back every field the unit changed."""
+        b = ir.IRBuilder(self._exit)
+        for name in sorted(self._dirty):
+            self._writeback(b, name)
+        b.ret_void()
+        if not self.b.block.is_terminated:
+            raise AssertionError("unit body left unterminated")
+        return self.fn
+
+    # -- LLVM intrinsics -------------------------------------------------
+    def intrinsic(self, name: str, ret: ir.Type, args: list[ir.Value]) -> ir.Value:
+        fn = self.module.globals.get(name)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(ret, [a.type for a in args]), name=name)
+        return self.b.call(fn, args)

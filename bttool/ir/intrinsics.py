@@ -1,0 +1,70 @@
+"""The intrinsic table: every privileged or sensitive operation, declared once.
+
+Translated code never executes such an instruction itself.  Each entry says
+what the operation means, whether it is privileged (a user-mode guest gets
+#GP, i.e. SIGSEGV, as Linux would deliver), and where it is implemented:
+
+* ``native``: expanded inline into IR by the lifter (cheap, hot);
+* ``runtime``: the unit ends with ``EXIT_INTRINSIC``, rip at the instruction
+  and ``exit_info`` = the intrinsic id; the runtime (runtime/intrinsics.py for
+  user mode, the system-mode VM later) performs it and advances rip.
+
+System mode reuses the same entries; only the runtime implementations differ.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Intrinsic:
+    id: int
+    name: str
+    mnemonics: tuple[str, ...]
+    privileged: bool
+    impl: str          # "native" or "runtime"
+    doc: str
+
+
+_ENTRIES = [
+    # name, mnemonics, privileged, impl, doc
+    ("syscall", ("syscall",), False, "runtime", "system call (exits with EXIT_SYSCALL in linux-user mode)"),
+    ("cpuid", ("cpuid",), False, "runtime", "CPU identification from the virtual CPU model"),
+    ("rdtsc", ("rdtsc", "rdtscp"), False, "native", "time-stamp counter (llvm.readcyclecounter)"),
+    ("xgetbv", ("xgetbv",), False, "runtime", "read XCR0 of the virtual CPU"),
+    ("hlt", ("hlt",), True, "runtime", "halt until the next interrupt"),
+    ("cli", ("cli",), True, "runtime", "clear the virtual IF"),
+    ("sti", ("sti",), True, "runtime", "set the virtual IF"),
+    ("in", ("in", "insb", "insw", "insd"), True, "runtime", "port input from a virtual device"),
+    ("out", ("out", "outsb", "outsw", "outsd"), True, "runtime", "port output to a virtual device"),
+    ("mov_cr", (), True, "runtime", "mov to/from control registers (capstone: mov with a CRn operand)"),
+    ("mov_dr", (), True, "runtime", "mov to/from debug registers"),
+    ("lgdt", ("lgdt",), True, "runtime", "load the virtual GDTR"),
+    ("lidt", ("lidt",), True, "runtime", "load the virtual IDTR"),
+    ("lldt", ("lldt",), True, "runtime", "load the virtual LDTR"),
+    ("ltr", ("ltr",), True, "runtime", "load the virtual task register"),
+    ("rdmsr", ("rdmsr",), True, "runtime", "read a virtual MSR"),
+    ("wrmsr", ("wrmsr",), True, "runtime", "write a virtual MSR"),
+    ("invlpg", ("invlpg",), True, "runtime", "flush one virtual TLB entry"),
+    ("wbinvd", ("wbinvd", "invd"), True, "runtime", "cache flush (no-op on the VM)"),
+    ("swapgs", ("swapgs",), True, "runtime", "swap GS base with KERNEL_GS_BASE"),
+    ("sysret", ("sysret",), True, "runtime", "return from a system call to CPL 3"),
+    ("iret", ("iretq", "iretd", "iret"), True, "runtime", "return from an interrupt"),
+    ("clts", ("clts",), True, "runtime", "clear CR0.TS"),
+    ("lmsw", ("lmsw",), True, "runtime", "load the machine status word"),
+    ("int", ("int", "into"), False, "runtime", "software interrupt (user mode: SIGSEGV, as Linux)"),
+    ("int3", ("int3",), False, "runtime", "breakpoint (user mode: SIGTRAP)"),
+    # Sensitive but unprivileged: must show the virtual state, never the host's.
+    ("sgdt", ("sgdt",), False, "runtime", "store the virtual GDTR"),
+    ("sidt", ("sidt",), False, "runtime", "store the virtual IDTR"),
+    ("sldt", ("sldt",), False, "runtime", "store the virtual LDTR selector"),
+    ("str", ("str",), False, "runtime", "store the virtual task register selector"),
+    ("smsw", ("smsw",), False, "runtime", "store the virtual machine status word"),
+]
+
+TABLE: dict[str, Intrinsic] = {
+    name: Intrinsic(i + 1, name, mn, priv, impl, doc)
+    for i, (name, mn, priv, impl, doc) in enumerate(_ENTRIES)
+}
+BY_ID: dict[int, Intrinsic] = {e.id: e for e in TABLE.values()}
+BY_MNEMONIC: dict[str, Intrinsic] = {m: e for e in TABLE.values() for m in e.mnemonics}

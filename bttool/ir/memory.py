@@ -1,0 +1,42 @@
+"""Guest memory access from generated code: the one place it happens.
+
+Every load and store that translated code makes to guest memory is built by
+``host_pointer`` below.  A guest address is first forced into the guest
+window: any address at or above ``GUEST_LIMIT`` (however it was forged) is
+replaced by ``GUARD_OFFSET``, an always-unmapped page range just past the
+window, so the access faults inside the reserved host region instead of
+touching host memory.  The select is branch-free, so it costs a compare and a
+cmov.  A system-mode software MMU replaces this function and nothing else.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+GUEST_BITS = 40
+GUEST_LIMIT = 1 << GUEST_BITS          # guest addresses are [0, GUEST_LIMIT)
+GUARD_SIZE = 1 << 20                   # never mapped; out-of-range accesses land here
+GUARD_OFFSET = GUEST_LIMIT
+RESERVE_SIZE = GUEST_LIMIT + GUARD_SIZE
+
+I8 = ir.IntType(8)
+I64 = ir.IntType(64)
+
+
+def host_pointer(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value) -> ir.Value:
+    """Map a guest address (i64) to a host pointer inside the guest region."""
+    inside = b.icmp_unsigned("<", addr, ir.Constant(I64, GUEST_LIMIT))
+    off = b.select(inside, addr, ir.Constant(I64, GUARD_OFFSET))
+    return b.gep(membase, [off], inbounds=True, source_etype=I8)
+
+
+def load(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, ty: ir.Type) -> ir.Value:
+    ptr = host_pointer(b, membase, addr)
+    v = b.load(ptr, typ=ty)
+    v.align = 1
+    return v
+
+
+def store(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, value: ir.Value) -> None:
+    ptr = host_pointer(b, membase, addr)
+    s = b.store(value, ptr)
+    s.align = 1

@@ -1,0 +1,125 @@
+"""The guest CPU state layout, defined once.
+
+Generated code addresses the state by byte offset; the Python runtime reads
+and writes the very same bytes through a ctypes structure.  Both views are
+derived from ``FIELDS`` below, so adding a register means adding one line.
+"""
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+GPR_NAMES = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+             "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
+FLAG_NAMES = ("cf", "pf", "af", "zf", "sf", "of", "df")
+XMM_COUNT = 16
+
+# Why the translated code stopped and handed control back to the runtime.
+EXIT_NONE = 0        # keep running (the native dispatcher never returns this)
+EXIT_MISS = 1        # no translation for state.rip
+EXIT_SYSCALL = 2     # `syscall` executed; rip already points after it
+EXIT_INTRINSIC = 3   # an intrinsic implemented in Python; exit_info = its id
+EXIT_FAULT = 4       # guest fault; exit_info = fault kind, rip = faulting insn
+EXIT_HOST_SIGNAL = 5  # a host SIGSEGV/SIGBUS hit guest memory (fault_addr set)
+EXIT_HLT = 6
+
+# exit_info values for EXIT_FAULT
+FAULT_DE = 1    # divide error -> SIGFPE
+FAULT_UD = 2    # invalid opcode / untranslatable -> SIGILL
+FAULT_GP = 3    # general protection (privileged insn in user mode) -> SIGSEGV
+FAULT_BP = 4    # int3 -> SIGTRAP
+FAULT_PF = 5    # page fault -> SIGSEGV
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    size: int      # bytes
+    align: int
+    offset: int = -1
+
+
+def _layout(specs: list[tuple[str, int, int]]) -> tuple[dict[str, Field], int]:
+    fields: dict[str, Field] = {}
+    off = 0
+    for name, size, align in specs:
+        off = (off + align - 1) & -align
+        fields[name] = Field(name, size, align, off)
+        off += size
+    return fields, (off + 63) & -64
+
+
+_SPECS: list[tuple[str, int, int]] = (
+    [(n, 8, 8) for n in GPR_NAMES]
+    + [("rip", 8, 8)]
+    + [(f, 1, 1) for f in FLAG_NAMES]
+    + [("fs_base", 8, 8), ("gs_base", 8, 8),
+       ("exit_reason", 4, 4), ("mxcsr", 4, 4),
+       ("exit_info", 8, 8), ("fault_addr", 8, 8),
+       # x87 control word (only rounding/precision are modelled for now)
+       ("fpu_cw", 2, 2)]
+    + [(f"xmm{i}", 16, 16) for i in range(XMM_COUNT)]
+)
+
+FIELDS, STATE_SIZE = _layout(_SPECS)
+
+
+def offset(name: str) -> int:
+    return FIELDS[name].offset
+
+
+def _ctype(f: Field):
+    return {1: ctypes.c_uint8, 2: ctypes.c_uint16, 4: ctypes.c_uint32,
+            8: ctypes.c_uint64, 16: ctypes.c_uint8 * 16}[f.size]
+
+
+def _make_struct() -> type:
+    cfields = []
+    pos = 0
+    for i, f in enumerate(sorted(FIELDS.values(), key=lambda f: f.offset)):
+        if f.offset > pos:
+            cfields.append((f"_pad{i}", ctypes.c_uint8 * (f.offset - pos)))
+        cfields.append((f.name, _ctype(f)))
+        pos = f.offset + f.size
+    if STATE_SIZE > pos:
+        cfields.append(("_tail", ctypes.c_uint8 * (STATE_SIZE - pos)))
+    return type("CpuState", (ctypes.Structure,), {"_fields_": cfields})
+
+
+CpuState = _make_struct()
+assert ctypes.sizeof(CpuState) == STATE_SIZE
+
+
+def new_state() -> "CpuState":
+    """A zeroed state, 64-byte aligned (SSE stores to xmm fields need 16)."""
+    raw = ctypes.create_string_buffer(STATE_SIZE + 64)
+    addr = (ctypes.addressof(raw) + 63) & -64
+    st = CpuState.from_address(addr)
+    st._keepalive = raw  # type: ignore[attr-defined]
+    st.mxcsr = 0x1F80
+    st.fpu_cw = 0x037F
+    return st
+
+
+def get_xmm(st: "CpuState", i: int) -> int:
+    return int.from_bytes(bytes(getattr(st, f"xmm{i}")), "little")
+
+
+def set_xmm(st: "CpuState", i: int, value: int) -> None:
+    getattr(st, f"xmm{i}")[:] = list((value & ((1 << 128) - 1)).to_bytes(16, "little"))
+
+
+def rflags(st: "CpuState") -> int:
+    """Compose the architectural RFLAGS value from the separate flag bytes."""
+    v = 0x2 | 0x200  # reserved bit 1, IF (user mode always sees IF=1)
+    for bit, name in ((0, "cf"), (2, "pf"), (4, "af"), (6, "zf"), (7, "sf"),
+                      (10, "df"), (11, "of")):
+        if getattr(st, name):
+            v |= 1 << bit
+    return v
+
+
+def set_rflags(st: "CpuState", value: int) -> None:
+    for bit, name in ((0, "cf"), (2, "pf"), (4, "af"), (6, "zf"), (7, "sf"),
+                      (10, "df"), (11, "of")):
+        setattr(st, name, (value >> bit) & 1)

@@ -1,0 +1,105 @@
+"""Runtime support code, generated as LLVM IR: the native dispatcher loop and
+the host fault handler.
+
+``bt_run`` looks the guest rip up in a direct-mapped table of
+(pc, function) pairs and calls translated units until one sets an exit
+reason or misses, so hot code never returns to Python.  ``bt_signal`` is
+installed for SIGSEGV/SIGBUS: a fault raised while translated code runs
+jumps back into ``bt_run`` (sigsetjmp/siglongjmp), which reports
+EXIT_HOST_SIGNAL with the faulting address; a fault anywhere else restores
+the default action so bttool's own bugs still crash loudly.
+"""
+from __future__ import annotations
+
+from bttool.ir import state
+
+TABLE_BITS = 16
+TABLE_ENTRIES = 1 << TABLE_BITS
+TABLE_ENTRY_SIZE = 16
+HASH_MULTIPLIER = 0x9E3779B97F4A7C15
+
+
+def table_index(pc: int) -> int:
+    """Same hash as bt_run uses (Fibonacci hashing)."""
+    return ((pc * HASH_MULTIPLIER) & 0xFFFFFFFFFFFFFFFF) >> (64 - TABLE_BITS)
+
+
+def support_ir() -> str:
+    off = state.offset
+    return f"""
+@bt_jmpbuf = internal global [64 x i64] zeroinitializer, align 16
+@bt_in_guest = global i32 0
+@bt_fault_addr = global i64 0
+@bt_fault_sig = global i32 0
+
+declare i32 @__sigsetjmp(ptr, i32) returns_twice
+declare void @siglongjmp(ptr, i32) noreturn
+declare ptr @signal(i32, ptr)
+
+define i32 @bt_run(ptr %state, ptr %mem, ptr %table) {{
+entry:
+  %j = call i32 @__sigsetjmp(ptr @bt_jmpbuf, i32 1) returns_twice
+  %faulted = icmp ne i32 %j, 0
+  br i1 %faulted, label %fault, label %start
+start:
+  store volatile i32 1, ptr @bt_in_guest
+  br label %loop
+loop:
+  %pcp = getelementptr inbounds i8, ptr %state, i64 {off('rip')}
+  %pc = load i64, ptr %pcp
+  %h = mul i64 %pc, {HASH_MULTIPLIER - (1 << 64)}
+  %idx = lshr i64 %h, {64 - TABLE_BITS}
+  %eoff = shl i64 %idx, 4
+  %e = getelementptr inbounds i8, ptr %table, i64 %eoff
+  %epc = load i64, ptr %e
+  %hit = icmp eq i64 %epc, %pc
+  br i1 %hit, label %call, label %miss
+call:
+  %fp = getelementptr inbounds i8, ptr %e, i64 8
+  %fn = load ptr, ptr %fp
+  call void %fn(ptr %state, ptr %mem)
+  %rp = getelementptr inbounds i8, ptr %state, i64 {off('exit_reason')}
+  %r = load i32, ptr %rp
+  %cont = icmp eq i32 %r, 0
+  br i1 %cont, label %loop, label %out
+miss:
+  %mp = getelementptr inbounds i8, ptr %state, i64 {off('exit_reason')}
+  store i32 {state.EXIT_MISS}, ptr %mp
+  br label %out
+out:
+  store volatile i32 0, ptr @bt_in_guest
+  %op = getelementptr inbounds i8, ptr %state, i64 {off('exit_reason')}
+  %or = load i32, ptr %op
+  ret i32 %or
+fault:
+  store volatile i32 0, ptr @bt_in_guest
+  %fa = load volatile i64, ptr @bt_fault_addr
+  %fap = getelementptr inbounds i8, ptr %state, i64 {off('fault_addr')}
+  store i64 %fa, ptr %fap
+  %fs = load volatile i32, ptr @bt_fault_sig
+  %fs64 = zext i32 %fs to i64
+  %fip = getelementptr inbounds i8, ptr %state, i64 {off('exit_info')}
+  store i64 %fs64, ptr %fip
+  %frp = getelementptr inbounds i8, ptr %state, i64 {off('exit_reason')}
+  store i32 {state.EXIT_HOST_SIGNAL}, ptr %frp
+  ret i32 {state.EXIT_HOST_SIGNAL}
+}}
+
+define void @bt_signal(i32 %sig, ptr %info, ptr %uc) {{
+entry:
+  %ig = load volatile i32, ptr @bt_in_guest
+  %inside = icmp ne i32 %ig, 0
+  br i1 %inside, label %guest, label %host
+host:
+  %old = call ptr @signal(i32 %sig, ptr null)
+  ret void
+guest:
+  %ap = getelementptr inbounds i8, ptr %info, i64 16
+  %a = load i64, ptr %ap
+  store volatile i64 %a, ptr @bt_fault_addr
+  store volatile i32 %sig, ptr @bt_fault_sig
+  store volatile i32 0, ptr @bt_in_guest
+  call void @siglongjmp(ptr @bt_jmpbuf, i32 1)
+  unreachable
+}}
+"""

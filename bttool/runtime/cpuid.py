@@ -1,0 +1,76 @@
+"""The virtual CPU model that `cpuid` (and AT_HWCAP, xgetbv) report.
+
+A fixed, documented model so a guest behaves the same on every host:
+
+* vendor GenuineIntel, family 6 model 0x1A (a Nehalem-class part), which is
+  exactly x86-64-v2: SSE, SSE2, SSE3, SSSE3, SSE4.1, SSE4.2, POPCNT, CX16,
+  LAHF/SAHF in 64-bit mode; no XSAVE/OSXSAVE, so no AVX, and leaf 7 reports
+  no BMI/AVX2/ERMS (glibc picks its SSE2/SSE4 routines);
+* deterministic cache parameters (leaf 4): L1d 32 KiB, L1i 32 KiB,
+  L2 1 MiB, L3 8 MiB, 64-byte lines; one core, one thread;
+* brand string "bttool virtual x86-64-v2 CPU".
+
+``LEVEL`` selects the baseline x86-64 (SSE2 only) subset instead, for
+debugging a guest against the smaller instruction set.
+"""
+from __future__ import annotations
+
+LEVEL = "x86-64"  # raised to x86-64-v2 once SSSE3/SSE4 semantics are complete
+
+_EDX1 = sum(1 << b for b in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 19, 23, 24, 25, 26))
+_ECX1_V2 = sum(1 << b for b in (0, 9, 13, 19, 20, 23))   # SSE3 SSSE3 CX16 SSE4.1 SSE4.2 POPCNT
+_SIGNATURE = 0x000106A5                                  # family 6, model 0x1A, stepping 5
+_BRAND = b"bttool virtual x86-64-v2 CPU".ljust(48, b"\0")
+_VENDOR = b"GenuineIntel"
+
+
+def _le(b: bytes) -> int:
+    return int.from_bytes(b, "little")
+
+
+def _cache_leaf4(sub: int) -> tuple[int, int, int, int]:
+    # (type, level, ways, sets, shared-by-threads)
+    caches = [(1, 1, 8, 64), (2, 1, 8, 64), (3, 2, 16, 1024), (3, 3, 16, 8192)]
+    if sub >= len(caches):
+        return 0, 0, 0, 0
+    ctype, level, ways, sets = caches[sub]
+    eax = ctype | (level << 5) | (1 << 8)
+    ebx = ((ways - 1) << 22) | (63)
+    return eax, ebx, sets - 1, 0
+
+
+def hwcap() -> int:
+    """AT_HWCAP on x86-64 is CPUID.1:EDX."""
+    return _EDX1
+
+
+def cpuid(leaf: int, sub: int) -> tuple[int, int, int, int]:
+    leaf &= 0xFFFFFFFF
+    ecx1 = _ECX1_V2 if LEVEL == "x86-64-v2" else 0
+    if leaf == 0:
+        return 7, _le(_VENDOR[0:4]), _le(_VENDOR[8:12]), _le(_VENDOR[4:8])
+    if leaf == 1:
+        return _SIGNATURE, (8 << 8) | (1 << 16), ecx1, _EDX1
+    if leaf == 2:
+        return 0x00FEFF01, 0, 0, 0
+    if leaf == 4:
+        return _cache_leaf4(sub)
+    if leaf in (3, 5, 6, 7):
+        return 0, 0, 0, 0
+    if leaf == 0x80000000:
+        return 0x80000008, 0, 0, 0
+    if leaf == 0x80000001:
+        return 0, 0, 1, (1 << 11) | (1 << 20) | (1 << 29)   # LAHF; SYSCALL, NX, LM
+    if 0x80000002 <= leaf <= 0x80000004:
+        chunk = _BRAND[(leaf - 0x80000002) * 16:][:16]
+        return tuple(_le(chunk[i:i + 4]) for i in range(0, 16, 4))  # type: ignore[return-value]
+    if leaf == 0x80000006:
+        return 0, 0, (1024 << 16) | (0x6 << 12) | 64, 0
+    if leaf == 0x80000008:
+        return 0x3028, 0, 0, 0
+    return 0, 0, 0, 0
+
+
+def xcr0() -> int:
+    """XCR0: x87 and SSE state only (no AVX state enabled)."""
+    return 0x3

@@ -1,0 +1,107 @@
+"""Executing translated code: the lookup table, translation on a miss, and
+the loop around the native dispatcher (ir/support.py).
+
+Python runs only when the native loop returns: an untranslated target, a
+system call or runtime intrinsic, a fault, or exit.  The guest personality
+(linux-user now, a system VM later) handles those exits.
+"""
+from __future__ import annotations
+
+import ctypes
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from bttool.ir import codegen, state as st
+from bttool.ir.support import TABLE_ENTRIES, table_index
+from bttool.runtime.engine import Engine
+from bttool.translator.blocks import UnmappedCode
+from bttool.translator.lifter import LiftOptions
+from bttool.translator.translate import Translation, translate_region
+
+_EMPTY = 0xFFFFFFFFFFFFFFFF  # never a guest pc (outside the guest window)
+
+
+@dataclass
+class Stats:
+    regions_translated: int = 0
+    regions_from_cache: int = 0
+    guest_instructions_translated: int = 0
+    translate_seconds: float = 0.0
+    cache_load_seconds: float = 0.0
+    exits_to_python: int = 0
+    syscalls: int = 0
+    untranslatable: list[tuple[int, str]] = field(default_factory=list)
+
+
+class TranslationCache(Protocol):
+    def lookup(self, entry: int, read) -> Translation | None: ...
+    def store(self, t: Translation, read) -> None: ...
+
+
+class Executor:
+    """Runs guest code from ``state.rip`` until the personality says stop."""
+
+    def __init__(self, state, memory, options: LiftOptions, cache: TranslationCache | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.state = state
+        self.memory = memory
+        self.options = options
+        self.cache = cache
+        self.log = log or (lambda msg: None)
+        self.stats = Stats()
+        self.engine = Engine()
+        self.target = codegen.host_target()
+        self.table = (ctypes.c_uint64 * (2 * TABLE_ENTRIES))(*([_EMPTY, 0] * TABLE_ENTRIES))
+        self.known: dict[int, int] = {}
+
+    def install(self, pc: int, addr: int) -> None:
+        self.known[pc] = addr
+        i = table_index(pc)
+        self.table[2 * i] = pc
+        self.table[2 * i + 1] = addr
+
+    def _load(self, t: Translation) -> None:
+        self.engine.load_object(t.object_code)
+        for pc, sym in t.entries.items():
+            if pc not in self.known:
+                self.install(pc, self.engine.address(sym))
+
+    def ensure(self, pc: int) -> None:
+        """Make ``pc`` runnable: reinstall, load from cache, or translate.
+        Raises UnmappedCode when pc is not in executable guest memory."""
+        addr = self.known.get(pc)
+        if addr is not None:
+            self.install(pc, addr)
+            return
+        read = self.memory.read_code
+        if not read(pc, 1):
+            raise UnmappedCode(pc)
+        if self.cache is not None:
+            t0 = time.perf_counter()
+            t = self.cache.lookup(pc, read)
+            if t is not None:
+                self._load(t)
+                self.stats.regions_from_cache += 1
+                self.stats.cache_load_seconds += time.perf_counter() - t0
+                return
+        t = translate_region(pc, read, self.options, self.target, known=self.known.__contains__)
+        self.stats.regions_translated += 1
+        self.stats.guest_instructions_translated += t.insn_count
+        self.stats.translate_seconds += t.seconds
+        self.stats.untranslatable.extend(t.untranslatable)
+        for upc, text in t.untranslatable:
+            self.log(f"cannot translate {upc:#x}: {text}")
+        self.log(f"translated region {pc:#x}: {len(t.entries)} blocks, {t.insn_count} insns, "
+                 f"{t.seconds * 1000:.1f} ms")
+        self._load(t)
+        if self.cache is not None:
+            self.cache.store(t, read)
+
+    def run_once(self) -> int:
+        """Run native code until an exit; returns the exit reason."""
+        s = self.state
+        r = self.engine.run_fn(ctypes.addressof(s), self.memory.base, ctypes.addressof(self.table))
+        s.exit_reason = st.EXIT_NONE
+        self.stats.exits_to_python += 1
+        return r

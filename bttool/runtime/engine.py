@@ -1,0 +1,58 @@
+"""Loading translated code: an MCJIT engine fed with object files.
+
+Objects come from ir/codegen.py directly or from the persistent cache; this
+module only loads them and resolves their symbols.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+import llvmlite.binding as llvm
+
+from bttool.ir import codegen, support
+
+# 128-bit division helpers LLVM may call for 64-bit div/idiv.
+_LIBGCC_SYMBOLS = ("__udivti3", "__umodti3", "__divti3", "__modti3")
+
+
+def _register_runtime_symbols() -> None:
+    name = ctypes.util.find_library("gcc_s") or "libgcc_s.so.1"
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError:
+        return
+    for sym in _LIBGCC_SYMBOLS:
+        try:
+            addr = ctypes.cast(getattr(lib, sym), ctypes.c_void_p).value
+        except AttributeError:
+            continue
+        llvm.add_symbol(sym, addr)
+
+
+class Engine:
+    """One MCJIT instance holding all translated code of a run."""
+
+    def __init__(self) -> None:
+        codegen.init_llvm()
+        _register_runtime_symbols()
+        tm = codegen.target_machine(codegen.host_target())
+        self._ee = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
+        self._objects: list[llvm.ObjectFileRef] = []
+        obj, _ = codegen.compile_module(support.support_ir(), codegen.host_target())
+        self.load_object(obj)
+        self.run_fn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p,
+                                       ctypes.c_void_p)(self.address("bt_run"))
+        self.signal_handler = self.address("bt_signal")
+
+    def load_object(self, data: bytes) -> None:
+        obj = llvm.ObjectFileRef.from_data(data)
+        self._objects.append(obj)
+        self._ee.add_object_file(obj)
+        self._ee.finalize_object()
+
+    def address(self, symbol: str) -> int:
+        addr = self._ee.get_function_address(symbol)
+        if not addr:
+            raise KeyError(symbol)
+        return addr

@@ -1,0 +1,186 @@
+"""The linux-user personality: one guest process running under translation.
+
+It owns the guest memory and CPU state, starts the image, and serves every
+exit of translated code: system calls, runtime intrinsics (cpuid, xgetbv,
+int3 ...), and guest faults, which become the signal Linux would deliver.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import sys
+from dataclasses import dataclass
+
+from bttool.ir import intrinsics, state as st
+from bttool.runtime import cpuid
+from bttool.runtime.dispatcher import Executor, TranslationCache
+from bttool.runtime.memory import GuestMemory
+from bttool.runtime.process import build_stack, map_image
+from bttool.runtime.syscalls import GuestExit, Syscalls
+from bttool.translator.blocks import UnmappedCode
+from bttool.translator.decoder import Decoder
+from bttool.translator.lifter import LiftOptions
+from bttool.translator.loader import GuestImage
+
+# Signals whose default action is to ignore them.
+_DEFAULT_IGNORE = {signal.SIGCHLD, signal.SIGURG, signal.SIGWINCH, signal.SIGCONT}
+_FAULT_SIGNAL = {st.FAULT_DE: signal.SIGFPE, st.FAULT_UD: signal.SIGILL,
+                 st.FAULT_GP: signal.SIGSEGV, st.FAULT_BP: signal.SIGTRAP,
+                 st.FAULT_PF: signal.SIGSEGV}
+
+
+@dataclass
+class GuestDeath(Exception):
+    """The guest was terminated by a signal (no handler installed)."""
+    sig: int
+    note: str = ""
+
+
+class LinuxProcess:
+    def __init__(self, image: GuestImage, argv: list[bytes], envp: list[bytes],
+                 cache: TranslationCache | None = None, verbose: bool = False) -> None:
+        self.image = image
+        self.exe_path = image.path
+        self.verbose = verbose
+        self.memory = GuestMemory()
+        self.state = st.new_state()
+        self.sigactions: dict[int, bytes] = {}
+        self.sigmask = 0
+        self.pending: set[int] = set()
+        self.clear_child_tid = 0
+        self.robust_list = (0, 0)
+        self.executor = Executor(self.state, self.memory, LiftOptions(64, True), cache, self.log)
+        self.syscalls = Syscalls(self)
+        base, image_end = map_image(self.memory, image)
+        self.memory.brk_start = self.memory.brk_cur = image_end
+        rsp = build_stack(self.memory, image, base, argv, envp,
+                          os.fsencode(image.path), os.urandom(16))
+        self.state.rsp = rsp
+        self.state.rip = base + image.entry
+        self.load_base = base
+
+    def log(self, msg: str) -> None:
+        if self.verbose:
+            print(f"bttool: {msg}", file=sys.stderr, flush=True)
+
+    def code_changed(self, addr: int, length: int) -> None:
+        """Guest code in [addr, addr+length) went away or changed."""
+        # Translations are looked up by pc; a region unmapped and later
+        # remapped with other code must not run stale code.
+        for pc in [pc for pc in self.executor.known if addr <= pc < addr + length]:
+            del self.executor.known[pc]
+        self.executor.table[:] = [0xFFFFFFFFFFFFFFFF, 0] * (len(self.executor.table) // 2)
+        for pc, a in self.executor.known.items():
+            self.executor.install(pc, a)
+
+    # -- main loop -------------------------------------------------------------
+    def run(self) -> int:
+        """Run to completion; returns the exit status or raises GuestDeath."""
+        ex = self.executor
+        s = self.state
+        while True:
+            reason = ex.run_once()
+            try:
+                if reason == st.EXIT_MISS:
+                    ex.ensure(s.rip)
+                elif reason == st.EXIT_SYSCALL:
+                    self._syscall()
+                elif reason == st.EXIT_INTRINSIC:
+                    self._intrinsic(int(s.exit_info))
+                elif reason == st.EXIT_FAULT:
+                    self._fault(int(s.exit_info))
+                elif reason == st.EXIT_HOST_SIGNAL:
+                    self._host_signal()
+                else:
+                    raise RuntimeError(f"unexpected exit reason {reason}")
+            except GuestExit as e:
+                return e.status
+            except UnmappedCode as e:
+                self._deliver(signal.SIGSEGV, f"instruction fetch from unmapped address {e.args[0]:#x}")
+
+    def _syscall(self) -> None:
+        s = self.state
+        self.executor.stats.syscalls += 1
+        nr = s.rax
+        args = [s.rdi, s.rsi, s.rdx, s.r10, s.r8, s.r9]
+        r = self.syscalls.dispatch(nr, args)
+        s.rax = r & 0xFFFFFFFFFFFFFFFF
+        s.rcx = s.rip           # the syscall instruction's architectural side effects
+        s.r11 = st.rflags(s)
+
+    def _intrinsic(self, ident: int) -> None:
+        s = self.state
+        entry = intrinsics.BY_ID[ident]
+        insn = Decoder(64).decode_one(self.memory.read_code(s.rip, 15), s.rip)
+        if entry.name == "cpuid":
+            a, b, c, d = cpuid.cpuid(s.rax & 0xFFFFFFFF, s.rcx & 0xFFFFFFFF)
+            s.rax, s.rbx, s.rcx, s.rdx = a, b, c, d
+        elif entry.name == "xgetbv":
+            if s.rcx & 0xFFFFFFFF != 0:
+                self._deliver(signal.SIGSEGV, "xgetbv with an invalid XCR index")
+            v = cpuid.xcr0()
+            s.rax, s.rdx = v & 0xFFFFFFFF, v >> 32
+        elif entry.name == "int3":
+            s.rip += insn.size
+            self._deliver(signal.SIGTRAP, "int3 breakpoint")
+        else:
+            # int n and sensitive instructions with no user-mode meaning here
+            self._deliver(signal.SIGSEGV, f"{insn.mnemonic} at {s.rip:#x} (general protection)")
+        s.rip += insn.size
+
+    def _fault(self, kind: int) -> None:
+        s = self.state
+        sig = _FAULT_SIGNAL[kind]
+        code = self.memory.read_code(s.rip, 15)
+        insn = Decoder(64).decode_one(code, s.rip) if code else None
+        text = f"{insn.mnemonic} {insn.op_str}".strip() if insn else "(undecodable)"
+        raw = (code[:insn.size] if insn else code[:8]).hex(" ")
+        what = {st.FAULT_DE: "divide error", st.FAULT_UD: "invalid or untranslatable instruction",
+                st.FAULT_GP: "general protection fault (privileged instruction)",
+                st.FAULT_BP: "breakpoint", st.FAULT_PF: "page fault"}[kind]
+        self._deliver(sig, f"{what} at {s.rip:#x}: {raw}: {text}")
+
+    def _host_signal(self) -> None:
+        s = self.state
+        host_addr = s.fault_addr
+        sig = int(s.exit_info)
+        base = self.memory.base
+        from bttool.ir.memory import RESERVE_SIZE
+        if not base <= host_addr < base + RESERVE_SIZE:
+            raise RuntimeError(f"host fault at {host_addr:#x} outside the guest region "
+                               f"(block {s.rip:#x}): sandbox violation")
+        guest_addr = host_addr - base
+        self._deliver(sig, f"segmentation fault: access to {guest_addr:#x} "
+                           f"in the block at {s.rip:#x}")
+
+    def _deliver(self, sig: int, note: str) -> None:
+        """A synchronous guest signal.  Handlers are recorded but delivery
+        into a guest handler is not implemented yet: the guest dies as it
+        would with the default action."""
+        act = self.sigactions.get(sig)
+        handler = struct.unpack_from("<Q", act)[0] if act else 0
+        if handler not in (0, 1):
+            note += " (guest handler installed; delivery to handlers is not supported yet)"
+        raise GuestDeath(sig, note)
+
+    def raise_signal(self, sig: int) -> int:
+        """kill/tgkill aimed at the guest itself."""
+        if sig == 0:
+            return 0
+        act = self.sigactions.get(sig)
+        handler = struct.unpack_from("<Q", act)[0] if act else 0
+        if handler == 1 or (handler == 0 and sig in _DEFAULT_IGNORE):
+            return 0
+        if self.sigmask & (1 << (sig - 1)) and sig not in (signal.SIGKILL, signal.SIGSTOP):
+            self.pending.add(sig)  # delivered when unblocked (see check_pending)
+            return 0
+        self._deliver(sig, "")
+        return 0
+
+    def check_pending(self) -> None:
+        """Deliver a pending signal that the mask no longer blocks."""
+        for sig in sorted(self.pending):
+            if not self.sigmask & (1 << (sig - 1)):
+                self.pending.discard(sig)
+                self._deliver(sig, "")

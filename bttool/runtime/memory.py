@@ -1,0 +1,270 @@
+"""The guest address space: one reserved host region and what is mapped in it.
+
+The whole guest window [0, GUEST_LIMIT) plus a guard range is reserved once
+(PROT_NONE, no swap reservation).  Guest mappings are host mappings placed at
+``base + guest_address`` with MAP_FIXED inside that reservation; unmapping
+puts PROT_NONE back, so the reservation is never given up and generated code
+(which masks addresses into the window, see ir/memory.py) cannot reach
+anything else.  Pointers a system call receives are translated here, with
+their length checked against the window; the host kernel then reports EFAULT
+for unmapped guest pages exactly as Linux would for the guest.
+"""
+from __future__ import annotations
+
+import bisect
+import ctypes
+import errno
+import mmap as _mmap
+import os
+from dataclasses import dataclass
+
+from bttool.ir.memory import GUEST_LIMIT, RESERVE_SIZE
+
+PAGE = 4096
+PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
+MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
+MAP_NORESERVE, MAP_FIXED_NOREPLACE = 0x4000, 0x100000
+MAP_GROWSDOWN, MAP_STACK = 0x0100, 0x20000
+
+# Guest layout (all inside the window).
+MMAP_TOP = 0x7F_0000_0000           # mmap allocations grow down from here
+STACK_TOP = 0xFF_FFFF_0000
+STACK_SIZE = 8 << 20
+PIE_BASE = 0x5_5555_4000            # where a static-PIE image is placed
+MIN_MMAP_ADDR = 0x10000
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int, ctypes.c_long]
+_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+class GuestMemoryError(OSError):
+    """A guest memory operation failed; ``errno`` is what the guest sees."""
+
+
+def page_down(x: int) -> int:
+    return x & ~(PAGE - 1)
+
+
+def page_up(x: int) -> int:
+    return (x + PAGE - 1) & ~(PAGE - 1)
+
+
+@dataclass
+class Mapping:
+    start: int
+    end: int
+    prot: int
+    name: str = ""
+
+
+class GuestMemory:
+    """Guest address space for one guest (see module docstring)."""
+
+    def __init__(self) -> None:
+        base = _libc.mmap(None, RESERVE_SIZE, PROT_NONE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        if base in (None, _MAP_FAILED):
+            raise GuestMemoryError(ctypes.get_errno(), "cannot reserve the guest address space")
+        self.base: int = base
+        self._starts: list[int] = []
+        self._maps: list[Mapping] = []
+        self.brk_start = 0
+        self.brk_cur = 0
+        self.mmap_hint = MMAP_TOP
+
+    # -- bookkeeping -------------------------------------------------------
+    def mappings(self) -> list[Mapping]:
+        return list(self._maps)
+
+    def _remove_range(self, start: int, end: int) -> None:
+        out: list[Mapping] = []
+        for m in self._maps:
+            if m.end <= start or m.start >= end:
+                out.append(m)
+                continue
+            if m.start < start:
+                out.append(Mapping(m.start, start, m.prot, m.name))
+            if m.end > end:
+                out.append(Mapping(end, m.end, m.prot, m.name))
+        self._set(out)
+
+    def _set(self, maps: list[Mapping]) -> None:
+        maps.sort(key=lambda m: m.start)
+        self._maps = maps
+        self._starts = [m.start for m in maps]
+
+    def _add(self, start: int, end: int, prot: int, name: str) -> None:
+        self._remove_range(start, end)
+        self._maps.append(Mapping(start, end, prot, name))
+        self._set(self._maps)
+
+    def find(self, addr: int) -> Mapping | None:
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0 and self._maps[i].start <= addr < self._maps[i].end:
+            return self._maps[i]
+        return None
+
+    def is_free(self, start: int, end: int) -> bool:
+        i = bisect.bisect_left(self._starts, end) - 1
+        return not (i >= 0 and self._maps[i].end > start)
+
+    # -- host operations ----------------------------------------------------
+    def _check_range(self, start: int, length: int) -> None:
+        if start % PAGE or length <= 0 or start < 0 or start + length > GUEST_LIMIT:
+            raise GuestMemoryError(errno.ENOMEM if start + length > GUEST_LIMIT else errno.EINVAL,
+                                   "bad guest range")
+
+    @staticmethod
+    def host_prot(prot: int) -> int:
+        # Guest code is never executed by the host; exec means readable for
+        # the translator.
+        p = prot & (PROT_READ | PROT_WRITE)
+        if prot & PROT_EXEC:
+            p |= PROT_READ
+        return p
+
+    def map(self, start: int, length: int, prot: int, name: str = "",
+            fd: int = -1, offset: int = 0, shared: bool = False) -> int:
+        """Map [start, start+length) (page aligned) in the guest, MAP_FIXED."""
+        length = page_up(length)
+        self._check_range(start, length)
+        flags = MAP_FIXED | (MAP_SHARED if shared else MAP_PRIVATE)
+        if fd < 0:
+            flags |= MAP_ANONYMOUS
+        r = _libc.mmap(self.base + start, length, self.host_prot(prot), flags, fd, offset)
+        if r in (None, _MAP_FAILED):
+            raise GuestMemoryError(ctypes.get_errno(), "mmap failed")
+        self._add(start, start + length, prot, name)
+        return start
+
+    def unmap(self, start: int, length: int) -> None:
+        length = page_up(length)
+        self._check_range(start, length)
+        r = _libc.mmap(self.base + start, length, PROT_NONE,
+                       MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        if r in (None, _MAP_FAILED):
+            raise GuestMemoryError(ctypes.get_errno(), "munmap failed")
+        self._remove_range(start, start + length)
+
+    def protect(self, start: int, length: int, prot: int) -> None:
+        length = page_up(length)
+        self._check_range(start, length)
+        pos = start
+        end = start + length
+        while pos < end:
+            m = self.find(pos)
+            if m is None:
+                raise GuestMemoryError(errno.ENOMEM, "mprotect of unmapped memory")
+            pos = m.end
+        if _libc.mprotect(self.base + start, length, self.host_prot(prot)) != 0:
+            raise GuestMemoryError(ctypes.get_errno(), "mprotect failed")
+        pieces = []
+        for m in self._maps:
+            if m.end > start and m.start < end:
+                pieces.append(Mapping(max(m.start, start), min(m.end, end), prot, m.name))
+        self._remove_range(start, end)
+        self._set(self._maps + pieces)
+
+    def find_free(self, length: int, hint: int = 0) -> int:
+        """A free, page-aligned range of ``length`` bytes (top-down)."""
+        length = page_up(length)
+        if hint and hint >= MIN_MMAP_ADDR and hint + length <= GUEST_LIMIT \
+                and self.is_free(page_down(hint), page_down(hint) + length):
+            return page_down(hint)
+        top = MMAP_TOP
+        for m in reversed(self._maps):
+            if m.start >= top:
+                continue
+            if m.end <= top - length:
+                return top - length
+            top = m.start
+        if top - length >= MIN_MMAP_ADDR:
+            return top - length
+        raise GuestMemoryError(errno.ENOMEM, "guest address space exhausted")
+
+    # -- access from the runtime ------------------------------------------------
+    def host(self, addr: int, length: int = 0) -> int:
+        """Host address of a guest pointer; EFAULT past the window."""
+        if addr < 0 or addr + length > GUEST_LIMIT or addr >= GUEST_LIMIT:
+            raise GuestMemoryError(errno.EFAULT, "pointer outside the guest")
+        return self.base + addr
+
+    def readable(self, addr: int, length: int) -> bool:
+        pos = addr
+        while pos < addr + length:
+            m = self.find(pos)
+            if m is None or not (m.prot & (PROT_READ | PROT_EXEC)):
+                return False
+            pos = m.end
+        return True
+
+    def read(self, addr: int, length: int) -> bytes:
+        if not self.readable(addr, length):
+            raise GuestMemoryError(errno.EFAULT, "read of unmapped guest memory")
+        return ctypes.string_at(self.host(addr, length), length)
+
+    def write(self, addr: int, data: bytes) -> None:
+        pos = addr
+        while pos < addr + len(data):
+            m = self.find(pos)
+            if m is None:
+                raise GuestMemoryError(errno.EFAULT, "write to unmapped guest memory")
+            pos = m.end
+        ctypes.memmove(self.host(addr, len(data)), data, len(data))
+
+    def write_force(self, addr: int, data: bytes) -> None:
+        """Write during image loading, ignoring the guest protection."""
+        host = self.host(addr, len(data))
+        start, end = page_down(addr), page_up(addr + len(data))
+        _libc.mprotect(self.base + start, end - start, PROT_READ | PROT_WRITE)
+        ctypes.memmove(host, data, len(data))
+        pos = start
+        while pos < end:
+            m = self.find(pos)
+            nxt = min(m.end, end) if m else pos + PAGE
+            if m:
+                _libc.mprotect(self.base + pos, nxt - pos, self.host_prot(m.prot))
+            pos = nxt
+
+    def read_code(self, addr: int, length: int) -> bytes:
+        """Up to ``length`` bytes of executable guest memory at ``addr``
+        (short at the end of an executable mapping; empty if none)."""
+        out = b""
+        pos = addr
+        while len(out) < length:
+            m = self.find(pos)
+            if m is None or not (m.prot & PROT_EXEC):
+                break
+            n = min(m.end - pos, length - len(out))
+            out += ctypes.string_at(self.base + pos, n)
+            pos += n
+        return out
+
+    def read_cstring(self, addr: int, limit: int = 1 << 20) -> bytes:
+        out = bytearray()
+        while len(out) < limit:
+            m = self.find(addr + len(out))
+            if m is None:
+                raise GuestMemoryError(errno.EFAULT, "string in unmapped memory")
+            chunk = ctypes.string_at(self.base + addr + len(out), min(m.end - addr - len(out), 4096))
+            i = chunk.find(b"\0")
+            if i >= 0:
+                out += chunk[:i]
+                return bytes(out)
+            out += chunk
+        raise GuestMemoryError(errno.ENAMETOOLONG, "string too long")
+
+    def u64(self, addr: int) -> int:
+        return int.from_bytes(self.read(addr, 8), "little")
+
+    def close(self) -> None:
+        _libc.munmap(self.base, RESERVE_SIZE)
+
+
+def page_size() -> int:
+    return _mmap.PAGESIZE if hasattr(_mmap, "PAGESIZE") else os.sysconf("SC_PAGE_SIZE")

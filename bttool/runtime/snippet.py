@@ -1,0 +1,106 @@
+"""Run a bare instruction sequence under translation (for differential tests
+against the host CPU and for `bttool` debugging).
+
+The code is placed at ``CODE_ADDR`` followed by ``int3``; a read-write data
+area of ``DATA_SIZE`` bytes sits at ``DATA_ADDR``.  Execution starts at the
+first instruction with the given registers, flags, xmm values and data bytes
+and stops at the trailing int3 (or at a fault).
+"""
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass, field
+
+from bttool.ir import intrinsics, state as st
+from bttool.runtime.dispatcher import Executor
+from bttool.runtime.memory import PROT_EXEC, PROT_READ, PROT_WRITE, GuestMemory
+from bttool.translator.blocks import UnmappedCode
+from bttool.translator.lifter import LiftOptions
+
+CODE_ADDR = 0x10000
+DATA_ADDR = 0x200000
+DATA_SIZE = 0x10000
+STACK_ADDR = 0x400000
+STACK_SIZE = 0x10000
+
+
+@dataclass
+class SnippetResult:
+    regs: dict[str, int]
+    rflags: int
+    xmm: list[int]
+    data: bytes
+    mxcsr: int
+    fault: int = 0            # 0, or an st.FAULT_* kind
+    host_signal: int = 0      # SIGSEGV/SIGBUS from a guest memory access
+    untranslatable: list = field(default_factory=list)
+
+
+_executor_cache: dict[str, tuple[GuestMemory, Executor]] = {}
+
+
+def _machine() -> tuple[GuestMemory, Executor]:
+    """One guest memory and engine reused by every snippet of a process."""
+    if "m" not in _executor_cache:
+        mem = GuestMemory()
+        mem.map(CODE_ADDR, 0x10000, PROT_READ | PROT_EXEC)
+        mem.map(DATA_ADDR, DATA_SIZE, PROT_READ | PROT_WRITE)
+        mem.map(STACK_ADDR, STACK_SIZE, PROT_READ | PROT_WRITE)
+        state = st.new_state()
+        ex = Executor(state, mem, LiftOptions(64, True))
+        from bttool.runtime.hostsignals import install_fault_handler
+        install_fault_handler(ex.engine.signal_handler)
+        _executor_cache["m"] = (mem, ex)
+    return _executor_cache["m"]
+
+
+def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0x202,
+                xmm: list[int] | None = None, data: bytes = b"", mxcsr: int = 0x1F80,
+                max_exits: int = 10000) -> SnippetResult:
+    mem, ex = _machine()
+    s = ex.state
+    ctypes.memset(ctypes.addressof(s), 0, ctypes.sizeof(s))
+    for name, value in (regs or {}).items():
+        setattr(s, name, value & 0xFFFFFFFFFFFFFFFF)
+    if "rsp" not in (regs or {}):
+        s.rsp = STACK_ADDR + STACK_SIZE - 256
+    st.set_rflags(s, rflags)
+    s.mxcsr = mxcsr
+    s.fpu_cw = 0x037F
+    for i, v in enumerate(xmm or []):
+        st.set_xmm(s, i, v)
+    mem.write_force(DATA_ADDR, data.ljust(DATA_SIZE, b"\0")[:DATA_SIZE])
+    # Fresh translations for every snippet: the code page is rewritten.
+    ex.known.clear()
+    ex.table[:] = [0xFFFFFFFFFFFFFFFF, 0] * (len(ex.table) // 2)
+    mem.write_force(CODE_ADDR, code + b"\xcc")
+    end = CODE_ADDR + len(code)
+    s.rip = CODE_ADDR
+    int3 = intrinsics.TABLE["int3"].id
+    result_fault = 0
+    host_sig = 0
+    for _ in range(max_exits):
+        reason = ex.run_once()
+        if reason == st.EXIT_MISS:
+            try:
+                ex.ensure(s.rip)
+            except UnmappedCode:
+                result_fault = st.FAULT_PF
+                break
+            continue
+        if reason == st.EXIT_INTRINSIC and s.exit_info == int3 and s.rip == end:
+            break
+        if reason == st.EXIT_FAULT:
+            result_fault = int(s.exit_info)
+            break
+        if reason == st.EXIT_HOST_SIGNAL:
+            host_sig = int(s.exit_info)
+            break
+        raise RuntimeError(f"snippet exit {reason} at {s.rip:#x}")
+    else:
+        raise RuntimeError("snippet did not finish")
+    return SnippetResult(
+        regs={n: getattr(s, n) for n in st.GPR_NAMES + ("rip",)},
+        rflags=st.rflags(s), xmm=[st.get_xmm(s, i) for i in range(16)],
+        data=mem.read(DATA_ADDR, DATA_SIZE), mxcsr=s.mxcsr, fault=result_fault,
+        host_signal=host_sig, untranslatable=list(ex.stats.untranslatable))

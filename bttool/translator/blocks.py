@@ -1,0 +1,114 @@
+"""Discovering guest code: basic blocks and single-entry regions.
+
+A block runs from its start to the first terminal instruction (a control
+transfer or an exit to the runtime), an undecodable byte sequence, or a size
+bound.  A region is the entry block plus blocks reachable from it through
+direct branches, bounded in count; it is compiled as one LLVM module.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from capstone import x86_const as X
+
+from bttool.translator import registry
+from bttool.translator.decoder import MAX_INSN_LEN, Decoder
+
+CodeReader = Callable[[int, int], bytes]   # (address, max_len) -> bytes (may be short)
+
+MAX_BLOCK_INSNS = 200
+_DIRECT = {X.X86_INS_JMP, X.X86_INS_CALL} | {
+    getattr(X, "X86_INS_" + n) for n in (
+        "JA", "JAE", "JB", "JBE", "JE", "JG", "JGE", "JL", "JLE", "JNE", "JNO", "JNP",
+        "JNS", "JO", "JP", "JS", "LOOP", "LOOPE", "LOOPNE", "JRCXZ", "JECXZ")}
+_NO_FALLTHROUGH = {X.X86_INS_JMP, X.X86_INS_RET, X.X86_INS_UD2}
+
+
+@dataclass
+class Block:
+    start: int
+    insns: list = field(default_factory=list)
+    bad_at: int | None = None     # address of an undecodable instruction that ends it
+    successors: list[int] = field(default_factory=list)
+
+    @property
+    def end(self) -> int:
+        if self.bad_at is not None:
+            return self.bad_at + 1
+        return self.insns[-1].address + self.insns[-1].size if self.insns else self.start
+
+    @property
+    def code_size(self) -> int:
+        return self.end - self.start
+
+
+def decode_block(decoder: Decoder, read: CodeReader, pc: int,
+                 max_insns: int = MAX_BLOCK_INSNS) -> Block:
+    """Decode the block at ``pc``.  Raises ``UnmappedCode`` when ``pc`` itself
+    cannot be fetched."""
+    block = Block(pc)
+    cur = pc
+    while len(block.insns) < max_insns:
+        code = read(cur, MAX_INSN_LEN)
+        if not code:
+            if cur == pc:
+                raise UnmappedCode(pc)
+            block.bad_at = cur
+            return block
+        insn = decoder.decode_one(code, cur)
+        if insn is None:
+            block.bad_at = cur
+            return block
+        block.insns.append(insn)
+        cur = insn.address + insn.size
+        if registry.is_terminal(insn.id) or registry.lookup(insn.id) is None:
+            _add_successors(block, insn)
+            return block
+    block.successors.append(cur)
+    return block
+
+
+class UnmappedCode(Exception):
+    """Instruction fetch from an address that is not mapped executable."""
+
+
+def _add_successors(block: Block, insn) -> None:
+    if insn.id in _DIRECT and insn.operands and insn.operands[0].type == X.X86_OP_IMM:
+        block.successors.append(insn.operands[0].imm)
+    if insn.id not in _NO_FALLTHROUGH:
+        block.successors.append(insn.address + insn.size)
+
+
+@dataclass
+class Region:
+    entry: int
+    blocks: dict[int, Block]
+
+    @property
+    def insn_count(self) -> int:
+        return sum(len(b.insns) for b in self.blocks.values())
+
+
+def discover_region(decoder: Decoder, read: CodeReader, entry: int,
+                    max_blocks: int = 24, max_insns: int = 600,
+                    known: Callable[[int], bool] = lambda pc: False) -> Region:
+    """The entry block and blocks it reaches by direct branches (breadth
+    first), skipping blocks that are already translated (``known``)."""
+    blocks: dict[int, Block] = {}
+    todo = [entry]
+    total = 0
+    while todo and len(blocks) < max_blocks and total < max_insns:
+        pc = todo.pop(0)
+        if pc in blocks or (pc != entry and known(pc)):
+            continue
+        try:
+            blk = decode_block(decoder, read, pc)
+        except UnmappedCode:
+            if pc == entry:
+                raise
+            continue
+        blocks[pc] = blk
+        total += len(blk.insns)
+        todo.extend(blk.successors)
+    return Region(entry, blocks)

@@ -1,0 +1,104 @@
+"""Arithmetic flag helpers shared by all instruction families.
+
+Flags are separate i1 values (see ir/emitter.py), so a flag computed here and
+overwritten before anyone reads it is deleted by LLVM.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from bttool.ir.emitter import I1, I8
+from bttool.translator.operands import Insn
+
+
+def _zero(v: ir.Value) -> ir.Constant:
+    return ir.Constant(v.type, 0)
+
+
+def sign(ctx: Insn, v: ir.Value) -> ir.Value:
+    return ctx.b.icmp_signed("<", v, _zero(v))
+
+
+def parity(ctx: Insn, v: ir.Value) -> ir.Value:
+    """PF: set when the low byte has an even number of one bits."""
+    low = ctx.b.trunc(v, I8) if v.type.width > 8 else v
+    cnt = ctx.em.intrinsic("llvm.ctpop.i8", I8, [low])
+    return ctx.b.icmp_unsigned("==", ctx.b.and_(cnt, ir.Constant(I8, 1)), ir.Constant(I8, 0))
+
+
+def set_zsp(ctx: Insn, res: ir.Value) -> None:
+    ctx.set_flag("zf", ctx.b.icmp_unsigned("==", res, _zero(res)))
+    ctx.set_flag("sf", sign(ctx, res))
+    ctx.set_flag("pf", parity(ctx, res))
+
+
+def set_logic(ctx: Insn, res: ir.Value) -> None:
+    """and/or/xor/test: CF=OF=0, AF cleared (undefined), ZF/SF/PF from result."""
+    f = ir.Constant(I1, 0)
+    ctx.set_flag("cf", f)
+    ctx.set_flag("of", f)
+    ctx.set_flag("af", f)
+    set_zsp(ctx, res)
+
+
+def _af(ctx: Insn, a: ir.Value, b: ir.Value, res: ir.Value) -> ir.Value:
+    x = ctx.b.xor(ctx.b.xor(a, b), res)
+    return ctx.b.trunc(ctx.b.lshr(x, ir.Constant(x.type, 4)), I1)
+
+
+def set_add(ctx: Insn, a: ir.Value, b: ir.Value, res: ir.Value,
+            carry_in: ir.Value | None = None) -> None:
+    bb = ctx.b
+    cf = bb.icmp_unsigned("<", res, a)
+    if carry_in is not None:
+        cf = bb.or_(cf, bb.and_(carry_in, bb.icmp_unsigned("==", res, a)))
+    ctx.set_flag("cf", cf)
+    of = bb.and_(bb.xor(a, res), bb.xor(b, res))
+    ctx.set_flag("of", sign(ctx, of))
+    ctx.set_flag("af", _af(ctx, a, b, res))
+    set_zsp(ctx, res)
+
+
+def set_sub(ctx: Insn, a: ir.Value, b: ir.Value, res: ir.Value,
+            borrow_in: ir.Value | None = None) -> None:
+    bb = ctx.b
+    cf = bb.icmp_unsigned("<", a, b)
+    if borrow_in is not None:
+        cf = bb.or_(cf, bb.and_(borrow_in, bb.icmp_unsigned("==", a, b)))
+    ctx.set_flag("cf", cf)
+    of = bb.and_(bb.xor(a, b), bb.xor(a, res))
+    ctx.set_flag("of", sign(ctx, of))
+    ctx.set_flag("af", _af(ctx, a, b, res))
+    set_zsp(ctx, res)
+
+
+def condition(ctx: Insn, cc: str) -> ir.Value:
+    """The i1 value of an x86 condition code suffix (e, ne, l, a, ...)."""
+    b = ctx.b
+    f = ctx.flag
+    neg = False
+    if cc in ("ne", "nz", "ae", "nb", "nc", "nbe", "a", "ns", "no", "np", "po",
+              "ge", "nl", "g", "nle"):
+        neg = True
+        cc = {"ne": "e", "nz": "e", "ae": "b", "nb": "b", "nc": "b", "nbe": "be",
+              "a": "be", "ns": "s", "no": "o", "np": "p", "po": "p",
+              "ge": "l", "nl": "l", "g": "le", "nle": "le"}[cc]
+    if cc in ("e", "z"):
+        v = f("zf")
+    elif cc in ("b", "c", "nae"):
+        v = f("cf")
+    elif cc in ("be", "na"):
+        v = b.or_(f("cf"), f("zf"))
+    elif cc == "s":
+        v = f("sf")
+    elif cc == "o":
+        v = f("of")
+    elif cc in ("p", "pe"):
+        v = f("pf")
+    elif cc in ("l", "nge"):
+        v = b.xor(f("sf"), f("of"))
+    elif cc in ("le", "ng"):
+        v = b.or_(f("zf"), b.xor(f("sf"), f("of")))
+    else:
+        raise ValueError(f"unknown condition {cc}")
+    return b.not_(v) if neg else v

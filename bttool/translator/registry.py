@@ -1,0 +1,56 @@
+"""One registry from capstone instruction ids to semantic functions.
+
+Family modules (translator/semantics/*.py) decorate their functions with
+``@semantic("add", "adc", ...)``; names are capstone mnemonics.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from capstone import x86_const as X
+
+SemanticFn = Callable[..., None]
+_TABLE: dict[int, SemanticFn] = {}
+_TERMINAL: set[int] = set()
+
+
+def semantic(*mnemonics: str, terminal: bool = False) -> Callable[[SemanticFn], SemanticFn]:
+    """Register ``fn`` for the given mnemonics.  ``terminal`` instructions
+    always end a unit (control transfers, exits to the runtime)."""
+    def register(fn: SemanticFn) -> SemanticFn:
+        for m in mnemonics:
+            insn_id = getattr(X, "X86_INS_" + m.upper())
+            if insn_id in _TABLE:
+                raise ValueError(f"{m} registered twice")
+            _TABLE[insn_id] = fn
+            if terminal:
+                _TERMINAL.add(insn_id)
+        return fn
+    return register
+
+
+def is_terminal(insn_id: int) -> bool:
+    if not _TABLE:
+        _load_families()
+    return insn_id in _TERMINAL
+
+
+def lookup(insn_id: int) -> SemanticFn | None:
+    if not _TABLE:
+        _load_families()
+    return _TABLE.get(insn_id)
+
+
+def table() -> dict[int, SemanticFn]:
+    if not _TABLE:
+        _load_families()
+    return _TABLE
+
+
+def _load_families() -> None:
+    import importlib
+    import pkgutil
+
+    from bttool.translator import semantics
+    for info in pkgutil.iter_modules(semantics.__path__):
+        importlib.import_module(f"{semantics.__name__}.{info.name}")

@@ -1,0 +1,79 @@
+"""Control transfer family: jmp jcc call ret loop jrcxz.
+
+Every control transfer ends the unit: it sets rip and leaves.  Direct
+targets are constants, so a later chaining pass can patch them.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from bttool.ir.emitter import I64
+from bttool.translator import flags
+from bttool.translator.operands import Insn
+from bttool.translator.registry import semantic
+
+_JCC = ("ja", "jae", "jb", "jbe", "je", "jg", "jge", "jl", "jle", "jne", "jno", "jnp",
+        "jns", "jo", "jp", "js")
+
+
+def _target(ctx: Insn) -> ir.Value:
+    if ctx.is_imm(0):
+        return ctx.c(64, ctx.ops[0].imm)
+    v = ctx.read(0)
+    return ctx.b.zext(v, I64) if v.type.width < 64 else v
+
+
+@semantic("jmp", terminal=True)
+def jmp(ctx: Insn) -> None:
+    ctx.leave(_target(ctx))
+
+
+def _jcc(cc: str):
+    def fn(ctx: Insn) -> None:
+        cond = flags.condition(ctx, cc)
+        ctx.leave(ctx.select(cond, ctx.c(64, ctx.ops[0].imm), ctx.c(64, ctx.next_pc)))
+    return fn
+
+
+for _name in _JCC:
+    semantic(_name, terminal=True)(_jcc(_name[1:]))
+
+
+@semantic("call", terminal=True)
+def call(ctx: Insn) -> None:
+    target = _target(ctx)  # read before rsp moves (call [rsp+8])
+    ctx.push(ctx.c(64, ctx.next_pc))
+    ctx.leave(target)
+
+
+@semantic("ret", terminal=True)
+def ret(ctx: Insn) -> None:
+    target = ctx.pop(64)
+    if ctx.ops:
+        ctx.set_gpr("rsp", ctx.b.add(ctx.gpr("rsp"), ctx.c(64, ctx.ops[0].imm)))
+    ctx.leave(target)
+
+
+def _count_reg(ctx: Insn) -> tuple[str, int]:
+    return "rcx", 64 if ctx.insn.addr_size == 8 else 32
+
+
+@semantic("loop", "loope", "loopne", terminal=True)
+def loop(ctx: Insn) -> None:
+    b = ctx.b
+    _, bits = _count_reg(ctx)
+    cnt = b.sub(ctx.gpr("rcx", bits), ctx.c(bits, 1))
+    ctx.set_gpr("rcx", cnt)
+    go = ctx.is_true(cnt)
+    if ctx.mnemonic == "loope":
+        go = b.and_(go, ctx.flag("zf"))
+    elif ctx.mnemonic == "loopne":
+        go = b.and_(go, b.not_(ctx.flag("zf")))
+    ctx.leave(ctx.select(go, ctx.c(64, ctx.ops[0].imm), ctx.c(64, ctx.next_pc)))
+
+
+@semantic("jrcxz", "jecxz", terminal=True)
+def jrcxz(ctx: Insn) -> None:
+    bits = 64 if ctx.mnemonic == "jrcxz" else 32
+    z = ctx.b.icmp_unsigned("==", ctx.gpr("rcx", bits), ctx.c(bits, 0))
+    ctx.leave(ctx.select(z, ctx.c(64, ctx.ops[0].imm), ctx.c(64, ctx.next_pc)))

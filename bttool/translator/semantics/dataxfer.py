@@ -1,0 +1,120 @@
+"""Data transfer family: mov movzx movsx lea xchg cmov setcc push pop bswap
+sign extensions, leave, and the no-ops (nop, endbr64, pause, prefetch, fences).
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from bttool.translator import flags
+from bttool.translator.operands import Insn
+from bttool.translator.registry import semantic
+
+_CC = ("a", "ae", "b", "be", "e", "g", "ge", "l", "le", "ne", "no", "np", "ns", "o", "p", "s")
+
+
+@semantic("mov", "movabs")
+def mov(ctx: Insn) -> None:
+    for op in ctx.ops:
+        if ctx.is_reg(ctx.ops.index(op)):
+            name = ctx.insn.reg_name(op.reg)
+            if name.startswith(("cr", "dr")):
+                from bttool.translator.semantics.system import exit_to_runtime
+                exit_to_runtime(ctx, "mov_" + name[:2])
+                return
+    ctx.write(0, ctx.read(1, ctx.bits(0)))
+
+
+@semantic("movzx")
+def movzx(ctx: Insn) -> None:
+    ctx.write(0, ctx.b.zext(ctx.read(1), ir.IntType(ctx.bits(0))))
+
+
+@semantic("movsx", "movsxd")
+def movsx(ctx: Insn) -> None:
+    v = ctx.read(1)
+    w = ctx.bits(0)
+    if v.type.width < w:
+        v = ctx.b.sext(v, ir.IntType(w))
+    ctx.write(0, v)
+
+
+@semantic("lea")
+def lea(ctx: Insn) -> None:
+    addr = ctx.ea(1, segment=False)
+    w = ctx.bits(0)
+    ctx.write(0, ctx.b.trunc(addr, ir.IntType(w)) if w < 64 else addr)
+
+
+@semantic("xchg")
+def xchg(ctx: Insn) -> None:
+    a, b = ctx.read(0), ctx.read(1)
+    ctx.write(0, b)
+    ctx.write(1, a)
+
+
+def _cmov(cc: str):
+    def fn(ctx: Insn) -> None:
+        cond = flags.condition(ctx, cc)
+        ctx.write(0, ctx.b.select(cond, ctx.read(1), ctx.read(0)))
+    return fn
+
+
+def _setcc(cc: str):
+    def fn(ctx: Insn) -> None:
+        ctx.write(0, ctx.b.zext(flags.condition(ctx, cc), ir.IntType(8)))
+    return fn
+
+
+for _cc in _CC:
+    semantic("cmov" + _cc)(_cmov(_cc))
+    semantic("set" + _cc)(_setcc(_cc))
+
+
+@semantic("push")
+def push(ctx: Insn) -> None:
+    bits = ctx.bits(0)
+    v = ctx.read(0, bits) if not ctx.is_imm(0) else ctx.c(bits, ctx.ops[0].imm)
+    ctx.push(v)
+
+
+@semantic("pop")
+def pop(ctx: Insn) -> None:
+    v = ctx.pop(ctx.bits(0))
+    ctx.write(0, v)
+
+
+@semantic("leave")
+def leave(ctx: Insn) -> None:
+    ctx.set_gpr("rsp", ctx.gpr("rbp"))
+    ctx.set_gpr("rbp", ctx.pop(64))
+
+
+@semantic("bswap")
+def bswap(ctx: Insn) -> None:
+    v = ctx.read(0)
+    ctx.write(0, ctx.em.intrinsic(f"llvm.bswap.i{v.type.width}", v.type, [v]))
+
+
+@semantic("cbw", "cwde", "cdqe")
+def sign_extend_acc(ctx: Insn) -> None:
+    w = {"cbw": 16, "cwde": 32, "cdqe": 64}[ctx.mnemonic]
+    ctx.set_gpr("rax", ctx.b.sext(ctx.gpr("rax", w // 2), ir.IntType(w)))
+
+
+@semantic("cwd", "cdq", "cqo")
+def sign_spread(ctx: Insn) -> None:
+    w = {"cwd": 16, "cdq": 32, "cqo": 64}[ctx.mnemonic]
+    a = ctx.gpr("rax", w)
+    ctx.set_gpr("rdx", ctx.b.ashr(a, ir.Constant(a.type, w - 1)))
+
+
+@semantic("nop", "endbr64", "endbr32", "pause", "prefetch", "prefetcht0", "prefetcht1",
+          "prefetcht2", "prefetchnta", "prefetchw", "lfence", "mfence", "sfence")
+def nop(ctx: Insn) -> None:
+    pass
+
+
+@semantic("movbe")
+def movbe(ctx: Insn) -> None:
+    v = ctx.read(1)
+    ctx.write(0, ctx.em.intrinsic(f"llvm.bswap.i{v.type.width}", v.type, [v]))

@@ -1,0 +1,114 @@
+"""String family: movs stos lods cmps scas with rep/repe/repne and DF.
+
+Each is an IR loop over rcx (when repeated); the direction flag picks the
+step sign.  ``movsd``/``cmpsd`` share capstone ids with the SSE scalar double
+instructions, so they dispatch on their operands.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from bttool.ir.emitter import I64
+from bttool.translator import flags
+from bttool.translator.decoder import reg_table
+from bttool.translator.operands import Insn
+from bttool.translator.registry import semantic
+
+_SIZE = {"b": 1, "w": 2, "d": 4, "q": 8}
+
+
+def _has_xmm(ctx: Insn) -> bool:
+    regs = reg_table()
+    return any(ctx.is_reg(i) and regs.get(op.reg) is not None and regs[op.reg].field.startswith("xmm")
+               for i, op in enumerate(ctx.ops))
+
+
+def _string_op(ctx: Insn, size: int, kind: str) -> None:
+    b = ctx.b
+    bits = size * 8
+    abits = 64 if ctx.insn.addr_size == 8 else 32
+    repeated = ctx.rep or ctx.repne
+    step = b.select(ctx.flag("df"), ctx.c(64, -size), ctx.c(64, size))
+
+    done = ctx.em.new_block("str.done")
+    body = ctx.em.new_block("str.body")
+    if repeated:
+        b.cbranch(ctx.is_true(ctx.gpr("rcx", abits)), body, done)
+    else:
+        b.branch(body)
+    b.position_at_end(body)
+
+    def addr(reg: str) -> ir.Value:
+        v = ctx.gpr(reg, abits)
+        return v if abits == 64 else b.zext(v, I64)
+
+    def advance(reg: str) -> None:
+        ctx.set_gpr(reg, b.trunc(b.add(addr(reg), step), ir.IntType(abits)) if abits < 64
+                    else b.add(addr(reg), step))
+
+    cmp_result = None
+    if kind == "movs":
+        ctx.store(addr("rdi"), ctx.load(addr("rsi"), bits))
+        advance("rsi")
+        advance("rdi")
+    elif kind == "stos":
+        ctx.store(addr("rdi"), ctx.gpr("rax", bits))
+        advance("rdi")
+    elif kind == "lods":
+        ctx.set_part("rax", bits, ctx.load(addr("rsi"), bits))
+        advance("rsi")
+    elif kind == "cmps":
+        a, c = ctx.load(addr("rsi"), bits), ctx.load(addr("rdi"), bits)
+        flags.set_sub(ctx, a, c, b.sub(a, c))
+        cmp_result = True
+        advance("rsi")
+        advance("rdi")
+    elif kind == "scas":
+        a, c = ctx.gpr("rax", bits), ctx.load(addr("rdi"), bits)
+        flags.set_sub(ctx, a, c, b.sub(a, c))
+        cmp_result = True
+        advance("rdi")
+
+    if repeated:
+        cnt = b.sub(ctx.gpr("rcx", abits), ctx.c(abits, 1))
+        ctx.set_gpr("rcx", cnt)
+        more = ctx.is_true(cnt)
+        if cmp_result:
+            zf = ctx.flag("zf")
+            more = b.and_(more, zf if ctx.rep else b.not_(zf))
+        b.cbranch(more, body, done)
+    else:
+        b.branch(done)
+    b.position_at_end(done)
+
+
+def _make(kind: str):
+    def fn(ctx: Insn) -> None:
+        size = ctx.ops[0].size if ctx.ops else _SIZE[ctx.mnemonic[-1]]
+        _string_op(ctx, size, kind)
+    return fn
+
+
+for _kind in ("movs", "stos", "lods", "cmps", "scas"):
+    for _suffix in "bwq":
+        semantic(_kind + _suffix)(_make(_kind))
+    if _kind not in ("movs", "cmps"):
+        semantic(_kind + "d")(_make(_kind))
+
+
+@semantic("movsd")
+def movsd(ctx: Insn) -> None:
+    if _has_xmm(ctx):
+        from bttool.translator.semantics import sse
+        sse.movsd_xmm(ctx)
+    else:
+        _string_op(ctx, 4, "movs")
+
+
+@semantic("cmpsd")
+def cmpsd(ctx: Insn) -> None:
+    if _has_xmm(ctx):
+        from bttool.translator.semantics import sse
+        sse.cmpsd_xmm(ctx)
+    else:
+        _string_op(ctx, 4, "cmps")
