@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from bttool.ir import memory, state
+from bttool.ir import memory, state, support
 from bttool.ir.state import FIELDS
 
 I1 = ir.IntType(1)
@@ -52,13 +52,18 @@ class FunctionEmitter:
         self.state_ptr.name, self.mem.name = "state", "mem"
         self._entry = self.fn.append_basic_block("entry")
         self._exit = self.fn.append_basic_block("exit")
+        self._exit_chain = self.fn.append_basic_block("exit_chain")
         body = self.fn.append_basic_block("body")
+        self.body = body
         self._entry_builder = ir.IRBuilder(self._entry)
         self._entry_br = self._entry_builder.branch(body)
         self._entry_builder.position_before(self._entry_br)
         self.b = ir.IRBuilder(body)
         self._slots: dict[str, ir.AllocaInstr] = {}
         self._dirty: set[str] = set()
+        # Guest pcs translated inside this function: a jump there is an IR
+        # branch, so loops stay inside one function with registers in SSA.
+        self.local_targets: dict[int, ir.Block] = {}
 
     # -- CPU state -------------------------------------------------------
     def field_ptr(self, name: str) -> ir.Value:
@@ -124,25 +129,53 @@ class FunctionEmitter:
               info: int | ir.Value | None = None) -> None:
         """End the current path: set rip (and an exit reason) and return."""
         b = self.b
+        if reason == state.EXIT_NONE and isinstance(rip, int) and rip in self.local_targets:
+            b.branch(self.local_targets[rip])
+            return
         self.set("rip", const(64, rip) if isinstance(rip, int) else rip)
-        if reason != state.EXIT_NONE:
-            b.store(const(32, reason), self._state_gep(b, "exit_reason"))
-            if info is not None:
-                iv = const(64, info) if isinstance(info, int) else info
-                b.store(iv, self._state_gep(b, "exit_info"))
+        if reason == state.EXIT_NONE:
+            b.branch(self._exit_chain)
+            return
+        b.store(const(32, reason), self._state_gep(b, "exit_reason"))
+        if info is not None:
+            iv = const(64, info) if isinstance(info, int) else info
+            b.store(iv, self._state_gep(b, "exit_info"))
         b.branch(self._exit)
+
+    def cond_leave(self, cond: ir.Value, taken: int, fallthrough: int) -> None:
+        """Conditional direct branch between two constant guest targets."""
+        yes, no = self.new_block("taken"), self.new_block("fallthrough")
+        self.b.cbranch(cond, yes, no)
+        self.b.position_at_end(yes)
+        self.leave(taken)
+        self.b.position_at_end(no)
+        self.leave(fallthrough)
 
     def new_block(self, name: str = "") -> ir.Block:
         return self.fn.append_basic_block(name)
 
+    def seal_open_blocks(self) -> None:
+        """Mark blocks left open by an abandoned instruction unreachable."""
+        for bb in self.fn.blocks:
+            if not bb.is_terminated and bb not in (self._exit, self._exit_chain):
+                ir.IRBuilder(bb).unreachable()
+
     def finish(self) -> ir.Function:
-        """Fill the exit block: write back every field the unit changed."""
+        """Fill the exit blocks: write back every field the unit changed, then
+        return to the runtime (an exit reason is set) or chain to the next
+        translation (plain control transfer)."""
         b = ir.IRBuilder(self._exit)
         for name in sorted(self._dirty):
             self._writeback(b, name)
         b.ret_void()
-        if not self.b.block.is_terminated:
-            raise AssertionError("unit body left unterminated")
+        b = ir.IRBuilder(self._exit_chain)
+        for name in sorted(self._dirty):
+            self._writeback(b, name)
+        support.emit_chain(b, self.module, self.state_ptr, self.mem,
+                           b.load(self._slot("rip"), typ=I64))
+        for bb in self.fn.blocks:
+            if not bb.is_terminated:
+                raise AssertionError(f"block {bb.name} left unterminated")
         return self.fn
 
     # -- LLVM intrinsics -------------------------------------------------

@@ -56,9 +56,13 @@ _SPECS: list[tuple[str, int, int]] = (
     + [("fs_base", 8, 8), ("gs_base", 8, 8),
        ("exit_reason", 4, 4), ("mxcsr", 4, 4),
        ("exit_info", 8, 8), ("fault_addr", 8, 8),
-       # x87 control word (only rounding/precision are modelled for now)
-       ("fpu_cw", 2, 2)]
+       # x87: control word, status word (C0-C3 and exception bits; TOP is
+       # kept apart in fpu_top), tag bits (one per physical register, 1 = empty)
+       ("fpu_cw", 2, 2), ("fpu_sw", 2, 2), ("fpu_top", 1, 1), ("fpu_tag", 1, 1)]
     + [(f"xmm{i}", 16, 16) for i in range(XMM_COUNT)]
+    # x87 physical registers R0..R7, each an 80-bit extended value in a
+    # 16-byte slot (ST(i) is R[(fpu_top + i) & 7])
+    + [(f"fpr{i}", 16, 16) for i in range(8)]
 )
 
 FIELDS, STATE_SIZE = _layout(_SPECS)
@@ -98,6 +102,7 @@ def new_state() -> "CpuState":
     st._keepalive = raw  # type: ignore[attr-defined]
     st.mxcsr = 0x1F80
     st.fpu_cw = 0x037F
+    st.fpu_tag = 0xFF
     return st
 
 

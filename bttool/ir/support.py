@@ -24,9 +24,46 @@ def table_index(pc: int) -> int:
     return ((pc * HASH_MULTIPLIER) & 0xFFFFFFFFFFFFFFFF) >> (64 - TABLE_BITS)
 
 
+class _IndirectCallee:
+    """Lets llvmlite call through a loaded function pointer (it wants a
+    callee that knows its function type)."""
+
+    def __init__(self, value, fnty) -> None:
+        self.value = value
+        self.function_type = fnty
+        self.type = value.type
+
+    def get_reference(self) -> str:
+        return self.value.get_reference()
+
+
+def emit_chain(b, module, state_ptr, mem, rip) -> None:
+    """End a translated function by jumping straight to the translation of
+    ``rip`` when the table has one (a tail call: the host stack never grows),
+    else return to ``bt_run``, which will report the miss."""
+    from llvmlite import ir
+    i64 = ir.IntType(64)
+    ptr = ir.PointerType()
+    table = module.globals.get("bt_table")
+    if table is None:
+        table = ir.GlobalVariable(module, ir.ArrayType(i64, 2 * TABLE_ENTRIES), "bt_table")
+        table.linkage = "external"
+    h = b.mul(rip, ir.Constant(i64, HASH_MULTIPLIER))
+    off = b.shl(b.lshr(h, ir.Constant(i64, 64 - TABLE_BITS)), ir.Constant(i64, 4))
+    entry = b.gep(table, [off], inbounds=True, source_etype=ir.IntType(8))
+    hit = b.icmp_unsigned("==", b.load(entry, typ=i64), rip)
+    with b.if_then(hit, likely=True):
+        fn = b.load(b.gep(entry, [ir.Constant(i64, 8)], inbounds=True, source_etype=ir.IntType(8)), typ=ptr)
+        b.call(_IndirectCallee(fn, ir.FunctionType(ir.VoidType(), [ptr, ptr])),
+               [state_ptr, mem], tail="musttail")
+        b.ret_void()
+    b.ret_void()
+
+
 def support_ir() -> str:
     off = state.offset
     return f"""
+@bt_table = global [{2 * TABLE_ENTRIES} x i64] zeroinitializer, align 64
 @bt_jmpbuf = internal global [64 x i64] zeroinitializer, align 16
 @bt_in_guest = global i32 0
 @bt_fault_addr = global i64 0
@@ -36,7 +73,7 @@ declare i32 @__sigsetjmp(ptr, i32) returns_twice
 declare void @siglongjmp(ptr, i32) noreturn
 declare ptr @signal(i32, ptr)
 
-define i32 @bt_run(ptr %state, ptr %mem, ptr %table) {{
+define i32 @bt_run(ptr %state, ptr %mem) {{
 entry:
   %j = call i32 @__sigsetjmp(ptr @bt_jmpbuf, i32 1) returns_twice
   %faulted = icmp ne i32 %j, 0
@@ -50,7 +87,7 @@ loop:
   %h = mul i64 %pc, {HASH_MULTIPLIER - (1 << 64)}
   %idx = lshr i64 %h, {64 - TABLE_BITS}
   %eoff = shl i64 %idx, 4
-  %e = getelementptr inbounds i8, ptr %table, i64 %eoff
+  %e = getelementptr inbounds i8, ptr @bt_table, i64 %eoff
   %epc = load i64, ptr %e
   %hit = icmp eq i64 %epc, %pc
   br i1 %hit, label %call, label %miss

@@ -52,8 +52,17 @@ class Executor:
         self.stats = Stats()
         self.engine = Engine()
         self.target = codegen.host_target()
-        self.table = (ctypes.c_uint64 * (2 * TABLE_ENTRIES))(*([_EMPTY, 0] * TABLE_ENTRIES))
+        # The lookup table lives in the support object (native code reads it
+        # directly); Python fills it.
+        self.table = (ctypes.c_uint64 * (2 * TABLE_ENTRIES)).from_address(
+            self.engine.global_address("bt_table"))
+        self.clear_table()
         self.known: dict[int, int] = {}
+
+    def clear_table(self) -> None:
+        """Forget every installed entry (translations stay loaded)."""
+        self.table[0::2] = [_EMPTY] * TABLE_ENTRIES
+        self.table[1::2] = [0] * TABLE_ENTRIES
 
     def install(self, pc: int, addr: int) -> None:
         self.known[pc] = addr
@@ -101,7 +110,7 @@ class Executor:
     def run_once(self) -> int:
         """Run native code until an exit; returns the exit reason."""
         s = self.state
-        r = self.engine.run_fn(ctypes.addressof(s), self.memory.base, ctypes.addressof(self.table))
+        r = self.engine.run_fn(ctypes.addressof(s), self.memory.base)
         s.exit_reason = st.EXIT_NONE
         self.stats.exits_to_python += 1
         return r

@@ -41,7 +41,7 @@ class Engine:
         self._objects: list[llvm.ObjectFileRef] = []
         obj, _ = codegen.compile_module(support.support_ir(), codegen.host_target())
         self.load_object(obj)
-        self.run_fn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p,
+        self.run_fn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p,
                                        ctypes.c_void_p)(self.address("bt_run"))
         self.signal_handler = self.address("bt_signal")
 
@@ -50,6 +50,12 @@ class Engine:
         self._objects.append(obj)
         self._ee.add_object_file(obj)
         self._ee.finalize_object()
+
+    def global_address(self, symbol: str) -> int:
+        addr = self._ee.get_global_value_address(symbol)
+        if not addr:
+            raise KeyError(symbol)
+        return addr
 
     def address(self, symbol: str) -> int:
         addr = self._ee.get_function_address(symbol)

@@ -70,7 +70,7 @@ class LinuxProcess:
         # remapped with other code must not run stale code.
         for pc in [pc for pc in self.executor.known if addr <= pc < addr + length]:
             del self.executor.known[pc]
-        self.executor.table[:] = [0xFFFFFFFFFFFFFFFF, 0] * (len(self.executor.table) // 2)
+        self.executor.clear_table()
         for pc, a in self.executor.known.items():
             self.executor.install(pc, a)
 

@@ -67,12 +67,13 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0
     st.set_rflags(s, rflags)
     s.mxcsr = mxcsr
     s.fpu_cw = 0x037F
+    s.fpu_tag = 0xFF
     for i, v in enumerate(xmm or []):
         st.set_xmm(s, i, v)
     mem.write_force(DATA_ADDR, data.ljust(DATA_SIZE, b"\0")[:DATA_SIZE])
     # Fresh translations for every snippet: the code page is rewritten.
     ex.known.clear()
-    ex.table[:] = [0xFFFFFFFFFFFFFFFF, 0] * (len(ex.table) // 2)
+    ex.clear_table()
     mem.write_force(CODE_ADDR, code + b"\xcc")
     end = CODE_ADDR + len(code)
     s.rip = CODE_ADDR

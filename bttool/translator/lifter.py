@@ -38,52 +38,50 @@ def symbol_for(region_entry: int, pc: int) -> str:
 
 
 def lift_region(region: Region, options: LiftOptions, module_name: str = "region") -> LiftResult:
+    """One function for the whole region, entered at ``region.entry``; direct
+    branches between its blocks are IR branches."""
     module = ir.Module(name=module_name)
     result = LiftResult(module, {})
+    name = symbol_for(region.entry, region.entry)
+    em = FunctionEmitter(module, name)
+    labels = {pc: em.new_block(f"g_{pc:x}") for pc in sorted(region.blocks)}
+    em.local_targets = labels
+    em.b.branch(labels[region.entry])
     for pc, block in sorted(region.blocks.items()):
-        name = symbol_for(region.entry, pc)
-        lift_block(module, block, options, result, name)
-        result.entries[pc] = name
+        em.b.position_at_end(labels[pc])
+        lift_block(em, block, options, result)
+    em.seal_open_blocks()
+    em.finish()
+    result.entries[region.entry] = name
     return result
 
 
-def lift_block(module: ir.Module, block: Block, options: LiftOptions, result: LiftResult,
-               name: str) -> None:
-    em = FunctionEmitter(module, name)
+def lift_block(em: FunctionEmitter, block: Block, options: LiftOptions, result: LiftResult) -> None:
+    """Lift one guest block at the builder's current position."""
     for insn in block.insns:
         result.insn_count += 1
         fn = registry.lookup(insn.id)
         if fn is None:
             result.untranslatable.append((insn.address, f"{insn.mnemonic} {insn.op_str}".strip()))
             em.leave(insn.address, EXIT_FAULT, FAULT_UD)
-            break
+            return
         ctx = Insn(em, insn, options.mode, options.user_mode)
         try:
             fn(ctx)
         except UnsupportedOperand:
-            # Throw away what was emitted for this insn: restart from a fresh
-            # IR block that traps (the partial one becomes unreachable).
+            # Abandon this instruction: branch to a block that traps at it
+            # (blocks the instruction opened are sealed as unreachable).
             result.untranslatable.append((insn.address, f"{insn.mnemonic} {insn.op_str}".strip()))
             ud = em.new_block("ud")
             if not em.b.block.is_terminated:
                 em.b.branch(ud)
             em.b.position_at_end(ud)
             em.leave(insn.address, EXIT_FAULT, FAULT_UD)
-            _seal_orphans(em)
-            break
+            return
         if em.b.block.is_terminated:
-            break
+            return
+    if block.bad_at is not None:
+        result.untranslatable.append((block.bad_at, "(undecodable)"))
+        em.leave(block.bad_at, EXIT_FAULT, FAULT_UD)
     else:
-        if block.bad_at is not None:
-            result.untranslatable.append((block.bad_at, "(undecodable)"))
-            em.leave(block.bad_at, EXIT_FAULT, FAULT_UD)
-        else:
-            em.leave(block.end)
-    em.finish()
-
-
-def _seal_orphans(em: FunctionEmitter) -> None:
-    """Terminate any block left open by an aborted instruction."""
-    for bb in em.fn.blocks:
-        if not bb.is_terminated and bb.name != "exit":
-            ir.IRBuilder(bb).unreachable()
+        em.leave(block.end)

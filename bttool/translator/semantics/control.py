@@ -25,13 +25,12 @@ def _target(ctx: Insn) -> ir.Value:
 
 @semantic("jmp", terminal=True)
 def jmp(ctx: Insn) -> None:
-    ctx.leave(_target(ctx))
+    ctx.leave(ctx.ops[0].imm if ctx.is_imm(0) else _target(ctx))
 
 
 def _jcc(cc: str):
     def fn(ctx: Insn) -> None:
-        cond = flags.condition(ctx, cc)
-        ctx.leave(ctx.select(cond, ctx.c(64, ctx.ops[0].imm), ctx.c(64, ctx.next_pc)))
+        ctx.em.cond_leave(flags.condition(ctx, cc), ctx.ops[0].imm, ctx.next_pc)
     return fn
 
 
@@ -41,7 +40,7 @@ for _name in _JCC:
 
 @semantic("call", terminal=True)
 def call(ctx: Insn) -> None:
-    target = _target(ctx)  # read before rsp moves (call [rsp+8])
+    target = ctx.ops[0].imm if ctx.is_imm(0) else _target(ctx)  # read before rsp moves
     ctx.push(ctx.c(64, ctx.next_pc))
     ctx.leave(target)
 
@@ -69,11 +68,11 @@ def loop(ctx: Insn) -> None:
         go = b.and_(go, ctx.flag("zf"))
     elif ctx.mnemonic == "loopne":
         go = b.and_(go, b.not_(ctx.flag("zf")))
-    ctx.leave(ctx.select(go, ctx.c(64, ctx.ops[0].imm), ctx.c(64, ctx.next_pc)))
+    ctx.em.cond_leave(go, ctx.ops[0].imm, ctx.next_pc)
 
 
 @semantic("jrcxz", "jecxz", terminal=True)
 def jrcxz(ctx: Insn) -> None:
     bits = 64 if ctx.mnemonic == "jrcxz" else 32
     z = ctx.b.icmp_unsigned("==", ctx.gpr("rcx", bits), ctx.c(bits, 0))
-    ctx.leave(ctx.select(z, ctx.c(64, ctx.ops[0].imm), ctx.c(64, ctx.next_pc)))
+    ctx.em.cond_leave(z, ctx.ops[0].imm, ctx.next_pc)

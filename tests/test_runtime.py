@@ -1,0 +1,118 @@
+"""Runtime behaviour: the sandbox, the CLI's statistics and the translation
+cache, checked on real runs."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bttool.ir.memory import GUEST_LIMIT
+from bttool.runtime.snippet import DATA_ADDR, run_snippet
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _mov_load(addr: int) -> bytes:
+    # movabs rax, addr ; mov rbx, [rax]
+    return b"\x48\xb8" + addr.to_bytes(8, "little") + b"\x48\x8b\x18"
+
+
+@pytest.mark.parametrize("addr", [0, 0x1000, GUEST_LIMIT - 8, GUEST_LIMIT, GUEST_LIMIT + 0x1000,
+                                  1 << 47, (1 << 63) | DATA_ADDR, 0xFFFFFFFFFFFFFFF8,
+                                  # guest address + host base offset: still not host memory
+                                  DATA_ADDR + (1 << 44)])
+def test_forged_addresses_fault_inside_the_sandbox(addr):
+    """Loads from unmapped or out-of-window guest addresses raise a guest
+    SIGSEGV; none of them reaches host memory (bttool would report a sandbox
+    violation, or crash)."""
+    r = run_snippet(_mov_load(addr))
+    assert r.host_signal == 11
+    assert r.fault == 0
+
+
+def test_mapped_guest_memory_is_reachable():
+    data = bytes(range(256)) * 4
+    r = run_snippet(_mov_load(DATA_ADDR + 8), data=data)
+    assert r.host_signal == 0
+    assert r.regs["rbx"] == int.from_bytes(data[8:16], "little")
+
+
+def test_window_does_not_alias_high_addresses():
+    """A high address whose low 40 bits equal a mapped guest address must not
+    alias that mapping (no masking of addresses)."""
+    r = run_snippet(_mov_load((1 << 40) | DATA_ADDR), data=b"\x11" * 64)
+    assert r.host_signal == 11
+
+
+def _bttool(*args, env=None, **kw):
+    return subprocess.run([sys.executable, "-m", "bttool", *args], capture_output=True,
+                          env={**os.environ, **(env or {})}, cwd=REPO, timeout=600, **kw)
+
+
+@pytest.fixture(scope="module")
+def hello(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bin")
+    src = out / "hello.c"
+    src.write_text('#include <stdio.h>\nint main(void){puts("hi there");return 3;}\n')
+    subprocess.run(["gcc", "-O2", "-static", "-o", str(out / "hello"), str(src)], check=True)
+    return out / "hello"
+
+
+def test_stats_json_and_warm_cache(hello, tmp_path):
+    cache = tmp_path / "cache"
+    native = subprocess.run([str(hello)], capture_output=True)
+    first = _bttool("run", "--cache-dir", str(cache), "--stats-json", str(tmp_path / "a.json"), str(hello))
+    assert (first.returncode, first.stdout) == (native.returncode, native.stdout)
+    a = json.loads((tmp_path / "a.json").read_text())
+    for key in ("regions_translated", "regions_from_cache", "guest_instructions_translated",
+                "translate_seconds", "wall_seconds"):
+        assert key in a
+    assert a["regions_translated"] > 0 and a["guest_instructions_translated"] > 0
+    second = _bttool("run", "--cache-dir", str(cache), "--stats-json", str(tmp_path / "b.json"), str(hello))
+    assert (second.returncode, second.stdout) == (native.returncode, native.stdout)
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert b["regions_translated"] == 0
+    assert b["regions_from_cache"] == a["regions_translated"]
+
+
+def test_corrupt_cache_entries_are_rebuilt(hello, tmp_path):
+    cache = tmp_path / "cache"
+    native = subprocess.run([str(hello)], capture_output=True)
+    assert _bttool("run", "--cache-dir", str(cache), str(hello)).returncode == native.returncode
+    objects = sorted(cache.rglob("*.o"))
+    metas = sorted(cache.rglob("*.json"))
+    assert objects and metas
+    objects[0].write_bytes(objects[0].read_bytes()[:40])          # truncated object
+    objects[-1].write_bytes(b"\0" * 64)                           # garbage object
+    metas[len(metas) // 2].write_text("{not json")                # broken index entry
+    r = _bttool("run", "-v", "--cache-dir", str(cache), "--stats-json", str(tmp_path / "s.json"), str(hello))
+    assert (r.returncode, r.stdout) == (native.returncode, native.stdout)
+    assert b"retranslating" in r.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["regions_translated"] >= 2
+
+
+def test_read_only_cache_dir_still_runs(hello, tmp_path):
+    if os.geteuid() == 0:
+        # root ignores directory permissions; use a path below a regular file
+        cache = tmp_path / "file"
+        cache.write_text("x")
+        cache = cache / "sub"
+    else:
+        cache = tmp_path / "ro"
+        cache.mkdir()
+        cache.chmod(0o500)
+    native = subprocess.run([str(hello)], capture_output=True)
+    r = _bttool("run", "--cache-dir", str(cache), str(hello))
+    assert (r.returncode, r.stdout) == (native.returncode, native.stdout)
+    assert r.stderr.count(b"warning") == 1
+
+
+def test_no_cache_writes_nothing(hello, tmp_path):
+    cache = tmp_path / "cache"
+    r = _bttool("run", "--no-cache", "--cache-dir", str(cache), str(hello))
+    assert r.returncode == subprocess.run([str(hello)]).returncode
+    assert not cache.exists()
