@@ -81,3 +81,235 @@ def entry() -> None:  # pragma: no cover - console script wrapper
             raise
         click.echo(f"bttool: internal error: {type(e).__name__}: {e}", err=True)
         sys.exit(EXIT_INTERNAL)
+
+
+@main.command()
+@click.option("-v", "--verbose", is_flag=True, help="List instructions that could not be translated.")
+@click.option("--cache-dir", envvar="BTTOOL_CACHE_DIR", type=click.Path(file_okay=False),
+              help="Translation cache directory (also BTTOOL_CACHE_DIR).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 256), default=None,
+              help="Parallel translation processes (default: number of cores).")
+@click.option("--target", "triple", default=None, help="Translate for another host (LLVM triple).")
+@click.option("--cpu", default=None, help="Host CPU name for code generation (with --target: default generic).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.argument("program")
+def translate(verbose: bool, cache_dir: str | None, jobs: int | None, triple: str | None,
+              cpu: str | None, as_json: bool, program: str) -> None:
+    """Translate PROGRAM ahead of time into the cache."""
+    from bttool.ir import codegen
+    from bttool.runtime.aot import default_jobs, progress_printer, translate_program
+    from bttool.runtime.cache import open_store
+    from bttool.translator.loader import load_image
+    try:
+        image = load_image(program)
+        target = _target_for(triple, cpu)
+    except BttoolError as e:
+        _fail(str(e), e.status)
+        return
+    store = open_store(cache_dir, warn=False)
+    if store is None:
+        _fail(f"cannot open the cache directory {cache_dir or '(default)'}", EXIT_INTERNAL)
+    s = translate_program(image, store, target, jobs or default_jobs(), progress_printer())
+    summary = {
+        "program": program, "target": target.triple, "functions": s.functions,
+        "regions_translated": s.regions, "regions_already_cached": s.regions_cached_before,
+        "guest_instructions": s.guest_instructions, "jump_tables": s.jump_tables,
+        "codemap_entries": s.codemap_entries, "untranslatable_instructions": len(s.untranslatable),
+        "failed_regions": len(s.failed_regions), "seconds": round(s.seconds, 3),
+        "cache_bytes_added": s.bytes_added,
+    }
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        click.echo(f"{program}: {s.functions} functions, {s.regions} regions translated "
+                   f"({s.regions_cached_before} already cached), {s.guest_instructions} guest "
+                   f"instructions, {len(s.untranslatable)} untranslatable, {s.seconds:.1f} s, "
+                   f"{_human(s.bytes_added)} added to the cache [{target.triple}]")
+    if verbose:
+        for pc, text in sorted(set(s.untranslatable)):
+            click.echo(f"  untranslatable {pc:#x}: {text}", err=True)
+        for pc, why in s.failed_regions:
+            click.echo(f"  region {pc:#x} failed: {why}", err=True)
+
+
+def _target_for(triple: str | None, cpu: str | None):
+    from bttool.ir import codegen
+    host = codegen.host_target()
+    if triple is None or triple == host.triple:
+        if cpu is None:
+            return host
+        return codegen.Target(host.triple, cpu, "", host.opt_level)
+    try:
+        codegen.target_machine(codegen.Target(triple, cpu or "generic", "", host.opt_level))
+    except RuntimeError as e:
+        raise BttoolError(f"unknown target {triple}: {e}") from None
+    return codegen.Target(triple, cpu or "generic", "", host.opt_level)
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(out)
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+@main.group()
+@click.option("--cache-dir", envvar="BTTOOL_CACHE_DIR", type=click.Path(file_okay=False),
+              help="Translation cache directory (also BTTOOL_CACHE_DIR).")
+@click.pass_context
+def cache(ctx: click.Context, cache_dir: str | None) -> None:
+    """Inspect and maintain the translation cache."""
+    ctx.obj = cache_dir
+
+
+def _store(ctx: click.Context, create: bool = False):
+    from bttool.runtime.cache import CacheError, CacheStore, resolve_cache_dir
+    root = resolve_cache_dir(ctx.obj)
+    try:
+        return CacheStore(root, create=create)
+    except CacheError as e:
+        if not create:
+            return None
+        _fail(str(e), EXIT_INTERNAL)
+    except Exception as e:  # sqlite3 errors, OSError
+        _fail(f"cache {root}: {e}", EXIT_INTERNAL)
+
+
+def _image_sha(program: str) -> str:
+    import hashlib
+    try:
+        with open(program, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError as e:
+        _fail(f"{program}: {e.strerror}", 127 if isinstance(e, FileNotFoundError) else 126)
+        return ""
+
+
+@cache.command("ls")
+@click.option("--image", "program", help="Only regions of this program.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def cache_ls(ctx: click.Context, program: str | None, as_json: bool) -> None:
+    """One row per cached region."""
+    from bttool.runtime.cache_inspect import list_regions
+    store = _store(ctx)
+    rows = list_regions(store, _image_sha(program) if program else None) if store else []
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, sort_keys=True))
+        return
+    click.echo(_table([[r["key"][:12], os.path.basename(r["image_path"]),
+                        f"{r['guest_start']:#x}-{r['guest_end']:#x}", r["insn_count"], r["host_bytes"],
+                        r["triple"], _when(r["created"]), _when(r["last_used"]), r["hits"]] for r in rows],
+                      ["KEY", "IMAGE", "GUEST RANGE", "INSNS", "HOST BYTES", "TARGET", "CREATED",
+                       "LAST USED", "HITS"]))
+
+
+@cache.command("show")
+@click.argument("ident")
+@click.option("--image", "program", help="Interpret IDENT as a guest address in this program.")
+@click.option("--section", type=click.Choice(["guest", "ir", "host"]), multiple=True,
+              help="Only these sections (repeatable).")
+@click.pass_context
+def cache_show(ctx: click.Context, ident: str, program: str | None, section: tuple[str, ...]) -> None:
+    """Guest code, LLVM IR and host code of one cached region (KEY or ADDRESS --image)."""
+    from bttool.runtime.cache_inspect import find_region, guest_disassembly, host_disassembly, regenerate_ir
+    from bttool.runtime.memory import PIE_BASE
+    store = _store(ctx)
+    try:
+        region = find_region(store, ident, _image_sha(program) if program else None, PIE_BASE) \
+            if store else None
+    except ValueError:
+        _fail(f"{ident}: not a key or an address", EXIT_INTERNAL)
+        return
+    if region is None:
+        _fail(f"no cached region for {ident}", 1)
+        return
+    sections = section or ("guest", "ir", "host")
+    click.echo(f"region {region['key'][:16]}  {os.path.basename(region['image_path'])}  entry "
+               f"{region['entry']:#x}  {region['insn_count']} insns  {region['host_bytes']} host bytes  "
+               f"[{region['triple']}]")
+    if "guest" in sections:
+        click.echo("\n== guest code ==")
+        click.echo(guest_disassembly(region))
+    if "ir" in sections:
+        click.echo("\n== LLVM IR (regenerated from the stored guest bytes, optimised) ==")
+        click.echo(regenerate_ir(region))
+    if "host" in sections:
+        click.echo(f"\n== host code ({region['symbol']}) ==")
+        click.echo(host_disassembly(store, region))
+
+
+@cache.command("stats")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def cache_stats(ctx: click.Context, as_json: bool) -> None:
+    """Entries, bytes, images, hits and misses by target."""
+    from bttool.runtime.cache_inspect import stats
+    store = _store(ctx)
+    st = stats(store) if store else {"directory": None, "entries": 0, "objects": 0, "bytes": 0,
+                                     "images": 0, "hits": 0, "misses": 0, "by_target": {}}
+    if as_json:
+        click.echo(json.dumps(st, indent=2, sort_keys=True))
+        return
+    click.echo(f"cache {st['directory']}: {st['entries']} regions in {st['objects']} objects, "
+               f"{_human(st['bytes'])}, {st['images']} images, {st['hits']} hits, {st['misses']} misses")
+    rows = [[t["triple"], t["regions"], t["guest_instructions"], t["host_code_bytes"],
+             t.get("hits", 0), t.get("misses", 0)] for t in st["by_target"].values()]
+    if rows:
+        click.echo(_table(rows, ["TARGET", "REGIONS", "GUEST INSNS", "HOST BYTES", "HITS", "MISSES"]))
+
+
+@cache.command("verify")
+@click.option("--repair", is_flag=True, help="Remove what is wrong.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def cache_verify(ctx: click.Context, repair: bool, as_json: bool) -> None:
+    """Recheck every checksum and the index; exit 0 only when all is sound."""
+    from bttool.runtime.cache_inspect import verify
+    store = _store(ctx)
+    problems = verify(store, repair) if store else []
+    if as_json:
+        click.echo(json.dumps([{"what": p.what, "detail": p.detail} for p in problems], indent=2))
+    else:
+        for p in problems:
+            click.echo(f"{p.what}: {p.detail}" + (" (removed)" if repair else ""))
+        click.echo(f"{len(problems)} problem(s)" if problems else "cache is sound")
+    sys.exit(1 if problems and not repair else 0)
+
+
+@cache.command("clear")
+@click.pass_context
+def cache_clear(ctx: click.Context) -> None:
+    """Remove every cached translation."""
+    store = _store(ctx)
+    if store:
+        store.clear()
+    click.echo("cache cleared")
+
+
+@cache.command("gc")
+@click.option("--max-size", required=True, help="Keep at most this much (e.g. 500M, 2G).")
+@click.pass_context
+def cache_gc(ctx: click.Context, max_size: str) -> None:
+    """Evict least-recently-used translations down to --max-size."""
+    from bttool.runtime.cache import parse_size
+    try:
+        limit = parse_size(max_size)
+    except ValueError:
+        _fail(f"bad size {max_size!r}", EXIT_INTERNAL)
+        return
+    store = _store(ctx)
+    n, freed = store.gc(limit) if store else (0, 0)
+    click.echo(f"evicted {n} objects, {_human(freed)} freed; {_human(store.total_size() if store else 0)} kept")

@@ -44,8 +44,13 @@ def _value_type(name: str) -> ir.Type:
 class FunctionEmitter:
     """Emits one unit function into ``module``; see the module docstring."""
 
-    def __init__(self, module: ir.Module, name: str):
+    def __init__(self, module: ir.Module, name: str, pic_base: int | None = None):
+        """``pic_base``: for position-independent images, the load base the
+        guest addresses seen at translation time are relative to; the code
+        then computes every guest address from the run's ``image_base``, so
+        one translation serves any load base."""
         self.module = module
+        self.pic_base = pic_base
         self.fn = ir.Function(module, UNIT_TYPE, name=name)
         self.fn.args[0].add_attribute("noalias")
         self.state_ptr, self.mem = self.fn.args
@@ -114,6 +119,12 @@ class FunctionEmitter:
             v = b.zext(v, I8)
         b.store(v, self._state_gep(b, name))
 
+    def guest_addr(self, addr: int) -> ir.Value:
+        """A guest code/data address known at translation time, as i64."""
+        if self.pic_base is None:
+            return const(64, addr)
+        return self.b.add(self.get("image_base"), const(64, addr - self.pic_base))
+
     # -- guest memory ----------------------------------------------------
     def load(self, addr: ir.Value, ty: ir.Type) -> ir.Value:
         return memory.load(self.b, self.mem, addr, ty)
@@ -132,7 +143,7 @@ class FunctionEmitter:
         if reason == state.EXIT_NONE and isinstance(rip, int) and rip in self.local_targets:
             b.branch(self.local_targets[rip])
             return
-        self.set("rip", const(64, rip) if isinstance(rip, int) else rip)
+        self.set("rip", self.guest_addr(rip) if isinstance(rip, int) else rip)
         if reason == state.EXIT_NONE:
             b.branch(self._exit_chain)
             return

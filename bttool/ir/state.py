@@ -54,6 +54,8 @@ _SPECS: list[tuple[str, int, int]] = (
     + [("rip", 8, 8)]
     + [(f, 1, 1) for f in FLAG_NAMES]
     + [("fs_base", 8, 8), ("gs_base", 8, 8),
+       # load base of a position-independent guest image (see emitter.guest_addr)
+       ("image_base", 8, 8),
        ("exit_reason", 4, 4), ("mxcsr", 4, 4),
        ("exit_info", 8, 8), ("fault_addr", 8, 8),
        # x87: control word, status word (C0-C3 and exception bits; TOP is

@@ -1,29 +1,66 @@
-"""A simple persistent translation cache (one object file per region).
+"""The persistent translation cache: an SQLite index (WAL) plus object files.
 
-Layout: ``<cache dir>/<key>/<entry pc>.o`` with a JSON sidecar holding the
-entry symbols, the guest code ranges, a digest of the guest bytes and a
-checksum of the object.  ``<key>`` (see ``cache_key``) covers the translator
-version, the LLVM version, the host triple, CPU and features, and the lift
-options; the guest bytes are checked on every lookup, so a stale or corrupt
-entry is a miss, never run.  Writes go to a temporary file and are renamed
-into place, so a reader never sees half an entry.  A cache directory that
-cannot be written degrades to running without caching, with one warning.
+Layout of a cache directory::
+
+    index.sqlite            regions, objects, images, code maps, counters
+    objects/ab/<id>.o       native object code (one region at run time, or a
+                            batch of regions from `bttool translate`)
+
+A region is found by (target, options, entry relative to the image base) and
+is used only if the guest bytes it was made from (its ``ranges``, digested by
+translate.guest_digest) equal the bytes now in guest memory; the row's
+``key`` (translate.region_key) is the content address over everything that
+changes the code.  So a changed guest byte misses only the regions that
+contain it, a changed option or target misses everything, and a
+position-independent image hits wherever it is loaded.  Objects carry a
+SHA-256 checksum; a corrupt, truncated or unreadable object or index row is
+dropped and the region retranslated.  Objects are written to a temporary file
+and renamed into place before their index rows are committed, so a reader
+never sees half an entry.  A cache that cannot be written degrades to running
+without caching, with one warning line.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import sqlite3
+import struct
 import sys
 import tempfile
-from typing import Callable
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
 
-from bttool import TRANSLATOR_VERSION
-from bttool.ir import codegen
+from bttool.ir import objfile
 from bttool.translator.blocks import CodeReader
-from bttool.translator.lifter import LiftOptions
-from bttool.translator.loader import GuestImage
-from bttool.translator.translate import Translation
+from bttool.translator.translate import Translation, guest_digest
+
+SCHEMA_VERSION = 1
+DEFAULT_MAX_SIZE = 2 << 30           # bytes; BTTOOL_CACHE_MAX_SIZE overrides
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS objects (
+    id TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+    target TEXT NOT NULL, created REAL NOT NULL, last_used REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS regions (
+    key TEXT PRIMARY KEY, image TEXT NOT NULL, image_path TEXT NOT NULL,
+    target TEXT NOT NULL, triple TEXT NOT NULL, options TEXT NOT NULL,
+    entry INTEGER NOT NULL, ranges TEXT NOT NULL, guest_code BLOB NOT NULL,
+    digest TEXT NOT NULL, insn_count INTEGER NOT NULL, object TEXT NOT NULL,
+    symbol TEXT NOT NULL, host_bytes INTEGER NOT NULL, created REAL NOT NULL,
+    last_used REAL NOT NULL, hits INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS regions_by_entry ON regions (target, options, entry);
+CREATE INDEX IF NOT EXISTS regions_by_object ON regions (object);
+CREATE TABLE IF NOT EXISTS images (
+    sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, info TEXT NOT NULL, last_used REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS codemap (
+    image TEXT NOT NULL, options TEXT NOT NULL, entry INTEGER NOT NULL,
+    PRIMARY KEY (image, options, entry));
+CREATE TABLE IF NOT EXISTS counters (
+    target TEXT PRIMARY KEY, hits INTEGER NOT NULL DEFAULT 0, misses INTEGER NOT NULL DEFAULT 0);
+"""
 
 
 def default_cache_dir() -> str:
@@ -31,78 +68,190 @@ def default_cache_dir() -> str:
     return platformdirs.user_cache_dir("bttool")
 
 
-def cache_key(target: codegen.Target, options: LiftOptions) -> str:
-    """The one place that decides which translations are interchangeable."""
-    text = "|".join([TRANSLATOR_VERSION, target.key(), f"mode{options.mode}",
-                     "user" if options.user_mode else "system"])
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+def resolve_cache_dir(cache_dir: str | None) -> str:
+    return cache_dir or os.environ.get("BTTOOL_CACHE_DIR") or default_cache_dir()
 
 
-class DiskCache:
-    def __init__(self, root: str, target: codegen.Target, options: LiftOptions,
-                 log: Callable[[str], None] | None = None) -> None:
-        self.dir = os.path.join(root, cache_key(target, options))
-        self.log = log or (lambda m: None)
-        self.writable = True
-        self.hits = 0
-        self.misses = 0
+def max_size_default() -> int:
+    v = os.environ.get("BTTOOL_CACHE_MAX_SIZE")
+    return parse_size(v) if v else DEFAULT_MAX_SIZE
 
-    def _paths(self, entry: int) -> tuple[str, str]:
-        base = os.path.join(self.dir, f"{entry:x}")
-        return base + ".o", base + ".json"
 
-    def lookup(self, entry: int, read: CodeReader) -> Translation | None:
-        obj_path, meta_path = self._paths(entry)
+def parse_size(text: str) -> int:
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    if t and t[-1] in mult:
+        return int(float(t[:-1]) * mult[t[-1]])
+    return int(t)
+
+
+class CacheError(Exception):
+    """The cache directory or index cannot be used at all."""
+
+
+@dataclass
+class CachedRegion:
+    key: str
+    object_id: str
+    symbol: str
+    insn_count: int
+
+
+class CacheStore:
+    """Low-level access to one cache directory (index + objects)."""
+
+    def __init__(self, root: str, create: bool = True) -> None:
+        self.root = root
+        self.objects_dir = os.path.join(root, "objects")
+        self.index_path = os.path.join(root, "index.sqlite")
+        if create:
+            os.makedirs(self.objects_dir, exist_ok=True)
+        elif not os.path.exists(self.index_path):
+            raise CacheError(f"no cache at {root}")
         try:
-            with open(meta_path) as f:
-                meta = json.load(f)
-            with open(obj_path, "rb") as f:
-                obj = f.read()
-        except FileNotFoundError:
-            self.misses += 1
-            return None
-        except (OSError, ValueError) as e:
-            self.log(f"cache entry {entry:#x} unreadable ({e}); retranslating")
-            self.misses += 1
-            return None
-        try:
-            if hashlib.sha256(obj).hexdigest() != meta["object_sha256"]:
-                self.log(f"cache entry {entry:#x} corrupt (checksum); retranslating")
-                self.misses += 1
-                return None
-            t = Translation(entry, obj, {int(k, 16): v for k, v in meta["entries"].items()},
-                            meta["insn_count"], [tuple(r) for r in meta["code_ranges"]])
-        except (KeyError, TypeError, ValueError):
-            self.log(f"cache entry {entry:#x} corrupt (index); retranslating")
-            self.misses += 1
-            return None
-        if t.guest_digest(read) != meta["guest_sha256"]:
-            self.log(f"cache entry {entry:#x} stale (guest code changed); retranslating")
-            self.misses += 1
-            return None
-        self.hits += 1
-        return t
+            self.db = sqlite3.connect(self.index_path, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA busy_timeout = 30000")
+            if create:
+                self.db.execute("PRAGMA journal_mode = WAL")
+                self.db.executescript(_SCHEMA)
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            row = self.db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+        except sqlite3.DatabaseError as e:
+            raise CacheError(f"cache index {self.index_path} unusable: {e}") from None
+        if row is None or row[0] != str(SCHEMA_VERSION):
+            raise CacheError(f"cache index {self.index_path} has another schema")
 
-    def store(self, t: Translation, read: CodeReader) -> None:
-        if not self.writable:
-            return
-        obj_path, meta_path = self._paths(t.entry)
-        meta = {
-            "entry": f"{t.entry:x}",
-            "entries": {f"{pc:x}": sym for pc, sym in t.entries.items()},
-            "insn_count": t.insn_count,
-            "code_ranges": [list(r) for r in t.code_ranges],
-            "guest_sha256": t.guest_digest(read),
-            "object_sha256": hashlib.sha256(t.object_code).hexdigest(),
-        }
+    # -- objects ------------------------------------------------------------
+    def object_path(self, object_id: str) -> str:
+        return os.path.join(self.objects_dir, object_id[:2], object_id + ".o")
+
+    def read_object(self, object_id: str) -> bytes | None:
+        """The object's bytes, or None if missing or failing its checksum."""
+        row = self.db.execute("SELECT sha256 FROM objects WHERE id = ?", (object_id,)).fetchone()
+        if row is None:
+            return None
         try:
-            os.makedirs(self.dir, exist_ok=True)
-            _atomic_write(obj_path, t.object_code)
-            _atomic_write(meta_path, json.dumps(meta).encode())
-        except OSError as e:
-            self.writable = False
-            print(f"bttool: warning: cache directory {self.dir} not writable ({e.strerror}); "
-                  "running without caching", file=sys.stderr)
+            with open(self.object_path(object_id), "rb") as f:
+                data = f.read()
+        except OSError:
+            return None
+        if hashlib.sha256(data).hexdigest() != row[0]:
+            return None
+        return data
+
+    def write_translation(self, t: Translation, image: str, image_path: str, target_key: str,
+                          triple: str, options_key: str, base: int) -> str:
+        """Store an object and its regions; returns the object id."""
+        data = t.object_code
+        object_id = hashlib.sha256(data).hexdigest()[:32]
+        path = self.object_path(object_id)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if not os.path.exists(path):
+            _atomic_write(path, data)
+        now = time.time()
+        try:
+            sizes = {n: sym.size for n, sym in objfile.symbols(data).items()}
+        except (ValueError, struct.error, IndexError):
+            sizes = {}
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?)",
+                            (object_id, hashlib.sha256(data).hexdigest(), len(data), target_key, now, now))
+            for r in t.regions:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO regions (key, image, image_path, target, triple, options,"
+                    " entry, ranges, guest_code, digest, insn_count, object, symbol, host_bytes, created,"
+                    " last_used, hits) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)",
+                    (r.key, image, image_path, target_key, triple, options_key, r.entry_rel,
+                     json.dumps([[s - base, e - base] for s, e in r.ranges]), r.guest_code,
+                     r.digest, r.insn_count, object_id, r.symbol, sizes.get(r.symbol, 0), now, now))
+        return object_id
+
+    def transaction(self):
+        return _Transaction(self.db)
+
+    def drop_object(self, object_id: str) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM regions WHERE object = ?", (object_id,))
+            self.db.execute("DELETE FROM objects WHERE id = ?", (object_id,))
+        try:
+            os.unlink(self.object_path(object_id))
+        except OSError:
+            pass
+
+    def drop_region(self, key: str) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM regions WHERE key = ?", (key,))
+
+    def total_size(self) -> int:
+        return self.db.execute("SELECT COALESCE(SUM(size), 0) FROM objects").fetchone()[0]
+
+    def gc(self, max_size: int) -> tuple[int, int]:
+        """Evict least-recently-used objects (with their regions) until the
+        objects take at most ``max_size`` bytes.  Returns (objects, bytes) freed."""
+        total = self.total_size()
+        freed = n = 0
+        if total <= max_size:
+            return 0, 0
+        rows = self.db.execute("SELECT id, size FROM objects ORDER BY last_used ASC, created ASC").fetchall()
+        for object_id, size in rows:
+            if total - freed <= max_size:
+                break
+            self.drop_object(object_id)
+            freed += size
+            n += 1
+        return n, freed
+
+    def clear(self) -> None:
+        with self.transaction():
+            for table in ("regions", "objects", "images", "codemap", "counters"):
+                self.db.execute(f"DELETE FROM {table}")
+        for dirpath, _, files in os.walk(self.objects_dir):
+            for f in files:
+                try:
+                    os.unlink(os.path.join(dirpath, f))
+                except OSError:
+                    pass
+
+    # -- images and code maps ------------------------------------------------
+    def image_info(self, sha: str) -> dict | None:
+        row = self.db.execute("SELECT info FROM images WHERE sha256 = ?", (sha,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return json.loads(row[0])
+        except ValueError:
+            return None
+
+    def store_image_info(self, sha: str, path: str, info: dict) -> None:
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO images VALUES (?,?,?,?)",
+                            (sha, path, json.dumps(info), time.time()))
+
+    def codemap(self, image: str, options_key: str) -> list[int]:
+        return [r[0] for r in self.db.execute(
+            "SELECT entry FROM codemap WHERE image = ? AND options = ? ORDER BY entry", (image, options_key))]
+
+    def add_codemap(self, image: str, options_key: str, entries: Iterable[int]) -> None:
+        with self.transaction():
+            self.db.executemany("INSERT OR IGNORE INTO codemap VALUES (?,?,?)",
+                                [(image, options_key, e) for e in entries])
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb):
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        return False
 
 
 def _atomic_write(path: str, data: bytes) -> None:
@@ -119,7 +268,133 @@ def _atomic_write(path: str, data: bytes) -> None:
         raise
 
 
-def open_cache(cache_dir: str | None, image: GuestImage,
-               log: Callable[[str], None] | None = None) -> DiskCache:
-    root = cache_dir or default_cache_dir()
-    return DiskCache(root, codegen.host_target(), LiftOptions(64, True), log)
+class RunCache:
+    """The cache as one run of one image sees it (what the dispatcher uses).
+
+    All candidate regions for the image's target and options are read in one
+    query at start; lookups then cost a dict access and a digest of the
+    region's guest bytes.  Hit counts, last-use times and the code map are
+    written once, at the end of the run."""
+
+    def __init__(self, store: CacheStore | None, image_sha: str, image_path: str,
+                 target_key: str, triple: str, options_key: str, base: int,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.image = image_sha
+        self.image_path = image_path
+        self.target_key = target_key
+        self.triple = triple
+        self.options_key = options_key
+        self.base = base
+        self.log = log or (lambda m: None)
+        self.hits = 0
+        self.misses = 0
+        self.used: list[str] = []
+        self.executed: set[int] = set()
+        self._candidates: dict[int, list[tuple]] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.store is not None
+
+    def _load_candidates(self) -> dict[int, list[tuple]]:
+        cands: dict[int, list[tuple]] = {}
+        try:
+            rows = self.store.db.execute(
+                "SELECT entry, key, ranges, digest, object, symbol, insn_count, image = ? AS mine"
+                " FROM regions WHERE target = ? AND options = ? ORDER BY mine DESC",
+                (self.image, self.target_key, self.options_key)).fetchall()
+        except sqlite3.DatabaseError as e:
+            self._disable(f"cache index unreadable ({e})")
+            return {}
+        for row in rows:
+            cands.setdefault(row[0], []).append(row[1:])
+        return cands
+
+    def lookup(self, pc: int, read: CodeReader) -> CachedRegion | None:
+        if self.store is None:
+            return None
+        self.executed.add(pc - self.base)
+        if self._candidates is None:
+            self._candidates = self._load_candidates()
+        for key, ranges_json, digest, object_id, symbol, insns, _mine in \
+                self._candidates.get(pc - self.base, ()):
+            try:
+                ranges = [(s + self.base, e + self.base) for s, e in json.loads(ranges_json)]
+            except (ValueError, TypeError):
+                self.log(f"cache entry {key[:12]} corrupt (index); retranslating")
+                continue
+            if guest_digest(read, ranges, self.base) != digest:
+                continue
+            self.hits += 1
+            self.used.append(key)
+            return CachedRegion(key, object_id, symbol, insns)
+        self.misses += 1
+        return None
+
+    def read_object(self, hit: CachedRegion) -> bytes | None:
+        data = self.store.read_object(hit.object_id) if self.store else None
+        if data is None:
+            self.log(f"cache object {hit.object_id[:12]} corrupt or missing; retranslating")
+            self._forget_object(hit.object_id)
+            try:
+                if self.store:
+                    self.store.drop_object(hit.object_id)
+            except (sqlite3.DatabaseError, OSError):
+                pass
+        return data
+
+    def _forget_object(self, object_id: str) -> None:
+        for lst in (self._candidates or {}).values():
+            lst[:] = [c for c in lst if c[3] != object_id]
+        self.hits -= 1
+        self.misses += 1
+
+    def store_translation(self, t: Translation) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.write_translation(t, self.image, self.image_path, self.target_key,
+                                         self.triple, self.options_key, self.base)
+        except (OSError, sqlite3.DatabaseError) as e:
+            self._disable(f"cache directory {self.store.root} not writable ({e})")
+
+    def _disable(self, why: str) -> None:
+        print(f"bttool: warning: {why}; running without caching", file=sys.stderr)
+        self.store = None
+
+    def finish(self) -> None:
+        """Record hits, last use and the code map; evict past the size cap."""
+        if self.store is None:
+            return
+        now = time.time()
+        try:
+            with self.store.transaction() as db:
+                if self.used:
+                    db.executemany("UPDATE regions SET hits = hits + 1, last_used = ? WHERE key = ?",
+                                   [(now, k) for k in self.used])
+                    db.execute("UPDATE objects SET last_used = ? WHERE id IN (SELECT object FROM regions"
+                               f" WHERE key IN ({','.join('?' * len(self.used))}))", [now, *self.used])
+                db.execute("INSERT OR IGNORE INTO counters (target) VALUES (?)", (self.target_key,))
+                db.execute("UPDATE counters SET hits = hits + ?, misses = misses + ? WHERE target = ?",
+                           (self.hits, self.misses, self.target_key))
+                db.executemany("INSERT OR IGNORE INTO codemap VALUES (?,?,?)",
+                               [(self.image, self.options_key, e) for e in self.executed])
+            if self.store.total_size() > max_size_default():
+                self.store.gc(max_size_default())
+        except (OSError, sqlite3.DatabaseError) as e:
+            print(f"bttool: warning: could not update the cache index ({e})", file=sys.stderr)
+
+
+def open_store(cache_dir: str | None, log: Callable[[str], None] | None = None,
+               warn: bool = True) -> CacheStore | None:
+    """Open (creating) the cache; None with one warning if it is unusable."""
+    root = resolve_cache_dir(cache_dir)
+    try:
+        return CacheStore(root)
+    except (OSError, CacheError, sqlite3.DatabaseError) as e:
+        if warn:
+            msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            print(f"bttool: warning: cache directory {root} unusable ({msg}); running without caching",
+                  file=sys.stderr)
+        return None

@@ -10,14 +10,17 @@ from __future__ import annotations
 import ctypes
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable
 
 from bttool.ir import codegen, state as st
 from bttool.ir.support import TABLE_ENTRIES, table_index
 from bttool.runtime.engine import Engine
 from bttool.translator.blocks import UnmappedCode
 from bttool.translator.lifter import LiftOptions
-from bttool.translator.translate import Translation, translate_region
+from bttool.translator.translate import translate
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bttool.runtime.cache import RunCache
 
 _EMPTY = 0xFFFFFFFFFFFFFFFF  # never a guest pc (outside the guest window)
 
@@ -34,15 +37,10 @@ class Stats:
     untranslatable: list[tuple[int, str]] = field(default_factory=list)
 
 
-class TranslationCache(Protocol):
-    def lookup(self, entry: int, read) -> Translation | None: ...
-    def store(self, t: Translation, read) -> None: ...
-
-
 class Executor:
     """Runs guest code from ``state.rip`` until the personality says stop."""
 
-    def __init__(self, state, memory, options: LiftOptions, cache: TranslationCache | None = None,
+    def __init__(self, state, memory, options: LiftOptions, cache: "RunCache | None" = None,
                  log: Callable[[str], None] | None = None) -> None:
         self.state = state
         self.memory = memory
@@ -70,12 +68,6 @@ class Executor:
         self.table[2 * i] = pc
         self.table[2 * i + 1] = addr
 
-    def _load(self, t: Translation) -> None:
-        self.engine.load_object(t.object_code)
-        for pc, sym in t.entries.items():
-            if pc not in self.known:
-                self.install(pc, self.engine.address(sym))
-
     def ensure(self, pc: int) -> None:
         """Make ``pc`` runnable: reinstall, load from cache, or translate.
         Raises UnmappedCode when pc is not in executable guest memory."""
@@ -86,26 +78,37 @@ class Executor:
         read = self.memory.read_code
         if not read(pc, 1):
             raise UnmappedCode(pc)
-        if self.cache is not None:
-            t0 = time.perf_counter()
-            t = self.cache.lookup(pc, read)
-            if t is not None:
-                self._load(t)
-                self.stats.regions_from_cache += 1
-                self.stats.cache_load_seconds += time.perf_counter() - t0
-                return
-        t = translate_region(pc, read, self.options, self.target, known=self.known.__contains__)
+        if self.cache is not None and self._from_cache(pc, read):
+            return
+        t = translate([pc], read, self.options, self.target, known=self.known.__contains__)
+        region = t.regions[0]
         self.stats.regions_translated += 1
         self.stats.guest_instructions_translated += t.insn_count
         self.stats.translate_seconds += t.seconds
-        self.stats.untranslatable.extend(t.untranslatable)
-        for upc, text in t.untranslatable:
+        self.stats.untranslatable.extend(region.untranslatable)
+        for upc, text in region.untranslatable:
             self.log(f"cannot translate {upc:#x}: {text}")
-        self.log(f"translated region {pc:#x}: {len(t.entries)} blocks, {t.insn_count} insns, "
+        self.log(f"translated region {pc:#x}: {len(region.ranges)} blocks, {t.insn_count} insns, "
                  f"{t.seconds * 1000:.1f} ms")
-        self._load(t)
+        self.engine.load_object(t.object_code)
+        self.install(pc, self.engine.address(region.symbol))
         if self.cache is not None:
-            self.cache.store(t, read)
+            self.cache.store_translation(t)
+
+    def _from_cache(self, pc: int, read) -> bool:
+        t0 = time.perf_counter()
+        hit = self.cache.lookup(pc, read)
+        if hit is None:
+            return False
+        if not self.engine.has_symbol(hit.symbol):
+            data = self.cache.read_object(hit)
+            if data is None:
+                return False
+            self.engine.load_object(data)
+        self.install(pc, self.engine.address(hit.symbol))
+        self.stats.regions_from_cache += 1
+        self.stats.cache_load_seconds += time.perf_counter() - t0
+        return True
 
     def run_once(self) -> int:
         """Run native code until an exit; returns the exit reason."""

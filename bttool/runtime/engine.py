@@ -45,6 +45,9 @@ class Engine:
                                        ctypes.c_void_p)(self.address("bt_run"))
         self.signal_handler = self.address("bt_signal")
 
+    def has_symbol(self, symbol: str) -> bool:
+        return bool(self._ee.get_function_address(symbol))
+
     def load_object(self, data: bytes) -> None:
         obj = llvm.ObjectFileRef.from_data(data)
         self._objects.append(obj)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from bttool.ir import intrinsics, state as st
 from bttool.runtime import cpuid
-from bttool.runtime.dispatcher import Executor, TranslationCache
+from bttool.runtime.dispatcher import Executor
 from bttool.runtime.memory import GuestMemory
 from bttool.runtime.process import build_stack, map_image
 from bttool.runtime.syscalls import GuestExit, Syscalls
@@ -39,7 +39,7 @@ class GuestDeath(Exception):
 
 class LinuxProcess:
     def __init__(self, image: GuestImage, argv: list[bytes], envp: list[bytes],
-                 cache: TranslationCache | None = None, verbose: bool = False) -> None:
+                 verbose: bool = False) -> None:
         self.image = image
         self.exe_path = image.path
         self.verbose = verbose
@@ -50,9 +50,11 @@ class LinuxProcess:
         self.pending: set[int] = set()
         self.clear_child_tid = 0
         self.robust_list = (0, 0)
-        self.executor = Executor(self.state, self.memory, LiftOptions(64, True), cache, self.log)
-        self.syscalls = Syscalls(self)
         base, image_end = map_image(self.memory, image)
+        self.executor = Executor(self.state, self.memory,
+                                 LiftOptions(64, True, base if image.pie else None), None, self.log)
+        self.syscalls = Syscalls(self)
+        self.state.image_base = base
         self.memory.brk_start = self.memory.brk_cur = image_end
         rsp = build_stack(self.memory, image, base, argv, envp,
                           os.fsencode(image.path), os.urandom(16))

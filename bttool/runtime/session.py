@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import sys
 
-from bttool.errors import BttoolError
 from bttool.runtime.dispatcher import Stats
 
 
@@ -15,22 +14,36 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
     from bttool.runtime.linux import GuestDeath, LinuxProcess
     from bttool.translator.loader import load_image
 
-    image = load_image(path)
-    cache = None
+    log = (lambda m: print(f"bttool: {m}", file=sys.stderr, flush=True)) if verbose else None
+    store = None
     if use_cache:
-        from bttool.runtime.cache import open_cache
-        cache = open_cache(cache_dir, image, log=(lambda m: print(f"bttool: {m}", file=sys.stderr))
-                           if verbose else None)
+        from bttool.runtime.cache import open_store
+        store = open_store(cache_dir, log)
+    image = load_image(path, store.image_info if store else None)
+    if store is not None and store.image_info(image.sha256) is None:
+        try:
+            store.store_image_info(image.sha256, os.path.abspath(path), image.info())
+        except Exception as e:  # noqa: BLE001 - a read-only cache still runs
+            print(f"bttool: warning: cache directory {store.root} not writable ({e}); "
+                  "running without caching", file=sys.stderr)
+            store = None
     argv = [os.fsencode(path)] + [os.fsencode(a) for a in args]
     envp = [k + b"=" + v for k, v in os.environb.items()]
-    proc = LinuxProcess(image, argv, envp, cache=cache, verbose=verbose)
+    proc = LinuxProcess(image, argv, envp, verbose=verbose)
+    if store is not None:
+        from bttool.ir import codegen
+        from bttool.runtime.cache import RunCache
+        target = codegen.host_target()
+        proc.executor.cache = RunCache(store, image.sha256,
+                                       os.path.abspath(path), target.key(), target.triple,
+                                       proc.executor.options.key(), proc.load_base, log)
     install_fault_handler(proc.executor.engine.signal_handler)
     try:
-        status = proc.run()
-        return status, 0, proc.executor.stats
+        status, sig = proc.run(), 0
     except GuestDeath as d:
         if d.note:
             print(f"bttool: {d.note}", file=sys.stderr, flush=True)
-        return 128 + d.sig, d.sig, proc.executor.stats
-    except BttoolError:
-        raise
+        status, sig = 128 + d.sig, d.sig
+    if proc.executor.cache is not None:
+        proc.executor.cache.finish()
+    return status, sig, proc.executor.stats

@@ -23,6 +23,7 @@ _DIRECT = {X.X86_INS_JMP, X.X86_INS_CALL} | {
         "JA", "JAE", "JB", "JBE", "JE", "JG", "JGE", "JL", "JLE", "JNE", "JNO", "JNP",
         "JNS", "JO", "JP", "JS", "LOOP", "LOOPE", "LOOPNE", "JRCXZ", "JECXZ")}
 _NO_FALLTHROUGH = {X.X86_INS_JMP, X.X86_INS_RET, X.X86_INS_UD2}
+_NO_RESUME = {X.X86_INS_HLT, X.X86_INS_INT3}
 
 
 @dataclass
@@ -30,7 +31,8 @@ class Block:
     start: int
     insns: list = field(default_factory=list)
     bad_at: int | None = None     # address of an undecodable instruction that ends it
-    successors: list[int] = field(default_factory=list)
+    successors: list[int] = field(default_factory=list)   # jump targets (may join the region)
+    entries: list[int] = field(default_factory=list)      # re-entered via the table
 
     @property
     def end(self) -> int:
@@ -74,10 +76,24 @@ class UnmappedCode(Exception):
 
 
 def _add_successors(block: Block, insn) -> None:
-    if insn.id in _DIRECT and insn.operands and insn.operands[0].type == X.X86_OP_IMM:
+    """Successors are the targets of jumps, which a region may contain.  A
+    call's target and return site, and the instruction after an exit to the
+    runtime, are entered through the lookup table instead: they are
+    ``entries`` (future region entries), not successors."""
+    direct = insn.id in _DIRECT and insn.operands and insn.operands[0].type == X.X86_OP_IMM
+    nxt = insn.address + insn.size
+    if insn.id == X.X86_INS_CALL:
+        if direct:
+            block.entries.append(insn.operands[0].imm)
+        block.entries.append(nxt)
+        return
+    if direct:
         block.successors.append(insn.operands[0].imm)
-    if insn.id not in _NO_FALLTHROUGH:
-        block.successors.append(insn.address + insn.size)
+        if insn.id != X.X86_INS_JMP:
+            block.successors.append(nxt)
+        return
+    if insn.id not in _NO_FALLTHROUGH and insn.id not in _NO_RESUME and registry.lookup(insn.id):
+        block.entries.append(nxt)
 
 
 @dataclass

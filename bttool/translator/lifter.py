@@ -21,6 +21,13 @@ from bttool.translator.operands import Insn, UnsupportedOperand
 class LiftOptions:
     mode: int = 64          # CPU mode: 64-bit long mode or 32-bit protected mode
     user_mode: bool = True  # linux-user (privileged insns fault) or system mode
+    # Load base of a position-independent image (None: absolute addresses).
+    # Code is generated relative to it; only "is it PIC" belongs in a cache key.
+    pic_base: int | None = None
+
+    def key(self) -> str:
+        return (f"mode{self.mode}|{'user' if self.user_mode else 'system'}|"
+                f"{'pic' if self.pic_base is not None else 'abs'}")
 
 
 @dataclass
@@ -31,19 +38,12 @@ class LiftResult:
     insn_count: int = 0
 
 
-def symbol_for(region_entry: int, pc: int) -> str:
-    """Symbols are unique per region, so two cached objects that both hold
-    a block never clash when loaded into one engine."""
-    return f"bt_{region_entry:x}_{pc:x}"
-
-
-def lift_region(region: Region, options: LiftOptions, module_name: str = "region") -> LiftResult:
-    """One function for the whole region, entered at ``region.entry``; direct
-    branches between its blocks are IR branches."""
-    module = ir.Module(name=module_name)
+def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: str) -> LiftResult:
+    """Lift ``region`` into ``module`` as one function called ``name``,
+    entered at ``region.entry``; direct branches between its blocks are IR
+    branches."""
     result = LiftResult(module, {})
-    name = symbol_for(region.entry, region.entry)
-    em = FunctionEmitter(module, name)
+    em = FunctionEmitter(module, name, options.pic_base)
     labels = {pc: em.new_block(f"g_{pc:x}") for pc in sorted(region.blocks)}
     em.local_targets = labels
     em.b.branch(labels[region.entry])

@@ -11,6 +11,8 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Callable
 
 from bttool.errors import CannotRun, NotFound
 
@@ -42,9 +44,25 @@ class GuestImage:
     data: bytes = field(repr=False)
     tls: tuple[int, int, int, int] | None = None   # vaddr, filesz, memsz, align
 
-    @property
+    @cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
+
+    def info(self) -> dict:
+        """Everything but the bytes, as JSON-able data (kept in the cache so
+        a warm run needs no ELF parser)."""
+        return {"pie": self.pie, "entry": self.entry, "phoff": self.phoff,
+                "phentsize": self.phentsize, "phnum": self.phnum, "interpreter": self.interpreter,
+                "tls": list(self.tls) if self.tls else None,
+                "segments": [[s.vaddr, s.memsz, s.filesz, s.offset, s.flags] for s in self.segments]}
+
+    @classmethod
+    def from_info(cls, path: str, data: bytes, info: dict) -> "GuestImage":
+        return cls(path=path, pie=info["pie"], entry=info["entry"],
+                   segments=[Segment(*s) for s in info["segments"]], phoff=info["phoff"],
+                   phentsize=info["phentsize"], phnum=info["phnum"],
+                   interpreter=info["interpreter"], data=data,
+                   tls=tuple(info["tls"]) if info["tls"] else None)
 
     @property
     def phdr_vaddr(self) -> int:
@@ -55,8 +73,10 @@ class GuestImage:
         return 0
 
 
-def load_image(path: str) -> GuestImage:
-    """Read and validate an executable; raises NotFound/CannotRun."""
+def load_image(path: str, known_info: Callable[[str], dict | None] | None = None) -> GuestImage:
+    """Read and validate an executable; raises NotFound/CannotRun.
+    ``known_info(sha256)`` may supply a parse remembered from an earlier run
+    (see GuestImage.info), which skips lief entirely."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -71,6 +91,16 @@ def load_image(path: str) -> GuestImage:
     except OSError as e:
         raise CannotRun(f"{path}: {e.strerror}") from None
     _check_ident(path, data)
+    if known_info is not None:
+        sha = hashlib.sha256(data).hexdigest()
+        info = known_info(sha)
+        if info is not None:
+            try:
+                image = GuestImage.from_info(path, data, info)
+                image.__dict__["sha256"] = sha
+                return image
+            except (KeyError, TypeError, ValueError):
+                pass
     return _parse(path, data)
 
 

@@ -139,9 +139,9 @@ class Insn:
         m = self.ops[i].mem
         b = self.b
         if m.base == X.X86_REG_RIP:
-            addr = const(64, self.next_pc + m.disp)
+            addr = self.em.guest_addr(self.next_pc + m.disp)
         elif m.base == X.X86_REG_EIP:
-            addr = const(64, (self.next_pc + m.disp) & 0xFFFFFFFF)
+            addr = self.b.and_(self.em.guest_addr(self.next_pc + m.disp), const(64, 0xFFFFFFFF))
         else:
             addr = const(64, m.disp)
             if m.base != 0:

@@ -1,42 +1,101 @@
-"""The translation pipeline for one region: discover -> lift -> compile."""
+"""The translation pipeline: discover -> lift -> compile, for one region (at
+run time) or a batch of regions compiled into one object (ahead of time)."""
 from __future__ import annotations
 
 import hashlib
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
+from llvmlite import ir
+
+from bttool import TRANSLATOR_VERSION
 from bttool.ir import codegen
-from bttool.translator.blocks import CodeReader, Region, discover_region
+from bttool.translator.blocks import CodeReader, Region, UnmappedCode, discover_region
 from bttool.translator.decoder import Decoder
 from bttool.translator.lifter import LiftOptions, lift_region
 
 
+def guest_digest(read: CodeReader, ranges: list[tuple[int, int]], base: int) -> str:
+    """Digest of the guest bytes a translation was made from (addresses
+    relative to the image base, so a moved PIE image digests the same)."""
+    h = hashlib.sha256()
+    for start, end in ranges:
+        h.update((start - base).to_bytes(8, "little", signed=True) + (end - start).to_bytes(4, "little"))
+        h.update(read(start, end - start))
+    return h.hexdigest()
+
+
+def region_key(digest: str, entry_rel: int, options: LiftOptions, target: codegen.Target) -> str:
+    """The content address of a translation: everything that changes the
+    generated code.  (The one place this rule lives.)"""
+    text = "|".join([TRANSLATOR_VERSION, target.key(), options.key(), f"{entry_rel:x}", digest])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class RegionInfo:
+    entry: int                              # absolute guest pc at translation time
+    entry_rel: int                          # relative to the image base
+    key: str
+    symbol: str
+    insn_count: int
+    ranges: list[tuple[int, int]]           # absolute [start, end) of every block
+    guest_code: bytes                       # the bytes of those ranges, concatenated
+    digest: str
+    untranslatable: list[tuple[int, str]] = field(default_factory=list)
+    entries: list[int] = field(default_factory=list)   # where execution re-enters next
+
+
 @dataclass
 class Translation:
-    entry: int
     object_code: bytes
-    entries: dict[int, str]                 # guest pc -> symbol in the object
-    insn_count: int
-    code_ranges: list[tuple[int, int]]      # guest [start, end) of every block
-    untranslatable: list[tuple[int, str]] = field(default_factory=list)
+    regions: list[RegionInfo]
     seconds: float = 0.0
     ir_text: str | None = None
 
-    def guest_digest(self, read: CodeReader) -> str:
-        h = hashlib.sha256()
-        for start, end in self.code_ranges:
-            h.update(start.to_bytes(8, "little") + read(start, end - start))
-        return h.hexdigest()
+    @property
+    def insn_count(self) -> int:
+        return sum(r.insn_count for r in self.regions)
 
 
-def translate_region(entry: int, read: CodeReader, options: LiftOptions,
-                     target: codegen.Target, known=lambda pc: False,
-                     want_ir: bool = False, max_blocks: int = 24) -> Translation:
+def _describe(region: Region, read: CodeReader, options: LiftOptions,
+              target: codegen.Target) -> RegionInfo:
+    base = options.pic_base or 0
+    ranges = sorted((b.start, b.end) for b in region.blocks.values())
+    digest = guest_digest(read, ranges, base)
+    key = region_key(digest, region.entry - base, options, target)
+    entries = sorted({e for b in region.blocks.values() for e in b.entries}
+                     | {s for b in region.blocks.values() for s in b.successors
+                        if s not in region.blocks})
+    return RegionInfo(region.entry, region.entry - base, key, f"bt_{region.entry - base:x}_{key[:16]}",
+                      region.insn_count, ranges, b"".join(read(s, e - s) for s, e in ranges), digest,
+                      [], entries)
+
+
+def translate(entries: list[int], read: CodeReader, options: LiftOptions, target: codegen.Target,
+              known: Callable[[int], bool] = lambda pc: False, want_ir: bool = False,
+              max_blocks: int = 24, max_insns: int = 600) -> Translation:
+    """Translate the regions at ``entries`` into one object file.
+
+    The first entry must be fetchable (UnmappedCode otherwise); later ones
+    that are not are skipped."""
     t0 = time.perf_counter()
-    region: Region = discover_region(Decoder(options.mode), read, entry, known=known,
-                                     max_blocks=max_blocks)
-    lifted = lift_region(region, options, module_name=f"region_{entry:x}")
-    obj, ir_text = codegen.compile_module(lifted.module, target, want_ir=want_ir)
-    ranges = [(b.start, b.end) for b in region.blocks.values()]
-    return Translation(entry, obj, lifted.entries, lifted.insn_count, ranges,
-                       lifted.untranslatable, time.perf_counter() - t0, ir_text)
+    decoder = Decoder(options.mode)
+    module = ir.Module(name=f"bt_{entries[0]:x}")
+    infos: list[RegionInfo] = []
+    batch = set(entries)
+    for n, pc in enumerate(entries):
+        try:
+            region = discover_region(decoder, read, pc, max_blocks=max_blocks, max_insns=max_insns,
+                                     known=lambda p: p in batch or known(p))
+        except UnmappedCode:
+            if n == 0:
+                raise
+            continue
+        info = _describe(region, read, options, target)
+        lifted = lift_region(region, options, module, info.symbol)
+        info.untranslatable = lifted.untranslatable
+        infos.append(info)
+    obj, ir_text = codegen.compile_module(module, target, want_ir=want_ir)
+    return Translation(obj, infos, time.perf_counter() - t0, ir_text)

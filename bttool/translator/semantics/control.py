@@ -18,7 +18,7 @@ _JCC = ("ja", "jae", "jb", "jbe", "je", "jg", "jge", "jl", "jle", "jne", "jno", 
 
 def _target(ctx: Insn) -> ir.Value:
     if ctx.is_imm(0):
-        return ctx.c(64, ctx.ops[0].imm)
+        return ctx.em.guest_addr(ctx.ops[0].imm)
     v = ctx.read(0)
     return ctx.b.zext(v, I64) if v.type.width < 64 else v
 
@@ -41,7 +41,7 @@ for _name in _JCC:
 @semantic("call", terminal=True)
 def call(ctx: Insn) -> None:
     target = ctx.ops[0].imm if ctx.is_imm(0) else _target(ctx)  # read before rsp moves
-    ctx.push(ctx.c(64, ctx.next_pc))
+    ctx.push(ctx.em.guest_addr(ctx.next_pc))
     ctx.leave(target)
 
 

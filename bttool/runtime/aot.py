@@ -1,0 +1,174 @@
+"""`bttool translate`: ahead-of-time translation into the persistent cache.
+
+Discovery (translator/discovery.py) runs here, in one process; the regions
+it finds are lifted and compiled in batches by a pool of worker processes
+(one object file per batch), then stored in the cache.  Regions that the
+cache already holds for this image, target and options are skipped.  The
+code map recorded by earlier runs adds entries that static discovery cannot
+see (targets reached only through indirect branches).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+
+from bttool.ir import codegen
+from bttool.runtime.cache import CacheStore, RunCache
+from bttool.translator.lifter import LiftOptions
+from bttool.translator.loader import PF_X, GuestImage
+from bttool.translator.translate import Translation, translate
+
+BATCH = 48
+
+
+class ImageReader:
+    """Reads guest code straight from the image file (no guest memory)."""
+
+    def __init__(self, image: GuestImage, base: int) -> None:
+        self.segments = [(base + s.vaddr, base + s.vaddr + s.filesz, s.offset, bool(s.flags & PF_X))
+                         for s in image.segments]
+        self.data = image.data
+
+    def executable(self, addr: int) -> bool:
+        return any(start <= addr < end and x for start, end, _, x in self.segments)
+
+    def read(self, addr: int, length: int) -> bytes:
+        for start, end, off, x in self.segments:
+            if x and start <= addr < end:
+                n = min(length, end - addr)
+                return self.data[off + addr - start: off + addr - start + n]
+        return b""
+
+
+@dataclass
+class AotSummary:
+    functions: int = 0
+    regions: int = 0
+    regions_cached_before: int = 0
+    guest_instructions: int = 0
+    untranslatable: list[tuple[int, str]] = field(default_factory=list)
+    failed_regions: list[tuple[int, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    bytes_added: int = 0
+    jump_tables: int = 0
+    codemap_entries: int = 0
+
+
+_worker: dict = {}
+
+
+def _init_worker(image: GuestImage, base: int, options: LiftOptions, target: codegen.Target,
+                 known: frozenset[int]) -> None:
+    _worker.update(reader=ImageReader(image, base), options=options, target=target, known=known)
+
+
+def _translate_batch(entries: list[int]) -> tuple[list[Translation], list[tuple[int, str]]]:
+    """Translate a batch into one object; on a compile error, fall back to
+    one region at a time and report the regions that cannot be compiled."""
+    w = _worker
+    try:
+        return [translate(entries, w["reader"].read, w["options"], w["target"],
+                          known=w["known"].__contains__)], []
+    except Exception:  # noqa: BLE001 - retried region by region below
+        pass
+    out, failed = [], []
+    for pc in entries:
+        try:
+            out.append(translate([pc], w["reader"].read, w["options"], w["target"],
+                                 known=w["known"].__contains__))
+        except Exception as e:  # noqa: BLE001
+            failed.append((pc, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"))
+    return out, failed
+
+
+def function_starts(image: GuestImage, base: int) -> list[int]:
+    """Entry point, FUNC symbols and .eh_frame FDEs (uses lief)."""
+    import lief
+
+    from bttool.translator.discovery import eh_frame_functions
+    lief.logging.disable()
+    elf = lief.ELF.parse(image.path)
+    starts = [base + image.entry]
+    for sym in elf.symbols:
+        if sym.type == lief.ELF.Symbol.TYPE.FUNC and sym.value:
+            starts.append(base + sym.value)
+    sec = elf.get_section(".eh_frame")
+    if sec is not None:
+        starts += [base + a for a in eh_frame_functions(bytes(sec.content), sec.virtual_address)]
+    return starts
+
+
+def translate_program(image: GuestImage, store: CacheStore, target: codegen.Target, jobs: int,
+                      progress=None, log=None) -> AotSummary:
+    from bttool.runtime.memory import PIE_BASE
+    from bttool.translator.discovery import discover
+
+    t0 = time.perf_counter()
+    base = PIE_BASE if image.pie else 0
+    options = LiftOptions(64, True, base if image.pie else None)
+    reader = ImageReader(image, base)
+    summary = AotSummary()
+    starts = function_starts(image, base)
+    summary.functions = len({s for s in starts if reader.executable(s)})
+    codemap = [base + e for e in store.codemap(image.sha256, options.key())]
+    summary.codemap_entries = len(codemap)
+    disc = discover(reader.read, starts + codemap, reader.executable)
+    summary.jump_tables = disc.jump_tables
+    run_cache = RunCache(store, image.sha256, os.path.abspath(image.path), target.key(),
+                         target.triple, options.key(), base)
+    todo = []
+    for pc in disc.entries:
+        if run_cache.lookup(pc, reader.read) is not None:
+            summary.regions_cached_before += 1
+        else:
+            todo.append(pc)
+    size_before = store.total_size()
+    batches = [todo[i:i + BATCH] for i in range(0, len(todo), BATCH)]
+    known = frozenset(disc.entries)
+    if progress:
+        progress(0, len(todo))
+    done = 0
+    with ProcessPoolExecutor(max_workers=max(1, jobs), initializer=_init_worker,
+                             initargs=(image, base, options, target, known)) as pool:
+        futures = {pool.submit(_translate_batch, b): b for b in batches}
+        for fut in as_completed(futures):
+            translations, failed = fut.result()
+            summary.failed_regions += failed
+            for t in translations:
+                store.write_translation(t, image.sha256, os.path.abspath(image.path), target.key(),
+                                        target.triple, options.key(), base)
+                summary.regions += len(t.regions)
+                summary.guest_instructions += t.insn_count
+                for r in t.regions:
+                    summary.untranslatable += r.untranslatable
+            done += len(futures[fut])
+            if progress:
+                progress(done, len(todo))
+    summary.bytes_added = store.total_size() - size_before
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def default_jobs() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def progress_printer(stream=sys.stderr):
+    """A one-line progress bar on a terminal; silence otherwise."""
+    if not stream.isatty():
+        return None
+    start = time.perf_counter()
+
+    def show(done: int, total: int) -> None:
+        width = 30
+        frac = done / total if total else 1.0
+        bar = "#" * int(frac * width)
+        stream.write(f"\rtranslating [{bar:<{width}}] {done}/{total} regions "
+                     f"{time.perf_counter() - start:5.1f}s")
+        if done >= total:
+            stream.write("\n")
+        stream.flush()
+    return show

@@ -1,0 +1,216 @@
+"""Looking inside the translation cache: listing, showing, statistics and
+verification (the logic behind `bttool cache ...`)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+
+from bttool.ir import codegen, objfile
+from bttool.runtime.cache import CacheStore
+
+_ROW = ("key, image, image_path, target, triple, options, entry, ranges, insn_count, host_bytes,"
+        " object, symbol, created, last_used, hits, guest_code")
+
+
+def _row_dict(r) -> dict:
+    ranges = json.loads(r[7])
+    return {
+        "key": r[0], "image": r[1], "image_path": r[2], "target": r[3], "triple": r[4],
+        "options": r[5], "entry": r[6], "guest_start": min(s for s, _ in ranges),
+        "guest_end": max(e for _, e in ranges), "ranges": ranges, "insn_count": r[8],
+        "host_bytes": r[9], "object": r[10], "symbol": r[11], "created": r[12],
+        "last_used": r[13], "hits": r[14], "guest_code": r[15],
+    }
+
+
+def list_regions(store: CacheStore, image_sha: str | None = None) -> list[dict]:
+    q = f"SELECT {_ROW} FROM regions"
+    args: tuple = ()
+    if image_sha:
+        q += " WHERE image = ?"
+        args = (image_sha,)
+    q += " ORDER BY image_path, entry"
+    out = []
+    for r in store.db.execute(q, args):
+        d = _row_dict(r)
+        d.pop("guest_code")
+        d.pop("ranges")
+        out.append(d)
+    return out
+
+
+def find_region(store: CacheStore, ident: str, image_sha: str | None, pie_base: int) -> dict | None:
+    """A region by key (prefix) or by guest address within an image."""
+    if image_sha is None:
+        rows = store.db.execute(f"SELECT {_ROW} FROM regions WHERE key LIKE ? ORDER BY last_used DESC",
+                                (ident.lower() + "%",)).fetchall()
+        return _row_dict(rows[0]) if rows else None
+    addr = int(ident, 0)
+    for entry in (addr, addr - pie_base):
+        rows = store.db.execute(f"SELECT {_ROW} FROM regions WHERE image = ? AND entry = ?"
+                                " ORDER BY last_used DESC", (image_sha, entry)).fetchall()
+        if rows:
+            return _row_dict(rows[0])
+    # an address inside a region
+    for r in store.db.execute(f"SELECT {_ROW} FROM regions WHERE image = ?", (image_sha,)):
+        d = _row_dict(r)
+        for a in (addr, addr - pie_base):
+            if any(s <= a < e for s, e in d["ranges"]):
+                return d
+    return None
+
+
+def guest_disassembly(region: dict) -> str:
+    from bttool.translator.decoder import Decoder
+    dec = Decoder(64)
+    code = region["guest_code"]
+    lines = []
+    pos = 0
+    for start, end in region["ranges"]:
+        chunk = code[pos:pos + end - start]
+        pos += end - start
+        lines.append(f"{start:#x}:")
+        for insn in dec.decode_all(chunk, start):
+            lines.append(f"  {insn.address:#10x}  {insn.bytes.hex():<24} {insn.mnemonic} {insn.op_str}")
+    return "\n".join(lines)
+
+
+def regenerate_ir(region: dict, optimise: bool = True) -> str:
+    """Lift the stored guest bytes again and return the (optimised) IR."""
+    from llvmlite import ir
+
+    from bttool.translator.blocks import discover_region
+    from bttool.translator.decoder import Decoder
+    from bttool.translator.lifter import LiftOptions, lift_region
+    code = region["guest_code"]
+    pieces = []
+    pos = 0
+    for start, end in region["ranges"]:
+        pieces.append((start, end, code[pos:pos + end - start]))
+        pos += end - start
+    starts = {s for s, _, _ in pieces}
+
+    def read(addr: int, n: int) -> bytes:
+        for s, e, data in pieces:
+            if s <= addr < e:
+                return data[addr - s: addr - s + n]
+        return b""
+    pic = "|pic" in region["options"]
+    options = LiftOptions(64, "user" in region["options"], 0 if pic else None)
+    reg = discover_region(Decoder(64), read, region["entry"], known=lambda p: p not in starts)
+    module = ir.Module(name="show")
+    lift_region(reg, options, module, region["symbol"])
+    if not optimise:
+        return str(module)
+    target = codegen.host_target() if region["triple"] == codegen.host_target().triple else \
+        codegen.Target(region["triple"], "generic", "", 2)
+    _, text = codegen.compile_module(module, target, want_ir=True)
+    return text or ""
+
+
+def host_disassembly(store: CacheStore, region: dict) -> str:
+    import capstone
+    data = store.read_object(region["object"])
+    if data is None:
+        return "(object missing or corrupt)"
+    sym = objfile.symbols(data).get(region["symbol"])
+    if sym is None:
+        return "(symbol not found in object)"
+    code = objfile.symbol_code(data, sym)
+    arch = objfile.machine(data)
+    if arch == "aarch64":
+        cs = capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
+    else:
+        cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    return "\n".join(f"  {i.address:#8x}  {i.mnemonic} {i.op_str}" for i in cs.disasm(code, 0))
+
+
+def stats(store: CacheStore) -> dict:
+    db = store.db
+    by_target = {}
+    for triple, target, n, insns, hbytes in db.execute(
+            "SELECT triple, target, COUNT(*), SUM(insn_count), SUM(host_bytes) FROM regions"
+            " GROUP BY target"):
+        by_target[target] = {"triple": triple, "regions": n, "guest_instructions": insns or 0,
+                             "host_code_bytes": hbytes or 0, "hits": 0, "misses": 0}
+    for target, hits, misses in db.execute("SELECT target, hits, misses FROM counters"):
+        entry = by_target.setdefault(target, {"triple": target.split("|")[0], "regions": 0,
+                                              "guest_instructions": 0, "host_code_bytes": 0})
+        entry["hits"], entry["misses"] = hits, misses
+    objects, obytes = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects").fetchone()
+    return {
+        "directory": store.root,
+        "entries": sum(t["regions"] for t in by_target.values()),
+        "objects": objects,
+        "bytes": obytes,
+        "images": db.execute("SELECT COUNT(DISTINCT image) FROM regions").fetchone()[0],
+        "hits": sum(t.get("hits", 0) for t in by_target.values()),
+        "misses": sum(t.get("misses", 0) for t in by_target.values()),
+        "by_target": by_target,
+    }
+
+
+@dataclass
+class Problem:
+    what: str
+    detail: str
+    object_id: str | None = None
+    region_key: str | None = None
+    path: str | None = None
+
+
+def verify(store: CacheStore, repair: bool = False) -> list[Problem]:
+    """Recheck the index and every object; with ``repair`` remove what is bad."""
+    problems: list[Problem] = []
+    db = store.db
+    try:
+        res = db.execute("PRAGMA integrity_check").fetchone()[0]
+        if res != "ok":
+            problems.append(Problem("index", f"integrity check: {res}"))
+    except sqlite3.DatabaseError as e:
+        problems.append(Problem("index", str(e)))
+        return problems
+    known_objects = {}
+    for object_id, sha, size in db.execute("SELECT id, sha256, size FROM objects"):
+        known_objects[object_id] = sha
+        path = store.object_path(object_id)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            problems.append(Problem("object", f"{object_id}: unreadable ({e.strerror})", object_id=object_id))
+            continue
+        if hashlib.sha256(data).hexdigest() != sha or len(data) != size:
+            problems.append(Problem("object", f"{object_id}: checksum mismatch", object_id=object_id))
+    for key, object_id, code, ranges, digest in db.execute(
+            "SELECT key, object, guest_code, ranges, digest FROM regions"):
+        if object_id not in known_objects:
+            problems.append(Problem("region", f"{key[:16]}: object {object_id} not in index", region_key=key))
+            continue
+        try:
+            total = sum(e - s for s, e in json.loads(ranges))
+            if total != len(code):
+                raise ValueError("guest code length")
+        except (ValueError, TypeError) as e:
+            problems.append(Problem("region", f"{key[:16]}: bad guest ranges ({e})", region_key=key))
+    for dirpath, _, files in os.walk(store.objects_dir):
+        for f in files:
+            oid = f[:-2] if f.endswith(".o") else None
+            if oid not in known_objects:
+                problems.append(Problem("file", f"{os.path.join(dirpath, f)}: not in the index",
+                                        path=os.path.join(dirpath, f)))
+    if repair:
+        for p in problems:
+            if p.object_id:
+                store.drop_object(p.object_id)
+            elif p.region_key:
+                store.drop_region(p.region_key)
+            elif p.path:
+                try:
+                    os.unlink(p.path)
+                except OSError:
+                    pass
+    return problems

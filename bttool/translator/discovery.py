@@ -1,0 +1,202 @@
+"""Static code discovery for ahead-of-time translation.
+
+Starting points: the entry point, every function start named by the symbol
+table, and every FDE of ``.eh_frame`` (which stripped binaries keep).  From
+there a worklist follows what the runtime would: region exits, call targets
+and return sites, the instruction after an exit to the runtime, and the
+targets of jump tables whose pattern is clear:
+
+    cmp idx, N ; ja default ; ... ; jmp [idx*8 + TABLE]                (ET_EXEC)
+    cmp idx, N ; ja default ; lea base, [rip+T] ; movsxd r, [base+idx*4] ;
+        add r, base ; jmp r                                            (PIC)
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from capstone import x86_const as X
+
+from bttool.translator.blocks import CodeReader, UnmappedCode, discover_region
+from bttool.translator.decoder import Decoder
+
+
+@dataclass
+class Discovery:
+    function_starts: set[int] = field(default_factory=set)
+    entries: list[int] = field(default_factory=list)      # region entries, in discovery order
+    insn_count: int = 0
+    jump_tables: int = 0
+
+
+def eh_frame_functions(data: bytes, section_addr: int) -> list[int]:
+    """Initial locations of every FDE in an .eh_frame section."""
+    starts = []
+    cie_enc: dict[int, int] = {}
+    off = 0
+    while off + 4 <= len(data):
+        length = struct.unpack_from("<I", data, off)[0]
+        if length == 0:
+            break
+        hdr = 4
+        if length == 0xFFFFFFFF:
+            length = struct.unpack_from("<Q", data, off + 4)[0]
+            hdr = 12
+        rec = off + hdr
+        end = rec + length
+        if end > len(data):
+            break
+        cie_id = struct.unpack_from("<I", data, rec)[0]
+        if cie_id == 0:
+            cie_enc[off] = _cie_fde_encoding(data, rec + 4, end)
+        else:
+            cie_off = rec - cie_id
+            enc = cie_enc.get(cie_off, 0x1B)
+            pos = rec + 4
+            addr = _read_encoded(data, pos, enc, section_addr)
+            if addr:
+                starts.append(addr)
+        off = end
+    return starts
+
+
+def _uleb(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = data[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return result, pos
+
+
+def _cie_fde_encoding(data: bytes, pos: int, end: int) -> int:
+    try:
+        pos += 1                                  # version
+        aug_end = data.index(b"\0", pos)
+        aug = data[pos:aug_end].decode()
+        pos = aug_end + 1
+        _, pos = _uleb(data, pos)                 # code alignment
+        _, pos = _uleb(data, pos)                 # data alignment (sleb; skipping is the same)
+        pos += 1                                  # return address register
+        if not aug.startswith("z"):
+            return 0x1B
+        _, pos = _uleb(data, pos)                 # augmentation length
+        for ch in aug[1:]:
+            if ch == "R":
+                return data[pos]
+            if ch == "P":
+                penc = data[pos]
+                pos += 1
+                pos += {0x00: 8, 0x03: 4, 0x0B: 4, 0x04: 8, 0x0C: 8, 0x1B: 4, 0x9B: 4}.get(penc, 4)
+            elif ch == "L":
+                pos += 1
+    except (IndexError, ValueError):
+        pass
+    return 0x1B
+
+
+def _read_encoded(data: bytes, pos: int, enc: int, section_addr: int) -> int:
+    fmt = enc & 0x0F
+    size, signed = {0x00: (8, False), 0x03: (4, False), 0x04: (8, False), 0x0B: (4, True),
+                    0x0C: (8, True), 0x02: (2, False), 0x0A: (2, True)}.get(fmt, (4, True))
+    raw = int.from_bytes(data[pos:pos + size], "little", signed=signed)
+    if enc & 0x70 == 0x10:                        # pcrel
+        raw += section_addr + pos
+    return raw & 0xFFFFFFFFFFFFFFFF
+
+
+def _jump_table_targets(insns, read: CodeReader, executable) -> list[int]:
+    """Targets of the jump table ending a block, or [] if the pattern is unclear."""
+    last = insns[-1]
+    if last.id != X.X86_INS_JMP or not last.operands:
+        return []
+    bound = None
+    for insn in reversed(insns[:-1]):
+        if insn.id == X.X86_INS_CMP and len(insn.operands) == 2 and insn.operands[1].type == X.X86_OP_IMM:
+            bound = insn.operands[1].imm + 1
+            break
+    if bound is None:
+        return []   # the bound check usually ends the previous block; see discover()
+    return _read_table(insns, read, executable, bound)
+
+
+def _read_table(insns, read: CodeReader, executable, bound: int) -> list[int]:
+    last = insns[-1]
+    op = last.operands[0]
+    out: list[int] = []
+    if bound <= 0 or bound > 4096:
+        return []
+    if op.type == X.X86_OP_MEM and op.mem.base == 0 and op.mem.scale == 8 and op.mem.disp:
+        table = op.mem.disp & 0xFFFFFFFFFFFFFFFF
+        raw = read(table, 8 * bound)
+        for i in range(len(raw) // 8):
+            t = struct.unpack_from("<Q", raw, 8 * i)[0]
+            if executable(t):
+                out.append(t)
+        return out
+    if op.type == X.X86_OP_REG:
+        lea = next((i for i in reversed(insns) if i.id == X.X86_INS_LEA and i.operands[1].mem.base == X.X86_REG_RIP), None)
+        movsxd = next((i for i in reversed(insns) if i.id == X.X86_INS_MOVSXD), None)
+        if lea is None or movsxd is None:
+            return []
+        table = lea.address + lea.size + lea.operands[1].mem.disp
+        raw = read(table, 4 * bound)
+        for i in range(len(raw) // 4):
+            t = (table + struct.unpack_from("<i", raw, 4 * i)[0]) & 0xFFFFFFFFFFFFFFFF
+            if executable(t):
+                out.append(t)
+    return out
+
+
+def discover(read: CodeReader, starts: list[int], executable, mode: int = 64,
+             limit: int = 2_000_000) -> Discovery:
+    """The region entries the runtime would ask for, starting at ``starts``:
+    each region is formed as at run time (discover_region), and its exits,
+    call targets, return sites, resume points and jump-table targets become
+    further entries."""
+    decoder = Decoder(mode)
+    disc = Discovery(function_starts=set(starts))
+    entry_set: set[int] = set()
+    todo = [s for s in dict.fromkeys(starts) if executable(s)]
+    todo.reverse()
+    entry_set.update(todo)
+    while todo and disc.insn_count < limit:
+        pc = todo.pop()
+        try:
+            region = discover_region(decoder, read, pc, known=lambda p: p in entry_set and p != pc)
+        except UnmappedCode:
+            continue
+        disc.entries.append(pc)
+        disc.insn_count += region.insn_count
+        nxt: list[int] = []
+        bounds: dict[int, int] = {}
+        for block in region.blocks.values():
+            nxt.extend(s for s in block.successors if s not in region.blocks)
+            nxt.extend(block.entries)
+            if not block.insns:
+                continue
+            last = block.insns[-1]
+            if last.id in (X.X86_INS_JA, X.X86_INS_JAE):
+                for insn in reversed(block.insns[:-1]):
+                    if insn.id == X.X86_INS_CMP and insn.operands[1].type == X.X86_OP_IMM:
+                        bound = insn.operands[1].imm + (1 if last.id == X.X86_INS_JA else 0)
+                        for succ in block.successors:
+                            bounds[succ] = bound
+                        break
+        for block in region.blocks.values():
+            last = block.insns[-1] if block.insns else None
+            if last is not None and last.id == X.X86_INS_JMP and last.operands \
+                    and last.operands[0].type != X.X86_OP_IMM:
+                targets = _jump_table_targets(block.insns, read, executable)
+                if not targets and block.start in bounds:
+                    targets = _read_table(block.insns, read, executable, bounds[block.start])
+                if targets:
+                    disc.jump_tables += 1
+                    nxt.extend(targets)
+        for t in nxt:
+            if t not in entry_set and executable(t):
+                entry_set.add(t)
+                todo.append(t)
+    return disc
