@@ -1,0 +1,248 @@
+"""The static programs in samples/, run natively and under ``bttool run``:
+stdout, stderr and exit status (or fatal signal) must be identical."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+import programs  # noqa: E402
+from programs import bttool_cache, samples_dir  # noqa: E402,F401  (fixtures)
+
+
+def sample(samples_dir: Path, name: str) -> str:
+    path = samples_dir / name
+    assert path.is_file(), f"sample {name} was not built"
+    return str(path)
+
+
+# ---------------------------------------------------------------------------
+# plain runs: no arguments, no input
+
+# (name, bttool: lines allowed on stderr).  A guest fault must be reported by
+# exactly one "bttool:" line; abort() is a signal the guest sends itself, so a
+# report line is optional there.
+PLAIN = [
+    ("hello", 0),
+    ("exit42", 0),
+    ("jumps", 0),
+    ("floats", 0),
+    ("strings", 0),
+    ("sortheavy", 0),
+    ("segv", 1),
+    ("divzero", 1),
+    ("abort", (0, 1)),
+]
+
+
+@pytest.mark.parametrize("name,bttool_lines", PLAIN, ids=[p[0] for p in PLAIN])
+def test_plain(samples_dir, bttool_cache, tmp_path, name, bttool_lines):
+    native, _ = programs.compare_run(
+        [sample(samples_dir, name)], bttool_cache, cwd=tmp_path, bttool_lines=bttool_lines
+    )
+    # guard against a broken oracle: the samples do what their names say
+    expected_status = {"exit42": 42, "segv": -11, "divzero": -8, "abort": -6}.get(name, 0)
+    assert native.returncode == expected_status, programs.describe_status(native.returncode)
+
+
+def test_hello_status_and_text(samples_dir, bttool_cache, tmp_path):
+    """The smallest possible check, with explicit expectations."""
+    result = programs.run_bttool([sample(samples_dir, "hello")], bttool_cache, cwd=tmp_path)
+    native = programs.run_native([sample(samples_dir, "hello")], cwd=tmp_path)
+    assert native.stdout == b"Hello, world!\n"
+    programs.assert_same(native, result)
+
+
+# ---------------------------------------------------------------------------
+# argv and environment
+
+ARGV_CASES = {
+    "no-args": [],
+    "simple": ["one", "two", "three"],
+    "empty-strings": ["", "middle", ""],
+    "only-empty": [""],
+    "spaces-and-quotes": ["a b", "  leading", "trailing  ", "'single'", '"double"', "back\\slash"],
+    "unicode": ["h\u00e9llo", "\u65e5\u672c\u8a9e", "emoji \U0001f389", "\u00df\u00f8\u00e5"],
+    "option-like": ["-v", "--help", "--cache-dir", "x", "--", "-", "--no-cache"],
+    "newline-tab": ["line1\nline2", "tab\there"],
+    "long": ["x" * 10000, "y" * 4096],
+    "many": [str(i) for i in range(300)],
+}
+
+
+@pytest.mark.parametrize("args", ARGV_CASES.values(), ids=ARGV_CASES.keys())
+def test_echo_args_argv(samples_dir, bttool_cache, tmp_path, args):
+    programs.compare_run([sample(samples_dir, "echo_args"), *args], bttool_cache, cwd=tmp_path)
+
+
+ENV_CASES = {
+    "none": {},
+    "one": {"BTTOOL_SAMPLE_ONE": "1"},
+    "several": {
+        "BTTOOL_SAMPLE_A": "alpha",
+        "BTTOOL_SAMPLE_EMPTY": "",
+        "BTTOOL_SAMPLE_SPACES": "with spaces = and equals",
+        "BTTOOL_SAMPLE_UNICODE": "\u00e9t\u00e9 \u2603",
+        "BTTOOL_SAMPLE_Z": "z" * 3000,
+    },
+}
+
+
+@pytest.mark.parametrize("extra", ENV_CASES.values(), ids=ENV_CASES.keys())
+def test_echo_args_env(samples_dir, bttool_cache, tmp_path, extra):
+    env = programs.guest_env(extra)
+    native, _ = programs.compare_run(
+        [sample(samples_dir, "echo_args"), "arg"], bttool_cache, cwd=tmp_path, env=env
+    )
+    assert f"matching env entries: {len(extra)}\n".encode() in native.stdout
+
+
+def test_echo_args_relative_path(samples_dir, bttool_cache):
+    """argv[0] is passed as given, also for a path relative to the cwd."""
+    programs.compare_run(["./echo_args", "rel"], bttool_cache, cwd=samples_dir)
+
+
+# ---------------------------------------------------------------------------
+# file system
+
+
+@pytest.mark.parametrize("how", ["cwd", "argv"])
+def test_fileio(samples_dir, bttool_cache, tmp_path, how):
+    native_dir, bttool_dir = tmp_path / "native", tmp_path / "bttool"
+    for d in (native_dir, bttool_dir):
+        (d / "area").mkdir(parents=True)
+    if how == "cwd":
+        argv, sub = [sample(samples_dir, "fileio")], "area"
+    else:
+        argv, sub = [sample(samples_dir, "fileio"), "area"], ""
+    native, _ = programs.compare_run(
+        argv, bttool_cache, cwd=native_dir / sub, bttool_cwd=bttool_dir / sub
+    )
+    assert native.returncode == 0 and b"failures: 0\n" in native.stdout
+    # the sample cleans up after itself; both sides must be left equal
+    programs.assert_same_tree(native_dir, bttool_dir)
+
+
+# ---------------------------------------------------------------------------
+# stdin passthrough
+
+
+def _blob(n: int, seed: int = 1) -> bytes:
+    out = bytearray()
+    x = seed
+    while len(out) < n:
+        x = (x * 6364136223846793005 + 1442695040888963407) % (1 << 64)
+        out += (x >> 11).to_bytes(8, "little")
+    return bytes(out[:n])
+
+
+STDIN_CASES = {
+    "devnull": None,
+    "empty-pipe": b"",
+    "one-line": b"hello through stdin\n",
+    "no-newline": b"no newline at end",
+    "text-64k": b"".join(b"line %06d of some text\n" % i for i in range(2800)),
+    "binary-1m": _blob(1 << 20),
+}
+
+
+@pytest.mark.parametrize("data", STDIN_CASES.values(), ids=STDIN_CASES.keys())
+def test_cat_stdin_pipe(samples_dir, bttool_cache, tmp_path, data):
+    native, _ = programs.compare_run(
+        [sample(samples_dir, "cat_stdin")], bttool_cache, cwd=tmp_path, stdin=data
+    )
+    assert native.stdout == (data or b"")
+
+
+def test_cat_stdin_file(samples_dir, bttool_cache, tmp_path):
+    """stdin redirected from a regular file rather than a pipe."""
+    src = tmp_path / "input.bin"
+    src.write_bytes(_blob(300_000, seed=7))
+    native, _ = programs.compare_run(
+        [sample(samples_dir, "cat_stdin")], bttool_cache, cwd=tmp_path, stdin=src
+    )
+    assert native.stdout == src.read_bytes()
+
+
+# ---------------------------------------------------------------------------
+# CLI options and the translation cache
+
+
+def test_no_cache(samples_dir, tmp_path):
+    """--no-cache runs the program the same way, without a cache directory."""
+    argv = [sample(samples_dir, "hello")]
+    native = programs.run_native(argv, cwd=tmp_path)
+    translated = programs.run_bttool(argv, None, options=["--no-cache"], cwd=tmp_path)
+    programs.assert_same(native, translated)
+
+
+def test_cold_then_warm_cache(samples_dir, tmp_path):
+    """A fresh cache directory, used twice: both runs behave like native."""
+    cache = tmp_path / "cache"
+    argv = [sample(samples_dir, "jumps")]
+    native = programs.run_native(argv, cwd=tmp_path)
+    cold = programs.run_bttool(argv, cache, cwd=tmp_path)
+    programs.assert_same(native, cold, what="cold cache")
+    warm = programs.run_bttool(argv, cache, cwd=tmp_path)
+    programs.assert_same(native, warm, what="warm cache")
+
+
+def test_verbose_keeps_guest_output(samples_dir, bttool_cache, tmp_path):
+    """-v may add diagnostics on stderr, but the guest's stdout and status are
+    unchanged."""
+    argv = [sample(samples_dir, "exit42")]
+    native = programs.run_native(argv, cwd=tmp_path)
+    translated = programs.run_bttool(argv, bttool_cache, options=["-v"], cwd=tmp_path)
+    assert translated.returncode == native.returncode, programs.describe_status(
+        translated.returncode
+    )
+    assert translated.stdout == native.stdout
+    assert b"Traceback" not in translated.stderr, translated.stderr.decode(errors="replace")
+
+
+def test_console_script_if_installed(samples_dir, bttool_cache, tmp_path):
+    """The ``bttool`` console script behaves like ``python -m bttool``."""
+    exe = shutil.which("bttool") or (
+        str(Path(sys.executable).with_name("bttool"))
+        if Path(sys.executable).with_name("bttool").exists()
+        else None
+    )
+    if exe is None:
+        pytest.skip("the bttool console script is not installed (pip install -e .)")
+    argv = [sample(samples_dir, "echo_args"), "a", ""]
+    native = programs.run_native(argv, cwd=tmp_path)
+    translated = programs.run_command(
+        [exe, "run", "--cache-dir", str(bttool_cache), *argv], cwd=tmp_path
+    )
+    programs.assert_same(native, translated)
+
+
+def test_samples_build_is_idempotent(samples_dir):
+    """A second build.sh run rebuilds nothing (fast when up to date)."""
+    before = {p.name: p.stat().st_mtime_ns for p in samples_dir.iterdir() if p.is_file()}
+    proc = subprocess.run(
+        ["bash", str(programs.BUILD_SCRIPT), str(samples_dir)], capture_output=True, check=True
+    )
+    after = {p.name: p.stat().st_mtime_ns for p in samples_dir.iterdir() if p.is_file()}
+    assert before == after, proc.stdout
+    assert b" 0 built" in proc.stdout, proc.stdout
+    for src in programs.SAMPLES_SRC.glob("*.c"):
+        assert programs.is_static_x86_64(samples_dir / src.stem), src.stem
+
+
+def test_native_oracle_is_deterministic(samples_dir, tmp_path):
+    """Two native runs of every sample agree with each other (otherwise the
+    comparison with bttool would be meaningless)."""
+    for name in ("floats", "strings", "sortheavy", "jumps"):
+        a = programs.run_native([sample(samples_dir, name)], cwd=tmp_path)
+        b = programs.run_native([sample(samples_dir, name)], cwd=tmp_path)
+        assert a == b, name
+
