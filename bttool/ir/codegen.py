@@ -59,7 +59,7 @@ def target_machine(target: Target) -> llvm.TargetMachine:
         init_llvm()
     t = llvm.Target.from_triple(target.triple)
     return t.create_target_machine(cpu=target.cpu, features=target.features,
-                                   opt=target.opt_level, reloc="pic", codemodel="jitdefault")
+                                   opt=target.opt_level, reloc="static", codemodel="jitdefault")
 
 
 def compile_module(module: ir.Module | str, target: Target,
