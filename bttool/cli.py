@@ -134,7 +134,7 @@ def translate(verbose: bool, cache_dir: str | None, jobs: int | None, triple: st
 
 def _target_for(triple: str | None, cpu: str | None):
     from bttool.ir import codegen
-    host = codegen.host_target()
+    host = codegen.host_target(2)   # ahead of time: full optimisation
     if triple is None or triple == host.triple:
         if cpu is None:
             return host

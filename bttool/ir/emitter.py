@@ -9,6 +9,8 @@ state, which lets LLVM keep guest registers in host registers.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from llvmlite import ir
 
 from bttool.ir import memory, state, support
@@ -41,8 +43,49 @@ def _value_type(name: str) -> ir.Type:
     return ir.IntType(FIELDS[name].size * 8)
 
 
+class _HookedBuilder(ir.IRBuilder):
+    """An IRBuilder that lets the emitter flush pending values into their
+    allocas before every terminator, so no cached SSA value ever has to
+    cross an IR block boundary."""
+
+    def __init__(self, block: ir.Block, before_terminator) -> None:
+        super().__init__(block)
+        self._before_terminator = before_terminator
+
+    def branch(self, target):
+        self._before_terminator()
+        return super().branch(target)
+
+    def cbranch(self, cond, truebr, falsebr):
+        self._before_terminator()
+        return super().cbranch(cond, truebr, falsebr)
+
+    def switch(self, value, default):
+        self._before_terminator()
+        return super().switch(value, default)
+
+    def ret_void(self):
+        self._before_terminator()
+        return super().ret_void()
+
+    def unreachable(self):
+        self._before_terminator()
+        return super().unreachable()
+
+
+Thunk = Callable[[], ir.Value]
+
+
 class FunctionEmitter:
-    """Emits one unit function into ``module``; see the module docstring."""
+    """Emits one unit function into ``module``; see the module docstring.
+
+    Within one IR block, field values are cached in Python: a read after a
+    write uses the written SSA value, and a value may be a *thunk* that is
+    computed only if something reads it or when the block ends (flags are
+    set this way, so a flag overwritten before the end of the block is never
+    computed at all).  Pending values are stored to their allocas just before
+    the block's terminator.
+    """
 
     def __init__(self, module: ir.Module, name: str, pic_base: int | None = None):
         """``pic_base``: for position-independent images, the load base the
@@ -63,9 +106,12 @@ class FunctionEmitter:
         self._entry_builder = ir.IRBuilder(self._entry)
         self._entry_br = self._entry_builder.branch(body)
         self._entry_builder.position_before(self._entry_br)
-        self.b = ir.IRBuilder(body)
+        self.b = _HookedBuilder(body, self.flush)
         self._slots: dict[str, ir.AllocaInstr] = {}
         self._dirty: set[str] = set()
+        self._cache: dict[str, ir.Value | Thunk] = {}   # values valid in _cache_block
+        self._pending: set[str] = set()                  # cached but not yet stored
+        self._cache_block: ir.Block | None = None
         # Guest pcs translated inside this function: a jump there is an IR
         # branch, so loops stay inside one function with registers in SSA.
         self.local_targets: dict[int, ir.Block] = {}
@@ -91,15 +137,47 @@ class FunctionEmitter:
             self._slots[name] = slot
         return slot
 
-    def get(self, name: str) -> ir.Value:
-        return self.b.load(self._slot(name), typ=_value_type(name))
+    def _check_block(self) -> None:
+        if self._cache_block is not self.b.block:
+            if self._pending:
+                raise AssertionError(f"pending values {sorted(self._pending)} left an IR block")
+            self._cache.clear()
+            self._cache_block = self.b.block
 
-    def set(self, name: str, value: ir.Value) -> None:
+    def get(self, name: str) -> ir.Value:
+        self._check_block()
+        v = self._cache.get(name)
+        if v is None:
+            v = self.b.load(self._slot(name), typ=_value_type(name))
+            self._cache[name] = v
+        elif callable(v):
+            v = v()
+            self._cache[name] = v
+        return v
+
+    def set(self, name: str, value: ir.Value | Thunk) -> None:
+        """Set a field; ``value`` may be a thunk computed only when needed."""
+        self._check_block()
+        self._slot(name)
         self._dirty.add(name)
-        self.b.store(value, self._slot(name))
+        self._pending.add(name)
+        self._cache[name] = value
+
+    def flush(self) -> None:
+        """Store pending values to their allocas (before a terminator)."""
+        if not self._pending or self._cache_block is not self.b.block:
+            return
+        pending, self._pending = self._pending, set()
+        for name in sorted(pending):
+            v = self._cache[name]
+            if callable(v):
+                v = v()
+                self._cache[name] = v
+            ir.IRBuilder.store(self.b, v, self._slots[name])
 
     def sync_to_state(self) -> None:
         """Write dirty fields back to the state now (before calling out)."""
+        self.flush()
         for name in sorted(self._dirty):
             self._writeback(self.b, name)
 
@@ -112,6 +190,7 @@ class FunctionEmitter:
             raw = self.b.load(self._state_gep(self.b, name),
                               typ=ir.IntType(FIELDS[name].size * 8))
             self.b.store(self.b.trunc(raw, I1) if ty == I1 else raw, self._slots[name])
+            self._cache.pop(name, None)
 
     def _writeback(self, b: ir.IRBuilder, name: str) -> None:
         v = b.load(self._slots[name], typ=_value_type(name))

@@ -117,7 +117,7 @@ def translate_program(image: GuestImage, store: CacheStore, target: codegen.Targ
     summary.codemap_entries = len(codemap)
     disc = discover(reader.read, starts + codemap, reader.executable)
     summary.jump_tables = disc.jump_tables
-    run_cache = RunCache(store, image.sha256, os.path.abspath(image.path), target.key(),
+    run_cache = RunCache(store, image.sha256, os.path.abspath(image.path), [target.key()],
                          target.triple, options.key(), base)
     todo = []
     for pc in disc.entries:

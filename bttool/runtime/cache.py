@@ -277,12 +277,16 @@ class RunCache:
     written once, at the end of the run."""
 
     def __init__(self, store: CacheStore | None, image_sha: str, image_path: str,
-                 target_key: str, triple: str, options_key: str, base: int,
+                 target_keys: list[str], triple: str, options_key: str, base: int,
                  log: Callable[[str], None] | None = None) -> None:
+        """``target_keys``: acceptable targets, best first (full-optimisation
+        tier before the quick tier); new translations are stored under the
+        last one."""
         self.store = store
         self.image = image_sha
         self.image_path = image_path
-        self.target_key = target_key
+        self.target_keys = target_keys
+        self.target_key = target_keys[-1]
         self.triple = triple
         self.options_key = options_key
         self.base = base
@@ -300,10 +304,13 @@ class RunCache:
     def _load_candidates(self) -> dict[int, list[tuple]]:
         cands: dict[int, list[tuple]] = {}
         try:
+            marks = ",".join("?" * len(self.target_keys))
             rows = self.store.db.execute(
-                "SELECT entry, key, ranges, digest, object, symbol, insn_count, image = ? AS mine"
-                " FROM regions WHERE target = ? AND options = ? ORDER BY mine DESC",
-                (self.image, self.target_key, self.options_key)).fetchall()
+                "SELECT entry, key, ranges, digest, object, symbol, insn_count, image = ? AS mine,"
+                f" target FROM regions WHERE target IN ({marks}) AND options = ?"
+                " ORDER BY mine DESC", (self.image, *self.target_keys, self.options_key)).fetchall()
+            rank = {k: i for i, k in enumerate(self.target_keys)}
+            rows.sort(key=lambda r: (not r[7], rank[r[8]]))
         except sqlite3.DatabaseError as e:
             self._disable(f"cache index unreadable ({e})")
             return {}
@@ -317,7 +324,7 @@ class RunCache:
         self.executed.add(pc - self.base)
         if self._candidates is None:
             self._candidates = self._load_candidates()
-        for key, ranges_json, digest, object_id, symbol, insns, _mine in \
+        for key, ranges_json, digest, object_id, symbol, insns, _mine, _target in \
                 self._candidates.get(pc - self.base, ()):
             try:
                 ranges = [(s + self.base, e + self.base) for s, e in json.loads(ranges_json)]

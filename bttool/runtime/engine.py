@@ -39,7 +39,7 @@ class Engine:
         tm = codegen.target_machine(codegen.host_target())
         self._ee = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
         self._objects: list[llvm.ObjectFileRef] = []
-        obj, _ = codegen.compile_module(support.support_ir(), codegen.host_target())
+        obj, _ = codegen.compile_module(support.support_ir(), codegen.host_target(2))
         self.load_object(obj)
         self.run_fn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p,
                                        ctypes.c_void_p)(self.address("bt_run"))

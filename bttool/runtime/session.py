@@ -34,8 +34,8 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
         from bttool.ir import codegen
         from bttool.runtime.cache import RunCache
         target = codegen.host_target()
-        proc.executor.cache = RunCache(store, image.sha256,
-                                       os.path.abspath(path), target.key(), target.triple,
+        proc.executor.cache = RunCache(store, image.sha256, os.path.abspath(path),
+                                       [codegen.host_target(2).key(), target.key()], target.triple,
                                        proc.executor.options.key(), proc.load_base, log)
     install_fault_handler(proc.executor.engine.signal_handler)
     try:

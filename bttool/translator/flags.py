@@ -27,9 +27,9 @@ def parity(ctx: Insn, v: ir.Value) -> ir.Value:
 
 
 def set_zsp(ctx: Insn, res: ir.Value) -> None:
-    ctx.set_flag("zf", ctx.b.icmp_unsigned("==", res, _zero(res)))
-    ctx.set_flag("sf", sign(ctx, res))
-    ctx.set_flag("pf", parity(ctx, res))
+    ctx.set_flag("zf", lambda: ctx.b.icmp_unsigned("==", res, _zero(res)))
+    ctx.set_flag("sf", lambda: sign(ctx, res))
+    ctx.set_flag("pf", lambda: parity(ctx, res))
 
 
 def set_logic(ctx: Insn, res: ir.Value) -> None:
@@ -49,26 +49,30 @@ def _af(ctx: Insn, a: ir.Value, b: ir.Value, res: ir.Value) -> ir.Value:
 def set_add(ctx: Insn, a: ir.Value, b: ir.Value, res: ir.Value,
             carry_in: ir.Value | None = None) -> None:
     bb = ctx.b
-    cf = bb.icmp_unsigned("<", res, a)
-    if carry_in is not None:
-        cf = bb.or_(cf, bb.and_(carry_in, bb.icmp_unsigned("==", res, a)))
+
+    def cf() -> ir.Value:
+        c = bb.icmp_unsigned("<", res, a)
+        if carry_in is not None:
+            c = bb.or_(c, bb.and_(carry_in, bb.icmp_unsigned("==", res, a)))
+        return c
     ctx.set_flag("cf", cf)
-    of = bb.and_(bb.xor(a, res), bb.xor(b, res))
-    ctx.set_flag("of", sign(ctx, of))
-    ctx.set_flag("af", _af(ctx, a, b, res))
+    ctx.set_flag("of", lambda: sign(ctx, bb.and_(bb.xor(a, res), bb.xor(b, res))))
+    ctx.set_flag("af", lambda: _af(ctx, a, b, res))
     set_zsp(ctx, res)
 
 
 def set_sub(ctx: Insn, a: ir.Value, b: ir.Value, res: ir.Value,
             borrow_in: ir.Value | None = None) -> None:
     bb = ctx.b
-    cf = bb.icmp_unsigned("<", a, b)
-    if borrow_in is not None:
-        cf = bb.or_(cf, bb.and_(borrow_in, bb.icmp_unsigned("==", a, b)))
+
+    def cf() -> ir.Value:
+        c = bb.icmp_unsigned("<", a, b)
+        if borrow_in is not None:
+            c = bb.or_(c, bb.and_(borrow_in, bb.icmp_unsigned("==", a, b)))
+        return c
     ctx.set_flag("cf", cf)
-    of = bb.and_(bb.xor(a, b), bb.xor(a, res))
-    ctx.set_flag("of", sign(ctx, of))
-    ctx.set_flag("af", _af(ctx, a, b, res))
+    ctx.set_flag("of", lambda: sign(ctx, bb.and_(bb.xor(a, b), bb.xor(a, res))))
+    ctx.set_flag("af", lambda: _af(ctx, a, b, res))
     set_zsp(ctx, res)
 
 

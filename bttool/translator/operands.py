@@ -129,7 +129,8 @@ class Insn:
     def flag(self, name: str) -> ir.Value:
         return self.em.get(name)
 
-    def set_flag(self, name: str, value: ir.Value) -> None:
+    def set_flag(self, name: str, value) -> None:
+        """``value``: an i1, or a thunk computing it only if it is needed."""
         self.em.set(name, value)
 
     # -- memory ----------------------------------------------------------

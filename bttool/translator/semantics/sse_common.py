@@ -1,0 +1,205 @@
+"""Helpers shared by the SSE family modules (sse*.py); registers nothing.
+
+xmm registers live in the state as i128 values.  The SSE modules bitcast
+them to LLVM vectors (``<16 x i8>``, ``<4 x float>`` ...) to compute and back
+to i128 to store, so every operation is generic IR that LLVM lowers to SSE on
+an x86 host and to NEON on AArch64.
+
+Memory operand sizes are never taken from capstone (it reports 16 bytes for
+e.g. ``comisd xmm, qword ptr``): every instruction states how many bits its
+memory source reads.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+from capstone import x86_const as X
+
+from bttool.ir.emitter import I1, I8, I16, I32, I64, I128
+from bttool.translator.decoder import reg_table
+from bttool.translator.operands import Insn, UnsupportedOperand
+
+F32 = ir.FloatType()
+F64 = ir.DoubleType()
+
+
+def vec(bits: int, n: int) -> ir.VectorType:
+    return ir.VectorType(ir.IntType(bits), n)
+
+
+def fvec(bits: int, n: int) -> ir.VectorType:
+    return ir.VectorType(F32 if bits == 32 else F64, n)
+
+
+V16I8, V8I16, V4I32, V2I64 = vec(8, 16), vec(16, 8), vec(32, 4), vec(64, 2)
+V4F32, V2F64 = fvec(32, 4), fvec(64, 2)
+
+
+def ivec(bits: int) -> ir.VectorType:
+    """The integer vector of ``bits``-wide lanes filling 128 bits."""
+    return vec(bits, 128 // bits)
+
+
+def fty(bits: int, n: int = 0) -> ir.Type:
+    """Float type of ``bits`` (32/64), scalar when ``n`` is 0."""
+    s = F32 if bits == 32 else F64
+    return s if n == 0 else ir.VectorType(s, n)
+
+
+# -- constants ---------------------------------------------------------------
+def elem(ty: ir.Type) -> ir.Type:
+    return ty.element if isinstance(ty, ir.VectorType) else ty
+
+
+def lanes_of(ty: ir.Type) -> int:
+    return ty.count if isinstance(ty, ir.VectorType) else 0
+
+
+def splat(ty: ir.Type, value) -> ir.Constant:
+    """Constant ``value`` of scalar type ``ty`` or in every lane of vector ``ty``."""
+    e = elem(ty)
+    if isinstance(e, ir.IntType):
+        value = int(value) & ((1 << e.width) - 1)
+    if isinstance(ty, ir.VectorType):
+        return ir.Constant(ty, [ir.Constant(e, value)] * ty.count)
+    return ir.Constant(ty, value)
+
+
+def vconst(ty: ir.VectorType, values) -> ir.Constant:
+    e = ty.element
+    return ir.Constant(ty, [ir.Constant(e, (int(v) & ((1 << e.width) - 1))
+                                        if isinstance(e, ir.IntType) else v) for v in values])
+
+
+def mask_i32(indices) -> ir.Constant:
+    """A shufflevector mask."""
+    return ir.Constant(vec(32, len(indices)), [ir.Constant(I32, int(i)) for i in indices])
+
+
+def int_of(ty: ir.Type) -> ir.Type:
+    """The integer (vector) type with the same lane widths as float (vector) ``ty``."""
+    e = elem(ty)
+    bits = 32 if e == F32 else 64 if e == F64 else e.width
+    it = ir.IntType(bits)
+    return ir.VectorType(it, ty.count) if isinstance(ty, ir.VectorType) else it
+
+
+def float_of(ty: ir.Type) -> ir.Type:
+    e = elem(ty)
+    ft = F32 if e.width == 32 else F64
+    return ir.VectorType(ft, ty.count) if isinstance(ty, ir.VectorType) else ft
+
+
+def mangle(ty: ir.Type) -> str:
+    """LLVM intrinsic type suffix: i32, f64, v4f32, v16i8."""
+    def one(t):
+        if t == F32:
+            return "f32"
+        if t == F64:
+            return "f64"
+        return f"i{t.width}"
+    if isinstance(ty, ir.VectorType):
+        return f"v{ty.count}{one(ty.element)}"
+    return one(ty)
+
+
+def call(ctx: Insn, name: str, ty: ir.Type, args: list, ret: ir.Type | None = None) -> ir.Value:
+    """Overloaded LLVM intrinsic ``llvm.<name>.<mangle(ty)>``."""
+    return ctx.em.intrinsic(f"llvm.{name}.{mangle(ty)}", ret or ty, args)
+
+
+# -- operands ------------------------------------------------------------------
+def is_xmm(ctx: Insn, i: int) -> bool:
+    if not ctx.is_reg(i):
+        return False
+    info = reg_table().get(ctx.ops[i].reg)
+    return info is not None and info.field.startswith("xmm")
+
+
+def has_xmm(ctx: Insn) -> bool:
+    return any(is_xmm(ctx, i) for i in range(len(ctx.ops)))
+
+
+def imm8(ctx: Insn) -> int:
+    """The immediate byte (always the last byte of an SSE instruction)."""
+    for op in ctx.ops:
+        if op.type == X.X86_OP_IMM:
+            return op.imm & 0xFF
+    return ctx.insn.bytes[-1]
+
+
+def rd(ctx: Insn, i: int, mem_bits: int = 128) -> ir.Value:
+    """Operand i as an i128: an xmm register in full, a memory operand of
+    ``mem_bits`` zero-extended, a GPR zero-extended."""
+    op = ctx.ops[i]
+    if op.type == X.X86_OP_MEM:
+        v = ctx.load(ctx.ea(i), mem_bits)
+    elif op.type == X.X86_OP_REG:
+        v = ctx.get_reg(op.reg)
+    else:
+        raise UnsupportedOperand("SSE immediate source")
+    return v if v.type.width == 128 else ctx.b.zext(v, I128)
+
+
+def wr(ctx: Insn, i: int, value: ir.Value) -> None:
+    """Write an xmm destination (i128 or any 128-bit vector)."""
+    if value.type != I128:
+        value = ctx.b.bitcast(value, I128)
+    if not is_xmm(ctx, i):
+        raise UnsupportedOperand("SSE destination is not an xmm register")
+    ctx.set_reg(ctx.ops[i].reg, value)
+
+
+def cast(ctx: Insn, v: ir.Value, ty: ir.Type) -> ir.Value:
+    return v if v.type == ty else ctx.b.bitcast(v, ty)
+
+
+def low(ctx: Insn, v128: ir.Value, bits: int) -> ir.Value:
+    return ctx.b.trunc(v128, ir.IntType(bits))
+
+
+def merge_low(ctx: Insn, old128: ir.Value, new: ir.Value) -> ir.Value:
+    """``old128`` with its low ``new.type.width`` bits replaced by ``new``."""
+    b = ctx.b
+    bits = new.type.width
+    keep = b.and_(old128, ir.Constant(I128, ((1 << 128) - 1) ^ ((1 << bits) - 1)))
+    return b.or_(keep, b.zext(new, I128))
+
+
+def zext128(ctx: Insn, v: ir.Value) -> ir.Value:
+    return v if v.type.width == 128 else ctx.b.zext(v, I128)
+
+
+def mxcsr_rc(ctx: Insn) -> ir.Value:
+    """MXCSR.RC (bits 13-14) as an i32: 0 nearest, 1 down, 2 up, 3 toward zero."""
+    b = ctx.b
+    m = ctx.em.get("mxcsr")
+    return b.and_(b.lshr(m, ir.Constant(I32, 13)), ir.Constant(I32, 3))
+
+
+def sat_signed(ctx: Insn, v: ir.Value, to_bits: int) -> ir.Value:
+    """Signed saturation of integer (vector) ``v`` to ``to_bits`` lanes."""
+    b = ctx.b
+    lo, hi = -(1 << (to_bits - 1)), (1 << (to_bits - 1)) - 1
+    v = b.select(b.icmp_signed("<", v, splat(v.type, lo)), splat(v.type, lo), v)
+    v = b.select(b.icmp_signed(">", v, splat(v.type, hi)), splat(v.type, hi), v)
+    return b.trunc(v, _retype(v.type, to_bits))
+
+
+def sat_unsigned(ctx: Insn, v: ir.Value, to_bits: int) -> ir.Value:
+    """Signed input saturated to the unsigned range of ``to_bits``."""
+    b = ctx.b
+    hi = (1 << to_bits) - 1
+    v = b.select(b.icmp_signed("<", v, splat(v.type, 0)), splat(v.type, 0), v)
+    v = b.select(b.icmp_signed(">", v, splat(v.type, hi)), splat(v.type, hi), v)
+    return b.trunc(v, _retype(v.type, to_bits))
+
+
+def _retype(ty: ir.Type, bits: int) -> ir.Type:
+    it = ir.IntType(bits)
+    return ir.VectorType(it, ty.count) if isinstance(ty, ir.VectorType) else it
+
+
+retype = _retype
+
+__all__ = ["F32", "F64", "I1", "I8", "I16", "I32", "I64", "I128", "V16I8", "V8I16", "V4I32",
+           "V2I64", "V4F32", "V2F64"]

@@ -1,0 +1,142 @@
+"""x87 floating point, part 3: environment and state images.
+
+* fnstenv / fldenv: the 28-byte protected-mode image (what 64-bit mode uses
+  without an operand-size prefix): control, status (with TOP) and full tag
+  words, each in a dword whose upper half reads 0xFFFF as on the hardware.
+  The last-instruction/operand pointers and the opcode are not tracked and
+  are stored as 0 (fldenv ignores them).  fnstenv then masks all exceptions.
+* fnsave / frstor: the environment followed by ST0..ST7 (10 bytes each), 108
+  bytes; fnsave then reinitialises the FPU.
+* fxsave / fxrstor (and the REX.W forms): the 512-byte image with the
+  abridged tag byte, MXCSR, MXCSR_MASK (0xFFFF), ST0..ST7 in 16-byte slots and
+  xmm0..xmm15; bytes 416-511 are not written.  FOP/FIP/FDP are stored as 0.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from bttool.ir.emitter import I16, I32, I128, const
+from bttool.translator.operands import Insn
+from bttool.translator.registry import semantic
+from bttool.translator.semantics.x87 import FP80, X87, classify, reset
+
+ENV_SIZE = 28
+MXCSR_MASK = 0xFFFF
+
+
+def _addr(ctx: Insn, base: ir.Value, off: int) -> ir.Value:
+    return ctx.b.add(base, const(64, off)) if off else base
+
+
+def full_tag_word(x: X87) -> ir.Value:
+    """Two bits per physical register: 00 valid, 01 zero, 10 special
+    (NaN, infinity, denormal, unsupported), 11 empty."""
+    b = x.b
+    tw = const(16, 0)
+    tag = x.tag()
+    for j in range(8):
+        _, zero, _, normal, _, _, _ = classify(b, x.load_phys(j))
+        empty = b.trunc(b.lshr(tag, const(8, j)), ir.IntType(1))
+        t = b.select(zero, const(16, 1), b.select(normal, const(16, 0), const(16, 2)))
+        t = b.select(empty, const(16, 3), t)
+        tw = b.or_(tw, b.shl(t, const(16, 2 * j)))
+    return tw
+
+
+def load_full_tag_word(x: X87, tw: ir.Value) -> None:
+    b = x.b
+    tag = const(8, 0)
+    for j in range(8):
+        t = b.and_(b.lshr(tw, const(16, 2 * j)), const(16, 3))
+        empty = b.icmp_unsigned("==", t, const(16, 3))
+        tag = b.or_(tag, b.select(empty, const(8, 1 << j), const(8, 0)))
+    x.set_tag(tag)
+
+
+def store_env(ctx: Insn, x: X87, base: ir.Value) -> None:
+    b = ctx.b
+    hi = const(32, 0xFFFF0000)
+
+    def word(v: ir.Value) -> ir.Value:
+        return b.or_(b.zext(v, I32), hi)
+
+    ctx.store(base, word(x.cw()))
+    ctx.store(_addr(ctx, base, 4), word(x.status_word()))
+    ctx.store(_addr(ctx, base, 8), word(full_tag_word(x)))
+    ctx.store(_addr(ctx, base, 12), const(64, 0))    # FIP, FCS + FOP
+    ctx.store(_addr(ctx, base, 20), const(32, 0))    # FDP
+    ctx.store(_addr(ctx, base, 24), hi)              # FDS
+
+
+def load_env(ctx: Insn, x: X87, base: ir.Value) -> None:
+    ctx.em.set("fpu_cw", ctx.load(base, 16))
+    x.load_status_word(ctx.load(_addr(ctx, base, 4), 16))
+    load_full_tag_word(x, ctx.load(_addr(ctx, base, 8), 16))
+
+
+@semantic("fnstenv")
+def fnstenv(ctx: Insn) -> None:
+    x = X87(ctx)
+    store_env(ctx, x, ctx.ea(0))
+    ctx.em.set("fpu_cw", ctx.b.or_(x.cw(), const(16, 0x3F)))
+
+
+@semantic("fldenv")
+def fldenv(ctx: Insn) -> None:
+    load_env(ctx, X87(ctx), ctx.ea(0))
+
+
+@semantic("fnsave")
+def fnsave(ctx: Insn) -> None:
+    x = X87(ctx)
+    base = ctx.ea(0)
+    store_env(ctx, x, base)
+    for i in range(8):
+        ctx.store(_addr(ctx, base, ENV_SIZE + 10 * i), x.load_phys(x.phys(i)))
+    reset(x)
+
+
+@semantic("frstor")
+def frstor(ctx: Insn) -> None:
+    x = X87(ctx)
+    base = ctx.ea(0)
+    load_env(ctx, x, base)
+    for i in range(8):
+        x.store_phys(x.phys(i), ctx.em.load(_addr(ctx, base, ENV_SIZE + 10 * i), FP80))
+
+
+@semantic("fxsave", "fxsave64")
+def fxsave(ctx: Insn) -> None:
+    x = X87(ctx)
+    b = ctx.b
+    base = ctx.ea(0)
+    ctx.store(base, x.cw())
+    ctx.store(_addr(ctx, base, 2), x.status_word())
+    ctx.store(_addr(ctx, base, 4), b.zext(b.xor(x.tag(), const(8, 0xFF)), I16))
+    ctx.store(_addr(ctx, base, 6), const(16, 0))       # FOP
+    ctx.store(_addr(ctx, base, 8), const(128, 0))      # FIP, FDP
+    ctx.store(_addr(ctx, base, 24), ctx.em.get("mxcsr"))
+    ctx.store(_addr(ctx, base, 28), const(32, MXCSR_MASK))
+    for i in range(8):
+        slot = _addr(ctx, base, 32 + 16 * i)
+        ctx.store(slot, b.zext(b.bitcast(x.load_phys(x.phys(i)), ir.IntType(80)), I128))
+    for i in range(16):
+        ctx.store(_addr(ctx, base, 160 + 16 * i), ctx.em.get(f"xmm{i}"))
+
+
+@semantic("fxrstor", "fxrstor64")
+def fxrstor(ctx: Insn) -> None:
+    x = X87(ctx)
+    b = ctx.b
+    base = ctx.ea(0)
+    ctx.em.set("fpu_cw", ctx.load(base, 16))
+    x.load_status_word(ctx.load(_addr(ctx, base, 2), 16))
+    x.set_tag(b.xor(ctx.load(_addr(ctx, base, 4), 8), const(8, 0xFF)))
+    ctx.em.set("mxcsr", ctx.load(_addr(ctx, base, 24), 32))
+    for i in range(8):
+        x.store_phys(x.phys(i), ctx.em.load(_addr(ctx, base, 32 + 16 * i), FP80))
+    for i in range(16):
+        ctx.em.set(f"xmm{i}", ctx.load(_addr(ctx, base, 160 + 16 * i), 128))
+
+
+__all__ = ["store_env", "load_env", "full_tag_word"]
