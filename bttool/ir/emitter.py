@@ -87,13 +87,16 @@ class FunctionEmitter:
     the block's terminator.
     """
 
-    def __init__(self, module: ir.Module, name: str, pic_base: int | None = None):
+    def __init__(self, module: ir.Module, name: str, pic_base: int | None = None,
+                 hot_counters: bool = False):
         """``pic_base``: for position-independent images, the load base the
         guest addresses seen at translation time are relative to; the code
         then computes every guest address from the run's ``image_base``, so
         one translation serves any load base."""
         self.module = module
         self.pic_base = pic_base
+        self.hot_counters = hot_counters
+        self.current_pc = 0   # guest pc of the instruction being lifted
         self.fn = ir.Function(module, UNIT_TYPE, name=name)
         self.fn.args[0].add_attribute("noalias")
         self.state_ptr, self.mem = self.fn.args
@@ -220,6 +223,8 @@ class FunctionEmitter:
         """End the current path: set rip (and an exit reason) and return."""
         b = self.b
         if reason == state.EXIT_NONE and isinstance(rip, int) and rip in self.local_targets:
+            if self.hot_counters and rip <= self.current_pc:   # a loop back-edge
+                self.count_execution(rip)
             b.branch(self.local_targets[rip])
             return
         self.set("rip", self.guest_addr(rip) if isinstance(rip, int) else rip)
@@ -231,6 +236,12 @@ class FunctionEmitter:
             iv = const(64, info) if isinstance(info, int) else info
             b.store(iv, self._state_gep(b, "exit_info"))
         b.branch(self._exit)
+
+    def count_execution(self, pc: int) -> None:
+        """Tier 1: count executions of ``pc``; when hot, exit so the runtime
+        retranslates from ``pc`` at tier 2."""
+        support.emit_hot_check(self.b, self.module, pc - (self.pic_base or 0),
+                               lambda: self.leave(pc, state.EXIT_HOT))
 
     def cond_leave(self, cond: ir.Value, taken: int, fallthrough: int) -> None:
         """Conditional direct branch between two constant guest targets."""

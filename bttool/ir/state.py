@@ -22,6 +22,7 @@ EXIT_INTRINSIC = 3   # an intrinsic implemented in Python; exit_info = its id
 EXIT_FAULT = 4       # guest fault; exit_info = fault kind, rip = faulting insn
 EXIT_HOST_SIGNAL = 5  # a host SIGSEGV/SIGBUS hit guest memory (fault_addr set)
 EXIT_HLT = 6
+EXIT_HOT = 7         # a tier-1 counter passed its threshold at rip (retranslate)
 
 # exit_info values for EXIT_FAULT
 FAULT_DE = 1    # divide error -> SIGFPE

@@ -16,6 +16,8 @@ from bttool.ir import state
 TABLE_BITS = 16
 TABLE_ENTRIES = 1 << TABLE_BITS
 TABLE_ENTRY_SIZE = 16
+COUNTER_BITS = 16
+HOT_THRESHOLD = 20000   # entries + back-edges before a region is retranslated at tier 2
 HASH_MULTIPLIER = 0x9E3779B97F4A7C15
 
 
@@ -60,10 +62,43 @@ def emit_chain(b, module, state_ptr, mem, rip) -> None:
     b.ret_void()
 
 
+def counter_index(pc_key: int) -> int:
+    return ((pc_key * HASH_MULTIPLIER) & 0xFFFFFFFFFFFFFFFF) >> (64 - COUNTER_BITS)
+
+
+def emit_hot_check(b, module, pc_key: int, on_hot) -> None:
+    """Count one execution of the code at guest pc ``pc_key`` (relative to
+    the image base); past the threshold call ``on_hot()`` (which must end
+    the path) after resetting the counter."""
+    from llvmlite import ir
+    i32 = ir.IntType(32)
+    counters = module.globals.get("bt_counters")
+    if counters is None:
+        counters = ir.GlobalVariable(module, ir.ArrayType(i32, 1 << COUNTER_BITS), "bt_counters")
+        counters.linkage = "external"
+    slot = b.gep(counters, [ir.Constant(ir.IntType(64), 4 * counter_index(pc_key))],
+                 inbounds=True, source_etype=ir.IntType(8))
+    n = b.add(b.load(slot, typ=i32), ir.Constant(i32, 1))
+    _store(b, n, slot)
+    with b.if_then(b.icmp_unsigned(">", n, ir.Constant(i32, HOT_THRESHOLD)), likely=False):
+        _store(b, ir.Constant(i32, 0), slot)
+        on_hot()
+
+
+def _store(b, value, ptr) -> None:
+    """A store through a pointer derived from a (typed) llvmlite global: the
+    builder's type check predates opaque pointers."""
+    from llvmlite.ir import instructions
+    st = instructions.StoreInstr(b.block, value, ptr)
+    st.align = 4
+    b._insert(st)
+
+
 def support_ir() -> str:
     off = state.offset
     return f"""
 @bt_table = global [{2 * TABLE_ENTRIES} x i64] zeroinitializer, align 64
+@bt_counters = global [{1 << COUNTER_BITS} x i32] zeroinitializer, align 64
 @bt_jmpbuf = internal global [64 x i64] zeroinitializer, align 16
 @bt_in_guest = global i32 0
 @bt_fault_addr = global i64 0

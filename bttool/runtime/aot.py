@@ -113,12 +113,12 @@ def translate_program(image: GuestImage, store: CacheStore, target: codegen.Targ
     summary = AotSummary()
     starts = function_starts(image, base)
     summary.functions = len({s for s in starts if reader.executable(s)})
-    codemap = [base + e for e in store.codemap(image.sha256, options.key())]
+    codemap = [base + e for e in store.codemap(image.sha256, options.mode_key())]
     summary.codemap_entries = len(codemap)
     disc = discover(reader.read, starts + codemap, reader.executable)
     summary.jump_tables = disc.jump_tables
-    run_cache = RunCache(store, image.sha256, os.path.abspath(image.path), [target.key()],
-                         target.triple, options.key(), base)
+    run_cache = RunCache(store, image.sha256, os.path.abspath(image.path),
+                         [(target.key(), options.key())], target.triple, options.mode_key(), base)
     todo = []
     for pc in disc.entries:
         if run_cache.lookup(pc, reader.read) is not None:

@@ -95,6 +95,7 @@ class CachedRegion:
     object_id: str
     symbol: str
     insn_count: int
+    rank: int = 0      # index of the variant it belongs to (0 = best tier)
 
 
 class CacheStore:
@@ -277,18 +278,17 @@ class RunCache:
     written once, at the end of the run."""
 
     def __init__(self, store: CacheStore | None, image_sha: str, image_path: str,
-                 target_keys: list[str], triple: str, options_key: str, base: int,
+                 variants: list[tuple[str, str]], triple: str, mode_key: str, base: int,
                  log: Callable[[str], None] | None = None) -> None:
-        """``target_keys``: acceptable targets, best first (full-optimisation
-        tier before the quick tier); new translations are stored under the
-        last one."""
+        """``variants``: acceptable (target key, options key) pairs, best
+        first (the optimised tier before the quick tier).  ``mode_key``
+        (LiftOptions.mode_key) names the code map."""
         self.store = store
         self.image = image_sha
         self.image_path = image_path
-        self.target_keys = target_keys
-        self.target_key = target_keys[-1]
+        self.variants = variants
         self.triple = triple
-        self.options_key = options_key
+        self.mode_key = mode_key
         self.base = base
         self.log = log or (lambda m: None)
         self.hits = 0
@@ -304,13 +304,13 @@ class RunCache:
     def _load_candidates(self) -> dict[int, list[tuple]]:
         cands: dict[int, list[tuple]] = {}
         try:
-            marks = ",".join("?" * len(self.target_keys))
-            rows = self.store.db.execute(
-                "SELECT entry, key, ranges, digest, object, symbol, insn_count, image = ? AS mine,"
-                f" target FROM regions WHERE target IN ({marks}) AND options = ?"
-                " ORDER BY mine DESC", (self.image, *self.target_keys, self.options_key)).fetchall()
-            rank = {k: i for i, k in enumerate(self.target_keys)}
-            rows.sort(key=lambda r: (not r[7], rank[r[8]]))
+            rows = []
+            for rank, (target, options) in enumerate(self.variants):
+                rows += [r + (rank,) for r in self.store.db.execute(
+                    "SELECT entry, key, ranges, digest, object, symbol, insn_count, image = ? AS mine"
+                    " FROM regions WHERE target = ? AND options = ?",
+                    (self.image, target, options)).fetchall()]
+            rows.sort(key=lambda r: (not r[7], r[8]))
         except sqlite3.DatabaseError as e:
             self._disable(f"cache index unreadable ({e})")
             return {}
@@ -318,14 +318,18 @@ class RunCache:
             cands.setdefault(row[0], []).append(row[1:])
         return cands
 
-    def lookup(self, pc: int, read: CodeReader) -> CachedRegion | None:
+    def lookup(self, pc: int, read: CodeReader, tier: int | None = None) -> CachedRegion | None:
+        """The best valid cached region at ``pc`` (only of variant ``tier``
+        when given)."""
         if self.store is None:
             return None
         self.executed.add(pc - self.base)
         if self._candidates is None:
             self._candidates = self._load_candidates()
-        for key, ranges_json, digest, object_id, symbol, insns, _mine, _target in \
+        for key, ranges_json, digest, object_id, symbol, insns, _mine, rank in \
                 self._candidates.get(pc - self.base, ()):
+            if tier is not None and rank != tier:
+                continue
             try:
                 ranges = [(s + self.base, e + self.base) for s, e in json.loads(ranges_json)]
             except (ValueError, TypeError):
@@ -335,7 +339,7 @@ class RunCache:
                 continue
             self.hits += 1
             self.used.append(key)
-            return CachedRegion(key, object_id, symbol, insns)
+            return CachedRegion(key, object_id, symbol, insns, rank)
         self.misses += 1
         return None
 
@@ -357,12 +361,12 @@ class RunCache:
         self.hits -= 1
         self.misses += 1
 
-    def store_translation(self, t: Translation) -> None:
+    def store_translation(self, t: Translation, target_key: str, options_key: str) -> None:
         if self.store is None:
             return
         try:
-            self.store.write_translation(t, self.image, self.image_path, self.target_key,
-                                         self.triple, self.options_key, self.base)
+            self.store.write_translation(t, self.image, self.image_path, target_key,
+                                         self.triple, options_key, self.base)
         except (OSError, sqlite3.DatabaseError) as e:
             self._disable(f"cache directory {self.store.root} not writable ({e})")
 
@@ -382,11 +386,12 @@ class RunCache:
                                    [(now, k) for k in self.used])
                     db.execute("UPDATE objects SET last_used = ? WHERE id IN (SELECT object FROM regions"
                                f" WHERE key IN ({','.join('?' * len(self.used))}))", [now, *self.used])
-                db.execute("INSERT OR IGNORE INTO counters (target) VALUES (?)", (self.target_key,))
+                target = self.variants[-1][0]
+                db.execute("INSERT OR IGNORE INTO counters (target) VALUES (?)", (target,))
                 db.execute("UPDATE counters SET hits = hits + ?, misses = misses + ? WHERE target = ?",
-                           (self.hits, self.misses, self.target_key))
+                           (self.hits, self.misses, target))
                 db.executemany("INSERT OR IGNORE INTO codemap VALUES (?,?,?)",
-                               [(self.image, self.options_key, e) for e in self.executed])
+                               [(self.image, self.mode_key, e) for e in self.executed])
             if self.store.total_size() > max_size_default():
                 self.store.gc(max_size_default())
         except (OSError, sqlite3.DatabaseError) as e:

@@ -33,6 +33,7 @@ class Stats:
     translate_seconds: float = 0.0
     cache_load_seconds: float = 0.0
     exits_to_python: int = 0
+    regions_promoted: int = 0
     syscalls: int = 0
     untranslatable: list[tuple[int, str]] = field(default_factory=list)
 
@@ -49,7 +50,9 @@ class Executor:
         self.log = log or (lambda msg: None)
         self.stats = Stats()
         self.engine = Engine()
-        self.target = codegen.host_target()
+        self.target = codegen.host_target(1)     # tier 1: quick
+        self.target2 = codegen.host_target(2)    # tier 2: hot regions, full O2
+        self.promoted: set[int] = set()
         # The lookup table lives in the support object (native code reads it
         # directly); Python fills it.
         self.table = (ctypes.c_uint64 * (2 * TABLE_ENTRIES)).from_address(
@@ -80,7 +83,28 @@ class Executor:
             raise UnmappedCode(pc)
         if self.cache is not None and self._from_cache(pc, read):
             return
-        t = translate([pc], read, self.options, self.target, known=self.known.__contains__)
+        self._translate(pc, read, self.options, self.target)
+
+    def promote(self, pc: int) -> None:
+        """Tier 2: retranslate hot code at ``pc`` as a bigger region with full
+        optimisation and make it the translation of ``pc``."""
+        if pc in self.promoted:
+            return
+        self.promoted.add(pc)
+        self.stats.regions_promoted += 1
+        read = self.memory.read_code
+        opts = self.options.tier2()
+        if self.cache is not None:
+            hit = self.cache.lookup(pc, read, tier=0)
+            if hit is not None and self._load_hit(pc, hit):
+                return
+        # A tier-2 region takes in every block it reaches (up to the bounds),
+        # even ones that are tier-1 region entries.
+        self._translate(pc, read, opts, self.target2, known=lambda p: False,
+                        max_blocks=64, max_insns=3000)
+
+    def _translate(self, pc: int, read, options: LiftOptions, target, known=None, **bounds) -> None:
+        t = translate([pc], read, options, target, known=known or self.known.__contains__, **bounds)
         region = t.regions[0]
         self.stats.regions_translated += 1
         self.stats.guest_instructions_translated += t.insn_count
@@ -88,27 +112,42 @@ class Executor:
         self.stats.untranslatable.extend(region.untranslatable)
         for upc, text in region.untranslatable:
             self.log(f"cannot translate {upc:#x}: {text}")
-        self.log(f"translated region {pc:#x}: {len(region.ranges)} blocks, {t.insn_count} insns, "
-                 f"{t.seconds * 1000:.1f} ms")
+        self.log(f"translated region {pc:#x} (O{target.opt_level}): {len(region.ranges)} blocks, "
+                 f"{t.insn_count} insns, {t.seconds * 1000:.1f} ms")
         self.engine.load_object(t.object_code)
         self.install(pc, self.engine.address(region.symbol))
         if self.cache is not None:
-            self.cache.store_translation(t)
+            self.cache.store_translation(t, target.key(), options.key())
 
     def _from_cache(self, pc: int, read) -> bool:
-        t0 = time.perf_counter()
         hit = self.cache.lookup(pc, read)
-        if hit is None:
-            return False
+        return hit is not None and self._load_hit(pc, hit)
+
+    def _load_hit(self, pc: int, hit) -> bool:
+        t0 = time.perf_counter()
         if not self.engine.has_symbol(hit.symbol):
             data = self.cache.read_object(hit)
             if data is None:
                 return False
             self.engine.load_object(data)
         self.install(pc, self.engine.address(hit.symbol))
+        if hit.rank == 0:
+            self.promoted.add(pc)
         self.stats.regions_from_cache += 1
         self.stats.cache_load_seconds += time.perf_counter() - t0
         return True
+
+    def run(self) -> int:
+        """Run until an exit the personality must handle (misses and hot
+        regions are handled here); returns that exit reason."""
+        while True:
+            r = self.run_once()
+            if r == st.EXIT_MISS:
+                self.ensure(self.state.rip)
+            elif r == st.EXIT_HOT:
+                self.promote(self.state.rip)
+            else:
+                return r
 
     def run_once(self) -> int:
         """Run native code until an exit; returns the exit reason."""

@@ -52,7 +52,8 @@ class LinuxProcess:
         self.robust_list = (0, 0)
         base, image_end = map_image(self.memory, image)
         self.executor = Executor(self.state, self.memory,
-                                 LiftOptions(64, True, base if image.pie else None), None, self.log)
+                                 LiftOptions(64, True, base if image.pie else None, hot_counters=True),
+                                 None, self.log)
         self.syscalls = Syscalls(self)
         self.state.image_base = base
         self.memory.brk_start = self.memory.brk_cur = image_end
@@ -82,11 +83,9 @@ class LinuxProcess:
         ex = self.executor
         s = self.state
         while True:
-            reason = ex.run_once()
             try:
-                if reason == st.EXIT_MISS:
-                    ex.ensure(s.rip)
-                elif reason == st.EXIT_SYSCALL:
+                reason = ex.run()
+                if reason == st.EXIT_SYSCALL:
                     self._syscall()
                 elif reason == st.EXIT_INTRINSIC:
                     self._intrinsic(int(s.exit_info))

@@ -33,10 +33,11 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
     if store is not None:
         from bttool.ir import codegen
         from bttool.runtime.cache import RunCache
-        target = codegen.host_target()
-        proc.executor.cache = RunCache(store, image.sha256, os.path.abspath(path),
-                                       [codegen.host_target(2).key(), target.key()], target.triple,
-                                       proc.executor.options.key(), proc.load_base, log)
+        ex = proc.executor
+        proc.executor.cache = RunCache(
+            store, image.sha256, os.path.abspath(path),
+            [(ex.target2.key(), ex.options.tier2().key()), (ex.target.key(), ex.options.key())],
+            ex.target.triple, ex.options.mode_key(), proc.load_base, log)
     install_fault_handler(proc.executor.engine.signal_handler)
     try:
         status, sig = proc.run(), 0

@@ -24,10 +24,21 @@ class LiftOptions:
     # Load base of a position-independent image (None: absolute addresses).
     # Code is generated relative to it; only "is it PIC" belongs in a cache key.
     pic_base: int | None = None
+    # Tier-1 code counts region entries and loop back-edges and exits with
+    # EXIT_HOT when a counter passes the threshold (adaptive retranslation).
+    hot_counters: bool = False
 
-    def key(self) -> str:
+    def mode_key(self) -> str:
+        """What kind of guest code this is (names the code map)."""
         return (f"mode{self.mode}|{'user' if self.user_mode else 'system'}|"
                 f"{'pic' if self.pic_base is not None else 'abs'}")
+
+    def key(self) -> str:
+        """Everything in the options that changes generated code."""
+        return self.mode_key() + ("|hot" if self.hot_counters else "")
+
+    def tier2(self) -> "LiftOptions":
+        return LiftOptions(self.mode, self.user_mode, self.pic_base, False)
 
 
 @dataclass
@@ -43,9 +54,11 @@ def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: s
     entered at ``region.entry``; direct branches between its blocks are IR
     branches."""
     result = LiftResult(module, {})
-    em = FunctionEmitter(module, name, options.pic_base)
+    em = FunctionEmitter(module, name, options.pic_base, options.hot_counters)
     labels = {pc: em.new_block(f"g_{pc:x}") for pc in sorted(region.blocks)}
     em.local_targets = labels
+    if options.hot_counters:
+        em.count_execution(region.entry)
     em.b.branch(labels[region.entry])
     for pc, block in sorted(region.blocks.items()):
         em.b.position_at_end(labels[pc])
@@ -60,6 +73,7 @@ def lift_block(em: FunctionEmitter, block: Block, options: LiftOptions, result: 
     """Lift one guest block at the builder's current position."""
     for insn in block.insns:
         result.insn_count += 1
+        em.current_pc = insn.address
         fn = registry.lookup(insn.id)
         if fn is None:
             result.untranslatable.append((insn.address, f"{insn.mnemonic} {insn.op_str}".strip()))

@@ -15,7 +15,11 @@ from bttool.translator.registry import semantic
 
 def _count(ctx: Insn, i: int, width: int) -> ir.Value:
     """The shift count operand, masked as the CPU does, in the operand type."""
-    if len(ctx.ops) > i:
+    if len(ctx.ops) > i and ctx.is_imm(i):
+        # capstone reports the implicit 1 of some "D0 /r m8, 1" forms
+        # (e.g. rcl byte ptr [m], 1) with an operand size of 0
+        c = ctx.c(8, ctx.ops[i].imm)
+    elif len(ctx.ops) > i:
         c = ctx.read(i)
     else:
         c = ctx.c(8, 1)  # "shl r/m, 1" encodings with an implicit count

@@ -217,7 +217,8 @@ def fxtract(ctx: Insn) -> None:
 def fprem(ctx: Insn) -> None:
     """ST0 = remainder of ST0 / ST1: truncated quotient (fprem) or rounded
     to nearest-even (fprem1, IEEE).  Exponent differences >= 64 give a
-    partial remainder (C2 = 1).  C0, C3, C1 = quotient bits 2, 1, 0."""
+    partial remainder (C2 = 1, quotient bits 0).  Otherwise C0, C3, C1 =
+    quotient bits 2, 1, 0."""
     b = ctx.b
     x = X87(ctx)
     ieee = ctx.mnemonic == "fprem1"
@@ -272,11 +273,20 @@ def fprem(ctx: Insn) -> None:
     res = b.select(keep, a, res)
     res = b.select(invalid, fp80_imm(b, INDEFINITE), res)
     res = b.select(nan, b.fadd(a, d), res)
-    qbits = b.select(special, const(32, 0), qbits)
     partial = b.and_(partial, b.not_(special))
+    # the host reports no quotient bits for a partial remainder
+    qbits = b.select(b.or_(special, partial), const(32, 0), qbits)
     x.set_st(0, res)
-    bit = lambda n: b.trunc(b.lshr(qbits, const(32, n)), I1)  # noqa: E731
-    x.set_cc(c0=bit(2), c1=bit(0), c2=partial, c3=bit(1))
+    old = x.sw()
+
+    def bit(n: int, sw_bit: int) -> ir.Value:
+        # an invalid operation leaves C0, C1, C3 as they were (as the host does)
+        q = b.trunc(b.lshr(qbits, const(32, n)), I1)
+        prev = b.icmp_unsigned("!=", b.and_(old, const(16, sw_bit)), const(16, 0))
+        return b.select(invalid_only, prev, q)
+
+    invalid_only = b.and_(invalid, b.not_(nan))
+    x.set_cc(c0=bit(2, 0x100), c1=bit(0, 0x200), c2=partial, c3=bit(1, 0x4000))
 
 
 # -- transcendental instructions: run the host instruction ----------------------
