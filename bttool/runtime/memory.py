@@ -31,6 +31,10 @@ MMAP_TOP = 0x7F_0000_0000           # mmap allocations grow down from here
 STACK_TOP = 0xFF_FFFF_0000
 STACK_SIZE = 8 << 20
 PIE_BASE = 0x5_5555_4000            # where a static-PIE image is placed
+# BTTOOL_PIE_BASE (hex or decimal, page aligned) moves it: a testing knob that
+# shows position-independent translations hit the cache at any load base.
+if os.environ.get("BTTOOL_PIE_BASE"):
+    PIE_BASE = int(os.environ["BTTOOL_PIE_BASE"], 0) & ~0xFFF
 MIN_MMAP_ADDR = 0x10000
 
 _libc = ctypes.CDLL(None, use_errno=True)

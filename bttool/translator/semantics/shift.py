@@ -159,11 +159,24 @@ def double_shift(ctx: Insn) -> None:
     cnt = _count(ctx, 2, w)
     nz = b.icmp_unsigned("!=", cnt, ir.Constant(dst.type, 0))
     left = ctx.mnemonic.startswith("shld")
-    if left:
+    if w == 16:
+        # The count is masked to 5 bits, so a 16-bit count of 16 is valid
+        # (result: src); funnel shifts would take it modulo 16.  Shift the
+        # 32-bit concatenation instead (counts 17..31 are undefined).
+        i32 = ir.IntType(32)
+        c32 = b.zext(cnt, i32)
+        sixteen = ir.Constant(i32, 16)
+        hi, lo = (dst, src) if left else (src, dst)
+        wide = b.or_(b.shl(b.zext(hi, i32), sixteen), b.zext(lo, i32))
+        r = (b.lshr(b.shl(wide, c32), sixteen) if left else b.lshr(wide, c32))
+        r = b.trunc(r, dst.type)
+    elif left:
         r = ctx.em.intrinsic(f"llvm.fshl.i{w}", dst.type, [dst, src, cnt])
-        cf = _bit(ctx, dst, b.sub(ir.Constant(dst.type, w), cnt))
     else:
         r = ctx.em.intrinsic(f"llvm.fshr.i{w}", dst.type, [src, dst, cnt])
+    if left:
+        cf = _bit(ctx, dst, b.sub(ir.Constant(dst.type, w), cnt))
+    else:
         cf = _bit(ctx, dst, b.sub(cnt, ir.Constant(dst.type, 1)))
     _update(ctx, nz, "cf", cf)
     _update(ctx, nz, "of", b.xor(_msb(ctx, r), _msb(ctx, dst)))

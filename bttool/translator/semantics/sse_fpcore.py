@@ -11,9 +11,9 @@ host treats NaNs:
   nearest, a (well predicted) branch computes the exact error of the
   nearest result (TwoSum for add/sub, an FMA residual for mul/div/sqrt, a
   conversion back for narrowing conversions) and moves the result one ulp
-  when the directed mode asks for it (``with_rounding``/``directed``).  Known
-  imprecision: a product or quotient that underflows so far that the FMA
-  residual itself rounds to zero is left as rounded to nearest.
+  when the directed mode asks for it (``with_rounding``/``directed``).  The
+  error term of tiny results is computed after an exact power-of-two
+  scaling, so it cannot underflow.
 * Not modelled: MXCSR exception flags (bits 0-5, never set), exception
   unmasking, DAZ and FTZ (denormals are always honoured).
 """
@@ -140,6 +140,16 @@ def _sign_of(ctx: Insn, v: ir.Value) -> tuple[ir.Value, ir.Value]:
     return ctx.b.fcmp_ordered("ogt", v, z), ctx.b.fcmp_ordered("olt", v, z)
 
 
+# Error terms of tiny operations are computed after scaling by _SCALE (an
+# exact power of two that can neither overflow nor lose bits there).
+_TINY = {32: 2.0 ** -100, 64: 2.0 ** -900}
+_SCALE = {32: 2.0 ** 60, 64: 2.0 ** 700}
+_SCALE_ROOT = {32: 2.0 ** 30, 64: 2.0 ** 350}
+_DIV_LIMIT = {32: 2.0 ** 60, 64: 2.0 ** 300}
+_MUL_TINY = {32: 2.0 ** -50, 64: 2.0 ** -500}
+_MUL_SCALE = {32: 2.0 ** 90, 64: 2.0 ** 600}
+
+
 def fma(ctx: Insn, x: ir.Value, y: ir.Value, z: ir.Value) -> ir.Value:
     return call(ctx, "fma", x.type, [x, y, z])
 
@@ -169,12 +179,32 @@ def arith(ctx: Insn, op: str, a: ir.Value, s: ir.Value) -> ir.Value:
             down = bsplat(ctx, b.icmp_unsigned("==", rc, ir.Constant(I32, 1)), a.type)
             fix = b.and_(b.and_(is_zero, down), b.not_(both_pz))
             return b.select(fix, splat(a.type, -0.0), r)
+        # The FMA residual below is exact unless it underflows; where it
+        # could, scale by a power of two first (all scalings are exact).
+        bits = fbits(a.type)
+        big = splat(a.type, _SCALE[bits])
+        small = splat(a.type, _TINY[bits])
         if op == "mul":
-            err = fma(ctx, a, s, b.fneg(near))
+            # tiny product: scale each tiny factor (and the product alike)
+            tiny = b.fcmp_ordered("olt", fabs(ctx, near), small)
+            up = splat(a.type, _MUL_SCALE[bits])
+            lim = splat(a.type, _MUL_TINY[bits])
+            sa = b.and_(tiny, b.fcmp_ordered("olt", fabs(ctx, a), lim))
+            ss = b.and_(tiny, b.fcmp_ordered("olt", fabs(ctx, s), lim))
+            a2 = b.select(sa, b.fmul(a, up), a)
+            s2 = b.select(ss, b.fmul(s, up), s)
+            p2 = b.select(sa, b.fmul(near, up), near)
+            p2 = b.select(ss, b.fmul(p2, up), p2)
+            err = fma(ctx, a2, s2, b.fneg(p2))
             above, below = _sign_of(ctx, err)
             return directed(ctx, rc, near, above, below)
-        # div: the sign of (a - q*s) / s
-        rem = fma(ctx, b.fneg(near), s, a)
+        # div: the sign of (a - q*s) / s; scale a and s when a is tiny
+        # (and s small enough not to overflow)
+        tiny = b.and_(b.fcmp_ordered("olt", fabs(ctx, a), small),
+                      b.fcmp_ordered("olt", fabs(ctx, s), splat(a.type, _DIV_LIMIT[bits])))
+        a2 = b.select(tiny, b.fmul(a, big), a)
+        s2 = b.select(tiny, b.fmul(s, big), s)
+        rem = fma(ctx, b.fneg(near), s2, a2)
         rp, rn = _sign_of(ctx, rem)
         sp, sn = _sign_of(ctx, s)
         above = b.or_(b.and_(rp, sp), b.and_(rn, sn))
@@ -190,7 +220,11 @@ def sqrt(ctx: Insn, x: ir.Value) -> ir.Value:
     near = call(ctx, "sqrt", x.type, [x])
 
     def slow(rc: ir.Value) -> ir.Value:
-        rem = fma(ctx, b.fneg(near), near, x)
+        bits = fbits(x.type)
+        tiny = b.fcmp_ordered("olt", x, splat(x.type, _TINY[bits]))
+        x2 = b.select(tiny, b.fmul(x, splat(x.type, _SCALE[bits])), x)
+        s2 = b.select(tiny, b.fmul(near, splat(x.type, _SCALE_ROOT[bits])), near)
+        rem = fma(ctx, b.fneg(s2), s2, x2)
         above, below = _sign_of(ctx, rem)
         return directed(ctx, rc, near, above, below)
 

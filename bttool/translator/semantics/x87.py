@@ -98,7 +98,8 @@ def launder64(b: ir.IRBuilder, value: int) -> ir.Value:
     """The i64 ``value`` made opaque to the optimiser (an empty inline asm),
     so that FP constants built from it are never folded back into literals."""
     fnty = ir.FunctionType(I64, [I64])
-    return b.call(ir.InlineAsm(fnty, "", "=r,0", side_effect=False), [const(64, value)])
+    return b.call(ir.InlineAsm(fnty, "", "=r,0", side_effect=False), [const(64, value)],
+                  attrs=("nounwind", "readnone"))
 
 
 def fp80_imm(b: ir.IRBuilder, bits: int) -> ir.Value:
@@ -622,9 +623,10 @@ def fnclex(ctx: Insn) -> None:
     x.set_sw(ctx.b.and_(x.sw(), const(16, 0x7F00)))
 
 
-@semantic("wait", "fnop")
+@semantic("wait", "fnop", "fsetpm", "feni8087_nop", "fdisi8087_nop")
 def fwait(ctx: Insn) -> None:
-    """No pending unmasked exceptions are ever recorded, so wait is a no-op."""
+    """No pending unmasked exceptions are ever recorded, so wait is a no-op
+    (as are fnop and the 287-era fsetpm/feni/fdisi on a 387 and later)."""
 
 
 @semantic("ffree", "ffreep")

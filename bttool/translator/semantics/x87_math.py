@@ -1,8 +1,8 @@
 """x87 floating point, part 2: rounding to integers (frndint, fist, fistp,
-fisttp), fscale, fprem, fprem1, fxtract, and the transcendental
-instructions.  See x87.py for the model.
+fisttp), fscale, fprem, fprem1, fxtract, packed BCD (fbld, fbstp) and the
+transcendental instructions.  See x87.py for the model.
 
-frndint and the fist family honour the rounding control; fscale, fprem,
+frndint, the fist family and fbstp honour the rounding control; fscale, fprem,
 fprem1 and fxtract are exact bit-level implementations (fscale rounds once,
 through an x87 multiply, when its result is denormal).  fprem/fprem1 do the
 partial reduction of the hardware for exponent differences of 64 or more
@@ -22,8 +22,8 @@ from bttool.ir.emitter import I1, I16, I32, I64, const
 from bttool.translator.operands import Insn
 from bttool.translator.registry import semantic
 from bttool.translator.semantics.x87 import (
-    BIAS, FP80, I128, INDEFINITE, INT_BIT, X87, classify, fp80_const, fp80_imm,
-    is_nan, join, quiet, split, to_bits,
+    BIAS, FP80, I80, I128, INDEFINITE, INT_BIT, X87, classify, fp80_const, fp80_imm,
+    is_nan, join, quiet, split, to_bits, with_sign,
 )
 
 
@@ -117,7 +117,7 @@ def _to_int(ctx: Insn, x: X87, rc) -> None:
 
 
 def _fp80_int(n: int) -> int:
-    """80-bit pattern of the integer n (|n| a power of two here, or zero)."""
+    """80-bit pattern of the integer n (exactly representable)."""
     if n == 0:
         return 0
     sign = 1 if n < 0 else 0
@@ -280,12 +280,13 @@ def fprem(ctx: Insn) -> None:
     old = x.sw()
 
     def bit(n: int, sw_bit: int) -> ir.Value:
-        # an invalid operation leaves C0, C1, C3 as they were (as the host does)
+        # NaN operands and invalid operations leave C0, C1, C3 as they were
+        # (as the host does)
         q = b.trunc(b.lshr(qbits, const(32, n)), I1)
         prev = b.icmp_unsigned("!=", b.and_(old, const(16, sw_bit)), const(16, 0))
         return b.select(invalid_only, prev, q)
 
-    invalid_only = b.and_(invalid, b.not_(nan))
+    invalid_only = b.or_(invalid, nan)
     x.set_cc(c0=bit(2, 0x100), c1=bit(0, 0x200), c2=partial, c3=bit(1, 0x4000))
 
 
@@ -300,7 +301,8 @@ _CLOBBERS = "~{dirflag},~{fpsr},~{flags}"
 
 @semantic("f2xm1", "fsin", "fcos")
 def funary(ctx: Insn) -> None:
-    """ST0 = f(ST0); fsin/fcos leave ST0 alone and set C2 when |ST0| >= 2^63."""
+    """ST0 = f(ST0); fsin/fcos leave ST0 alone and set C2 when |ST0| >= 2^63.
+    C1 is the host's (rounding indication)."""
     b = ctx.b
     x = X87(ctx)
     ret = ir.LiteralStructType([FP80, I16])
@@ -308,7 +310,8 @@ def funary(ctx: Insn) -> None:
                "={st},={ax},0," + _CLOBBERS)
     x.set_st(0, b.extract_value(res, 0))
     sw = b.extract_value(res, 1)
-    c2 = b.trunc(b.lshr(sw, const(16, 10)), I1) if ctx.mnemonic != "f2xm1" else False
+    # C0 and C3 (and C2 for f2xm1) are left alone, as on the host
+    c2 = b.trunc(b.lshr(sw, const(16, 10)), I1) if ctx.mnemonic != "f2xm1" else None
     x.set_cc(c1=b.trunc(b.lshr(sw, const(16, 9)), I1), c2=c2)
 
 
@@ -344,3 +347,45 @@ def fpair(ctx: Insn) -> None:
         x.set_st(0, second)
         x.push(top_v)
     x.set_cc(c1=b.trunc(b.lshr(sw, const(16, 9)), I1), c2=c2)
+
+
+# -- packed BCD -------------------------------------------------------------------
+BCD_DIGITS = 18
+BCD_INDEFINITE = 0xFFFF_C000_0000_0000_0000
+
+
+@semantic("fbld")
+def fbld(ctx: Insn) -> None:
+    """Push an 18-digit packed BCD integer (byte 9 bit 7 = sign)."""
+    b = ctx.b
+    x = X87(ctx)
+    bits = ctx.load(ctx.ea(0), 80)
+    n = const(64, 0)
+    for k in reversed(range(BCD_DIGITS)):
+        d = b.and_(b.trunc(b.lshr(bits, ir.Constant(I80, 4 * k)), I64), const(64, 15))
+        n = b.add(b.mul(n, const(64, 10)), d)
+    sign = b.trunc(b.lshr(bits, ir.Constant(I80, 79)), I1)
+    x.push(with_sign(b, b.sitofp(n, FP80), sign))
+    x.set_cc(c1=False)
+
+
+@semantic("fbstp")
+def fbstp(ctx: Insn) -> None:
+    """Store ST0 rounded by the rounding control as packed BCD and pop;
+    NaN, infinity and values of 10^18 or more store the BCD indefinite."""
+    b = ctx.b
+    x = X87(ctx)
+    r = round_to_int(b, x.st(0), x.rc())
+    sign, _, _ = split(b, to_bits(b, r))
+    mag = with_sign(b, r, ir.Constant(I1, 0))
+    ok = b.fcmp_ordered("<", mag, fp80_imm(b, _fp80_int(10 ** BCD_DIGITS)))
+    n = b.select(ok, b.fptosi(b.select(ok, mag, fp80_const(0)), I64), const(64, 0))
+    bcd = ir.Constant(I80, 0)
+    for k in range(BCD_DIGITS):
+        d = b.urem(n, const(64, 10))
+        n = b.udiv(n, const(64, 10))
+        bcd = b.or_(bcd, b.shl(b.zext(d, I80), ir.Constant(I80, 4 * k)))
+    bcd = b.or_(bcd, b.shl(b.zext(sign, I80), ir.Constant(I80, 79)))
+    ctx.store(ctx.ea(0), b.select(ok, bcd, ir.Constant(I80, BCD_INDEFINITE)))
+    x.set_cc(c1=False)
+    x.pop()

@@ -1,0 +1,255 @@
+"""The persistent translation cache, `bttool translate` and `bttool cache`,
+checked on real programs against their native runs."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+PROGRAM = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+static int work(int n) { int s = 0; for (int i = 0; i < n; i++) s += (i * 7) ^ (s >> 3); return s; }
+int main(int argc, char **argv) {
+    volatile int k = 5;
+    char buf[64];
+    snprintf(buf, sizeof buf, "k=%d work=%d", k, work(1000 + argc));
+    puts(buf);
+    return (int)strlen(buf) % 7;
+}
+"""
+
+
+def bttool(*args, env=None, check_ok=True, **kw):
+    r = subprocess.run([sys.executable, "-m", "bttool", *map(str, args)], capture_output=True,
+                       env={**os.environ, **(env or {})}, cwd=REPO, timeout=900, **kw)
+    assert b"Traceback" not in r.stderr, r.stderr.decode()
+    return r
+
+
+def stats_run(cache, prog, tmp_path, *args, env=None):
+    out = tmp_path / f"stats-{os.urandom(4).hex()}.json"
+    r = bttool("run", "--cache-dir", cache, "--stats-json", out, prog, *args, env=env)
+    return r, json.loads(out.read_text())
+
+
+def native(prog, *args):
+    return subprocess.run([str(prog), *args], capture_output=True)
+
+
+def same(a, b):
+    assert (a.returncode, a.stdout) == (b.returncode, b.stdout)
+
+
+@pytest.fixture(scope="module")
+def programs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cacheprogs")
+    (d / "p.c").write_text(PROGRAM)
+    subprocess.run(["gcc", "-O2", "-static", "-o", str(d / "p"), str(d / "p.c")], check=True)
+    subprocess.run(["gcc", "-O2", "-static-pie", "-o", str(d / "pie"), str(d / "p.c")], check=True)
+    return d
+
+
+def _patch_immediate(src: Path, dst: Path) -> None:
+    """Copy ``src`` changing the constant of `volatile int k = 5` (movl $5)."""
+    data = bytearray(src.read_bytes())
+    needle = bytes.fromhex("c7442c0c05000000")
+    idx = -1
+    for pat in (needle,) + tuple(bytes.fromhex(f"c74424{o:02x}05000000") for o in range(0, 0x80, 4)):
+        idx = data.find(pat)
+        if idx >= 0:
+            data[idx + len(pat) - 4] = 9
+            break
+    assert idx >= 0, "movl $5 not found"
+    dst.write_bytes(bytes(data))
+    dst.chmod(0o755)
+
+
+def test_warm_run_translates_nothing(programs, tmp_path):
+    prog = programs / "p"
+    r1, s1 = stats_run(tmp_path / "c", prog, tmp_path)
+    same(r1, native(prog))
+    r2, s2 = stats_run(tmp_path / "c", prog, tmp_path)
+    same(r2, native(prog))
+    assert s1["regions_translated"] > 10
+    assert s2["regions_translated"] == 0
+    assert s2["regions_from_cache"] == s1["regions_translated"]
+
+
+def test_changed_guest_byte_misses_only_its_region(programs, tmp_path):
+    prog = programs / "p"
+    patched = tmp_path / "p2"
+    _patch_immediate(prog, patched)
+    _, s1 = stats_run(tmp_path / "c", prog, tmp_path)
+    r2, s2 = stats_run(tmp_path / "c", patched, tmp_path)
+    same(r2, native(patched))
+    assert b"k=9" in r2.stdout
+    assert 1 <= s2["regions_translated"] <= 2
+    assert s2["regions_from_cache"] >= s1["regions_translated"] - 2
+
+
+def test_changed_target_misses(programs, tmp_path):
+    """Objects made for another CPU (a different cache key) are never used
+    for this host."""
+    prog = programs / "p"
+    r = bttool("translate", "--cache-dir", tmp_path / "c", "--cpu", "x86-64", "--json", prog)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["regions_translated"] > 0
+    r2, s2 = stats_run(tmp_path / "c", prog, tmp_path)
+    same(r2, native(prog))
+    assert s2["regions_from_cache"] == 0
+
+
+def test_pie_hits_at_another_load_base(programs, tmp_path):
+    prog = programs / "pie"
+    r1, s1 = stats_run(tmp_path / "c", prog, tmp_path)
+    same(r1, native(prog))
+    r2, s2 = stats_run(tmp_path / "c", prog, tmp_path, env={"BTTOOL_PIE_BASE": "0x7000000000"})
+    same(r2, native(prog))
+    assert s1["regions_translated"] > 10
+    assert s2["regions_translated"] == 0
+
+
+def test_corrupt_entries_are_rebuilt(programs, tmp_path):
+    prog = programs / "p"
+    cache = tmp_path / "c"
+    stats_run(cache, prog, tmp_path)
+    objects = sorted(cache.rglob("*.o"))
+    assert len(objects) > 3
+    objects[0].write_bytes(objects[0].read_bytes()[:40])      # truncated
+    objects[1].write_bytes(b"\0" * 64)                         # garbage
+    objects[2].unlink()                                        # missing
+    db = sqlite3.connect(cache / "index.sqlite")
+    db.execute("UPDATE regions SET ranges = '{not json' WHERE rowid = (SELECT MIN(rowid) FROM regions)")
+    db.commit()
+    db.close()
+    r = bttool("run", "-v", "--cache-dir", cache, "--stats-json", tmp_path / "s.json", prog)
+    same(r, native(prog))
+    assert b"retranslating" in r.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["regions_translated"] >= 3
+    assert bttool("cache", "--cache-dir", cache, "verify").returncode == 0
+
+
+def test_two_processes_share_an_empty_cache(programs, tmp_path):
+    prog = programs / "p"
+    cache = tmp_path / "c"
+    cmd = [sys.executable, "-m", "bttool", "run", "--cache-dir", str(cache), str(prog)]
+    procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outs = [p.communicate(timeout=600) + (p.returncode,) for p in procs]
+    nat = native(prog)
+    for out, err, rc in outs:
+        assert (rc, out) == (nat.returncode, nat.stdout), err
+    v = bttool("cache", "--cache-dir", cache, "verify")
+    assert v.returncode == 0, v.stdout
+    _, s = stats_run(cache, prog, tmp_path)
+    assert s["regions_translated"] == 0
+
+
+def test_translate_ahead_of_time_then_run(programs, tmp_path):
+    prog = programs / "p"
+    cache = tmp_path / "c"
+    r = bttool("translate", "--cache-dir", cache, "--json", prog)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["functions"] > 100 and summary["regions_translated"] > 100
+    r2, s2 = stats_run(cache, prog, tmp_path)
+    same(r2, native(prog))
+    assert s2["regions_translated"] <= 3
+    # a second translate finds everything cached already
+    again = json.loads(bttool("translate", "--cache-dir", cache, "--json", prog).stdout)
+    assert again["regions_translated"] <= 3
+
+
+def test_translate_for_aarch64_stores_aarch64_objects(programs, tmp_path):
+    import capstone
+
+    from bttool.ir import objfile
+    cache = tmp_path / "c"
+    r = bttool("translate", "--cache-dir", cache, "--target", "aarch64-linux-gnu", "--json", programs / "p")
+    assert r.returncode == 0, r.stderr
+    db = sqlite3.connect(cache / "index.sqlite")
+    rows = db.execute("SELECT DISTINCT object, symbol FROM regions WHERE triple = 'aarch64-linux-gnu'"
+                      " LIMIT 20").fetchall()
+    assert rows
+    cs = capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
+    for object_id, symbol in rows:
+        data = next(cache.rglob(object_id + ".o")).read_bytes()
+        assert data[:4] == b"\x7fELF" and objfile.machine(data) == "aarch64"
+        code = objfile.symbol_code(data, objfile.symbols(data)[symbol])
+        insns = list(cs.disasm(code, 0))
+        assert len(insns) == len(code) // 4 > 0
+    # and a host run ignores them
+    _, s = stats_run(cache, programs / "p", tmp_path)
+    assert s["regions_from_cache"] == 0
+
+
+def test_cache_tools(programs, tmp_path):
+    prog = programs / "p"
+    cache = tmp_path / "c"
+    stats_run(cache, prog, tmp_path)
+    ls = json.loads(bttool("cache", "--cache-dir", cache, "ls", "--json").stdout)
+    assert ls and all(r["insn_count"] > 0 and r["host_bytes"] > 0 for r in ls)
+    mine = json.loads(bttool("cache", "--cache-dir", cache, "ls", "--image", prog, "--json").stdout)
+    assert len(mine) == len(ls)
+    table = bttool("cache", "--cache-dir", cache, "ls").stdout.decode()
+    assert "KEY" in table and len(table.splitlines()) == len(ls) + 1
+
+    entry = ls[0]
+    show = bttool("cache", "--cache-dir", cache, "show", entry["key"][:12]).stdout.decode()
+    assert "== guest code ==" in show and "== LLVM IR" in show and "== host code" in show
+    assert "define" in show and "ret" in show
+    by_addr = bttool("cache", "--cache-dir", cache, "show", hex(entry["entry"]), "--image", prog,
+                     "--section", "guest").stdout.decode()
+    assert "== guest code ==" in by_addr and "== host code" not in by_addr
+
+    st = json.loads(bttool("cache", "--cache-dir", cache, "stats", "--json").stdout)
+    assert st["entries"] == len(ls) and st["images"] == 1 and st["bytes"] > 0
+    assert st["misses"] >= len(ls)
+
+    assert bttool("cache", "--cache-dir", cache, "verify").returncode == 0
+    victim = next(cache.rglob("*.o"))
+    victim.write_bytes(b"broken")
+    bad = bttool("cache", "--cache-dir", cache, "verify")
+    assert bad.returncode == 1 and b"checksum" in bad.stdout
+    assert bttool("cache", "--cache-dir", cache, "verify", "--repair").returncode == 0
+    assert bttool("cache", "--cache-dir", cache, "verify").returncode == 0
+
+    before = json.loads(bttool("cache", "--cache-dir", cache, "stats", "--json").stdout)["bytes"]
+    gc = bttool("cache", "--cache-dir", cache, "gc", "--max-size", str(before // 2))
+    assert gc.returncode == 0
+    after = json.loads(bttool("cache", "--cache-dir", cache, "stats", "--json").stdout)
+    assert 0 < after["bytes"] <= before // 2
+    _, s = stats_run(cache, prog, tmp_path)          # evicted regions come back
+    assert s["regions_translated"] > 0 and s["regions_from_cache"] > 0
+
+    assert bttool("cache", "--cache-dir", cache, "clear").returncode == 0
+    assert json.loads(bttool("cache", "--cache-dir", cache, "stats", "--json").stdout)["entries"] == 0
+    assert not list(cache.rglob("*.o"))
+
+
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists(BUSYBOX), reason="busybox-static not installed")
+def test_translate_busybox_then_run_applets(tmp_path):
+    """Slow (the whole of busybox); test_translate_ahead_of_time_then_run
+    covers the same code on a small program in the default run."""
+    cache = tmp_path / "c"
+    r = bttool("translate", "--cache-dir", cache, "--json", BUSYBOX)
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "in.txt").write_text("b\na\nc\na\n")
+    for args in (["sort", tmp_path / "in.txt"], ["wc", "-l", tmp_path / "in.txt"],
+                 ["md5sum", tmp_path / "in.txt"], ["echo", "hi"]):
+        rr, s = stats_run(cache, BUSYBOX, tmp_path, *args)
+        same(rr, subprocess.run([BUSYBOX, *map(str, args)], capture_output=True))
+        assert s["regions_translated"] <= 10, (args, s)
