@@ -91,10 +91,12 @@ def entry() -> None:  # pragma: no cover - console script wrapper
               help="Parallel translation processes (default: number of cores).")
 @click.option("--target", "triple", default=None, help="Translate for another host (LLVM triple).")
 @click.option("--cpu", default=None, help="Host CPU name for code generation (with --target: default generic).")
+@click.option("--opt", type=click.IntRange(1, 2), default=1, show_default=True,
+              help="1: quick tier (hot code is re-optimised at run time), 2: full optimisation now.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.argument("program")
 def translate(verbose: bool, cache_dir: str | None, jobs: int | None, triple: str | None,
-              cpu: str | None, as_json: bool, program: str) -> None:
+              cpu: str | None, opt: int, as_json: bool, program: str) -> None:
     """Translate PROGRAM ahead of time into the cache."""
     from bttool.ir import codegen
     from bttool.runtime.aot import default_jobs, progress_printer, translate_program
@@ -102,7 +104,7 @@ def translate(verbose: bool, cache_dir: str | None, jobs: int | None, triple: st
     from bttool.translator.loader import load_image
     try:
         image = load_image(program)
-        target = _target_for(triple, cpu)
+        target = _target_for(triple, cpu, opt)
     except BttoolError as e:
         _fail(str(e), e.status)
         return
@@ -132,18 +134,19 @@ def translate(verbose: bool, cache_dir: str | None, jobs: int | None, triple: st
             click.echo(f"  region {pc:#x} failed: {why}", err=True)
 
 
-def _target_for(triple: str | None, cpu: str | None):
+def _target_for(triple: str | None, cpu: str | None, opt: int):
     from bttool.ir import codegen
-    host = codegen.host_target(2)   # ahead of time: full optimisation
+    host = codegen.host_target(opt)
     if triple is None or triple == host.triple:
         if cpu is None:
             return host
-        return codegen.Target(host.triple, cpu, "", host.opt_level)
+        return codegen.Target(host.triple, cpu, "", opt)
+    target = codegen.Target(triple, cpu or "generic", "", opt)
     try:
-        codegen.target_machine(codegen.Target(triple, cpu or "generic", "", host.opt_level))
+        codegen.target_machine(target)
     except RuntimeError as e:
         raise BttoolError(f"unknown target {triple}: {e}") from None
-    return codegen.Target(triple, cpu or "generic", "", host.opt_level)
+    return target
 
 
 def _human(n: int) -> str:

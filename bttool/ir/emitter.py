@@ -103,7 +103,6 @@ class FunctionEmitter:
         self.state_ptr.name, self.mem.name = "state", "mem"
         self._entry = self.fn.append_basic_block("entry")
         self._exit = self.fn.append_basic_block("exit")
-        self._exit_chain = self.fn.append_basic_block("exit_chain")
         body = self.fn.append_basic_block("body")
         self.body = body
         self._entry_builder = ir.IRBuilder(self._entry)
@@ -111,6 +110,7 @@ class FunctionEmitter:
         self._entry_builder.position_before(self._entry_br)
         self.b = _HookedBuilder(body, self.flush)
         self._slots: dict[str, ir.AllocaInstr] = {}
+        self._geps: dict[str, ir.Value] = {}
         self._dirty: set[str] = set()
         self._cache: dict[str, ir.Value | Thunk] = {}   # values valid in _cache_block
         self._pending: set[str] = set()                  # cached but not yet stored
@@ -125,8 +125,14 @@ class FunctionEmitter:
         return self._state_gep(self.b, name)
 
     def _state_gep(self, b: ir.IRBuilder, name: str) -> ir.Value:
-        return b.gep(self.state_ptr, [const(64, FIELDS[name].offset)],
-                     inbounds=True, source_etype=I8)
+        """Pointer to a state field, computed once in the entry block (which
+        dominates every use)."""
+        ptr = self._geps.get(name)
+        if ptr is None:
+            ptr = self._entry_builder.gep(self.state_ptr, [const(64, FIELDS[name].offset)],
+                                          inbounds=True, source_etype=I8)
+            self._geps[name] = ptr
+        return ptr
 
     def _slot(self, name: str) -> ir.AllocaInstr:
         slot = self._slots.get(name)
@@ -228,13 +234,11 @@ class FunctionEmitter:
             b.branch(self.local_targets[rip])
             return
         self.set("rip", self.guest_addr(rip) if isinstance(rip, int) else rip)
-        if reason == state.EXIT_NONE:
-            b.branch(self._exit_chain)
-            return
-        b.store(const(32, reason), self._state_gep(b, "exit_reason"))
-        if info is not None:
-            iv = const(64, info) if isinstance(info, int) else info
-            b.store(iv, self._state_gep(b, "exit_info"))
+        if reason != state.EXIT_NONE:
+            b.store(const(32, reason), self._state_gep(b, "exit_reason"))
+            if info is not None:
+                iv = const(64, info) if isinstance(info, int) else info
+                b.store(iv, self._state_gep(b, "exit_info"))
         b.branch(self._exit)
 
     def count_execution(self, pc: int) -> None:
@@ -258,20 +262,22 @@ class FunctionEmitter:
     def seal_open_blocks(self) -> None:
         """Mark blocks left open by an abandoned instruction unreachable."""
         for bb in self.fn.blocks:
-            if not bb.is_terminated and bb not in (self._exit, self._exit_chain):
+            if not bb.is_terminated and bb is not self._exit:
                 ir.IRBuilder(bb).unreachable()
 
     def finish(self) -> ir.Function:
-        """Fill the exit blocks: write back every field the unit changed, then
-        return to the runtime (an exit reason is set) or chain to the next
-        translation (plain control transfer)."""
+        """Fill the exit block: write back every field the unit changed, then
+        return to the runtime if an exit reason is set, else chain straight
+        to the translation of the next guest pc."""
         b = ir.IRBuilder(self._exit)
         for name in sorted(self._dirty):
             self._writeback(b, name)
-        b.ret_void()
-        b = ir.IRBuilder(self._exit_chain)
-        for name in sorted(self._dirty):
-            self._writeback(b, name)
+        reason = b.load(self._state_gep(b, "exit_reason"), typ=I32)
+        chain = self.fn.append_basic_block("chain")
+        ret = self.fn.append_basic_block("ret")
+        b.cbranch(b.icmp_unsigned("==", reason, const(32, 0)), chain, ret)
+        ir.IRBuilder(ret).ret_void()
+        b = ir.IRBuilder(chain)
         support.emit_chain(b, self.module, self.state_ptr, self.mem,
                            b.load(self._slot("rip"), typ=I64))
         for bb in self.fn.blocks:

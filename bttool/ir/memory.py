@@ -23,10 +23,19 @@ I64 = ir.IntType(64)
 
 
 def host_pointer(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value) -> ir.Value:
-    """Map a guest address (i64) to a host pointer inside the guest region."""
-    inside = b.icmp_unsigned("<", addr, ir.Constant(I64, GUEST_LIMIT))
-    off = b.select(inside, addr, ir.Constant(I64, GUARD_OFFSET))
+    """Map a guest address (i64) to a host pointer inside the guest region.
+
+    ``umin(addr, GUEST_LIMIT)``: the guard starts right at GUEST_LIMIT, so
+    this is exactly "addr if inside the window, else the guard"."""
+    module = b.module
+    umin = module.globals.get("llvm.umin.i64")
+    if umin is None:
+        umin = ir.Function(module, ir.FunctionType(I64, [I64, I64]), name="llvm.umin.i64")
+    off = b.call(umin, [addr, ir.Constant(I64, GUARD_OFFSET)])
     return b.gep(membase, [off], inbounds=True, source_etype=I8)
+
+
+assert GUARD_OFFSET == GUEST_LIMIT  # host_pointer relies on it
 
 
 def load(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, ty: ir.Type) -> ir.Value:

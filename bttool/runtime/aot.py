@@ -108,7 +108,9 @@ def translate_program(image: GuestImage, store: CacheStore, target: codegen.Targ
 
     t0 = time.perf_counter()
     base = PIE_BASE if image.pie else 0
-    options = LiftOptions(64, True, base if image.pie else None)
+    # The quick tier keeps its execution counters, so hot code is still
+    # re-optimised (and cached) at run time.
+    options = LiftOptions(64, True, base if image.pie else None, hot_counters=target.opt_level < 2)
     reader = ImageReader(image, base)
     summary = AotSummary()
     starts = function_starts(image, base)

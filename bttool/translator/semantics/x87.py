@@ -153,6 +153,12 @@ class X87:
     def cw(self) -> ir.Value:
         return self.em.get("fpu_cw")
 
+    def load_cw(self, v: ir.Value) -> None:
+        """Load the control word as the hardware does: bit 6 reads as 1,
+        bits 7 and 13-15 as 0."""
+        b = self.b
+        self.em.set("fpu_cw", b.or_(b.and_(v, const(16, 0x1F3F)), const(16, 0x40)))
+
     def rc(self) -> ir.Value:
         """Rounding control (cw bits 10-11) as i16: 0 nearest, 1 down, 2 up,
         3 toward zero."""
@@ -600,8 +606,7 @@ def fnstcw(ctx: Insn) -> None:
 
 @semantic("fldcw")
 def fldcw(ctx: Insn) -> None:
-    v = ctx.load(ctx.ea(0), 16)
-    ctx.em.set("fpu_cw", ctx.b.or_(ctx.b.and_(v, const(16, 0x1F3F)), const(16, 0x40)))
+    X87(ctx).load_cw(ctx.load(ctx.ea(0), 16))
 
 
 def reset(x: X87) -> None:

@@ -69,7 +69,7 @@ def store_env(ctx: Insn, x: X87, base: ir.Value) -> None:
 
 
 def load_env(ctx: Insn, x: X87, base: ir.Value) -> None:
-    ctx.em.set("fpu_cw", ctx.load(base, 16))
+    x.load_cw(ctx.load(base, 16))
     x.load_status_word(ctx.load(_addr(ctx, base, 4), 16))
     load_full_tag_word(x, ctx.load(_addr(ctx, base, 8), 16))
 
@@ -129,7 +129,7 @@ def fxrstor(ctx: Insn) -> None:
     x = X87(ctx)
     b = ctx.b
     base = ctx.ea(0)
-    ctx.em.set("fpu_cw", ctx.load(base, 16))
+    x.load_cw(ctx.load(base, 16))
     x.load_status_word(ctx.load(_addr(ctx, base, 2), 16))
     x.set_tag(b.xor(ctx.load(_addr(ctx, base, 4), 8), const(8, 0xFF)))
     ctx.em.set("mxcsr", ctx.load(_addr(ctx, base, 24), 32))
