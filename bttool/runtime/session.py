@@ -39,6 +39,12 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
             [(ex.target2.key(), ex.options.tier2().key()), (ex.target.key(), ex.options.key())],
             ex.target.triple, ex.options.mode_key(), proc.load_base, log)
     install_fault_handler(proc.executor.engine.signal_handler)
+    # Python ignores SIGPIPE and turns SIGINT into an exception it can only
+    # raise between bytecodes; the guest runs natively, so give these
+    # signals their default actions: bttool then ends as the guest would.
+    import signal
+    for sig in (signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
     try:
         status, sig = proc.run(), 0
     except GuestDeath as d:

@@ -27,7 +27,7 @@ def bit_test(ctx: Insn) -> None:
         bit = b.and_(raw, ir.Constant(ty, w - 1))
     mask = b.shl(ir.Constant(ty, 1), bit)
     ctx.set_flag("cf", b.trunc(b.lshr(val, bit), I1))
-    op = ctx.mnemonic
+    op = ctx.mnemonic.split()[-1]   # capstone spells "lock bts"
     if op == "bt":
         return
     new = {"bts": lambda: b.or_(val, mask), "btr": lambda: b.and_(val, b.not_(mask)),
@@ -51,6 +51,12 @@ def bit_scan(ctx: Insn) -> None:
         lz = ctx.em.intrinsic(f"llvm.ctlz.i{w}", ty, [src, ir.Constant(I1, 1)])
         idx = b.sub(ir.Constant(ty, w - 1), lz)
     ctx.set_flag("zf", zero)
+    if w == 32 and ctx.is_reg(0):
+        # A zero source leaves the whole 64-bit destination unchanged (the
+        # upper half is not cleared as by other 32-bit writes), as the CPU does.
+        field = ctx.reg_info(ctx.ops[0].reg).field
+        ctx.em.set(field, b.select(zero, ctx.em.get(field), b.zext(idx, I64)))
+        return
     ctx.write(0, b.select(zero, ctx.read(0), idx))
 
 

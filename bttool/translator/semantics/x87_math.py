@@ -90,7 +90,9 @@ def round_to_int(b: ir.IRBuilder, v: ir.Value, rc: ir.Value | int) -> ir.Value:
     rexp = b.select(nz_n, b.sub(const(32, BIAS + 63), b.trunc(lz, I32)), const(32, 0))
     r = join(b, sign, rexp, b.shl(n, lz))
     orig = b.select(is_nan(b, v), quiet(b, v), v)
-    return b.select(big, orig, r)
+    r = b.select(big, orig, r)
+    # unnormals, pseudo-NaNs and pseudo-infinities are invalid operands
+    return b.select(classify(b, v)[6], fp80_imm(b, INDEFINITE), r)
 
 
 @semantic("frndint")
@@ -185,6 +187,7 @@ def fscale(ctx: Insn) -> None:
     r_ninf = b.select(ainf, indef, zero_res)
     r = b.select(sinf, b.select(s_neg, r_ninf, r_pinf), r)
     r = b.select(b.or_(anan, snan), b.fadd(a, s), r)
+    r = b.select(b.or_(classify(b, a)[6], classify(b, s)[6]), indef, r)
     x.set_st(0, r)
     x.set_cc(c1=False)
 
@@ -207,6 +210,13 @@ def fxtract(ctx: Insn) -> None:
     ninf = fp80_imm(b, 0xFFFF_8000_0000_0000_0000)
     expo = b.select(nan, qa, b.select(inf, pinf, b.select(zero, ninf, expo)))
     sig = b.select(b.or_(nan, b.or_(inf, zero)), b.select(nan, qa, a), sig)
+    unsupported = classify(b, a)[6]
+    indef = fp80_imm(b, INDEFINITE)
+    expo = b.select(unsupported, indef, expo)
+    sig = b.select(unsupported, indef, sig)
+    # stack overflow (no free register for the push): both are the indefinite
+    overflow = b.not_(x.is_empty(x.phys(7)))
+    expo = b.select(overflow, indef, expo)
     x.set_st(0, expo)
     x.push(sig)
     x.set_cc(c1=False)
@@ -228,8 +238,11 @@ def fprem(ctx: Insn) -> None:
     _, azero, _, _, ainf, anan, aunsup = classify(b, a)
     _, dzero, _, _, dinf, dnan, dunsup = classify(b, d)
     one64 = const(64, 1)
-    ea_n, na = _normalize(b, ea, b.select(azero, one64, ma))
-    eb_n, nb = _normalize(b, eb_, b.select(dzero, one64, mb))
+    # (a zero significand -- zeros, pseudo-infinities, unnormals -- is
+    # replaced by 1 so that the division below can never trap)
+    zero64 = const(64, 0)
+    ea_n, na = _normalize(b, ea, b.select(b.icmp_unsigned("==", ma, zero64), one64, ma))
+    eb_n, nb = _normalize(b, eb_, b.select(b.icmp_unsigned("==", mb, zero64), one64, mb))
     diff = b.sub(ea_n, eb_n)
     partial = b.icmp_signed(">=", diff, const(32, 64))
     shift = b.select(partial, b.add(const(32, 32), b.and_(diff, const(32, 31))), diff)
@@ -270,9 +283,13 @@ def fprem(ctx: Insn) -> None:
     invalid = b.or_(b.or_(ainf, dzero), b.or_(aunsup, dunsup))
     nan = b.or_(anan, dnan)
     special = b.or_(b.or_(keep, invalid), nan)
-    res = b.select(keep, a, res)
+    # ST0 itself, canonical: a pseudo-denormal comes back with exponent 1
+    pseudo = b.and_(b.icmp_unsigned("==", ea, const(32, 0)), b.icmp_signed("<", ma, const(64, 0)))
+    a_canon = join(b, sa, b.select(pseudo, const(32, 1), ea), ma)
+    res = b.select(keep, a_canon, res)
     res = b.select(invalid, fp80_imm(b, INDEFINITE), res)
     res = b.select(nan, b.fadd(a, d), res)
+    res = b.select(b.or_(aunsup, dunsup), fp80_imm(b, INDEFINITE), res)
     partial = b.and_(partial, b.not_(special))
     # the host reports no quotient bits for a partial remainder
     qbits = b.select(b.or_(special, partial), const(32, 0), qbits)
