@@ -50,12 +50,25 @@ def same(a, b):
     assert (a.returncode, a.stdout) == (b.returncode, b.stdout)
 
 
+TINY_FLAGS = ["-O2", "-static", "-nostdlib", "-fno-stack-protector", "-fno-builtin",
+              "-fno-tree-loop-distribute-patterns"]
+
+
 @pytest.fixture(scope="module")
 def programs(tmp_path_factory):
+    """p/pie: small glibc programs; tiny*: freestanding (no libc), so that
+    translating the whole program ahead of time takes a second."""
     d = tmp_path_factory.mktemp("cacheprogs")
     (d / "p.c").write_text(PROGRAM)
     subprocess.run(["gcc", "-O2", "-static", "-o", str(d / "p"), str(d / "p.c")], check=True)
     subprocess.run(["gcc", "-O2", "-static-pie", "-o", str(d / "pie"), str(d / "p.c")], check=True)
+    tiny = str(REPO / "tests" / "tiny.c")
+    subprocess.run(["gcc", *TINY_FLAGS, "-o", str(d / "tiny"), tiny], check=True)
+    # stripped, with .eh_frame: functions are found through their FDEs
+    subprocess.run(["gcc", *TINY_FLAGS, "-s", "-o", str(d / "tiny-eh"), tiny], check=True)
+    # stripped, no unwind tables: `twice` is reached only through a pointer
+    subprocess.run(["gcc", *TINY_FLAGS, "-s", "-fno-asynchronous-unwind-tables", "-fno-unwind-tables",
+                    "-o", str(d / "tiny-bare"), tiny], check=True)
     return d
 
 
@@ -100,7 +113,7 @@ def test_changed_guest_byte_misses_only_its_region(programs, tmp_path):
 def test_changed_target_misses(programs, tmp_path):
     """Objects made for another CPU (a different cache key) are never used
     for this host."""
-    prog = programs / "p"
+    prog = programs / "tiny"
     r = bttool("translate", "--cache-dir", tmp_path / "c", "--cpu", "x86-64", "--json", prog)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["regions_translated"] > 0
@@ -155,18 +168,47 @@ def test_two_processes_share_an_empty_cache(programs, tmp_path):
 
 
 def test_translate_ahead_of_time_then_run(programs, tmp_path):
-    prog = programs / "p"
+    prog = programs / "tiny"
     cache = tmp_path / "c"
     r = bttool("translate", "--cache-dir", cache, "--json", prog)
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
-    assert summary["functions"] > 100 and summary["regions_translated"] > 100
+    assert summary["functions"] == 3 and summary["jump_tables"] == 1
+    assert summary["regions_translated"] > 5
     r2, s2 = stats_run(cache, prog, tmp_path)
     same(r2, native(prog))
-    assert s2["regions_translated"] <= 3
-    # a second translate finds everything cached already
+    assert s2["regions_translated"] == 0 and s2["regions_from_cache"] > 5
     again = json.loads(bttool("translate", "--cache-dir", cache, "--json", prog).stdout)
-    assert again["regions_translated"] <= 3
+    assert again["regions_translated"] == 0 and again["regions_already_cached"] == summary["regions_translated"]
+
+
+def test_translate_finds_functions_through_eh_frame(programs, tmp_path):
+    r = bttool("translate", "--cache-dir", tmp_path / "c", "--json", programs / "tiny-eh")
+    assert json.loads(r.stdout)["functions"] == 3        # no symbols: FDEs only
+    _, s = stats_run(tmp_path / "c", programs / "tiny-eh", tmp_path)
+    assert s["regions_translated"] == 0
+
+
+def test_translate_uses_the_code_map_of_earlier_runs(programs, tmp_path):
+    """`twice` is only reached through a function pointer in a stripped
+    binary without unwind tables: static discovery misses it, a run records
+    it, and the next `translate` picks it up from the code map."""
+    prog = programs / "tiny-bare"
+    first = json.loads(bttool("translate", "--cache-dir", tmp_path / "a", "--json", prog).stdout)
+    _, s = stats_run(tmp_path / "a", prog, tmp_path)
+    assert s["regions_translated"] >= 1                 # what discovery missed
+    # a fresh cache that only knows the code map: copy the index, drop regions
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    db = sqlite3.connect(tmp_path / "b" / "index.sqlite")
+    db.execute("DELETE FROM regions")
+    db.commit()
+    db.close()
+    second = json.loads(bttool("translate", "--cache-dir", tmp_path / "b", "--json", prog).stdout)
+    assert second["codemap_entries"] > 0
+    assert second["regions_translated"] > first["regions_translated"]
+    r, s2 = stats_run(tmp_path / "b", prog, tmp_path)
+    same(r, native(prog))
+    assert s2["regions_translated"] == 0
 
 
 def test_translate_for_aarch64_stores_aarch64_objects(programs, tmp_path):
@@ -174,7 +216,7 @@ def test_translate_for_aarch64_stores_aarch64_objects(programs, tmp_path):
 
     from bttool.ir import objfile
     cache = tmp_path / "c"
-    r = bttool("translate", "--cache-dir", cache, "--target", "aarch64-linux-gnu", "--json", programs / "p")
+    r = bttool("translate", "--cache-dir", cache, "--target", "aarch64-linux-gnu", "--json", programs / "tiny")
     assert r.returncode == 0, r.stderr
     db = sqlite3.connect(cache / "index.sqlite")
     rows = db.execute("SELECT DISTINCT object, symbol FROM regions WHERE triple = 'aarch64-linux-gnu'"
@@ -188,7 +230,7 @@ def test_translate_for_aarch64_stores_aarch64_objects(programs, tmp_path):
         insns = list(cs.disasm(code, 0))
         assert len(insns) == len(code) // 4 > 0
     # and a host run ignores them
-    _, s = stats_run(cache, programs / "p", tmp_path)
+    _, s = stats_run(cache, programs / "tiny", tmp_path)
     assert s["regions_from_cache"] == 0
 
 

@@ -48,7 +48,7 @@ _ENTRIES = [
     ("invlpg", ("invlpg",), True, "runtime", "flush one virtual TLB entry"),
     ("wbinvd", ("wbinvd", "invd"), True, "runtime", "cache flush (no-op on the VM)"),
     ("swapgs", ("swapgs",), True, "runtime", "swap GS base with KERNEL_GS_BASE"),
-    ("sysret", ("sysret",), True, "runtime", "return from a system call to CPL 3"),
+    ("sysret", ("sysret", "sysretq"), True, "runtime", "return from a system call to CPL 3"),
     ("iret", ("iretq", "iretd", "iret"), True, "runtime", "return from an interrupt"),
     ("clts", ("clts",), True, "runtime", "clear CR0.TS"),
     ("lmsw", ("lmsw",), True, "runtime", "load the machine status word"),

@@ -36,8 +36,16 @@ class ImageReader:
         return any(start <= addr < end and x for start, end, _, x in self.segments)
 
     def read(self, addr: int, length: int) -> bytes:
+        """Executable bytes only (what the translator may decode)."""
+        return self._read(addr, length, True)
+
+    def read_data(self, addr: int, length: int) -> bytes:
+        """File-backed bytes of any segment (jump tables)."""
+        return self._read(addr, length, False)
+
+    def _read(self, addr: int, length: int, code: bool) -> bytes:
         for start, end, off, x in self.segments:
-            if x and start <= addr < end:
+            if (x or not code) and start <= addr < end:
                 n = min(length, end - addr)
                 return self.data[off + addr - start: off + addr - start + n]
         return b""
@@ -84,6 +92,26 @@ def _translate_batch(entries: list[int]) -> tuple[list[Translation], list[tuple[
     return out, failed
 
 
+def data_pointers(image: GuestImage, reader: "ImageReader") -> list[int]:
+    """Code addresses stored in the image's data (function pointer tables,
+    such as busybox's applet table): every 8-byte aligned value of a
+    non-executable segment that points into executable code (size-optimised
+    code does not align functions, so neither do we).  A false candidate
+    costs only a translation that is never run."""
+    import array
+    out = []
+    for start, end, off, x in reader.segments:
+        if x:
+            continue
+        lo = (start + 7) & ~7
+        blob = image.data[off + lo - start: off + end - start]
+        words = array.array("Q", blob[:len(blob) // 8 * 8])
+        lo_x = min(s for s, _, _, x in reader.segments if x)
+        hi_x = max(e for _, e, _, x in reader.segments if x)
+        out += [w for w in words if lo_x <= w < hi_x and reader.executable(w)]
+    return list(dict.fromkeys(out))
+
+
 def function_starts(image: GuestImage, base: int) -> list[int]:
     """Entry point, FUNC symbols and .eh_frame FDEs (uses lief)."""
     import lief
@@ -115,9 +143,11 @@ def translate_program(image: GuestImage, store: CacheStore, target: codegen.Targ
     summary = AotSummary()
     starts = function_starts(image, base)
     summary.functions = len({s for s in starts if reader.executable(s)})
+    if not image.pie:   # PIE data pointers are only filled in by relocation
+        starts += data_pointers(image, reader)
     codemap = [base + e for e in store.codemap(image.sha256, options.mode_key())]
     summary.codemap_entries = len(codemap)
-    disc = discover(reader.read, starts + codemap, reader.executable)
+    disc = discover(reader.read, starts + codemap, reader.executable, read_data=reader.read_data)
     summary.jump_tables = disc.jump_tables
     run_cache = RunCache(store, image.sha256, os.path.abspath(image.path),
                          [(target.key(), options.key())], target.triple, options.mode_key(), base)

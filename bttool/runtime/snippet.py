@@ -74,7 +74,9 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0
     # Fresh translations for every snippet: the code page is rewritten.
     ex.known.clear()
     ex.clear_table()
-    mem.write_force(CODE_ADDR, code + b"\xcc")
+    # int3 ends the snippet; ud2 after it stops region discovery there.
+    mem.write_force(CODE_ADDR, code + b"\xcc\x0f\x0b")
+    ex.stats.untranslatable.clear()
     end = CODE_ADDR + len(code)
     s.rip = CODE_ADDR
     int3 = intrinsics.TABLE["int3"].id

@@ -107,7 +107,7 @@ def _read_encoded(data: bytes, pos: int, enc: int, section_addr: int) -> int:
     return raw & 0xFFFFFFFFFFFFFFFF
 
 
-def _jump_table_targets(insns, read: CodeReader, executable) -> list[int]:
+def _jump_table_targets(insns, read: CodeReader, executable) -> list[int]:  # read: data reader
     """Targets of the jump table ending a block, or [] if the pattern is unclear."""
     last = insns[-1]
     if last.id != X.X86_INS_JMP or not last.operands:
@@ -150,13 +150,33 @@ def _read_table(insns, read: CodeReader, executable, bound: int) -> list[int]:
     return out
 
 
+def _code_references(insns, executable) -> list[int]:
+    """Code addresses an instruction materialises (`lea reg, [rip+f]`,
+    `mov reg, imm`): function pointers handed to qsort, atexit, tables."""
+    out = []
+    for insn in insns:
+        if insn.id == X.X86_INS_LEA:
+            m = insn.operands[1].mem
+            if m.base == X.X86_REG_RIP and m.index == 0:
+                t = insn.address + insn.size + m.disp
+                if executable(t):
+                    out.append(t)
+        elif insn.id in (X.X86_INS_MOV, X.X86_INS_PUSH) and insn.operands \
+                and insn.operands[-1].type == X.X86_OP_IMM:
+            t = insn.operands[-1].imm & 0xFFFFFFFFFFFFFFFF
+            if t > 0x10000 and executable(t):
+                out.append(t)
+    return out
+
+
 def discover(read: CodeReader, starts: list[int], executable, mode: int = 64,
-             limit: int = 2_000_000) -> Discovery:
+             limit: int = 2_000_000, read_data: CodeReader | None = None) -> Discovery:
     """The region entries the runtime would ask for, starting at ``starts``:
     each region is formed as at run time (discover_region), and its exits,
     call targets, return sites, resume points and jump-table targets become
     further entries."""
     decoder = Decoder(mode)
+    read_data = read_data or read      # jump tables usually live in .rodata
     disc = Discovery(function_starts=set(starts))
     entry_set: set[int] = set()
     todo = [s for s in dict.fromkeys(starts) if executable(s)]
@@ -175,6 +195,7 @@ def discover(read: CodeReader, starts: list[int], executable, mode: int = 64,
         for block in region.blocks.values():
             nxt.extend(s for s in block.successors if s not in region.blocks)
             nxt.extend(block.entries)
+            nxt.extend(_code_references(block.insns, executable))
             if not block.insns:
                 continue
             last = block.insns[-1]
@@ -189,9 +210,9 @@ def discover(read: CodeReader, starts: list[int], executable, mode: int = 64,
             last = block.insns[-1] if block.insns else None
             if last is not None and last.id == X.X86_INS_JMP and last.operands \
                     and last.operands[0].type != X.X86_OP_IMM:
-                targets = _jump_table_targets(block.insns, read, executable)
+                targets = _jump_table_targets(block.insns, read_data, executable)
                 if not targets and block.start in bounds:
-                    targets = _read_table(block.insns, read, executable, bounds[block.start])
+                    targets = _read_table(block.insns, read_data, executable, bounds[block.start])
                 if targets:
                     disc.jump_tables += 1
                     nxt.extend(targets)

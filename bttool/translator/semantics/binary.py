@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
+from bttool.ir.state import EXIT_FAULT, FAULT_GP
 from bttool.translator import flags
 from bttool.translator.operands import Insn
 from bttool.translator.registry import semantic
@@ -115,6 +116,12 @@ def _cmpxchg_pair(ctx: Insn, half: int) -> None:
     b = ctx.b
     wide = ir.IntType(2 * half)
     addr = ctx.ea(0)
+    if half == 64:
+        # cmpxchg16b: a memory operand not aligned to 16 bytes is #GP
+        misaligned = b.icmp_unsigned("!=", b.and_(addr, ir.Constant(addr.type, 15)),
+                                     ir.Constant(addr.type, 0))
+        with b.if_then(misaligned, likely=False):
+            ctx.leave(ctx.pc, EXIT_FAULT, FAULT_GP)
     mem = ctx.load(addr, 2 * half)
 
     def pair(hi: str, lo: str) -> ir.Value:

@@ -1,8 +1,9 @@
 """x87 floating point, part 1: the register stack and the everyday
-instructions (loads, stores, arithmetic, compares, fcmov, constants, control
-and status words).  Rounding, fprem, fscale, fxtract and the transcendental
-instructions are in x87_math.py; environment images (fnstenv, fnsave, fxsave
-and their loads) in x87_env.py.
+instructions (loads, stores, arithmetic, compares, fxam, fcmov, constants,
+control and status words, fninit/fnclex/ffree/fincstp/wait).  Rounding to
+integers (frndint, fist, fisttp), fscale, fprem, fxtract, packed BCD and the
+transcendental instructions are in x87_math.py; environment and state images
+(fnstenv, fnsave, fxsave and their loads) in x87_env.py.
 
 Model
 -----
@@ -12,24 +13,28 @@ Model
   ``fpu_top``, ``fpu_tag`` (bit i set = Ri empty), ``fpu_sw`` (TOP bits kept
   zero: TOP lives in ``fpu_top``) and ``fpu_cw`` go through the emitter's
   promoted fields.
-* Arithmetic is done by LLVM's x86_fp80 operations, i.e. by the host x87
-  unit running with its default control word: round to nearest, 64-bit
-  significand.  The guest's rounding control (fpu_cw bits 10-11) is honoured
-  by frndint, fist/fistp and the fld<constant> instructions; the guest's
-  precision control and its rounding control for arithmetic and for
-  fst m32/m64 are not modelled.
+* Arithmetic, square root, compares and the m32/m64/integer conversions are
+  LLVM's x86_fp80 operations, i.e. the host x87 unit running with its
+  default control word: round to nearest, 64-bit significand (so NaN
+  propagation, denormals and unsupported encodings behave exactly as on the
+  host).  The guest's rounding control (fpu_cw bits 10-11) is honoured by
+  frndint, fist/fistp, fbstp and the fld<constant> instructions; the guest's
+  precision control, and its rounding control for arithmetic and for
+  fst m32/m64, are not modelled.
 * Exceptions are always masked: the sticky exception bits (IE..PE, SF, ES,
   B) of the status word are never set by translated code (fnclex, fninit,
-  fldenv... still clear or load them), and C1 is 0 after every instruction
-  except fxam (sign), fprem/fprem1 (quotient bit 0) and fsin & co (host
-  value): the "rounded up" indication is not modelled.
+  fldenv... still clear or load them), so fetestexcept-style code sees no
+  x87 exceptions.  C1 is 0 after every instruction that defines it except
+  fxam (sign), fprem/fprem1 (quotient bit 0) and the transcendental
+  instructions (host value): the "rounded up" indication is not modelled.
+  C0/C2/C3 where the manual leaves them undefined are left unchanged.
 * Stack faults are modelled only by their masked results: reading an empty
   register gives the QNaN indefinite and a push onto a full register stores
-  the indefinite; no IE/SF/C1 indication.
-* Unsupported encodings (unnormals, pseudo-NaN, pseudo-infinity) behave as the
-  host FPU does in plain arithmetic, but the bit-level helpers (frndint,
-  fist rounding, fscale, fprem, fxtract) treat them like the nearest
-  supported class instead of raising invalid.
+  the indefinite (fxtract: both results); no IE/SF bit, no C1 indication.
+* Unsupported encodings (unnormals, pseudo-NaN, pseudo-infinity) are
+  invalid operands (indefinite results) in the bit-level helpers too
+  (frndint, fist, fscale, fprem, fxtract); pseudo-denormals are accepted.
+* FP literals other than +-0.0/+-1.0 are never emitted (see fp80_imm).
 """
 from __future__ import annotations
 
@@ -68,7 +73,6 @@ F32 = ir.FloatType()
 F64 = ir.DoubleType()
 
 SIGN80 = 1 << 79
-EXP_SHIFT = 64
 INT_BIT = 1 << 63
 BIAS = 16383
 INDEFINITE = 0xFFFF_C000_0000_0000_0000   # the QNaN "real indefinite"
@@ -79,7 +83,6 @@ SW_C1 = 0x0200
 SW_C2 = 0x0400
 SW_C3 = 0x4000
 SW_TOP = 0x3800
-SW_CC = SW_C0 | SW_C1 | SW_C2 | SW_C3
 
 FPR0 = state.offset("fpr0")
 

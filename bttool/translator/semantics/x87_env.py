@@ -1,27 +1,38 @@
 """x87 floating point, part 3: environment and state images.
 
 * fnstenv / fldenv: the 28-byte protected-mode image (what 64-bit mode uses
-  without an operand-size prefix): control, status (with TOP) and full tag
-  words, each in a dword whose upper half reads 0xFFFF as on the hardware.
+  without an operand-size prefix; the 14-byte format an operand-size prefix
+  selects is not implemented and traps): control, status (with TOP) and full
+  tag words, each in a dword whose upper half reads 0xFFFF as on the hardware.
   The last-instruction/operand pointers and the opcode are not tracked and
   are stored as 0 (fldenv ignores them).  fnstenv then masks all exceptions.
 * fnsave / frstor: the environment followed by ST0..ST7 (10 bytes each), 108
   bytes; fnsave then reinitialises the FPU.
 * fxsave / fxrstor (and the REX.W forms): the 512-byte image with the
   abridged tag byte, MXCSR, MXCSR_MASK (0xFFFF), ST0..ST7 in 16-byte slots and
-  xmm0..xmm15; bytes 416-511 are not written.  FOP/FIP/FDP are stored as 0.
+  xmm0..xmm15 (xmm0..xmm7 in 32-bit mode); bytes 416-511 are not written.
+  FOP/FIP/FDP are stored as 0.  MXCSR is loaded as is (no #GP for reserved
+  bits), the 16-byte alignment is not checked.
 """
 from __future__ import annotations
 
 from llvmlite import ir
 
 from bttool.ir.emitter import I16, I32, I128, const
-from bttool.translator.operands import Insn
+from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.registry import semantic
 from bttool.translator.semantics.x87 import FP80, X87, classify, reset
 
 ENV_SIZE = 28
 MXCSR_MASK = 0xFFFF
+
+
+def _env_base(ctx: Insn) -> ir.Value:
+    """Address of the environment image; the 16-bit (14-byte) format chosen
+    by an operand-size prefix is not implemented (the insn traps)."""
+    if ctx.insn.prefix[2] == 0x66:
+        raise UnsupportedOperand("16-bit x87 environment format")
+    return ctx.ea(0)
 
 
 def _addr(ctx: Insn, base: ir.Value, off: int) -> ir.Value:
@@ -77,19 +88,19 @@ def load_env(ctx: Insn, x: X87, base: ir.Value) -> None:
 @semantic("fnstenv")
 def fnstenv(ctx: Insn) -> None:
     x = X87(ctx)
-    store_env(ctx, x, ctx.ea(0))
+    store_env(ctx, x, _env_base(ctx))
     ctx.em.set("fpu_cw", ctx.b.or_(x.cw(), const(16, 0x3F)))
 
 
 @semantic("fldenv")
 def fldenv(ctx: Insn) -> None:
-    load_env(ctx, X87(ctx), ctx.ea(0))
+    load_env(ctx, X87(ctx), _env_base(ctx))
 
 
 @semantic("fnsave")
 def fnsave(ctx: Insn) -> None:
     x = X87(ctx)
-    base = ctx.ea(0)
+    base = _env_base(ctx)
     store_env(ctx, x, base)
     for i in range(8):
         ctx.store(_addr(ctx, base, ENV_SIZE + 10 * i), x.load_phys(x.phys(i)))
@@ -99,10 +110,14 @@ def fnsave(ctx: Insn) -> None:
 @semantic("frstor")
 def frstor(ctx: Insn) -> None:
     x = X87(ctx)
-    base = ctx.ea(0)
+    base = _env_base(ctx)
     load_env(ctx, x, base)
     for i in range(8):
         x.store_phys(x.phys(i), ctx.em.load(_addr(ctx, base, ENV_SIZE + 10 * i), FP80))
+
+
+def _xmm_count(ctx: Insn) -> int:
+    return 16 if ctx.mode == 64 else 8
 
 
 @semantic("fxsave", "fxsave64")
@@ -120,7 +135,7 @@ def fxsave(ctx: Insn) -> None:
     for i in range(8):
         slot = _addr(ctx, base, 32 + 16 * i)
         ctx.store(slot, b.zext(b.bitcast(x.load_phys(x.phys(i)), ir.IntType(80)), I128))
-    for i in range(16):
+    for i in range(_xmm_count(ctx)):
         ctx.store(_addr(ctx, base, 160 + 16 * i), ctx.em.get(f"xmm{i}"))
 
 
@@ -135,7 +150,7 @@ def fxrstor(ctx: Insn) -> None:
     ctx.em.set("mxcsr", ctx.load(_addr(ctx, base, 24), 32))
     for i in range(8):
         x.store_phys(x.phys(i), ctx.em.load(_addr(ctx, base, 32 + 16 * i), FP80))
-    for i in range(16):
+    for i in range(_xmm_count(ctx)):
         ctx.em.set(f"xmm{i}", ctx.load(_addr(ctx, base, 160 + 16 * i), 128))
 
 
