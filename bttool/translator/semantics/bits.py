@@ -91,3 +91,22 @@ def popcnt(ctx: Insn) -> None:
         ctx.set_flag(f, off)
     ctx.set_flag("zf", b.icmp_unsigned("==", src, ir.Constant(ty, 0)))
     ctx.write(0, r)
+
+
+@semantic("crc32")
+def crc32(ctx: Insn) -> None:
+    """SSE4.2 crc32: CRC-32C (Castagnoli, reflected polynomial 0x82F63B78)
+    of the source bytes, accumulated into the low 32 bits of the destination."""
+    b = ctx.b
+    i32 = ir.IntType(32)
+    crc = ctx.read(0, 32) if ctx.bits(0) == 64 else ctx.read(0)
+    src = ctx.read(1)
+    poly = ir.Constant(i32, 0x82F63B78)
+    one = ir.Constant(i32, 1)
+    for byte in range(src.type.width // 8):
+        v = b.trunc(b.lshr(src, ir.Constant(src.type, 8 * byte)), ir.IntType(8)) if src.type.width > 8 else src
+        crc = b.xor(crc, b.zext(v, i32))
+        for _ in range(8):
+            low = b.and_(crc, one)
+            crc = b.xor(b.lshr(crc, one), b.and_(poly, b.sub(ir.Constant(i32, 0), low)))
+    ctx.write(0, b.zext(crc, I64) if ctx.bits(0) == 64 else crc)

@@ -118,3 +118,27 @@ def nop(ctx: Insn) -> None:
 def movbe(ctx: Insn) -> None:
     v = ctx.read(1)
     ctx.write(0, ctx.em.intrinsic(f"llvm.bswap.i{v.type.width}", v.type, [v]))
+
+
+@semantic("xlatb")
+def xlatb(ctx: Insn) -> None:
+    b = ctx.b
+    addr = b.add(ctx.gpr("rbx"), b.zext(ctx.gpr("rax", 8), ir.IntType(64)))
+    ctx.set_part("rax", 8, ctx.load(addr, 8))
+
+
+@semantic("enter")
+def enter(ctx: Insn) -> None:
+    from bttool.translator.operands import UnsupportedOperand
+    size, level = ctx.ops[0].imm & 0xFFFF, ctx.ops[1].imm & 0x1F
+    if level:
+        raise UnsupportedOperand("enter with a nesting level")
+    ctx.push(ctx.gpr("rbp"))
+    frame = ctx.gpr("rsp")
+    ctx.set_gpr("rbp", frame)
+    ctx.set_gpr("rsp", ctx.b.sub(frame, ctx.c(64, size)))
+
+
+@semantic("clflush", "clflushopt", "clwb")
+def cache_line_flush(ctx: Insn) -> None:
+    ctx.load(ctx.ea(0), 8)   # faults like the real one on unmapped memory; no other effect
