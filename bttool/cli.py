@@ -30,16 +30,17 @@ def main() -> None:
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the translation cache.")
 @click.option("--stats", is_flag=True, help="Print a short summary on stderr at exit.")
 @click.option("--stats-json", type=click.Path(dir_okay=False), help="Write run statistics as JSON.")
+@click.option("--argv0", default=None, help="argv[0] for the guest (default: PROGRAM).")
 @click.argument("program")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(verbose: bool, cache_dir: str | None, no_cache: bool, stats: bool,
-        stats_json: str | None, program: str, args: tuple[str, ...]) -> None:
+        stats_json: str | None, argv0: str | None, program: str, args: tuple[str, ...]) -> None:
     """Run PROGRAM (a static x86-64 Linux executable) with ARGS."""
     from bttool.runtime.session import run_program
     t0 = time.perf_counter()
     try:
         status, sig, st = run_program(program, list(args), cache_dir=None if no_cache else cache_dir,
-                                      use_cache=not no_cache, verbose=verbose)
+                                      use_cache=not no_cache, verbose=verbose, argv0=argv0)
     except BttoolError as e:
         _fail(str(e), e.status)
         return

@@ -123,6 +123,11 @@ class CacheStore:
         if row is None or row[0] != str(SCHEMA_VERSION):
             raise CacheError(f"cache index {self.index_path} has another schema")
 
+    def reopen(self) -> None:
+        """A fresh connection (in a forked child; the parent's stays its own)."""
+        self.db = sqlite3.connect(self.index_path, timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA busy_timeout = 30000")
+
     # -- objects ------------------------------------------------------------
     def object_path(self, object_id: str) -> str:
         return os.path.join(self.objects_dir, object_id[:2], object_id + ".o")

@@ -63,6 +63,19 @@ class LinuxProcess:
         self.state.rip = base + image.entry
         self.load_base = base
 
+    exec_options: list[str] = []
+
+    def flush_output(self) -> None:
+        """Before fork/exec: nothing of bttool's own may be buffered twice."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+    def after_fork(self) -> None:
+        """In a forked child: an SQLite connection must not cross fork()."""
+        cache = self.executor.cache
+        if cache is not None and cache.store is not None:
+            cache.store.reopen()
+
     def log(self, msg: str) -> None:
         if self.verbose:
             print(f"bttool: {msg}", file=sys.stderr, flush=True)

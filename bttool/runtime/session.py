@@ -8,7 +8,7 @@ from bttool.runtime.dispatcher import Stats
 
 
 def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bool,
-                verbose: bool) -> tuple[int, int, Stats]:
+                verbose: bool, argv0: str | None = None) -> tuple[int, int, Stats]:
     """Returns (exit status, fatal signal or 0, statistics)."""
     from bttool.runtime.hostsignals import install_fault_handler
     from bttool.runtime.linux import GuestDeath, LinuxProcess
@@ -27,9 +27,12 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
             print(f"bttool: warning: cache directory {store.root} not writable ({e}); "
                   "running without caching", file=sys.stderr)
             store = None
-    argv = [os.fsencode(path)] + [os.fsencode(a) for a in args]
+    argv = [os.fsencode(argv0 if argv0 is not None else path)] + [os.fsencode(a) for a in args]
     envp = [k + b"=" + v for k, v in os.environb.items()]
     proc = LinuxProcess(image, argv, envp, verbose=verbose)
+    # what a guest execve needs to start the new program under bttool too
+    proc.exec_options = (["--no-cache"] if not use_cache else
+                         (["--cache-dir", cache_dir] if cache_dir else [])) + (["-v"] if verbose else [])
     if store is not None:
         from bttool.ir import codegen
         from bttool.runtime.cache import RunCache

@@ -96,6 +96,7 @@ class Syscalls:
             158: self.arch_prctl, 218: self.set_tid_address, 273: self.set_robust_list,
             131: self.sigaltstack, 127: self.rt_sigpending, 16: self.ioctl, 72: self.fcntl,
             28: self.madvise, 26: self.msync, 295: self.preadv, 296: self.pwritev,
+            56: self.clone, 57: self.fork, 58: self.fork, 59: self.execve, 435: self.clone3,
         }
 
     # -- dispatch ---------------------------------------------------------
@@ -313,6 +314,82 @@ class Syscalls:
     def set_robust_list(self, head: int, length: int, *_: int) -> int:
         self.proc.robust_list = (head, length)
         return 0
+
+    # -- processes --------------------------------------------------------------
+    def fork(self, *_: int) -> int:
+        """fork/vfork: the host process forks; the child carries on with the
+        very same guest (memory, translations) and sees 0."""
+        self.proc.flush_output()
+        pid = os.fork()
+        if pid == 0:
+            self.proc.after_fork()
+        return pid
+
+    def clone(self, flags: int, stack: int, ptid: int, ctid: int, tls: int, *_: int) -> int:
+        CLONE_VM, CLONE_VFORK, CLONE_THREAD = 0x100, 0x4000, 0x10000
+        CLONE_SETTLS, CLONE_PARENT_SETTID = 0x80000, 0x100000
+        CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID = 0x200000, 0x1000000
+        if flags & CLONE_THREAD or (flags & CLONE_VM and not flags & CLONE_VFORK):
+            self.proc.log("clone of a thread: threads are not supported -> ENOSYS")
+            return -errno.ENOSYS
+        pid = self.fork()
+        if pid == 0:
+            me = os.getpid()
+            if stack:
+                self.proc.state.rsp = stack
+            if flags & CLONE_SETTLS:
+                self.proc.state.fs_base = tls
+            if flags & CLONE_CHILD_SETTID and ctid:
+                self.mem.write(ctid, struct.pack("<i", me))
+            if flags & CLONE_CHILD_CLEARTID:
+                self.proc.clear_child_tid = ctid
+        elif flags & CLONE_PARENT_SETTID and ptid:
+            self.mem.write(ptid, struct.pack("<i", pid))
+        return pid
+
+    def clone3(self, args: int, size: int, *_: int) -> int:
+        return -errno.ENOSYS      # glibc falls back to clone
+
+    def execve(self, path: int, argv: int, envp: int, *_: int) -> int:
+        """Replace this process by bttool running the new program (the new
+        image is translated too: guest code never runs natively)."""
+        import sys
+        prog = self.mem.read_cstring(path)
+        args = self._string_array(argv)
+        env = self._string_array(envp)
+        if prog in (b"/proc/self/exe",):
+            prog = os.fsencode(os.path.abspath(self.proc.exe_path))
+        if not os.path.exists(prog):
+            return -errno.ENOENT
+        if not os.access(prog, os.X_OK):
+            return -errno.EACCES
+        cmd = [os.fsencode(sys.executable), b"-m", b"bttool", b"run",
+               *[os.fsencode(o) for o in self.proc.exec_options],
+               b"--argv0", args[0] if args else prog, prog, *args[1:]]
+        envd = {}
+        for e in env:
+            k, _, v = e.partition(b"=")
+            envd[k] = v
+        # bttool itself must stay importable in the new process
+        import bttool
+        root = os.fsencode(os.path.dirname(os.path.dirname(bttool.__file__)))
+        envd.setdefault(b"PYTHONPATH", root)
+        self.proc.flush_output()
+        try:
+            os.execve(cmd[0], cmd, envd)
+        except OSError as e:
+            return -(e.errno or errno.ENOEXEC)
+        return 0  # not reached
+
+    def _string_array(self, addr: int) -> list[bytes]:
+        out = []
+        while addr:
+            p = self.mem.u64(addr)
+            if p == 0:
+                break
+            out.append(self.mem.read_cstring(p))
+            addr += 8
+        return out
 
     # -- signals (recorded; delivery is the personality's job) ---------------
     def rt_sigaction(self, sig: int, act: int, oldact: int, sigsetsize: int, *_: int) -> int:

@@ -19,12 +19,8 @@ from capstone import x86_const as X
 from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.registry import semantic
 from bttool.translator.semantics.sse_common import (
-    I8, I16, I32, I64, I128, V2I64, V4I32, V8I16, V16I8, cast, has_xmm, imm8, is_xmm,
-    mask_i32, merge_low, rd, splat, vec, wr)
-
-_ALL = (1 << 128) - 1
-_LO64 = (1 << 64) - 1
-
+    I32, I64, I128, V2I64, V4I32, V8I16, cast, has_xmm, imm8, is_xmm, mask_i32, merge_low, rd,
+    splat, vec, wr)
 
 # -- plain moves -----------------------------------------------------------------
 @semantic("movaps", "movapd", "movups", "movupd", "movdqa", "movdqu", "lddqu",
@@ -442,4 +438,4 @@ def _install_cmp_alias_shim() -> None:
 
 _install_cmp_alias_shim()
 
-__all__ = ["movsd_xmm", "cmpsd_xmm", "I8", "I16"]
+__all__ = ["movsd_xmm", "cmpsd_xmm"]

@@ -182,7 +182,7 @@ def sat_signed(ctx: Insn, v: ir.Value, to_bits: int) -> ir.Value:
     lo, hi = -(1 << (to_bits - 1)), (1 << (to_bits - 1)) - 1
     v = b.select(b.icmp_signed("<", v, splat(v.type, lo)), splat(v.type, lo), v)
     v = b.select(b.icmp_signed(">", v, splat(v.type, hi)), splat(v.type, hi), v)
-    return b.trunc(v, _retype(v.type, to_bits))
+    return b.trunc(v, retype(v.type, to_bits))
 
 
 def sat_unsigned(ctx: Insn, v: ir.Value, to_bits: int) -> ir.Value:
@@ -191,15 +191,13 @@ def sat_unsigned(ctx: Insn, v: ir.Value, to_bits: int) -> ir.Value:
     hi = (1 << to_bits) - 1
     v = b.select(b.icmp_signed("<", v, splat(v.type, 0)), splat(v.type, 0), v)
     v = b.select(b.icmp_signed(">", v, splat(v.type, hi)), splat(v.type, hi), v)
-    return b.trunc(v, _retype(v.type, to_bits))
+    return b.trunc(v, retype(v.type, to_bits))
 
 
-def _retype(ty: ir.Type, bits: int) -> ir.Type:
+def retype(ty: ir.Type, bits: int) -> ir.Type:
     it = ir.IntType(bits)
     return ir.VectorType(it, ty.count) if isinstance(ty, ir.VectorType) else it
 
-
-retype = _retype
 
 __all__ = ["F32", "F64", "I1", "I8", "I16", "I32", "I64", "I128", "V16I8", "V8I16", "V4I32",
            "V2I64", "V4F32", "V2F64"]

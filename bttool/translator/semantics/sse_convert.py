@@ -14,7 +14,7 @@ from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.registry import semantic
 from bttool.translator.semantics import sse_fpcore as fp
 from bttool.translator.semantics.sse_common import (
-    F32, F64, I32, I64, I128, V2F64, V4F32, V4I32, cast, is_xmm, mask_i32, merge_low, rd, vec, wr)
+    F32, F64, I32, I64, I128, V2F64, V4F32, V4I32, cast, is_xmm, merge_low, rd, vec, wr)
 
 
 def _xmm_dst(ctx: Insn) -> None:
@@ -114,5 +114,3 @@ semantic("cvtps2dq")(_ps2dq(False))
 semantic("cvttps2dq")(_ps2dq(True))
 semantic("cvtpd2dq")(_pd2dq(False))
 semantic("cvttpd2dq")(_pd2dq(True))
-
-__all__ = ["mask_i32"]

@@ -1,5 +1,6 @@
 """SSE floating point: add sub mul div sqrt min max (ss sd ps pd), cmp* with
-all 8 predicates, comis*/ucomis*, round*, rcp*/rsqrt*, hadd/hsub/addsub.
+all 8 predicates, comis*/ucomis*, round*, rcp*/rsqrt*, hadd/hsub/addsub,
+dpps/dppd.
 
 Rounding and NaN rules: see sse_fpcore.py.  rcpss/rcpps/rsqrtss/rsqrtps are
 approximations on hardware (with vendor-specific tables); here they return
@@ -15,7 +16,7 @@ from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.registry import semantic
 from bttool.translator.semantics import sse_fpcore as fp
 from bttool.translator.semantics.sse_common import (
-    F32, I1, I32, I128, call, fty, int_of, mask_i32, rd, splat, wr)
+    I1, I32, call, int_of, mask_i32, rd, splat, wr)
 
 _KIND = {"ss": (32, False), "sd": (64, False), "ps": (32, True), "pd": (64, True)}
 
@@ -178,4 +179,37 @@ def addsub(ctx: Insn) -> None:
     wr(ctx, 0, b.shuffle_vector(sub, add, mask_i32([i if i % 2 == 0 else n + i for i in range(n)])))
 
 
-__all__ = ["cmp_fp", "F32", "I32", "I128", "fty"]
+# -- dot products ---------------------------------------------------------------------------
+def _dot(ctx: Insn, bits: int) -> None:
+    """dpps/dppd: masked products, summed pairwise (the SDM's order), then
+    broadcast to the lanes selected by imm8[3:0]."""
+    b = ctx.b
+    imm = _imm(ctx)
+    _, a, s = _operands(ctx, bits, True)
+    n = a.type.count
+    zero = splat(a.type, 0.0)
+    prod = fp.arith(ctx, "mul", a, s)
+    keep = [(imm >> (4 + i)) & 1 for i in range(n)]
+    prod = b.shuffle_vector(prod, zero, mask_i32([i if keep[i] else n + i for i in range(n)]))
+    lane = [b.extract_element(prod, ir.Constant(I32, i)) for i in range(n)]
+    if n == 2:
+        total = fp.arith(ctx, "add", lane[0], lane[1])
+    else:
+        total = fp.arith(ctx, "add", fp.arith(ctx, "add", lane[0], lane[1]),
+                         fp.arith(ctx, "add", lane[2], lane[3]))
+    vec = b.insert_element(zero, total, ir.Constant(I32, 0))
+    vec = b.shuffle_vector(vec, zero, mask_i32([0 if (imm >> i) & 1 else n + i for i in range(n)]))
+    wr(ctx, 0, vec)
+
+
+@semantic("dpps")
+def dpps(ctx: Insn) -> None:
+    _dot(ctx, 32)
+
+
+@semantic("dppd")
+def dppd(ctx: Insn) -> None:
+    _dot(ctx, 64)
+
+
+__all__ = ["cmp_fp"]

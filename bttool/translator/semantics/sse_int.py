@@ -13,8 +13,8 @@ from llvmlite import ir
 from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.registry import semantic
 from bttool.translator.semantics.sse_common import (
-    I1, I8, I16, I32, I64, I128, V16I8, V8I16, V4I32, V2I64, call, cast, imm8, is_xmm, mask_i32,
-    rd, retype, sat_signed, sat_unsigned, splat, vec, wr)
+    I1, I8, I16, I32, I64, I128, V16I8, V8I16, V2I64, call, cast, imm8, is_xmm, mask_i32, rd,
+    retype, sat_signed, sat_unsigned, splat, vec, wr)
 
 
 def _ty(bits: int) -> ir.VectorType:
@@ -426,5 +426,3 @@ def phminposuw(ctx: Insn) -> None:
     r = b.or_(b.zext(m, I128), b.shl(b.zext(idx, I128), ir.Constant(I128, 16)))
     wr(ctx, 0, r)
 
-
-__all__ = ["V4I32", "V2I64", "I16"]

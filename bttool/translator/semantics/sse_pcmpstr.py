@@ -17,7 +17,7 @@ from llvmlite import ir
 from bttool.translator.operands import Insn
 from bttool.translator.registry import semantic
 from bttool.translator.semantics.sse_common import (
-    I1, I32, I64, I128, call, cast, imm8, mask_i32, rd, splat, vec, vconst)
+    I1, I32, I128, cast, imm8, mask_i32, rd, splat, vec, vconst)
 
 
 def _broadcast(ctx: Insn, v: ir.Value, i: int, n: int) -> ir.Value:
@@ -161,5 +161,3 @@ def pcmpestri(ctx: Insn) -> None:
 def pcmpestrm(ctx: Insn) -> None:
     _pcmpstr(ctx, explicit=True, want_index=False)
 
-
-__all__ = ["call", "I64"]
