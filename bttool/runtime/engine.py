@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 
 import llvmlite.binding as llvm
 
@@ -39,6 +40,8 @@ class Engine:
         tm = codegen.target_machine(codegen.host_target())
         self._ee = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
         self._objects: list[llvm.ObjectFileRef] = []
+        self._perf_map = open(f"/tmp/perf-{os.getpid()}.map", "a") \
+            if os.environ.get("BTTOOL_PERF_MAP") else None
         obj, _ = codegen.compile_module(support.support_ir(), codegen.host_target(2))
         self.load_object(obj)
         self.run_fn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p,
@@ -53,6 +56,19 @@ class Engine:
         self._objects.append(obj)
         self._ee.add_object_file(obj)
         self._ee.finalize_object()
+        if self._perf_map is not None:
+            self._write_perf_map(data)
+
+    def _write_perf_map(self, data: bytes) -> None:
+        """BTTOOL_PERF_MAP=1: name translated code for `perf report`
+        (/tmp/perf-PID.map, the perf JIT map convention)."""
+        from bttool.ir import objfile
+        for name, sym in objfile.symbols(data).items():
+            if sym.size and name.startswith("bt_"):
+                addr = self._ee.get_function_address(name)
+                if addr:
+                    self._perf_map.write(f"{addr:x} {sym.size:x} {name}\n")
+        self._perf_map.flush()
 
     def global_address(self, symbol: str) -> int:
         addr = self._ee.get_global_value_address(symbol)
