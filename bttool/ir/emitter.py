@@ -118,6 +118,9 @@ class FunctionEmitter:
         # Guest pcs translated inside this function: a jump there is an IR
         # branch, so loops stay inside one function with registers in SSA.
         self.local_targets: dict[int, ir.Block] = {}
+        # Known targets of indirect jumps (resolved jump tables), by the
+        # address of the jump: lifted as a switch over constant targets.
+        self.indirect_targets: dict[int, list[int]] = {}
 
     # -- CPU state -------------------------------------------------------
     def field_ptr(self, name: str) -> ir.Value:
@@ -240,6 +243,22 @@ class FunctionEmitter:
                 iv = const(64, info) if isinstance(info, int) else info
                 b.store(iv, self._state_gep(b, "exit_info"))
         b.branch(self._exit)
+
+    def switch_leave(self, target: ir.Value, candidates: list[int]) -> None:
+        """An indirect jump whose likely targets are known: a switch on the
+        target, so known targets become direct (often in-region) branches;
+        anything else leaves through the lookup table as usual."""
+        b = self.b
+        key = target if self.pic_base is None else b.sub(target, self.get("image_base"))
+        default = self.new_block("sw.other")
+        sw = b.switch(key, default)
+        for t in candidates:
+            case = self.new_block("sw.case")
+            sw.add_case(const(64, t - (self.pic_base or 0)), case)
+            b.position_at_end(case)
+            self.leave(t)
+        b.position_at_end(default)
+        self.leave(target)
 
     def count_execution(self, pc: int) -> None:
         """Tier 1: count executions of ``pc``; when hot, exit so the runtime

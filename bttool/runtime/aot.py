@@ -79,14 +79,14 @@ def _translate_batch(entries: list[int]) -> tuple[list[Translation], list[tuple[
     w = _worker
     try:
         return [translate(entries, w["reader"].read, w["options"], w["target"],
-                          known=w["known"].__contains__)], []
+                          known=w["known"].__contains__, read_data=w["reader"].read_data)], []
     except Exception:  # noqa: BLE001 - retried region by region below
         pass
     out, failed = [], []
     for pc in entries:
         try:
             out.append(translate([pc], w["reader"].read, w["options"], w["target"],
-                                 known=w["known"].__contains__))
+                                 known=w["known"].__contains__, read_data=w["reader"].read_data))
         except Exception as e:  # noqa: BLE001
             failed.append((pc, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"))
     return out, failed

@@ -85,6 +85,13 @@ class Executor:
             return
         self._translate(pc, read, self.options, self.target)
 
+    def _read_data(self, addr: int, length: int) -> bytes:
+        """Guest data for resolving jump tables ('' where unreadable)."""
+        try:
+            return self.memory.read(addr, length)
+        except OSError:
+            return b""
+
     def promote(self, pc: int) -> None:
         """Tier 2: retranslate hot code at ``pc`` as a bigger region with full
         optimisation and make it the translation of ``pc``."""
@@ -104,7 +111,8 @@ class Executor:
                         max_blocks=64, max_insns=3000)
 
     def _translate(self, pc: int, read, options: LiftOptions, target, known=None, **bounds) -> None:
-        t = translate([pc], read, options, target, known=known or self.known.__contains__, **bounds)
+        t = translate([pc], read, options, target, known=known or self.known.__contains__,
+                      read_data=self._read_data, **bounds)
         region = t.regions[0]
         self.stats.regions_translated += 1
         self.stats.guest_instructions_translated += t.insn_count

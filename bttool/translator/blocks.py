@@ -33,6 +33,7 @@ class Block:
     bad_at: int | None = None     # address of an undecodable instruction that ends it
     successors: list[int] = field(default_factory=list)   # jump targets (may join the region)
     entries: list[int] = field(default_factory=list)      # re-entered via the table
+    table_targets: list[int] = field(default_factory=list)  # of a final jump-table jmp
 
     @property
     def end(self) -> int:
@@ -108,12 +109,17 @@ class Region:
 
 def discover_region(decoder: Decoder, read: CodeReader, entry: int,
                     max_blocks: int = 24, max_insns: int = 600,
-                    known: Callable[[int], bool] = lambda pc: False) -> Region:
+                    known: Callable[[int], bool] = lambda pc: False,
+                    read_data: CodeReader | None = None) -> Region:
     """The entry block and blocks it reaches by direct branches (breadth
-    first), skipping blocks that are already translated (``known``)."""
+    first), skipping blocks that are already translated (``known``).  With
+    ``read_data``, a jump table ending a block is resolved and its targets
+    become successors (the lifter turns the jump into a switch)."""
+    from bttool.translator import jumptables
     blocks: dict[int, Block] = {}
     todo = [entry]
     total = 0
+    bounds: dict[int, int] = {}
     while todo and len(blocks) < max_blocks and total < max_insns:
         pc = todo.pop(0)
         if pc in blocks or (pc != entry and known(pc)):
@@ -126,5 +132,14 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
             continue
         blocks[pc] = blk
         total += len(blk.insns)
+        if read_data is not None:
+            bound = jumptables.bound_after(blk.insns)
+            if bound is not None:
+                for succ in blk.successors:
+                    bounds[succ] = bound
+            blk.table_targets = jumptables.targets(
+                blk.insns, read_data, lambda a: bool(read(a, 1)), bounds.get(pc),
+                [i for b in blocks.values() for i in b.insns])
+            blk.successors.extend(blk.table_targets)
         todo.extend(blk.successors)
     return Region(entry, blocks)

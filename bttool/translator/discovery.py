@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from capstone import x86_const as X
 
+from bttool.translator import jumptables
 from bttool.translator.blocks import CodeReader, UnmappedCode, discover_region
 from bttool.translator.decoder import Decoder
 
@@ -107,49 +108,6 @@ def _read_encoded(data: bytes, pos: int, enc: int, section_addr: int) -> int:
     return raw & 0xFFFFFFFFFFFFFFFF
 
 
-def _jump_table_targets(insns, read: CodeReader, executable) -> list[int]:  # read: data reader
-    """Targets of the jump table ending a block, or [] if the pattern is unclear."""
-    last = insns[-1]
-    if last.id != X.X86_INS_JMP or not last.operands:
-        return []
-    bound = None
-    for insn in reversed(insns[:-1]):
-        if insn.id == X.X86_INS_CMP and len(insn.operands) == 2 and insn.operands[1].type == X.X86_OP_IMM:
-            bound = insn.operands[1].imm + 1
-            break
-    if bound is None:
-        return []   # the bound check usually ends the previous block; see discover()
-    return _read_table(insns, read, executable, bound)
-
-
-def _read_table(insns, read: CodeReader, executable, bound: int) -> list[int]:
-    last = insns[-1]
-    op = last.operands[0]
-    out: list[int] = []
-    if bound <= 0 or bound > 4096:
-        return []
-    if op.type == X.X86_OP_MEM and op.mem.base == 0 and op.mem.scale == 8 and op.mem.disp:
-        table = op.mem.disp & 0xFFFFFFFFFFFFFFFF
-        raw = read(table, 8 * bound)
-        for i in range(len(raw) // 8):
-            t = struct.unpack_from("<Q", raw, 8 * i)[0]
-            if executable(t):
-                out.append(t)
-        return out
-    if op.type == X.X86_OP_REG:
-        lea = next((i for i in reversed(insns) if i.id == X.X86_INS_LEA and i.operands[1].mem.base == X.X86_REG_RIP), None)
-        movsxd = next((i for i in reversed(insns) if i.id == X.X86_INS_MOVSXD), None)
-        if lea is None or movsxd is None:
-            return []
-        table = lea.address + lea.size + lea.operands[1].mem.disp
-        raw = read(table, 4 * bound)
-        for i in range(len(raw) // 4):
-            t = (table + struct.unpack_from("<i", raw, 4 * i)[0]) & 0xFFFFFFFFFFFFFFFF
-            if executable(t):
-                out.append(t)
-    return out
-
-
 def _code_references(insns, executable) -> list[int]:
     """Code addresses an instruction materialises (`lea reg, [rip+f]`,
     `mov reg, imm`): function pointers handed to qsort, atexit, tables."""
@@ -185,7 +143,8 @@ def discover(read: CodeReader, starts: list[int], executable, mode: int = 64,
     while todo and disc.insn_count < limit:
         pc = todo.pop()
         try:
-            region = discover_region(decoder, read, pc, known=lambda p: p in entry_set and p != pc)
+            region = discover_region(decoder, read, pc, known=lambda p: p in entry_set and p != pc,
+                                     read_data=read_data)
         except UnmappedCode:
             continue
         disc.entries.append(pc)
@@ -196,26 +155,17 @@ def discover(read: CodeReader, starts: list[int], executable, mode: int = 64,
             nxt.extend(s for s in block.successors if s not in region.blocks)
             nxt.extend(block.entries)
             nxt.extend(_code_references(block.insns, executable))
-            if not block.insns:
-                continue
-            last = block.insns[-1]
-            if last.id in (X.X86_INS_JA, X.X86_INS_JAE):
-                for insn in reversed(block.insns[:-1]):
-                    if insn.id == X.X86_INS_CMP and insn.operands[1].type == X.X86_OP_IMM:
-                        bound = insn.operands[1].imm + (1 if last.id == X.X86_INS_JA else 0)
-                        for succ in block.successors:
-                            bounds[succ] = bound
-                        break
+            bound = jumptables.bound_after(block.insns)
+            if bound is not None:
+                for succ in block.successors:
+                    bounds[succ] = bound
         for block in region.blocks.values():
-            last = block.insns[-1] if block.insns else None
-            if last is not None and last.id == X.X86_INS_JMP and last.operands \
-                    and last.operands[0].type != X.X86_OP_IMM:
-                targets = _jump_table_targets(block.insns, read_data, executable)
-                if not targets and block.start in bounds:
-                    targets = _read_table(block.insns, read_data, executable, bounds[block.start])
-                if targets:
-                    disc.jump_tables += 1
-                    nxt.extend(targets)
+            targets = block.table_targets or jumptables.targets(
+                block.insns, read_data, executable, bounds.get(block.start),
+                [i for b in region.blocks.values() for i in b.insns])
+            if targets:
+                disc.jump_tables += 1
+                nxt.extend(targets)
         for t in nxt:
             if t not in entry_set and executable(t):
                 entry_set.add(t)

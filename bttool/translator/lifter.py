@@ -57,6 +57,8 @@ def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: s
     em = FunctionEmitter(module, name, options.pic_base, options.hot_counters)
     labels = {pc: em.new_block(f"g_{pc:x}") for pc in sorted(region.blocks)}
     em.local_targets = labels
+    em.indirect_targets = {b.insns[-1].address: b.table_targets
+                           for b in region.blocks.values() if b.table_targets}
     if options.hot_counters:
         em.count_execution(region.entry)
     em.b.branch(labels[region.entry])

@@ -75,7 +75,8 @@ def _describe(region: Region, read: CodeReader, options: LiftOptions,
 
 def translate(entries: list[int], read: CodeReader, options: LiftOptions, target: codegen.Target,
               known: Callable[[int], bool] = lambda pc: False, want_ir: bool = False,
-              max_blocks: int = 24, max_insns: int = 600) -> Translation:
+              max_blocks: int = 24, max_insns: int = 600,
+              read_data: CodeReader | None = None) -> Translation:
     """Translate the regions at ``entries`` into one object file.
 
     The first entry must be fetchable (UnmappedCode otherwise); later ones
@@ -88,7 +89,7 @@ def translate(entries: list[int], read: CodeReader, options: LiftOptions, target
     for n, pc in enumerate(entries):
         try:
             region = discover_region(decoder, read, pc, max_blocks=max_blocks, max_insns=max_insns,
-                                     known=lambda p: p in batch or known(p))
+                                     known=lambda p: p in batch or known(p), read_data=read_data)
         except UnmappedCode:
             if n == 0:
                 raise

@@ -25,7 +25,12 @@ def _target(ctx: Insn) -> ir.Value:
 
 @semantic("jmp", terminal=True)
 def jmp(ctx: Insn) -> None:
-    ctx.leave(ctx.ops[0].imm if ctx.is_imm(0) else _target(ctx))
+    if ctx.is_imm(0):
+        ctx.leave(ctx.ops[0].imm)
+    elif ctx.pc in ctx.em.indirect_targets:
+        ctx.em.switch_leave(_target(ctx), ctx.em.indirect_targets[ctx.pc])
+    else:
+        ctx.leave(_target(ctx))
 
 
 def _jcc(cc: str):
