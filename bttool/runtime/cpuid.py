@@ -15,7 +15,7 @@ debugging a guest against the smaller instruction set.
 """
 from __future__ import annotations
 
-LEVEL = "x86-64"  # raised to x86-64-v2 once SSSE3/SSE4 semantics are complete
+LEVEL = "x86-64-v2"
 
 _EDX1 = sum(1 << b for b in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 19, 23, 24, 25, 26))
 _ECX1_V2 = sum(1 << b for b in (0, 9, 13, 19, 20, 23))   # SSE3 SSSE3 CX16 SSE4.1 SSE4.2 POPCNT

@@ -29,25 +29,37 @@ def semantic(*mnemonics: str, terminal: bool = False) -> Callable[[SemanticFn], 
     return register
 
 
+_loaded = False
+
+
 def is_terminal(insn_id: int) -> bool:
-    if not _TABLE:
+    if not _loaded:
         _load_families()
     return insn_id in _TERMINAL
 
 
 def lookup(insn_id: int) -> SemanticFn | None:
-    if not _TABLE:
+    if not _loaded:
         _load_families()
     return _TABLE.get(insn_id)
 
 
 def table() -> dict[int, SemanticFn]:
-    if not _TABLE:
+    if not _loaded:
         _load_families()
     return _TABLE
 
 
+def host_only(insn_id: int) -> bool:
+    """Semantics that only an x86 host can compile (x87: x86_fp80 and host
+    transcendental instructions)."""
+    fn = lookup(insn_id)
+    return fn is not None and ".x87" in getattr(fn, "__module__", "")
+
+
 def _load_families() -> None:
+    global _loaded
+    _loaded = True
     import importlib
     import pkgutil
 

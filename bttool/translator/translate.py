@@ -11,6 +11,7 @@ from llvmlite import ir
 
 from bttool import TRANSLATOR_VERSION
 from bttool.ir import codegen
+from bttool.translator import registry
 from bttool.translator.blocks import CodeReader, Region, UnmappedCode, discover_region
 from bttool.translator.decoder import Decoder
 from bttool.translator.lifter import LiftOptions, lift_region
@@ -76,11 +77,15 @@ def _describe(region: Region, read: CodeReader, options: LiftOptions,
 def translate(entries: list[int], read: CodeReader, options: LiftOptions, target: codegen.Target,
               known: Callable[[int], bool] = lambda pc: False, want_ir: bool = False,
               max_blocks: int = 24, max_insns: int = 600,
-              read_data: CodeReader | None = None) -> Translation:
+              read_data: CodeReader | None = None,
+              skipped: list[tuple[int, str]] | None = None) -> Translation:
     """Translate the regions at ``entries`` into one object file.
 
     The first entry must be fetchable (UnmappedCode otherwise); later ones
-    that are not are skipped."""
+    that are not are skipped.  For a foreign target, regions using x87
+    (which only an x86 host can compile) are skipped and listed in
+    ``skipped``."""
+    foreign = not target.triple.startswith(("x86_64", "i386", "i686"))
     t0 = time.perf_counter()
     decoder = Decoder(options.mode)
     module = ir.Module(name=f"bt_{entries[0]:x}")
@@ -93,6 +98,10 @@ def translate(entries: list[int], read: CodeReader, options: LiftOptions, target
         except UnmappedCode:
             if n == 0:
                 raise
+            continue
+        if foreign and any(registry.host_only(i.id) for b in region.blocks.values() for i in b.insns):
+            if skipped is not None:
+                skipped.append((pc, "x87 code cannot be translated for " + target.triple))
             continue
         info = _describe(region, read, options, target)
         lifted = lift_region(region, options, module, info.symbol)
