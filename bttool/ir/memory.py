@@ -10,6 +10,8 @@ cmov.  A system-mode software MMU replaces this function and nothing else.
 """
 from __future__ import annotations
 
+import os
+
 from llvmlite import ir
 
 GUEST_BITS = 40
@@ -17,6 +19,11 @@ GUEST_LIMIT = 1 << GUEST_BITS          # guest addresses are [0, GUEST_LIMIT)
 GUARD_SIZE = 1 << 20                   # never mapped; out-of-range accesses land here
 GUARD_OFFSET = GUEST_LIMIT
 RESERVE_SIZE = GUEST_LIMIT + GUARD_SIZE
+
+# BTTOOL_UNSAFE_NO_CLAMP=1 (benchmarks only): skip the clamp, so the cost
+# of the sandbox can be measured against an unchecked base+address mapping.
+# Part of the cache key (LiftOptions.key), so such code never mixes with safe code.
+UNSAFE_NO_CLAMP = os.environ.get("BTTOOL_UNSAFE_NO_CLAMP") == "1"
 
 I8 = ir.IntType(8)
 I64 = ir.IntType(64)
@@ -27,6 +34,8 @@ def host_pointer(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value) -> ir.Value
 
     ``umin(addr, GUEST_LIMIT)``: the guard starts right at GUEST_LIMIT, so
     this is exactly "addr if inside the window, else the guard"."""
+    if UNSAFE_NO_CLAMP:
+        return b.gep(membase, [addr], source_etype=I8)
     module = b.module
     umin = module.globals.get("llvm.umin.i64")
     if umin is None:

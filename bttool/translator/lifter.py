@@ -35,7 +35,9 @@ class LiftOptions:
 
     def key(self) -> str:
         """Everything in the options that changes generated code."""
-        return self.mode_key() + ("|hot" if self.hot_counters else "")
+        from bttool.ir.memory import UNSAFE_NO_CLAMP
+        return self.mode_key() + ("|hot" if self.hot_counters else "") + \
+            ("|unsafe-no-clamp" if UNSAFE_NO_CLAMP else "")
 
     def tier2(self) -> "LiftOptions":
         return LiftOptions(self.mode, self.user_mode, self.pic_base, False)
