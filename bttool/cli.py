@@ -99,7 +99,6 @@ def entry() -> None:  # pragma: no cover - console script wrapper
 def translate(verbose: bool, cache_dir: str | None, jobs: int | None, triple: str | None,
               cpu: str | None, opt: int, as_json: bool, program: str) -> None:
     """Translate PROGRAM ahead of time into the cache."""
-    from bttool.ir import codegen
     from bttool.runtime.aot import default_jobs, progress_printer, translate_program
     from bttool.runtime.cache import open_store
     from bttool.translator.loader import load_image

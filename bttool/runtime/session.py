@@ -34,7 +34,6 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
     proc.exec_options = (["--no-cache"] if not use_cache else
                          (["--cache-dir", cache_dir] if cache_dir else [])) + (["-v"] if verbose else [])
     if store is not None:
-        from bttool.ir import codegen
         from bttool.runtime.cache import RunCache
         ex = proc.executor
         proc.executor.cache = RunCache(

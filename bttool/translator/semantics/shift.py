@@ -41,16 +41,12 @@ def _msb(ctx: Insn, v: ir.Value) -> ir.Value:
     return _bit(ctx, v, v.type.width - 1)
 
 
-def _shift_count_operand(ctx: Insn) -> int:
-    return 1 if len(ctx.ops) > 1 else 99
-
-
 @semantic("shl", "sal")
 def shl(ctx: Insn) -> None:
     b = ctx.b
     a = ctx.read(0)
     w = a.type.width
-    cnt = _count(ctx, _shift_count_operand(ctx), w)
+    cnt = _count(ctx, 1, w)
     nz = b.icmp_unsigned("!=", cnt, ir.Constant(a.type, 0))
     if w < 64:
         wide = b.shl(b.zext(a, ir.IntType(64)), b.zext(cnt, ir.IntType(64)))
@@ -73,7 +69,7 @@ def _right(ctx: Insn, arith: bool) -> None:
     a = ctx.read(0)
     w = a.type.width
     i64 = ir.IntType(64)
-    cnt = _count(ctx, _shift_count_operand(ctx), w)
+    cnt = _count(ctx, 1, w)
     nz = b.icmp_unsigned("!=", cnt, ir.Constant(a.type, 0))
     wa = (b.sext(a, i64) if arith else b.zext(a, i64)) if w < 64 else a
     wc = b.zext(cnt, i64) if w < 64 else cnt
@@ -108,7 +104,7 @@ def rotate(ctx: Insn) -> None:
     b = ctx.b
     a = ctx.read(0)
     w = a.type.width
-    cnt = _count(ctx, _shift_count_operand(ctx), w)
+    cnt = _count(ctx, 1, w)
     nz = b.icmp_unsigned("!=", cnt, ir.Constant(a.type, 0))
     left = ctx.mnemonic.startswith("rol")
     fn = f"llvm.{'fshl' if left else 'fshr'}.i{w}"
@@ -130,7 +126,7 @@ def rotate_carry(ctx: Insn) -> None:
     a = ctx.read(0)
     w = a.type.width
     wt = ir.IntType(w + 1)
-    cnt = _count(ctx, _shift_count_operand(ctx), w)
+    cnt = _count(ctx, 1, w)
     nz = b.icmp_unsigned("!=", cnt, ir.Constant(a.type, 0))
     rot = b.urem(b.zext(cnt, wt), ir.Constant(wt, w + 1))
     v = b.or_(b.shl(b.zext(ctx.flag("cf"), wt), ir.Constant(wt, w)), b.zext(a, wt))
