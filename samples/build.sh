@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Build every samples/*.c as a static x86-64 binary.
+# Build every samples/*.c (or every *.c of the given SRCDIRs) as a static
+# x86-64 binary.  bench/build.sh uses it for the benchmark programs.
 #
-#   samples/build.sh [OUTDIR]      (default OUTDIR: samples/build)
+#   samples/build.sh [OUTDIR [SRCDIR...]]   (default: samples/build, samples)
 #
 # A binary is rebuilt only when it is missing or older than its source or this
 # script, so a second run is a no-op.  Each binary is written to a temporary
@@ -11,6 +12,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 out="${1:-$here/build}"
+srcdirs=("${@:2}")
+[[ ${#srcdirs[@]} -gt 0 ]] || srcdirs=("$here")
 cc="${CC:-gcc}"
 cflags=(-O2 -static -Wall -Wextra -Wno-unused-parameter)
 # shellcheck disable=SC2206  # word splitting of EXTRA_CFLAGS is intended
@@ -19,7 +22,8 @@ extra=(${EXTRA_CFLAGS:-})
 mkdir -p "$out"
 built=0
 skipped=0
-for src in "$here"/*.c; do
+for dir in "${srcdirs[@]}"; do for src in "$dir"/*.c; do
+    [[ -e "$src" ]] || continue
     name="$(basename "$src" .c)"
     bin="$out/$name"
     if [[ -x "$bin" && "$bin" -nt "$src" && "$bin" -nt "$here/build.sh" ]]; then
@@ -35,5 +39,5 @@ for src in "$here"/*.c; do
     chmod 755 "$tmp"
     mv -f "$tmp" "$bin"
     built=$((built + 1))
-done
+done; done
 echo "build.sh: $built built, $skipped up to date in $out"
