@@ -123,10 +123,6 @@ class FunctionEmitter:
         self.indirect_targets: dict[int, list[int]] = {}
 
     # -- CPU state -------------------------------------------------------
-    def field_ptr(self, name: str) -> ir.Value:
-        """Pointer to a field of the in-memory state (for the runtime ABI)."""
-        return self._state_gep(self.b, name)
-
     def _state_gep(self, b: ir.IRBuilder, name: str) -> ir.Value:
         """Pointer to a state field, computed once in the entry block (which
         dominates every use)."""
@@ -187,23 +183,6 @@ class FunctionEmitter:
                 self._cache[name] = v
             ir.IRBuilder.store(self.b, v, self._slots[name])
 
-    def sync_to_state(self) -> None:
-        """Write dirty fields back to the state now (before calling out)."""
-        self.flush()
-        for name in sorted(self._dirty):
-            self._writeback(self.b, name)
-
-    def reload_from_state(self, names: list[str] | None = None) -> None:
-        """Re-read fields after a call that may have changed the state."""
-        for name in list(self._slots) if names is None else names:
-            if name not in self._slots:
-                continue
-            ty = _value_type(name)
-            raw = self.b.load(self._state_gep(self.b, name),
-                              typ=ir.IntType(FIELDS[name].size * 8))
-            self.b.store(self.b.trunc(raw, I1) if ty == I1 else raw, self._slots[name])
-            self._cache.pop(name, None)
-
     def _writeback(self, b: ir.IRBuilder, name: str) -> None:
         v = b.load(self._slots[name], typ=_value_type(name))
         if v.type == I1:
@@ -222,9 +201,6 @@ class FunctionEmitter:
 
     def store(self, addr: ir.Value, value: ir.Value) -> None:
         memory.store(self.b, self.mem, addr, value)
-
-    def host_pointer(self, addr: ir.Value) -> ir.Value:
-        return memory.host_pointer(self.b, self.mem, addr)
 
     # -- control ---------------------------------------------------------
     def leave(self, rip: ir.Value | int, reason: int = state.EXIT_NONE,

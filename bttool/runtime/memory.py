@@ -14,7 +14,6 @@ from __future__ import annotations
 import bisect
 import ctypes
 import errno
-import mmap as _mmap
 import os
 from dataclasses import dataclass
 
@@ -269,6 +268,3 @@ class GuestMemory:
     def close(self) -> None:
         _libc.munmap(self.base, RESERVE_SIZE)
 
-
-def page_size() -> int:
-    return _mmap.PAGESIZE if hasattr(_mmap, "PAGESIZE") else os.sysconf("SC_PAGE_SIZE")

@@ -87,6 +87,3 @@ class Decoder:
     def decode_all(self, code: bytes, pc: int):
         return self.cs.disasm(code, pc)
 
-
-def insn_name(insn_id: int) -> str:
-    return _cs(64).insn_name(insn_id) or f"#{insn_id}"

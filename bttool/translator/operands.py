@@ -232,8 +232,4 @@ class Insn:
         return self.b.icmp_unsigned("!=", v, ir.Constant(v.type, 0))
 
 
-def bool_to(ctx: Insn, v: ir.Value, bits: int) -> ir.Value:
-    return ctx.b.zext(v, int_type(bits))
-
-
-__all__ = ["Insn", "UnsupportedOperand", "bool_to", "I1", "I64", "I128"]
+__all__ = ["Insn", "UnsupportedOperand", "I1", "I64", "I128"]
