@@ -19,8 +19,13 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
     if use_cache:
         from bttool.runtime.cache import open_store
         store = open_store(cache_dir, log)
-    image = load_image(path, store.image_info if store else None)
-    if store is not None and store.image_info(image.sha256) is None:
+    cached_info: dict[str, dict | None] = {}
+
+    def known_info(sha: str) -> dict | None:
+        cached_info[sha] = store.image_info(sha)
+        return cached_info[sha]
+    image = load_image(path, known_info if store else None)
+    if store is not None and cached_info.get(image.sha256) is None:
         try:
             store.store_image_info(image.sha256, os.path.abspath(path), image.info())
         except Exception as e:  # noqa: BLE001 - a read-only cache still runs
