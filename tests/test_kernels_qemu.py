@@ -3,7 +3,11 @@ a PC) as the reference for bttool's system mode: the serial output and the
 exit status of every kernel must be the ones in samples/kernels/expected/.
 
 Optional: skipped when qemu-system-x86_64 is not installed.  QEMU's -kernel
-only boots 32-bit Multiboot images, so it runs the NAME.mb variants.
+only boots 32-bit Multiboot images: the NAME.mb variants boot directly; the
+NAME.elf variants (bttool boot protocol) boot through btboot.mb, a Multiboot
+kernel that loads NAME.elf (given as module 0 with -initrd) and enters it in
+exactly the machine state that protocol defines, so both variants and the
+protocol definition itself are checked on real emulation.
 
 QEMU boots through its firmware: SeaBIOS writes a banner to the serial port
 ("\\x1bc...SeaBIOS (version ...)\\r\\n ... Booting from ROM..") before every
@@ -114,9 +118,10 @@ def kernels_dir() -> Path:
     return KERNELS / "build"
 
 
-def boot(image: Path) -> subprocess.CompletedProcess:
+def boot(image: Path, module: Path | None = None) -> subprocess.CompletedProcess:
+    extra = ["-initrd", str(module)] if module is not None else []
     return subprocess.run(
-        [QEMU, *QEMU_ARGS, "-kernel", str(image)],
+        [QEMU, *QEMU_ARGS, "-kernel", str(image), *extra],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         timeout=TIMEOUT,
@@ -130,10 +135,14 @@ def test_every_kernel_has_expectations():
         assert (EXPECTED / f"{name}.txt").is_file()
 
 
+@pytest.mark.parametrize("variant", ["mb", "elf"])
 @pytest.mark.parametrize("name", NAMES)
-def test_kernel_in_qemu(kernels_dir, name):
+def test_kernel_in_qemu(kernels_dir, name, variant):
     status, boots = STATUS[name]
-    proc = boot(kernels_dir / f"{name}.mb")
+    if variant == "mb":
+        proc = boot(kernels_dir / f"{name}.mb")
+    else:
+        proc = boot(kernels_dir / "btboot.mb", module=kernels_dir / f"{name}.elf")
     preambles, text = split_serial(proc.stdout)
     expected = (EXPECTED / f"{name}.txt").read_bytes()
     assert b"\r" not in text and b"\x1b" not in text, text

@@ -107,4 +107,26 @@ for src in "$here"/*.c; do
         built=$((built + 1))
     fi
 done
+# btboot.mb: the bttool boot protocol as a Multiboot kernel, so that QEMU can
+# boot the NAME.elf variants (qemu ... -kernel btboot.mb -initrd NAME.elf)
+bsrc="$here/btboot/btboot.S"
+bdeps=("$bsrc" "$here/btboot/btboot.ld" "$here/build.sh")
+if up_to_date "$out/btboot.mb" "${bdeps[@]}"; then
+    skipped=$((skipped + 1))
+else
+    tmp="$(mktemp "$out/.btboot.XXXXXX")"
+    if ! "$cc" -c -o "$tmp.o" "$bsrc" ||
+       ! "$ld" -nostdlib -static -no-pie -z max-page-size=0x1000 -z noexecstack --build-id=none \
+            -T "$here/btboot/btboot.ld" -e _start -o "$tmp.64" "$tmp.o" ||
+       ! "$objcopy" -O elf32-i386 "$tmp.64" "$tmp"; then
+        rm -f "$tmp" "$tmp.o" "$tmp.64"
+        echo "build.sh: failed to build btboot.mb" >&2
+        exit 1
+    fi
+    rm -f "$tmp.o" "$tmp.64"
+    chmod 644 "$tmp"
+    mv -f "$tmp" "$out/btboot.mb"
+    built=$((built + 1))
+fi
+
 echo "build.sh: $built built, $skipped up to date in $out"
