@@ -31,16 +31,39 @@ def main() -> None:
 @click.option("--stats", is_flag=True, help="Print a short summary on stderr at exit.")
 @click.option("--stats-json", type=click.Path(dir_okay=False), help="Write run statistics as JSON.")
 @click.option("--argv0", default=None, help="argv[0] for the guest (default: PROGRAM).")
+@click.option("--system", is_flag=True,
+              help="PROGRAM is a bare-metal kernel to boot on a virtual machine (implied by a "
+                   "Multiboot header); ARGS become its command line.")
+@click.option("--memory", default="128M", show_default=True, help="System mode: guest RAM size.")
+@click.option("--max-resets", type=click.IntRange(0, 10000), default=8, show_default=True,
+              help="System mode: guest resets allowed before the run is stopped.")
 @click.argument("program")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(verbose: bool, cache_dir: str | None, no_cache: bool, stats: bool,
-        stats_json: str | None, argv0: str | None, program: str, args: tuple[str, ...]) -> None:
-    """Run PROGRAM (a static x86-64 Linux executable) with ARGS."""
-    from bttool.runtime.session import run_program
+        stats_json: str | None, argv0: str | None, system: bool, memory: str, max_resets: int,
+        program: str, args: tuple[str, ...]) -> None:
+    """Run PROGRAM (a static x86-64 Linux executable) with ARGS, or boot a
+    kernel (--system, or any image with a Multiboot header)."""
     t0 = time.perf_counter()
+    sig = 0
     try:
-        status, sig, st = run_program(program, list(args), cache_dir=None if no_cache else cache_dir,
-                                      use_cache=not no_cache, verbose=verbose, argv0=argv0)
+        from bttool.runtime.system.boot import is_multiboot
+        if system or is_multiboot(program):
+            from bttool.runtime.system.session import parse_memory, run_kernel
+            try:
+                mem = parse_memory(memory)
+            except ValueError as e:
+                _fail(f"--memory {memory}: {e}", EXIT_INTERNAL)
+                return
+            if not os.path.exists(program):
+                _fail(f"{program}: No such file or directory", 127)
+            status, st = run_kernel(program, list(args), mem, max_resets,
+                                    cache_dir=None if no_cache else cache_dir,
+                                    use_cache=not no_cache, verbose=verbose)
+        else:
+            from bttool.runtime.session import run_program
+            status, sig, st = run_program(program, list(args), cache_dir=None if no_cache else cache_dir,
+                                          use_cache=not no_cache, verbose=verbose, argv0=argv0)
     except BttoolError as e:
         _fail(str(e), e.status)
         return

@@ -88,14 +88,18 @@ class FunctionEmitter:
     """
 
     def __init__(self, module: ir.Module, name: str, pic_base: int | None = None,
-                 hot_counters: bool = False):
+                 hot_counters: bool = False, system: bool = False):
         """``pic_base``: for position-independent images, the load base the
         guest addresses seen at translation time are relative to; the code
         then computes every guest address from the run's ``image_base``, so
-        one translation serves any load base."""
+        one translation serves any load base.
+
+        ``system``: system-mode code; memory goes through the software TLB,
+        faults are precise (see begin_insn) and loops poll for interrupts."""
         self.module = module
         self.pic_base = pic_base
         self.hot_counters = hot_counters
+        self.system = system
         self.current_pc = 0   # guest pc of the instruction being lifted
         self.fn = ir.Function(module, UNIT_TYPE, name=name)
         self.fn.args[0].add_attribute("noalias")
@@ -195,12 +199,71 @@ class FunctionEmitter:
             return const(64, addr)
         return self.b.add(self.get("image_base"), const(64, addr - self.pic_base))
 
+    def begin_insn(self, pc: int) -> None:
+        """Start lifting the instruction at ``pc``.  In system mode the state
+        as of this instruction boundary is stored to the allocas first, so a
+        page fault inside the instruction can exit with exactly that state
+        (the guest's handler then re-executes the instruction).  This relies
+        on semantic functions doing their memory accesses before their
+        register writes (rep string instructions update their registers per
+        iteration, which is what the architecture specifies)."""
+        self.current_pc = pc
+        if self.system:
+            self._check_block()
+            self.flush()
+
     # -- guest memory ----------------------------------------------------
     def load(self, addr: ir.Value, ty: ir.Type) -> ir.Value:
-        return memory.load(self.b, self.mem, addr, ty)
+        if not self.system:
+            return memory.load(self.b, self.mem, addr, ty)
+        v = self.b.load(self._system_pointer(addr, memory.type_bytes(ty), False), typ=ty)
+        v.align = 1
+        return v
 
     def store(self, addr: ir.Value, value: ir.Value) -> None:
-        memory.store(self.b, self.mem, addr, value)
+        if not self.system:
+            memory.store(self.b, self.mem, addr, value)
+            return
+        ptr = self._system_pointer(addr, memory.type_bytes(value.type), True)
+        st_ = ir.IRBuilder.store(self.b, value, ptr)
+        st_.align = 1
+
+    def _system_pointer(self, addr: ir.Value, size: int, write: bool) -> ir.Value:
+        """Host pointer for a virtual address through the software TLB.  The
+        TLB's hit/miss/join blocks are all dominated by the current block,
+        so the cached values (and pending ones) stay valid in the join."""
+        self._check_block()
+        pc = self.current_pc
+
+        def on_fault(b: ir.IRBuilder) -> None:
+            self._raw_exit(b, pc, state.EXIT_FAULT, state.FAULT_PF)
+        off, join = memory.tlb_offset(self.b, self.new_block, self.state_ptr, addr, size, write,
+                                      on_fault)
+        self._cache_block = join
+        return memory.physical_pointer(self.b, self.mem, off)
+
+    def _raw_exit(self, b: ir.IRBuilder, rip: int, reason: int, info: int) -> None:
+        """Exit with the allocas as they are (the state at the start of the
+        current instruction, see begin_insn), bypassing the value cache."""
+        slot = self._slot("rip")
+        self._dirty.add("rip")
+        ir.IRBuilder.store(b, self.guest_addr_raw(rip), slot)
+        ir.IRBuilder.store(b, const(32, reason), self._state_gep(b, "exit_reason"))
+        ir.IRBuilder.store(b, const(64, info), self._state_gep(b, "exit_info"))
+        ir.IRBuilder.branch(b, self._exit)
+
+    def guest_addr_raw(self, addr: int) -> ir.Value:
+        if self.pic_base is not None:
+            raise AssertionError("system-mode code is never position independent")
+        return const(64, addr)
+
+    def poll_interrupts(self, resume: int) -> None:
+        """System mode: leave at guest pc ``resume`` when an interrupt is
+        deliverable (a loop back-edge must not spin past a timer tick)."""
+        b = self.b
+        pending = b.load_atomic(self._state_gep(b, "irq_pending"), "monotonic", 4, typ=I32)
+        with b.if_then(b.icmp_unsigned("!=", pending, const(32, 0)), likely=False):
+            self.leave(resume, state.EXIT_IRQ)
 
     # -- control ---------------------------------------------------------
     def leave(self, rip: ir.Value | int, reason: int = state.EXIT_NONE,
@@ -208,8 +271,11 @@ class FunctionEmitter:
         """End the current path: set rip (and an exit reason) and return."""
         b = self.b
         if reason == state.EXIT_NONE and isinstance(rip, int) and rip in self.local_targets:
-            if self.hot_counters and rip <= self.current_pc:   # a loop back-edge
-                self.count_execution(rip)
+            if rip <= self.current_pc:   # a loop back-edge
+                if self.hot_counters:
+                    self.count_execution(rip)
+                if self.system:
+                    self.poll_interrupts(rip)
             b.branch(self.local_targets[rip])
             return
         self.set("rip", self.guest_addr(rip) if isinstance(rip, int) else rip)
@@ -273,6 +339,16 @@ class FunctionEmitter:
         b.cbranch(b.icmp_unsigned("==", reason, const(32, 0)), chain, ret)
         ir.IRBuilder(ret).ret_void()
         b = ir.IRBuilder(chain)
+        if self.system:
+            # interrupts are taken between regions too, not only in loops
+            pending = b.load_atomic(self._state_gep(b, "irq_pending"), "monotonic", 4, typ=I32)
+            irq = self.fn.append_basic_block("irq")
+            go = self.fn.append_basic_block("chain.go")
+            b.cbranch(b.icmp_unsigned("!=", pending, const(32, 0)), irq, go)
+            ib = ir.IRBuilder(irq)
+            ib.store(const(32, state.EXIT_IRQ), self._state_gep(ib, "exit_reason"))
+            ib.ret_void()
+            b = ir.IRBuilder(go)
         support.emit_chain(b, self.module, self.state_ptr, self.mem,
                            b.load(self._slot("rip"), typ=I64))
         for bb in self.fn.blocks:

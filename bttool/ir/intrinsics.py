@@ -9,7 +9,11 @@ what the operation means, whether it is privileged (a user-mode guest gets
   and ``exit_info`` = the intrinsic id; the runtime (runtime/intrinsics.py for
   user mode, the system-mode VM later) performs it and advances rip.
 
-System mode reuses the same entries; only the runtime implementations differ.
+System mode reuses the same entries; only the runtime implementations differ
+(runtime/system/instructions.py).  Entries marked ``system_only`` are
+ordinary instructions in linux-user mode (their semantic functions inline
+them) that system mode must route to the runtime, because they read or
+write virtual-CPU state (IF, IOPL, segment registers, the TSC).
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ class Intrinsic:
     privileged: bool
     impl: str          # "native" or "runtime"
     doc: str
+    system_only: bool = False   # runtime in system mode only (see module docstring)
 
 
 _ENTRIES = [
@@ -60,11 +65,24 @@ _ENTRIES = [
     ("sldt", ("sldt",), False, "runtime", "store the virtual LDTR selector"),
     ("str", ("str",), False, "runtime", "store the virtual task register selector"),
     ("smsw", ("smsw",), False, "runtime", "store the virtual machine status word"),
+    ("far", ("ljmp", "lcall", "retf", "retfq"), False, "runtime",
+     "far jump, call or return: loads CS from the virtual GDT (may switch 32/64-bit mode)"),
+]
+
+# Ordinary in linux-user mode, intrinsics in system mode.
+_SYSTEM_ONLY = [
+    ("pushf", ("pushf", "pushfd", "pushfq"), False, "runtime",
+     "push RFLAGS with the virtual IF and IOPL"),
+    ("popf", ("popf", "popfd", "popfq"), False, "runtime",
+     "pop RFLAGS: IF changes only at CPL <= IOPL, IOPL only at CPL 0 (no fault otherwise)"),
+    ("mov_seg", (), False, "runtime", "mov to/from a segment register (virtual selectors)"),
+    ("rdtsc_vm", (), False, "runtime", "time-stamp counter of the virtual CPU (rdtsc, rdtscp)"),
 ]
 
 TABLE: dict[str, Intrinsic] = {
-    name: Intrinsic(i + 1, name, mn, priv, impl, doc)
-    for i, (name, mn, priv, impl, doc) in enumerate(_ENTRIES)
+    name: Intrinsic(i + 1, name, mn, priv, impl, doc, i >= len(_ENTRIES))
+    for i, (name, mn, priv, impl, doc) in enumerate(_ENTRIES + _SYSTEM_ONLY)
 }
 BY_ID: dict[int, Intrinsic] = {e.id: e for e in TABLE.values()}
-BY_MNEMONIC: dict[str, Intrinsic] = {m: e for e in TABLE.values() for m in e.mnemonics}
+BY_MNEMONIC: dict[str, Intrinsic] = {m: e for e in TABLE.values() for m in e.mnemonics
+                                     if not e.system_only}

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import os
 
+from typing import Callable
+
 from llvmlite import ir
+
+from bttool.ir import state as st
 
 GUEST_BITS = 40
 GUEST_LIMIT = 1 << GUEST_BITS          # guest addresses are [0, GUEST_LIMIT)
@@ -58,3 +62,70 @@ def store(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, value: ir.Value) -
     ptr = host_pointer(b, membase, addr)
     s = b.store(value, ptr)
     s.align = 1
+
+
+# -- system mode: the software TLB -------------------------------------------
+PAGE_BITS = 12
+MMU_FILL = "bt_mmu_fill"        # i64 bt_mmu_fill(ptr state, i64 vaddr, i32 access)
+MMU_FAULT = 0xFFFFFFFFFFFFFFFF  # bt_mmu_fill's answer when the access faults
+ACCESS_WRITE = 1                # access word: bit 0 write, bits 8.. size in bytes
+I32 = ir.IntType(32)
+
+
+def type_bytes(ty: ir.Type) -> int:
+    """Size in bytes of a value loaded or stored as ``ty``."""
+    if isinstance(ty, ir.IntType):
+        return ty.width // 8
+    if isinstance(ty, ir.VectorType):
+        return ty.count * type_bytes(ty.element)
+    return {"float": 4, "double": 8, "x86_fp80": 10}[str(ty)]
+
+
+def tlb_offset(b: ir.IRBuilder, new_block: Callable[[str], ir.Block], state_ptr: ir.Value,
+               addr: ir.Value, size: int, write: bool,
+               on_fault: Callable[[ir.IRBuilder], None]) -> tuple[ir.Value, ir.Block]:
+    """Translate virtual ``addr`` for an access of ``size`` bytes.
+
+    Returns (offset of the physical byte in guest memory, the block where
+    the caller continues).  Hit test: the entry indexed by ``addr``'s page
+    must carry the page of the access's *last* byte as its tag, so an access
+    that crosses a page boundary always misses (the runtime then checks both
+    pages).  ``on_fault(builder)`` fills the block taken when the walk faults
+    and must terminate it."""
+    i64 = I64
+    page = b.lshr(addr, ir.Constant(i64, PAGE_BITS))
+    idx = b.and_(page, ir.Constant(i64, st.TLB_ENTRIES - 1))
+    entry_off = b.add(b.mul(idx, ir.Constant(i64, st.TLB_ENTRY_SIZE)),
+                      ir.Constant(i64, st.offset("tlb")))
+    entry = b.gep(state_ptr, [entry_off], inbounds=True, source_etype=I8)
+    tag_ptr = b.gep(entry, [ir.Constant(i64, st.TLB_WRITE if write else st.TLB_READ)],
+                    inbounds=True, source_etype=I8)
+    last = addr if size == 1 else b.add(addr, ir.Constant(i64, size - 1))
+    hit = b.icmp_unsigned("==", b.load(tag_ptr, typ=i64), b.lshr(last, ir.Constant(i64, PAGE_BITS)))
+    fast, slow, fault, join = (new_block("tlb.hit"), new_block("tlb.miss"),
+                               new_block("tlb.fault"), new_block("tlb.join"))
+    ir.IRBuilder.cbranch(b, hit, fast, slow)
+    b.position_at_end(fast)
+    addend = b.load(b.gep(entry, [ir.Constant(i64, st.TLB_ADDEND)], inbounds=True, source_etype=I8), typ=i64)
+    fast_off = b.add(addr, addend)
+    ir.IRBuilder.branch(b, join)
+    b.position_at_end(slow)
+    module = b.module
+    fill = module.globals.get(MMU_FILL)
+    if fill is None:
+        fill = ir.Function(module, ir.FunctionType(i64, [state_ptr.type, i64, I32]), name=MMU_FILL)
+    access = (size << 8) | (ACCESS_WRITE if write else 0)
+    slow_off = b.call(fill, [state_ptr, addr, ir.Constant(I32, access)])
+    ir.IRBuilder.cbranch(b, b.icmp_unsigned("==", slow_off, ir.Constant(i64, MMU_FAULT)), fault, join)
+    b.position_at_end(fault)
+    on_fault(b)
+    b.position_at_end(join)
+    off = b.phi(i64)
+    off.add_incoming(fast_off, fast)
+    off.add_incoming(slow_off, slow)
+    return off, join
+
+
+def physical_pointer(b: ir.IRBuilder, membase: ir.Value, offset: ir.Value) -> ir.Value:
+    """Host pointer of a guest-physical offset that tlb_offset produced."""
+    return b.gep(membase, [offset], inbounds=True, source_etype=I8)

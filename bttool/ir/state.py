@@ -23,6 +23,7 @@ EXIT_FAULT = 4       # guest fault; exit_info = fault kind, rip = faulting insn
 EXIT_HOST_SIGNAL = 5  # a host SIGSEGV/SIGBUS hit guest memory (fault_addr set)
 EXIT_HLT = 6
 EXIT_HOT = 7         # a tier-1 counter passed its threshold at rip (retranslate)
+EXIT_IRQ = 8         # system mode: an interrupt is pending; rip is where to resume
 
 # exit_info values for EXIT_FAULT
 FAULT_DE = 1    # divide error -> SIGFPE
@@ -30,6 +31,15 @@ FAULT_UD = 2    # invalid opcode / untranslatable -> SIGILL
 FAULT_GP = 3    # general protection (privileged insn in user mode) -> SIGSEGV
 FAULT_BP = 4    # int3 -> SIGTRAP
 FAULT_PF = 5    # page fault -> SIGSEGV
+
+
+# Software TLB geometry (system mode).  A tag is a virtual page number
+# (address >> 12); TLB_INVALID never matches one.  ``addend`` turns a virtual
+# address of that page into the offset of its physical page in guest memory.
+TLB_ENTRIES = 256
+TLB_ENTRY_SIZE = 24
+TLB_READ, TLB_WRITE, TLB_ADDEND = 0, 8, 16
+TLB_INVALID = 0xFFFFFFFFFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,13 @@ _SPECS: list[tuple[str, int, int]] = (
     # x87 physical registers R0..R7, each an 80-bit extended value in a
     # 16-byte slot (ST(i) is R[(fpu_top + i) & 7])
     + [(f"fpr{i}", 16, 16) for i in range(8)]
+    # System mode only (see runtime/system): set by the virtual interrupt
+    # controller when an interrupt is deliverable (pending, unmasked, IF=1);
+    # translated code polls it at back edges and region exits.
+    + [("irq_pending", 4, 4)]
+    # System mode software TLB, consulted inline by every guest memory access
+    # (ir/memory.py): TLB_ENTRIES entries of (read tag, write tag, addend).
+    + [("tlb", TLB_ENTRIES * TLB_ENTRY_SIZE, 64)]
 )
 
 FIELDS, STATE_SIZE = _layout(_SPECS)
@@ -77,7 +94,7 @@ def offset(name: str) -> int:
 
 def _ctype(f: Field):
     return {1: ctypes.c_uint8, 2: ctypes.c_uint16, 4: ctypes.c_uint32,
-            8: ctypes.c_uint64, 16: ctypes.c_uint8 * 16}[f.size]
+            8: ctypes.c_uint64}.get(f.size, ctypes.c_uint8 * f.size)
 
 
 def _make_struct() -> type:

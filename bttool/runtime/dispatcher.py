@@ -59,13 +59,33 @@ class Executor:
             self.engine.global_address("bt_table"))
         self.clear_table()
         self.known: dict[int, int] = {}
+        # System mode: regions stay inside [lo, hi) = region_bound(entry), and
+        # on_install(pc) is told of every translation made runnable.
+        self.region_bound: Callable[[int], tuple[int, int]] | None = None
+        self.on_install: Callable[[int], None] | None = None
 
     def clear_table(self) -> None:
         """Forget every installed entry (translations stay loaded)."""
         self.table[0::2] = [_EMPTY] * TABLE_ENTRIES
         self.table[1::2] = [0] * TABLE_ENTRIES
 
+    def forget(self, pcs) -> None:
+        """Drop the translations at ``pcs`` (all when None) from the lookup
+        table; they are looked up again (cache, or retranslated) on use."""
+        if pcs is None:
+            self.known.clear()
+            self.promoted.clear()
+        else:
+            for pc in pcs:
+                self.known.pop(pc, None)
+                self.promoted.discard(pc)
+        self.clear_table()
+        for pc, a in self.known.items():
+            self.install(pc, a)
+
     def install(self, pc: int, addr: int) -> None:
+        if self.on_install is not None:
+            self.on_install(pc)
         self.known[pc] = addr
         i = table_index(pc)
         self.table[2 * i] = pc
@@ -111,6 +131,8 @@ class Executor:
                         max_blocks=64, max_insns=3000)
 
     def _translate(self, pc: int, read, options: LiftOptions, target, known=None, **bounds) -> None:
+        if self.region_bound is not None:
+            bounds["within"] = self.region_bound(pc)
         t = translate([pc], read, options, target, known=known or self.known.__contains__,
                       read_data=self._read_data, **bounds)
         region = t.regions[0]

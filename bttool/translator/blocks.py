@@ -47,12 +47,13 @@ class Block:
 
 
 def decode_block(decoder: Decoder, read: CodeReader, pc: int,
-                 max_insns: int = MAX_BLOCK_INSNS) -> Block:
+                 max_insns: int = MAX_BLOCK_INSNS, end: int | None = None) -> Block:
     """Decode the block at ``pc``.  Raises ``UnmappedCode`` when ``pc`` itself
-    cannot be fetched."""
+    cannot be fetched.  With ``end``, no instruction starting at or after it
+    joins the block (the block falls through to it)."""
     block = Block(pc)
     cur = pc
-    while len(block.insns) < max_insns:
+    while len(block.insns) < max_insns and (end is None or cur < end or cur == pc):
         code = read(cur, MAX_INSN_LEN)
         if not code:
             if cur == pc:
@@ -110,11 +111,14 @@ class Region:
 def discover_region(decoder: Decoder, read: CodeReader, entry: int,
                     max_blocks: int = 24, max_insns: int = 600,
                     known: Callable[[int], bool] = lambda pc: False,
-                    read_data: CodeReader | None = None) -> Region:
+                    read_data: CodeReader | None = None,
+                    within: tuple[int, int] | None = None) -> Region:
     """The entry block and blocks it reaches by direct branches (breadth
     first), skipping blocks that are already translated (``known``).  With
     ``read_data``, a jump table ending a block is resolved and its targets
-    become successors (the lifter turns the jump into a switch)."""
+    become successors (the lifter turns the jump into a switch).  With
+    ``within`` = (lo, hi), only blocks starting in [lo, hi) join, and none
+    extends past hi."""
     from bttool.translator import jumptables
     blocks: dict[int, Block] = {}
     todo = [entry]
@@ -124,8 +128,10 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
         pc = todo.pop(0)
         if pc in blocks or (pc != entry and known(pc)):
             continue
+        if within is not None and pc != entry and not within[0] <= pc < within[1]:
+            continue
         try:
-            blk = decode_block(decoder, read, pc)
+            blk = decode_block(decoder, read, pc, end=within[1] if within else None)
         except UnmappedCode:
             if pc == entry:
                 raise

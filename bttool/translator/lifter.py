@@ -56,7 +56,8 @@ def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: s
     entered at ``region.entry``; direct branches between its blocks are IR
     branches."""
     result = LiftResult(module, {})
-    em = FunctionEmitter(module, name, options.pic_base, options.hot_counters)
+    em = FunctionEmitter(module, name, options.pic_base, options.hot_counters,
+                          system=not options.user_mode)
     labels = {pc: em.new_block(f"g_{pc:x}") for pc in sorted(region.blocks)}
     em.local_targets = labels
     em.indirect_targets = {b.insns[-1].address: b.table_targets
@@ -77,7 +78,7 @@ def lift_block(em: FunctionEmitter, block: Block, options: LiftOptions, result: 
     """Lift one guest block at the builder's current position."""
     for insn in block.insns:
         result.insn_count += 1
-        em.current_pc = insn.address
+        em.begin_insn(insn.address)
         fn = registry.lookup(insn.id)
         if fn is None:
             result.untranslatable.append((insn.address, f"{insn.mnemonic} {insn.op_str}".strip()))

@@ -78,13 +78,15 @@ def translate(entries: list[int], read: CodeReader, options: LiftOptions, target
               known: Callable[[int], bool] = lambda pc: False, want_ir: bool = False,
               max_blocks: int = 24, max_insns: int = 600,
               read_data: CodeReader | None = None,
-              skipped: list[tuple[int, str]] | None = None) -> Translation:
+              skipped: list[tuple[int, str]] | None = None,
+              within: tuple[int, int] | None = None) -> Translation:
     """Translate the regions at ``entries`` into one object file.
 
     The first entry must be fetchable (UnmappedCode otherwise); later ones
     that are not are skipped.  For a foreign target, regions using x87
     (which only an x86 host can compile) are skipped and listed in
-    ``skipped``."""
+    ``skipped``.  ``within`` = (lo, hi) keeps every block inside that
+    address range (system mode: one guest page)."""
     foreign = not target.triple.startswith(("x86_64", "i386", "i686"))
     t0 = time.perf_counter()
     decoder = Decoder(options.mode)
@@ -94,7 +96,8 @@ def translate(entries: list[int], read: CodeReader, options: LiftOptions, target
     for n, pc in enumerate(entries):
         try:
             region = discover_region(decoder, read, pc, max_blocks=max_blocks, max_insns=max_insns,
-                                     known=lambda p: p in batch or known(p), read_data=read_data)
+                                     known=lambda p: p in batch or known(p), read_data=read_data,
+                                     within=within)
         except UnmappedCode:
             if n == 0:
                 raise

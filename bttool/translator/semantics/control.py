@@ -46,13 +46,15 @@ for _name in _JCC:
 @semantic("call", terminal=True)
 def call(ctx: Insn) -> None:
     target = ctx.ops[0].imm if ctx.is_imm(0) else _target(ctx)  # read before rsp moves
-    ctx.push(ctx.em.guest_addr(ctx.next_pc))
+    ctx.push(ctx.em.guest_addr(ctx.next_pc) if ctx.mode == 64 else ctx.c(32, ctx.next_pc))
     ctx.leave(target)
 
 
 @semantic("ret", terminal=True)
 def ret(ctx: Insn) -> None:
-    target = ctx.pop(64)
+    target = ctx.pop(ctx.mode)
+    if ctx.mode == 32:
+        target = ctx.b.zext(target, I64)
     if ctx.ops:
         ctx.set_gpr("rsp", ctx.b.add(ctx.gpr("rsp"), ctx.c(64, ctx.ops[0].imm)))
     ctx.leave(target)

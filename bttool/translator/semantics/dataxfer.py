@@ -8,18 +8,24 @@ from llvmlite import ir
 from bttool.translator import flags
 from bttool.translator.operands import Insn
 from bttool.translator.registry import semantic
+from bttool.translator.semantics.system import exit_to_runtime
 
 _CC = ("a", "ae", "b", "be", "e", "g", "ge", "l", "le", "ne", "no", "np", "ns", "o", "p", "s")
 
 
+_SEGMENT_REGS = ("cs", "ds", "es", "fs", "gs", "ss")
+
+
 @semantic("mov", "movabs")
 def mov(ctx: Insn) -> None:
-    for op in ctx.ops:
-        if ctx.is_reg(ctx.ops.index(op)):
+    for i, op in enumerate(ctx.ops):
+        if ctx.is_reg(i):
             name = ctx.insn.reg_name(op.reg)
             if name.startswith(("cr", "dr")):
-                from bttool.translator.semantics.system import exit_to_runtime
                 exit_to_runtime(ctx, "mov_" + name[:2])
+                return
+            if name in _SEGMENT_REGS and not ctx.user_mode:
+                exit_to_runtime(ctx, "mov_seg")
                 return
     ctx.write(0, ctx.read(1, ctx.bits(0)))
 
@@ -86,7 +92,7 @@ def pop(ctx: Insn) -> None:
 @semantic("leave")
 def leave(ctx: Insn) -> None:
     ctx.set_gpr("rsp", ctx.gpr("rbp"))
-    ctx.set_gpr("rbp", ctx.pop(64))
+    ctx.set_gpr("rbp", ctx.pop(ctx.mode))
 
 
 @semantic("bswap")

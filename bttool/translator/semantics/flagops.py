@@ -6,6 +6,7 @@ from llvmlite import ir
 from bttool.ir.emitter import I1
 from bttool.translator.operands import Insn
 from bttool.translator.registry import semantic
+from bttool.translator.semantics.system import exit_to_runtime
 
 # Architectural bit of each modelled flag in RFLAGS.
 FLAG_BITS = (("cf", 0), ("pf", 2), ("af", 4), ("zf", 6), ("sf", 7), ("df", 10), ("of", 11))
@@ -67,10 +68,16 @@ def sahf(ctx: Insn) -> None:
 
 @semantic("pushfq", "pushf")
 def pushf(ctx: Insn) -> None:
+    if not ctx.user_mode:
+        exit_to_runtime(ctx, "pushf")
+        return
     ctx.push(compose_rflags(ctx, 64 if ctx.mnemonic == "pushfq" else 16))
 
 
 @semantic("popfq", "popf")
 def popf(ctx: Insn) -> None:
+    if not ctx.user_mode:
+        exit_to_runtime(ctx, "popf")
+        return
     v = ctx.pop(64 if ctx.mnemonic == "popfq" else 16)
     scatter_rflags(ctx, v)

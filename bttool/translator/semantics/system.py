@@ -31,13 +31,16 @@ def _runtime_intrinsic(name: str):
 
 
 for _entry in intrinsics.TABLE.values():
-    if _entry.impl == "runtime" and _entry.name != "syscall":
+    if _entry.impl == "runtime" and _entry.name != "syscall" and not _entry.system_only:
         for _m in _entry.mnemonics:
             semantic(_m, terminal=True)(_runtime_intrinsic(_entry.name))
 
 
 @semantic("rdtsc", "rdtscp")
 def rdtsc(ctx: Insn) -> None:
+    if not ctx.user_mode:
+        exit_to_runtime(ctx, "rdtsc_vm")
+        return
     b = ctx.b
     t = ctx.em.intrinsic("llvm.readcyclecounter", I64, [])
     ctx.set_gpr("rax", b.trunc(t, ctx.c(32, 0).type))
