@@ -109,20 +109,42 @@ def tlb_offset(b: ir.IRBuilder, new_block: Callable[[str], ir.Block], state_ptr:
     addend = b.load(b.gep(entry, [ir.Constant(i64, st.TLB_ADDEND)], inbounds=True, source_etype=I8), typ=i64)
     fast_off = b.add(addr, addend)
     ir.IRBuilder.branch(b, join)
+    incoming = [(fast_off, fast)]
     b.position_at_end(slow)
+    if size > 1:
+        # An access crossing into the next page: still native when both
+        # pages hit and are physically contiguous (equal addends).
+        cross, call = new_block("tlb.cross"), new_block("tlb.call")
+        last_page = b.lshr(last, ir.Constant(i64, PAGE_BITS))
+        entry2_off = b.add(b.mul(b.and_(last_page, ir.Constant(i64, st.TLB_ENTRIES - 1)),
+                                 ir.Constant(i64, st.TLB_ENTRY_SIZE)), ir.Constant(i64, st.offset("tlb")))
+        entry2 = b.gep(state_ptr, [entry2_off], inbounds=True, source_etype=I8)
+        tag2_ptr = b.gep(entry2, [ir.Constant(i64, st.TLB_WRITE if write else st.TLB_READ)],
+                         inbounds=True, source_etype=I8)
+        add1 = b.load(b.gep(entry, [ir.Constant(i64, st.TLB_ADDEND)], inbounds=True, source_etype=I8), typ=i64)
+        add2 = b.load(b.gep(entry2, [ir.Constant(i64, st.TLB_ADDEND)], inbounds=True, source_etype=I8), typ=i64)
+        ok = b.and_(b.and_(b.icmp_unsigned("==", b.load(tag_ptr, typ=i64), page),
+                           b.icmp_unsigned("==", b.load(tag2_ptr, typ=i64), last_page)),
+                    b.icmp_unsigned("==", add1, add2))
+        ir.IRBuilder.cbranch(b, ok, cross, call)
+        b.position_at_end(cross)
+        incoming.append((b.add(addr, add1), cross))
+        ir.IRBuilder.branch(b, join)
+        b.position_at_end(call)
     module = b.module
     fill = module.globals.get(MMU_FILL)
     if fill is None:
         fill = ir.Function(module, ir.FunctionType(i64, [state_ptr.type, i64, I32]), name=MMU_FILL)
     access = (size << 8) | (ACCESS_WRITE if write else 0)
     slow_off = b.call(fill, [state_ptr, addr, ir.Constant(I32, access)])
+    incoming.append((slow_off, b.block))
     ir.IRBuilder.cbranch(b, b.icmp_unsigned("==", slow_off, ir.Constant(i64, MMU_FAULT)), fault, join)
     b.position_at_end(fault)
     on_fault(b)
     b.position_at_end(join)
     off = b.phi(i64)
-    off.add_incoming(fast_off, fast)
-    off.add_incoming(slow_off, slow)
+    for value, block in incoming:
+        off.add_incoming(value, block)
     return off, join
 
 

@@ -36,7 +36,7 @@ FAULT_PF = 5    # page fault -> SIGSEGV
 # Software TLB geometry (system mode).  A tag is a virtual page number
 # (address >> 12); TLB_INVALID never matches one.  ``addend`` turns a virtual
 # address of that page into the offset of its physical page in guest memory.
-TLB_ENTRIES = 256
+TLB_ENTRIES = 4096
 TLB_ENTRY_SIZE = 24
 TLB_READ, TLB_WRITE, TLB_ADDEND = 0, 8, 16
 TLB_INVALID = 0xFFFFFFFFFFFFFFFF
@@ -86,6 +86,19 @@ _SPECS: list[tuple[str, int, int]] = (
 )
 
 FIELDS, STATE_SIZE = _layout(_SPECS)
+
+
+def _layout_digest() -> str:
+    """Fingerprint of everything generated code bakes in about the state
+    (field offsets and sizes, exit codes, TLB geometry); part of every cache
+    key, so changing the layout can never reuse stale translations."""
+    import hashlib
+    text = repr(sorted((f.name, f.offset, f.size) for f in FIELDS.values())) + repr(
+        (TLB_ENTRIES, TLB_ENTRY_SIZE, TLB_READ, TLB_WRITE, TLB_ADDEND, EXIT_IRQ, EXIT_HOT))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+LAYOUT_DIGEST = _layout_digest()
 
 
 def offset(name: str) -> int:

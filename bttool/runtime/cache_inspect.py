@@ -63,9 +63,14 @@ def find_region(store: CacheStore, ident: str, image_sha: str | None, pie_base: 
     return None
 
 
+def region_mode(region: dict) -> int:
+    """CPU mode (64 or 32) a cached region was translated for."""
+    return 32 if region["options"].startswith("mode32") else 64
+
+
 def guest_disassembly(region: dict) -> str:
     from bttool.translator.decoder import Decoder
-    dec = Decoder(64)
+    dec = Decoder(region_mode(region))
     code = region["guest_code"]
     lines = []
     pos = 0
@@ -99,8 +104,9 @@ def regenerate_ir(region: dict, optimise: bool = True) -> str:
                 return data[addr - s: addr - s + n]
         return b""
     pic = "|pic" in region["options"]
-    options = LiftOptions(64, "user" in region["options"], 0 if pic else None)
-    reg = discover_region(Decoder(64), read, region["entry"], known=lambda p: p not in starts)
+    mode = region_mode(region)
+    options = LiftOptions(mode, "|user" in region["options"], 0 if pic else None)
+    reg = discover_region(Decoder(mode), read, region["entry"], known=lambda p: p not in starts)
     module = ir.Module(name="show")
     lift_region(reg, options, module, region["symbol"])
     if not optimise:

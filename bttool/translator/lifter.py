@@ -34,10 +34,13 @@ class LiftOptions:
                 f"{'pic' if self.pic_base is not None else 'abs'}")
 
     def key(self) -> str:
-        """Everything in the options that changes generated code."""
+        """Everything in the options that changes generated code, and the
+        CPU state layout the code is compiled against (cache lookups filter
+        on this key, so a layout change never reuses stale code)."""
         from bttool.ir.memory import UNSAFE_NO_CLAMP
+        from bttool.ir.state import LAYOUT_DIGEST
         return self.mode_key() + ("|hot" if self.hot_counters else "") + \
-            ("|unsafe-no-clamp" if UNSAFE_NO_CLAMP else "")
+            ("|unsafe-no-clamp" if UNSAFE_NO_CLAMP else "") + f"|state-{LAYOUT_DIGEST}"
 
     def tier2(self) -> "LiftOptions":
         return LiftOptions(self.mode, self.user_mode, self.pic_base, False)

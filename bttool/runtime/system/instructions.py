@@ -366,14 +366,11 @@ class Instructions:
             vector = V.OF
         else:
             vector = insn.operands[0].imm & 0xFF
-        self.m.state.rip = nxt
-        self.m.interrupt(vector, None, nxt, software=True)
+        self.m.software_interrupt(vector, nxt)
         return False
 
     def do_int3(self, insn) -> bool:
-        nxt = insn.address + insn.size
-        self.m.state.rip = nxt
-        self.m.interrupt(V.BP, None, nxt, software=True)
+        self.m.software_interrupt(V.BP, insn.address + insn.size)
         return False
 
     def do_iret(self, insn) -> bool:

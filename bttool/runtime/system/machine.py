@@ -92,9 +92,14 @@ class Machine:
 
     def _note_code(self, pc: int) -> None:
         ppage = self.mmu.physical_page(pc)
-        if ppage is not None:
-            self.mmu.code_pages.setdefault(ppage, set()).add(pc)
+        if ppage is None:
+            return
+        pcs = self.mmu.code_pages.get(ppage)
+        if pcs is None:
+            self.mmu.code_pages[ppage] = {pc}
             self.mmu.drop_write_tags(ppage)
+        else:
+            pcs.add(pc)
 
     def invalidate_code_page(self, ppage: int) -> None:
         """A store is about to change physical page ``ppage``, which holds
@@ -248,7 +253,7 @@ class Machine:
         vector = self.pic.acknowledge()
         self.update_irq()
         if vector is not None:
-            self.interrupt(vector, None, self.state.rip)
+            self.exception(vector, None, self.state.rip, external=True)
 
     def halt(self) -> None:
         """hlt: wait for an interrupt (rip is already past the hlt)."""
@@ -260,20 +265,25 @@ class Machine:
             self.wake.wait(0.05)
             self.wake.clear()
 
-    def interrupt(self, vector: int, error: int | None, return_rip: int, software: bool = False) -> None:
-        self.exception(vector, error, return_rip, software=software)
+    def software_interrupt(self, vector: int, return_rip: int) -> None:
+        """int n / int3 / into: a trap whose frame returns after the
+        instruction.  A fault while entering it (e.g. #GP for a gate with
+        DPL < CPL) propagates with rip still at the instruction."""
+        self.log(f"software interrupt {vector} before {return_rip:#x}")
+        self._deliver(vector, None, return_rip, True)
 
     def exception(self, vector: int, error: int | None, rip: int, cr2: int | None = None,
-                  software: bool = False) -> None:
-        """Deliver ``vector`` through the IDT; a fault while doing so becomes
-        #DF, and a fault while delivering #DF resets the machine."""
-        if error is None and V.Descriptors.has_error_code(vector) and not software:
+                  external: bool = False) -> None:
+        """Deliver exception (or, with ``external``, hardware interrupt)
+        ``vector`` through the IDT; a fault while doing so becomes #DF, and a
+        fault while delivering #DF resets the machine."""
+        if error is None and V.Descriptors.has_error_code(vector) and not external:
             error = 0
         self.log(f"exception/interrupt {vector} (error {error}) at {rip:#x}")
         try:
             if vector == V.PF and cr2 is not None:
                 self.cpu.cr2 = cr2
-            self._deliver(vector, error, rip, software)
+            self._deliver(vector, error, rip, False)
         except (GuestException, PageFault) as e2:
             second = e2.vector if isinstance(e2, GuestException) else V.PF
             if vector == V.DF:

@@ -178,22 +178,26 @@ class MMU:
 
     def fill(self, vaddr: int, access: int) -> int:
         """bt_mmu_fill: the physical offset for an access from translated
-        code, after installing a TLB entry; MMU_FAULT (with ``last_fault``
-        set) when the access faults."""
+        code, after installing TLB entries for the page(s) it touches;
+        MMU_FAULT (with ``last_fault`` set) when the access faults."""
         size = access >> 8
         write = bool(access & 1)
+        last = vaddr + size - 1
         try:
             paddr, write_ok = self.translate(vaddr, write)
-            last = vaddr + size - 1
-            if (last >> 12) != (vaddr >> 12):
-                p2, _ = self.translate(last, write)
-                if p2 != ((paddr | 0xFFF) + 1) + (last & 0xFFF):
-                    raise RuntimeError(f"guest access at {vaddr:#x} spans two pages that are not "
-                                       "physically contiguous (not supported)")
-                return paddr
+            p2, write_ok2 = self.translate(last, write) if (last >> 12) != (vaddr >> 12) else (None, False)
         except PageFault as f:
             self.last_fault = f
             return MMU_FAULT
+        self._install(vaddr, paddr, write, write_ok)
+        if p2 is not None:
+            self._install(last, p2, write, write_ok2)
+            if p2 >> 12 != (paddr >> 12) + 1:
+                raise RuntimeError(f"guest access at {vaddr:#x} spans two pages that are not "
+                                   "physically contiguous (not supported)")
+        return paddr
+
+    def _install(self, vaddr: int, paddr: int, write: bool, write_ok: bool) -> None:
         if paddr >= self.ram.window:
             raise RuntimeError(f"guest access to physical address {paddr:#x} beyond its memory")
         ppage = paddr >> 12
@@ -208,7 +212,6 @@ class MMU:
         e[3 * i + 2] = ((ppage - vpage) << 12) & ((1 << 64) - 1)
         if (write or write_ok) and ppage not in self.code_pages:
             e[3 * i + 1] = vpage
-        return paddr
 
     # -- runtime access by virtual address ---------------------------------------
     def read_virtual(self, vaddr: int, n: int, user: bool | None = None) -> bytes:
