@@ -84,7 +84,9 @@ def _elf_segments(raw: bytes, path: str) -> tuple[int, list[Segment], int]:
     """(entry, PT_LOAD segments at their physical addresses, ELF class bits)."""
     if raw[:4] != b"\x7fELF":
         raise BadProgram(f"{path}: not an ELF kernel and no Multiboot address fields")
-    cls = raw[4]
+    cls = raw[4] if len(raw) > 4 else 0
+    if len(raw) < (64 if cls == 2 else 52):
+        raise BadProgram(f"{path}: truncated ELF header")
     if cls == 2:
         entry, phoff = struct.unpack_from("<QQ", raw, 24)
         phentsize, phnum = struct.unpack_from("<HH", raw, 54)

@@ -34,6 +34,12 @@ def run_kernel(path: str, args: list[str], memory_size: int, max_resets: int,
     machine = Machine(kernel, memory_size, " ".join(args).encode(), max_resets, verbose,
                       cache_factory=cache_factory if store is not None else None)
     machine.on_new_executor = lambda ex: install_fault_handler(ex.engine.signal_handler)
+    # The guest runs natively with the GIL released: Python could only act
+    # on ^C between bytecodes, so give the host's signals their default
+    # actions (a guest `cli` never makes bttool itself deaf to them).
+    import signal
+    for sig in (signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
     try:
         status, why = machine.run()
         if verbose or why.startswith("guest halted"):
