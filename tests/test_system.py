@@ -320,3 +320,123 @@ def test_bad_kernel_images(tmp_path, bttool_cache, content, message):
 def test_debug_exit_status(tmp_path, bttool_cache):
     k = assemble(tmp_path, "dexit", "_start:\n    mov $0x15, %eax\n    out %eax, $0xf4\n    hlt\n")
     assert boot(k, bttool_cache, "--system", timeout=60).returncode == (0x15 << 1) | 1
+
+
+PRIVILEGED_MISC = r"""
+    .macro EXPECT value, name       # compare rax with \value, print "name ok|BAD"
+    mov $\value, %rbx
+    lea ok(%rip), %r13
+    cmp %rbx, %rax
+    je 9f
+    lea bad(%rip), %r13
+9:  lea 8f(%rip), %rsi
+    call puts
+    mov %r13, %rsi
+    call puts
+    .section .rodata
+8:  .asciz "\name "
+    .text
+    .endm
+_start:
+    lea idt(%rip), %rdi             # vector 13 (#GP) -> gp_handler
+    lea gp_handler(%rip), %rax
+    mov %ax, 13*16(%rdi)
+    movw $0x08, 13*16+2(%rdi)
+    movw $0x8e00, 13*16+4(%rdi)
+    shr $16, %rax
+    mov %ax, 13*16+6(%rdi)
+    lidt idtr(%rip)
+    # swapgs exchanges GS.base and KERNEL_GS_BASE
+    mov $0xc0000101, %ecx
+    mov $0x5678, %eax
+    xor %edx, %edx
+    wrmsr
+    mov $0xc0000102, %ecx
+    mov $0x1234, %eax
+    wrmsr
+    swapgs
+    mov $0xc0000101, %ecx
+    rdmsr
+    EXPECT 0x1234, swapgs
+    # clts clears CR0.TS; lmsw sets MP/EM/TS bits but cannot clear PE
+    mov %cr0, %rax
+    or $8, %rax
+    mov %rax, %cr0
+    clts
+    mov %cr0, %rax
+    and $8, %rax
+    EXPECT 0, clts
+    mov $0x8, %ax
+    lmsw %ax
+    mov %cr0, %rax
+    and $0xf, %rax
+    EXPECT 0x9, lmsw
+    wbinvd
+    # debug registers are plain virtual registers
+    mov $0x4000, %rax
+    mov %rax, %dr0
+    xor %eax, %eax
+    mov %dr0, %rax
+    EXPECT 0x4000, dr0
+    mov %dr7, %rax
+    EXPECT 0x400, dr7
+    # the virtual TSC only moves forward
+    rdtsc
+    shl $32, %rdx
+    or %rdx, %rax
+    mov %rax, %r12
+    rdtsc
+    shl $32, %rdx
+    or %rdx, %rax
+    cmp %r12, %rax
+    seta %al
+    movzx %al, %eax
+    EXPECT 1, rdtsc
+    # an MSR the virtual CPU does not have: #GP, the handler skips the wrmsr
+    mov $0x12345, %ecx
+    wrmsr
+    mov gp_count(%rip), %eax
+    EXPECT 1, unknown-msr-gp
+    # cpuid answers from the virtual CPU model
+    mov $0x80000002, %eax
+    cpuid
+    mov %eax, %eax
+    EXPECT 0x6f747462, cpuid-brand  # "btto": the brand string is "bttool virtual ..."
+    # string I/O: rep insb from the UART, rep outsb to it
+    lea buf(%rip), %rdi
+    mov $COM1, %dx
+    mov $3, %ecx
+    rep insb
+    lea buf(%rip), %rsi
+    mov $3, %ecx
+    rep outsb
+    mov %ecx, %eax
+    EXPECT 0, rep-outsb
+    call poweroff
+gp_handler:
+    incl gp_count(%rip)
+    addq $2, 8(%rsp)                # skip the 2-byte wrmsr (after the error code)
+    add $8, %rsp                    # pop the error code
+    iretq
+    .section .rodata
+ok: .asciz "ok\n"
+bad: .asciz "BAD\n"
+    .data
+    .align 16
+idtr: .word 0xff
+      .quad idt
+gp_count: .long 0
+buf: .fill 4, 1, 0
+    .align 16
+idt: .fill 0x100, 1, 0
+"""
+
+
+def test_privileged_and_sensitive_instructions(tmp_path, bttool_cache):
+    """swapgs, clts, lmsw, wbinvd, mov DRn, rdtsc, rdmsr/wrmsr (#GP on an
+    unknown MSR), cpuid and string port I/O act on the virtual CPU."""
+    r = boot(assemble(tmp_path, "misc", PRIVILEGED_MISC), bttool_cache, "--system",
+             stdin=b"xyz", timeout=60)
+    expected = ("swapgs ok\nclts ok\nlmsw ok\ndr0 ok\ndr7 ok\nrdtsc ok\nunknown-msr-gp ok\n"
+                "cpuid-brand ok\nxyzrep-outsb ok\n")
+    assert (r.returncode, r.stdout.decode()) == (0, expected), r.stderr

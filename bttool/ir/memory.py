@@ -11,7 +11,6 @@ cmov.  A system-mode software MMU replaces this function and nothing else.
 from __future__ import annotations
 
 import os
-
 from typing import Callable
 
 from llvmlite import ir

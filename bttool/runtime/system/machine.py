@@ -8,18 +8,31 @@ from __future__ import annotations
 import ctypes
 import sys
 import threading
-from dataclasses import dataclass
 
 from bttool.ir import state as st
 from bttool.ir.memory import MMU_FAULT
 from bttool.runtime.dispatcher import Executor
-from bttool.runtime.system import boot, vcpu as V
-from bttool.runtime.system.devices import (Cmos, InterruptController, MachineOff, MachineReset,
-                                           Pit8254, PortBus, Uart16550)
+from bttool.runtime.system import boot
+from bttool.runtime.system import vcpu as V
+from bttool.runtime.system.devices import (
+    Cmos,
+    InterruptController,
+    MachineOff,
+    MachineReset,
+    Pit8254,
+    PortBus,
+    Uart16550,
+)
 from bttool.runtime.system.instructions import Instructions, host_tsc
 from bttool.runtime.system.mmu import MMU, PageFault, PhysicalMemory
-from bttool.runtime.system.vcpu import (Descriptors, GuestException, TripleFault, VirtualCpu,
-                                        read_rflags, write_rflags)
+from bttool.runtime.system.vcpu import (
+    Descriptors,
+    GuestException,
+    TripleFault,
+    VirtualCpu,
+    read_rflags,
+    write_rflags,
+)
 from bttool.translator.blocks import UnmappedCode
 from bttool.translator.lifter import LiftOptions
 
@@ -30,12 +43,6 @@ _MMU_FILL_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uin
 
 class ResetLimit(Exception):
     """The guest reset more often than --max-resets allows."""
-
-
-@dataclass
-class Halted(Exception):
-    """hlt with interrupts disabled and nothing that could wake the CPU."""
-    rip: int
 
 
 class Machine:

@@ -17,8 +17,16 @@ from typing import Callable
 
 from bttool.ir import state as st
 from bttool.ir.memory import MMU_FAULT
-from bttool.runtime.memory import (MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE,
-                                   PROT_READ, PROT_WRITE, GuestMemory, _libc)
+from bttool.runtime.memory import (
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_NORESERVE,
+    MAP_PRIVATE,
+    PROT_READ,
+    PROT_WRITE,
+    GuestMemory,
+    _libc,
+)
 
 PAGE = 4096
 PHYS_WINDOW = 1 << 32       # physical addresses below this are backed (RAM or zero pages)
