@@ -440,3 +440,49 @@ def test_privileged_and_sensitive_instructions(tmp_path, bttool_cache):
     expected = ("swapgs ok\nclts ok\nlmsw ok\ndr0 ok\ndr7 ok\nrdtsc ok\nunknown-msr-gp ok\n"
                 "cpuid-brand ok\nxyzrep-outsb ok\n")
     assert (r.returncode, r.stdout.decode()) == (0, expected), r.stderr
+
+
+ADDRESS_SPACES = r"""
+    # two address spaces mapping virtual 0x40000000 to different code pages
+    .macro TABLES pml4, code
+    movq $\pml4 + 0x1007, \pml4           # PML4[0] -> PDPT
+    movq $0x3007, \pml4 + 0x1000          # PDPT[0] -> the boot identity PD (first GiB)
+    movq $\pml4 + 0x2007, \pml4 + 0x1008  # PDPT[1] -> PD for 0x40000000
+    movq $\pml4 + 0x3007, \pml4 + 0x2000  # PD[0] -> PT
+    movq $\code + 7, \pml4 + 0x3000       # PT[0] -> the code page
+    .endm
+_start:
+    TABLES 0x400000, 0x500000
+    TABLES 0x410000, 0x501000
+    movl $0xc3000000 + 0x01b8, 0x500000   # mov $1, %eax; ret  (b8 01 00 00 00 c3)
+    movw $0xc300, 0x500004
+    movl $0xc3000000 + 0x02b8, 0x501000   # mov $2, %eax; ret
+    movw $0xc300, 0x501004
+    mov $0x400000, %rax
+    call run
+    mov $0x410000, %rax
+    call run
+    mov $0x400000, %rax
+    call run
+    lea nl(%rip), %rsi
+    call puts
+    call poweroff
+run:                                       # switch to address space rax, call 0x40000000
+    mov %rax, %cr3
+    mov $0x40000000, %rax
+    call *%rax
+    add $'0', %al
+    mov %al, digit(%rip)
+    lea digit(%rip), %rsi
+    jmp puts
+    .data
+digit: .asciz "?"
+nl: .asciz "\n"
+"""
+
+
+def test_cr3_switch_runs_the_code_now_mapped(tmp_path, bttool_cache):
+    """The same virtual address holds different code in two address
+    spaces: after each CR3 write the code now mapped runs."""
+    r = boot(assemble(tmp_path, "aspaces", ADDRESS_SPACES), bttool_cache, "--system", timeout=60)
+    assert (r.returncode, r.stdout) == (0, b"121\n"), r.stderr

@@ -63,6 +63,9 @@ class Executor:
         # on_install(pc) is told of every translation made runnable.
         self.region_bound: Callable[[int], tuple[int, int]] | None = None
         self.on_install: Callable[[int], None] | None = None
+        # System mode: whether a known translation of pc still applies after
+        # the table was cleared because guest mappings changed (CR3).
+        self.still_valid: Callable[[int], bool] | None = None
 
     def clear_table(self) -> None:
         """Forget every installed entry (translations stay loaded)."""
@@ -96,8 +99,10 @@ class Executor:
         Raises UnmappedCode when pc is not in executable guest memory."""
         addr = self.known.get(pc)
         if addr is not None:
-            self.install(pc, addr)
-            return
+            if self.still_valid is None or self.still_valid(pc):
+                self.install(pc, addr)
+                return
+            del self.known[pc]
         read = self.memory.read_code
         if not read(pc, 1):
             raise UnmappedCode(pc)

@@ -71,6 +71,7 @@ class Machine:
         self.cache_factory = cache_factory
         self.executors: dict[int, Executor] = {}
         self.on_new_executor = None
+        self.code_phys: dict[int, int] = {}    # virtual pc of a translation -> physical page
         self._fill_cb = _MMU_FILL_TYPE(self._mmu_fill)
         import llvmlite.binding as llvm
         llvm.add_symbol("bt_mmu_fill", ctypes.cast(self._fill_cb, ctypes.c_void_p).value)
@@ -90,6 +91,7 @@ class Machine:
                           None, self.log)
             ex.region_bound = _page_bound
             ex.on_install = self._note_code
+            ex.still_valid = self._code_still_mapped
             if self.cache_factory is not None:
                 ex.cache = self.cache_factory(ex)
             self.executors[mode] = ex
@@ -101,6 +103,7 @@ class Machine:
         ppage = self.mmu.physical_page(pc)
         if ppage is None:
             return
+        self.code_phys[pc] = ppage
         pcs = self.mmu.code_pages.get(ppage)
         if pcs is None:
             self.mmu.code_pages[ppage] = {pc}
@@ -113,13 +116,31 @@ class Machine:
         code that was translated: forget those translations (they are
         looked up, and retranslated if the bytes changed, on next use)."""
         pcs = self.mmu.code_pages.pop(ppage, set())
+        for pc in pcs:
+            self.code_phys.pop(pc, None)
         self.log(f"code page {ppage << 12:#x} written: dropping {len(pcs)} translation(s)")
         for ex in self.executors.values():
             ex.forget(pcs)
 
+    def _code_still_mapped(self, pc: int) -> bool:
+        """A translation of virtual ``pc`` applies again after a mapping
+        change if pc still maps to the physical page it was made from (and
+        no store has changed that page since: invalidation forgets it)."""
+        ppage = self.code_phys.get(pc)
+        return ppage is not None and self.mmu.physical_page(pc) == ppage and \
+            pc in self.mmu.code_pages.get(ppage, ())
+
+    def mappings_changed(self) -> None:
+        """CR3 (or paging) changed: virtual pcs may now name other code.
+        Empty the native lookup tables; each translation is revalidated by
+        a page walk when it is next needed (_code_still_mapped)."""
+        for ex in self.executors.values():
+            ex.clear_table()
+
     def forget_all_code(self) -> None:
-        """Virtual-to-physical mappings changed (CR3): no virtual pc is known."""
+        """Power-on: no translation is known."""
         self.mmu.code_pages.clear()
+        self.code_phys.clear()
         for ex in self.executors.values():
             ex.forget(None)
 
@@ -393,13 +414,13 @@ class Machine:
             elif not cpu.cr0 & V.CR0_PG:
                 cpu.efer &= ~V.EFER_LMA
             self.mmu.flush()
-            self.forget_all_code()
+            self.mappings_changed()
         elif n == 2:
             cpu.cr2 = value
         elif n == 3:
             cpu.cr3 = value
             self.mmu.flush()
-            self.forget_all_code()
+            self.mappings_changed()
         elif n == 4:
             cpu.cr4 = value
             self.mmu.flush()
