@@ -121,6 +121,9 @@ class Machine:
         self.log(f"code page {ppage << 12:#x} written: dropping {len(pcs)} translation(s)")
         for ex in self.executors.values():
             ex.forget(pcs)
+        # the running region may be one of them: make it leave at its next
+        # back edge or exit (the flag is recomputed there)
+        self.state.irq_pending = 1
 
     def _code_still_mapped(self, pc: int) -> bool:
         """A translation of virtual ``pc`` applies again after a mapping
@@ -236,7 +239,7 @@ class Machine:
                 elif reason == st.EXIT_FAULT:
                     self._guest_fault(int(s.exit_info))
                 elif reason == st.EXIT_IRQ:
-                    pass
+                    self.update_irq()
                 elif reason == st.EXIT_HOST_SIGNAL:
                     raise RuntimeError(f"host fault at {s.fault_addr:#x} while running guest code "
                                        f"(region at {s.rip:#x})")
