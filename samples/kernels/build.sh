@@ -24,7 +24,7 @@ cflags=(-std=gnu11 -O2 -ffreestanding -fno-pic -fno-pie -mno-red-zone -mgeneral-
         -I"$here/lib")
 ldflags=(-nostdlib -static -no-pie -z max-page-size=0x1000 -z noexecstack --build-id=none
          -T "$here/kernel.ld")
-common_deps=("$here/lib/kernel.h" "$here/kernel.ld" "$here/build.sh")
+common_deps=("$here/lib/kernel.h" "$here/kernel.ld" "$here/build.sh" "$here/../../bench/crc32_loop.h")
 
 mkdir -p "$out/obj"
 built=0
