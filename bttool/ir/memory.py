@@ -1,12 +1,19 @@
 """Guest memory access from generated code: the one place it happens.
 
-Every load and store that translated code makes to guest memory is built by
-``host_pointer`` below.  A guest address is first forced into the guest
+In linux-user mode every load and store that translated code makes to guest
+memory is built by ``host_pointer`` below.  A guest address is first forced into the guest
 window: any address at or above ``GUEST_LIMIT`` (however it was forged) is
 replaced by ``GUARD_OFFSET``, an always-unmapped page range just past the
 window, so the access faults inside the reserved host region instead of
 touching host memory.  The select is branch-free, so it costs a compare and a
-cmov.  A system-mode software MMU replaces this function and nothing else.
+cmov.
+
+In system mode guest addresses are virtual and go through the guest's page
+tables: ``tlb_offset`` consults the software TLB held in the CPU state
+inline (a shift, a mask, a load and a compare on a hit) and calls the
+runtime's page walk (``bt_mmu_fill``, runtime/system/mmu.py) on a miss.
+The walk only installs entries for guest physical memory, so a TLB hit can
+never leave it.
 """
 from __future__ import annotations
 

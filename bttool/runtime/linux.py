@@ -84,11 +84,8 @@ class LinuxProcess:
         """Guest code in [addr, addr+length) went away or changed."""
         # Translations are looked up by pc; a region unmapped and later
         # remapped with other code must not run stale code.
-        for pc in [pc for pc in self.executor.known if addr <= pc < addr + length]:
-            del self.executor.known[pc]
-        self.executor.clear_table()
-        for pc, a in self.executor.known.items():
-            self.executor.install(pc, a)
+        ex = self.executor
+        ex.forget([pc for pc in ex.known if addr <= pc < addr + length])
 
     # -- main loop -------------------------------------------------------------
     def run(self) -> int:
