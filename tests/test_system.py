@@ -486,3 +486,36 @@ def test_cr3_switch_runs_the_code_now_mapped(tmp_path, bttool_cache):
     spaces: after each CR3 write the code now mapped runs."""
     r = boot(assemble(tmp_path, "aspaces", ADDRESS_SPACES), bttool_cache, "--system", timeout=60)
     assert (r.returncode, r.stdout) == (0, b"121\n"), r.stderr
+
+
+DOUBLE_FAULT = r"""
+_start:
+    lea idt(%rip), %rdi             # only vector 8 (#DF) has a gate
+    lea df_handler(%rip), %rax
+    mov %ax, 8*16(%rdi)
+    movw $0x08, 8*16+2(%rdi)
+    movw $0x8e00, 8*16+4(%rdi)
+    shr $16, %rax
+    mov %ax, 8*16+6(%rdi)
+    lidt idtr(%rip)
+    ud2                             # #UD: no gate -> #NP; no gate -> #DF
+df_handler:
+    cmpq $0, (%rsp)                 # #DF pushes error code 0
+    jne 1f
+    PUTS msg
+1:  call poweroff
+    .data
+msg: .asciz "double fault delivered with error code 0\n"
+    .align 16
+idtr: .word 0xff
+      .quad idt
+    .align 16
+idt: .fill 0x100, 1, 0
+"""
+
+
+def test_double_fault(tmp_path, bttool_cache):
+    """An exception whose gate is missing escalates (#NP, then #DF) as the
+    SDM's double-fault rules say; the #DF handler runs."""
+    r = boot(assemble(tmp_path, "df", DOUBLE_FAULT), bttool_cache, "--system", timeout=60)
+    assert (r.returncode, r.stdout) == (0, b"double fault delivered with error code 0\n"), r.stderr
