@@ -34,10 +34,12 @@ class LiftOptions:
                 f"{'pic' if self.pic_base is not None else 'abs'}")
 
     def key(self) -> str:
-        """Everything in the options that changes generated code."""
+        """Everything in the options that changes generated code (with the
+        translator version: the cache selects candidates by this key)."""
+        from bttool import TRANSLATOR_VERSION
         from bttool.ir.memory import UNSAFE_NO_CLAMP
         return self.mode_key() + ("|hot" if self.hot_counters else "") + \
-            ("|unsafe-no-clamp" if UNSAFE_NO_CLAMP else "")
+            ("|unsafe-no-clamp" if UNSAFE_NO_CLAMP else "") + f"|v{TRANSLATOR_VERSION}"
 
     def tier2(self) -> "LiftOptions":
         return LiftOptions(self.mode, self.user_mode, self.pic_base, False)
