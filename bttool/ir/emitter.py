@@ -27,6 +27,9 @@ VOID = ir.VoidType()
 UNIT_TYPE = ir.FunctionType(VOID, [PTR, PTR])
 
 _FLAGS = set(state.FLAG_NAMES)
+# xmm registers are i128 to the lifter but live in <2 x i64> slots, so LLVM
+# keeps them in vector registers (an i128 SSA value is split into two GPRs).
+V2I64 = ir.VectorType(I64, 2)
 
 
 def int_type(bits: int) -> ir.IntType:
@@ -38,9 +41,17 @@ def const(bits: int, value: int) -> ir.Constant:
 
 
 def _value_type(name: str) -> ir.Type:
+    """The type the lifter sees."""
     if name in _FLAGS:
         return I1
     return ir.IntType(FIELDS[name].size * 8)
+
+
+def _slot_type(name: str) -> ir.Type:
+    """The type of the field's alloca (and of its loads and stores)."""
+    if name.startswith("xmm"):
+        return V2I64
+    return _value_type(name)
 
 
 class _HookedBuilder(ir.IRBuilder):
@@ -137,9 +148,9 @@ class FunctionEmitter:
         slot = self._slots.get(name)
         if slot is None:
             eb = self._entry_builder
-            ty = _value_type(name)
+            ty = _slot_type(name)
             slot = eb.alloca(ty, name=name)
-            raw_ty = ir.IntType(FIELDS[name].size * 8)
+            raw_ty = ty if ty == V2I64 else ir.IntType(FIELDS[name].size * 8)
             raw = eb.load(self._state_gep(eb, name), typ=raw_ty)
             eb.store(eb.trunc(raw, I1) if ty == I1 else raw, slot)
             self._slots[name] = slot
@@ -156,7 +167,9 @@ class FunctionEmitter:
         self._check_block()
         v = self._cache.get(name)
         if v is None:
-            v = self.b.load(self._slot(name), typ=_value_type(name))
+            v = self.b.load(self._slot(name), typ=_slot_type(name))
+            if v.type == V2I64:
+                v = self.b.bitcast(v, I128)
             self._cache[name] = v
         elif callable(v):
             v = v()
@@ -181,10 +194,12 @@ class FunctionEmitter:
             if callable(v):
                 v = v()
                 self._cache[name] = v
+            if _slot_type(name) == V2I64:
+                v = self.b.bitcast(v, V2I64)
             ir.IRBuilder.store(self.b, v, self._slots[name])
 
     def _writeback(self, b: ir.IRBuilder, name: str) -> None:
-        v = b.load(self._slots[name], typ=_value_type(name))
+        v = b.load(self._slots[name], typ=_slot_type(name))
         if v.type == I1:
             v = b.zext(v, I8)
         b.store(v, self._state_gep(b, name))
