@@ -132,6 +132,11 @@ class FunctionEmitter:
         # Known targets of indirect jumps (resolved jump tables), by the
         # address of the jump: lifted as a switch over constant targets.
         self.indirect_targets: dict[int, list[int]] = {}
+        # Tier 2 gives every exit its own write-back and chain (filled in by
+        # finish): LLVM then drops the stores of fields that path did not
+        # change, and every exit gets its own (better predicted) jump.
+        self.split_exits = not hot_counters
+        self._exits: list[ir.Block] = [self._exit]
 
     # -- CPU state -------------------------------------------------------
     def _state_gep(self, b: ir.IRBuilder, name: str) -> ir.Value:
@@ -233,7 +238,9 @@ class FunctionEmitter:
             if info is not None:
                 iv = const(64, info) if isinstance(info, int) else info
                 b.store(iv, self._state_gep(b, "exit_info"))
-        b.branch(self._exit)
+        if self.split_exits:
+            self._exits.append(self.new_block("exit"))
+        b.branch(self._exits[-1])
 
     def switch_leave(self, target: ir.Value, candidates: list[int]) -> None:
         """An indirect jump whose likely targets are known: a switch on the
@@ -271,25 +278,27 @@ class FunctionEmitter:
 
     def seal_open_blocks(self) -> None:
         """Mark blocks left open by an abandoned instruction unreachable."""
+        exits = set(map(id, self._exits))
         for bb in self.fn.blocks:
-            if not bb.is_terminated and bb is not self._exit:
+            if not bb.is_terminated and id(bb) not in exits:
                 ir.IRBuilder(bb).unreachable()
 
     def finish(self) -> ir.Function:
-        """Fill the exit block: write back every field the unit changed, then
-        return to the runtime if an exit reason is set, else chain straight
-        to the translation of the next guest pc."""
-        b = ir.IRBuilder(self._exit)
-        for name in sorted(self._dirty):
-            self._writeback(b, name)
-        reason = b.load(self._state_gep(b, "exit_reason"), typ=I32)
-        chain = self.fn.append_basic_block("chain")
-        ret = self.fn.append_basic_block("ret")
-        b.cbranch(b.icmp_unsigned("==", reason, const(32, 0)), chain, ret)
-        ir.IRBuilder(ret).ret_void()
-        b = ir.IRBuilder(chain)
-        support.emit_chain(b, self.module, self.state_ptr, self.mem,
-                           b.load(self._slot("rip"), typ=I64))
+        """Fill the exit block(s): write back every field the unit changed,
+        then return to the runtime if an exit reason is set, else chain
+        straight to the translation of the next guest pc."""
+        for bb in self._exits:
+            b = ir.IRBuilder(bb)
+            for name in sorted(self._dirty):
+                self._writeback(b, name)
+            reason = b.load(self._state_gep(b, "exit_reason"), typ=I32)
+            chain = self.fn.append_basic_block("chain")
+            ret = self.fn.append_basic_block("ret")
+            b.cbranch(b.icmp_unsigned("==", reason, const(32, 0)), chain, ret)
+            ir.IRBuilder(ret).ret_void()
+            b = ir.IRBuilder(chain)
+            support.emit_chain(b, self.module, self.state_ptr, self.mem,
+                               b.load(self._slot("rip"), typ=I64))
         for bb in self.fn.blocks:
             if not bb.is_terminated:
                 raise AssertionError(f"block {bb.name} left unterminated")
