@@ -106,13 +106,23 @@ class Executor:
             if hit is not None and self._load_hit(pc, hit):
                 return
         # A tier-2 region takes in every block it reaches (up to the bounds),
-        # even ones that are tier-1 region entries.
+        # even ones that are tier-1 region entries; a jump table whose base
+        # register is set up outside the region is guessed from the
+        # registers now (see translator/jumptables.py).
         self._translate(pc, read, opts, self.target2, known=lambda p: False,
-                        max_blocks=64, max_insns=3000)
+                        max_blocks=64, max_insns=3000, reg_value=self._reg_value)
 
-    def _translate(self, pc: int, read, options: LiftOptions, target, known=None, **bounds) -> None:
+    def _reg_value(self, reg_id: int) -> int | None:
+        from bttool.translator.decoder import reg_table
+        info = reg_table().get(reg_id)
+        if info is None or info.bits != 64 or info.field.startswith("xmm"):
+            return None
+        return getattr(self.state, info.field, None)
+
+    def _translate(self, pc: int, read, options: LiftOptions, target, known=None,
+                   reg_value=None, **bounds) -> None:
         t = translate([pc], read, options, target, known=known or self.known.__contains__,
-                      read_data=self._read_data, **bounds)
+                      read_data=self._read_data, reg_value=reg_value, **bounds)
         region = t.regions[0]
         self.stats.regions_translated += 1
         self.stats.guest_instructions_translated += t.insn_count

@@ -110,11 +110,13 @@ class Region:
 def discover_region(decoder: Decoder, read: CodeReader, entry: int,
                     max_blocks: int = 24, max_insns: int = 600,
                     known: Callable[[int], bool] = lambda pc: False,
-                    read_data: CodeReader | None = None) -> Region:
+                    read_data: CodeReader | None = None,
+                    reg_value: Callable[[int], int | None] | None = None) -> Region:
     """The entry block and blocks it reaches by direct branches (breadth
     first), skipping blocks that are already translated (``known``).  With
     ``read_data``, a jump table ending a block is resolved and its targets
-    become successors (the lifter turns the jump into a switch)."""
+    become successors (the lifter turns the jump into a switch);
+    ``reg_value`` may guess a table base register (jumptables.targets)."""
     from bttool.translator import jumptables
     blocks: dict[int, Block] = {}
     todo = [entry]
@@ -139,7 +141,7 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
                     bounds[succ] = bound
             blk.table_targets = jumptables.targets(
                 blk.insns, read_data, lambda a: bool(read(a, 1)), bounds.get(pc),
-                [i for b in blocks.values() for i in b.insns])
+                [i for b in blocks.values() for i in b.insns], reg_value)
             blk.successors.extend(blk.table_targets)
         todo.extend(blk.successors)
     return Region(entry, blocks)

@@ -78,7 +78,8 @@ def translate(entries: list[int], read: CodeReader, options: LiftOptions, target
               known: Callable[[int], bool] = lambda pc: False, want_ir: bool = False,
               max_blocks: int = 24, max_insns: int = 600,
               read_data: CodeReader | None = None,
-              skipped: list[tuple[int, str]] | None = None) -> Translation:
+              skipped: list[tuple[int, str]] | None = None,
+              reg_value: Callable[[int], int | None] | None = None) -> Translation:
     """Translate the regions at ``entries`` into one object file.
 
     The first entry must be fetchable (UnmappedCode otherwise); later ones
@@ -94,7 +95,8 @@ def translate(entries: list[int], read: CodeReader, options: LiftOptions, target
     for n, pc in enumerate(entries):
         try:
             region = discover_region(decoder, read, pc, max_blocks=max_blocks, max_insns=max_insns,
-                                     known=lambda p: p in batch or known(p), read_data=read_data)
+                                     known=lambda p: p in batch or known(p), read_data=read_data,
+                                     reg_value=reg_value)
         except UnmappedCode:
             if n == 0:
                 raise
