@@ -90,6 +90,8 @@ def translate(entries: list[int], read: CodeReader, options: LiftOptions, target
     t0 = time.perf_counter()
     decoder = Decoder(options.mode)
     module = ir.Module(name=f"bt_{entries[0]:x}")
+    # What the code may use of the target beyond generic IR (x86 hosts only).
+    module.bt_target_features = "" if foreign else target.features
     infos: list[RegionInfo] = []
     batch = set(entries)
     for n, pc in enumerate(entries):
