@@ -110,7 +110,8 @@ class Executor:
         # register is set up outside the region is guessed from the
         # registers now (see translator/jumptables.py).
         self._translate(pc, read, opts, self.target2, known=lambda p: False,
-                        max_blocks=64, max_insns=3000, reg_value=self._reg_value)
+                        max_blocks=64, max_insns=3000, reg_value=self._reg_value,
+                        follow_calls=True)
 
     def _reg_value(self, reg_id: int) -> int | None:
         from bttool.translator.decoder import reg_table
@@ -120,9 +121,9 @@ class Executor:
         return getattr(self.state, info.field, None)
 
     def _translate(self, pc: int, read, options: LiftOptions, target, known=None,
-                   reg_value=None, **bounds) -> None:
+                   **kw) -> None:
         t = translate([pc], read, options, target, known=known or self.known.__contains__,
-                      read_data=self._read_data, reg_value=reg_value, **bounds)
+                      read_data=self._read_data, **kw)
         region = t.regions[0]
         self.stats.regions_translated += 1
         self.stats.guest_instructions_translated += t.insn_count

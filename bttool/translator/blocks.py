@@ -111,12 +111,18 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
                     max_blocks: int = 24, max_insns: int = 600,
                     known: Callable[[int], bool] = lambda pc: False,
                     read_data: CodeReader | None = None,
-                    reg_value: Callable[[int], int | None] | None = None) -> Region:
+                    reg_value: Callable[[int], int | None] | None = None,
+                    follow_calls: bool = False) -> Region:
     """The entry block and blocks it reaches by direct branches (breadth
     first), skipping blocks that are already translated (``known``).  With
     ``read_data``, a jump table ending a block is resolved and its targets
     become successors (the lifter turns the jump into a switch);
-    ``reg_value`` may guess a table base register (jumptables.targets)."""
+    ``reg_value`` may guess a table base register (jumptables.targets).
+    With ``follow_calls`` (tier 2), a call's return site joins the region
+    too (the lifter turns returns into a switch over the region's return
+    sites), so a loop around a call stays in the region and a recursive call
+    to the region's entry is an IR branch.  Callees are not taken in (they
+    would bring their cold paths along)."""
     from bttool.translator import jumptables
     blocks: dict[int, Block] = {}
     todo = [entry]
@@ -134,6 +140,8 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
             continue
         blocks[pc] = blk
         total += len(blk.insns)
+        if follow_calls and blk.insns and blk.insns[-1].id == X.X86_INS_CALL:
+            blk.successors.append(blk.end)     # the return site
         if read_data is not None:
             bound = jumptables.bound_after(blk.insns)
             if bound is not None:

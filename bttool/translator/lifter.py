@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from capstone.x86_const import X86_INS_CALL, X86_INS_RET
 from llvmlite import ir
 
 from bttool.ir.emitter import FunctionEmitter
@@ -63,6 +64,13 @@ def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: s
     em.local_targets = labels
     em.indirect_targets = {b.insns[-1].address: b.table_targets
                            for b in region.blocks.values() if b.table_targets}
+    # Returns to call sites inside the region: a switch over those sites.
+    sites = sorted({b.end for b in region.blocks.values()
+                    if b.insns and b.insns[-1].id == X86_INS_CALL and b.end in region.blocks})
+    if sites:
+        for b in region.blocks.values():
+            if b.insns and b.insns[-1].id == X86_INS_RET:
+                em.indirect_targets[b.insns[-1].address] = sites
     if options.hot_counters:
         em.count_execution(region.entry)
     em.b.branch(labels[region.entry])

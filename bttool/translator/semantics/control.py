@@ -55,7 +55,10 @@ def ret(ctx: Insn) -> None:
     target = ctx.pop(64)
     if ctx.ops:
         ctx.set_gpr("rsp", ctx.b.add(ctx.gpr("rsp"), ctx.c(64, ctx.ops[0].imm)))
-    ctx.leave(target)
+    if ctx.pc in ctx.em.indirect_targets:      # return sites inside the region
+        ctx.em.switch_leave(target, ctx.em.indirect_targets[ctx.pc])
+    else:
+        ctx.leave(target)
 
 
 def _count_reg(ctx: Insn) -> tuple[str, int]:
