@@ -86,6 +86,11 @@ class _HookedBuilder(ir.IRBuilder):
 
 Thunk = Callable[[], ir.Value]
 
+# switch_leave: at least this many targets spanning fewer bytes than this
+# become one indirect jump through a table of block addresses.
+_DIRECT_SWITCH_MIN = 8
+_DIRECT_SWITCH_SPAN = 4096
+
 
 class FunctionEmitter:
     """Emits one unit function into ``module``; see the module docstring.
@@ -249,14 +254,48 @@ class FunctionEmitter:
         b = self.b
         key = target if self.pic_base is None else b.sub(target, self.get("image_base"))
         default = self.new_block("sw.other")
-        sw = b.switch(key, default)
-        for t in candidates:
-            case = self.new_block("sw.case")
-            sw.add_case(const(64, t - (self.pic_base or 0)), case)
-            b.position_at_end(case)
-            self.leave(t)
+        keys = sorted({t - (self.pic_base or 0) for t in candidates})
+        if len(keys) >= _DIRECT_SWITCH_MIN and keys[-1] - keys[0] < _DIRECT_SWITCH_SPAN:
+            self._direct_switch(key, keys, default)
+        else:
+            sw = b.switch(key, default)
+            for k in keys:
+                case = self.new_block("sw.case")
+                sw.add_case(const(64, k), case)
+                b.position_at_end(case)
+                self.leave(k + (self.pic_base or 0))
         b.position_at_end(default)
         self.leave(target)
+
+    def _direct_switch(self, key: ir.Value, keys: list[int], default: ir.Block) -> None:
+        """Many targets close together (an interpreter's handlers): index a
+        table of block addresses by ``key - keys[0]`` and jump indirectly,
+        as the guest did (LLVM would test the sparse keys one by one)."""
+        b = self.b
+        lo, span = keys[0], keys[-1] - keys[0] + 1
+        cases = {}
+        for k in keys:
+            cases[k] = self.new_block("sw.case")
+        table = ir.GlobalVariable(self.module, ir.ArrayType(PTR, span),
+                                  self.module.get_unique_name(f"{self.fn.name}.sw"))
+        table.linkage = "private"
+        table.global_constant = True
+        table.initializer = ir.Constant(ir.ArrayType(PTR, span), [
+            ir.BlockAddress(self.fn, cases.get(lo + i, default)) for i in range(span)])
+        off = b.sub(key, const(64, lo))
+        inside, jump = self.new_block("sw.in"), self.new_block("sw.jump")
+        b.cbranch(b.icmp_unsigned("<", off, const(64, span)), inside, default)
+        b.position_at_end(inside)
+        slot = b.gep(table, [const(64, 0), off], inbounds=True)
+        dest = b.load(slot, typ=PTR)
+        b.branch(jump)
+        b.position_at_end(jump)
+        br = b.branch_indirect(dest)
+        for blk in list(cases.values()) + [default]:
+            br.add_destination(blk)
+        for k, blk in cases.items():
+            b.position_at_end(blk)
+            self.leave(k + (self.pic_base or 0))
 
     def count_execution(self, pc: int) -> None:
         """Tier 1: count executions of ``pc``; when hot, exit so the runtime
