@@ -303,6 +303,13 @@ class FunctionEmitter:
         support.emit_hot_check(self.b, self.module, pc - (self.pic_base or 0),
                                lambda: self.leave(pc, state.EXIT_HOT))
 
+    def profile_target(self, target: ir.Value) -> None:
+        """Tier 1: record the target of the indirect call/jump being lifted
+        (tier 2 takes it as a guess)."""
+        if self.hot_counters:
+            support.emit_target_record(self.b, self.module, self.current_pc - (self.pic_base or 0),
+                                       target)
+
     def cond_leave(self, cond: ir.Value, taken: int, fallthrough: int) -> None:
         """Conditional direct branch between two constant guest targets."""
         yes, no = self.new_block("taken"), self.new_block("fallthrough")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from bttool.ir import codegen, state as st
-from bttool.ir.support import TABLE_ENTRIES, table_index
+from bttool.ir.support import TABLE_ENTRIES, TARGET_BITS, table_index, target_index
 from bttool.runtime.engine import Engine
 from bttool.translator.blocks import UnmappedCode
 from bttool.translator.lifter import LiftOptions
@@ -59,6 +59,9 @@ class Executor:
             self.engine.global_address("bt_table"))
         self.clear_table()
         self.known: dict[int, int] = {}
+        # Last targets of tier-1 indirect calls and jumps (ir/support.py).
+        self.target_profile = (ctypes.c_uint64 * (1 << TARGET_BITS)).from_address(
+            self.engine.global_address("bt_targets"))
 
     def clear_table(self) -> None:
         """Forget every installed entry (translations stay loaded)."""
@@ -111,7 +114,12 @@ class Executor:
         # registers now (see translator/jumptables.py).
         self._translate(pc, read, opts, self.target2, known=lambda p: False,
                         max_blocks=64, max_insns=3000, reg_value=self._reg_value,
-                        follow_calls=True)
+                        follow_calls=True, guess_target=self._guess_target)
+
+    def _guess_target(self, site: int) -> int | None:
+        """The last target tier-1 code saw at the indirect call/jump at
+        ``site`` (or at a site colliding with it: only a guess)."""
+        return self.target_profile[target_index(site - (self.options.pic_base or 0))] or None
 
     def _reg_value(self, reg_id: int) -> int | None:
         from bttool.translator.decoder import reg_table

@@ -112,7 +112,8 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
                     known: Callable[[int], bool] = lambda pc: False,
                     read_data: CodeReader | None = None,
                     reg_value: Callable[[int], int | None] | None = None,
-                    follow_calls: bool = False) -> Region:
+                    follow_calls: bool = False,
+                    guess_target: Callable[[int], int | None] | None = None) -> Region:
     """The entry block and blocks it reaches by direct branches (breadth
     first), skipping blocks that are already translated (``known``).  With
     ``read_data``, a jump table ending a block is resolved and its targets
@@ -122,7 +123,9 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
     too (the lifter turns returns into a switch over the region's return
     sites), so a loop around a call stays in the region and a recursive call
     to the region's entry is an IR branch.  Callees are not taken in (they
-    would bring their cold paths along)."""
+    would bring their cold paths along).  ``guess_target`` may name the
+    likely target of an indirect call or jump by its address (a run-time
+    profile): it joins the region and the lifter switches on it."""
     from bttool.translator import jumptables
     blocks: dict[int, Block] = {}
     todo = [entry]
@@ -151,5 +154,13 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
                 blk.insns, read_data, lambda a: bool(read(a, 1)), bounds.get(pc),
                 [i for b in blocks.values() for i in b.insns], reg_value)
             blk.successors.extend(blk.table_targets)
+        last = blk.insns[-1] if blk.insns else None
+        if guess_target is not None and last is not None and not blk.table_targets \
+                and last.id in (X.X86_INS_CALL, X.X86_INS_JMP) and last.operands \
+                and last.operands[0].type != X.X86_OP_IMM:
+            g = guess_target(last.address)
+            if g and read(g, 1):
+                blk.table_targets = [g]
+                blk.successors.append(g)
         todo.extend(blk.successors)
     return Region(entry, blocks)

@@ -80,7 +80,8 @@ def translate(entries: list[int], read: CodeReader, options: LiftOptions, target
               read_data: CodeReader | None = None,
               skipped: list[tuple[int, str]] | None = None,
               reg_value: Callable[[int], int | None] | None = None,
-              follow_calls: bool = False) -> Translation:
+              follow_calls: bool = False,
+              guess_target: Callable[[int], int | None] | None = None) -> Translation:
     """Translate the regions at ``entries`` into one object file.
 
     The first entry must be fetchable (UnmappedCode otherwise); later ones
@@ -99,7 +100,8 @@ def translate(entries: list[int], read: CodeReader, options: LiftOptions, target
         try:
             region = discover_region(decoder, read, pc, max_blocks=max_blocks, max_insns=max_insns,
                                      known=lambda p: p in batch or known(p), read_data=read_data,
-                                     reg_value=reg_value, follow_calls=follow_calls)
+                                     reg_value=reg_value, follow_calls=follow_calls,
+                                     guess_target=guess_target)
         except UnmappedCode:
             if n == 0:
                 raise
