@@ -410,6 +410,24 @@ for op in ("div", "idiv"):
              fix=_divide_inputs(signed, w, 0x18))
 
 
+def _narrow_divide_inputs(signed: bool):
+    """A 64-bit divisor in rbx for a dividend that is rax extended (cqo or
+    xor edx, edx before the division): no fault."""
+    def fix(inp: Inputs, draw) -> None:
+        d = draw(low(64).filter(lambda v: v != 0))
+        if signed and d == (1 << 64) - 1 and inp.regs["rax"] == 1 << 63:
+            d = 1
+        inp.regs["rbx"] = d
+    return fix
+
+
+# dividends that fit in 64 bits (the translator divides those with 64 bits)
+case("muldiv-idiv-cqo-r64", "cqo; idiv rbx", mask=DF, regs=dict(ACC),
+     fix=_narrow_divide_inputs(True))
+case("muldiv-div-zeroext-r64", "xor edx, edx; div rbx", mask=DF, regs=dict(ACC),
+     fix=_narrow_divide_inputs(False))
+
+
 # -- moves, extensions, lea, exchanges ------------------------------------------
 
 for op in ("movzx", "movsx"):

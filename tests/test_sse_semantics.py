@@ -504,10 +504,15 @@ def _pcmp_group(insn: str, imms: list[int]) -> str:
     return "; ".join(out)
 
 
+@pytest.mark.parametrize("lowering", ["host", "generic"])
 @pytest.mark.parametrize("insn", ["pcmpistri", "pcmpistrm", "pcmpestri", "pcmpestrm",
                                   "pcmpestri64", "pcmpestrm64"])
-def test_pcmpstr_all_imm(insn: str) -> None:
-    """Every imm8 (bit 7 is ignored), 16 per translated snippet."""
+def test_pcmpstr_all_imm(insn: str, lowering: str, monkeypatch) -> None:
+    """Every imm8 (bit 7 is ignored), 16 per translated snippet; both with
+    the host's own instruction (x86 targets with SSE4.2) and with the
+    generic IR used for other targets."""
+    from bttool.translator.semantics import sse_pcmpstr
+    monkeypatch.setattr(sse_pcmpstr, "USE_HOST_INSTRUCTIONS", lowering == "host")
     rng = random.Random(insn)
     groups = [list(range(g, 128, 8)) for g in range(8)]     # byte and word forms mixed
     asms = [_pcmp_group(insn, imms) for imms in groups]

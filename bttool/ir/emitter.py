@@ -27,6 +27,9 @@ VOID = ir.VoidType()
 UNIT_TYPE = ir.FunctionType(VOID, [PTR, PTR])
 
 _FLAGS = set(state.FLAG_NAMES)
+# xmm registers are i128 to the lifter but live in <2 x i64> slots, so LLVM
+# keeps them in vector registers (an i128 SSA value is split into two GPRs).
+V2I64 = ir.VectorType(I64, 2)
 
 
 def int_type(bits: int) -> ir.IntType:
@@ -38,9 +41,17 @@ def const(bits: int, value: int) -> ir.Constant:
 
 
 def _value_type(name: str) -> ir.Type:
+    """The type the lifter sees."""
     if name in _FLAGS:
         return I1
     return ir.IntType(FIELDS[name].size * 8)
+
+
+def _slot_type(name: str) -> ir.Type:
+    """The type of the field's alloca (and of its loads and stores)."""
+    if name.startswith("xmm"):
+        return V2I64
+    return _value_type(name)
 
 
 class _HookedBuilder(ir.IRBuilder):
@@ -74,6 +85,11 @@ class _HookedBuilder(ir.IRBuilder):
 
 
 Thunk = Callable[[], ir.Value]
+
+# switch_leave: at least this many targets spanning fewer bytes than this
+# become one indirect jump through a table of block addresses.
+_DIRECT_SWITCH_MIN = 8
+_DIRECT_SWITCH_SPAN = 4096
 
 
 class FunctionEmitter:
@@ -125,6 +141,11 @@ class FunctionEmitter:
         # Known targets of indirect jumps (resolved jump tables), by the
         # address of the jump: lifted as a switch over constant targets.
         self.indirect_targets: dict[int, list[int]] = {}
+        # Tier 2 gives every exit its own write-back and chain (filled in by
+        # finish): LLVM then drops the stores of fields that path did not
+        # change, and every exit gets its own (better predicted) jump.
+        self.split_exits = not hot_counters
+        self._exits: list[ir.Block] = [self._exit]
 
     # -- CPU state -------------------------------------------------------
     def _state_gep(self, b: ir.IRBuilder, name: str) -> ir.Value:
@@ -141,9 +162,9 @@ class FunctionEmitter:
         slot = self._slots.get(name)
         if slot is None:
             eb = self._entry_builder
-            ty = _value_type(name)
+            ty = _slot_type(name)
             slot = eb.alloca(ty, name=name)
-            raw_ty = ir.IntType(FIELDS[name].size * 8)
+            raw_ty = ty if ty == V2I64 else ir.IntType(FIELDS[name].size * 8)
             raw = eb.load(self._state_gep(eb, name), typ=raw_ty)
             eb.store(eb.trunc(raw, I1) if ty == I1 else raw, slot)
             self._slots[name] = slot
@@ -160,7 +181,9 @@ class FunctionEmitter:
         self._check_block()
         v = self._cache.get(name)
         if v is None:
-            v = self.b.load(self._slot(name), typ=_value_type(name))
+            v = self.b.load(self._slot(name), typ=_slot_type(name))
+            if v.type == V2I64:
+                v = self.b.bitcast(v, I128)
             self._cache[name] = v
         elif callable(v):
             v = v()
@@ -185,10 +208,12 @@ class FunctionEmitter:
             if callable(v):
                 v = v()
                 self._cache[name] = v
+            if _slot_type(name) == V2I64:
+                v = self.b.bitcast(v, V2I64)
             ir.IRBuilder.store(self.b, v, self._slots[name])
 
     def _writeback(self, b: ir.IRBuilder, name: str) -> None:
-        v = b.load(self._slots[name], typ=_value_type(name))
+        v = b.load(self._slots[name], typ=_slot_type(name))
         if v.type == I1:
             v = b.zext(v, I8)
         b.store(v, self._state_gep(b, name))
@@ -250,7 +275,7 @@ class FunctionEmitter:
         ir.IRBuilder.store(b, self.guest_addr_raw(rip), slot)
         ir.IRBuilder.store(b, const(32, reason), self._state_gep(b, "exit_reason"))
         ir.IRBuilder.store(b, const(64, info), self._state_gep(b, "exit_info"))
-        ir.IRBuilder.branch(b, self._exit)
+        ir.IRBuilder.branch(b, self._exit_block())
 
     def guest_addr_raw(self, addr: int) -> ir.Value:
         if self.pic_base is not None:
@@ -284,7 +309,14 @@ class FunctionEmitter:
             if info is not None:
                 iv = const(64, info) if isinstance(info, int) else info
                 b.store(iv, self._state_gep(b, "exit_info"))
-        b.branch(self._exit)
+        b.branch(self._exit_block())
+
+    def _exit_block(self) -> ir.Block:
+        """The exit block a leaving path branches to: its own one in tier 2
+        (split_exits), else the shared one."""
+        if self.split_exits:
+            self._exits.append(self.new_block("exit"))
+        return self._exits[-1]
 
     def switch_leave(self, target: ir.Value, candidates: list[int]) -> None:
         """An indirect jump whose likely targets are known: a switch on the
@@ -293,20 +325,61 @@ class FunctionEmitter:
         b = self.b
         key = target if self.pic_base is None else b.sub(target, self.get("image_base"))
         default = self.new_block("sw.other")
-        sw = b.switch(key, default)
-        for t in candidates:
-            case = self.new_block("sw.case")
-            sw.add_case(const(64, t - (self.pic_base or 0)), case)
-            b.position_at_end(case)
-            self.leave(t)
+        keys = sorted({t - (self.pic_base or 0) for t in candidates})
+        if len(keys) >= _DIRECT_SWITCH_MIN and keys[-1] - keys[0] < _DIRECT_SWITCH_SPAN:
+            self._direct_switch(key, keys, default)
+        else:
+            sw = b.switch(key, default)
+            for k in keys:
+                case = self.new_block("sw.case")
+                sw.add_case(const(64, k), case)
+                b.position_at_end(case)
+                self.leave(k + (self.pic_base or 0))
         b.position_at_end(default)
         self.leave(target)
+
+    def _direct_switch(self, key: ir.Value, keys: list[int], default: ir.Block) -> None:
+        """Many targets close together (an interpreter's handlers): index a
+        table of block addresses by ``key - keys[0]`` and jump indirectly,
+        as the guest did (LLVM would test the sparse keys one by one)."""
+        b = self.b
+        lo, span = keys[0], keys[-1] - keys[0] + 1
+        cases = {}
+        for k in keys:
+            cases[k] = self.new_block("sw.case")
+        table = ir.GlobalVariable(self.module, ir.ArrayType(PTR, span),
+                                  self.module.get_unique_name(f"{self.fn.name}.sw"))
+        table.linkage = "private"
+        table.global_constant = True
+        table.initializer = ir.Constant(ir.ArrayType(PTR, span), [
+            ir.BlockAddress(self.fn, cases.get(lo + i, default)) for i in range(span)])
+        off = b.sub(key, const(64, lo))
+        inside, jump = self.new_block("sw.in"), self.new_block("sw.jump")
+        b.cbranch(b.icmp_unsigned("<", off, const(64, span)), inside, default)
+        b.position_at_end(inside)
+        slot = b.gep(table, [const(64, 0), off], inbounds=True)
+        dest = b.load(slot, typ=PTR)
+        b.branch(jump)
+        b.position_at_end(jump)
+        br = b.branch_indirect(dest)
+        for blk in list(cases.values()) + [default]:
+            br.add_destination(blk)
+        for k, blk in cases.items():
+            b.position_at_end(blk)
+            self.leave(k + (self.pic_base or 0))
 
     def count_execution(self, pc: int) -> None:
         """Tier 1: count executions of ``pc``; when hot, exit so the runtime
         retranslates from ``pc`` at tier 2."""
         support.emit_hot_check(self.b, self.module, pc - (self.pic_base or 0),
                                lambda: self.leave(pc, state.EXIT_HOT))
+
+    def profile_target(self, target: ir.Value) -> None:
+        """Tier 1: record the target of the indirect call/jump being lifted
+        (tier 2 takes it as a guess)."""
+        if self.hot_counters:
+            support.emit_target_record(self.b, self.module, self.current_pc - (self.pic_base or 0),
+                                       target)
 
     def cond_leave(self, cond: ir.Value, taken: int, fallthrough: int) -> None:
         """Conditional direct branch between two constant guest targets."""
@@ -322,35 +395,38 @@ class FunctionEmitter:
 
     def seal_open_blocks(self) -> None:
         """Mark blocks left open by an abandoned instruction unreachable."""
+        exits = set(map(id, self._exits))
         for bb in self.fn.blocks:
-            if not bb.is_terminated and bb is not self._exit:
+            if not bb.is_terminated and id(bb) not in exits:
                 ir.IRBuilder(bb).unreachable()
 
     def finish(self) -> ir.Function:
-        """Fill the exit block: write back every field the unit changed, then
-        return to the runtime if an exit reason is set, else chain straight
-        to the translation of the next guest pc."""
-        b = ir.IRBuilder(self._exit)
-        for name in sorted(self._dirty):
-            self._writeback(b, name)
-        reason = b.load(self._state_gep(b, "exit_reason"), typ=I32)
-        chain = self.fn.append_basic_block("chain")
-        ret = self.fn.append_basic_block("ret")
-        b.cbranch(b.icmp_unsigned("==", reason, const(32, 0)), chain, ret)
-        ir.IRBuilder(ret).ret_void()
-        b = ir.IRBuilder(chain)
-        if self.system:
-            # interrupts are taken between regions too, not only in loops
-            pending = b.load_atomic(self._state_gep(b, "irq_pending"), "monotonic", 4, typ=I32)
-            irq = self.fn.append_basic_block("irq")
-            go = self.fn.append_basic_block("chain.go")
-            b.cbranch(b.icmp_unsigned("!=", pending, const(32, 0)), irq, go)
-            ib = ir.IRBuilder(irq)
-            ib.store(const(32, state.EXIT_IRQ), self._state_gep(ib, "exit_reason"))
-            ib.ret_void()
-            b = ir.IRBuilder(go)
-        support.emit_chain(b, self.module, self.state_ptr, self.mem,
-                           b.load(self._slot("rip"), typ=I64))
+        """Fill the exit block(s): write back every field the unit changed,
+        then return to the runtime if an exit reason is set, else chain
+        straight to the translation of the next guest pc (in system mode,
+        unless an interrupt is pending)."""
+        for bb in self._exits:
+            b = ir.IRBuilder(bb)
+            for name in sorted(self._dirty):
+                self._writeback(b, name)
+            reason = b.load(self._state_gep(b, "exit_reason"), typ=I32)
+            chain = self.fn.append_basic_block("chain")
+            ret = self.fn.append_basic_block("ret")
+            b.cbranch(b.icmp_unsigned("==", reason, const(32, 0)), chain, ret)
+            ir.IRBuilder(ret).ret_void()
+            b = ir.IRBuilder(chain)
+            if self.system:
+                # interrupts are taken between regions too, not only in loops
+                pending = b.load_atomic(self._state_gep(b, "irq_pending"), "monotonic", 4, typ=I32)
+                irq = self.fn.append_basic_block("irq")
+                go = self.fn.append_basic_block("chain.go")
+                b.cbranch(b.icmp_unsigned("!=", pending, const(32, 0)), irq, go)
+                ib = ir.IRBuilder(irq)
+                ib.store(const(32, state.EXIT_IRQ), self._state_gep(ib, "exit_reason"))
+                ib.ret_void()
+                b = ir.IRBuilder(go)
+            support.emit_chain(b, self.module, self.state_ptr, self.mem,
+                               b.load(self._slot("rip"), typ=I64))
         for bb in self.fn.blocks:
             if not bb.is_terminated:
                 raise AssertionError(f"block {bb.name} left unterminated")

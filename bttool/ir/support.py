@@ -18,6 +18,7 @@ TABLE_ENTRIES = 1 << TABLE_BITS
 TABLE_ENTRY_SIZE = 16
 COUNTER_BITS = 16
 HOT_THRESHOLD = 20000   # entries + back-edges before a region is retranslated at tier 2
+TARGET_BITS = 12        # bt_targets: last target of tier-1 indirect calls/jumps, by site
 HASH_MULTIPLIER = 0x9E3779B97F4A7C15
 
 
@@ -85,12 +86,31 @@ def emit_hot_check(b, module, pc_key: int, on_hot) -> None:
         on_hot()
 
 
-def _store(b, value, ptr) -> None:
+def target_index(pc_key: int) -> int:
+    return ((pc_key * HASH_MULTIPLIER) & 0xFFFFFFFFFFFFFFFF) >> (64 - TARGET_BITS)
+
+
+def emit_target_record(b, module, pc_key: int, target) -> None:
+    """Tier 1: remember ``target`` (i64) as the last target of the indirect
+    call or jump at guest pc ``pc_key`` (relative to the image base); tier 2
+    uses it as a guess (runtime/dispatcher.py)."""
+    from llvmlite import ir
+    i64 = ir.IntType(64)
+    targets = module.globals.get("bt_targets")
+    if targets is None:
+        targets = ir.GlobalVariable(module, ir.ArrayType(i64, 1 << TARGET_BITS), "bt_targets")
+        targets.linkage = "external"
+    slot = b.gep(targets, [ir.Constant(i64, 8 * target_index(pc_key))],
+                 inbounds=True, source_etype=ir.IntType(8))
+    _store(b, target, slot, 8)
+
+
+def _store(b, value, ptr, align: int = 4) -> None:
     """A store through a pointer derived from a (typed) llvmlite global: the
     builder's type check predates opaque pointers."""
     from llvmlite.ir import instructions
     st = instructions.StoreInstr(b.block, value, ptr)
-    st.align = 4
+    st.align = align
     b._insert(st)
 
 
@@ -99,6 +119,7 @@ def support_ir() -> str:
     return f"""
 @bt_table = global [{2 * TABLE_ENTRIES} x i64] zeroinitializer, align 64
 @bt_counters = global [{1 << COUNTER_BITS} x i32] zeroinitializer, align 64
+@bt_targets = global [{1 << TARGET_BITS} x i64] zeroinitializer, align 64
 @bt_jmpbuf = internal global [64 x i64] zeroinitializer, align 16
 @bt_in_guest = global i32 0
 @bt_fault_addr = global i64 0

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from bttool.ir import codegen, state as st
-from bttool.ir.support import TABLE_ENTRIES, table_index
+from bttool.ir.support import TABLE_ENTRIES, TARGET_BITS, table_index, target_index
 from bttool.runtime.engine import Engine
 from bttool.translator.blocks import UnmappedCode
 from bttool.translator.lifter import LiftOptions
@@ -66,6 +66,9 @@ class Executor:
         # System mode: whether a known translation of pc still applies after
         # the table was cleared because guest mappings changed (CR3).
         self.still_valid: Callable[[int], bool] | None = None
+        # Last targets of tier-1 indirect calls and jumps (ir/support.py).
+        self.target_profile = (ctypes.c_uint64 * (1 << TARGET_BITS)).from_address(
+            self.engine.global_address("bt_targets"))
 
     def clear_table(self) -> None:
         """Forget every installed entry (translations stay loaded)."""
@@ -131,15 +134,31 @@ class Executor:
             if hit is not None and self._load_hit(pc, hit):
                 return
         # A tier-2 region takes in every block it reaches (up to the bounds),
-        # even ones that are tier-1 region entries.
+        # even ones that are tier-1 region entries; a jump table whose base
+        # register is set up outside the region is guessed from the
+        # registers now (see translator/jumptables.py).
         self._translate(pc, read, opts, self.target2, known=lambda p: False,
-                        max_blocks=64, max_insns=3000)
+                        max_blocks=64, max_insns=3000, reg_value=self._reg_value,
+                        follow_calls=True, guess_target=self._guess_target)
 
-    def _translate(self, pc: int, read, options: LiftOptions, target, known=None, **bounds) -> None:
+    def _guess_target(self, site: int) -> int | None:
+        """The last target tier-1 code saw at the indirect call/jump at
+        ``site`` (or at a site colliding with it: only a guess)."""
+        return self.target_profile[target_index(site - (self.options.pic_base or 0))] or None
+
+    def _reg_value(self, reg_id: int) -> int | None:
+        from bttool.translator.decoder import reg_table
+        info = reg_table().get(reg_id)
+        if info is None or info.bits != 64 or info.field.startswith("xmm"):
+            return None
+        return getattr(self.state, info.field, None)
+
+    def _translate(self, pc: int, read, options: LiftOptions, target, known=None,
+                   **kw) -> None:
         if self.region_bound is not None:
-            bounds["within"] = self.region_bound(pc)
+            kw["within"] = self.region_bound(pc)
         t = translate([pc], read, options, target, known=known or self.known.__contains__,
-                      read_data=self._read_data, **bounds)
+                      read_data=self._read_data, **kw)
         region = t.regions[0]
         self.stats.regions_translated += 1
         self.stats.guest_instructions_translated += t.insn_count

@@ -112,13 +112,24 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
                     max_blocks: int = 24, max_insns: int = 600,
                     known: Callable[[int], bool] = lambda pc: False,
                     read_data: CodeReader | None = None,
+                    reg_value: Callable[[int], int | None] | None = None,
+                    follow_calls: bool = False,
+                    guess_target: Callable[[int], int | None] | None = None,
                     within: tuple[int, int] | None = None) -> Region:
     """The entry block and blocks it reaches by direct branches (breadth
     first), skipping blocks that are already translated (``known``).  With
     ``read_data``, a jump table ending a block is resolved and its targets
-    become successors (the lifter turns the jump into a switch).  With
+    become successors (the lifter turns the jump into a switch);
+    ``reg_value`` may guess a table base register (jumptables.targets).
+    With ``follow_calls`` (tier 2), a call's return site joins the region
+    too (the lifter turns returns into a switch over the region's return
+    sites), so a loop around a call stays in the region and a recursive call
+    to the region's entry is an IR branch.  Callees are not taken in (they
+    would bring their cold paths along).  ``guess_target`` may name the
+    likely target of an indirect call or jump by its address (a run-time
+    profile): it joins the region and the lifter switches on it.  With
     ``within`` = (lo, hi), only blocks starting in [lo, hi) join, and none
-    extends past hi."""
+    extends past hi (system mode: one guest page)."""
     from bttool.translator import jumptables
     blocks: dict[int, Block] = {}
     todo = [entry]
@@ -138,6 +149,8 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
             continue
         blocks[pc] = blk
         total += len(blk.insns)
+        if follow_calls and blk.insns and blk.insns[-1].id == X.X86_INS_CALL:
+            blk.successors.append(blk.end)     # the return site
         if read_data is not None:
             bound = jumptables.bound_after(blk.insns)
             if bound is not None:
@@ -145,7 +158,15 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
                     bounds[succ] = bound
             blk.table_targets = jumptables.targets(
                 blk.insns, read_data, lambda a: bool(read(a, 1)), bounds.get(pc),
-                [i for b in blocks.values() for i in b.insns])
+                [i for b in blocks.values() for i in b.insns], reg_value)
             blk.successors.extend(blk.table_targets)
+        last = blk.insns[-1] if blk.insns else None
+        if guess_target is not None and last is not None and not blk.table_targets \
+                and last.id in (X.X86_INS_CALL, X.X86_INS_JMP) and last.operands \
+                and last.operands[0].type != X.X86_OP_IMM:
+            g = guess_target(last.address)
+            if g and read(g, 1):
+                blk.table_targets = [g]
+                blk.successors.append(g)
         todo.extend(blk.successors)
     return Region(entry, blocks)

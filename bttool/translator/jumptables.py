@@ -7,6 +7,12 @@
 The bound check usually ends the previous block (``bound_after``).  Used by
 ahead-of-time discovery and by region formation, which turns a resolved
 table into an IR switch so the dispatch stays inside the region.
+
+When the table address is set up outside the code seen (an interpreter
+loop's table base is loaded once before the loop), the run time can offer
+the base register's current value (``reg_value``): a guess, which is safe
+because the switch compares the computed target with every candidate and
+anything else leaves through the lookup table as usual.
 """
 from __future__ import annotations
 
@@ -31,11 +37,15 @@ def bound_after(insns) -> int | None:
     return None
 
 
+RegValue = Callable[[int], "int | None"]   # capstone register id -> current value
+
+
 def targets(insns, read_data: Reader, executable: Callable[[int], bool],
-            bound: int | None, context=()) -> list[int]:
+            bound: int | None, context=(), reg_value: RegValue | None = None) -> list[int]:
     """Targets of the table ending this block (in table order, deduplicated).
     ``context``: other instructions of the region, where a hoisted table
-    address may be set up."""
+    address may be set up; ``reg_value``: a guess of register values (see
+    the module docstring)."""
     if not insns or insns[-1].id != X.X86_INS_JMP or not insns[-1].operands \
             or insns[-1].operands[0].type == X.X86_OP_IMM:
         return []
@@ -43,7 +53,7 @@ def targets(insns, read_data: Reader, executable: Callable[[int], bool],
     n = own if own is not None else bound
     if n is None:
         return []
-    return list(dict.fromkeys(_read_table(insns, read_data, executable, n, context)))
+    return list(dict.fromkeys(_read_table(insns, read_data, executable, n, context, reg_value)))
 
 
 def _bounded_by_own_cmp(insns) -> int | None:
@@ -66,7 +76,20 @@ def _table_lea(insns, reg: int):
                 and i.operands[1].mem.base == X.X86_REG_RIP)
 
 
-def _read_table(insns, read: Reader, executable, bound: int, context=()) -> list[int]:
+def _base_unchanged(insns, movsxd, base: int) -> bool:
+    """The jump block does not write ``base`` before the movsxd (so its
+    value there is the one the block was entered with)."""
+    for insn in insns:
+        if insn is movsxd:
+            return True
+        if insn.operands and insn.operands[0].type == X.X86_OP_REG \
+                and insn.operands[0].reg == base:
+            return False
+    return True
+
+
+def _read_table(insns, read: Reader, executable, bound: int, context=(),
+                reg_value: RegValue | None = None) -> list[int]:
     last = insns[-1]
     op = last.operands[0]
     out: list[int] = []
@@ -87,9 +110,14 @@ def _read_table(insns, read: Reader, executable, bound: int, context=()) -> list
             return []
         base = movsxd.operands[1].mem.base
         lea = _table_lea(insns, base) or _table_lea(context, base)
-        if lea is None:
+        if lea is not None:
+            table = lea.address + lea.size + lea.operands[1].mem.disp
+        elif reg_value is not None and _base_unchanged(insns, movsxd, base):
+            table = reg_value(base)
+            if table is None:
+                return []
+        else:
             return []
-        table = lea.address + lea.size + lea.operands[1].mem.disp
         raw = read(table, 4 * bound)
         for i in range(len(raw) // 4):
             t = (table + struct.unpack_from("<i", raw, 4 * i)[0]) & 0xFFFFFFFFFFFFFFFF

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from capstone.x86_const import X86_INS_CALL, X86_INS_RET
 from llvmlite import ir
 
 from bttool.ir.emitter import FunctionEmitter
@@ -34,13 +35,16 @@ class LiftOptions:
                 f"{'pic' if self.pic_base is not None else 'abs'}")
 
     def key(self) -> str:
-        """Everything in the options that changes generated code, and the
-        CPU state layout the code is compiled against (cache lookups filter
-        on this key, so a layout change never reuses stale code)."""
+        """Everything in the options that changes generated code, with the
+        translator version and the CPU state layout the code is compiled
+        against (the cache selects candidates by this key, so neither a new
+        translator nor a layout change ever reuses stale code)."""
+        from bttool import TRANSLATOR_VERSION
         from bttool.ir.memory import UNSAFE_NO_CLAMP
         from bttool.ir.state import LAYOUT_DIGEST
         return self.mode_key() + ("|hot" if self.hot_counters else "") + \
-            ("|unsafe-no-clamp" if UNSAFE_NO_CLAMP else "") + f"|state-{LAYOUT_DIGEST}"
+            ("|unsafe-no-clamp" if UNSAFE_NO_CLAMP else "") + f"|v{TRANSLATOR_VERSION}" + \
+            f"|state-{LAYOUT_DIGEST}"
 
     def tier2(self) -> "LiftOptions":
         return LiftOptions(self.mode, self.user_mode, self.pic_base, False)
@@ -65,6 +69,13 @@ def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: s
     em.local_targets = labels
     em.indirect_targets = {b.insns[-1].address: b.table_targets
                            for b in region.blocks.values() if b.table_targets}
+    # Returns to call sites inside the region: a switch over those sites.
+    sites = sorted({b.end for b in region.blocks.values()
+                    if b.insns and b.insns[-1].id == X86_INS_CALL and b.end in region.blocks})
+    if sites:
+        for b in region.blocks.values():
+            if b.insns and b.insns[-1].id == X86_INS_RET:
+                em.indirect_targets[b.insns[-1].address] = sites
     if options.hot_counters:
         em.count_execution(region.entry)
     em.b.branch(labels[region.entry])

@@ -168,9 +168,13 @@ class Insn:
         return v if v.type.width == 64 else self.b.zext(v, I64)
 
     def load(self, addr: ir.Value, bits: int) -> ir.Value:
+        if bits == 128:   # as a vector, so LLVM uses a vector register
+            return self.b.bitcast(self.em.load(addr, _V2I64), I128)
         return self.em.load(addr, int_type(bits))
 
     def store(self, addr: ir.Value, value: ir.Value) -> None:
+        if value.type == I128:
+            value = self.b.bitcast(value, _V2I64)
         self.em.store(addr, value)
 
     # -- generic operand access -----------------------------------------
@@ -231,5 +235,7 @@ class Insn:
     def is_true(self, v: ir.Value) -> ir.Value:
         return self.b.icmp_unsigned("!=", v, ir.Constant(v.type, 0))
 
+
+_V2I64 = ir.VectorType(I64, 2)
 
 __all__ = ["Insn", "UnsupportedOperand", "I1", "I64", "I128"]

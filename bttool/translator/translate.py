@@ -79,6 +79,9 @@ def translate(entries: list[int], read: CodeReader, options: LiftOptions, target
               max_blocks: int = 24, max_insns: int = 600,
               read_data: CodeReader | None = None,
               skipped: list[tuple[int, str]] | None = None,
+              reg_value: Callable[[int], int | None] | None = None,
+              follow_calls: bool = False,
+              guess_target: Callable[[int], int | None] | None = None,
               within: tuple[int, int] | None = None) -> Translation:
     """Translate the regions at ``entries`` into one object file.
 
@@ -91,13 +94,16 @@ def translate(entries: list[int], read: CodeReader, options: LiftOptions, target
     t0 = time.perf_counter()
     decoder = Decoder(options.mode)
     module = ir.Module(name=f"bt_{entries[0]:x}")
+    # What the code may use of the target beyond generic IR (x86 hosts only).
+    module.bt_target_features = "" if foreign else target.features
     infos: list[RegionInfo] = []
     batch = set(entries)
     for n, pc in enumerate(entries):
         try:
             region = discover_region(decoder, read, pc, max_blocks=max_blocks, max_insns=max_insns,
                                      known=lambda p: p in batch or known(p), read_data=read_data,
-                                     within=within)
+                                     reg_value=reg_value, follow_calls=follow_calls,
+                                     guess_target=guess_target, within=within)
         except UnmappedCode:
             if n == 0:
                 raise

@@ -30,7 +30,9 @@ def jmp(ctx: Insn) -> None:
     elif ctx.pc in ctx.em.indirect_targets:
         ctx.em.switch_leave(_target(ctx), ctx.em.indirect_targets[ctx.pc])
     else:
-        ctx.leave(_target(ctx))
+        target = _target(ctx)
+        ctx.em.profile_target(target)
+        ctx.leave(target)
 
 
 def _jcc(cc: str):
@@ -47,7 +49,13 @@ for _name in _JCC:
 def call(ctx: Insn) -> None:
     target = ctx.ops[0].imm if ctx.is_imm(0) else _target(ctx)  # read before rsp moves
     ctx.push(ctx.em.guest_addr(ctx.next_pc) if ctx.mode == 64 else ctx.c(32, ctx.next_pc))
-    ctx.leave(target)
+    if isinstance(target, int):
+        ctx.leave(target)
+    elif ctx.pc in ctx.em.indirect_targets:    # likely targets (tier 2's guess)
+        ctx.em.switch_leave(target, ctx.em.indirect_targets[ctx.pc])
+    else:
+        ctx.em.profile_target(target)
+        ctx.leave(target)
 
 
 @semantic("ret", terminal=True)
@@ -57,7 +65,10 @@ def ret(ctx: Insn) -> None:
         target = ctx.b.zext(target, I64)
     if ctx.ops:
         ctx.set_gpr("rsp", ctx.b.add(ctx.gpr("rsp"), ctx.c(64, ctx.ops[0].imm)))
-    ctx.leave(target)
+    if ctx.pc in ctx.em.indirect_targets:      # return sites inside the region
+        ctx.em.switch_leave(target, ctx.em.indirect_targets[ctx.pc])
+    else:
+        ctx.leave(target)
 
 
 def _count_reg(ctx: Insn) -> tuple[str, int]:

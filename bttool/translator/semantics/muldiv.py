@@ -12,6 +12,8 @@ from bttool.ir.state import EXIT_FAULT, FAULT_DE
 from bttool.translator.operands import Insn
 from bttool.translator.registry import semantic
 
+I64 = ir.IntType(64)
+
 # Where each width keeps its double-width product/dividend: (low, high).
 _PAIR = {8: None, 16: ("rax", "rdx"), 32: ("rax", "rdx"), 64: ("rax", "rdx")}
 
@@ -97,9 +99,48 @@ def _divide(ctx: Insn, signed: bool) -> None:
     b = ctx.b
     src = ctx.read(0)
     w = src.type.width
-    wide = ir.IntType(2 * w)
     zero = ir.Constant(src.type, 0)
     _fault_if(ctx, b.icmp_unsigned("==", src, zero))
+    if w != 64:
+        lo, rem = _divide_wide(ctx, signed, src)
+        _set_pair(ctx, w, lo, rem)
+        return
+    # 64-bit: when rdx is only the extension of rax (cqo / xor edx, edx), a
+    # 64-bit division gives the same result without a 128-bit library call.
+    lo_in, hi_in = ctx.gpr("rax", 64), ctx.gpr("rdx", 64)
+    ext = b.ashr(lo_in, ir.Constant(I64, 63)) if signed else ir.Constant(I64, 0)
+    fast, slow, join = (ctx.em.new_block(n) for n in ("div.narrow", "div.wide", "div.join"))
+    b.cbranch(b.icmp_unsigned("==", hi_in, ext), fast, slow)
+    b.position_at_end(fast)
+    if signed:
+        minus1 = b.icmp_signed("==", src, ir.Constant(I64, -1))
+        d = b.select(minus1, ir.Constant(I64, 1), src)
+        q = b.select(minus1, b.sub(ir.Constant(I64, 0), lo_in), b.sdiv(lo_in, d))
+        r = b.srem(lo_in, d)
+        _fault_if(ctx, b.and_(minus1, b.icmp_unsigned("==", lo_in, ir.Constant(I64, 1 << 63))))
+    else:
+        q, r = b.udiv(lo_in, src), b.urem(lo_in, src)
+    fast_end = b.block
+    b.branch(join)
+    b.position_at_end(slow)
+    q2, r2 = _divide_wide(ctx, signed, src)
+    slow_end = b.block
+    b.branch(join)
+    b.position_at_end(join)
+    pq, pr = b.phi(I64), b.phi(I64)
+    pq.add_incoming(q, fast_end)
+    pq.add_incoming(q2, slow_end)
+    pr.add_incoming(r, fast_end)
+    pr.add_incoming(r2, slow_end)
+    _set_pair(ctx, w, pq, pr)
+
+
+def _divide_wide(ctx: Insn, signed: bool, src: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """(quotient, remainder) of the double-width dividend by ``src`` (not
+    zero), faulting when the quotient does not fit."""
+    b = ctx.b
+    w = src.type.width
+    wide = ir.IntType(2 * w)
     dividend = _get_wide(ctx, w)
     if signed:
         minus1 = b.icmp_signed("==", src, ir.Constant(src.type, -1))
@@ -115,7 +156,7 @@ def _divide(ctx: Insn, signed: bool) -> None:
         r = b.urem(dividend, d)
         lo = b.trunc(q, src.type)
         _fault_if(ctx, b.icmp_unsigned("!=", b.zext(lo, wide), q))
-    _set_pair(ctx, w, lo, b.trunc(r, src.type))
+    return lo, b.trunc(r, src.type)
 
 
 @semantic("div")

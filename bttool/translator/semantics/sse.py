@@ -20,7 +20,7 @@ from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.registry import semantic
 from bttool.translator.semantics.sse_common import (
     I32, I64, I128, V2I64, V4I32, V8I16, cast, has_xmm, imm8, is_xmm, mask_i32, merge_low, rd,
-    splat, vec, wr)
+    splat, vec, wr, zext128)
 
 # -- plain moves -----------------------------------------------------------------
 @semantic("movaps", "movapd", "movups", "movupd", "movdqa", "movdqu", "lddqu",
@@ -45,7 +45,7 @@ def movd_movq(ctx: Insn) -> None:
     if is_xmm(ctx, 0):
         # to xmm: zero-extend (from a GPR, memory or the low quadword of an xmm)
         v = rd(ctx, 1, bits)
-        wr(ctx, 0, b.and_(v, ir.Constant(I128, (1 << bits) - 1)))
+        wr(ctx, 0, zext128(ctx, b.trunc(v, ir.IntType(bits))))
     elif is_xmm(ctx, 1):
         v = b.trunc(rd(ctx, 1), ir.IntType(bits))
         ctx.write(0, v)
@@ -82,12 +82,14 @@ def cmpsd_xmm(ctx: Insn) -> None:
 
 def _halves(ctx: Insn, v128: ir.Value) -> tuple[ir.Value, ir.Value]:
     b = ctx.b
-    return b.trunc(v128, I64), b.trunc(b.lshr(v128, ir.Constant(I128, 64)), I64)
+    v = b.bitcast(v128, V2I64)
+    return b.extract_element(v, ir.Constant(I32, 0)), b.extract_element(v, ir.Constant(I32, 1))
 
 
 def _join(ctx: Insn, lo: ir.Value, hi: ir.Value) -> ir.Value:
     b = ctx.b
-    return b.or_(b.zext(lo, I128), b.shl(b.zext(hi, I128), ir.Constant(I128, 64)))
+    v = b.insert_element(ir.Constant(V2I64, None), lo, ir.Constant(I32, 0))
+    return b.bitcast(b.insert_element(v, hi, ir.Constant(I32, 1)), I128)
 
 
 @semantic("movhps", "movhpd")

@@ -137,7 +137,7 @@ def rd(ctx: Insn, i: int, mem_bits: int = 128) -> ir.Value:
         v = ctx.get_reg(op.reg)
     else:
         raise UnsupportedOperand("SSE immediate source")
-    return v if v.type.width == 128 else ctx.b.zext(v, I128)
+    return zext128(ctx, v)
 
 
 def wr(ctx: Insn, i: int, value: ir.Value) -> None:
@@ -161,12 +161,22 @@ def merge_low(ctx: Insn, old128: ir.Value, new: ir.Value) -> ir.Value:
     """``old128`` with its low ``new.type.width`` bits replaced by ``new``."""
     b = ctx.b
     bits = new.type.width
+    if bits in (8, 16, 32, 64):     # a lane insert keeps it in a vector register
+        vt = vec(bits, 128 // bits)
+        return b.bitcast(b.insert_element(b.bitcast(old128, vt), new, ir.Constant(I32, 0)), I128)
     keep = b.and_(old128, ir.Constant(I128, ((1 << 128) - 1) ^ ((1 << bits) - 1)))
     return b.or_(keep, b.zext(new, I128))
 
 
 def zext128(ctx: Insn, v: ir.Value) -> ir.Value:
-    return v if v.type.width == 128 else ctx.b.zext(v, I128)
+    """``v`` zero-extended to i128 (a lane insert into zero for 8-64 bits)."""
+    if v.type.width == 128:
+        return v
+    bits = v.type.width
+    if bits in (8, 16, 32, 64):
+        vt = vec(bits, 128 // bits)
+        return ctx.b.bitcast(ctx.b.insert_element(splat(vt, 0), v, ir.Constant(I32, 0)), I128)
+    return ctx.b.zext(v, I128)
 
 
 def mxcsr_rc(ctx: Insn) -> ir.Value:

@@ -14,7 +14,8 @@ from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.registry import semantic
 from bttool.translator.semantics import sse_fpcore as fp
 from bttool.translator.semantics.sse_common import (
-    F32, F64, I32, I64, I128, V2F64, V4F32, V4I32, cast, is_xmm, merge_low, rd, vec, wr)
+    F32, F64, I32, I64, V2F64, V4F32, V4I32, cast, is_xmm, merge_low, rd, vec, wr,
+    zext128)
 
 
 def _xmm_dst(ctx: Insn) -> None:
@@ -91,7 +92,7 @@ def cvtps2pd(ctx: Insn) -> None:
 def cvtpd2ps(ctx: Insn) -> None:
     b = ctx.b
     r = fp.narrow(ctx, cast(ctx, rd(ctx, 1), V2F64), ir.VectorType(F32, 2))
-    wr(ctx, 0, b.zext(b.bitcast(r, I64), I128))
+    wr(ctx, 0, zext128(ctx, b.bitcast(r, I64)))
 
 
 def _ps2dq(truncate: bool):
@@ -106,7 +107,7 @@ def _pd2dq(truncate: bool):
         _xmm_dst(ctx)
         b = ctx.b
         r = fp.fp_to_int(ctx, cast(ctx, rd(ctx, 1), V2F64), 32, truncate)
-        wr(ctx, 0, b.zext(b.bitcast(r, I64), I128))
+        wr(ctx, 0, zext128(ctx, b.bitcast(r, I64)))
     return fn
 
 

@@ -8,12 +8,15 @@ host treats NaNs:
   quieted, else the second source's NaN quieted, else an invalid operation
   gives the x86 default NaN (negative quiet NaN, "real indefinite").
 * MXCSR.RC: LLVM arithmetic rounds to nearest.  When MXCSR.RC is not
-  nearest, a (well predicted) branch computes the exact error of the
-  nearest result (TwoSum for add/sub, an FMA residual for mul/div/sqrt, a
-  conversion back for narrowing conversions) and moves the result one ulp
-  when the directed mode asks for it (``with_rounding``/``directed``).  The
-  error term of tiny results is computed after an exact power-of-two
-  scaling, so it cannot underflow.
+  nearest, the exact error of the nearest result is computed (TwoSum for
+  add/sub, an FMA residual for mul/div/sqrt, a conversion back for narrowing
+  conversions) and the result moves one ulp when the directed mode asks for
+  it (``directed``).  The error term of tiny results is computed after an
+  exact power-of-two scaling, so it cannot underflow.
+* Both rules cost nothing in the common case: the generated code computes
+  LLVM's nearest result and branches (predicted not taken) to an out-of-line
+  cold function only when MXCSR.RC is not nearest or the result is a NaN
+  (``guarded``).
 * Not modelled: MXCSR exception flags (bits 0-5, never set), exception
   unmasking, DAZ and FTZ (denormals are always honoured).
 """
@@ -25,7 +28,8 @@ from llvmlite import ir
 
 from bttool.translator.operands import Insn
 from bttool.translator.semantics.sse_common import (
-    F32, F64, I1, I32, call, elem, int_of, lanes_of, mask_i32, merge_low, mxcsr_rc, splat)
+    F32, F64, I1, I32, call, elem, int_of, lanes_of, mangle, mask_i32, merge_low, mxcsr_rc,
+    splat)
 
 
 def fbits(ty: ir.Type) -> int:
@@ -91,23 +95,89 @@ def nan_fix(ctx: Insn, r: ir.Value, a: ir.Value, s: ir.Value | None = None) -> i
     return as_float(ctx, res, r.type)
 
 
-# -- MXCSR rounding -------------------------------------------------------------------
-def with_rounding(ctx: Insn, nearest: ir.Value, slow: Callable[[ir.Value], ir.Value]) -> ir.Value:
-    """``nearest`` when MXCSR.RC is round-to-nearest, else ``slow(rc)`` (built
-    in a separate block, so the common case pays one compare and branch)."""
+# -- MXCSR rounding and the common case ----------------------------------------------
+# Every rounded operation is compiled for the common case only: round to
+# nearest and no NaN result.  Then LLVM's own operation is the x86 result
+# (IEEE arithmetic is exact up to rounding, and only NaN payloads differ
+# between hosts).  Anything else -- a directed MXCSR.RC, a NaN result -- takes
+# a predicted-not-taken branch to an out-of-line, cold function that computes
+# the exact x86 result from the operands (``guarded``), so the hot code stays
+# as small as the guest's.
+
+class _OutlineCtx:
+    """Enough of ``Insn`` (``b``, ``em.intrinsic``, ``em.new_block``) for the
+    building blocks below, building into an out-of-line function."""
+
+    def __init__(self, module: ir.Module, b: ir.IRBuilder) -> None:
+        self.b = b
+        self.em = self
+        self.module = module
+
+    def intrinsic(self, name: str, ret: ir.Type, args: list[ir.Value]) -> ir.Value:
+        fn = self.module.globals.get(name)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(ret, [a.type for a in args]), name=name)
+        return self.b.call(fn, args)
+
+    def new_block(self, name: str = "") -> ir.Block:
+        return self.b.function.append_basic_block(name)
+
+
+def outlined(ctx: Insn, name: str, ret: ir.Type, args: list[ir.Value],
+             body: Callable[..., ir.Value]) -> ir.Value:
+    """Call ``body(octx, *params)`` built once per module as an internal,
+    cold, never-inlined function called ``name``."""
+    module = ctx.em.module
+    fn = module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(module, ir.FunctionType(ret, [a.type for a in args]), name=name)
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        fn.attributes.add("cold")
+        fn.attributes.add("nounwind")
+        ob = ir.IRBuilder(fn.append_basic_block("entry"))
+        ob.ret(body(_OutlineCtx(module, ob), *fn.args))
+    return ctx.b.call(fn, args)
+
+
+def any_nan(ctx: Insn, v: ir.Value) -> ir.Value:
+    """i1: ``v`` (or any lane of it) is a NaN."""
+    b = ctx.b
+    c = isnan(ctx, v)
+    n = lanes_of(v.type)
+    if n == 0:
+        return c
+    return b.icmp_unsigned("!=", b.bitcast(c, ir.IntType(n)), ir.Constant(ir.IntType(n), 0))
+
+
+def guarded(ctx: Insn, key: str, near: ir.Value, args: list[ir.Value],
+            exact: Callable[..., ir.Value], nan_possible: bool = True,
+            rounded: bool = True) -> ir.Value:
+    """``near`` when MXCSR.RC is round-to-nearest and ``near`` is not a NaN
+    (when ``nan_possible``), else ``exact(octx, rc, *args)`` computed out of
+    line (in a cold function shared by the module).  ``exact`` must give the
+    complete x86 result for any rc (including 0).  ``rounded``: whether the
+    result depends on MXCSR.RC at all."""
     b = ctx.b
     rc = mxcsr_rc(ctx)
+    cond = b.icmp_unsigned("!=", rc, ir.Constant(I32, 0)) if rounded else None
+    if nan_possible:
+        nan = any_nan(ctx, near)
+        cond = nan if cond is None else b.or_(cond, nan)
     pre = b.block
-    slow_bb = ctx.em.new_block("rc.directed")
-    join = ctx.em.new_block("rc.join")
-    b.cbranch(b.icmp_unsigned("!=", rc, ir.Constant(I32, 0)), slow_bb, join)
+    slow_bb = ctx.em.new_block("fp.exact")
+    join = ctx.em.new_block("fp.join")
+    br = b.cbranch(cond, slow_bb, join)
+    br.set_weights([1, 4096])
     b.position_at_end(slow_bb)
-    v = slow(rc)
+    name = "bt.fp." + key + "." + mangle(near.type) + "." + ".".join(mangle(a.type) for a in args)
+    v = outlined(ctx, name, near.type, [rc, *args],
+                 lambda octx, orc, *params: exact(octx, orc, *params))
     end = b.block
     b.branch(join)
     b.position_at_end(join)
-    phi = b.phi(nearest.type)
-    phi.add_incoming(nearest, pre)
+    phi = b.phi(near.type)
+    phi.add_incoming(near, pre)
     phi.add_incoming(v, end)
     return phi
 
@@ -154,81 +224,95 @@ def fma(ctx: Insn, x: ir.Value, y: ir.Value, z: ir.Value) -> ir.Value:
     return call(ctx, "fma", x.type, [x, y, z])
 
 
+_NEAR_OPS = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv"}
+
+
+def _near(ctx: Insn, op: str, a: ir.Value, s: ir.Value) -> ir.Value:
+    return getattr(ctx.b, _NEAR_OPS[op])(a, s)
+
+
+def _directed_arith(ctx: Insn, op: str, rc: ir.Value, a: ir.Value, s: ir.Value,
+                    near: ir.Value) -> ir.Value:
+    """``a op s`` rounded by ``rc`` (any mode), from its nearest result."""
+    b = ctx.b
+    if op in ("add", "sub"):
+        s2 = s if op == "add" else b.fneg(s)
+        bb = b.fsub(near, a)
+        err = b.fadd(b.fsub(a, b.fsub(near, bb)), b.fsub(s2, bb))
+        above_e, below_e = _sign_of(ctx, err)
+        ovf = b.and_(isinf(ctx, near), b.and_(isfinite(ctx, a), isfinite(ctx, s2)))
+        pos, negr = _sign_of(ctx, near)
+        above = b.or_(above_e, b.and_(ovf, negr))
+        below = b.or_(below_e, b.and_(ovf, pos))
+        r = directed(ctx, rc, near, above, below)
+        # An exact zero sum is -0 when rounding down (unless both are +0).
+        ity = int_of(a.type)
+        both_pz = b.and_(b.icmp_unsigned("==", as_int(ctx, a), splat(ity, 0)),
+                         b.icmp_unsigned("==", as_int(ctx, s2), splat(ity, 0)))
+        is_zero = b.fcmp_ordered("oeq", near, splat(a.type, 0.0))
+        down = bsplat(ctx, b.icmp_unsigned("==", rc, ir.Constant(I32, 1)), a.type)
+        fix = b.and_(b.and_(is_zero, down), b.not_(both_pz))
+        return b.select(fix, splat(a.type, -0.0), r)
+    # The FMA residual below is exact unless it underflows; where it
+    # could, scale by a power of two first (all scalings are exact).
+    bits = fbits(a.type)
+    big = splat(a.type, _SCALE[bits])
+    small = splat(a.type, _TINY[bits])
+    if op == "mul":
+        # tiny product: scale each tiny factor (and the product alike)
+        tiny = b.fcmp_ordered("olt", fabs(ctx, near), small)
+        up = splat(a.type, _MUL_SCALE[bits])
+        lim = splat(a.type, _MUL_TINY[bits])
+        sa = b.and_(tiny, b.fcmp_ordered("olt", fabs(ctx, a), lim))
+        ss = b.and_(tiny, b.fcmp_ordered("olt", fabs(ctx, s), lim))
+        a2 = b.select(sa, b.fmul(a, up), a)
+        s2 = b.select(ss, b.fmul(s, up), s)
+        p2 = b.select(sa, b.fmul(near, up), near)
+        p2 = b.select(ss, b.fmul(p2, up), p2)
+        err = fma(ctx, a2, s2, b.fneg(p2))
+        above, below = _sign_of(ctx, err)
+        return directed(ctx, rc, near, above, below)
+    # div: the sign of (a - q*s) / s; scale a and s when a is tiny
+    # (and s small enough not to overflow)
+    tiny = b.and_(b.fcmp_ordered("olt", fabs(ctx, a), small),
+                  b.fcmp_ordered("olt", fabs(ctx, s), splat(a.type, _DIV_LIMIT[bits])))
+    a2 = b.select(tiny, b.fmul(a, big), a)
+    s2 = b.select(tiny, b.fmul(s, big), s)
+    rem = fma(ctx, b.fneg(near), s2, a2)
+    rp, rn = _sign_of(ctx, rem)
+    sp, sn = _sign_of(ctx, s)
+    above = b.or_(b.and_(rp, sp), b.and_(rn, sn))
+    below = b.or_(b.and_(rn, sp), b.and_(rp, sn))
+    return directed(ctx, rc, near, above, below)
+
+
 def arith(ctx: Insn, op: str, a: ir.Value, s: ir.Value) -> ir.Value:
     """x86 ``a op s`` for op in add/sub/mul/div (scalar or vector floats):
     MXCSR rounding and NaN rules included."""
+    def exact(octx: Insn, rc: ir.Value, a: ir.Value, s: ir.Value) -> ir.Value:
+        near = _near(octx, op, a, s)
+        return nan_fix(octx, _directed_arith(octx, op, rc, a, s, near), a, s)
+
+    return guarded(ctx, op, _near(ctx, op, a, s), [a, s], exact)
+
+
+def _directed_sqrt(ctx: Insn, rc: ir.Value, x: ir.Value, near: ir.Value) -> ir.Value:
     b = ctx.b
-    near = {"add": b.fadd, "sub": b.fsub, "mul": b.fmul, "div": b.fdiv}[op](a, s)
-
-    def slow(rc: ir.Value) -> ir.Value:
-        if op in ("add", "sub"):
-            s2 = s if op == "add" else b.fneg(s)
-            bb = b.fsub(near, a)
-            err = b.fadd(b.fsub(a, b.fsub(near, bb)), b.fsub(s2, bb))
-            above_e, below_e = _sign_of(ctx, err)
-            ovf = b.and_(isinf(ctx, near), b.and_(isfinite(ctx, a), isfinite(ctx, s2)))
-            pos, negr = _sign_of(ctx, near)
-            above = b.or_(above_e, b.and_(ovf, negr))
-            below = b.or_(below_e, b.and_(ovf, pos))
-            r = directed(ctx, rc, near, above, below)
-            # An exact zero sum is -0 when rounding down (unless both are +0).
-            ity = int_of(a.type)
-            both_pz = b.and_(b.icmp_unsigned("==", as_int(ctx, a), splat(ity, 0)),
-                             b.icmp_unsigned("==", as_int(ctx, s2), splat(ity, 0)))
-            is_zero = b.fcmp_ordered("oeq", near, splat(a.type, 0.0))
-            down = bsplat(ctx, b.icmp_unsigned("==", rc, ir.Constant(I32, 1)), a.type)
-            fix = b.and_(b.and_(is_zero, down), b.not_(both_pz))
-            return b.select(fix, splat(a.type, -0.0), r)
-        # The FMA residual below is exact unless it underflows; where it
-        # could, scale by a power of two first (all scalings are exact).
-        bits = fbits(a.type)
-        big = splat(a.type, _SCALE[bits])
-        small = splat(a.type, _TINY[bits])
-        if op == "mul":
-            # tiny product: scale each tiny factor (and the product alike)
-            tiny = b.fcmp_ordered("olt", fabs(ctx, near), small)
-            up = splat(a.type, _MUL_SCALE[bits])
-            lim = splat(a.type, _MUL_TINY[bits])
-            sa = b.and_(tiny, b.fcmp_ordered("olt", fabs(ctx, a), lim))
-            ss = b.and_(tiny, b.fcmp_ordered("olt", fabs(ctx, s), lim))
-            a2 = b.select(sa, b.fmul(a, up), a)
-            s2 = b.select(ss, b.fmul(s, up), s)
-            p2 = b.select(sa, b.fmul(near, up), near)
-            p2 = b.select(ss, b.fmul(p2, up), p2)
-            err = fma(ctx, a2, s2, b.fneg(p2))
-            above, below = _sign_of(ctx, err)
-            return directed(ctx, rc, near, above, below)
-        # div: the sign of (a - q*s) / s; scale a and s when a is tiny
-        # (and s small enough not to overflow)
-        tiny = b.and_(b.fcmp_ordered("olt", fabs(ctx, a), small),
-                      b.fcmp_ordered("olt", fabs(ctx, s), splat(a.type, _DIV_LIMIT[bits])))
-        a2 = b.select(tiny, b.fmul(a, big), a)
-        s2 = b.select(tiny, b.fmul(s, big), s)
-        rem = fma(ctx, b.fneg(near), s2, a2)
-        rp, rn = _sign_of(ctx, rem)
-        sp, sn = _sign_of(ctx, s)
-        above = b.or_(b.and_(rp, sp), b.and_(rn, sn))
-        below = b.or_(b.and_(rn, sp), b.and_(rp, sn))
-        return directed(ctx, rc, near, above, below)
-
-    r = with_rounding(ctx, near, slow)
-    return nan_fix(ctx, r, a, s)
+    bits = fbits(x.type)
+    tiny = b.fcmp_ordered("olt", x, splat(x.type, _TINY[bits]))
+    x2 = b.select(tiny, b.fmul(x, splat(x.type, _SCALE[bits])), x)
+    s2 = b.select(tiny, b.fmul(near, splat(x.type, _SCALE_ROOT[bits])), near)
+    rem = fma(ctx, b.fneg(s2), s2, x2)
+    above, below = _sign_of(ctx, rem)
+    return directed(ctx, rc, near, above, below)
 
 
 def sqrt(ctx: Insn, x: ir.Value) -> ir.Value:
-    b = ctx.b
-    near = call(ctx, "sqrt", x.type, [x])
+    def exact(octx: Insn, rc: ir.Value, x: ir.Value) -> ir.Value:
+        near = call(octx, "sqrt", x.type, [x])
+        return nan_fix(octx, _directed_sqrt(octx, rc, x, near), x)
 
-    def slow(rc: ir.Value) -> ir.Value:
-        bits = fbits(x.type)
-        tiny = b.fcmp_ordered("olt", x, splat(x.type, _TINY[bits]))
-        x2 = b.select(tiny, b.fmul(x, splat(x.type, _SCALE[bits])), x)
-        s2 = b.select(tiny, b.fmul(near, splat(x.type, _SCALE_ROOT[bits])), near)
-        rem = fma(ctx, b.fneg(s2), s2, x2)
-        above, below = _sign_of(ctx, rem)
-        return directed(ctx, rc, near, above, below)
-
-    return nan_fix(ctx, with_rounding(ctx, near, slow), x)
+    return guarded(ctx, "sqrt", call(ctx, "sqrt", x.type, [x]), [x], exact)
 
 
 def round_static(ctx: Insn, x: ir.Value, mode: int) -> ir.Value:
@@ -237,14 +321,17 @@ def round_static(ctx: Insn, x: ir.Value, mode: int) -> ir.Value:
 
 
 def round_dynamic(ctx: Insn, x: ir.Value) -> ir.Value:
-    """Round to an integral value by MXCSR.RC."""
-    b = ctx.b
-    rc = mxcsr_rc(ctx)
-    r = round_static(ctx, x, 3)
-    for mode in (2, 1, 0):
-        sel = bsplat(ctx, b.icmp_unsigned("==", rc, ir.Constant(I32, mode)), x.type)
-        r = b.select(sel, round_static(ctx, x, mode), r)
-    return r
+    """Round to an integral value by MXCSR.RC (NaNs pass through as LLVM's
+    rounding functions give them; callers apply the NaN rules)."""
+    def exact(octx: Insn, rc: ir.Value, x: ir.Value) -> ir.Value:
+        b = octx.b
+        r = round_static(octx, x, 3)
+        for mode in (2, 1, 0):
+            sel = bsplat(octx, b.icmp_unsigned("==", rc, ir.Constant(I32, mode)), x.type)
+            r = b.select(sel, round_static(octx, x, mode), r)
+        return r
+
+    return guarded(ctx, "rint", round_static(ctx, x, 0), [x], exact, nan_possible=False)
 
 
 def fp_to_int(ctx: Insn, x: ir.Value, ibits: int, truncate: bool) -> ir.Value:
@@ -269,46 +356,50 @@ def int_to_fp(ctx: Insn, x: ir.Value, fty: ir.Type) -> ir.Value:
     if ibits == 32 and fbits(fty) == 64:
         return near     # always exact
 
-    def slow(rc: ir.Value) -> ir.Value:
+    def exact(octx: Insn, rc: ir.Value, x: ir.Value) -> ir.Value:
+        b = octx.b
+        near = b.sitofp(x, fty)
         big = b.fcmp_ordered("oge", near, splat(fty, float(1 << (ibits - 1))))
         back = b.fptosi(b.select(big, splat(fty, 0.0), near), x.type)
         above = b.and_(b.icmp_signed(">", x, back), b.not_(big))
         below = b.or_(b.icmp_signed("<", x, back), big)
-        return directed(ctx, rc, near, above, below)
+        return directed(octx, rc, near, above, below)
 
-    return with_rounding(ctx, near, slow)
+    return guarded(ctx, "sitofp", near, [x], exact, nan_possible=False)
 
 
 def narrow(ctx: Insn, d: ir.Value, fty: ir.Type) -> ir.Value:
     """double (vector) -> float (vector), rounded by MXCSR.RC, NaNs quieted
     with their payload truncated."""
-    b = ctx.b
-    near = b.fptrunc(d, fty)
-
-    def slow(rc: ir.Value) -> ir.Value:
+    def exact(octx: Insn, rc: ir.Value, d: ir.Value) -> ir.Value:
+        b = octx.b
+        near = b.fptrunc(d, fty)
         back = b.fpext(near, d.type)
-        return directed(ctx, rc, near, b.fcmp_ordered("ogt", d, back), b.fcmp_ordered("olt", d, back))
+        r = directed(octx, rc, near, b.fcmp_ordered("ogt", d, back), b.fcmp_ordered("olt", d, back))
+        di = as_int(octx, d)
+        ity = int_of(fty)
+        sign = b.trunc(b.lshr(di, splat(di.type, 32)), ity)
+        sign = b.and_(sign, splat(ity, 0x80000000))
+        payload = b.trunc(b.lshr(b.and_(di, splat(di.type, (1 << 52) - 1)), splat(di.type, 29)), ity)
+        nan = b.or_(b.or_(sign, splat(ity, 0x7FC00000)), payload)
+        return as_float(octx, b.select(isnan(octx, d), nan, as_int(octx, r)), fty)
 
-    r = with_rounding(ctx, near, slow)
-    di = as_int(ctx, d)
-    ity = int_of(fty)
-    sign = b.trunc(b.lshr(di, splat(di.type, 32)), ity)
-    sign = b.and_(sign, splat(ity, 0x80000000))
-    payload = b.trunc(b.lshr(b.and_(di, splat(di.type, (1 << 52) - 1)), splat(di.type, 29)), ity)
-    nan = b.or_(b.or_(sign, splat(ity, 0x7FC00000)), payload)
-    return as_float(ctx, b.select(isnan(ctx, d), nan, as_int(ctx, r)), fty)
+    return guarded(ctx, "fptrunc", ctx.b.fptrunc(d, fty), [d], exact)
 
 
 def widen(ctx: Insn, f: ir.Value, dty: ir.Type) -> ir.Value:
     """float (vector) -> double (vector): exact; NaNs quieted, payload kept."""
-    b = ctx.b
-    fi = as_int(ctx, f)
-    ity = int_of(dty)
-    wide = b.zext(fi, ity)
-    sign = b.shl(b.and_(wide, splat(ity, 0x80000000)), splat(ity, 32))
-    payload = b.shl(b.and_(wide, splat(ity, (1 << 23) - 1)), splat(ity, 29))
-    nan = b.or_(b.or_(sign, splat(ity, 0x7FF8000000000000)), payload)
-    return as_float(ctx, b.select(isnan(ctx, f), nan, as_int(ctx, b.fpext(f, dty))), dty)
+    def exact(octx: Insn, rc: ir.Value, f: ir.Value) -> ir.Value:
+        b = octx.b
+        fi = as_int(octx, f)
+        ity = int_of(dty)
+        wide = b.zext(fi, ity)
+        sign = b.shl(b.and_(wide, splat(ity, 0x80000000)), splat(ity, 32))
+        payload = b.shl(b.and_(wide, splat(ity, (1 << 23) - 1)), splat(ity, 29))
+        nan = b.or_(b.or_(sign, splat(ity, 0x7FF8000000000000)), payload)
+        return as_float(octx, b.select(isnan(octx, f), nan, as_int(octx, b.fpext(f, dty))), dty)
+
+    return guarded(ctx, "fpext", ctx.b.fpext(f, dty), [f], exact, rounded=False)
 
 
 # -- scalar / packed operand plumbing ----------------------------------------------------------

@@ -9,6 +9,11 @@ The immediate is known at translation time, so only the data-dependent
 part is emitted: the comparison matrix is built row by row with vector
 compares (one splat of a needle element against the whole haystack per
 row), then reduced with vector and/or; all generic IR.
+
+When the code is compiled for an x86 target with SSE4.2 (the module says so,
+see translate.py), the host's own instruction does the work instead, through
+LLVM's ``llvm.x86.sse42.pcmp[ei]str*128`` intrinsics (one instruction
+instead of dozens); the generic IR remains for every other target.
 """
 from __future__ import annotations
 
@@ -43,7 +48,51 @@ def _explicit_len(ctx: Insn, reg: str, wide: bool, n: int) -> ir.Value:
     return b.trunc(mag, I32) if v.type.width > 32 else mag
 
 
+# Tests switch this off to check the generic IR against the host CPU too.
+USE_HOST_INSTRUCTIONS = True
+
+
+def _host_sse42(ctx: Insn) -> bool:
+    feats = getattr(ctx.em.module, "bt_target_features", None)
+    return USE_HOST_INSTRUCTIONS and feats is not None and "+sse4.2" in feats.split(",")
+
+
+def _pcmpstr_host(ctx: Insn, explicit: bool, want_index: bool) -> None:
+    """The host's pcmpXstrX: same instruction, same results."""
+    b = ctx.b
+    imm = imm8(ctx)
+    n = 8 if imm & 1 else 16
+    v16 = vec(8, 16)
+    a = cast(ctx, rd(ctx, 0), v16)
+    s = cast(ctx, rd(ctx, 1), v16)
+    i8imm = ir.Constant(ir.IntType(8), imm)
+    kind = "e" if explicit else "i"
+    if explicit:
+        # the saturated lengths (in range, the hardware reads them the same)
+        wide = bool(ctx.insn.rex & 0x8) if hasattr(ctx.insn, "rex") else False
+        args = [a, _explicit_len(ctx, "rax", wide, n), s, _explicit_len(ctx, "rdx", wide, n), i8imm]
+    else:
+        args = [a, s, i8imm]
+
+    def op(suffix: str, ret: ir.Type) -> ir.Value:
+        return ctx.em.intrinsic(f"llvm.x86.sse42.pcmp{kind}str{suffix}128", ret, args)
+
+    ctx.set_flag("cf", lambda: b.trunc(op("ic", I32), I1))
+    ctx.set_flag("zf", lambda: b.trunc(op("iz", I32), I1))
+    ctx.set_flag("sf", lambda: b.trunc(op("is", I32), I1))
+    ctx.set_flag("of", lambda: b.trunc(op("io", I32), I1))
+    ctx.set_flag("af", ir.Constant(I1, 0))
+    ctx.set_flag("pf", ir.Constant(I1, 0))
+    if want_index:
+        ctx.set_gpr("rcx", op("i", I32))
+    else:
+        ctx.set_xmm(0, b.bitcast(op("m", v16), I128))
+
+
 def _pcmpstr(ctx: Insn, explicit: bool, want_index: bool) -> None:
+    if _host_sse42(ctx):
+        _pcmpstr_host(ctx, explicit, want_index)
+        return
     b = ctx.b
     imm = imm8(ctx)
     words = imm & 1
