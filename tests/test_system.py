@@ -101,6 +101,16 @@ PRELUDE = """
     lea \\label(%rip), %rsi
     call puts
     .endm
+    .macro GATE vector, handler     # 64-bit interrupt gate in the IDT at rdi
+    lea \\handler(%rip), %rax
+    mov %ax, \\vector*16(%rdi)
+    movw $0x08, \\vector*16+2(%rdi)
+    movw $0x8e00, \\vector*16+4(%rdi)
+    shr $16, %rax
+    mov %ax, \\vector*16+6(%rdi)
+    shr $16, %rax
+    mov %eax, \\vector*16+8(%rdi)
+    .endm
 """
 PUTS = """
 puts:                          # print the NUL-terminated string at rsi
@@ -186,14 +196,7 @@ def test_self_modifying_code(tmp_path, bttool_cache):
 TIMER_SPIN = r"""
 _start:
     lea idt(%rip), %rdi            # IDT: vector 0x20 -> tick
-    lea tick(%rip), %rax
-    mov %ax, 0x200(%rdi)
-    movw $0x08, 0x202(%rdi)
-    movw $0x8e00, 0x204(%rdi)
-    shr $16, %rax
-    mov %ax, 0x206(%rdi)
-    shr $16, %rax
-    mov %eax, 0x208(%rdi)
+    GATE 0x20, tick
     lidt idtr(%rip)
     mov $0x11, %al                 # PIC: ICW1..4, IRQ0 -> vector 0x20, only IRQ0 unmasked
     out %al, $0x20
@@ -339,12 +342,7 @@ PRIVILEGED_MISC = r"""
     .endm
 _start:
     lea idt(%rip), %rdi             # vector 13 (#GP) -> gp_handler
-    lea gp_handler(%rip), %rax
-    mov %ax, 13*16(%rdi)
-    movw $0x08, 13*16+2(%rdi)
-    movw $0x8e00, 13*16+4(%rdi)
-    shr $16, %rax
-    mov %ax, 13*16+6(%rdi)
+    GATE 13, gp_handler
     lidt idtr(%rip)
     # swapgs exchanges GS.base and KERNEL_GS_BASE
     mov $0xc0000101, %ecx
@@ -491,12 +489,7 @@ def test_cr3_switch_runs_the_code_now_mapped(tmp_path, bttool_cache):
 DOUBLE_FAULT = r"""
 _start:
     lea idt(%rip), %rdi             # only vector 8 (#DF) has a gate
-    lea df_handler(%rip), %rax
-    mov %ax, 8*16(%rdi)
-    movw $0x08, 8*16+2(%rdi)
-    movw $0x8e00, 8*16+4(%rdi)
-    shr $16, %rax
-    mov %ax, 8*16+6(%rdi)
+    GATE 8, df_handler
     lidt idtr(%rip)
     ud2                             # #UD: no gate -> #NP; no gate -> #DF
 df_handler:
