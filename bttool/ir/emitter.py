@@ -272,22 +272,23 @@ class FunctionEmitter:
         current instruction, see begin_insn), bypassing the value cache."""
         slot = self._slot("rip")
         self._dirty.add("rip")
-        ir.IRBuilder.store(b, self.guest_addr_raw(rip), slot)
+        if self.pic_base is not None:
+            raise AssertionError("system-mode code is never position independent")
+        ir.IRBuilder.store(b, const(64, rip), slot)
         ir.IRBuilder.store(b, const(32, reason), self._state_gep(b, "exit_reason"))
         ir.IRBuilder.store(b, const(64, info), self._state_gep(b, "exit_info"))
         ir.IRBuilder.branch(b, self._exit_block())
 
-    def guest_addr_raw(self, addr: int) -> ir.Value:
-        if self.pic_base is not None:
-            raise AssertionError("system-mode code is never position independent")
-        return const(64, addr)
+    def _irq_pending(self, b: ir.IRBuilder) -> ir.Value:
+        """i1: the runtime flagged a deliverable interrupt (an atomic load:
+        the flag is set by another thread and must be re-read in loops)."""
+        pending = b.load_atomic(self._state_gep(b, "irq_pending"), "monotonic", 4, typ=I32)
+        return b.icmp_unsigned("!=", pending, const(32, 0))
 
     def poll_interrupts(self, resume: int) -> None:
         """System mode: leave at guest pc ``resume`` when an interrupt is
         deliverable (a loop back-edge must not spin past a timer tick)."""
-        b = self.b
-        pending = b.load_atomic(self._state_gep(b, "irq_pending"), "monotonic", 4, typ=I32)
-        with b.if_then(b.icmp_unsigned("!=", pending, const(32, 0)), likely=False):
+        with self.b.if_then(self._irq_pending(self.b), likely=False):
             self.leave(resume, state.EXIT_IRQ)
 
     # -- control ---------------------------------------------------------
@@ -417,10 +418,9 @@ class FunctionEmitter:
             b = ir.IRBuilder(chain)
             if self.system:
                 # interrupts are taken between regions too, not only in loops
-                pending = b.load_atomic(self._state_gep(b, "irq_pending"), "monotonic", 4, typ=I32)
                 irq = self.fn.append_basic_block("irq")
                 go = self.fn.append_basic_block("chain.go")
-                b.cbranch(b.icmp_unsigned("!=", pending, const(32, 0)), irq, go)
+                b.cbranch(self._irq_pending(b), irq, go)
                 ib = ir.IRBuilder(irq)
                 ib.store(const(32, state.EXIT_IRQ), self._state_gep(ib, "exit_reason"))
                 ib.ret_void()

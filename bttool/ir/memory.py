@@ -87,6 +87,18 @@ def type_bytes(ty: ir.Type) -> int:
     return {"float": 4, "double": 8, "x86_fp80": 10}[str(ty)]
 
 
+def _tlb_entry(b: ir.IRBuilder, state_ptr: ir.Value, page: ir.Value) -> ir.Value:
+    """Pointer to the TLB entry that virtual page number ``page`` indexes."""
+    idx = b.and_(page, ir.Constant(I64, st.TLB_ENTRIES - 1))
+    off = b.add(b.mul(idx, ir.Constant(I64, st.TLB_ENTRY_SIZE)), ir.Constant(I64, st.offset("tlb")))
+    return b.gep(state_ptr, [off], inbounds=True, source_etype=I8)
+
+
+def _entry_word(b: ir.IRBuilder, entry: ir.Value, field: int) -> ir.Value:
+    """One i64 of a TLB entry (TLB_READ, TLB_WRITE or TLB_ADDEND)."""
+    return b.load(b.gep(entry, [ir.Constant(I64, field)], inbounds=True, source_etype=I8), typ=I64)
+
+
 def tlb_offset(b: ir.IRBuilder, new_block: Callable[[str], ir.Block], state_ptr: ir.Value,
                addr: ir.Value, size: int, write: bool,
                on_fault: Callable[[ir.IRBuilder], None]) -> tuple[ir.Value, ir.Block]:
@@ -95,60 +107,49 @@ def tlb_offset(b: ir.IRBuilder, new_block: Callable[[str], ir.Block], state_ptr:
     Returns (offset of the physical byte in guest memory, the block where
     the caller continues).  Hit test: the entry indexed by ``addr``'s page
     must carry the page of the access's *last* byte as its tag, so an access
-    that crosses a page boundary always misses (the runtime then checks both
-    pages).  ``on_fault(builder)`` fills the block taken when the walk faults
-    and must terminate it."""
-    i64 = I64
-    page = b.lshr(addr, ir.Constant(i64, PAGE_BITS))
-    idx = b.and_(page, ir.Constant(i64, st.TLB_ENTRIES - 1))
-    entry_off = b.add(b.mul(idx, ir.Constant(i64, st.TLB_ENTRY_SIZE)),
-                      ir.Constant(i64, st.offset("tlb")))
-    entry = b.gep(state_ptr, [entry_off], inbounds=True, source_etype=I8)
-    tag_ptr = b.gep(entry, [ir.Constant(i64, st.TLB_WRITE if write else st.TLB_READ)],
-                    inbounds=True, source_etype=I8)
-    last = addr if size == 1 else b.add(addr, ir.Constant(i64, size - 1))
-    hit = b.icmp_unsigned("==", b.load(tag_ptr, typ=i64), b.lshr(last, ir.Constant(i64, PAGE_BITS)))
+    that crosses a page boundary misses; the miss path then still stays
+    native when both pages hit and are physically contiguous, and otherwise
+    calls the runtime.  ``on_fault(builder)`` fills the block taken when the
+    walk faults and must terminate it."""
+    tag_field = st.TLB_WRITE if write else st.TLB_READ
+    shift = ir.Constant(I64, PAGE_BITS)
+    page = b.lshr(addr, shift)
+    entry = _tlb_entry(b, state_ptr, page)
+    last = addr if size == 1 else b.add(addr, ir.Constant(I64, size - 1))
+    last_page = page if size == 1 else b.lshr(last, shift)
+    hit = b.icmp_unsigned("==", _entry_word(b, entry, tag_field), last_page)
     fast, slow, fault, join = (new_block("tlb.hit"), new_block("tlb.miss"),
                                new_block("tlb.fault"), new_block("tlb.join"))
     ir.IRBuilder.cbranch(b, hit, fast, slow)
     b.position_at_end(fast)
-    addend = b.load(b.gep(entry, [ir.Constant(i64, st.TLB_ADDEND)], inbounds=True, source_etype=I8), typ=i64)
-    fast_off = b.add(addr, addend)
+    incoming = [(b.add(addr, _entry_word(b, entry, st.TLB_ADDEND)), fast)]
     ir.IRBuilder.branch(b, join)
-    incoming = [(fast_off, fast)]
     b.position_at_end(slow)
     if size > 1:
         # An access crossing into the next page: still native when both
         # pages hit and are physically contiguous (equal addends).
         cross, call = new_block("tlb.cross"), new_block("tlb.call")
-        last_page = b.lshr(last, ir.Constant(i64, PAGE_BITS))
-        entry2_off = b.add(b.mul(b.and_(last_page, ir.Constant(i64, st.TLB_ENTRIES - 1)),
-                                 ir.Constant(i64, st.TLB_ENTRY_SIZE)), ir.Constant(i64, st.offset("tlb")))
-        entry2 = b.gep(state_ptr, [entry2_off], inbounds=True, source_etype=I8)
-        tag2_ptr = b.gep(entry2, [ir.Constant(i64, st.TLB_WRITE if write else st.TLB_READ)],
-                         inbounds=True, source_etype=I8)
-        add1 = b.load(b.gep(entry, [ir.Constant(i64, st.TLB_ADDEND)], inbounds=True, source_etype=I8), typ=i64)
-        add2 = b.load(b.gep(entry2, [ir.Constant(i64, st.TLB_ADDEND)], inbounds=True, source_etype=I8), typ=i64)
-        ok = b.and_(b.and_(b.icmp_unsigned("==", b.load(tag_ptr, typ=i64), page),
-                           b.icmp_unsigned("==", b.load(tag2_ptr, typ=i64), last_page)),
-                    b.icmp_unsigned("==", add1, add2))
+        entry2 = _tlb_entry(b, state_ptr, last_page)
+        add1 = _entry_word(b, entry, st.TLB_ADDEND)
+        ok = b.and_(b.and_(b.icmp_unsigned("==", _entry_word(b, entry, tag_field), page),
+                           b.icmp_unsigned("==", _entry_word(b, entry2, tag_field), last_page)),
+                    b.icmp_unsigned("==", add1, _entry_word(b, entry2, st.TLB_ADDEND)))
         ir.IRBuilder.cbranch(b, ok, cross, call)
         b.position_at_end(cross)
         incoming.append((b.add(addr, add1), cross))
         ir.IRBuilder.branch(b, join)
         b.position_at_end(call)
-    module = b.module
-    fill = module.globals.get(MMU_FILL)
+    fill = b.module.globals.get(MMU_FILL)
     if fill is None:
-        fill = ir.Function(module, ir.FunctionType(i64, [state_ptr.type, i64, I32]), name=MMU_FILL)
+        fill = ir.Function(b.module, ir.FunctionType(I64, [state_ptr.type, I64, I32]), name=MMU_FILL)
     access = (size << 8) | (ACCESS_WRITE if write else 0)
     slow_off = b.call(fill, [state_ptr, addr, ir.Constant(I32, access)])
     incoming.append((slow_off, b.block))
-    ir.IRBuilder.cbranch(b, b.icmp_unsigned("==", slow_off, ir.Constant(i64, MMU_FAULT)), fault, join)
+    ir.IRBuilder.cbranch(b, b.icmp_unsigned("==", slow_off, ir.Constant(I64, MMU_FAULT)), fault, join)
     b.position_at_end(fault)
     on_fault(b)
     b.position_at_end(join)
-    off = b.phi(i64)
+    off = b.phi(I64)
     for value, block in incoming:
         off.add_incoming(value, block)
     return off, join

@@ -60,7 +60,8 @@ class Executor:
         self.clear_table()
         self.known: dict[int, int] = {}
         # System mode: regions stay inside [lo, hi) = region_bound(entry), and
-        # on_install(pc) is told of every translation made runnable.
+        # on_install(pc) is told of every translation newly made runnable
+        # (not of reinstalls after the table was cleared).
         self.region_bound: Callable[[int], tuple[int, int]] | None = None
         self.on_install: Callable[[int], None] | None = None
         # System mode: whether a known translation of pc still applies after
@@ -74,6 +75,11 @@ class Executor:
         """Forget every installed entry (translations stay loaded)."""
         self.table[0::2] = [_EMPTY] * TABLE_ENTRIES
         self.table[1::2] = [0] * TABLE_ENTRIES
+
+    def _install_new(self, pc: int, addr: int) -> None:
+        if self.on_install is not None:
+            self.on_install(pc)
+        self.install(pc, addr)
 
     def forget(self, pcs) -> None:
         """Drop the translations at ``pcs`` (all when None) from the lookup
@@ -90,8 +96,6 @@ class Executor:
             self.install(pc, a)
 
     def install(self, pc: int, addr: int) -> None:
-        if self.on_install is not None:
-            self.on_install(pc)
         self.known[pc] = addr
         i = table_index(pc)
         self.table[2 * i] = pc
@@ -169,7 +173,7 @@ class Executor:
         self.log(f"translated region {pc:#x} (O{target.opt_level}): {len(region.ranges)} blocks, "
                  f"{t.insn_count} insns, {t.seconds * 1000:.1f} ms")
         self.engine.load_object(t.object_code)
-        self.install(pc, self.engine.address(region.symbol))
+        self._install_new(pc, self.engine.address(region.symbol))
         if self.cache is not None:
             self.cache.store_translation(t, target.key(), options.key())
 
@@ -184,7 +188,7 @@ class Executor:
             if data is None:
                 return False
             self.engine.load_object(data)
-        self.install(pc, self.engine.address(hit.symbol))
+        self._install_new(pc, self.engine.address(hit.symbol))
         if hit.rank == 0:
             self.promoted.add(pc)
         self.stats.regions_from_cache += 1

@@ -130,8 +130,6 @@ def load_kernel(path: str) -> KernelImage:
             raw = f.read()
     except IsADirectoryError:
         raise BadProgram(f"{path}: is a directory") from None
-    except FileNotFoundError:
-        raise
     sha = hashlib.sha256(raw).hexdigest()
     mb = find_multiboot_header(raw[:8192])
     if mb is not None:

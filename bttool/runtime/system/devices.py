@@ -437,7 +437,7 @@ class PortBus:
                              f"isa-debug-exit port {port:#x} <- {value:#x}")
         elif port in POWER_OFF_PORTS and size == 2 and value & 0xFFFF == POWER_OFF_PORTS[port]:
             raise MachineOff(0, f"power off (port {port:#x} <- {value:#x})")
-        elif port in (0x80, 0x60, 0x92, 0xA0, 0xA1) or 0x3F8 <= port <= 0x3FF:
+        elif port in (0x80, 0x60, 0x92):    # POST codes, keyboard data, A20: nothing to do
             pass
         else:
             self._unknown(port, "write")

@@ -27,10 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
 _REGS = reg_table()
 _SEGS = {X.X86_REG_CS: "cs", X.X86_REG_DS: "ds", X.X86_REG_ES: "es", X.X86_REG_FS: "fs",
          X.X86_REG_GS: "gs", X.X86_REG_SS: "ss"}
-_KNOWN_MSRS = {V.MSR_TSC, V.MSR_APIC_BASE, V.MSR_PAT, V.MSR_MISC_ENABLE, V.MSR_EFER, V.MSR_STAR,
-               V.MSR_LSTAR, V.MSR_CSTAR, V.MSR_FMASK, V.MSR_FS_BASE, V.MSR_GS_BASE,
-               V.MSR_KERNEL_GS_BASE, V.MSR_TSC_AUX, 0x8B, 0x3A, 0xFE, 0x2FF, 0x48, 0x49}
-_KNOWN_MSRS |= set(range(0x200, 0x210)) | set(range(0x250, 0x270))
 MASK64 = (1 << 64) - 1
 
 
@@ -381,16 +377,10 @@ class Instructions:
         self.m.sysret(insn.id == X.X86_INS_SYSRETQ or bool(insn.rex & 8))
         return False
 
-    def do_syscall(self, insn) -> bool:   # pragma: no cover - syscall exits with EXIT_SYSCALL
-        raise AssertionError("syscall is not an intrinsic exit")
-
     # -- identification and time ------------------------------------------------------------
     def do_cpuid(self, insn) -> None:
         s = self.m.state
         a, b, c, d = cpuid.cpuid(s.rax & 0xFFFFFFFF, s.rcx & 0xFFFFFFFF)
-        leaf = s.rax & 0xFFFFFFFF
-        if leaf == 0x80000001:
-            d |= (1 << 29) | (1 << 20) | (1 << 11)     # long mode, NX, syscall
         s.rax, s.rbx, s.rcx, s.rdx = a, b, c, d
 
     def do_xgetbv(self, insn) -> None:

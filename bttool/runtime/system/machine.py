@@ -158,7 +158,7 @@ class Machine:
     # -- power-on and reset --------------------------------------------------------------
     def power_on(self) -> None:
         self.ram.clear()
-        self.state = s = self._fresh_state()
+        s = self._fresh_state()
         self.cpu.__init__()
         self.mmu.flush()
         self.forget_all_code()
@@ -270,9 +270,9 @@ class Machine:
     # -- interrupts and exceptions ----------------------------------------------------------
     def update_irq(self) -> None:
         """Recompute the flag translated code polls (any thread may call it)."""
-        deliverable = self.cpu.interrupts_enabled and self.pic.has_pending()
-        self.state.irq_pending = 1 if deliverable else 0
-        if self.pic.has_pending():
+        pending = self.pic.has_pending()
+        self.state.irq_pending = 1 if pending and self.cpu.interrupts_enabled else 0
+        if pending:
             self.wake.set()
 
     def _take_interrupt(self) -> None:
@@ -442,15 +442,13 @@ class Machine:
             return cpu.efer
         if index == V.MSR_TSC:
             return (host_tsc() + cpu.tsc_offset) & MASK64
-        from bttool.runtime.system.instructions import _KNOWN_MSRS
-        if index not in _KNOWN_MSRS:
+        if index not in V.KNOWN_MSRS:
             raise V.gp(0)
         return cpu.msr(index)
 
     def write_msr(self, index: int, value: int) -> None:
         cpu, s = self.cpu, self.state
-        from bttool.runtime.system.instructions import _KNOWN_MSRS
-        if index not in _KNOWN_MSRS:
+        if index not in V.KNOWN_MSRS:
             raise V.gp(0)
         if index == V.MSR_FS_BASE:
             s.fs_base = value

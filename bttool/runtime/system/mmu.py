@@ -169,8 +169,6 @@ class MMU:
         if user and not allow_u or write and not writable or \
                 fetch and nx and cpu.efer & EFER_NXE:
             raise PageFault(vaddr, code | PF_P)
-        if user and not allow_u:
-            writable = False
         if set_bits:
             for ea in entries:
                 v = self.ram.u64(ea)
@@ -222,25 +220,27 @@ class MMU:
             e[3 * i + 1] = vpage
 
     # -- runtime access by virtual address ---------------------------------------
-    def read_virtual(self, vaddr: int, n: int, user: bool | None = None) -> bytes:
-        out = b""
+    @staticmethod
+    def _pages(vaddr: int, n: int):
+        """(virtual address, length) of each page-sized piece of a range."""
         while n > 0:
             chunk = min(n, PAGE - (vaddr & 0xFFF))
-            paddr, _ = self.translate(vaddr, False, user)
-            out += self.ram.read(paddr, chunk)
+            yield vaddr, chunk
             vaddr += chunk
             n -= chunk
-        return out
+
+    def read_virtual(self, vaddr: int, n: int, user: bool | None = None) -> bytes:
+        return b"".join(self.ram.read(self.translate(va, False, user)[0], chunk)
+                        for va, chunk in self._pages(vaddr, n))
 
     def write_virtual(self, vaddr: int, data: bytes, user: bool | None = None) -> None:
-        while data:
-            chunk = min(len(data), PAGE - (vaddr & 0xFFF))
-            paddr, _ = self.translate(vaddr, True, user)
+        pos = 0
+        for va, chunk in self._pages(vaddr, len(data)):
+            paddr, _ = self.translate(va, True, user)
             if paddr >> 12 in self.code_pages:
                 self.invalidate_code(paddr >> 12)
-            self.ram.write(paddr, data[:chunk])
-            vaddr += chunk
-            data = data[chunk:]
+            self.ram.write(paddr, data[pos:pos + chunk])
+            pos += chunk
 
     def read_u64(self, vaddr: int, user: bool | None = None) -> int:
         return struct.unpack("<Q", self.read_virtual(vaddr, 8, user))[0]
@@ -249,17 +249,14 @@ class MMU:
         """Instruction bytes for the translator ('' where not executable);
         no accessed bits are set and no fault is raised."""
         out = b""
-        while n > 0:
-            chunk = min(n, PAGE - (vaddr & 0xFFF))
+        for va, chunk in self._pages(vaddr, n):
             try:
-                paddr, _ = self.translate(vaddr, fetch=True, set_bits=False)
+                paddr, _ = self.translate(va, fetch=True, set_bits=False)
             except PageFault:
                 break
             if paddr + chunk > self.ram.window:
                 break
             out += self.ram.read(paddr, chunk)
-            vaddr += chunk
-            n -= chunk
         return out
 
     def physical_page(self, vaddr: int) -> int | None:

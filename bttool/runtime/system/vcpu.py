@@ -32,6 +32,11 @@ MSR_EFER, MSR_STAR, MSR_LSTAR, MSR_CSTAR, MSR_FMASK = (0xC0000080, 0xC0000081, 0
                                                        0xC0000083, 0xC0000084)
 MSR_FS_BASE, MSR_GS_BASE, MSR_KERNEL_GS_BASE, MSR_TSC_AUX = (0xC0000100, 0xC0000101,
                                                              0xC0000102, 0xC0000103)
+# MSRs the virtual CPU has (others: #GP): the above, MTRRs, and a few a kernel probes
+KNOWN_MSRS = ({MSR_TSC, MSR_APIC_BASE, MSR_PAT, MSR_MISC_ENABLE, MSR_EFER, MSR_STAR, MSR_LSTAR,
+               MSR_CSTAR, MSR_FMASK, MSR_FS_BASE, MSR_GS_BASE, MSR_KERNEL_GS_BASE, MSR_TSC_AUX,
+               0x8B, 0x3A, 0xFE, 0x2FF, 0x48, 0x49}
+              | set(range(0x200, 0x210)) | set(range(0x250, 0x270)))
 EFER_SCE, EFER_LME, EFER_LMA, EFER_NXE = 1, 1 << 8, 1 << 10, 1 << 11
 CR0_PE, CR0_MP, CR0_EM, CR0_TS, CR0_ET, CR0_NE, CR0_WP, CR0_PG = (1, 2, 4, 8, 16, 32,
                                                                   1 << 16, 1 << 31)
@@ -103,12 +108,7 @@ class VirtualCpu:
 def read_rflags(s, cpu: VirtualCpu) -> int:
     """Architectural RFLAGS: arithmetic flags from the CPU state, the rest
     from the virtual CPU."""
-    v = cpu.rflags_sys | 0x2
-    for bit, name in ((0, "cf"), (2, "pf"), (4, "af"), (6, "zf"), (7, "sf"),
-                      (10, "df"), (11, "of")):
-        if getattr(s, name):
-            v |= 1 << bit
-    return v
+    return (st.rflags(s) & ARITH_MASK) | cpu.rflags_sys | 0x2
 
 
 def write_rflags(s, cpu: VirtualCpu, value: int, sys_mask: int = SYS_WRITABLE) -> None:
