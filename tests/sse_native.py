@@ -254,7 +254,8 @@ def run_translated(code: bytes, inp: Input) -> Output:
                 notes.append("page fault")
                 break
             continue
-        if reason == st.EXIT_INTRINSIC and s.exit_info == int3 and s.rip == end:
+        if reason == st.EXIT_INTRINSIC and intrinsics.split_exit_info(int(s.exit_info))[0].id == int3 \
+                and s.rip == end:
             break
         notes.append(f"exit {reason} info {s.exit_info} at {s.rip:#x}")
         break

@@ -98,6 +98,36 @@ def test_warm_run_translates_nothing(programs, tmp_path):
     assert s2["regions_from_cache"] == s1["regions_translated"]
 
 
+def test_warm_run_never_loads_the_translator(programs, tmp_path):
+    """A warm run takes everything from the cache, so it must not pay for
+    importing the decoder (capstone) or the lifter: that is most of the
+    start-up a short program sees."""
+    prog = programs / "p"
+    stats_run(tmp_path / "c", prog, tmp_path)
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "bttool", "run", "--cache-dir",
+                        tmp_path / "c", prog], capture_output=True, cwd=REPO, timeout=300)
+    same(r, native(prog))
+    imported = {line.split("|")[-1].strip() for line in r.stderr.decode().splitlines()
+                if line.startswith("import time:")}
+    assert "bttool.runtime.dispatcher" in imported
+    assert not {"capstone", "bttool.translator.translate", "bttool.translator.lifter"} & imported
+
+
+def test_support_object_is_cached_and_checked(programs, tmp_path):
+    """The run-time support module is compiled once per cache; a damaged copy
+    is recompiled and replaced, never loaded."""
+    prog = programs / "p"
+    cache = tmp_path / "c"
+    stats_run(cache, prog, tmp_path)
+    [support] = (cache / "support").glob("*.o")
+    good = support.read_bytes()
+    support.write_bytes(good[:100])
+    r, s = stats_run(cache, prog, tmp_path)
+    same(r, native(prog))
+    assert s["regions_translated"] == 0
+    assert support.read_bytes() == good
+
+
 def test_changed_guest_byte_misses_only_its_region(programs, tmp_path):
     prog = programs / "p"
     patched = tmp_path / "p2"
@@ -136,7 +166,7 @@ def test_corrupt_entries_are_rebuilt(programs, tmp_path):
     prog = programs / "p"
     cache = tmp_path / "c"
     stats_run(cache, prog, tmp_path)
-    objects = sorted(cache.rglob("*.o"))
+    objects = sorted((cache / "objects").rglob("*.o"))
     assert len(objects) > 3
     objects[0].write_bytes(objects[0].read_bytes()[:40])      # truncated
     objects[1].write_bytes(b"\0" * 64)                         # garbage

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bttool.ir.memory import GUEST_LIMIT
+from bttool.ir.window import DISP_GUARD, GUEST_LIMIT, MAP_LIMIT
 from bttool.runtime.snippet import DATA_ADDR, run_snippet
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,6 +39,57 @@ def test_mapped_guest_memory_is_reachable():
     r = run_snippet(_mov_load(DATA_ADDR + 8), data=data)
     assert r.host_signal == 0
     assert r.regs["rbx"] == int.from_bytes(data[8:16], "little")
+
+
+def _load_disp(reg: int, disp: int, data: bytes = b""):
+    """mov rbx, [rax + disp32] with rax = reg, unknown at translation time."""
+    return run_snippet(b"\x48\x8b\x98" + disp.to_bytes(4, "little", signed=True),
+                       regs={"rax": reg}, data=data)
+
+
+M64 = (1 << 64) - 1
+
+
+def _signed(v: int) -> int:
+    return v - (1 << 64) if v >> 63 else v
+
+
+@pytest.mark.parametrize("reg,disp", [
+    (DATA_ADDR, -0x3FFF0000), (DATA_ADDR, -0x80000000),      # wraps below 0
+    (DATA_ADDR, 0x3FFF0000), (DATA_ADDR, 0x7FFFFFF0),        # a mapped register, unmapped address
+    (GUEST_LIMIT + 0x1000, -0x3FFF0000), (GUEST_LIMIT + 0x1000, -0x7FFFFFF0),
+    (GUEST_LIMIT - 0x1000, 0x3FFF0000), (GUEST_LIMIT - 0x1000, 0x7FFFFFF0),
+    (MAP_LIMIT, 0), (MAP_LIMIT - 8, 16),                     # the never-mapped top of the window
+    ((-4 * DISP_GUARD) & M64, 0x3FFF0000),                   # a very negative register
+    ((-DISP_GUARD) & M64, 0x3FFF0000),
+    (0xFFFFFFFFFFFFFFF0, 0x7FFFFFF0),
+])
+def test_forged_register_plus_displacement_faults(reg, disp):
+    """The register part of an address is clamped before the displacement is
+    added (ir/memory.py): every combination outside guest memory still
+    faults inside the reservation, and reports the address the CPU would
+    compute whenever the clamped part was in the clamp range."""
+    r = _load_disp(reg, disp)
+    assert r.host_signal == 11
+    clamped = reg if abs(disp) < DISP_GUARD - 4096 else (reg + disp) & M64
+    if -DISP_GUARD <= _signed(clamped) <= GUEST_LIMIT:
+        assert r.fault_addr == (reg + disp) & M64
+
+
+@pytest.mark.parametrize("reg,disp", [
+    (DATA_ADDR + 0x100, -0x100),               # base above, displacement back into the data
+    ((DATA_ADDR - 0x3FFFF000) & M64, 0x3FFFF000),   # negative register, absolute displacement
+    ((DATA_ADDR - 0x7FFFF000) & M64, 0x7FFFF000),
+    ((-8) & M64, DATA_ADDR + 8),               # table[-1] with the table address as disp
+])
+def test_register_plus_displacement_reaches_guest_memory(reg, disp):
+    """Address arithmetic wraps mod 2**64 as on the CPU, also when the
+    register alone is "negative" (a negative index into an absolute table)."""
+    data = bytes(range(256))
+    r = _load_disp(reg, disp, data)
+    assert r.host_signal == 0
+    off = ((reg + disp) & M64) - DATA_ADDR
+    assert r.regs["rbx"] == int.from_bytes(data[off:off + 8], "little")
 
 
 def test_window_does_not_alias_high_addresses():

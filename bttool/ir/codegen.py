@@ -9,8 +9,12 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
+from typing import TYPE_CHECKING
+
 import llvmlite.binding as llvm
-from llvmlite import ir
+
+if TYPE_CHECKING:  # pragma: no cover
+    from llvmlite import ir
 
 _init_lock = threading.Lock()
 _initialised = False
@@ -80,7 +84,7 @@ def with_opt_level(target: Target, level: int) -> Target:
     return Target(target.triple, target.cpu, target.features, level)
 
 
-def compile_module(module: ir.Module | str, target: Target,
+def compile_module(module: "ir.Module | str", target: Target,
                    want_ir: bool = False) -> tuple[bytes, str | None]:
     """Optimise and emit an object file; returns (object bytes, optimised IR
     text when ``want_ir``)."""

@@ -6,7 +6,8 @@ what the operation means, whether it is privileged (a user-mode guest gets
 
 * ``native``: expanded inline into IR by the lifter (cheap, hot);
 * ``runtime``: the unit ends with ``EXIT_INTRINSIC``, rip at the instruction
-  and ``exit_info`` = the intrinsic id; the runtime (runtime/intrinsics.py for
+  and ``exit_info`` = the intrinsic id and the instruction's length
+  (``exit_info``/``split_exit_info`` below); the runtime (runtime/intrinsics.py for
   user mode, the system-mode VM later) performs it and advances rip.
 
 System mode reuses the same entries; only the runtime implementations differ
@@ -86,3 +87,17 @@ TABLE: dict[str, Intrinsic] = {
 BY_ID: dict[int, Intrinsic] = {e.id: e for e in TABLE.values()}
 BY_MNEMONIC: dict[str, Intrinsic] = {m: e for e in TABLE.values() for m in e.mnemonics
                                      if not e.system_only}
+
+# exit_info of EXIT_INTRINSIC: the id in the low bits, the instruction's
+# length above them, so the runtime can step over the instruction without
+# decoding it (a warm run then never loads the decoder).
+_SIZE_SHIFT = 16
+
+
+def exit_info(entry: Intrinsic, insn_size: int) -> int:
+    return entry.id | (insn_size << _SIZE_SHIFT)
+
+
+def split_exit_info(info: int) -> tuple[Intrinsic, int]:
+    """(the intrinsic, the length of its instruction) from ``exit_info``."""
+    return BY_ID[info & ((1 << _SIZE_SHIFT) - 1)], info >> _SIZE_SHIFT

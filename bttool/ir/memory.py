@@ -1,12 +1,16 @@
 """Guest memory access from generated code: the one place it happens.
 
 In linux-user mode every load and store that translated code makes to guest
-memory is built by ``host_pointer`` below.  A guest address is first forced into the guest
-window: any address at or above ``GUEST_LIMIT`` (however it was forged) is
-replaced by ``GUARD_OFFSET``, an always-unmapped page range just past the
-window, so the access faults inside the reserved host region instead of
-touching host memory.  The select is branch-free, so it costs a compare and a
-cmov.
+memory is built by ``host_pointer`` below, over the window of ir/window.py.
+An address ``x + d`` (d a constant displacement, |d| <= DISP_GUARD) maps to
+``base + clamp(x) + d`` with clamp(x) = x for signed x in [-G, GUEST_LIMIT]
+(G = DISP_GUARD) and GUEST_LIMIT otherwise, computed branch-free as
+``umin(x + G, GUEST_LIMIT + G) - G``: however ``x`` was forged, the access
+stays in the host reservation, and outside the guest's mappable range it
+lands on never-mapped pages and faults, as natively (see ir/window.py).
+Because only ``x`` is clamped, ``- G + d`` folds into the host addressing
+mode, ``x + G`` into one lea, and one clamp of a register serves every
+access off it (``[rsp+8]``, ``[rsp+16]``...).
 
 In system mode guest addresses are virtual and go through the guest's page
 tables: ``tlb_offset`` consults the software TLB held in the CPU state
@@ -17,44 +21,49 @@ never leave it.
 """
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 from llvmlite import ir
 
 from bttool.ir import state as st
-
-GUEST_BITS = 40
-GUEST_LIMIT = 1 << GUEST_BITS          # guest addresses are [0, GUEST_LIMIT)
-GUARD_SIZE = 1 << 20                   # never mapped; out-of-range accesses land here
-GUARD_OFFSET = GUEST_LIMIT
-RESERVE_SIZE = GUEST_LIMIT + GUARD_SIZE
-
-# BTTOOL_UNSAFE_NO_CLAMP=1 (benchmarks only): skip the clamp, so the cost
-# of the sandbox can be measured against an unchecked base+address mapping.
-# Part of the cache key (LiftOptions.key), so such code never mixes with safe code.
-UNSAFE_NO_CLAMP = os.environ.get("BTTOOL_UNSAFE_NO_CLAMP") == "1"
+from bttool.ir.window import DISP_GUARD, GUEST_LIMIT, UNSAFE_NO_CLAMP
 
 I8 = ir.IntType(8)
 I64 = ir.IntType(64)
 
 
-def host_pointer(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value) -> ir.Value:
-    """Map a guest address (i64) to a host pointer inside the guest region.
+def _split_displacement(addr: ir.Value) -> tuple[ir.Value, int]:
+    """(x, d) with addr == x + d, d a constant no larger than DISP_GUARD
+    either way, taken from the adds and subtracts of constants that built
+    ``addr`` (d == 0 when there are none)."""
+    x, d = addr, 0
+    while isinstance(x, ir.Instruction) and x.opname in ("add", "sub") and len(x.operands) == 2:
+        c = x.operands[1]
+        if not isinstance(c, ir.Constant) or not isinstance(c.constant, int):
+            break
+        v = c.constant & 0xFFFFFFFFFFFFFFFF
+        v = v - (1 << 64) if v >> 63 else v
+        nd = d + (v if x.opname == "add" else -v)
+        if abs(nd) > DISP_GUARD - 4096 or isinstance(x.operands[0], ir.Constant):
+            break
+        x, d = x.operands[0], nd
+    return x, d
 
-    ``umin(addr, GUEST_LIMIT)``: the guard starts right at GUEST_LIMIT, so
-    this is exactly "addr if inside the window, else the guard"."""
+
+def host_pointer(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value) -> ir.Value:
+    """Map a guest address (i64) to a host pointer inside the reservation
+    (see the module docstring)."""
     if UNSAFE_NO_CLAMP:
         return b.gep(membase, [addr], source_etype=I8)
+    x, d = _split_displacement(addr)
     module = b.module
     umin = module.globals.get("llvm.umin.i64")
     if umin is None:
         umin = ir.Function(module, ir.FunctionType(I64, [I64, I64]), name="llvm.umin.i64")
-    off = b.call(umin, [addr, ir.Constant(I64, GUARD_OFFSET)])
-    return b.gep(membase, [off], inbounds=True, source_etype=I8)
-
-
-assert GUARD_OFFSET == GUEST_LIMIT  # host_pointer relies on it
+    biased = b.add(x, ir.Constant(I64, DISP_GUARD))
+    off = b.call(umin, [biased, ir.Constant(I64, GUEST_LIMIT + DISP_GUARD)])
+    ptr = b.gep(membase, [off], source_etype=I8)
+    return b.gep(ptr, [ir.Constant(I64, d - DISP_GUARD)], source_etype=I8)
 
 
 def load(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, ty: ir.Type) -> ir.Value:

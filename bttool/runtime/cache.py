@@ -5,6 +5,8 @@ Layout of a cache directory::
     index.sqlite            regions, objects, images, code maps, counters
     objects/ab/<id>.o       native object code (one region at run time, or a
                             batch of regions from `bttool translate`)
+    support/<sha>.o         the compiled run-time support (ir/support.py),
+                            named by the digest of its IR and target
 
 A region is found by (target, options, entry relative to the image base) and
 is used only if the guest bytes it was made from (its ``ranges``, digested by
@@ -30,11 +32,14 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
-from bttool.ir import objfile
-from bttool.translator.blocks import CodeReader
-from bttool.translator.translate import Translation, guest_digest
+from bttool.ir import codegen, objfile
+from bttool.ir.codegen import Target
+from bttool.translator.guestcode import CodeReader, guest_digest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bttool.translator.translate import Translation
 
 SCHEMA_VERSION = 1
 DEFAULT_MAX_SIZE = 2 << 30           # bytes; BTTOOL_CACHE_MAX_SIZE overrides
@@ -208,11 +213,37 @@ class CacheStore:
             n += 1
         return n, freed
 
+    def support_object(self, ir_text: str, target: Target) -> bytes:
+        """The support module compiled for ``target``: from the cache when
+        an intact copy exists (it is content-addressed by its IR, so it can
+        never be stale), else compiled and stored.  Saves every run the
+        ~15 ms of compiling it."""
+        name = hashlib.sha256(f"{target.key()}\n{ir_text}".encode()).hexdigest()
+        path = os.path.join(self.root, "support", name + ".o")
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            body, check = data[:-32], data[-32:]
+            if len(data) > 32 and hashlib.sha256(body).digest() == check:
+                return body
+        except OSError:
+            pass
+        body = codegen.compile_module(ir_text, target)[0]
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(body + hashlib.sha256(body).digest())
+            os.replace(tmp, path)
+        except OSError:
+            pass   # a read-only cache still runs; it compiles every time
+        return body
+
     def clear(self) -> None:
         with self.transaction():
             for table in ("regions", "objects", "images", "codemap", "counters"):
                 self.db.execute(f"DELETE FROM {table}")
-        for dirpath, _, files in os.walk(self.objects_dir):
+        for dirpath, _, files in [*os.walk(self.objects_dir), *os.walk(os.path.join(self.root, "support"))]:
             for f in files:
                 try:
                     os.unlink(os.path.join(dirpath, f))

@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING, Callable
 
 from bttool.ir import codegen, state as st
 from bttool.ir.support import TABLE_ENTRIES, TARGET_BITS, table_index, target_index
-from bttool.runtime.engine import Engine
-from bttool.translator.blocks import UnmappedCode
-from bttool.translator.lifter import LiftOptions
-from bttool.translator.translate import translate
+from bttool.runtime.engine import Engine, SupportCompiler
+from bttool.translator.guestcode import UnmappedCode
+from bttool.translator.options import LiftOptions
 
 if TYPE_CHECKING:  # pragma: no cover
     from bttool.runtime.cache import RunCache
@@ -42,14 +41,15 @@ class Executor:
     """Runs guest code from ``state.rip`` until the personality says stop."""
 
     def __init__(self, state, memory, options: LiftOptions, cache: "RunCache | None" = None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None,
+                 compile_support: SupportCompiler | None = None) -> None:
         self.state = state
         self.memory = memory
         self.options = options
         self.cache = cache
         self.log = log or (lambda msg: None)
         self.stats = Stats()
-        self.engine = Engine()
+        self.engine = Engine(compile_support)
         self.target = codegen.host_target(1)     # tier 1: quick
         self.target2 = codegen.host_target(2)    # tier 2: hot regions, full O2
         self.promoted: set[int] = set()
@@ -59,6 +59,7 @@ class Executor:
             self.engine.global_address("bt_table"))
         self.clear_table()
         self.known: dict[int, int] = {}
+        self.loaded_objects: set[str] = set()   # cache objects already in the engine
         # System mode: regions stay inside [lo, hi) = region_bound(entry), and
         # on_install(pc) is told of every translation newly made runnable
         # (not of reinstalls after the table was cleared).
@@ -73,8 +74,8 @@ class Executor:
 
     def clear_table(self) -> None:
         """Forget every installed entry (translations stay loaded)."""
-        self.table[0::2] = [_EMPTY] * TABLE_ENTRIES
-        self.table[1::2] = [0] * TABLE_ENTRIES
+        empty = _EMPTY.to_bytes(8, "little") + bytes(8)
+        ctypes.memmove(self.table, empty * TABLE_ENTRIES, len(empty) * TABLE_ENTRIES)
 
     def _install_new(self, pc: int, addr: int) -> None:
         if self.on_install is not None:
@@ -159,6 +160,7 @@ class Executor:
 
     def _translate(self, pc: int, read, options: LiftOptions, target, known=None,
                    **kw) -> None:
+        from bttool.translator.translate import translate  # not needed by warm runs
         if self.region_bound is not None:
             kw["within"] = self.region_bound(pc)
         t = translate([pc], read, options, target, known=known or self.known.__contains__,
@@ -183,11 +185,12 @@ class Executor:
 
     def _load_hit(self, pc: int, hit) -> bool:
         t0 = time.perf_counter()
-        if not self.engine.has_symbol(hit.symbol):
+        if hit.object_id not in self.loaded_objects:
             data = self.cache.read_object(hit)
             if data is None:
                 return False
             self.engine.load_object(data)
+            self.loaded_objects.add(hit.object_id)
         self._install_new(pc, self.engine.address(hit.symbol))
         if hit.rank == 0:
             self.promoted.add(pc)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+from typing import Callable
 
 import llvmlite.binding as llvm
 
@@ -31,10 +32,19 @@ def _register_runtime_symbols() -> None:
         llvm.add_symbol(sym, addr)
 
 
+# (support IR text, target) -> its object code; the cache provides one
+# (runtime/cache.py CacheStore.support_object) so warm runs skip compiling.
+SupportCompiler = Callable[[str, codegen.Target], bytes]
+
+
+def _compile_support(ir_text: str, target: codegen.Target) -> bytes:
+    return codegen.compile_module(ir_text, target)[0]
+
+
 class Engine:
     """One MCJIT instance holding all translated code of a run."""
 
-    def __init__(self) -> None:
+    def __init__(self, compile_support: SupportCompiler | None = None) -> None:
         codegen.init_llvm()
         _register_runtime_symbols()
         tm = codegen.target_machine(codegen.host_target())
@@ -42,14 +52,11 @@ class Engine:
         self._objects: list[llvm.ObjectFileRef] = []
         self._perf_map = open(f"/tmp/perf-{os.getpid()}.map", "a") \
             if os.environ.get("BTTOOL_PERF_MAP") else None
-        obj, _ = codegen.compile_module(support.support_ir(), codegen.host_target(2))
-        self.load_object(obj)
+        self.load_object((compile_support or _compile_support)(support.support_ir(),
+                                                               codegen.host_target(2)))
         self.run_fn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p,
                                        ctypes.c_void_p)(self.address("bt_run"))
         self.signal_handler = self.address("bt_signal")
-
-    def has_symbol(self, symbol: str) -> bool:
-        return bool(self._ee.get_function_address(symbol))
 
     def load_object(self, data: bytes) -> None:
         obj = llvm.ObjectFileRef.from_data(data)

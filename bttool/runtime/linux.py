@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from bttool.ir import intrinsics, state as st
 from bttool.runtime import cpuid
 from bttool.runtime.dispatcher import Executor
+from bttool.runtime.engine import SupportCompiler
 from bttool.runtime.memory import GuestMemory
 from bttool.runtime.process import build_stack, map_image
 from bttool.runtime.syscalls import GuestExit, Syscalls
-from bttool.translator.blocks import UnmappedCode
-from bttool.translator.decoder import Decoder
-from bttool.translator.lifter import LiftOptions
+from bttool.translator.guestcode import UnmappedCode
+from bttool.translator.options import LiftOptions
 from bttool.translator.loader import GuestImage
 
 # Signals whose default action is to ignore them.
@@ -39,7 +39,7 @@ class GuestDeath(Exception):
 
 class LinuxProcess:
     def __init__(self, image: GuestImage, argv: list[bytes], envp: list[bytes],
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, compile_support: SupportCompiler | None = None) -> None:
         self.image = image
         self.exe_path = image.path
         self.verbose = verbose
@@ -53,7 +53,7 @@ class LinuxProcess:
         base, image_end = map_image(self.memory, image)
         self.executor = Executor(self.state, self.memory,
                                  LiftOptions(64, True, base if image.pie else None, hot_counters=True),
-                                 None, self.log)
+                                 None, self.log, compile_support)
         self.syscalls = Syscalls(self)
         self.state.image_base = base
         self.memory.brk_start = self.memory.brk_cur = image_end
@@ -98,7 +98,7 @@ class LinuxProcess:
                 if reason == st.EXIT_SYSCALL:
                     self._syscall()
                 elif reason == st.EXIT_INTRINSIC:
-                    self._intrinsic(int(s.exit_info))
+                    self._intrinsic(*intrinsics.split_exit_info(int(s.exit_info)))
                 elif reason == st.EXIT_FAULT:
                     self._fault(int(s.exit_info))
                 elif reason == st.EXIT_HOST_SIGNAL:
@@ -120,10 +120,8 @@ class LinuxProcess:
         s.rcx = s.rip           # the syscall instruction's architectural side effects
         s.r11 = st.rflags(s)
 
-    def _intrinsic(self, ident: int) -> None:
+    def _intrinsic(self, entry: intrinsics.Intrinsic, size: int) -> None:
         s = self.state
-        entry = intrinsics.BY_ID[ident]
-        insn = Decoder(64).decode_one(self.memory.read_code(s.rip, 15), s.rip)
         if entry.name == "cpuid":
             a, b, c, d = cpuid.cpuid(s.rax & 0xFFFFFFFF, s.rcx & 0xFFFFFFFF)
             s.rax, s.rbx, s.rcx, s.rdx = a, b, c, d
@@ -133,17 +131,18 @@ class LinuxProcess:
             v = cpuid.xcr0()
             s.rax, s.rdx = v & 0xFFFFFFFF, v >> 32
         elif entry.name == "int3":
-            s.rip += insn.size
+            s.rip += size
             self._deliver(signal.SIGTRAP, "int3 breakpoint")
         else:
             # int n and sensitive instructions with no user-mode meaning here
-            self._deliver(signal.SIGSEGV, f"{insn.mnemonic} at {s.rip:#x} (general protection)")
-        s.rip += insn.size
+            self._deliver(signal.SIGSEGV, f"{entry.name} at {s.rip:#x} (general protection)")
+        s.rip += size
 
     def _fault(self, kind: int) -> None:
         s = self.state
         sig = _FAULT_SIGNAL[kind]
         code = self.memory.read_code(s.rip, 15)
+        from bttool.translator.decoder import Decoder  # only on the way to a fatal signal
         insn = Decoder(64).decode_one(code, s.rip) if code else None
         text = f"{insn.mnemonic} {insn.op_str}".strip() if insn else "(undecodable)"
         raw = (code[:insn.size] if insn else code[:8]).hex(" ")
@@ -156,12 +155,11 @@ class LinuxProcess:
         s = self.state
         host_addr = s.fault_addr
         sig = int(s.exit_info)
-        base = self.memory.base
-        from bttool.ir.memory import RESERVE_SIZE
-        if not base <= host_addr < base + RESERVE_SIZE:
+        lo, hi = self.memory.reservation
+        if not lo <= host_addr < hi:
             raise RuntimeError(f"host fault at {host_addr:#x} outside the guest region "
                                f"(block {s.rip:#x}): sandbox violation")
-        guest_addr = host_addr - base
+        guest_addr = (host_addr - self.memory.base) & 0xFFFFFFFFFFFFFFFF
         self._deliver(sig, f"segmentation fault: access to {guest_addr:#x} "
                            f"in the block at {s.rip:#x}")
 

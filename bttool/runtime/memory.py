@@ -1,11 +1,11 @@
 """The guest address space: one reserved host region and what is mapped in it.
 
-The whole guest window [0, GUEST_LIMIT) plus a guard range is reserved once
+The guest window and its guard ranges (ir/window.py) are reserved once
 (PROT_NONE, no swap reservation).  Guest mappings are host mappings placed at
-``base + guest_address`` with MAP_FIXED inside that reservation; unmapping
-puts PROT_NONE back, so the reservation is never given up and generated code
-(which masks addresses into the window, see ir/memory.py) cannot reach
-anything else.  Pointers a system call receives are translated here, with
+``base + guest_address`` with MAP_FIXED inside that reservation, below
+MAP_LIMIT; unmapping puts PROT_NONE back, so the reservation is never given
+up and generated code (which clamps addresses into it, see ir/memory.py)
+cannot reach anything else.  Pointers a system call receives are translated here, with
 their length checked against the window; the host kernel then reports EFAULT
 for unmapped guest pages exactly as Linux would for the guest.
 """
@@ -17,7 +17,7 @@ import errno
 import os
 from dataclasses import dataclass
 
-from bttool.ir.memory import GUEST_LIMIT, RESERVE_SIZE
+from bttool.ir.window import MAP_LIMIT, RESERVE_BELOW, RESERVE_SIZE
 
 PAGE = 4096
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
@@ -27,7 +27,7 @@ MAP_GROWSDOWN, MAP_STACK = 0x0100, 0x20000
 
 # Guest layout (all inside the window).
 MMAP_TOP = 0x7F_0000_0000           # mmap allocations grow down from here
-STACK_TOP = 0xFF_FFFF_0000
+STACK_TOP = 0xFF_7FFF_0000       # just below MAP_LIMIT
 STACK_SIZE = 8 << 20
 PIE_BASE = 0x5_5555_4000            # where a static-PIE image is placed
 # BTTOOL_PIE_BASE (hex or decimal, page aligned) moves it: a testing knob that
@@ -69,11 +69,12 @@ class GuestMemory:
     """Guest address space for one guest (see module docstring)."""
 
     def __init__(self) -> None:
-        base = _libc.mmap(None, RESERVE_SIZE, PROT_NONE,
-                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-        if base in (None, _MAP_FAILED):
+        start = _libc.mmap(None, RESERVE_SIZE, PROT_NONE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        if start in (None, _MAP_FAILED):
             raise GuestMemoryError(ctypes.get_errno(), "cannot reserve the guest address space")
-        self.base: int = base
+        self.reservation: tuple[int, int] = (start, start + RESERVE_SIZE)
+        self.base: int = start + RESERVE_BELOW
         self._starts: list[int] = []
         self._maps: list[Mapping] = []
         self.brk_start = 0
@@ -118,8 +119,8 @@ class GuestMemory:
 
     # -- host operations ----------------------------------------------------
     def _check_range(self, start: int, length: int) -> None:
-        if start % PAGE or length <= 0 or start < 0 or start + length > GUEST_LIMIT:
-            raise GuestMemoryError(errno.ENOMEM if start + length > GUEST_LIMIT else errno.EINVAL,
+        if start % PAGE or length <= 0 or start < 0 or start + length > MAP_LIMIT:
+            raise GuestMemoryError(errno.ENOMEM if start + length > MAP_LIMIT else errno.EINVAL,
                                    "bad guest range")
 
     @staticmethod
@@ -176,7 +177,7 @@ class GuestMemory:
     def find_free(self, length: int, hint: int = 0) -> int:
         """A free, page-aligned range of ``length`` bytes (top-down)."""
         length = page_up(length)
-        if hint and hint >= MIN_MMAP_ADDR and hint + length <= GUEST_LIMIT \
+        if hint and hint >= MIN_MMAP_ADDR and hint + length <= MAP_LIMIT \
                 and self.is_free(page_down(hint), page_down(hint) + length):
             return page_down(hint)
         top = MMAP_TOP
@@ -193,7 +194,7 @@ class GuestMemory:
     # -- access from the runtime ------------------------------------------------
     def host(self, addr: int, length: int = 0) -> int:
         """Host address of a guest pointer; EFAULT past the window."""
-        if addr < 0 or addr + length > GUEST_LIMIT or addr >= GUEST_LIMIT:
+        if addr < 0 or addr + length > MAP_LIMIT or addr >= MAP_LIMIT:
             raise GuestMemoryError(errno.EFAULT, "pointer outside the guest")
         return self.base + addr
 
@@ -266,5 +267,5 @@ class GuestMemory:
         return int.from_bytes(self.read(addr, 8), "little")
 
     def close(self) -> None:
-        _libc.munmap(self.base, RESERVE_SIZE)
+        _libc.munmap(self.reservation[0], RESERVE_SIZE)
 

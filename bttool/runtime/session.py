@@ -34,7 +34,8 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
             store = None
     argv = [os.fsencode(argv0 if argv0 is not None else path)] + [os.fsencode(a) for a in args]
     envp = [k + b"=" + v for k, v in os.environb.items()]
-    proc = LinuxProcess(image, argv, envp, verbose=verbose)
+    proc = LinuxProcess(image, argv, envp, verbose=verbose,
+                        compile_support=store.support_object if store is not None else None)
     # what a guest execve needs to start the new program under bttool too
     proc.exec_options = (["--no-cache"] if not use_cache else
                          (["--cache-dir", cache_dir] if cache_dir else [])) + (["-v"] if verbose else [])

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from bttool.ir import intrinsics, state as st
 from bttool.runtime.dispatcher import Executor
 from bttool.runtime.memory import PROT_EXEC, PROT_READ, PROT_WRITE, GuestMemory
-from bttool.translator.blocks import UnmappedCode
-from bttool.translator.lifter import LiftOptions
+from bttool.translator.guestcode import UnmappedCode
+from bttool.translator.options import LiftOptions
 
 CODE_ADDR = 0x10000
 DATA_ADDR = 0x200000
@@ -33,6 +33,7 @@ class SnippetResult:
     mxcsr: int
     fault: int = 0            # 0, or an st.FAULT_* kind
     host_signal: int = 0      # SIGSEGV/SIGBUS from a guest memory access
+    fault_addr: int = 0       # with host_signal: the guest address it reports
     untranslatable: list = field(default_factory=list)
 
 
@@ -91,7 +92,7 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0
                 result_fault = st.FAULT_PF
                 break
             continue
-        if reason == st.EXIT_INTRINSIC and s.exit_info == int3 and s.rip == end:
+        if reason == st.EXIT_INTRINSIC and intrinsics.split_exit_info(int(s.exit_info))[0].id == int3 and s.rip == end:
             break
         if reason == st.EXIT_FAULT:
             result_fault = int(s.exit_info)
@@ -106,4 +107,6 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0
         regs={n: getattr(s, n) for n in st.GPR_NAMES + ("rip",)},
         rflags=st.rflags(s), xmm=[st.get_xmm(s, i) for i in range(16)],
         data=mem.read(DATA_ADDR, DATA_SIZE), mxcsr=s.mxcsr, fault=result_fault,
-        host_signal=host_sig, untranslatable=list(ex.stats.untranslatable))
+        host_signal=host_sig,
+        fault_addr=(s.fault_addr - mem.base) & 0xFFFFFFFFFFFFFFFF if host_sig else 0,
+        untranslatable=list(ex.stats.untranslatable))

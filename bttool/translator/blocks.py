@@ -14,8 +14,8 @@ from capstone import x86_const as X
 
 from bttool.translator import registry
 from bttool.translator.decoder import MAX_INSN_LEN, Decoder
+from bttool.translator.guestcode import CodeReader, UnmappedCode  # noqa: F401 (re-exported)
 
-CodeReader = Callable[[int, int], bytes]   # (address, max_len) -> bytes (may be short)
 
 MAX_BLOCK_INSNS = 200
 _DIRECT = {X.X86_INS_JMP, X.X86_INS_CALL} | {
@@ -71,10 +71,6 @@ def decode_block(decoder: Decoder, read: CodeReader, pc: int,
             return block
     block.successors.append(cur)
     return block
-
-
-class UnmappedCode(Exception):
-    """Instruction fetch from an address that is not mapped executable."""
 
 
 def _add_successors(block: Block, insn) -> None:

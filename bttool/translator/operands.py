@@ -136,31 +136,39 @@ class Insn:
     # -- memory ----------------------------------------------------------
     def ea(self, i: int, segment: bool = True) -> ir.Value:
         """Address of memory operand i as i64: linear (with the FS/GS base)
-        unless ``segment`` is False (lea wants the bare offset)."""
+        unless ``segment`` is False (lea wants the bare offset).  The
+        displacement is added last, so ir/memory.py can clamp only the
+        register part and fold the displacement into the host access."""
         m = self.ops[i].mem
         b = self.b
-        if m.base == X.X86_REG_RIP:
+        wrap32 = self.mode == 32 or (
+            self.insn.addr_size if hasattr(self.insn, "addr_size") else self.mode // 8) == 4
+        seg = None
+        if segment and m.segment in (X.X86_REG_FS, X.X86_REG_GS):
+            seg = self.em.get("fs_base" if m.segment == X.X86_REG_FS else "gs_base")
+        if m.base in (X.X86_REG_RIP, X.X86_REG_EIP):
             addr = self.em.guest_addr(self.next_pc + m.disp)
-        elif m.base == X.X86_REG_EIP:
-            addr = self.b.and_(self.em.guest_addr(self.next_pc + m.disp), const(64, 0xFFFFFFFF))
+            if m.base == X.X86_REG_EIP or wrap32:
+                addr = b.and_(addr, const(64, 0xFFFFFFFF))
         else:
-            addr = const(64, m.disp)
+            parts = []
             if m.base != 0:
-                addr = b.add(addr, self._addr_reg(m.base))
+                parts.append(self._addr_reg(m.base))
             if m.index != 0:
                 idx = self._addr_reg(m.index)
-                if m.scale != 1:
-                    idx = b.mul(idx, const(64, m.scale))
-                addr = b.add(addr, idx)
-        addr_size = self.insn.addr_size if hasattr(self.insn, "addr_size") else self.mode // 8
-        if addr_size == 4 or self.mode == 32:
-            addr = b.and_(addr, const(64, 0xFFFFFFFF))
-        if not segment:
-            return addr
-        if m.segment == X.X86_REG_FS:
-            addr = b.add(addr, self.em.get("fs_base"))
-        elif m.segment == X.X86_REG_GS:
-            addr = b.add(addr, self.em.get("gs_base"))
+                parts.append(idx if m.scale == 1 else b.mul(idx, const(64, m.scale)))
+            if seg is not None and not wrap32:   # the segment base joins the register part
+                parts.append(seg)
+                seg = None
+            addr = parts[0] if parts else const(64, m.disp)
+            for part in parts[1:]:
+                addr = b.add(addr, part)
+            if parts and m.disp:
+                addr = b.add(addr, const(64, m.disp))
+            if wrap32:
+                addr = b.and_(addr, const(64, 0xFFFFFFFF))
+        if seg is not None:
+            addr = b.add(addr, seg)
         return addr
 
     def _addr_reg(self, reg_id: int) -> ir.Value:

@@ -2,36 +2,18 @@
 run time) or a batch of regions compiled into one object (ahead of time)."""
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from llvmlite import ir
 
-from bttool import TRANSLATOR_VERSION
 from bttool.ir import codegen
 from bttool.translator import registry
 from bttool.translator.blocks import CodeReader, Region, UnmappedCode, discover_region
 from bttool.translator.decoder import Decoder
+from bttool.translator.guestcode import guest_digest, region_key  # noqa: F401 (re-exported)
 from bttool.translator.lifter import LiftOptions, lift_region
-
-
-def guest_digest(read: CodeReader, ranges: list[tuple[int, int]], base: int) -> str:
-    """Digest of the guest bytes a translation was made from (addresses
-    relative to the image base, so a moved PIE image digests the same)."""
-    h = hashlib.sha256()
-    for start, end in ranges:
-        h.update((start - base).to_bytes(8, "little", signed=True) + (end - start).to_bytes(4, "little"))
-        h.update(read(start, end - start))
-    return h.hexdigest()
-
-
-def region_key(digest: str, entry_rel: int, options: LiftOptions, target: codegen.Target) -> str:
-    """The content address of a translation: everything that changes the
-    generated code.  (The one place this rule lives.)"""
-    text = "|".join([TRANSLATOR_VERSION, target.key(), options.key(), f"{entry_rel:x}", digest])
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass

@@ -108,8 +108,7 @@ class Instructions:
             raise GuestException(V.UD)
         return insn
 
-    def execute(self, ident: int) -> None:
-        entry = intrinsics.BY_ID[ident]
+    def execute(self, entry: intrinsics.Intrinsic) -> None:
         insn = self.decode()
         cpu = self.m.cpu
         if entry.privileged and cpu.cpl != 0 and not (

@@ -9,7 +9,7 @@ import ctypes
 import sys
 import threading
 
-from bttool.ir import state as st
+from bttool.ir import intrinsics, state as st
 from bttool.ir.memory import MMU_FAULT
 from bttool.runtime.dispatcher import Executor
 from bttool.runtime.system import boot
@@ -233,7 +233,7 @@ class Machine:
                     err, self.mmu_error = self.mmu_error, None
                     raise err
                 if reason == st.EXIT_INTRINSIC:
-                    self.instructions.execute(int(s.exit_info))
+                    self.instructions.execute(intrinsics.split_exit_info(int(s.exit_info))[0])
                 elif reason == st.EXIT_SYSCALL:
                     self.syscall()
                 elif reason == st.EXIT_FAULT:

@@ -16,7 +16,7 @@ def exit_to_runtime(ctx: Insn, name: str) -> None:
     if entry.privileged and ctx.user_mode:
         ctx.leave(ctx.pc, EXIT_FAULT, FAULT_GP)
     else:
-        ctx.leave(ctx.pc, EXIT_INTRINSIC, entry.id)
+        ctx.leave(ctx.pc, EXIT_INTRINSIC, intrinsics.exit_info(entry, ctx.size))
 
 
 @semantic("syscall", terminal=True)

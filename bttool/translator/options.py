@@ -1,0 +1,40 @@
+"""What kind of guest code a translation is for (its lifting options).
+
+A module of its own because the runtime needs the options (and their cache
+key) on every run, warm ones included, without importing the lifter.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LiftOptions:
+    mode: int = 64          # CPU mode: 64-bit long mode or 32-bit protected mode
+    user_mode: bool = True  # linux-user (privileged insns fault) or system mode
+    # Load base of a position-independent image (None: absolute addresses).
+    # Code is generated relative to it; only "is it PIC" belongs in a cache key.
+    pic_base: int | None = None
+    # Tier-1 code counts region entries and loop back-edges and exits with
+    # EXIT_HOT when a counter passes the threshold (adaptive retranslation).
+    hot_counters: bool = False
+
+    def mode_key(self) -> str:
+        """What kind of guest code this is (names the code map)."""
+        return (f"mode{self.mode}|{'user' if self.user_mode else 'system'}|"
+                f"{'pic' if self.pic_base is not None else 'abs'}")
+
+    def key(self) -> str:
+        """Everything in the options that changes generated code, with the
+        translator version and the CPU state layout the code is compiled
+        against (the cache selects candidates by this key, so neither a new
+        translator nor a layout change ever reuses stale code)."""
+        from bttool import TRANSLATOR_VERSION
+        from bttool.ir.window import UNSAFE_NO_CLAMP
+        from bttool.ir.state import LAYOUT_DIGEST
+        return self.mode_key() + ("|hot" if self.hot_counters else "") + \
+            ("|unsafe-no-clamp" if UNSAFE_NO_CLAMP else "") + f"|v{TRANSLATOR_VERSION}" + \
+            f"|state-{LAYOUT_DIGEST}"
+
+    def tier2(self) -> "LiftOptions":
+        return LiftOptions(self.mode, self.user_mode, self.pic_base, False)
