@@ -8,9 +8,10 @@ An address ``x + d`` (d a constant displacement, |d| <= DISP_GUARD) maps to
 ``umin(x + G, GUEST_LIMIT + G) - G``: however ``x`` was forged, the access
 stays in the host reservation, and outside the guest's mappable range it
 lands on never-mapped pages and faults, as natively (see ir/window.py).
-Because only ``x`` is clamped, ``- G + d`` folds into the host addressing
-mode, ``x + G`` into one lea, and one clamp of a register serves every
-access off it (``[rsp+8]``, ``[rsp+16]``...).
+The memory argument ``membase`` of linux-user code is ``base - G``
+(ir/window.py ARG_BIAS), so the host access is ``[membase + clamped + d]``:
+``x + G`` folds into one lea, ``d`` into the addressing mode, and one clamp
+of a register serves every access off it (``[rsp+8]``, ``[rsp+16]``...).
 
 In system mode guest addresses are virtual and go through the guest's page
 tables: ``tlb_offset`` consults the software TLB held in the CPU state
@@ -26,7 +27,7 @@ from typing import Callable
 from llvmlite import ir
 
 from bttool.ir import state as st
-from bttool.ir.window import DISP_GUARD, GUEST_LIMIT, UNSAFE_NO_CLAMP
+from bttool.ir.window import ARG_BIAS, DISP_GUARD, GUEST_LIMIT, UNSAFE_NO_CLAMP
 
 I8 = ir.IntType(8)
 I64 = ir.IntType(64)
@@ -60,10 +61,10 @@ def host_pointer(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value) -> ir.Value
     umin = module.globals.get("llvm.umin.i64")
     if umin is None:
         umin = ir.Function(module, ir.FunctionType(I64, [I64, I64]), name="llvm.umin.i64")
-    biased = b.add(x, ir.Constant(I64, DISP_GUARD))
-    off = b.call(umin, [biased, ir.Constant(I64, GUEST_LIMIT + DISP_GUARD)])
+    biased = b.add(x, ir.Constant(I64, ARG_BIAS))
+    off = b.call(umin, [biased, ir.Constant(I64, GUEST_LIMIT + ARG_BIAS)])
     ptr = b.gep(membase, [off], source_etype=I8)
-    return b.gep(ptr, [ir.Constant(I64, d - DISP_GUARD)], source_etype=I8)
+    return b.gep(ptr, [ir.Constant(I64, d)], source_etype=I8) if d else ptr
 
 
 def load(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, ty: ir.Type) -> ir.Value:

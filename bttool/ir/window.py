@@ -14,8 +14,10 @@ adds the instruction's displacement ``d`` (|d| <= DISP_GUARD), so every
 access stays inside the reservation.  The result is exact whenever ``x`` was
 inside the clamp range, and otherwise the true address x + d is negative or
 at least MAP_LIMIT, where nothing is ever mapped for the guest: it faults
-natively and it faults here.  Constants only, so the runtime can use them
-without importing llvmlite.
+natively and it faults here.  Translated linux-user code receives ``base - ARG_BIAS`` as its memory
+argument, which absorbs the clamp's bias (ir/memory.py), so the host
+instruction needs no 32-bit displacement for it.  Constants only, so the
+runtime can use them without importing llvmlite.
 """
 from __future__ import annotations
 
@@ -33,3 +35,7 @@ RESERVE_SIZE = RESERVE_BELOW + GUEST_LIMIT + DISP_GUARD + GUARD_SIZE
 # of the sandbox can be measured against an unchecked base+address mapping.
 # Part of the cache key (LiftOptions.key), so such code never mixes with safe code.
 UNSAFE_NO_CLAMP = os.environ.get("BTTOOL_UNSAFE_NO_CLAMP") == "1"
+
+# What generated code adds to an address before the clamp, and the runtime
+# therefore subtracts from the memory argument (none without the clamp).
+ARG_BIAS = 0 if UNSAFE_NO_CLAMP else DISP_GUARD

@@ -213,7 +213,7 @@ class Executor:
     def run_once(self) -> int:
         """Run native code until an exit; returns the exit reason."""
         s = self.state
-        r = self.engine.run_fn(ctypes.addressof(s), self.memory.base)
+        r = self.engine.run_fn(ctypes.addressof(s), self.memory.arg_base)
         s.exit_reason = st.EXIT_NONE
         self.stats.exits_to_python += 1
         return r

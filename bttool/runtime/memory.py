@@ -17,7 +17,7 @@ import errno
 import os
 from dataclasses import dataclass
 
-from bttool.ir.window import MAP_LIMIT, RESERVE_BELOW, RESERVE_SIZE
+from bttool.ir.window import ARG_BIAS, MAP_LIMIT, RESERVE_BELOW, RESERVE_SIZE
 
 PAGE = 4096
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
@@ -75,6 +75,8 @@ class GuestMemory:
             raise GuestMemoryError(ctypes.get_errno(), "cannot reserve the guest address space")
         self.reservation: tuple[int, int] = (start, start + RESERVE_SIZE)
         self.base: int = start + RESERVE_BELOW
+        # the memory argument of translated code (see ir/window.py)
+        self.arg_base: int = self.base - ARG_BIAS
         self._starts: list[int] = []
         self._maps: list[Mapping] = []
         self.brk_start = 0

@@ -511,7 +511,9 @@ class _CodeView:
         self.m = machine
 
     @property
-    def base(self) -> int:
+    def arg_base(self) -> int:
+        """The memory argument of translated code: guest physical memory
+        (the TLB maps virtual addresses to offsets in it)."""
         return self.m.ram.base
 
     def read_code(self, addr: int, length: int) -> bytes:
