@@ -30,7 +30,7 @@ from functools import lru_cache
 from bttool.ir import intrinsics, state as st
 from bttool.runtime import snippet
 from bttool.runtime.snippet import DATA_ADDR, STACK_ADDR, STACK_SIZE
-from bttool.translator.blocks import UnmappedCode
+from bttool.translator.guestcode import UnmappedCode
 
 GPRS = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
         "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from bttool.errors import BttoolError
 from bttool.ir import codegen
 from bttool.runtime.cache import CacheStore, RunCache
-from bttool.translator.lifter import LiftOptions
+from bttool.translator.options import LiftOptions
 from bttool.translator.loader import PF_X, GuestImage
 from bttool.translator.translate import Translation, translate
 

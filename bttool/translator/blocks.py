@@ -14,7 +14,7 @@ from capstone import x86_const as X
 
 from bttool.translator import registry
 from bttool.translator.decoder import MAX_INSN_LEN, Decoder
-from bttool.translator.guestcode import CodeReader, UnmappedCode  # noqa: F401 (re-exported)
+from bttool.translator.guestcode import CodeReader, UnmappedCode
 
 
 MAX_BLOCK_INSNS = 200

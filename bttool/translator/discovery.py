@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from capstone import x86_const as X
 
 from bttool.translator import jumptables
-from bttool.translator.blocks import CodeReader, UnmappedCode, discover_region
+from bttool.translator.blocks import discover_region
 from bttool.translator.decoder import Decoder
+from bttool.translator.guestcode import CodeReader, UnmappedCode
 
 
 @dataclass

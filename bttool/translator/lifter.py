@@ -16,7 +16,7 @@ from bttool.ir.state import EXIT_FAULT, FAULT_UD
 from bttool.translator import registry
 from bttool.translator.blocks import Block, Region
 from bttool.translator.operands import Insn, UnsupportedOperand
-from bttool.translator.options import LiftOptions  # noqa: F401 (re-exported)
+from bttool.translator.options import LiftOptions
 
 
 @dataclass

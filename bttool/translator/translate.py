@@ -10,10 +10,11 @@ from llvmlite import ir
 
 from bttool.ir import codegen
 from bttool.translator import registry
-from bttool.translator.blocks import CodeReader, Region, UnmappedCode, discover_region
+from bttool.translator.blocks import Region, discover_region
 from bttool.translator.decoder import Decoder
-from bttool.translator.guestcode import guest_digest, region_key  # noqa: F401 (re-exported)
-from bttool.translator.lifter import LiftOptions, lift_region
+from bttool.translator.guestcode import CodeReader, UnmappedCode, guest_digest, region_key
+from bttool.translator.lifter import lift_region
+from bttool.translator.options import LiftOptions
 
 
 @dataclass

@@ -33,8 +33,8 @@ from bttool.runtime.system.vcpu import (
     read_rflags,
     write_rflags,
 )
-from bttool.translator.blocks import UnmappedCode
-from bttool.translator.lifter import LiftOptions
+from bttool.translator.guestcode import UnmappedCode
+from bttool.translator.options import LiftOptions
 
 MASK64 = (1 << 64) - 1
 _FAULT_VECTOR = {st.FAULT_DE: V.DE, st.FAULT_UD: V.UD, st.FAULT_GP: V.GP, st.FAULT_BP: V.BP}
