@@ -14,9 +14,9 @@ adds the instruction's displacement ``d`` (|d| <= DISP_GUARD), so every
 access stays inside the reservation.  The result is exact whenever ``x`` was
 inside the clamp range, and otherwise the true address x + d is negative or
 at least MAP_LIMIT, where nothing is ever mapped for the guest: it faults
-natively and it faults here.  Translated linux-user code receives ``base - ARG_BIAS`` as its memory
-argument, which absorbs the clamp's bias (ir/memory.py), so the host
-instruction needs no 32-bit displacement for it.  Constants only, so the
+natively and it faults here.  Translated linux-user code receives
+``base - ARG_BIAS`` as its memory argument, which absorbs the clamp's bias
+(ir/memory.py), so the host instruction needs no 32-bit displacement for it.  Constants only, so the
 runtime can use them without importing llvmlite.
 """
 from __future__ import annotations

@@ -155,11 +155,10 @@ class LinuxProcess:
         s = self.state
         host_addr = s.fault_addr
         sig = int(s.exit_info)
-        lo, hi = self.memory.reservation
-        if not lo <= host_addr < hi:
+        guest_addr = self.memory.guest_address(host_addr)
+        if guest_addr is None:
             raise RuntimeError(f"host fault at {host_addr:#x} outside the guest region "
                                f"(block {s.rip:#x}): sandbox violation")
-        guest_addr = (host_addr - self.memory.base) & 0xFFFFFFFFFFFFFFFF
         self._deliver(sig, f"segmentation fault: access to {guest_addr:#x} "
                            f"in the block at {s.rip:#x}")
 

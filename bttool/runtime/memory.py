@@ -5,9 +5,9 @@ The guest window and its guard ranges (ir/window.py) are reserved once
 ``base + guest_address`` with MAP_FIXED inside that reservation, below
 MAP_LIMIT; unmapping puts PROT_NONE back, so the reservation is never given
 up and generated code (which clamps addresses into it, see ir/memory.py)
-cannot reach anything else.  Pointers a system call receives are translated here, with
-their length checked against the window; the host kernel then reports EFAULT
-for unmapped guest pages exactly as Linux would for the guest.
+cannot reach anything else.  Pointers a system call receives are translated
+here, with their length checked against the window; the host kernel then
+reports EFAULT for unmapped guest pages exactly as Linux would for the guest.
 """
 from __future__ import annotations
 
@@ -194,6 +194,15 @@ class GuestMemory:
         raise GuestMemoryError(errno.ENOMEM, "guest address space exhausted")
 
     # -- access from the runtime ------------------------------------------------
+    def guest_address(self, host_addr: int) -> int | None:
+        """The guest address a host fault address in the reservation stands
+        for (the guards below base wrap, as the address computation did), or
+        None when it is outside the reservation."""
+        lo, hi = self.reservation
+        if not lo <= host_addr < hi:
+            return None
+        return (host_addr - self.base) & 0xFFFFFFFFFFFFFFFF
+
     def host(self, addr: int, length: int = 0) -> int:
         """Host address of a guest pointer; EFAULT past the window."""
         if addr < 0 or addr + length > MAP_LIMIT or addr >= MAP_LIMIT:

@@ -92,7 +92,8 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0
                 result_fault = st.FAULT_PF
                 break
             continue
-        if reason == st.EXIT_INTRINSIC and intrinsics.split_exit_info(int(s.exit_info))[0].id == int3 and s.rip == end:
+        if reason == st.EXIT_INTRINSIC and s.rip == end \
+                and intrinsics.split_exit_info(int(s.exit_info))[0].id == int3:
             break
         if reason == st.EXIT_FAULT:
             result_fault = int(s.exit_info)
@@ -108,5 +109,5 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0
         rflags=st.rflags(s), xmm=[st.get_xmm(s, i) for i in range(16)],
         data=mem.read(DATA_ADDR, DATA_SIZE), mxcsr=s.mxcsr, fault=result_fault,
         host_signal=host_sig,
-        fault_addr=(s.fault_addr - mem.base) & 0xFFFFFFFFFFFFFFFF if host_sig else 0,
+        fault_addr=(mem.guest_address(s.fault_addr) or 0) if host_sig else 0,
         untranslatable=list(ex.stats.untranslatable))
