@@ -462,6 +462,34 @@ def test_insn(spec: Spec, data) -> None:
         check(spec, random_input(rng, spec))
 
 
+# The forms that have host-instruction lowerings (sse_fpcore.host_op).
+_HOST_LOWERED = [s for s in SPECS
+                 if s.asm.split()[0][:-2] in ("add", "sub", "mul", "div", "sqrt", "hadd", "hsub",
+                                              "addsub", "dp")]
+
+
+@pytest.fixture
+def generic_fp(monkeypatch):
+    """Translate SSE arithmetic with the generic IR instead of the host's
+    instructions; no translation is shared with the other tests."""
+    from bttool.translator.semantics import sse_fpcore
+    monkeypatch.setattr(sse_fpcore, "USE_HOST_INSTRUCTIONS", False)
+    N._last_code[0] = None
+    yield
+    N._last_code[0] = None
+
+
+@pytest.mark.parametrize("spec", _HOST_LOWERED, ids=[s.asm for s in _HOST_LOWERED])
+@_SETTINGS
+@given(data=st.data())
+def test_insn_generic_fp(spec: Spec, data, generic_fp) -> None:
+    """test_insn for the arithmetic forms, lowered to the generic IR (as for
+    targets without AVX-512)."""
+    inp, rng = draw_input(data, spec)
+    check(spec, inp)
+    check(spec, random_input(rng, spec))
+
+
 # ---------------------------------------------------------------------------
 # pcmpXstrX: every immediate
 

@@ -158,8 +158,13 @@ def low(ctx: Insn, v128: ir.Value, bits: int) -> ir.Value:
 
 
 def merge_low(ctx: Insn, old128: ir.Value, new: ir.Value) -> ir.Value:
-    """``old128`` with its low ``new.type.width`` bits replaced by ``new``."""
+    """``old128`` with its low bits replaced by ``new`` (an integer, or a
+    float inserted as a float lane: an integer lane insert of a bitcast
+    float makes LLVM move it through a general register)."""
     b = ctx.b
+    if new.type in (F32, F64):
+        vt = fvec(32 if new.type == F32 else 64, 4 if new.type == F32 else 2)
+        return b.bitcast(b.insert_element(b.bitcast(old128, vt), new, ir.Constant(I32, 0)), I128)
     bits = new.type.width
     if bits in (8, 16, 32, 64):     # a lane insert keeps it in a vector register
         vt = vec(bits, 128 // bits)

@@ -1,8 +1,8 @@
 """Floating-point building blocks shared by sse_float.py and sse_convert.py
 (registers nothing).
 
-x86 results are produced exactly with generic IR, independent of how the
-host treats NaNs:
+x86 results are produced exactly, with generic IR on any host (whatever it
+does with NaNs) or, on x86 hosts, with the host's own instructions:
 
 * NaN propagation (``nan_fix``): if the first source is a NaN it is returned
   quieted, else the second source's NaN quieted, else an invalid operation
@@ -13,10 +13,18 @@ host treats NaNs:
   conversions) and the result moves one ulp when the directed mode asks for
   it (``directed``).  The error term of tiny results is computed after an
   exact power-of-two scaling, so it cannot underflow.
-* Both rules cost nothing in the common case: the generated code computes
-  LLVM's nearest result and branches (predicted not taken) to an out-of-line
-  cold function only when MXCSR.RC is not nearest or the result is a NaN
-  (``guarded``).
+* Both rules cost one compare and branch in the common case: the generated
+  code computes LLVM's nearest result and branches (predicted not taken) to
+  an out-of-line cold function only when MXCSR.RC is not nearest or the
+  result is a NaN (``guarded``; one unordered compare tests both, see
+  ``rc_nan``).
+* On x86 targets with AVX-512F the scalar add/sub/mul/div/sqrt are the
+  host's own instructions with a static round-to-nearest ({rn-sae}), which
+  LLVM neither reorders nor folds: their NaN results are the guest's by
+  construction, so only MXCSR.RC is checked (``host_op``).  Packed ops
+  do the same on AMD hosts, through the 512-bit forms.  LLVM's own
+  fadd & co. may commute operands and may return any input NaN or a
+  positive default NaN, so their results need the NaN check.
 * Not modelled: MXCSR exception flags (bits 0-5, never set), exception
   unmasking, DAZ and FTZ (denormals are always honoured).
 """
@@ -142,12 +150,49 @@ def outlined(ctx: Insn, name: str, ret: ir.Type, args: list[ir.Value],
 
 def any_nan(ctx: Insn, v: ir.Value) -> ir.Value:
     """i1: ``v`` (or any lane of it) is a NaN."""
+    return any_unordered(ctx, v, v)
+
+
+def any_unordered(ctx: Insn, v: ir.Value, w: ir.Value) -> ir.Value:
+    """i1: ``v`` or ``w`` (or any lane of either) is a NaN."""
     b = ctx.b
-    c = isnan(ctx, v)
+    c = b.fcmp_unordered("uno", v, w)
     n = lanes_of(v.type)
     if n == 0:
         return c
     return b.icmp_unsigned("!=", b.bitcast(c, ir.IntType(n)), ir.Constant(ir.IntType(n), 0))
+
+
+def rc_nan(ctx: Insn, ty: ir.Type) -> ir.Value:
+    """A float (vector) of ``ty``'s type that is a NaN exactly when MXCSR.RC
+    is not round-to-nearest (+inf otherwise): ``r uno rc_nan`` then tests
+    "r is a NaN or the rounding is directed" with one compare and branch
+    (an ``or`` of two conditions becomes two branches).  Built from the
+    current MXCSR, so an ldmxcsr earlier in the region is seen."""
+    b = ctx.b
+    bits = fbits(ty)
+    ity = ir.IntType(bits)
+    inf = 0x7F800000 if bits == 32 else 0x7FF0000000000000
+    rc = mxcsr_rc(ctx)
+    k = b.bitcast(b.or_(rc if bits == 32 else b.zext(rc, ity), ir.Constant(ity, inf)), elem(ty))
+    n = lanes_of(ty)
+    if n == 0:
+        return k
+    v = b.insert_element(ir.Constant(ty, None), k, ir.Constant(I32, 0))
+    return b.shuffle_vector(v, ir.Constant(ty, None), mask_i32([0] * n))
+
+
+def _needs_exact(ctx: Insn, near: ir.Value, nan_possible: bool, rounded: bool) -> ir.Value:
+    """i1: ``near`` is not the x86 result: MXCSR.RC is directed (when
+    ``rounded``) or ``near`` (a lane of it) is a NaN (when ``nan_possible``)."""
+    b = ctx.b
+    if nan_possible and rounded:
+        return any_unordered(ctx, near, rc_nan(ctx, near.type))
+    if nan_possible:
+        return any_nan(ctx, near)
+    if rounded:
+        return b.icmp_unsigned("!=", mxcsr_rc(ctx), ir.Constant(I32, 0))
+    return ir.Constant(I1, 0)
 
 
 def guarded(ctx: Insn, key: str, near: ir.Value, args: list[ir.Value],
@@ -160,10 +205,7 @@ def guarded(ctx: Insn, key: str, near: ir.Value, args: list[ir.Value],
     result depends on MXCSR.RC at all."""
     b = ctx.b
     rc = mxcsr_rc(ctx)
-    cond = b.icmp_unsigned("!=", rc, ir.Constant(I32, 0)) if rounded else None
-    if nan_possible:
-        nan = any_nan(ctx, near)
-        cond = nan if cond is None else b.or_(cond, nan)
+    cond = _needs_exact(ctx, near, nan_possible, rounded)
     pre = b.block
     slow_bb = ctx.em.new_block("fp.exact")
     join = ctx.em.new_block("fp.join")
@@ -286,6 +328,89 @@ def _directed_arith(ctx: Insn, op: str, rc: ir.Value, a: ir.Value, s: ir.Value,
     return directed(ctx, rc, near, above, below)
 
 
+# -- the host's own instructions -----------------------------------------------------
+# Tests switch this off to check the generic IR against the host CPU too.
+USE_HOST_INSTRUCTIONS = True
+# The AVX-512 rounding operand {rn-sae}: round to nearest, exceptions
+# suppressed.  Not 4 ("current direction"): LLVM turns that form back into
+# a generic fadd & co.
+_RN_SAE = 8
+
+
+def _target_features(ctx: Insn) -> set[str]:
+    """The target's features when host instructions may be used, else none."""
+    feats = getattr(ctx.em.module, "bt_target_features", None)
+    return set(feats.split(",")) if USE_HOST_INSTRUCTIONS and feats else set()
+
+
+def _wide_is_cheap(feats: set[str]) -> bool:
+    """Whether a 512-bit operation costs what a 128-bit one does: on AMD
+    cores (Zen 4 on, the only AMD parts with AVX-512; SSE4a marks AMD) it
+    does, while Intel's AVX-512 cores lower their clock for heavy 512-bit
+    work (LLVM tunes them to prefer 256-bit vectors for the same reason)."""
+    return "+sse4a" in feats
+
+
+def host_op(ctx: Insn, op: str, args: list[ir.Value]) -> ir.Value | None:
+    """The host's SSE/AVX-512 instruction for ``op`` (add sub mul div sqrt)
+    on ``args`` with static round-to-nearest, or None when the target has
+    no such instruction.  An intrinsic with an explicit rounding operand is
+    opaque to LLVM (not commuted, not folded), so the result, NaNs included,
+    is the host's -- which is the guest's: the same operation, operands in
+    the guest's order."""
+    feats = _target_features(ctx)
+    if "+avx512f" not in feats:
+        return None
+    if not lanes_of(args[0].type):
+        return _host_scalar(ctx, op, args)
+    if _wide_is_cheap(feats):
+        return _host_packed(ctx, op, args)
+    return None
+
+
+def _host_scalar(ctx: Insn, op: str, args: list[ir.Value]) -> ir.Value:
+    """vaddsd & co. {rn-sae} on lane 0 (the other lanes are don't-care)."""
+    b = ctx.b
+    ty = args[0].type
+    sfx = "ss" if ty == F32 else "sd"
+    vt = ir.VectorType(ty, 4 if ty == F32 else 2)
+    undef = ir.Constant(vt, ir.Undefined)
+    lanes = [b.insert_element(undef, a, ir.Constant(I32, 0)) for a in args]
+    if op == "sqrt":
+        name, lanes = f"llvm.x86.avx512.mask.sqrt.{sfx}", [undef, lanes[0]]
+    else:
+        name = f"llvm.x86.avx512.mask.{op}.{sfx}.round"
+    r = ctx.em.intrinsic(name, vt, [*lanes, undef, ir.Constant(ir.IntType(8), -1),
+                                    ir.Constant(I32, _RN_SAE)])
+    return b.extract_element(r, ir.Constant(I32, 0))
+
+
+def _host_packed(ctx: Insn, op: str, args: list[ir.Value]) -> ir.Value:
+    """vaddpd & co. {rn-sae}: only the 512-bit forms take a rounding
+    operand, so the 128-bit operands are widened (upper lanes don't-care)."""
+    b = ctx.b
+    ty = args[0].type
+    n = ty.count
+    wide = ir.VectorType(ty.element, 512 // fbits(ty))
+    undef = ir.Constant(ty, ir.Undefined)
+    widen = mask_i32(list(range(n)) + [n] * (wide.count - n))
+    ws = [b.shuffle_vector(a, undef, widen) for a in args]
+    name = f"llvm.x86.avx512.{op}.{'ps' if ty.element == F32 else 'pd'}.512"
+    r = ctx.em.intrinsic(name, wide, [*ws, ir.Constant(I32, _RN_SAE)])
+    return b.shuffle_vector(r, ir.Constant(wide, ir.Undefined), mask_i32(list(range(n))))
+
+
+def _fast(ctx: Insn, key: str, args: list[ir.Value], generic: Callable[[], ir.Value],
+          exact: Callable[..., ir.Value]) -> ir.Value:
+    """The x86 result of rounded operation ``key`` on ``args``: the host's
+    instruction when there is one (then only MXCSR.RC is checked), else
+    LLVM's ``generic()`` result, checked for NaNs too."""
+    host = host_op(ctx, key, args)
+    if host is not None:
+        return guarded(ctx, key, host, args, exact, nan_possible=False)
+    return guarded(ctx, key, generic(), args, exact)
+
+
 def arith(ctx: Insn, op: str, a: ir.Value, s: ir.Value) -> ir.Value:
     """x86 ``a op s`` for op in add/sub/mul/div (scalar or vector floats):
     MXCSR rounding and NaN rules included."""
@@ -293,7 +418,7 @@ def arith(ctx: Insn, op: str, a: ir.Value, s: ir.Value) -> ir.Value:
         near = _near(octx, op, a, s)
         return nan_fix(octx, _directed_arith(octx, op, rc, a, s, near), a, s)
 
-    return guarded(ctx, op, _near(ctx, op, a, s), [a, s], exact)
+    return _fast(ctx, op, [a, s], lambda: _near(ctx, op, a, s), exact)
 
 
 def _directed_sqrt(ctx: Insn, rc: ir.Value, x: ir.Value, near: ir.Value) -> ir.Value:
@@ -312,7 +437,7 @@ def sqrt(ctx: Insn, x: ir.Value) -> ir.Value:
         near = call(octx, "sqrt", x.type, [x])
         return nan_fix(octx, _directed_sqrt(octx, rc, x, near), x)
 
-    return guarded(ctx, "sqrt", call(ctx, "sqrt", x.type, [x]), [x], exact)
+    return _fast(ctx, "sqrt", [x], lambda: call(ctx, "sqrt", x.type, [x]), exact)
 
 
 def round_static(ctx: Insn, x: ir.Value, mode: int) -> ir.Value:
@@ -415,7 +540,7 @@ def from_float(ctx: Insn, old128: ir.Value, r: ir.Value, packed: bool) -> ir.Val
     b = ctx.b
     if packed:
         return b.bitcast(r, ir.IntType(128))
-    return merge_low(ctx, old128, b.bitcast(r, int_of(r.type)))
+    return merge_low(ctx, old128, r)
 
 
 __all__ = ["F64"]
