@@ -34,15 +34,15 @@ MXCSR_MASKS = 0x1F80
 SNIPPETS = {
     "scalar double": "addsd xmm1, xmm2; ldmxcsr dword ptr [rsi]; subsd xmm3, xmm4; "
                      "mulsd xmm5, xmm6; divsd xmm7, xmm8; sqrtsd xmm9, xmm10; "
-                     "ldmxcsr dword ptr [rsi+4]; addsd xmm11, xmm12; divsd xmm13, qword ptr [rsi+16]; "
-                     "mulsd xmm14, xmm14",
+                     "ldmxcsr dword ptr [rsi+4]; addsd xmm11, xmm12; "
+                     "divsd xmm13, qword ptr [rsi+16]; mulsd xmm14, xmm14",
     "scalar single": "addss xmm1, xmm2; ldmxcsr dword ptr [rsi]; subss xmm3, xmm4; "
                      "mulss xmm5, xmm6; divss xmm7, xmm8; sqrtss xmm9, xmm10; "
-                     "ldmxcsr dword ptr [rsi+4]; addss xmm11, xmm12; divss xmm13, dword ptr [rsi+16]; "
-                     "mulss xmm14, xmm14",
+                     "ldmxcsr dword ptr [rsi+4]; addss xmm11, xmm12; "
+                     "divss xmm13, dword ptr [rsi+16]; mulss xmm14, xmm14",
     "packed": "addpd xmm1, xmm2; ldmxcsr dword ptr [rsi]; subpd xmm3, xmm4; mulps xmm5, xmm6; "
-              "divpd xmm7, xmm8; sqrtps xmm9, xmm10; ldmxcsr dword ptr [rsi+4]; addps xmm11, xmm12; "
-              "divps xmm13, xmmword ptr [rsi+16]; sqrtpd xmm14, xmm14",
+              "divpd xmm7, xmm8; sqrtps xmm9, xmm10; ldmxcsr dword ptr [rsi+4]; "
+              "addps xmm11, xmm12; divps xmm13, xmmword ptr [rsi+16]; sqrtpd xmm14, xmm14",
     # NaNs and directed results flowing from one operation into the next
     "chain": "mulsd xmm1, xmm2; addsd xmm1, xmm3; ldmxcsr dword ptr [rsi]; divsd xmm1, xmm4; "
              "sqrtsd xmm2, xmm1; subsd xmm2, xmm1; mulpd xmm3, xmm1; ldmxcsr dword ptr [rsi+4]; "
@@ -123,7 +123,9 @@ def test_rounding_changes_and_nans_in_region(name: str, lowering: str) -> None:
                         + "\n  ".join(errs))
 
 
-def _translated_ir(code: bytes) -> str:
+def _region_ir(code: bytes) -> str:
+    """The optimised IR of the region function translated from ``code``
+    for the host (without the cold functions it calls)."""
     from bttool.ir import codegen
     from bttool.translator.options import LiftOptions
     from bttool.translator.translate import translate
@@ -131,8 +133,10 @@ def _translated_ir(code: bytes) -> str:
 
     def read(addr: int, n: int) -> bytes:
         return code[addr - 0x1000:addr - 0x1000 + n]
-    return translate([0x1000], read, LiftOptions(64, True), codegen.host_target(2),
+    text = translate([0x1000], read, LiftOptions(64, True), codegen.host_target(2),
                      want_ir=True).ir_text
+    return next(f for f in text.split("\ndefine ")
+                if f.split("(")[0].split("@")[-1].startswith("bt_"))
 
 
 @pytest.mark.parametrize("name", ["scalar double", "scalar single"])
@@ -143,13 +147,12 @@ def test_host_instructions_are_used(name: str) -> None:
     from bttool.ir import codegen
     if "+avx512f" not in codegen.host_target().features.split(","):
         pytest.skip("host without AVX-512F")
-    text = _translated_ir(N.assemble([SNIPPETS[name]])[0])
+    text = _region_ir(N.assemble([SNIPPETS[name]])[0])
     sfx = "sd" if "double" in name else "ss"
     for op in ("add", "sub", "mul", "div"):
         assert f"@llvm.x86.avx512.mask.{op}.{sfx}.round(" in text, op
     assert f"@llvm.x86.avx512.mask.sqrt.{sfx}(" in text
-    region = next(f for f in text.split("\ndefine ") if f.split("(")[0].split("@")[-1].startswith("bt_"))
-    assert "fcmp uno" not in region     # (the cold exact functions test NaNs)
+    assert "fcmp uno" not in text       # (the cold exact functions test NaNs)
 
 
 # A pair loaded for one of its halves right after a store to the other (as
@@ -174,10 +177,9 @@ def test_pair_load_results() -> None:
 def test_pair_load_reads_only_the_used_half() -> None:
     code = N.assemble(["movsd qword ptr [rsi+16], xmm1; movupd xmm2, xmmword ptr [rsi+16]; "
                        "unpckhpd xmm2, xmm2; addsd xmm3, xmm2"])[0]
-    text = _translated_ir(code)
-    region = next(f for f in text.split("\ndefine ") if f.split("(")[0].split("@")[-1].startswith("bt_"))
     # guest memory accesses are the unaligned ones (ir/memory.py)
-    loads = [line for line in region.splitlines() if " = load " in line and line.endswith("align 1")]
+    loads = [line for line in _region_ir(code).splitlines()
+             if " = load " in line and line.endswith("align 1")]
     wide = [line for line in loads if "<2 x" in line or "i128" in line]
     assert not wide, wide
     assert any("load double" in line for line in loads), loads

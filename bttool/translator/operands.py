@@ -181,10 +181,11 @@ class Insn:
         return self.em.load(addr, int_type(bits))
 
     def _load_halves(self, addr: ir.Value) -> ir.Value:
-        """A 128-bit load (as <2 x i64>) made of two 64-bit ones: LLVM drops a half nobody
-        reads (a guest that loads a pair for one value then does not stall
-        on a store to the other half) and merges them back into one vector
-        load otherwise.  System mode keeps one access (one TLB lookup)."""
+        """A 128-bit load (as <2 x i64>) made of two 64-bit ones: LLVM
+        drops a half nobody reads (a guest that loads a pair for one value
+        then does not stall on a store to the other half) and merges them
+        back into one vector load otherwise.  System mode keeps one access
+        (one TLB lookup)."""
         if self.em.system:
             return self.em.load(addr, _V2I64)
         b = self.b
