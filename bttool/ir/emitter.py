@@ -134,6 +134,10 @@ class FunctionEmitter:
         self._dirty: set[str] = set()
         self._cache: dict[str, ir.Value | Thunk] = {}   # values valid in _cache_block
         self._pending: set[str] = set()                  # cached but not yet stored
+        # Fields whose pending values no later code reads (set by the
+        # lifter for the last instruction of a guest block, see
+        # translator/flaglive.py): flush neither computes nor stores them.
+        self.unneeded_at_end: frozenset[str] = frozenset()
         self._cache_block: ir.Block | None = None
         # Guest pcs translated inside this function: a jump there is an IR
         # branch, so loops stay inside one function with registers in SSA.
@@ -203,7 +207,7 @@ class FunctionEmitter:
         if not self._pending or self._cache_block is not self.b.block:
             return
         pending, self._pending = self._pending, set()
-        for name in sorted(pending):
+        for name in sorted(pending - self.unneeded_at_end):
             v = self._cache[name]
             if callable(v):
                 v = v()

@@ -13,7 +13,7 @@ from llvmlite import ir
 
 from bttool.ir.emitter import FunctionEmitter
 from bttool.ir.state import EXIT_FAULT, FAULT_UD
-from bttool.translator import registry
+from bttool.translator import flaglive, registry
 from bttool.translator.blocks import Block, Region
 from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.options import LiftOptions
@@ -48,20 +48,27 @@ def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: s
     if options.hot_counters:
         em.count_execution(region.entry)
     em.b.branch(labels[region.entry])
+    dead = flaglive.dead_at_end(region) if options.user_mode else {}
     for pc, block in sorted(region.blocks.items()):
         em.b.position_at_end(labels[pc])
-        lift_block(em, block, options, result)
+        lift_block(em, block, options, result, dead.get(pc, flaglive.NONE))
     em.seal_open_blocks()
     em.finish()
     result.entries[region.entry] = name
     return result
 
 
-def lift_block(em: FunctionEmitter, block: Block, options: LiftOptions, result: LiftResult) -> None:
-    """Lift one guest block at the builder's current position."""
+def lift_block(em: FunctionEmitter, block: Block, options: LiftOptions, result: LiftResult,
+               dead_flags: frozenset[str] = flaglive.NONE) -> None:
+    """Lift one guest block at the builder's current position.
+    ``dead_flags``: flags no successor reads (translator/flaglive.py); the
+    block's end leaves them uncomputed."""
+    last = block.insns[-1] if block.insns else None
     for insn in block.insns:
         result.insn_count += 1
         em.begin_insn(insn.address)
+        em.unneeded_at_end = flaglive.droppable_at_end(block, dead_flags) \
+            if insn is last and dead_flags else flaglive.NONE
         fn = registry.lookup(insn.id)
         if fn is None:
             result.untranslatable.append((insn.address, f"{insn.mnemonic} {insn.op_str}".strip()))

@@ -1,0 +1,140 @@
+"""Liveness of the arithmetic flags across the blocks of a region.
+
+Flags are separate fields that the lifter sets lazily (ir/emitter.py): a flag
+overwritten before the end of its IR block is never computed.  At the end of
+a guest block, though, every pending flag used to be computed and stored,
+since a successor might read it; most successors overwrite all six flags
+first (a compare before a jump), so most of that code was dead.  Here the
+region's blocks say which flags a block's end can leave out: those that
+every path from there overwrites before any read, without leaving the
+region (code outside sees the whole state, so every flag is live at an
+exit).  The dropped flags are never computed at all, in either tier.
+
+The rule per instruction is conservative and lives in one table: a mnemonic
+this module does not know reads every flag; an instruction counts as writing
+a flag only if its semantics always set it.  tests/test_flaglive.py checks
+the tables against what the lifter actually reads and writes.
+
+Only for user mode: in system mode an interrupt or fault between any two
+instructions pushes RFLAGS, so every flag is always live.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bttool.translator.blocks import Block, Region
+
+FLAGS = ("cf", "pf", "af", "zf", "sf", "of")
+ALL = frozenset(FLAGS)
+NONE: frozenset[str] = frozenset()
+
+# Flags read by each condition-code suffix (jcc, setcc, cmovcc).
+_CC_READS = {}
+for _names, _flags in (
+        (("o", "no"), ("of",)), (("b", "c", "nae", "ae", "nb", "nc"), ("cf",)),
+        (("e", "z", "ne", "nz"), ("zf",)), (("be", "na", "a", "nbe"), ("cf", "zf")),
+        (("s", "ns"), ("sf",)), (("p", "pe", "np", "po"), ("pf",)),
+        (("l", "nge", "ge", "nl"), ("sf", "of")), (("le", "ng", "g", "nle"), ("zf", "sf", "of"))):
+    for _n in _names:
+        _CC_READS[_n] = frozenset(_flags)
+
+# Instructions whose semantics set these flags on every path (binary.py,
+# logic.py, flags.set_add/set_sub/set_logic); inc/dec read CF to keep it.
+_WRITES = {m: (NONE, ALL) for m in ("add", "sub", "cmp", "and", "or", "xor", "test", "neg")}
+_WRITES.update({m: (frozenset({"cf"}), ALL) for m in ("inc", "dec")})
+
+# Instructions that neither read nor write any of the six flags, or write
+# some of them only on some paths (shifts by a zero count keep them): for
+# liveness both are transparent.
+_TRANSPARENT = frozenset("""
+    mov movabs movzx movsx movsxd lea push pop nop endbr64 endbr32 bswap not
+    cdqe cqo cdq cwd cwde cbw xchg shl shr sar sal rol ror shld shrd imul mul div idiv
+    bt bsf bsr tzcnt lzcnt popcnt call ret jmp leave
+    movq movd movaps movapd movups movupd movdqa movdqu movss movsd movlps movhps movlpd
+    movhpd movntdq movntps movnti movhlps movlhps movmskps movmskpd pmovmskb
+    addss addsd subss subsd mulss mulsd divss divsd sqrtss sqrtsd minss minsd maxss maxsd
+    addps addpd subps subpd mulps mulpd divps divpd andps andpd andnps andnpd orps orpd
+    xorps xorpd cvtsi2sd cvtsi2ss cvttsd2si cvttss2si cvtsd2ss cvtss2sd cvtsd2si cvtss2si
+    unpcklps unpcklpd unpckhps unpckhpd shufps shufpd
+    pxor por pand pandn paddb paddw paddd paddq psubb psubw psubd psubq pcmpeqb pcmpeqw
+    pcmpeqd pcmpgtb pcmpgtw pcmpgtd pminub pmaxub pshufd pshufb pshuflw pshufhw palignr
+    punpcklbw punpcklwd punpckldq punpcklqdq punpckhbw punpckhwd punpckhdq punpckhqdq
+    psrldq pslldq psrlw psrld psrlq psllw pslld psllq psraw psrad
+    prefetcht0 prefetcht1 prefetcht2 prefetchnta prefetchw
+""".split())
+
+
+def effects(insn) -> tuple[frozenset[str], frozenset[str]]:
+    """(flags the instruction may read, flags it always writes)."""
+    m = insn.mnemonic
+    hit = _WRITES.get(m)
+    if hit is not None:
+        return hit
+    if m in _TRANSPARENT:
+        return NONE, NONE
+    for prefix in ("j", "set", "cmov"):
+        if m.startswith(prefix) and m[len(prefix):] in _CC_READS:
+            return _CC_READS[m[len(prefix):]], NONE
+    return ALL, NONE
+
+
+def _ends_inside(block: "Block", region: "Region") -> bool:
+    """Whether every way out of the block's end is a direct branch to a
+    block of the region (else the flags are live there)."""
+    if block.bad_at is not None or not block.insns or block.table_targets:
+        return False
+    if not block.successors or block.entries:
+        return False
+    last = block.insns[-1].mnemonic
+    if last in ("call", "ret") or (last == "jmp" and not _direct(block.insns[-1])):
+        return False
+    return all(s in region.blocks for s in block.successors)
+
+
+def _direct(insn) -> bool:
+    from capstone.x86_const import X86_OP_IMM
+    return bool(insn.operands) and insn.operands[0].type == X86_OP_IMM
+
+
+def _live_in(block: "Block", live_out: frozenset[str]) -> frozenset[str]:
+    live = live_out
+    for insn in reversed(block.insns):
+        reads, writes = effects(insn)
+        live = (live - writes) | reads
+    return live
+
+
+def dead_at_end(region: "Region") -> dict[int, frozenset[str]]:
+    """Block start -> the flags dead at the block's end (never read again
+    before being overwritten).  Blocks with none are left out."""
+    inside = {pc: _ends_inside(b, region) for pc, b in region.blocks.items()}
+    live_in = {pc: NONE for pc in region.blocks}
+    changed = True
+    while changed:                      # to the least fixed point
+        changed = False
+        for pc, block in region.blocks.items():
+            out = ALL if not inside[pc] else frozenset().union(
+                *(live_in[s] for s in block.successors))
+            new = _live_in(block, out)
+            if new != live_in[pc]:
+                live_in[pc] = new
+                changed = True
+    dead = {}
+    for pc, block in region.blocks.items():
+        if inside[pc]:
+            out = frozenset().union(*(live_in[s] for s in block.successors))
+            if out != ALL:
+                dead[pc] = ALL - out
+    return dead
+
+
+def droppable_at_end(block: "Block", dead: frozenset[str]) -> frozenset[str]:
+    """Flags whose pending values the last instruction of ``block`` may
+    leave uncomputed when its IR block ends: dead at the block's end and
+    not read by that instruction itself (after an IR branch inside it),
+    except a conditional jump, which reads before its final branch."""
+    last = block.insns[-1]
+    if last.mnemonic.startswith("j"):
+        return dead
+    return dead - effects(last)[0]
