@@ -386,28 +386,6 @@ class FunctionEmitter:
             support.emit_target_record(self.b, self.module, self.current_pc - (self.pic_base or 0),
                                        target)
 
-    def enter_at_any_block(self, labels: dict[int, ir.Block], entry: int) -> None:
-        """Start at the block of the current rip: ``entry`` (predicted), or
-        any other block of the region.  For side-entry copies of tier-2
-        regions, which the runtime installs for every block of the region
-        that becomes hot on its own (a loop re-entered at a return site)
-        instead of translating the same code again from there
-        (runtime/dispatcher.py _share_region).  Entering loops in the middle
-        makes them irreducible, and LLVM then optimises them less, so a
-        region's own function keeps its single entry."""
-        b = self.b
-        rip = self.get("rip")
-        key = rip if self.pic_base is None else b.sub(rip, self.get("image_base"))
-        base = self.pic_base or 0
-        others = self.new_block("enter.other")
-        br = b.cbranch(b.icmp_unsigned("==", key, const(64, entry - base)), labels[entry], others)
-        br.set_weights([1 << 20, 1])
-        b.position_at_end(others)
-        sw = b.switch(key, labels[entry])
-        for pc, label in sorted(labels.items()):
-            if pc != entry:
-                sw.add_case(const(64, pc - base), label)
-
     def cond_leave(self, cond: ir.Value, taken: int, fallthrough: int) -> None:
         """Conditional direct branch between two constant guest targets."""
         yes, no = self.new_block("taken"), self.new_block("fallthrough")

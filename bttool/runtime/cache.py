@@ -101,8 +101,6 @@ class CachedRegion:
     symbol: str
     insn_count: int
     rank: int = 0      # index of the variant it belongs to (0 = best tier)
-    ranges: tuple[tuple[int, int], ...] = ()   # absolute [start, end) of its blocks
-    entry: int = 0                             # the guest pc it was looked up for
 
 
 class CacheStore:
@@ -377,7 +375,7 @@ class RunCache:
                 continue
             self.hits += 1
             self.used.append(key)
-            return CachedRegion(key, object_id, symbol, insns, rank, tuple(ranges), pc)
+            return CachedRegion(key, object_id, symbol, insns, rank)
         self.misses += 1
         return None
 

@@ -25,15 +25,6 @@ _EMPTY = 0xFFFFFFFFFFFFFFFF  # never a guest pc (outside the guest window)
 
 
 @dataclass
-class _Tier2Region:
-    """A loaded tier-2 region, as promote() needs it."""
-    entry: int            # guest pc of its entry
-    address: int          # its function: single-entry, or a side-entry copy
-    any_entry: bool       # whether the function starts at whichever block rip names
-    source: object        # the Translation made in this run (None: from the cache)
-
-
-@dataclass
 class Stats:
     regions_translated: int = 0
     regions_from_cache: int = 0
@@ -42,7 +33,6 @@ class Stats:
     cache_load_seconds: float = 0.0
     exits_to_python: int = 0
     regions_promoted: int = 0
-    promotions_shared: int = 0     # of those, served by a tier-2 region holding the pc
     syscalls: int = 0
     untranslatable: list[tuple[int, str]] = field(default_factory=list)
 
@@ -63,9 +53,6 @@ class Executor:
         self.target = codegen.host_target(1)     # tier 1: quick
         self.target2 = codegen.host_target(2)    # tier 2: hot regions, full O2
         self.promoted: set[int] = set()
-        # Every block start of the tier-2 regions loaded so far -> the
-        # region holding it (see promote).
-        self.tier2_blocks: dict[int, _Tier2Region] = {}
         # The lookup table lives in the support object (native code reads it
         # directly); Python fills it.
         self.table = (ctypes.c_uint64 * (2 * TABLE_ENTRIES)).from_address(
@@ -98,7 +85,6 @@ class Executor:
     def forget(self, pcs) -> None:
         """Drop the translations at ``pcs`` (all when None) from the lookup
         table; they are looked up again (cache, or retranslated) on use."""
-        self.tier2_blocks.clear()
         if pcs is None:
             self.known.clear()
             self.promoted.clear()
@@ -152,64 +138,13 @@ class Executor:
             hit = self.cache.lookup(pc, read, tier=0)
             if hit is not None and self._load_hit(pc, hit):
                 return
-        if self._share_region(pc):
-            return
-        self._translate(pc, read, opts, self.target2, **self._tier2_bounds())
-
-    def _tier2_bounds(self) -> dict:
-        """How a tier-2 region is discovered.  It takes in every block it
-        reaches (up to the bounds), even ones that are tier-1 region
-        entries; a jump table whose base register is set up outside the
-        region is guessed from the registers now (see
-        translator/jumptables.py)."""
-        return dict(known=lambda p: False, max_blocks=64, max_insns=3000,
-                    reg_value=self._reg_value, follow_calls=True, guess_target=self._guess_target)
-
-    def _share_region(self, pc: int) -> bool:
-        """Serve hot ``pc`` with a tier-2 region that already holds it as a
-        block (a loop re-entered at a return site inside it), instead of
-        translating the same code again from ``pc``.  A region's own
-        function has one entry, so that LLVM sees its loops as loops; the
-        first such ``pc`` gets the region a side-entry copy, which starts at
-        whichever block rip names and then serves every later one.  Each
-        ``pc`` is noted in the cache as an entry naming the copy, so the
-        next run finds it before it gets hot."""
-        owner = self.tier2_blocks.get(pc)
-        if owner is None:
-            return False
-        if not owner.any_entry:
-            t = self._translation(owner.entry, self.memory.read_code, self.options.tier2(),
-                                  self.target2, any_entry=True,
-                                  **self._tier2_bounds())
-            self._count(t, "side-entry copy of the tier-2 region", self.target2)
-            self.engine.load_object(t.object_code)
-            self._note_tier2(self.engine.address(t.regions[0].symbol), t.regions[0], True, t)
-            owner = self.tier2_blocks.get(pc)
-            if owner is None or not owner.any_entry:
-                return False          # the copy came out different and lacks pc
-        self.stats.promotions_shared += 1
-        self.log(f"promoted {pc:#x}: entered inside the tier-2 region {owner.entry:#x}")
-        self._install_new(pc, owner.address)
-        if self.cache is not None and owner.source is not None:
-            from dataclasses import replace
-            from bttool.translator.guestcode import ANY_ENTRY, region_key
-            info = owner.source.regions[0]
-            rel = pc - (self.options.pic_base or 0)
-            alias = replace(info, entry=pc, entry_rel=rel, entries=[], untranslatable=[],
-                            key=region_key(info.digest, rel, self.options.tier2(), self.target2,
-                                           ANY_ENTRY))
-            self.cache.store_translation(replace(owner.source, regions=[alias]),
-                                         self.target2.key(), self.options.tier2().key())
-        return True
-
-    def _note_tier2(self, address: int, region, any_entry: bool, source) -> None:
-        """Remember the blocks of a tier-2 region now loaded (``region``: a
-        RegionInfo or a cache hit, both with ``entry`` and ``ranges``); a
-        side-entry copy takes over from its region."""
-        rec = _Tier2Region(region.entry, address, any_entry, source)
-        for start, _ in region.ranges:
-            if any_entry or start not in self.tier2_blocks:
-                self.tier2_blocks[start] = rec
+        # A tier-2 region takes in every block it reaches (up to the bounds),
+        # even ones that are tier-1 region entries; a jump table whose base
+        # register is set up outside the region is guessed from the
+        # registers now (see translator/jumptables.py).
+        self._translate(pc, read, opts, self.target2, known=lambda p: False,
+                        max_blocks=64, max_insns=3000, reg_value=self._reg_value,
+                        follow_calls=True, guess_target=self._guess_target)
 
     def _guess_target(self, site: int) -> int | None:
         """The last target tier-1 code saw at the indirect call/jump at
@@ -223,14 +158,13 @@ class Executor:
             return None
         return getattr(self.state, info.field, None)
 
-    def _translation(self, pc: int, read, options: LiftOptions, target, known=None, **kw):
+    def _translate(self, pc: int, read, options: LiftOptions, target, known=None,
+                   **kw) -> None:
         from bttool.translator.translate import translate  # not needed by warm runs
         if self.region_bound is not None:
             kw["within"] = self.region_bound(pc)
-        return translate([pc], read, options, target, known=known or self.known.__contains__,
-                         read_data=self._read_data, **kw)
-
-    def _count(self, t, what: str, target) -> None:
+        t = translate([pc], read, options, target, known=known or self.known.__contains__,
+                      read_data=self._read_data, **kw)
         region = t.regions[0]
         self.stats.regions_translated += 1
         self.stats.guest_instructions_translated += t.insn_count
@@ -238,18 +172,10 @@ class Executor:
         self.stats.untranslatable.extend(region.untranslatable)
         for upc, text in region.untranslatable:
             self.log(f"cannot translate {upc:#x}: {text}")
-        self.log(f"translated {what} {region.entry:#x} (O{target.opt_level}): "
-                 f"{len(region.ranges)} blocks, {t.insn_count} insns, {t.seconds * 1000:.1f} ms")
-
-    def _translate(self, pc: int, read, options: LiftOptions, target, **kw) -> None:
-        t = self._translation(pc, read, options, target, **kw)
-        self._count(t, "region", target)
-        region = t.regions[0]
+        self.log(f"translated region {pc:#x} (O{target.opt_level}): {len(region.ranges)} blocks, "
+                 f"{t.insn_count} insns, {t.seconds * 1000:.1f} ms")
         self.engine.load_object(t.object_code)
-        addr = self.engine.address(region.symbol)
-        self._install_new(pc, addr)
-        if target is self.target2 and self.options.hot_counters:
-            self._note_tier2(addr, region, False, t)
+        self._install_new(pc, self.engine.address(region.symbol))
         if self.cache is not None:
             self.cache.store_translation(t, target.key(), options.key())
 
@@ -265,13 +191,9 @@ class Executor:
                 return False
             self.engine.load_object(data)
             self.loaded_objects.add(hit.object_id)
-        addr = self.engine.address(hit.symbol)
-        self._install_new(pc, addr)
+        self._install_new(pc, self.engine.address(hit.symbol))
         if hit.rank == 0:
             self.promoted.add(pc)
-            if self.options.hot_counters:
-                from bttool.translator.guestcode import ANY_ENTRY_SUFFIX
-                self._note_tier2(addr, hit, hit.symbol.endswith(ANY_ENTRY_SUFFIX), None)
         self.stats.regions_from_cache += 1
         self.stats.cache_load_seconds += time.perf_counter() - t0
         return True

@@ -33,18 +33,8 @@ def guest_digest(read: CodeReader, ranges: list[tuple[int, int]], base: int) -> 
     return h.hexdigest()
 
 
-# Key variant and symbol suffix of a region's side-entry copy: a function
-# that starts at whichever of its blocks the guest rip names
-# (runtime/dispatcher.py, Executor._share_region).
-ANY_ENTRY = "any"
-ANY_ENTRY_SUFFIX = "_" + ANY_ENTRY
-
-
-def region_key(digest: str, entry_rel: int, options: "LiftOptions", target: "Target",
-               variant: str = "") -> str:
+def region_key(digest: str, entry_rel: int, options: "LiftOptions", target: "Target") -> str:
     """The content address of a translation: everything that changes the
-    generated code (``variant``: how the code is entered, see
-    ANY_ENTRY above).  (The one place this rule lives.)"""
-    text = "|".join([TRANSLATOR_VERSION, target.key(), options.key(), f"{entry_rel:x}", digest]
-                    + ([variant] if variant else []))
+    generated code.  (The one place this rule lives.)"""
+    text = "|".join([TRANSLATOR_VERSION, target.key(), options.key(), f"{entry_rel:x}", digest])
     return hashlib.sha256(text.encode()).hexdigest()

@@ -27,11 +27,9 @@ class LiftResult:
     insn_count: int = 0
 
 
-def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: str,
-                any_entry: bool = False) -> LiftResult:
+def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: str) -> LiftResult:
     """Lift ``region`` into ``module`` as one function called ``name``,
-    entered at ``region.entry`` (with ``any_entry``, at whichever of its
-    blocks the guest rip names); direct branches between its blocks are IR
+    entered at ``region.entry``; direct branches between its blocks are IR
     branches."""
     result = LiftResult(module, {})
     em = FunctionEmitter(module, name, options.pic_base, options.hot_counters,
@@ -49,10 +47,7 @@ def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: s
                 em.indirect_targets[b.insns[-1].address] = sites
     if options.hot_counters:
         em.count_execution(region.entry)
-    if any_entry and len(labels) > 1:
-        em.enter_at_any_block(labels, region.entry)
-    else:
-        em.b.branch(labels[region.entry])
+    em.b.branch(labels[region.entry])
     dead = flaglive.dead_at_end(region) if options.user_mode else {}
     for pc, block in sorted(region.blocks.items()):
         em.b.position_at_end(labels[pc])

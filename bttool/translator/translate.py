@@ -12,8 +12,7 @@ from bttool.ir import codegen
 from bttool.translator import registry
 from bttool.translator.blocks import Region, discover_region
 from bttool.translator.decoder import Decoder
-from bttool.translator.guestcode import (ANY_ENTRY, ANY_ENTRY_SUFFIX, CodeReader, UnmappedCode,
-                                        guest_digest, region_key)
+from bttool.translator.guestcode import CodeReader, UnmappedCode, guest_digest, region_key
 from bttool.translator.lifter import lift_region
 from bttool.translator.options import LiftOptions
 
@@ -45,16 +44,15 @@ class Translation:
 
 
 def _describe(region: Region, read: CodeReader, options: LiftOptions,
-              target: codegen.Target, any_entry: bool = False) -> RegionInfo:
+              target: codegen.Target) -> RegionInfo:
     base = options.pic_base or 0
     ranges = sorted((b.start, b.end) for b in region.blocks.values())
     digest = guest_digest(read, ranges, base)
-    key = region_key(digest, region.entry - base, options, target, ANY_ENTRY if any_entry else "")
+    key = region_key(digest, region.entry - base, options, target)
     entries = sorted({e for b in region.blocks.values() for e in b.entries}
                      | {s for b in region.blocks.values() for s in b.successors
                         if s not in region.blocks})
-    symbol = f"bt_{region.entry - base:x}_{key[:16]}" + (ANY_ENTRY_SUFFIX if any_entry else "")
-    return RegionInfo(region.entry, region.entry - base, key, symbol,
+    return RegionInfo(region.entry, region.entry - base, key, f"bt_{region.entry - base:x}_{key[:16]}",
                       region.insn_count, ranges, b"".join(read(s, e - s) for s, e in ranges), digest,
                       [], entries)
 
@@ -67,15 +65,14 @@ def translate(entries: list[int], read: CodeReader, options: LiftOptions, target
               reg_value: Callable[[int], int | None] | None = None,
               follow_calls: bool = False,
               guess_target: Callable[[int], int | None] | None = None,
-              within: tuple[int, int] | None = None, any_entry: bool = False) -> Translation:
+              within: tuple[int, int] | None = None) -> Translation:
     """Translate the regions at ``entries`` into one object file.
 
     The first entry must be fetchable (UnmappedCode otherwise); later ones
     that are not are skipped.  For a foreign target, regions using x87
     (which only an x86 host can compile) are skipped and listed in
     ``skipped``.  ``within`` = (lo, hi) keeps every block inside that
-    address range (system mode: one guest page).  ``any_entry``: the
-    functions can be entered at any of their blocks (side-entry copies)."""
+    address range (system mode: one guest page)."""
     foreign = not target.triple.startswith(("x86_64", "i386", "i686"))
     t0 = time.perf_counter()
     decoder = Decoder(options.mode)
@@ -98,8 +95,8 @@ def translate(entries: list[int], read: CodeReader, options: LiftOptions, target
             if skipped is not None:
                 skipped.append((pc, "x87 code cannot be translated for " + target.triple))
             continue
-        info = _describe(region, read, options, target, any_entry)
-        lifted = lift_region(region, options, module, info.symbol, any_entry)
+        info = _describe(region, read, options, target)
+        lifted = lift_region(region, options, module, info.symbol)
         info.untranslatable = lifted.untranslatable
         infos.append(info)
     obj, ir_text = codegen.compile_module(module, target, want_ir=want_ir)
