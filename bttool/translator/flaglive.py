@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from capstone.x86_const import X86_OP_IMM
+
 if TYPE_CHECKING:  # pragma: no cover
     from bttool.translator.blocks import Block, Region
 
@@ -93,7 +95,6 @@ def _ends_inside(block: "Block", region: "Region") -> bool:
 
 
 def _direct(insn) -> bool:
-    from capstone.x86_const import X86_OP_IMM
     return bool(insn.operands) and insn.operands[0].type == X86_OP_IMM
 
 
