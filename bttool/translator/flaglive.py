@@ -22,13 +22,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from capstone.x86_const import X86_OP_IMM
+from bttool.ir.state import FLAG_NAMES
 
 if TYPE_CHECKING:  # pragma: no cover
     from bttool.translator.blocks import Block, Region
 
-FLAGS = ("cf", "pf", "af", "zf", "sf", "of")
-ALL = frozenset(FLAGS)
+# The six arithmetic flags (DF is never left out: string instructions and
+# the ABI read it everywhere).
+ALL = frozenset(FLAG_NAMES) - {"df"}
 NONE: frozenset[str] = frozenset()
 
 # Flags read by each condition-code suffix (jcc, setcc, cmovcc).
@@ -82,20 +83,14 @@ def effects(insn) -> tuple[frozenset[str], frozenset[str]]:
 
 
 def _ends_inside(block: "Block", region: "Region") -> bool:
-    """Whether every way out of the block's end is a direct branch to a
-    block of the region (else the flags are live there)."""
-    if block.bad_at is not None or not block.insns or block.table_targets:
+    """Whether every way out of the block's end is a direct branch (or the
+    fall-through) to a block of the region, else the flags are live there.
+    Discovery (blocks.py) lists only those as ``successors``: calls, exits
+    to the runtime and returns leave ``entries`` or nothing, and indirect
+    jumps ``table_targets``."""
+    if block.bad_at is not None or not block.insns or block.table_targets or block.entries:
         return False
-    if not block.successors or block.entries:
-        return False
-    last = block.insns[-1].mnemonic
-    if last in ("call", "ret") or (last == "jmp" and not _direct(block.insns[-1])):
-        return False
-    return all(s in region.blocks for s in block.successors)
-
-
-def _direct(insn) -> bool:
-    return bool(insn.operands) and insn.operands[0].type == X86_OP_IMM
+    return bool(block.successors) and all(s in region.blocks for s in block.successors)
 
 
 def _live_in(block: "Block", live_out: frozenset[str]) -> frozenset[str]:
@@ -111,23 +106,20 @@ def dead_at_end(region: "Region") -> dict[int, frozenset[str]]:
     before being overwritten).  Blocks with none are left out."""
     inside = {pc: _ends_inside(b, region) for pc, b in region.blocks.items()}
     live_in = {pc: NONE for pc in region.blocks}
+
+    def live_out(pc: int) -> frozenset[str]:
+        if not inside[pc]:
+            return ALL
+        return frozenset().union(*(live_in[s] for s in region.blocks[pc].successors))
     changed = True
     while changed:                      # to the least fixed point
         changed = False
         for pc, block in region.blocks.items():
-            out = ALL if not inside[pc] else frozenset().union(
-                *(live_in[s] for s in block.successors))
-            new = _live_in(block, out)
+            new = _live_in(block, live_out(pc))
             if new != live_in[pc]:
                 live_in[pc] = new
                 changed = True
-    dead = {}
-    for pc, block in region.blocks.items():
-        if inside[pc]:
-            out = frozenset().union(*(live_in[s] for s in block.successors))
-            if out != ALL:
-                dead[pc] = ALL - out
-    return dead
+    return {pc: ALL - out for pc in region.blocks if (out := live_out(pc)) != ALL}
 
 
 def droppable_at_end(block: "Block", dead: frozenset[str]) -> frozenset[str]:
