@@ -14,6 +14,7 @@ from typing import Callable
 from llvmlite import ir
 
 from bttool.ir import memory, state, support
+from bttool.ir.fastbuilder import FastBuilder
 from bttool.ir.state import FIELDS
 
 I1 = ir.IntType(1)
@@ -54,7 +55,7 @@ def _slot_type(name: str) -> ir.Type:
     return _value_type(name)
 
 
-class _HookedBuilder(ir.IRBuilder):
+class _HookedBuilder(FastBuilder):
     """An IRBuilder that lets the emitter flush pending values into their
     allocas before every terminator, so no cached SSA value ever has to
     cross an IR block boundary."""
@@ -125,7 +126,7 @@ class FunctionEmitter:
         self._exit = self.fn.append_basic_block("exit")
         body = self.fn.append_basic_block("body")
         self.body = body
-        self._entry_builder = ir.IRBuilder(self._entry)
+        self._entry_builder = FastBuilder(self._entry)
         self._entry_br = self._entry_builder.branch(body)
         self._entry_builder.position_before(self._entry_br)
         self.b = _HookedBuilder(body, self.flush)
@@ -214,7 +215,7 @@ class FunctionEmitter:
                 self._cache[name] = v
             if _slot_type(name) == V2I64:
                 v = self.b.bitcast(v, V2I64)
-            ir.IRBuilder.store(self.b, v, self._slots[name])
+            FastBuilder.store(self.b, v, self._slots[name])
 
     def _writeback(self, b: ir.IRBuilder, name: str) -> None:
         v = b.load(self._slots[name], typ=_slot_type(name))
@@ -254,7 +255,7 @@ class FunctionEmitter:
             memory.store(self.b, self.mem, addr, value)
             return
         ptr = self._system_pointer(addr, memory.type_bytes(value.type), True)
-        st_ = ir.IRBuilder.store(self.b, value, ptr)
+        st_ = FastBuilder.store(self.b, value, ptr)
         st_.align = 1
 
     def _system_pointer(self, addr: ir.Value, size: int, write: bool) -> ir.Value:
@@ -278,9 +279,9 @@ class FunctionEmitter:
         self._dirty.add("rip")
         if self.pic_base is not None:
             raise AssertionError("system-mode code is never position independent")
-        ir.IRBuilder.store(b, const(64, rip), slot)
-        ir.IRBuilder.store(b, const(32, reason), self._state_gep(b, "exit_reason"))
-        ir.IRBuilder.store(b, const(64, info), self._state_gep(b, "exit_info"))
+        FastBuilder.store(b, const(64, rip), slot)
+        FastBuilder.store(b, const(32, reason), self._state_gep(b, "exit_reason"))
+        FastBuilder.store(b, const(64, info), self._state_gep(b, "exit_info"))
         ir.IRBuilder.branch(b, self._exit_block())
 
     def _irq_pending(self, b: ir.IRBuilder) -> ir.Value:
@@ -411,7 +412,7 @@ class FunctionEmitter:
         straight to the translation of the next guest pc (in system mode,
         unless an interrupt is pending)."""
         for bb in self._exits:
-            b = ir.IRBuilder(bb)
+            b = FastBuilder(bb)
             for name in sorted(self._dirty):
                 self._writeback(b, name)
             reason = b.load(self._state_gep(b, "exit_reason"), typ=I32)
@@ -419,7 +420,7 @@ class FunctionEmitter:
             ret = self.fn.append_basic_block("ret")
             b.cbranch(b.icmp_unsigned("==", reason, const(32, 0)), chain, ret)
             ir.IRBuilder(ret).ret_void()
-            b = ir.IRBuilder(chain)
+            b = FastBuilder(chain)
             if self.system:
                 # interrupts are taken between regions too, not only in loops
                 irq = self.fn.append_basic_block("irq")
@@ -428,7 +429,7 @@ class FunctionEmitter:
                 ib = ir.IRBuilder(irq)
                 ib.store(const(32, state.EXIT_IRQ), self._state_gep(ib, "exit_reason"))
                 ib.ret_void()
-                b = ir.IRBuilder(go)
+                b = FastBuilder(go)
             support.emit_chain(b, self.module, self.state_ptr, self.mem,
                                b.load(self._slot("rip"), typ=I64))
         for bb in self.fn.blocks:

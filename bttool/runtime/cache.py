@@ -110,6 +110,7 @@ class CacheStore:
         self.root = root
         self.objects_dir = os.path.join(root, "objects")
         self.index_path = os.path.join(root, "index.sqlite")
+        self._made_dirs: set[str] = set()
         if create:
             os.makedirs(self.objects_dir, exist_ok=True)
         elif not os.path.exists(self.index_path):
@@ -157,9 +158,16 @@ class CacheStore:
         data = t.object_code
         object_id = hashlib.sha256(data).hexdigest()[:32]
         path = self.object_path(object_id)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        subdir = os.path.dirname(path)
+        if subdir not in self._made_dirs:      # a syscall per region otherwise
+            os.makedirs(subdir, exist_ok=True)
+            self._made_dirs.add(subdir)
         if not os.path.exists(path):
-            _atomic_write(path, data)
+            try:
+                _atomic_write(path, data)
+            except FileNotFoundError:          # the directory was removed meanwhile
+                os.makedirs(subdir, exist_ok=True)
+                _atomic_write(path, data)
         now = time.time()
         try:
             sizes = {n: sym.size for n, sym in objfile.symbols(data).items()}
