@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +152,43 @@ def test_no_cache_writes_nothing(hello, tmp_path):
     r = _bttool("run", "--no-cache", "--cache-dir", str(cache), str(hello))
     assert r.returncode == subprocess.run([str(hello)]).returncode
     assert not cache.exists()
+
+
+_CALLS_IN_LOOP = r"""
+#include <stdio.h>
+#define F(name, body) static __attribute__((noinline)) long name(long x) { return body; }
+F(f1, x * 3 + 1) F(f2, x ^ (x >> 7)) F(f3, x + 12345) F(f4, x * 7 - 5)
+int main(void) {
+    long s = 0;
+    for (long i = 0; i < 3000000; i++) {
+        s += f1(i);
+        s ^= f2(s);
+        s += f3(i ^ s);
+        s -= f4(s >> 3);
+    }
+    printf("%ld\n", s);
+    return 0;
+}
+"""
+
+
+def test_return_sites_in_a_hot_loop_do_not_copy_the_loop(tmp_path):
+    """Tier 2: the loop in main gets one region; each call's return site
+    (re-entered through the lookup table) gets a region only up to the next
+    call, not another copy of the whole loop (the output stays native)."""
+    src = tmp_path / "calls.c"
+    src.write_text(_CALLS_IN_LOOP)
+    exe = tmp_path / "calls"
+    subprocess.run(["gcc", "-O2", "-static", "-o", str(exe), str(src)], check=True)
+    native = subprocess.run([str(exe)], capture_output=True)
+    run = _bttool("run", "-v", "--no-cache", str(exe), text=True)
+    assert (run.returncode, run.stdout) == (native.returncode, native.stdout.decode())
+    nm = subprocess.run(["nm", str(exe)], capture_output=True, text=True, check=True).stdout
+    syms = {line.split()[2]: int(line.split()[0], 16) for line in nm.splitlines()
+            if len(line.split()) == 3}
+    main_lo, main_hi = syms["main"], min(a for a in syms.values() if a > syms["main"])
+    sizes = [int(m[2]) for m in re.finditer(r"translated region (0x[0-9a-f]+) \(O2\): \d+ blocks, (\d+) insns",
+                                            run.stderr)
+             if main_lo <= int(m[1], 16) < main_hi]
+    assert len(sizes) >= 4, run.stderr        # the loop, and the return sites made hot
+    assert sum(sizes) < 2 * max(sizes), sizes

@@ -20,6 +20,7 @@ from bttool.translator.options import LiftOptions
 
 if TYPE_CHECKING:  # pragma: no cover
     from bttool.runtime.cache import RunCache
+    from bttool.translator.translate import RegionInfo
 
 _EMPTY = 0xFFFFFFFFFFFFFFFF  # never a guest pc (outside the guest window)
 
@@ -53,6 +54,8 @@ class Executor:
         self.target = codegen.host_target(1)     # tier 1: quick
         self.target2 = codegen.host_target(2)    # tier 2: hot regions, full O2
         self.promoted: set[int] = set()
+        # Block starts of the tier-2 regions this run translated (see promote).
+        self.tier2_blocks: set[int] = set()
         # The lookup table lives in the support object (native code reads it
         # directly); Python fills it.
         self.table = (ctypes.c_uint64 * (2 * TABLE_ENTRIES)).from_address(
@@ -88,6 +91,7 @@ class Executor:
         if pcs is None:
             self.known.clear()
             self.promoted.clear()
+            self.tier2_blocks.clear()
         else:
             for pc in pcs:
                 self.known.pop(pc, None)
@@ -142,9 +146,19 @@ class Executor:
         # even ones that are tier-1 region entries; a jump table whose base
         # register is set up outside the region is guessed from the
         # registers now (see translator/jumptables.py).
-        self._translate(pc, read, opts, self.target2, known=lambda p: False,
-                        max_blocks=64, max_insns=3000, reg_value=self._reg_value,
-                        follow_calls=True, guess_target=self._guess_target)
+        #
+        # A pc inside an earlier tier-2 region is typically the return site
+        # of a call in that region's loop: the call leaves the region and the
+        # return comes back through the lookup table.  Following calls from
+        # there (return sites as successors) would copy the whole loop again
+        # for every call in it; without, the region runs from the return
+        # site to the next call, and the loop's pieces between calls are
+        # translated once each.
+        region = self._translate(pc, read, opts, self.target2, known=lambda p: False,
+                                 max_blocks=64, max_insns=3000, reg_value=self._reg_value,
+                                 follow_calls=pc not in self.tier2_blocks,
+                                 guess_target=self._guess_target)
+        self.tier2_blocks.update(start for start, _ in region.ranges)
 
     def _guess_target(self, site: int) -> int | None:
         """The last target tier-1 code saw at the indirect call/jump at
@@ -159,7 +173,7 @@ class Executor:
         return getattr(self.state, info.field, None)
 
     def _translate(self, pc: int, read, options: LiftOptions, target, known=None,
-                   **kw) -> None:
+                   **kw) -> "RegionInfo":
         from bttool.translator.translate import translate  # not needed by warm runs
         if self.region_bound is not None:
             kw["within"] = self.region_bound(pc)
@@ -178,6 +192,7 @@ class Executor:
         self._install_new(pc, self.engine.address(region.symbol))
         if self.cache is not None:
             self.cache.store_translation(t, target.key(), options.key())
+        return region
 
     def _from_cache(self, pc: int, read) -> bool:
         hit = self.cache.lookup(pc, read)
