@@ -128,7 +128,11 @@ def test_stats_json_and_warm_cache(hello, tmp_path):
     assert (second.returncode, second.stdout) == (native.returncode, native.stdout)
     b = json.loads((tmp_path / "b.json").read_text())
     assert b["regions_translated"] == 0
-    assert b["regions_from_cache"] == a["regions_translated"]
+    # every region the warm run needs came from the cache; the cold run may
+    # have translated a few more (a callee or return site it translated
+    # along with a region, see translator/translate.py, that never ran:
+    # the return site after a call to exit)
+    assert 0.9 * a["regions_translated"] <= b["regions_from_cache"] <= a["regions_translated"]
 
 
 def test_read_only_cache_dir_still_runs(hello, tmp_path):
@@ -192,3 +196,26 @@ def test_return_sites_in_a_hot_loop_do_not_copy_the_loop(tmp_path):
              if main_lo <= int(m[1], 16) < main_hi]
     assert len(sizes) >= 4, run.stderr        # the loop, and the return sites made hot
     assert sum(sizes) < 2 * max(sizes), sizes
+
+
+def test_entry_block_call_brings_callee_and_return_site_into_the_module():
+    """A region whose entry block ends with a call is translated together
+    with the callee and the return site (one module, one object), unless
+    they are known already; other regions come alone."""
+    sys.path.insert(0, str(REPO / "tests"))
+    import native as N
+    from bttool.ir import codegen
+    from bttool.translator.options import LiftOptions
+    from bttool.translator.translate import translate
+    code, = N.assemble(["mov eax, 1; call 1f; add eax, 2; ret; 1: add eax, 4; ret"])
+    base = 0x1000
+    read = lambda a, n: code[a - base:a - base + n] if 0 <= a - base < len(code) else b""
+    callee = base + code.index(bytes.fromhex("83c004"))
+    ret_site = base + 5 + 5
+    opts, target = LiftOptions(64, True, hot_counters=True), codegen.host_target(1)
+    t = translate([base], read, opts, target, with_entry_call=True)
+    assert [r.entry for r in t.regions] == [base, callee, ret_site]
+    t = translate([base], read, opts, target, with_entry_call=True, known=lambda p: p == callee)
+    assert [r.entry for r in t.regions] == [base, ret_site]
+    assert [r.entry for r in translate([callee], read, opts, target, with_entry_call=True).regions] == [callee]
+    assert [r.entry for r in translate([base], read, opts, target).regions] == [base]

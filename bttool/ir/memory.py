@@ -57,12 +57,13 @@ def host_pointer(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value) -> ir.Value
     if UNSAFE_NO_CLAMP:
         return b.gep(membase, [addr], source_etype=I8)
     x, d = _split_displacement(addr)
-    module = b.module
-    umin = module.globals.get("llvm.umin.i64")
-    if umin is None:
-        umin = ir.Function(module, ir.FunctionType(I64, [I64, I64]), name="llvm.umin.i64")
     biased = b.add(x, ir.Constant(I64, ARG_BIAS))
-    off = b.call(umin, [biased, ir.Constant(I64, GUEST_LIMIT + ARG_BIAS)])
+    # umin(biased, limit), written as compare and select: LLVM's fast
+    # instruction selector (tier 1) has no rule for the umin intrinsic and
+    # would hand every block with a memory access to the slow one;
+    # instcombine (tier 2) turns this back into umin.
+    limit = ir.Constant(I64, GUEST_LIMIT + ARG_BIAS)
+    off = b.select(b.icmp_unsigned("<", biased, limit), biased, limit)
     ptr = b.gep(membase, [off], source_etype=I8)
     return b.gep(ptr, [ir.Constant(I64, d)], source_etype=I8) if d else ptr
 

@@ -387,6 +387,14 @@ class RunCache:
         self.misses += 1
         return None
 
+    def has_entry(self, pc: int) -> bool:
+        """Whether some cached region (valid or not) starts at ``pc``."""
+        if self.store is None:
+            return False
+        if self._candidates is None:
+            self._candidates = self._load_candidates()
+        return pc - self.base in self._candidates
+
     def read_object(self, hit: CachedRegion) -> bytes | None:
         data = self.store.read_object(hit.object_id) if self.store else None
         if data is None:

@@ -120,7 +120,12 @@ class Executor:
             raise UnmappedCode(pc)
         if self.cache is not None and self._from_cache(pc, read):
             return
-        self._translate(pc, read, self.options, self.target)
+        # User mode: the entry block's callee and return site come along
+        # (translator/translate.py), unless the cache has them already.
+        cached = self.cache.has_entry if self.cache is not None else (lambda p: False)
+        self._translate(pc, read, self.options, self.target,
+                        known=lambda p: p in self.known or cached(p),
+                        with_entry_call=self.region_bound is None)
 
     def _read_data(self, addr: int, length: int) -> bytes:
         """Guest data for resolving jump tables ('' where unreadable)."""
@@ -179,20 +184,21 @@ class Executor:
             kw["within"] = self.region_bound(pc)
         t = translate([pc], read, options, target, known=known or self.known.__contains__,
                       read_data=self._read_data, **kw)
-        region = t.regions[0]
-        self.stats.regions_translated += 1
-        self.stats.guest_instructions_translated += t.insn_count
         self.stats.translate_seconds += t.seconds
-        self.stats.untranslatable.extend(region.untranslatable)
-        for upc, text in region.untranslatable:
-            self.log(f"cannot translate {upc:#x}: {text}")
-        self.log(f"translated region {pc:#x} (O{target.opt_level}): {len(region.ranges)} blocks, "
-                 f"{t.insn_count} insns, {t.seconds * 1000:.1f} ms")
         self.engine.load_object(t.object_code)
-        self._install_new(pc, self.engine.address(region.symbol))
+        for region in t.regions:
+            self.stats.regions_translated += 1
+            self.stats.guest_instructions_translated += region.insn_count
+            self.stats.untranslatable.extend(region.untranslatable)
+            for upc, text in region.untranslatable:
+                self.log(f"cannot translate {upc:#x}: {text}")
+            self.log(f"translated region {region.entry:#x} (O{target.opt_level}): "
+                     f"{len(region.ranges)} blocks, {region.insn_count} insns"
+                     + (f", {t.seconds * 1000:.1f} ms" if region is t.regions[0] else ", same module"))
+            self._install_new(region.entry, self.engine.address(region.symbol))
         if self.cache is not None:
             self.cache.store_translation(t, target.key(), options.key())
-        return region
+        return t.regions[0]
 
     def _from_cache(self, pc: int, read) -> bool:
         hit = self.cache.lookup(pc, read)
