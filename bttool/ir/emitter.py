@@ -215,7 +215,7 @@ class FunctionEmitter:
                 self._cache[name] = v
             if _slot_type(name) == V2I64:
                 v = self.b.bitcast(v, V2I64)
-            FastBuilder.store(self.b, v, self._slots[name])
+            self.b.store(v, self._slots[name])
 
     def _writeback(self, b: ir.IRBuilder, name: str) -> None:
         v = b.load(self._slots[name], typ=_slot_type(name))
@@ -255,7 +255,7 @@ class FunctionEmitter:
             memory.store(self.b, self.mem, addr, value)
             return
         ptr = self._system_pointer(addr, memory.type_bytes(value.type), True)
-        st_ = FastBuilder.store(self.b, value, ptr)
+        st_ = self.b.store(value, ptr)
         st_.align = 1
 
     def _system_pointer(self, addr: ir.Value, size: int, write: bool) -> ir.Value:
@@ -279,9 +279,9 @@ class FunctionEmitter:
         self._dirty.add("rip")
         if self.pic_base is not None:
             raise AssertionError("system-mode code is never position independent")
-        FastBuilder.store(b, const(64, rip), slot)
-        FastBuilder.store(b, const(32, reason), self._state_gep(b, "exit_reason"))
-        FastBuilder.store(b, const(64, info), self._state_gep(b, "exit_info"))
+        b.store(const(64, rip), slot)
+        b.store(const(32, reason), self._state_gep(b, "exit_reason"))
+        b.store(const(64, info), self._state_gep(b, "exit_info"))
         ir.IRBuilder.branch(b, self._exit_block())
 
     def _irq_pending(self, b: ir.IRBuilder) -> ir.Value:

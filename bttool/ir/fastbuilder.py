@@ -169,14 +169,6 @@ class FastBuilder(ir.IRBuilder):
         self._insert(i)
         return i
 
-    def not_(self, value, name=""):
-        ty = value.type
-        ones = ir.Constant(ty, (-1,) * ty.count) if isinstance(ty, ir.VectorType) else ir.Constant(ty, -1)
-        return self.xor(value, ones, name=name)
-
-    def neg(self, value, name=""):
-        return self.sub(ir.Constant(value.type, 0), value, name=name)
-
     def load(self, ptr, name="", align=None, typ=None):
         if name or typ is None or not ENABLED:
             return super().load(ptr, name, align, typ)

@@ -345,6 +345,12 @@ class RunCache:
     def enabled(self) -> bool:
         return self.store is not None
 
+    def _loaded_candidates(self) -> dict[int, list[tuple]]:
+        """The candidates by entry, read from the index on first use."""
+        if self._candidates is None:
+            self._candidates = self._load_candidates()
+        return self._candidates
+
     def _load_candidates(self) -> dict[int, list[tuple]]:
         cands: dict[int, list[tuple]] = {}
         try:
@@ -368,10 +374,8 @@ class RunCache:
         if self.store is None:
             return None
         self.executed.add(pc - self.base)
-        if self._candidates is None:
-            self._candidates = self._load_candidates()
         for key, ranges_json, digest, object_id, symbol, insns, _mine, rank in \
-                self._candidates.get(pc - self.base, ()):
+                self._loaded_candidates().get(pc - self.base, ()):
             if tier is not None and rank != tier:
                 continue
             try:
@@ -389,11 +393,7 @@ class RunCache:
 
     def has_entry(self, pc: int) -> bool:
         """Whether some cached region (valid or not) starts at ``pc``."""
-        if self.store is None:
-            return False
-        if self._candidates is None:
-            self._candidates = self._load_candidates()
-        return pc - self.base in self._candidates
+        return self.store is not None and pc - self.base in self._loaded_candidates()
 
     def read_object(self, hit: CachedRegion) -> bytes | None:
         data = self.store.read_object(hit.object_id) if self.store else None

@@ -120,8 +120,9 @@ class Executor:
             raise UnmappedCode(pc)
         if self.cache is not None and self._from_cache(pc, read):
             return
-        # User mode: the entry block's callee and return site come along
-        # (translator/translate.py), unless the cache has them already.
+        # Pcs with a cached region count as known: discovery stops there,
+        # and (user mode) they are not translated along as the entry
+        # block's callee or return site (translator/translate.py).
         cached = self.cache.has_entry if self.cache is not None else (lambda p: False)
         self._translate(pc, read, self.options, self.target,
                         known=lambda p: p in self.known or cached(p),

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from capstone.x86_const import X86_INS_CALL, X86_OP_IMM
+from capstone.x86_const import X86_INS_CALL
 from llvmlite import ir
 
 from bttool.ir import codegen
@@ -58,16 +58,7 @@ def _describe(region: Region, read: CodeReader, options: LiftOptions,
                       [], entries)
 
 
-_MAX_BATCH = 8     # regions per module that with_entry_call may gather
-
-
-def _call_successors(block) -> list[int]:
-    """Direct callee and return site of a block that ends with a call."""
-    last = block.insns[-1] if block.insns else None
-    if last is None or last.id != X86_INS_CALL or block.bad_at is not None:
-        return []
-    op = last.operands[0] if last.operands else None
-    return ([op.imm] if op is not None and op.type == X86_OP_IMM else []) + [block.end]
+_MAX_BATCH = 8     # with_entry_call stops adding once the batch has this many
 
 
 def translate(entries: list[int], read: CodeReader, options: LiftOptions, target: codegen.Target,
@@ -88,10 +79,10 @@ def translate(entries: list[int], read: CodeReader, options: LiftOptions, target
     ``skipped``.  ``within`` = (lo, hi) keeps every block inside that
     address range (system mode: one guest page).
 
-    ``with_entry_call``: when the first region's entry block ends with a
-    call, the callee and the return site join the batch (unless ``known``).
-    The entry block is about to run, so both are all but certain to run
-    next, and sharing this module saves each of them the fixed cost of a
+    ``with_entry_call``: when a region's entry block ends with a call, the
+    direct callee and the return site (the block's ``entries``) join the
+    batch, unless ``known``, until it holds ``_MAX_BATCH`` regions.  The
+    entry block is about to run, so both are all but certain to run next, and sharing this module saves each of them the fixed cost of a
     translation of its own (Python set-up, an LLVM module, an object, a
     cache write: about half the cost of a small region)."""
     foreign = not target.triple.startswith(("x86_64", "i386", "i686"))
@@ -122,7 +113,9 @@ def translate(entries: list[int], read: CodeReader, options: LiftOptions, target
         info.untranslatable = lifted.untranslatable
         infos.append(info)
         if with_entry_call and len(entries) < _MAX_BATCH:
-            for nxt in _call_successors(region.blocks[pc]):
+            first = region.blocks[pc]
+            after_call = first.entries if first.insns and first.insns[-1].id == X86_INS_CALL else []
+            for nxt in after_call:
                 if nxt not in batch and not known(nxt) and read(nxt, 1):
                     entries.append(nxt)          # the loop goes on to it
                     batch.add(nxt)
