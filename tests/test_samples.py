@@ -37,6 +37,7 @@ PLAIN = [
     ("floats", 0),
     ("strings", 0),
     ("sortheavy", 0),
+    ("children", 0),
     ("segv", 1),
     ("divzero", 1),
     ("abort", (0, 1)),

@@ -19,8 +19,9 @@ from bttool.translator.guestcode import UnmappedCode
 from bttool.translator.options import LiftOptions
 
 if TYPE_CHECKING:  # pragma: no cover
+    from bttool.runtime.background import BackgroundCompiler
     from bttool.runtime.cache import RunCache
-    from bttool.translator.translate import RegionInfo
+    from bttool.translator.translate import RegionInfo, Translation
 
 _EMPTY = 0xFFFFFFFFFFFFFFFF  # never a guest pc (outside the guest window)
 
@@ -56,6 +57,12 @@ class Executor:
         self.promoted: set[int] = set()
         # Block starts of the tier-2 regions this run translated (see promote).
         self.tier2_blocks: set[int] = set()
+        # Tier-2 compilations under way in the compile server (user mode),
+        # and a count of forget() calls: results lifted before the last one
+        # are not installed.
+        self.background: "BackgroundCompiler | None" = None
+        self.compiling: dict[int, set[int]] = {}    # entry -> block starts, until installed
+        self.generation = 0
         # The lookup table lives in the support object (native code reads it
         # directly); Python fills it.
         self.table = (ctypes.c_uint64 * (2 * TABLE_ENTRIES)).from_address(
@@ -88,6 +95,7 @@ class Executor:
     def forget(self, pcs) -> None:
         """Drop the translations at ``pcs`` (all when None) from the lookup
         table; they are looked up again (cache, or retranslated) on use."""
+        self.generation += 1      # background compilations lifted before now stay out
         if pcs is None:
             self.known.clear()
             self.promoted.clear()
@@ -137,9 +145,13 @@ class Executor:
 
     def promote(self, pc: int) -> None:
         """Tier 2: retranslate hot code at ``pc`` as a bigger region with full
-        optimisation and make it the translation of ``pc``."""
+        optimisation and make it the translation of ``pc``.  In user mode
+        the O2 compilation runs in the background (runtime/background.py):
+        the guest goes on in tier-1 code until the result is installed."""
         if pc in self.promoted:
             return
+        if any(pc in blocks for blocks in self.compiling.values()):
+            return      # the region being compiled covers pc; count again later
         self.promoted.add(pc)
         self.stats.regions_promoted += 1
         read = self.memory.read_code
@@ -163,7 +175,8 @@ class Executor:
         region = self._translate(pc, read, opts, self.target2, known=lambda p: False,
                                  max_blocks=64, max_insns=3000, reg_value=self._reg_value,
                                  follow_calls=pc not in self.tier2_blocks,
-                                 guess_target=self._guess_target)
+                                 guess_target=self._guess_target,
+                                 background=self.region_bound is None)
         self.tier2_blocks.update(start for start, _ in region.ranges)
 
     def _guess_target(self, site: int) -> int | None:
@@ -179,12 +192,37 @@ class Executor:
         return getattr(self.state, info.field, None)
 
     def _translate(self, pc: int, read, options: LiftOptions, target, known=None,
-                   **kw) -> "RegionInfo":
-        from bttool.translator.translate import translate  # not needed by warm runs
+                   background: bool = False, **kw) -> "RegionInfo":
+        """Translate the region at ``pc``; with ``background`` only lift it
+        here and leave the compilation to the compile server (the region is
+        installed when its object arrives, see ``collect``)."""
+        from bttool.translator.translate import lift  # not needed by warm runs
         if self.region_bound is not None:
             kw["within"] = self.region_bound(pc)
-        t = translate([pc], read, options, target, known=known or self.known.__contains__,
+        lifted = lift([pc], read, options, target, known=known or self.known.__contains__,
                       read_data=self._read_data, **kw)
+        generation = self.generation
+
+        def done(t: "Translation") -> None:
+            self.compiling.pop(pc, None)
+            current = generation == self.generation
+            if not current:
+                self.promoted.discard(pc)       # may be promoted again (from the cache)
+            self._finish(t, target, options, current=current)
+        if background:
+            self.compiling[pc] = {start for start, _ in lifted.regions[0].ranges}
+            if self.background is None:
+                from bttool.runtime.background import BackgroundCompiler
+                self.background = BackgroundCompiler(self.log)
+            self.background.submit(lifted, done)
+        else:
+            done(lifted.compile())
+        return lifted.regions[0]
+
+    def _finish(self, t: "Translation", target, options: LiftOptions, current: bool = True) -> None:
+        """Load a compiled translation, install its regions (unless guest
+        code was forgotten since it was lifted: ``current`` false) and
+        store it in the cache."""
         self.stats.translate_seconds += t.seconds
         self.engine.load_object(t.object_code)
         for region in t.regions:
@@ -196,10 +234,19 @@ class Executor:
             self.log(f"translated region {region.entry:#x} (O{target.opt_level}): "
                      f"{len(region.ranges)} blocks, {region.insn_count} insns"
                      + (f", {t.seconds * 1000:.1f} ms" if region is t.regions[0] else ", same module"))
-            self._install_new(region.entry, self.engine.address(region.symbol))
+            if current:
+                self._install_new(region.entry, self.engine.address(region.symbol))
         if self.cache is not None:
             self.cache.store_translation(t, target.key(), options.key())
-        return t.regions[0]
+
+    def collect(self, wait: bool = False) -> None:
+        """Install the background compilations that have finished (all of
+        them, waiting, with ``wait``: before exit, fork and exec)."""
+        if self.background is not None and self.background.pending:
+            if wait:
+                self.background.drain()
+            else:
+                self.background.poll()
 
     def _from_cache(self, pc: int, read) -> bool:
         hit = self.cache.lookup(pc, read)
@@ -224,6 +271,7 @@ class Executor:
         """Run until an exit the personality must handle (misses and hot
         regions are handled here); returns that exit reason."""
         while True:
+            self.collect()
             r = self.run_once()
             if r == st.EXIT_MISS:
                 self.ensure(self.state.rip)

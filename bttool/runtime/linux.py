@@ -65,13 +65,19 @@ class LinuxProcess:
 
     exec_options: list[str] = []
 
-    def flush_output(self) -> None:
-        """Before fork/exec: nothing of bttool's own may be buffered twice."""
+    def before_fork_or_exec(self) -> None:
+        """Nothing of bttool's own may be buffered twice, and background
+        compilations finish here (a child would not get them; exec would
+        lose them)."""
+        self.executor.collect(wait=True)
         sys.stdout.flush()
         sys.stderr.flush()
 
     def after_fork(self) -> None:
-        """In a forked child: an SQLite connection must not cross fork()."""
+        """In a forked child: an SQLite connection must not cross fork(), nor
+        the compile server's socket."""
+        if self.executor.background is not None:
+            self.executor.background.after_fork()
         cache = self.executor.cache
         if cache is not None and cache.store is not None:
             cache.store.reopen()

@@ -60,5 +60,6 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
             print(f"bttool: {d.note}", file=sys.stderr, flush=True)
         status, sig = 128 + d.sig, d.sig
     if proc.executor.cache is not None:
+        proc.executor.collect(wait=True)    # tier-2 compilations still under way go into it
         proc.executor.cache.finish()
     return status, sig, proc.executor.stats

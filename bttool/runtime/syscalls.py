@@ -319,7 +319,7 @@ class Syscalls:
     def fork(self, *_: int) -> int:
         """fork/vfork: the host process forks; the child carries on with the
         very same guest (memory, translations) and sees 0."""
-        self.proc.flush_output()
+        self.proc.before_fork_or_exec()
         pid = os.fork()
         if pid == 0:
             self.proc.after_fork()
@@ -374,7 +374,7 @@ class Syscalls:
         import bttool
         root = os.fsencode(os.path.dirname(os.path.dirname(bttool.__file__)))
         envd.setdefault(b"PYTHONPATH", root)
-        self.proc.flush_output()
+        self.proc.before_fork_or_exec()
         try:
             os.execve(cmd[0], cmd, envd)
         except OSError as e:

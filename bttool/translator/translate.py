@@ -1,5 +1,8 @@
 """The translation pipeline: discover -> lift -> compile, for one region (at
-run time) or a batch of regions compiled into one object (ahead of time)."""
+run time) or a batch of regions compiled into one object (ahead of time).
+
+Lifting (Python) and compiling (LLVM) are separate steps so that the runtime
+can compile tier-2 regions in the background (runtime/background.py)."""
 from __future__ import annotations
 
 import time
@@ -58,20 +61,41 @@ def _describe(region: Region, read: CodeReader, options: LiftOptions,
                       [], entries)
 
 
+@dataclass
+class Lifted:
+    """Regions lifted into one LLVM module, not compiled yet."""
+    module: ir.Module
+    regions: list[RegionInfo]
+    target: codegen.Target
+    seconds: float                          # spent discovering and lifting
+
+    def compile(self, want_ir: bool = False) -> Translation:
+        t0 = time.perf_counter()
+        obj, ir_text = codegen.compile_module(self.module, self.target, want_ir=want_ir)
+        return Translation(obj, self.regions, self.seconds + time.perf_counter() - t0, ir_text)
+
+
 _MAX_BATCH = 8     # with_entry_call stops adding once the batch has this many
 
 
 def translate(entries: list[int], read: CodeReader, options: LiftOptions, target: codegen.Target,
-              known: Callable[[int], bool] = lambda pc: False, want_ir: bool = False,
-              max_blocks: int = 24, max_insns: int = 600,
-              read_data: CodeReader | None = None,
-              skipped: list[tuple[int, str]] | None = None,
-              reg_value: Callable[[int], int | None] | None = None,
-              follow_calls: bool = False,
-              guess_target: Callable[[int], int | None] | None = None,
-              within: tuple[int, int] | None = None,
-              with_entry_call: bool = False) -> Translation:
-    """Translate the regions at ``entries`` into one object file.
+              want_ir: bool = False, **kw) -> Translation:
+    """Lift (see ``lift``) and compile the regions at ``entries`` into one
+    object file."""
+    return lift(entries, read, options, target, **kw).compile(want_ir)
+
+
+def lift(entries: list[int], read: CodeReader, options: LiftOptions, target: codegen.Target,
+         known: Callable[[int], bool] = lambda pc: False,
+         max_blocks: int = 24, max_insns: int = 600,
+         read_data: CodeReader | None = None,
+         skipped: list[tuple[int, str]] | None = None,
+         reg_value: Callable[[int], int | None] | None = None,
+         follow_calls: bool = False,
+         guess_target: Callable[[int], int | None] | None = None,
+         within: tuple[int, int] | None = None,
+         with_entry_call: bool = False) -> Lifted:
+    """Lift the regions at ``entries`` into one LLVM module.
 
     The first entry must be fetchable (UnmappedCode otherwise); later ones
     that are not are skipped.  For a foreign target, regions using x87
@@ -119,5 +143,4 @@ def translate(entries: list[int], read: CodeReader, options: LiftOptions, target
                 if nxt not in batch and not known(nxt) and read(nxt, 1):
                     entries.append(nxt)          # the loop goes on to it
                     batch.add(nxt)
-    obj, ir_text = codegen.compile_module(module, target, want_ir=want_ir)
-    return Translation(obj, infos, time.perf_counter() - t0, ir_text)
+    return Lifted(module, infos, target, time.perf_counter() - t0)

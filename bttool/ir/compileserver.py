@@ -1,0 +1,79 @@
+"""A separate process that compiles LLVM IR text to object code, so that the
+runtime can compile tier-2 regions while the guest keeps running.
+
+Why a process and not a thread: llvmlite serialises every call into LLVM
+behind one global lock, and an O2 pass run is a single call of up to a few
+hundred milliseconds; a compiling thread would stall every tier-1
+translation (and loading of objects) of the main thread for that long.
+
+Protocol (both directions over pipes, little-endian):
+  request: job id u64, payload length u32, payload =
+           JSON target fields, NUL, LLVM IR text (UTF-8)
+  reply:   job id u64, status u8 (0 ok, 1 error), seconds f64, length u32,
+           then the object file (ok) or an error message (error)
+
+The process ends at end of input.  The client is runtime/background.py.
+"""
+from __future__ import annotations
+
+import json
+import queue
+import struct
+import sys
+import threading
+import time
+from typing import BinaryIO
+
+REQUEST = struct.Struct("<QI")
+REPLY = struct.Struct("<QBdI")
+OK, ERROR = 0, 1
+
+
+def encode_request(job: int, target_fields: dict, ir_text: str) -> bytes:
+    payload = json.dumps(target_fields).encode() + b"\0" + ir_text.encode()
+    return REQUEST.pack(job, len(payload)) + payload
+
+
+def read_exact(f: BinaryIO, n: int) -> bytes | None:
+    """n bytes, or None at end of input (a short read means the peer died)."""
+    chunks = []
+    while n:
+        b = f.read(n)
+        if not b:
+            return None
+        chunks.append(b)
+        n -= len(b)
+    return b"".join(chunks)
+
+
+def _read_requests(inp: BinaryIO, jobs: "queue.Queue[tuple[int, bytes] | None]") -> None:
+    """Reader thread: keeps the request pipe drained while the main thread
+    compiles, so the client's writes never wait for a compilation."""
+    while True:
+        hdr = read_exact(inp, REQUEST.size)
+        payload = read_exact(inp, REQUEST.unpack(hdr)[1]) if hdr is not None else None
+        if payload is None:
+            jobs.put(None)
+            return
+        jobs.put((REQUEST.unpack(hdr)[0], payload))
+
+
+def serve(inp: BinaryIO, out: BinaryIO) -> None:
+    from bttool.ir.codegen import Target, compile_module
+    jobs: queue.Queue = queue.Queue()
+    threading.Thread(target=_read_requests, args=(inp, jobs), daemon=True).start()
+    while (item := jobs.get()) is not None:
+        job, payload = item
+        t0 = time.perf_counter()
+        try:
+            meta, ir_text = payload.split(b"\0", 1)
+            obj, _ = compile_module(ir_text.decode(), Target(**json.loads(meta)))
+            status, data = OK, obj
+        except Exception as e:  # noqa: BLE001 - reported to the client, which recompiles
+            status, data = ERROR, f"{type(e).__name__}: {e}".encode()
+        out.write(REPLY.pack(job, status, time.perf_counter() - t0, len(data)) + data)
+        out.flush()
+
+
+if __name__ == "__main__":
+    serve(sys.stdin.buffer, sys.stdout.buffer)

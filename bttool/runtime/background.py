@@ -1,0 +1,188 @@
+"""Compiling lifted regions in the background (tier 2, user mode).
+
+A hot region's O2 compilation takes tens to hundreds of milliseconds; the
+guest need not wait for it, since its tier-1 code is correct meanwhile.  The
+runtime lifts the region (Python, in the main thread: lifting reads guest
+state), sends the IR to a compile server (ir/compileserver.py, a separate
+process on the other core) and goes on running the guest; results are
+picked up (``poll``) whenever the guest returns to Python, and all of them
+before exit, fork and exec (``drain``), so both tiers still reach the cache.
+
+The server is started at the first submission as a grandchild in its own
+session: the guest's wait4(-1) must never see it, and terminal signals
+meant for the guest's process group must not reach it.  Its socket sits at
+a high descriptor number, close-on-exec, out of the way of the guest's
+descriptors (which are host descriptors, one to one), and the server keeps
+none of the guest's descriptors open.  Whatever goes wrong
+with the server (it cannot start, dies, or reports an error), the job is
+compiled in this process instead: results never depend on the server.
+Setting BTTOOL_BACKGROUND_COMPILE=0 compiles every job at once, here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import os
+import resource
+import select
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from bttool.ir.compileserver import ERROR, REPLY, encode_request
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bttool.translator.translate import Lifted, Translation
+
+Done = Callable[["Translation"], None]
+
+
+@dataclass
+class _Job:
+    lifted: "Lifted"
+    done: Done
+
+
+def _high_fd(fd: int) -> int:
+    """Move fd near the top of the descriptor limit (close-on-exec)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    floor = max(3, min(soft, 4096) - 64)
+    try:
+        new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+    except OSError:
+        return fd
+    os.close(fd)
+    return new
+
+
+class BackgroundCompiler:
+    """Jobs go to the compile server; ``done(translation)`` is called, in
+    this thread, from ``poll`` or ``drain``, or at once when the job had to
+    be compiled here."""
+
+    def __init__(self, log: Callable[[str], None] = lambda m: None) -> None:
+        self._log = log
+        self._sock: socket.socket | None = None
+        self._jobs: dict[int, _Job] = {}
+        self._next = 0
+        self._usable = os.environ.get("BTTOOL_BACKGROUND_COMPILE", "1") != "0"
+
+    @property
+    def pending(self) -> int:
+        return len(self._jobs)
+
+    def submit(self, lifted: "Lifted", done: Done) -> None:
+        job = _Job(lifted, done)
+        if self._usable and (self._sock is not None or self._start()):
+            self._next += 1
+            request = encode_request(self._next, dataclasses.asdict(lifted.target), str(lifted.module))
+            try:
+                self._sock.sendall(request, socket.MSG_NOSIGNAL)
+            except OSError as e:
+                self._give_up(f"cannot reach the compile server ({e})")
+            else:
+                self._jobs[self._next] = job
+                return
+        job.done(job.lifted.compile())
+
+    def poll(self) -> None:
+        """Hand over every result that has arrived; never waits."""
+        while self._jobs and self._sock is not None and self._poller.poll(0):
+            self._receive()
+
+    def drain(self) -> None:
+        """Wait for every outstanding job."""
+        while self._jobs:
+            if self._sock is None:
+                self._give_up("")
+            else:
+                self._receive()
+
+    def after_fork(self) -> None:
+        """In a forked child: the server belongs to the parent (drained
+        before the fork); the child starts its own when it needs one."""
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = None
+        self._jobs.clear()
+
+    # -- internals -------------------------------------------------------
+    def _receive(self) -> None:
+        hdr = self._read(REPLY.size)
+        if hdr is None:
+            self._give_up("the compile server ended")
+            return
+        job_id, status, seconds, n = REPLY.unpack(hdr)
+        data = self._read(n)
+        job = self._jobs.pop(job_id, None)
+        if data is None or job is None:
+            if job is not None:
+                self._jobs[job_id] = job
+            self._give_up("the compile server sent a broken reply")
+            return
+        if status == ERROR:
+            # Compiling here raises the same error where it can be reported.
+            self._log(f"compile server: {data.decode(errors='replace')}")
+            job.done(job.lifted.compile())
+            return
+        from bttool.translator.translate import Translation
+        job.done(Translation(data, job.lifted.regions, job.lifted.seconds + seconds))
+
+    def _read(self, n: int) -> bytes | None:
+        chunks = []
+        while n:
+            try:
+                b = self._sock.recv(min(n, 1 << 20))
+            except OSError:
+                return None
+            if not b:
+                return None
+            chunks.append(b)
+            n -= len(b)
+        return b"".join(chunks)
+
+    def _give_up(self, why: str) -> None:
+        """Stop using the server; compile what it still owed here."""
+        if why:
+            self._log(f"{why}; compiling here from now on")
+        self._usable = False
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        jobs, self._jobs = list(self._jobs.values()), {}
+        for job in jobs:
+            job.done(job.lifted.compile())
+
+    def _start(self) -> bool:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        root = str(Path(__file__).resolve().parent.parent.parent)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        argv = [sys.executable, "-m", "bttool.ir.compileserver"]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:                       # intermediate child: detach, fork again, leave
+            try:
+                os.setsid()
+                if os.fork() == 0:
+                    os.dup2(theirs.fileno(), 0)
+                    os.dup2(theirs.fileno(), 1)
+                    null = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(null, 2)
+                    # none of the guest's descriptors: a pipe's write end
+                    # held here would keep its reader from ever seeing EOF
+                    os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+                    os.execve(sys.executable, argv, env)
+            finally:
+                os._exit(0)
+        theirs.close()
+        os.waitpid(pid, 0)
+        fd = _high_fd(mine.detach())
+        self._sock = socket.socket(fileno=fd)
+        self._poller = select.poll()        # (select() cannot take descriptors past 1023)
+        self._poller.register(fd, select.POLLIN)
+        self._log("compile server started")
+        return True
