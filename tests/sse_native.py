@@ -229,7 +229,7 @@ def run_translated(code: bytes, inp: Input) -> Output:
             notes.append(f"untranslatable {r.untranslatable[seen:]}")
         return Output(r.xmm, r.regs, r.rflags, r.mxcsr, r.data[:DATA_BYTES], notes)
     s = ex.state
-    ctypes.memset(ctypes.addressof(s), 0, ctypes.sizeof(s))
+    st.reset(s)         # (keeps the runtime's links in the state)
     for name, value in {**inp.regs, BASE: DATA_ADDR}.items():
         setattr(s, name, value & 0xFFFFFFFFFFFFFFFF)
     if "rsp" not in inp.regs:
@@ -253,6 +253,8 @@ def run_translated(code: bytes, inp: Input) -> Output:
             except UnmappedCode:
                 notes.append("page fault")
                 break
+            continue
+        if reason == st.EXIT_HOT:     # the reused translation's counter: stay in this tier
             continue
         if reason == st.EXIT_INTRINSIC and intrinsics.split_exit_info(int(s.exit_info))[0].id == int3 \
                 and s.rip == end:

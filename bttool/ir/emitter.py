@@ -377,14 +377,14 @@ class FunctionEmitter:
     def count_execution(self, pc: int) -> None:
         """Tier 1: count executions of ``pc``; when hot, exit so the runtime
         retranslates from ``pc`` at tier 2."""
-        support.emit_hot_check(self.b, self.module, pc - (self.pic_base or 0),
+        support.emit_hot_check(self.b, self.state_ptr, pc - (self.pic_base or 0),
                                lambda: self.leave(pc, state.EXIT_HOT))
 
     def profile_target(self, target: ir.Value) -> None:
         """Tier 1: record the target of the indirect call/jump being lifted
         (tier 2 takes it as a guess)."""
         if self.hot_counters:
-            support.emit_target_record(self.b, self.module, self.current_pc - (self.pic_base or 0),
+            support.emit_target_record(self.b, self.state_ptr, self.current_pc - (self.pic_base or 0),
                                        target)
 
     def cond_leave(self, cond: ir.Value, taken: int, fallthrough: int) -> None:
@@ -430,7 +430,7 @@ class FunctionEmitter:
                 ib.store(const(32, state.EXIT_IRQ), self._state_gep(ib, "exit_reason"))
                 ib.ret_void()
                 b = FastBuilder(go)
-            support.emit_chain(b, self.module, self.state_ptr, self.mem,
+            support.emit_chain(b, self.state_ptr, self.mem,
                                b.load(self._slot("rip"), typ=I64))
         for bb in self.fn.blocks:
             if not bb.is_terminated:

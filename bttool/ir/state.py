@@ -12,6 +12,13 @@ from dataclasses import dataclass
 GPR_NAMES = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
              "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
 FLAG_NAMES = ("cf", "pf", "af", "zf", "sf", "of", "df")
+# Not CPU state: the addresses of the runtime's tables in the support object
+# (ir/support.py), which translated code reads through the state pointer.
+# LLVM's fast instruction selector (tier 1) cannot address an external
+# global under the JIT code model and hands every block that does to the
+# slow selector.  The runtime sets them (runtime/dispatcher.py); ``reset``
+# keeps them.
+RUNTIME_LINKS = ("table_base", "counters_base", "targets_base")
 XMM_COUNT = 16
 
 # Why the translated code stopped and handed control back to the runtime.
@@ -68,7 +75,9 @@ _SPECS: list[tuple[str, int, int]] = (
        # load base of a position-independent guest image (see emitter.guest_addr)
        ("image_base", 8, 8),
        ("exit_reason", 4, 4), ("mxcsr", 4, 4),
-       ("exit_info", 8, 8), ("fault_addr", 8, 8),
+       ("exit_info", 8, 8), ("fault_addr", 8, 8)]
+    + [(n, 8, 8) for n in RUNTIME_LINKS]
+    + [
        # x87: control word, status word (C0-C3 and exception bits; TOP is
        # kept apart in fpu_top), tag bits (one per physical register, 1 = empty)
        ("fpu_cw", 2, 2), ("fpu_sw", 2, 2), ("fpu_top", 1, 1), ("fpu_tag", 1, 1)]
@@ -133,10 +142,20 @@ def new_state() -> "CpuState":
     addr = (ctypes.addressof(raw) + 63) & -64
     st = CpuState.from_address(addr)
     st._keepalive = raw  # type: ignore[attr-defined]
+    reset(st)
+    return st
+
+
+def reset(st: "CpuState") -> None:
+    """The power-on CPU state, in place (translated code holds its
+    address); the runtime links stay."""
+    links = [getattr(st, n) for n in RUNTIME_LINKS]
+    ctypes.memset(ctypes.addressof(st), 0, STATE_SIZE)
+    for n, v in zip(RUNTIME_LINKS, links):
+        setattr(st, n, v)
     st.mxcsr = 0x1F80
     st.fpu_cw = 0x037F
     st.fpu_tag = 0xFF
-    return st
 
 
 def get_xmm(st: "CpuState", i: int) -> int:

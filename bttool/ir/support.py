@@ -40,17 +40,23 @@ class _IndirectCallee:
         return self.value.get_reference()
 
 
-def emit_chain(b, module, state_ptr, mem, rip) -> None:
+def _link(b, state_ptr, name: str):
+    """The address of one of the runtime's tables, read from the state
+    (see state.RUNTIME_LINKS for why not the global itself)."""
+    from llvmlite import ir
+    field = b.gep(state_ptr, [ir.Constant(ir.IntType(64), state.offset(name))],
+                  inbounds=True, source_etype=ir.IntType(8))
+    return b.load(field, typ=ir.PointerType())
+
+
+def emit_chain(b, state_ptr, mem, rip) -> None:
     """End a translated function by jumping straight to the translation of
     ``rip`` when the table has one (a tail call: the host stack never grows),
     else return to ``bt_run``, which will report the miss."""
     from llvmlite import ir
     i64 = ir.IntType(64)
     ptr = ir.PointerType()
-    table = module.globals.get("bt_table")
-    if table is None:
-        table = ir.GlobalVariable(module, ir.ArrayType(i64, 2 * TABLE_ENTRIES), "bt_table")
-        table.linkage = "external"
+    table = _link(b, state_ptr, "table_base")
     h = b.mul(rip, ir.Constant(i64, HASH_MULTIPLIER))
     off = b.shl(b.lshr(h, ir.Constant(i64, 64 - TABLE_BITS)), ir.Constant(i64, 4))
     entry = b.gep(table, [off], inbounds=True, source_etype=ir.IntType(8))
@@ -67,22 +73,19 @@ def counter_index(pc_key: int) -> int:
     return ((pc_key * HASH_MULTIPLIER) & 0xFFFFFFFFFFFFFFFF) >> (64 - COUNTER_BITS)
 
 
-def emit_hot_check(b, module, pc_key: int, on_hot) -> None:
+def emit_hot_check(b, state_ptr, pc_key: int, on_hot) -> None:
     """Count one execution of the code at guest pc ``pc_key`` (relative to
     the image base); past the threshold call ``on_hot()`` (which must end
     the path) after resetting the counter."""
     from llvmlite import ir
     i32 = ir.IntType(32)
-    counters = module.globals.get("bt_counters")
-    if counters is None:
-        counters = ir.GlobalVariable(module, ir.ArrayType(i32, 1 << COUNTER_BITS), "bt_counters")
-        counters.linkage = "external"
+    counters = _link(b, state_ptr, "counters_base")
     slot = b.gep(counters, [ir.Constant(ir.IntType(64), 4 * counter_index(pc_key))],
                  inbounds=True, source_etype=ir.IntType(8))
     n = b.add(b.load(slot, typ=i32), ir.Constant(i32, 1))
-    _store(b, n, slot)
+    b.store(n, slot, 4)
     with b.if_then(b.icmp_unsigned(">", n, ir.Constant(i32, HOT_THRESHOLD)), likely=False):
-        _store(b, ir.Constant(i32, 0), slot)
+        b.store(ir.Constant(i32, 0), slot, 4)
         on_hot()
 
 
@@ -90,28 +93,16 @@ def target_index(pc_key: int) -> int:
     return ((pc_key * HASH_MULTIPLIER) & 0xFFFFFFFFFFFFFFFF) >> (64 - TARGET_BITS)
 
 
-def emit_target_record(b, module, pc_key: int, target) -> None:
+def emit_target_record(b, state_ptr, pc_key: int, target) -> None:
     """Tier 1: remember ``target`` (i64) as the last target of the indirect
     call or jump at guest pc ``pc_key`` (relative to the image base); tier 2
     uses it as a guess (runtime/dispatcher.py)."""
     from llvmlite import ir
     i64 = ir.IntType(64)
-    targets = module.globals.get("bt_targets")
-    if targets is None:
-        targets = ir.GlobalVariable(module, ir.ArrayType(i64, 1 << TARGET_BITS), "bt_targets")
-        targets.linkage = "external"
+    targets = _link(b, state_ptr, "targets_base")
     slot = b.gep(targets, [ir.Constant(i64, 8 * target_index(pc_key))],
                  inbounds=True, source_etype=ir.IntType(8))
-    _store(b, target, slot, 8)
-
-
-def _store(b, value, ptr, align: int = 4) -> None:
-    """A store through a pointer derived from a (typed) llvmlite global: the
-    builder's type check predates opaque pointers."""
-    from llvmlite.ir import instructions
-    st = instructions.StoreInstr(b.block, value, ptr)
-    st.align = align
-    b._insert(st)
+    b.store(target, slot, 8)
 
 
 def support_ir() -> str:

@@ -67,6 +67,8 @@ class Executor:
         # directly); Python fills it.
         self.table = (ctypes.c_uint64 * (2 * TABLE_ENTRIES)).from_address(
             self.engine.global_address("bt_table"))
+        for link, table in zip(st.RUNTIME_LINKS, ("bt_table", "bt_counters", "bt_targets")):
+            setattr(state, link, self.engine.global_address(table))
         self.clear_table()
         self.known: dict[int, int] = {}
         self.loaded_objects: set[str] = set()   # cache objects already in the engine

@@ -48,7 +48,7 @@ def _machine() -> tuple[GuestMemory, Executor]:
         mem.map(DATA_ADDR, DATA_SIZE, PROT_READ | PROT_WRITE)
         mem.map(STACK_ADDR, STACK_SIZE, PROT_READ | PROT_WRITE)
         state = st.new_state()
-        ex = Executor(state, mem, LiftOptions(64, True))
+        ex = Executor(state, mem, LiftOptions(64, True, hot_counters=True))
         from bttool.runtime.hostsignals import install_fault_handler
         install_fault_handler(ex.engine.signal_handler)
         _executor_cache["m"] = (mem, ex)
@@ -57,10 +57,15 @@ def _machine() -> tuple[GuestMemory, Executor]:
 
 def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0x202,
                 xmm: list[int] | None = None, data: bytes = b"", mxcsr: int = 0x1F80,
-                max_exits: int = 10000) -> SnippetResult:
+                max_exits: int = 10000, hot_counters: bool = True) -> SnippetResult:
     mem, ex = _machine()
+    # ``hot_counters``: the code of the run-time tier 1 (execution counters,
+    # and the IR it prefers for LLVM's fast instruction selector); without,
+    # the IR of tier 2 (compiled quickly all the same).
+    if ex.options.hot_counters != hot_counters:
+        ex.options = LiftOptions(64, True, hot_counters=hot_counters)
     s = ex.state
-    ctypes.memset(ctypes.addressof(s), 0, ctypes.sizeof(s))
+    st.reset(s)
     for name, value in (regs or {}).items():
         setattr(s, name, value & 0xFFFFFFFFFFFFFFFF)
     if "rsp" not in (regs or {}):
@@ -95,6 +100,8 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0
         if reason == st.EXIT_INTRINSIC and s.rip == end \
                 and intrinsics.split_exit_info(int(s.exit_info))[0].id == int3:
             break
+        if reason == st.EXIT_HOT:
+            continue            # a long loop: stays in this tier
         if reason == st.EXIT_FAULT:
             result_fault = int(s.exit_info)
             break

@@ -20,10 +20,21 @@ def sign(ctx: Insn, v: ir.Value) -> ir.Value:
 
 
 def parity(ctx: Insn, v: ir.Value) -> ir.Value:
-    """PF: set when the low byte has an even number of one bits."""
-    low = ctx.b.trunc(v, I8) if v.type.width > 8 else v
-    cnt = ctx.em.intrinsic("llvm.ctpop.i8", I8, [low])
-    return ctx.b.icmp_unsigned("==", ctx.b.and_(cnt, ir.Constant(I8, 1)), ir.Constant(I8, 0))
+    """PF: set when the low byte has an even number of one bits.
+
+    Tier 1 (hot counters) folds the byte with shifts and xors: LLVM's fast
+    instruction selector has no rule for ctpop and would hand the whole
+    block to the slow one.  Tier 2 keeps ctpop, which the x86 back end
+    turns into a test of the host's own parity flag."""
+    b = ctx.b
+    low = b.trunc(v, I8) if v.type.width > 8 else v
+    if ctx.em.hot_counters:
+        for k in (4, 2, 1):
+            low = b.xor(low, b.lshr(low, ir.Constant(I8, k)))
+        cnt = low
+    else:
+        cnt = ctx.em.intrinsic("llvm.ctpop.i8", I8, [low])
+    return b.icmp_unsigned("==", b.and_(cnt, ir.Constant(I8, 1)), ir.Constant(I8, 0))
 
 
 def set_zsp(ctx: Insn, res: ir.Value) -> None:

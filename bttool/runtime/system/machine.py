@@ -194,8 +194,7 @@ class Machine:
         """Reset the CPU state in place (translated code and the MMU hold
         its address)."""
         s = self.state
-        ctypes.memset(ctypes.addressof(s), 0, st.STATE_SIZE)
-        s.mxcsr, s.fpu_cw, s.fpu_tag = 0x1F80, 0x037F, 0xFF
+        st.reset(s)
         return s
 
     # -- the run loop --------------------------------------------------------------------
