@@ -57,12 +57,13 @@ class Executor:
         self.promoted: set[int] = set()
         # Block starts of the tier-2 regions this run translated (see promote).
         self.tier2_blocks: set[int] = set()
-        # Tier-2 compilations under way in the compile server (user mode),
-        # and a count of forget() calls: results lifted before the last one
-        # are not installed.
+        # Tier-2 compilations under way in the compile server (user mode):
+        # entry -> the [start, end) ranges of its blocks, until installed;
+        # and the entries among them whose guest code was forgotten since
+        # they were lifted (not installed when they arrive).
         self.background: "BackgroundCompiler | None" = None
-        self.compiling: dict[int, set[int]] = {}    # entry -> block starts, until installed
-        self.generation = 0
+        self.compiling: dict[int, list[tuple[int, int]]] = {}
+        self.stale: set[int] = set()
         # The lookup table lives in the support object (native code reads it
         # directly); Python fills it.
         self.table = (ctypes.c_uint64 * (2 * TABLE_ENTRIES)).from_address(
@@ -97,7 +98,8 @@ class Executor:
     def forget(self, pcs) -> None:
         """Drop the translations at ``pcs`` (all when None) from the lookup
         table; they are looked up again (cache, or retranslated) on use."""
-        self.generation += 1      # background compilations lifted before now stay out
+        self.stale.update(self.compiling if pcs is None else
+                          [pc for pc in pcs if pc in self.compiling])
         if pcs is None:
             self.known.clear()
             self.promoted.clear()
@@ -152,7 +154,7 @@ class Executor:
         the guest goes on in tier-1 code until the result is installed."""
         if pc in self.promoted:
             return
-        if any(pc in blocks for blocks in self.compiling.values()):
+        if any(s <= pc < e for ranges in self.compiling.values() for s, e in ranges):
             return      # the region being compiled covers pc; count again later
         self.promoted.add(pc)
         self.stats.regions_promoted += 1
@@ -203,16 +205,16 @@ class Executor:
             kw["within"] = self.region_bound(pc)
         lifted = lift([pc], read, options, target, known=known or self.known.__contains__,
                       read_data=self._read_data, **kw)
-        generation = self.generation
 
         def done(t: "Translation") -> None:
             self.compiling.pop(pc, None)
-            current = generation == self.generation
+            current = pc not in self.stale
             if not current:
-                self.promoted.discard(pc)       # may be promoted again (from the cache)
+                self.stale.discard(pc)
+                self.promoted.discard(pc)       # may be promoted again
             self._finish(t, target, options, current=current)
         if background:
-            self.compiling[pc] = {start for start, _ in lifted.regions[0].ranges}
+            self.compiling[pc] = lifted.regions[0].ranges
             if self.background is None:
                 from bttool.runtime.background import BackgroundCompiler
                 self.background = BackgroundCompiler(self.log)

@@ -91,7 +91,10 @@ class LinuxProcess:
         # Translations are looked up by pc; a region unmapped and later
         # remapped with other code must not run stale code.
         ex = self.executor
-        ex.forget([pc for pc in ex.known if addr <= pc < addr + length])
+        end = addr + length
+        ex.forget([pc for pc in ex.known if addr <= pc < end]
+                  + [pc for pc, ranges in ex.compiling.items()       # tier 2 under way
+                     if any(s < end and addr < e for s, e in ranges)])
 
     # -- main loop -------------------------------------------------------------
     def run(self) -> int:
