@@ -108,6 +108,19 @@ def test_a_cold_run_compiles_hot_code_in_the_server_and_caches_both_tiers(tmp_pa
     assert s["regions_translated"] <= cold_regions // 20, (s, cold_regions)
 
 
+def test_a_server_that_cannot_start_means_compiling_here(monkeypatch):
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+    monkeypatch.setattr(os, "fork", no_fork)
+    logged = []
+    bc = BackgroundCompiler(logged.append)
+    got = []
+    bc.submit(_lifted(_SNIPPETS[0]), got.append)
+    assert bc.pending == 0 and len(got) == 1
+    assert got[0].object_code == _lifted(_SNIPPETS[0]).compile().object_code
+    assert any("cannot start the compile server" in m for m in logged)
+
+
 @pytest.fixture(scope="module")
 def samples_dir() -> Path:
     import programs

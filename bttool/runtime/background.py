@@ -156,6 +156,16 @@ class BackgroundCompiler:
             job.done(job.lifted.compile())
 
     def _start(self) -> bool:
+        try:
+            self._spawn()
+        except OSError as e:                # no processes or descriptors left
+            self._log(f"cannot start the compile server ({e}); compiling here")
+            self._usable = False
+            return False
+        self._log("compile server started")
+        return True
+
+    def _spawn(self) -> None:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         root = str(Path(__file__).resolve().parent.parent.parent)
         env = dict(os.environ)
@@ -163,7 +173,12 @@ class BackgroundCompiler:
         argv = [sys.executable, "-m", "bttool.ir.compileserver"]
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            mine.close()
+            theirs.close()
+            raise
         if pid == 0:                       # intermediate child: detach, fork again, leave
             try:
                 os.setsid()
@@ -184,5 +199,3 @@ class BackgroundCompiler:
         self._sock = socket.socket(fileno=fd)
         self._poller = select.poll()        # (select() cannot take descriptors past 1023)
         self._poller.register(fd, select.POLLIN)
-        self._log("compile server started")
-        return True
