@@ -6,7 +6,7 @@ behind one global lock, and an O2 pass run is a single call of up to a few
 hundred milliseconds; a compiling thread would stall every tier-1
 translation (and loading of objects) of the main thread for that long.
 
-Protocol (both directions over pipes, little-endian):
+Protocol (both directions over one socket, little-endian):
   request: job id u64, payload length u32, payload =
            JSON target fields, NUL, LLVM IR text (UTF-8)
   reply:   job id u64, status u8 (0 ok, 1 error), seconds f64, length u32,
@@ -22,7 +22,7 @@ import struct
 import sys
 import threading
 import time
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 REQUEST = struct.Struct("<QI")
 REPLY = struct.Struct("<QBdI")
@@ -34,11 +34,12 @@ def encode_request(job: int, target_fields: dict, ir_text: str) -> bytes:
     return REQUEST.pack(job, len(payload)) + payload
 
 
-def read_exact(f: BinaryIO, n: int) -> bytes | None:
-    """n bytes, or None at end of input (a short read means the peer died)."""
+def read_exact(read: Callable[[int], bytes], n: int) -> bytes | None:
+    """n bytes from ``read`` (a file's read or a socket's recv), or None at
+    end of input (a short read means the peer died)."""
     chunks = []
     while n:
-        b = f.read(n)
+        b = read(n)
         if not b:
             return None
         chunks.append(b)
@@ -50,12 +51,13 @@ def _read_requests(inp: BinaryIO, jobs: "queue.Queue[tuple[int, bytes] | None]")
     """Reader thread: keeps the request pipe drained while the main thread
     compiles, so the client's writes never wait for a compilation."""
     while True:
-        hdr = read_exact(inp, REQUEST.size)
-        payload = read_exact(inp, REQUEST.unpack(hdr)[1]) if hdr is not None else None
+        hdr = read_exact(inp.read, REQUEST.size)
+        job, n = REQUEST.unpack(hdr) if hdr is not None else (0, 0)
+        payload = read_exact(inp.read, n) if hdr is not None else None
         if payload is None:
             jobs.put(None)
             return
-        jobs.put((REQUEST.unpack(hdr)[0], payload))
+        jobs.put((job, payload))
 
 
 def serve(inp: BinaryIO, out: BinaryIO) -> None:

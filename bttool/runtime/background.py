@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from bttool.ir.compileserver import ERROR, REPLY, encode_request
+from bttool.ir.compileserver import ERROR, REPLY, encode_request, read_exact
 
 if TYPE_CHECKING:  # pragma: no cover
     from bttool.translator.translate import Lifted, Translation
@@ -116,12 +116,10 @@ class BackgroundCompiler:
             return
         job_id, status, seconds, n = REPLY.unpack(hdr)
         data = self._read(n)
-        job = self._jobs.pop(job_id, None)
-        if data is None or job is None:
-            if job is not None:
-                self._jobs[job_id] = job
+        if data is None or job_id not in self._jobs:
             self._give_up("the compile server sent a broken reply")
             return
+        job = self._jobs.pop(job_id)
         if status == ERROR:
             # Compiling here raises the same error where it can be reported.
             self._log(f"compile server: {data.decode(errors='replace')}")
@@ -131,17 +129,10 @@ class BackgroundCompiler:
         job.done(Translation(data, job.lifted.regions, job.lifted.seconds + seconds))
 
     def _read(self, n: int) -> bytes | None:
-        chunks = []
-        while n:
-            try:
-                b = self._sock.recv(min(n, 1 << 20))
-            except OSError:
-                return None
-            if not b:
-                return None
-            chunks.append(b)
-            n -= len(b)
-        return b"".join(chunks)
+        try:
+            return read_exact(self._sock.recv, n)
+        except OSError:
+            return None
 
     def _give_up(self, why: str) -> None:
         """Stop using the server; compile what it still owed here."""

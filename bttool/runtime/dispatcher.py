@@ -66,10 +66,9 @@ class Executor:
         self.stale: set[int] = set()
         # The lookup table lives in the support object (native code reads it
         # directly); Python fills it.
-        self.table = (ctypes.c_uint64 * (2 * TABLE_ENTRIES)).from_address(
-            self.engine.global_address("bt_table"))
         for link, table in zip(st.RUNTIME_LINKS, ("bt_table", "bt_counters", "bt_targets")):
             setattr(state, link, self.engine.global_address(table))
+        self.table = (ctypes.c_uint64 * (2 * TABLE_ENTRIES)).from_address(state.table_base)
         self.clear_table()
         self.known: dict[int, int] = {}
         self.loaded_objects: set[str] = set()   # cache objects already in the engine
@@ -83,7 +82,7 @@ class Executor:
         self.still_valid: Callable[[int], bool] | None = None
         # Last targets of tier-1 indirect calls and jumps (ir/support.py).
         self.target_profile = (ctypes.c_uint64 * (1 << TARGET_BITS)).from_address(
-            self.engine.global_address("bt_targets"))
+            state.targets_base)
 
     def clear_table(self) -> None:
         """Forget every installed entry (translations stay loaded)."""
