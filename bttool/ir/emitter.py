@@ -435,6 +435,10 @@ class FunctionEmitter:
         for bb in self.fn.blocks:
             if not bb.is_terminated:
                 raise AssertionError(f"block {bb.name} left unterminated")
+        # The builder's hook is this emitter's method: a reference cycle that
+        # would keep the function's IR for the garbage collector to find
+        # (see ir/lifetime.py).  Nothing is emitted after finish.
+        self.b = None
         return self.fn
 
     # -- LLVM intrinsics -------------------------------------------------

@@ -77,7 +77,7 @@ class BackgroundCompiler:
         job = _Job(lifted, done)
         if self._usable and (self._sock is not None or self._start()):
             self._next += 1
-            request = encode_request(self._next, dataclasses.asdict(lifted.target), str(lifted.module))
+            request = encode_request(self._next, dataclasses.asdict(lifted.target), lifted.ir_text())
             try:
                 self._sock.sendall(request, socket.MSG_NOSIGNAL)
             except OSError as e:

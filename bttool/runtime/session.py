@@ -10,6 +10,7 @@ from bttool.runtime.dispatcher import Stats
 def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bool,
                 verbose: bool, argv0: str | None = None) -> tuple[int, int, Stats]:
     """Returns (exit status, fatal signal or 0, statistics)."""
+    from bttool.runtime.heap import freeze_startup_heap
     from bttool.runtime.hostsignals import install_fault_handler
     from bttool.runtime.linux import GuestDeath, LinuxProcess
     from bttool.translator.loader import load_image
@@ -53,6 +54,7 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
     import signal
     for sig in (signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_DFL)
+    freeze_startup_heap()
     try:
         status, sig = proc.run(), 0
     except GuestDeath as d:

@@ -13,6 +13,7 @@ from capstone.x86_const import X86_INS_CALL
 from llvmlite import ir
 
 from bttool.ir import codegen
+from bttool.ir.lifetime import release_module
 from bttool.translator import registry
 from bttool.translator.blocks import Region, discover_region
 from bttool.translator.decoder import Decoder
@@ -64,14 +65,23 @@ def _describe(region: Region, read: CodeReader, options: LiftOptions,
 @dataclass
 class Lifted:
     """Regions lifted into one LLVM module, not compiled yet."""
-    module: ir.Module
+    module: ir.Module | str                 # becomes its IR text (see ir_text)
     regions: list[RegionInfo]
     target: codegen.Target
     seconds: float                          # spent discovering and lifting
 
+    def ir_text(self) -> str:
+        """The module as LLVM IR text.  Rendered once; the llvmlite objects
+        are released then (ir/lifetime.py), since nothing reads them after
+        printing and the garbage collector would otherwise scan them."""
+        if not isinstance(self.module, str):
+            module, self.module = self.module, str(self.module)
+            release_module(module)
+        return self.module
+
     def compile(self, want_ir: bool = False) -> Translation:
         t0 = time.perf_counter()
-        obj, ir_text = codegen.compile_module(self.module, self.target, want_ir=want_ir)
+        obj, ir_text = codegen.compile_module(self.ir_text(), self.target, want_ir=want_ir)
         return Translation(obj, self.regions, self.seconds + time.perf_counter() - t0, ir_text)
 
 
