@@ -326,6 +326,7 @@ def cache_clear(ctx: click.Context) -> None:
     store = _store(ctx)
     if store:
         store.clear()
+        store.compact()
     click.echo("cache cleared")
 
 
@@ -342,4 +343,6 @@ def cache_gc(ctx: click.Context, max_size: str) -> None:
         return
     store = _store(ctx)
     n, freed = store.gc(limit) if store else (0, 0)
+    if store and n:
+        store.compact()
     click.echo(f"evicted {n} objects, {_human(freed)} freed; {_human(store.total_size() if store else 0)} kept")

@@ -169,12 +169,12 @@ def test_corrupt_entries_are_rebuilt(programs, tmp_path):
     prog = programs / "p"
     cache = tmp_path / "c"
     stats_run(cache, prog, tmp_path)
-    objects = sorted((cache / "objects").rglob("*.o"))
-    assert len(objects) > 3
-    objects[0].write_bytes(objects[0].read_bytes()[:40])      # truncated
-    objects[1].write_bytes(b"\0" * 64)                         # garbage
-    objects[2].unlink()                                        # missing
     db = sqlite3.connect(cache / "index.sqlite")
+    objects = [r[0] for r in db.execute("SELECT id FROM objects ORDER BY id")]
+    assert len(objects) > 3
+    db.execute("UPDATE objects SET data = substr(data, 1, 40) WHERE id = ?", (objects[0],))  # truncated
+    db.execute("UPDATE objects SET data = zeroblob(64) WHERE id = ?", (objects[1],))        # garbage
+    db.execute("DELETE FROM objects WHERE id = ?", (objects[2],))                           # missing
     db.execute("UPDATE regions SET ranges = '{not json' WHERE rowid = (SELECT MIN(rowid) FROM regions)")
     db.commit()
     db.close()
@@ -182,6 +182,29 @@ def test_corrupt_entries_are_rebuilt(programs, tmp_path):
     same(r, native(prog))
     assert b"retranslating" in r.stderr
     assert json.loads((tmp_path / "s.json").read_text())["regions_translated"] >= 3
+    assert bttool("cache", "--cache-dir", cache, "verify").returncode == 0
+
+
+def test_a_cache_of_the_older_file_layout_is_rebuilt(programs, tmp_path):
+    """Schema 1 kept objects as files under objects/; such a cache is
+    emptied and reused, not left unusable."""
+    prog = programs / "p"
+    cache = tmp_path / "c"
+    (cache / "objects" / "ab").mkdir(parents=True)
+    (cache / "objects" / "ab" / "ab01.o").write_bytes(b"old object")
+    db = sqlite3.connect(cache / "index.sqlite")
+    db.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT)")
+    db.execute("INSERT INTO meta VALUES ('schema', '1')")
+    db.execute("CREATE TABLE objects (id TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL,"
+               " target TEXT NOT NULL, created REAL NOT NULL, last_used REAL NOT NULL)")
+    db.commit()
+    db.close()
+    r, s1 = stats_run(cache, prog, tmp_path)
+    same(r, native(prog))
+    assert b"warning" not in r.stderr and s1["regions_translated"] > 0
+    assert not (cache / "objects").exists()
+    _, s2 = stats_run(cache, prog, tmp_path)
+    assert s2["regions_translated"] == 0 and s2["regions_from_cache"] > 0
     assert bttool("cache", "--cache-dir", cache, "verify").returncode == 0
 
 
@@ -257,7 +280,7 @@ def test_translate_for_aarch64_stores_aarch64_objects(programs, tmp_path):
     assert rows
     cs = capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
     for object_id, symbol in rows:
-        data = next(cache.rglob(object_id + ".o")).read_bytes()
+        data, = db.execute("SELECT data FROM objects WHERE id = ?", (object_id,)).fetchone()
         assert data[:4] == b"\x7fELF" and objfile.machine(data) == "aarch64"
         code = objfile.symbol_code(data, objfile.symbols(data)[symbol])
         insns = list(cs.disasm(code, 0))
@@ -293,24 +316,29 @@ def test_cache_tools(programs, tmp_path):
     assert 0.5 * len(ls) < st["misses"]
 
     assert bttool("cache", "--cache-dir", cache, "verify").returncode == 0
-    victim = next(cache.rglob("*.o"))
-    victim.write_bytes(b"broken")
+    db = sqlite3.connect(cache / "index.sqlite")
+    db.execute("UPDATE objects SET data = x'6272006b656e' WHERE rowid = (SELECT MIN(rowid) FROM objects)")
+    db.commit()
+    db.close()
     bad = bttool("cache", "--cache-dir", cache, "verify")
     assert bad.returncode == 1 and b"checksum" in bad.stdout
     assert bttool("cache", "--cache-dir", cache, "verify", "--repair").returncode == 0
     assert bttool("cache", "--cache-dir", cache, "verify").returncode == 0
 
     before = json.loads(bttool("cache", "--cache-dir", cache, "stats", "--json").stdout)["bytes"]
+    index_size = (cache / "index.sqlite").stat().st_size
     gc = bttool("cache", "--cache-dir", cache, "gc", "--max-size", str(before // 2))
     assert gc.returncode == 0
     after = json.loads(bttool("cache", "--cache-dir", cache, "stats", "--json").stdout)
     assert 0 < after["bytes"] <= before // 2
+    assert (cache / "index.sqlite").stat().st_size < index_size - before // 3   # objects are rows
     _, s = stats_run(cache, prog, tmp_path)          # evicted regions come back
     assert s["regions_translated"] > 0 and s["regions_from_cache"] > 0
 
     assert bttool("cache", "--cache-dir", cache, "clear").returncode == 0
     assert json.loads(bttool("cache", "--cache-dir", cache, "stats", "--json").stdout)["entries"] == 0
     assert not list(cache.rglob("*.o"))
+    assert (cache / "index.sqlite").stat().st_size < 100_000
 
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"

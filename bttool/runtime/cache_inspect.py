@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 from dataclasses import dataclass
 
@@ -165,7 +164,6 @@ class Problem:
     detail: str
     object_id: str | None = None
     region_key: str | None = None
-    path: str | None = None
 
 
 def verify(store: CacheStore, repair: bool = False) -> list[Problem]:
@@ -180,16 +178,9 @@ def verify(store: CacheStore, repair: bool = False) -> list[Problem]:
         problems.append(Problem("index", str(e)))
         return problems
     known_objects = {}
-    for object_id, sha, size in db.execute("SELECT id, sha256, size FROM objects"):
+    for object_id, sha, size, data in db.execute("SELECT id, sha256, size, data FROM objects"):
         known_objects[object_id] = sha
-        path = store.object_path(object_id)
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            problems.append(Problem("object", f"{object_id}: unreadable ({e.strerror})", object_id=object_id))
-            continue
-        if hashlib.sha256(data).hexdigest() != sha or len(data) != size:
+        if not isinstance(data, bytes) or hashlib.sha256(data).hexdigest() != sha or len(data) != size:
             problems.append(Problem("object", f"{object_id}: checksum mismatch", object_id=object_id))
     for key, object_id, code, ranges, digest in db.execute(
             "SELECT key, object, guest_code, ranges, digest FROM regions"):
@@ -202,21 +193,10 @@ def verify(store: CacheStore, repair: bool = False) -> list[Problem]:
                 raise ValueError("guest code length")
         except (ValueError, TypeError) as e:
             problems.append(Problem("region", f"{key[:16]}: bad guest ranges ({e})", region_key=key))
-    for dirpath, _, files in os.walk(store.objects_dir):
-        for f in files:
-            oid = f[:-2] if f.endswith(".o") else None
-            if oid not in known_objects:
-                problems.append(Problem("file", f"{os.path.join(dirpath, f)}: not in the index",
-                                        path=os.path.join(dirpath, f)))
     if repair:
         for p in problems:
             if p.object_id:
                 store.drop_object(p.object_id)
             elif p.region_key:
                 store.drop_region(p.region_key)
-            elif p.path:
-                try:
-                    os.unlink(p.path)
-                except OSError:
-                    pass
     return problems
