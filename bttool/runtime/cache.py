@@ -22,8 +22,9 @@ contain it, a changed option or target misses everything, and a
 position-independent image hits wherever it is loaded.  Objects carry a
 SHA-256 checksum; a corrupt, truncated or unreadable object or index row is
 dropped and the region retranslated.  An object and its regions are
-committed in one transaction, so a reader never sees half an entry.  A cache that cannot be written degrades to running
-without caching, with one warning line.
+committed in one transaction, so a reader never sees half an entry.  A
+cache that cannot be written degrades to running without caching, with one
+warning line.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bttool.translator.translate import Translation
 
 SCHEMA_VERSION = 2
-_DERIVED_SCHEMAS = {"1"}             # older layouts, rebuilt empty (see _rebuild)
+_DERIVED_SCHEMAS = {"1"}             # older layouts, rebuilt empty (_rebuild_if_derived)
 DEFAULT_MAX_SIZE = 2 << 30           # bytes; BTTOOL_CACHE_MAX_SIZE overrides
 
 _SCHEMA = """
