@@ -40,6 +40,8 @@ def run_kernel(path: str, args: list[str], memory_size: int, max_resets: int,
     import signal
     for sig in (signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_DFL)
+    from bttool.runtime.heap import freeze_startup_heap
+    freeze_startup_heap()
     try:
         status, why = machine.run()
         if verbose or why.startswith("guest halted"):
