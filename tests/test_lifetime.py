@@ -55,12 +55,10 @@ def test_a_compiled_module_is_freed_without_the_collector(tier):
         gc.enable()
 
 
-def test_a_run_with_the_frozen_heap_keeps_stderr_clean(tmp_path):
+def test_a_run_with_the_frozen_heap_keeps_stderr_clean(samples_dir, tmp_path):
     """lief's bindings report objects alive at interpreter exit on stderr;
     the frozen heap must be thawed before then."""
-    exe = REPO / "samples" / "build" / "hello"
-    if not exe.exists():
-        subprocess.run(["bash", str(REPO / "samples" / "build.sh")], check=True, capture_output=True)
+    exe = samples_dir / "hello"
     run = subprocess.run([sys.executable, "-m", "bttool", "run", "--cache-dir", str(tmp_path), str(exe)],
                          capture_output=True, cwd=REPO)
     native = subprocess.run([str(exe)], capture_output=True)
