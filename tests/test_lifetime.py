@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 import native as N  # noqa: E402
+from programs import samples_dir  # noqa: E402,F401  (fixture)
 from bttool.ir import codegen  # noqa: E402
 from bttool.translator.options import LiftOptions  # noqa: E402
 from bttool.translator.translate import lift  # noqa: E402
