@@ -38,6 +38,7 @@ PLAIN = [
     ("strings", 0),
     ("sortheavy", 0),
     ("children", 0),
+    ("descriptors", 0),
     ("segv", 1),
     ("divzero", 1),
     ("abort", (0, 1)),

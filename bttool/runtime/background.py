@@ -12,8 +12,8 @@ The server is started at the first submission as a grandchild in its own
 session: the guest's wait4(-1) must never see it, and terminal signals
 meant for the guest's process group must not reach it.  Its socket sits at
 a high descriptor number, close-on-exec, out of the way of the guest's
-descriptors (which are host descriptors, one to one), and the server keeps
-none of the guest's descriptors open.  Whatever goes wrong
+descriptors (which are host descriptors, one to one; see hostfds.py), and
+the server keeps none of the guest's descriptors open.  Whatever goes wrong
 with the server (it cannot start, dies, or reports an error), the job is
 compiled in this process instead: results never depend on the server.
 Setting BTTOOL_BACKGROUND_COMPILE=0 compiles every job at once, here.
@@ -21,7 +21,6 @@ Setting BTTOOL_BACKGROUND_COMPILE=0 compiles every job at once, here.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import os
 import resource
 import select
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from bttool.ir.compileserver import ERROR, REPLY, encode_request, read_exact
+from bttool.runtime.hostfds import move_high
 
 if TYPE_CHECKING:  # pragma: no cover
     from bttool.translator.translate import Lifted, Translation
@@ -43,18 +43,6 @@ Done = Callable[["Translation"], None]
 class _Job:
     lifted: "Lifted"
     done: Done
-
-
-def _high_fd(fd: int) -> int:
-    """Move fd near the top of the descriptor limit (close-on-exec)."""
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    floor = max(3, min(soft, 4096) - 64)
-    try:
-        new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
-    except OSError:
-        return fd
-    os.close(fd)
-    return new
 
 
 class BackgroundCompiler:
@@ -186,7 +174,7 @@ class BackgroundCompiler:
                 os._exit(0)
         theirs.close()
         os.waitpid(pid, 0)
-        fd = _high_fd(mine.detach())
+        fd = move_high(mine.detach())
         self._sock = socket.socket(fileno=fd)
         self._poller = select.poll()        # (select() cannot take descriptors past 1023)
         self._poller.register(fd, select.POLLIN)

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from bttool.ir import codegen, objfile
 from bttool.ir.codegen import Target
+from bttool.runtime.hostfds import opening_high
 from bttool.translator.guestcode import CodeReader, guest_digest
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -121,15 +122,16 @@ class CacheStore:
         elif not os.path.exists(self.index_path):
             raise CacheError(f"no cache at {root}")
         try:
-            self.db = sqlite3.connect(self.index_path, timeout=30, isolation_level=None)
-            self.db.execute("PRAGMA busy_timeout = 30000")
-            if create:
-                self.db.execute("PRAGMA journal_mode = WAL")
-                self._rebuild_if_derived()
-                self.db.executescript(_SCHEMA)
-                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-            self.db.execute("PRAGMA synchronous = NORMAL")
-            row = self.db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+            with opening_high():        # the database, its WAL and shared memory
+                self.db = sqlite3.connect(self.index_path, timeout=30, isolation_level=None)
+                self.db.execute("PRAGMA busy_timeout = 30000")
+                if create:
+                    self.db.execute("PRAGMA journal_mode = WAL")
+                    self._rebuild_if_derived()
+                    self.db.executescript(_SCHEMA)
+                    self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+                self.db.execute("PRAGMA synchronous = NORMAL")
+                row = self.db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
         except sqlite3.DatabaseError as e:
             raise CacheError(f"cache index {self.index_path} unusable: {e}") from None
         if row is None or row[0] != str(SCHEMA_VERSION):
@@ -153,8 +155,10 @@ class CacheStore:
 
     def reopen(self) -> None:
         """A fresh connection (in a forked child; the parent's stays its own)."""
-        self.db = sqlite3.connect(self.index_path, timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA busy_timeout = 30000")
+        with opening_high():
+            self.db = sqlite3.connect(self.index_path, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA busy_timeout = 30000")
+            self.db.execute("SELECT value FROM meta").fetchall()    # opens the WAL files here
 
     # -- objects ------------------------------------------------------------
     def read_object(self, object_id: str) -> bytes | None:
