@@ -158,7 +158,10 @@ class CacheStore:
         with opening_high():
             self.db = sqlite3.connect(self.index_path, timeout=30, isolation_level=None)
             self.db.execute("PRAGMA busy_timeout = 30000")
-            self.db.execute("SELECT value FROM meta").fetchall()    # opens the WAL files here
+            try:
+                self.db.execute("SELECT value FROM meta").fetchall()    # opens the WAL files here
+            except sqlite3.DatabaseError:
+                pass        # later accesses report it, as they would have
 
     # -- objects ------------------------------------------------------------
     def read_object(self, object_id: str) -> bytes | None:
