@@ -141,17 +141,24 @@ class CacheStore:
         """A cache made by an earlier bttool (a schema in _DERIVED_SCHEMAS)
         holds nothing but translations, which can be made again: it is
         emptied and takes the current schema, instead of leaving every
-        later run uncached."""
-        with self.transaction():     # another process may be doing the same
-            try:
-                row = self.db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
-            except sqlite3.OperationalError:    # a new, empty database
-                return
-            if row is None or row[0] not in _DERIVED_SCHEMAS:
+        later run uncached.  Every run opens the cache, so the usual answer
+        (not derived) costs a read, not a write lock."""
+        if self._schema() not in _DERIVED_SCHEMAS:
+            return
+        with self.transaction():
+            if self._schema() not in _DERIVED_SCHEMAS:     # another process rebuilt it
                 return
             for (table,) in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
                 self.db.execute(f'DROP TABLE "{table}"')
         shutil.rmtree(os.path.join(self.root, "objects"), ignore_errors=True)   # schema 1's files
+
+    def _schema(self) -> str | None:
+        """The schema recorded in the database (None in a new, empty one)."""
+        try:
+            row = self.db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+        except sqlite3.OperationalError:        # no meta table yet
+            return None
+        return row[0] if row else None
 
     def reopen(self) -> None:
         """A fresh connection (in a forked child; the parent's stays its own)."""
