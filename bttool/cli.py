@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import time
+from typing import Callable
 
 import click
 
@@ -67,6 +68,13 @@ def run(verbose: bool, cache_dir: str | None, no_cache: bool, stats: bool,
     except BttoolError as e:
         _fail(str(e), e.status)
         return
+    finish_run(status, sig, st, t0, stats, stats_json)
+
+
+def finish_run(status: int, sig: int, st, t0: float, stats: bool = False,
+               stats_json: str | None = None) -> None:
+    """Report a finished run (--stats, --stats-json) and end bttool as the
+    guest ended: with its exit status, or killed by its fatal signal."""
     wall = time.perf_counter() - t0
     summary = {
         "regions_translated": st.regions_translated,
@@ -95,9 +103,11 @@ def run(verbose: bool, cache_dir: str | None, no_cache: bool, stats: bool,
     sys.exit(status)
 
 
-def entry() -> None:  # pragma: no cover - console script wrapper
+def entry(command: Callable[[], None] | None = None) -> None:  # pragma: no cover - console script wrapper
+    """Run ``command`` (the click group by default) so that a bug in bttool
+    ends it with one line and status 125, not a traceback."""
     try:
-        main()
+        (command or main)()
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as e:  # a bug in bttool: one line, not a traceback

@@ -1,11 +1,18 @@
-"""Shared pytest configuration: make the checkout importable and give every
-test session one translation cache directory."""
+"""Shared pytest configuration.
+
+* tests/ is importable (the harness modules programs, native, installed ...).
+* The checkout is importable too, for the in-process tests that drive the
+  translator's parts directly (snippets, IR shapes).  Program-level tests
+  never use it: they run bttool as installed from its wheel into a fresh
+  virtual environment (tests/installed.py, tests/programs.py).
+"""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+for p in (str(TESTS), str(REPO)):
+    if p not in sys.path:
+        sys.path.insert(0, p)

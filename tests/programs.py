@@ -32,6 +32,8 @@ from typing import IO, Iterable, Mapping, Sequence, Union
 
 import pytest
 
+import installed
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES_SRC = REPO / "samples"
 BUILD_SCRIPT = SAMPLES_SRC / "build.sh"
@@ -124,20 +126,27 @@ def guest_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for both the native and the translated run.
 
     It is the test process's environment with a fixed locale and time zone,
-    without BTTOOL_SAMPLE_* variables, and with the repository on PYTHONPATH
-    so that ``python -m bttool`` works from any cwd.  The same dict goes to
-    both runs, so the guest sees the same environment either way."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BTTOOL_SAMPLE_")}
-    for key in [k for k in env if k.startswith("LC_")]:
-        del env[key]
+    and without BTTOOL_SAMPLE_* and PYTHON* variables: bttool runs as
+    installed (tests/installed.py), so nothing may point it at the checkout.
+    The same dict goes to both runs, so the guest sees the same environment
+    either way."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("BTTOOL_SAMPLE_", "PYTHON", "LC_"))}
     env.update(LC_ALL="C", LANG="C", TZ="UTC")
-    # the repository comes after any PYTHONPATH the caller set (that wins)
-    # but before site-packages, so the working tree's bttool is the one run
-    pythonpath = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p] + [str(REPO)]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(pythonpath))
     if extra:
         env.update(extra)
     return env
+
+
+_outside: list[Path] = []
+
+
+def work_dir() -> Path:
+    """Where programs run unless a test says otherwise: a directory outside
+    the checkout, so nothing can be imported from it."""
+    if not _outside:
+        _outside.append(installed.outside_dir())
+    return _outside[0]
 
 
 def _child_setup() -> None:
@@ -158,6 +167,8 @@ def run_command(
     """Run any command line the way run_native/run_bttool do."""
     if env is None:
         env = guest_env()
+    if cwd is None:
+        cwd = work_dir()
     if timeout is None:
         timeout = TIMEOUT
     data = None
@@ -206,10 +217,23 @@ def run_native(
     return run_command(argv, cwd=cwd, env=env, stdin=stdin, timeout=timeout)
 
 
+def installed_bttool() -> installed.Installed:
+    """bttool as installed from its wheel into a fresh virtual environment."""
+    try:
+        return installed.installed()
+    except installed.InstallError as e:
+        pytest.fail(f"cannot install bttool from a wheel: {e}", pytrace=False)
+
+
+def bttool_argv(*args: os.PathLike | str) -> list[str]:
+    """Command line of the installed ``bttool`` console script with ARGS."""
+    return [str(installed_bttool().bttool)] + [os.fspath(a) for a in args]
+
+
 def bttool_command(
     argv: Sequence[str], cache_dir: os.PathLike | str | None, options: Iterable[str] = ()
 ) -> list[str]:
-    cmd = [sys.executable, "-m", "bttool", "run"]
+    cmd = bttool_argv("run")
     if cache_dir is not None:
         cmd += ["--cache-dir", os.fspath(cache_dir)]
     cmd += list(options)

@@ -21,6 +21,7 @@ from bttool.ir import codegen  # noqa: E402
 from bttool.runtime.background import BackgroundCompiler  # noqa: E402
 from bttool.translator.options import LiftOptions  # noqa: E402
 from bttool.translator.translate import Lifted, lift  # noqa: E402
+import programs  # noqa: E402
 
 _SNIPPETS = [
     "mov eax, 1; 1: add eax, ecx; dec ecx; jnz 1b; ret",
@@ -82,8 +83,8 @@ def test_switched_off_compiles_at_once(monkeypatch):
 
 
 def _bttool(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bttool", *args], capture_output=True,
-                          cwd=REPO, env={**os.environ, **(env or {})})
+    return subprocess.run(programs.bttool_argv(*args), capture_output=True,
+                          cwd=programs.work_dir(), env={**programs.guest_env(), **(env or {})})
 
 
 def test_a_cold_run_compiles_hot_code_in_the_server_and_caches_both_tiers(tmp_path, samples_dir):

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import programs  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -30,8 +31,9 @@ int main(int argc, char **argv) {
 
 
 def bttool(*args, env=None, check_ok=True, **kw):
-    r = subprocess.run([sys.executable, "-m", "bttool", *map(str, args)], capture_output=True,
-                       env={**os.environ, **(env or {})}, cwd=REPO, timeout=900, **kw)
+    r = subprocess.run(programs.bttool_argv(*args), capture_output=True,
+                       env={**programs.guest_env(), **(env or {})}, cwd=programs.work_dir(), timeout=900,
+                       **kw)
     assert b"Traceback" not in r.stderr, r.stderr.decode()
     return r
 
@@ -106,8 +108,9 @@ def test_warm_run_never_loads_the_translator(programs, tmp_path):
     start-up a short program sees."""
     prog = programs / "p"
     stats_run(tmp_path / "c", prog, tmp_path)
-    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "bttool", "run", "--cache-dir",
-                        tmp_path / "c", prog], capture_output=True, cwd=REPO, timeout=300)
+    r = subprocess.run([programs.installed_bttool().python, "-X", "importtime", "-m", "bttool", "run",
+                        "--cache-dir", tmp_path / "c", prog], capture_output=True, cwd=programs.work_dir(),
+                       env=programs.guest_env(), timeout=300)
     same(r, native(prog))
     imported = {line.split("|")[-1].strip() for line in r.stderr.decode().splitlines()
                 if line.startswith("import time:")}
@@ -211,8 +214,9 @@ def test_a_cache_of_the_older_file_layout_is_rebuilt(programs, tmp_path):
 def test_two_processes_share_an_empty_cache(programs, tmp_path):
     prog = programs / "p"
     cache = tmp_path / "c"
-    cmd = [sys.executable, "-m", "bttool", "run", "--cache-dir", str(cache), str(prog)]
-    procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    cmd = programs.bttool_argv("run", "--cache-dir", cache, prog)
+    procs = [subprocess.Popen(cmd, cwd=programs.work_dir(), env=programs.guest_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for _ in range(2)]
     outs = [p.communicate(timeout=600) + (p.returncode,) for p in procs]
     nat = native(prog)
     for out, err, rc in outs:

@@ -19,6 +19,7 @@ from programs import samples_dir  # noqa: E402,F401  (fixture)
 from bttool.ir import codegen  # noqa: E402
 from bttool.translator.options import LiftOptions  # noqa: E402
 from bttool.translator.translate import lift  # noqa: E402
+import programs  # noqa: E402
 
 _CODE = """
     mov eax, 1
@@ -60,7 +61,7 @@ def test_a_run_with_the_frozen_heap_keeps_stderr_clean(samples_dir, tmp_path):
     """lief's bindings report objects alive at interpreter exit on stderr;
     the frozen heap must be thawed before then."""
     exe = samples_dir / "hello"
-    run = subprocess.run([sys.executable, "-m", "bttool", "run", "--cache-dir", str(tmp_path), str(exe)],
-                         capture_output=True, cwd=REPO)
+    run = subprocess.run(programs.bttool_argv("run", "--cache-dir", tmp_path, exe),
+                         capture_output=True, cwd=programs.work_dir(), env=programs.guest_env())
     native = subprocess.run([str(exe)], capture_output=True)
     assert (run.returncode, run.stdout, run.stderr) == (native.returncode, native.stdout, native.stderr)

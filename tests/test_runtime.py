@@ -13,6 +13,7 @@ import pytest
 
 from bttool.ir.window import DISP_GUARD, GUEST_LIMIT, MAP_LIMIT
 from bttool.runtime.snippet import DATA_ADDR, run_snippet
+import programs  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -101,8 +102,8 @@ def test_window_does_not_alias_high_addresses():
 
 
 def _bttool(*args, env=None, **kw):
-    return subprocess.run([sys.executable, "-m", "bttool", *args], capture_output=True,
-                          env={**os.environ, **(env or {})}, cwd=REPO, timeout=600, **kw)
+    return subprocess.run(programs.bttool_argv(*args), capture_output=True,
+                          env={**programs.guest_env(), **(env or {})}, cwd=programs.work_dir(), timeout=600, **kw)
 
 
 @pytest.fixture(scope="module")

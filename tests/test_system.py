@@ -78,16 +78,16 @@ def test_warm_boot_translates_nothing(kernels_dir, tmp_path):
         assert r.returncode == 0, r.stderr
         s = json.loads(stats.read_text())
     assert s["regions_translated"] == 0 and s["regions_from_cache"] > 10, s
-    ls = subprocess.run([sys.executable, "-m", "bttool", "cache", "--cache-dir", str(cache), "ls",
-                         "--image", str(kernel), "--json"], capture_output=True, env=programs.guest_env(),
-                        check=True)
+    ls = subprocess.run(programs.bttool_argv("cache", "--cache-dir", cache, "ls", "--image", kernel,
+                                             "--json"), capture_output=True, env=programs.guest_env(),
+                        cwd=programs.work_dir(), check=True)
     rows = json.loads(ls.stdout)
     modes = {r["options"].split("|")[0] for r in rows}
     assert modes == {"mode32", "mode64"}, modes    # the Multiboot stub ran as 32-bit code
     entry = min(r["guest_start"] for r in rows if r["options"].startswith("mode32"))
-    show = subprocess.run([sys.executable, "-m", "bttool", "cache", "--cache-dir", str(cache), "show",
-                           hex(entry), "--image", str(kernel), "--section", "guest"],
-                          capture_output=True, env=programs.guest_env(), check=True)
+    show = subprocess.run(programs.bttool_argv("cache", "--cache-dir", cache, "show", hex(entry),
+                                               "--image", kernel, "--section", "guest"),
+                          capture_output=True, env=programs.guest_env(), cwd=programs.work_dir(), check=True)
     assert b"== guest code ==" in show.stdout
 
 

@@ -27,10 +27,10 @@ import select
 import socket
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from bttool.ir.compileserver import ERROR, REPLY, encode_request, read_exact
+from bttool.runtime import hostpython
 from bttool.runtime.hostfds import move_high
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -146,10 +146,8 @@ class BackgroundCompiler:
 
     def _spawn(self) -> None:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        root = str(Path(__file__).resolve().parent.parent.parent)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        argv = [sys.executable, "-m", "bttool.ir.compileserver"]
+        argv = hostpython.command("bttool.ir.compileserver")
+        env = hostpython.host_environment()
         sys.stdout.flush()
         sys.stderr.flush()
         try:
@@ -169,7 +167,7 @@ class BackgroundCompiler:
                     # none of the guest's descriptors: a pipe's write end
                     # held here would keep its reader from ever seeing EOF
                     os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-                    os.execve(sys.executable, argv, env)
+                    os.execve(argv[0], argv, env)
             finally:
                 os._exit(0)
         theirs.close()

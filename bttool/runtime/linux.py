@@ -63,7 +63,8 @@ class LinuxProcess:
         self.state.rip = base + image.entry
         self.load_base = base
 
-    exec_options: list[str] = []
+    # this run's options, for the bttool that a guest execve becomes
+    exec_options: dict = {"cache_dir": None, "use_cache": False, "verbose": False}
 
     def before_fork_or_exec(self) -> None:
         """Nothing of bttool's own may be buffered twice, and background

@@ -7,9 +7,26 @@ import sys
 from bttool.runtime.dispatcher import Stats
 
 
+def initial_environment() -> list[bytes]:
+    """The environment bttool was started with, entry for entry, for the
+    guest.  Not os.environ: Python adds to it at start-up (LC_CTYPE=C.UTF-8
+    when the locale is C, PEP 538), and it cannot hold entries without '='
+    or repeated names, which a native program would see.  The kernel's copy
+    of the original block is in /proc/self/environ."""
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            data = f.read()
+    except OSError:
+        return [k + b"=" + v for k, v in os.environb.items()]
+    return data[:-1].split(b"\0") if data.endswith(b"\0") else []
+
+
 def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bool,
-                verbose: bool, argv0: str | None = None) -> tuple[int, int, Stats]:
-    """Returns (exit status, fatal signal or 0, statistics)."""
+                verbose: bool, argv0: str | None = None,
+                envp: list[bytes] | None = None) -> tuple[int, int, Stats]:
+    """Returns (exit status, fatal signal or 0, statistics).  The guest's
+    environment is ``envp``, or bttool's own when it is None (a first run
+    passes its environment on, as a shell's exec would)."""
     from bttool.runtime.heap import freeze_startup_heap
     from bttool.runtime.hostsignals import install_fault_handler
     from bttool.runtime.linux import GuestDeath, LinuxProcess
@@ -34,12 +51,12 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
                   "running without caching", file=sys.stderr)
             store = None
     argv = [os.fsencode(argv0 if argv0 is not None else path)] + [os.fsencode(a) for a in args]
-    envp = [k + b"=" + v for k, v in os.environb.items()]
+    if envp is None:
+        envp = initial_environment()
     proc = LinuxProcess(image, argv, envp, verbose=verbose,
                         compile_support=store.support_object if store is not None else None)
     # what a guest execve needs to start the new program under bttool too
-    proc.exec_options = (["--no-cache"] if not use_cache else
-                         (["--cache-dir", cache_dir] if cache_dir else [])) + (["-v"] if verbose else [])
+    proc.exec_options = {"cache_dir": cache_dir, "use_cache": use_cache, "verbose": verbose}
     if store is not None:
         from bttool.runtime.cache import RunCache
         ex = proc.executor

@@ -352,8 +352,12 @@ class Syscalls:
 
     def execve(self, path: int, argv: int, envp: int, *_: int) -> int:
         """Replace this process by bttool running the new program (the new
-        image is translated too: guest code never runs natively)."""
-        import sys
+        image is translated too: guest code never runs natively).  The new
+        host process is bttool's own: an isolated Python with bttool's
+        environment; the guest's argv and environment travel in a handoff
+        descriptor (runtime/exechandoff.py), so the new guest gets exactly
+        what this one passed and nothing of bttool's."""
+        from bttool.runtime import exechandoff, hostpython
         prog = self.mem.read_cstring(path)
         args = self._string_array(argv)
         env = self._string_array(envp)
@@ -363,22 +367,15 @@ class Syscalls:
             return -errno.ENOENT
         if not os.access(prog, os.X_OK):
             return -errno.EACCES
-        cmd = [os.fsencode(sys.executable), b"-m", b"bttool", b"run",
-               *[os.fsencode(o) for o in self.proc.exec_options],
-               b"--argv0", args[0] if args else prog, prog, *args[1:]]
-        envd = {}
-        for e in env:
-            k, _, v = e.partition(b"=")
-            envd[k] = v
-        # bttool itself must stay importable in the new process
-        import bttool
-        root = os.fsencode(os.path.dirname(os.path.dirname(bttool.__file__)))
-        envd.setdefault(b"PYTHONPATH", root)
         self.proc.before_fork_or_exec()
+        fd = exechandoff.write(exechandoff.Handoff(prog, args, env, dict(self.proc.exec_options)))
+        cmd = hostpython.command("bttool.runtime.execstart", str(fd))
         try:
-            os.execve(cmd[0], cmd, envd)
+            os.execve(cmd[0], cmd, hostpython.host_environment())
         except OSError as e:
             return -(e.errno or errno.ENOEXEC)
+        finally:
+            os.close(fd)
         return 0  # not reached
 
     def _string_array(self, addr: int) -> list[bytes]:

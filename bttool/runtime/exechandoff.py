@@ -1,0 +1,55 @@
+"""How a guest ``execve`` hands the new program to the bttool that replaces
+this process.
+
+The new bttool needs the program, the guest's argv and environment exactly as
+the guest passed them, and this run's options.  None of it may travel in the
+host process's environment (the guest's ``LD_PRELOAD`` or ``PYTHONPATH``
+would then steer the host Python) nor leave a trace in what the guest sees
+afterwards.  So it is written to an anonymous memory file whose descriptor
+the new process inherits, reads and closes before the guest starts: the guest
+finds its descriptor table exactly as exec left it.
+"""
+from __future__ import annotations
+
+import fcntl
+import marshal
+import os
+from dataclasses import dataclass, field
+
+from bttool.runtime.hostfds import floor
+
+_MAGIC = b"bttool-exec-1\0"
+
+
+@dataclass
+class Handoff:
+    program: bytes                 # the path the guest passed to execve
+    argv: list[bytes]              # the guest's argv, argv[0] included
+    envp: list[bytes]              # the guest's environment, NAME=value
+    options: dict = field(default_factory=dict)   # cache_dir, use_cache, verbose
+
+
+def write(h: Handoff) -> int:
+    """A descriptor (inheritable, above bttool's floor) holding ``h``."""
+    fd = os.memfd_create("bttool-exec", 0)
+    try:
+        os.write(fd, _MAGIC + marshal.dumps((h.program, h.argv, h.envp, h.options)))
+        os.lseek(fd, 0, os.SEEK_SET)
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD, floor())
+    finally:
+        os.close(fd)
+    os.set_inheritable(high, True)
+    return high
+
+
+def read(fd: int) -> Handoff:
+    """The handoff in ``fd``, which is closed (ValueError if it is not one)."""
+    try:
+        with os.fdopen(fd, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ValueError(f"descriptor {fd}: {e.strerror}") from None
+    if not data.startswith(_MAGIC):
+        raise ValueError(f"descriptor {fd} holds no exec handoff")
+    program, argv, envp, options = marshal.loads(data[len(_MAGIC):])
+    return Handoff(program, argv, envp, options)
