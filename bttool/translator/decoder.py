@@ -69,6 +69,128 @@ def reg_table() -> dict[int, RegInfo]:
     return table
 
 
+_LEGACY_PREFIXES = frozenset((0x66, 0x67, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0xF0))
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """What the bytes of one instruction say before capstone has its say:
+    legacy prefixes, REX (64-bit mode), the opcode after 0F (or None for a
+    one-byte opcode) and the length of everything up to the opcode."""
+    prefixes: bytes
+    rex: int
+    escape: bool          # a 0F two-byte opcode
+    opcode: int
+    opcode_at: int        # offset of the opcode byte (after 0F when ``escape``)
+
+
+def encoding(code: bytes, mode: int = 64) -> Encoding | None:
+    """Prefixes and opcode of the instruction at the start of ``code``
+    (None when they run past ``code`` or 15 bytes).  A REX byte counts only
+    right before the opcode, as on the CPU."""
+    i, rex, prefixes = 0, 0, bytearray()
+    while i < min(len(code), MAX_INSN_LEN):
+        c = code[i]
+        if c in _LEGACY_PREFIXES:
+            prefixes.append(c)
+            rex = 0
+        elif mode == 64 and 0x40 <= c <= 0x4F:
+            rex = c
+        else:
+            break
+        i += 1
+    if i >= len(code):
+        return None
+    if code[i] == 0x0F:
+        if i + 1 >= len(code):
+            return None
+        return Encoding(bytes(prefixes), rex, True, code[i + 1], i + 1)
+    return Encoding(bytes(prefixes), rex, False, code[i], i)
+
+
+def modrm_length(code: bytes, at: int, addr32: bool, addr16: bool = False) -> int | None:
+    """Bytes taken by the ModRM byte at ``code[at]`` with its SIB and
+    displacement (None if ``code`` ends first)."""
+    if at >= len(code):
+        return None
+    modrm = code[at]
+    mod, rm = modrm >> 6, modrm & 7
+    if mod == 3:
+        return 1
+    if addr16:                       # 16-bit addressing (32-bit mode with 67)
+        n = 1 + {0: 2 if rm == 6 else 0, 1: 1, 2: 2}[mod]
+    else:
+        n = 1
+        if rm == 4:                  # SIB
+            if at + 1 >= len(code):
+                return None
+            n += 1
+            if mod == 0 and code[at + 1] & 7 == 5:
+                n += 4
+        elif mod == 0 and rm == 5:   # rip-relative (64-bit) / disp32 (32-bit)
+            n += 4
+        n += {0: 0, 1: 1, 2: 4}[mod]
+    return n if at + n <= len(code) else None
+
+
+class HintNop:
+    """A reserved-NOP (hint space) instruction as the translator sees it:
+    capstone's instruction shape with id NOP and no operands, so it reads
+    and writes nothing (hint NOPs never access memory, a bad address in
+    their ModRM does not fault).  ``text`` is capstone's reading of the
+    bytes, when it has one (rdsspq, endbr64, bndmov, cldemote, ...)."""
+
+    id = X.X86_INS_NOP
+    mnemonic = "nop"
+    operands: tuple = ()
+    rex = 0
+    eflags = 0
+    groups: tuple = ()
+
+    def __init__(self, code: bytes, address: int, size: int, mode: int, text: str):
+        self.address = address
+        self.size = size
+        self.bytes = bytearray(code[:size])
+        self.op_str = f"(hint space: {text})" if text else "(hint space)"
+        self.prefix = [0, 0, 0, 0]
+        self.addr_size = mode // 8
+        self.text = text
+
+    def reg_name(self, reg_id: int) -> str:
+        return _cs(64).reg_name(reg_id)
+
+    def __repr__(self) -> str:
+        return f"<HintNop {self.address:#x} {self.bytes.hex()} {self.text}>"
+
+
+def hint_nop_size(code: bytes, mode: int = 64) -> int | None:
+    """Length of the instruction at ``code`` if it is one that executes as
+    a NOP on the modelled CPU without ever touching memory, else None.
+
+    The x86 hint space ``0F 18``-``0F 1F`` with any ModRM (register forms
+    too) and any prefixes but LOCK: multi-byte NOP, prefetch hints,
+    endbr32/64, rdsspd/q (CET shadow stacks are off), the MPX bnd*
+    instructions (no MPX), cldemote, reserved NOPs.  ``0F 0D`` (prefetch,
+    prefetchw, prefetchwt1 and its /2-/7 aliases) only with a memory
+    operand: its register form is #UD on the host (AMD Zen 4), as is LOCK
+    with any of them (tests/test_isa_corners.py checks both natively)."""
+    enc = encoding(code, mode)
+    if enc is None or not enc.escape or 0xF0 in enc.prefixes:
+        return None
+    op = enc.opcode
+    if not (0x18 <= op <= 0x1F or op == 0x0D):
+        return None
+    addr_override = 0x67 in enc.prefixes
+    n = modrm_length(code, enc.opcode_at + 1, addr32=mode == 32 or addr_override,
+                     addr16=mode == 32 and addr_override)
+    if n is None:
+        return None
+    if op == 0x0D and code[enc.opcode_at + 1] >> 6 == 3:
+        return None
+    size = enc.opcode_at + 1 + n
+    return size if size <= MAX_INSN_LEN else None
+
+
 class Decoder:
     """Decodes guest instructions for one CPU mode (64 or 32)."""
 
@@ -79,10 +201,19 @@ class Decoder:
         self.cs = _cs(mode)
 
     def decode_one(self, code: bytes, pc: int):
-        """The instruction at ``pc`` (``code`` starts there), or None."""
+        """The instruction at ``pc`` (``code`` starts there), or None.
+        Hint-space NOPs (``hint_nop_size``) are recognised from their bytes
+        first: capstone decodes them to many mnemonics or not at all."""
+        size = hint_nop_size(code, self.mode)
+        first = None
         for insn in self.cs.disasm(code, pc, 1):
-            return insn
-        return None
+            first = insn
+            break
+        if size is not None:
+            text = f"{first.mnemonic} {first.op_str}".strip() \
+                if first is not None and first.size == size else ""
+            return HintNop(code, pc, size, self.mode, text)
+        return first
 
     def decode_all(self, code: bytes, pc: int):
         return self.cs.disasm(code, pc)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from llvmlite import ir
 
+from bttool.ir.state import EXIT_FAULT, FAULT_UD
 from bttool.translator import flags
+from bttool.translator.decoder import encoding
 from bttool.translator.operands import Insn
 from bttool.translator.registry import semantic
 from bttool.translator.semantics.system import exit_to_runtime
@@ -117,7 +119,11 @@ def sign_spread(ctx: Insn) -> None:
 @semantic("nop", "endbr64", "endbr32", "pause", "prefetch", "prefetcht0", "prefetcht1",
           "prefetcht2", "prefetchnta", "prefetchw", "lfence", "mfence", "sfence")
 def nop(ctx: Insn) -> None:
-    pass
+    """Hint-space instructions reach here as decoder.HintNop (no operands,
+    whatever capstone calls them).  LOCK makes any of these #UD."""
+    enc = encoding(bytes(ctx.insn.bytes), ctx.mode)
+    if enc is None or 0xF0 in enc.prefixes:
+        ctx.leave(ctx.pc, EXIT_FAULT, FAULT_UD)
 
 
 @semantic("movbe")
