@@ -26,7 +26,6 @@ import shlex
 import signal
 import struct
 import subprocess
-import sys
 from pathlib import Path
 from typing import IO, Iterable, Mapping, Sequence, Union
 
