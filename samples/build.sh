@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Build every samples/*.c (or every *.c of the given SRCDIRs) as a static
-# x86-64 binary.  bench/build.sh uses it for the benchmark programs.
+# x86-64 binary, and every *.cc with g++ the same way (C++ samples).
+# bench/build.sh uses it for the benchmark programs.
 #
 #   samples/build.sh [OUTDIR [SRCDIR...]]   (default: samples/build, samples)
 #
 # A binary is rebuilt only when it is missing or older than its source or this
 # script, so a second run is a no-op.  Each binary is written to a temporary
 # name and renamed into place, so concurrent runs never expose a half-written
-# file.  Environment: CC (default gcc), EXTRA_CFLAGS (appended).
+# file.  Environment: CC (default gcc), CXX (default g++), EXTRA_CFLAGS
+# (appended).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -15,6 +17,7 @@ out="${1:-$here/build}"
 srcdirs=("${@:2}")
 [[ ${#srcdirs[@]} -gt 0 ]] || srcdirs=("$here")
 cc="${CC:-gcc}"
+cxx="${CXX:-g++}"
 cflags=(-O2 -static -Wall -Wextra -Wno-unused-parameter)
 # shellcheck disable=SC2206  # word splitting of EXTRA_CFLAGS is intended
 extra=(${EXTRA_CFLAGS:-})
@@ -22,16 +25,25 @@ extra=(${EXTRA_CFLAGS:-})
 mkdir -p "$out"
 built=0
 skipped=0
-for dir in "${srcdirs[@]}"; do for src in "$dir"/*.c; do
+for dir in "${srcdirs[@]}"; do for src in "$dir"/*.c "$dir"/*.cc; do
     [[ -e "$src" ]] || continue
+    compiler="$cc"
     name="$(basename "$src" .c)"
+    if [[ "$src" == *.cc ]]; then
+        compiler="$cxx"
+        name="$(basename "$src" .cc)"
+        if ! command -v "$cxx" >/dev/null; then
+            echo "build.sh: $cxx not found, $name not built (apt-get install g++)" >&2
+            continue
+        fi
+    fi
     bin="$out/$name"
     if [[ -x "$bin" && "$bin" -nt "$src" && "$bin" -nt "$here/build.sh" ]]; then
         skipped=$((skipped + 1))
         continue
     fi
     tmp="$(mktemp "$out/.$name.XXXXXX")"
-    if ! "$cc" "${cflags[@]}" ${extra[@]+"${extra[@]}"} -o "$tmp" "$src" -lm; then
+    if ! "$compiler" "${cflags[@]}" ${extra[@]+"${extra[@]}"} -o "$tmp" "$src" -lm; then
         rm -f "$tmp"
         echo "build.sh: failed to build $name" >&2
         exit 1

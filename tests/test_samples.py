@@ -241,3 +241,14 @@ def test_native_oracle_is_deterministic(samples_dir, tmp_path):
         b = programs.run_native([sample(samples_dir, name)], cwd=tmp_path)
         assert a == b, name
 
+
+
+def test_cxx_exceptions(samples_dir, bttool_cache, tmp_path):
+    """A static g++ program (samples/cxx_exceptions.cc): exceptions through
+    50 frames (libgcc's unwinder runs rdsspq, a hint-space NOP), RTTI,
+    iostreams, std::regex, algorithms; byte for byte as natively (issue 23)."""
+    native, _ = programs.compare_run(
+        [sample(samples_dir, "cxx_exceptions")], bttool_cache, cwd=tmp_path
+    )
+    assert native.returncode == 0
+    assert b"depth=50 destroyed=1275" in native.stdout and native.stdout.endswith(b"done: final\n")
