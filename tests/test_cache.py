@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import programs  # noqa: E402
+import programs as harness  # noqa: E402  (the module; 'programs' is a fixture here)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,8 +31,8 @@ int main(int argc, char **argv) {
 
 
 def bttool(*args, env=None, check_ok=True, **kw):
-    r = subprocess.run(programs.bttool_argv(*args), capture_output=True,
-                       env={**programs.guest_env(), **(env or {})}, cwd=programs.work_dir(), timeout=900,
+    r = subprocess.run(harness.bttool_argv(*args), capture_output=True,
+                       env={**harness.guest_env(), **(env or {})}, cwd=harness.work_dir(), timeout=900,
                        **kw)
     assert b"Traceback" not in r.stderr, r.stderr.decode()
     return r
@@ -108,9 +108,9 @@ def test_warm_run_never_loads_the_translator(programs, tmp_path):
     start-up a short program sees."""
     prog = programs / "p"
     stats_run(tmp_path / "c", prog, tmp_path)
-    r = subprocess.run([programs.installed_bttool().python, "-X", "importtime", "-m", "bttool", "run",
-                        "--cache-dir", tmp_path / "c", prog], capture_output=True, cwd=programs.work_dir(),
-                       env=programs.guest_env(), timeout=300)
+    r = subprocess.run([harness.installed_bttool().python, "-X", "importtime", "-m", "bttool", "run",
+                        "--cache-dir", tmp_path / "c", prog], capture_output=True, cwd=harness.work_dir(),
+                       env=harness.guest_env(), timeout=300)
     same(r, native(prog))
     imported = {line.split("|")[-1].strip() for line in r.stderr.decode().splitlines()
                 if line.startswith("import time:")}
@@ -214,8 +214,8 @@ def test_a_cache_of_the_older_file_layout_is_rebuilt(programs, tmp_path):
 def test_two_processes_share_an_empty_cache(programs, tmp_path):
     prog = programs / "p"
     cache = tmp_path / "c"
-    cmd = programs.bttool_argv("run", "--cache-dir", cache, prog)
-    procs = [subprocess.Popen(cmd, cwd=programs.work_dir(), env=programs.guest_env(), stdout=subprocess.PIPE,
+    cmd = harness.bttool_argv("run", "--cache-dir", cache, prog)
+    procs = [subprocess.Popen(cmd, cwd=harness.work_dir(), env=harness.guest_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE) for _ in range(2)]
     outs = [p.communicate(timeout=600) + (p.returncode,) for p in procs]
     nat = native(prog)
@@ -362,3 +362,39 @@ def test_translate_busybox_then_run_applets(tmp_path):
         rr, s = stats_run(cache, BUSYBOX, tmp_path, *args)
         same(rr, subprocess.run([BUSYBOX, *map(str, args)], capture_output=True))
         assert s["regions_translated"] <= 10, (args, s)
+
+
+IDENTITY_RUNNER = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+                   "from bttool.cli import entry; sys.argv[0] = 'bttool'; entry()")
+
+
+def test_an_edited_translator_never_gets_old_entries(programs, tmp_path):
+    """Cache keys carry an identity derived from the translator's sources
+    (translator/identity.py): after a semantics module of a copy of the
+    package is edited, nothing cached before is served; an edit to a module
+    that does not shape translations (the command line) keeps them."""
+    pkg = tmp_path / "pkg"
+    site = next((harness.installed_bttool().venv / "lib").glob("python3*/site-packages"))
+    shutil.copytree(site / "bttool", pkg / "bttool", ignore=shutil.ignore_patterns("__pycache__"))
+    prog, cache = programs / "p", tmp_path / "cache"
+
+    def run() -> dict:
+        out = tmp_path / f"stats-{os.urandom(4).hex()}.json"
+        r = subprocess.run([harness.installed_bttool().python, "-I", "-c", IDENTITY_RUNNER, pkg, "run",
+                            "--cache-dir", cache, "--stats-json", out, prog], capture_output=True,
+                           cwd=harness.work_dir(), env=harness.guest_env(), timeout=600)
+        same(r, native(prog))
+        return json.loads(out.read_text())
+
+    first = run()
+    assert first["regions_translated"] > 0
+    warm = run()
+    assert warm["regions_translated"] == 0 and warm["regions_from_cache"] > 0, warm
+    with open(pkg / "bttool" / "cli.py", "a") as f:
+        f.write("\n# an edit that changes no translation\n")
+    still = run()
+    assert still["regions_translated"] == 0 and still["regions_from_cache"] > 0, still
+    with open(pkg / "bttool" / "translator" / "semantics" / "logical.py", "a") as f:
+        f.write("\n# an edit to the semantics\n")
+    edited = run()
+    assert edited["regions_from_cache"] == 0 and edited["regions_translated"] > 0, edited

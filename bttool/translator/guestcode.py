@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Callable
 
-from bttool import TRANSLATOR_VERSION
-
 if TYPE_CHECKING:  # pragma: no cover
     from bttool.ir.codegen import Target
     from bttool.translator.options import LiftOptions
@@ -35,6 +33,7 @@ def guest_digest(read: CodeReader, ranges: list[tuple[int, int]], base: int) -> 
 
 def region_key(digest: str, entry_rel: int, options: "LiftOptions", target: "Target") -> str:
     """The content address of a translation: everything that changes the
-    generated code.  (The one place this rule lives.)"""
-    text = "|".join([TRANSLATOR_VERSION, target.key(), options.key(), f"{entry_rel:x}", digest])
+    generated code (the translator's identity is in ``options.key()``).
+    (The one place this rule lives.)"""
+    text = "|".join([target.key(), options.key(), f"{entry_rel:x}", digest])
     return hashlib.sha256(text.encode()).hexdigest()

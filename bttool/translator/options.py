@@ -26,14 +26,16 @@ class LiftOptions:
 
     def key(self) -> str:
         """Everything in the options that changes generated code, with the
-        translator version and the CPU state layout the code is compiled
-        against (the cache selects candidates by this key, so neither a new
-        translator nor a layout change ever reuses stale code)."""
-        from bttool import TRANSLATOR_VERSION
-        from bttool.ir.window import UNSAFE_NO_CLAMP
+        translator's identity (translator/identity.py: a digest of the
+        sources and libraries that make the code) and the CPU state layout
+        the code is compiled against.  The cache selects candidates by this
+        key, so neither an edited translator nor a layout change ever reuses
+        stale code."""
         from bttool.ir.state import LAYOUT_DIGEST
+        from bttool.ir.window import UNSAFE_NO_CLAMP
+        from bttool.translator.identity import translator_identity
         return self.mode_key() + ("|hot" if self.hot_counters else "") + \
-            ("|unsafe-no-clamp" if UNSAFE_NO_CLAMP else "") + f"|v{TRANSLATOR_VERSION}" + \
+            ("|unsafe-no-clamp" if UNSAFE_NO_CLAMP else "") + f"|t{translator_identity()}" + \
             f"|state-{LAYOUT_DIGEST}"
 
     def tier2(self) -> "LiftOptions":
