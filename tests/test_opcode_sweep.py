@@ -1,0 +1,66 @@
+"""The opcode sweep of issue 23 (tests/opcode_sweep.py): every opcode of the
+one-, two- and three-byte maps with the prefixes that change its meaning,
+natively and under bttool.  Fails when an encoding the host runs is
+untranslatable or ends differently under bttool (registers, flags the SDM
+defines, xmm, MXCSR control, data area, stack, or the signal), unless
+``opcode_sweep.EXCEPTIONS`` / ``_exception_for`` or the CPU model explain it.
+
+The result table is printed (``pytest -s``) and written to
+``opcode_sweep.txt`` in the session's temporary directory; set
+BTTOOL_SWEEP_JSON=FILE for every encoding's class as JSON.  ~1 minute on
+two cores: the encodings are split over forked workers, one per core."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+import opcode_sweep as O  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    s = O.sweep()
+    text = s.table() + "\n\n" + s.listing() + f"\n\n{len(s.rows)} encodings in {s.seconds:.1f} s\n"
+    out = tmp_path_factory.mktemp("sweep") / "opcode_sweep.txt"
+    out.write_text(text)
+    print("\n" + text + f"(written to {out})")
+    if os.environ.get("BTTOOL_SWEEP_JSON"):
+        with open(os.environ["BTTOOL_SWEEP_JSON"], "w") as f:
+            json.dump(s.to_json(), f, indent=1)
+    return s
+
+
+def test_sweep_covers_the_maps(sweep):
+    counts = sweep.counts()
+    maps = {e.map for e, c, _d in sweep.rows if c != "skipped"}
+    assert maps == {"1", "0F", "0F38", "0F3A"}
+    assert counts["same"] > 3000, counts
+    # every run encoding got a class, none was lost to a worker
+    assert sum(counts.values()) == len(sweep.rows)
+
+
+def test_nothing_untranslatable_that_runs_natively(sweep):
+    bad = [(e, d) for e, d in sweep.by_class("untranslatable")]
+    assert not bad, (f"{len(bad)} encodings the host runs (or faults on differently) are "
+                     f"untranslatable:\n" + sweep.listing(("untranslatable",)))
+
+
+def test_nothing_differs(sweep):
+    bad = sweep.by_class("differs")
+    assert not bad, f"{len(bad)} encodings differ:\n" + sweep.listing(("differs",))
+
+
+def test_classification_of_known_encodings():
+    """The harness itself: add runs as natively, ud2 and a division by zero
+    fault alike, an unmapped load faults alike."""
+    s = O.sweep(maps=("1", "0F"), only=["4801c3", "0f0b", "f7f1", "45d80b"])
+    got = {e.key: c for e, c, _d in s.rows}
+    assert got.get("4801c3") == "same"
+    assert got.get("0f0b") == "same-signal"
