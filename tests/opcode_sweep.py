@@ -614,7 +614,9 @@ def translated_run(e: Encoding, s: dict) -> Run:
                 return Run(signal=signal.SIGSEGV, fault_rip=st.rip)
             return Run(error=f"runtime intrinsic {name} (not performed by the snippet runner)")
         return Run(error=f"{type(exc).__name__}: {str(exc)[:200]}")
-    unt = tuple(t for _pc, t in r.untranslatable)
+    at = CODE_ADDR + e.offset
+    unt = tuple(t if pc == at else f"{t} (in the {e.kind} setup/teardown code)"
+                for pc, t in r.untranslatable)
     if r.fault or r.host_signal:
         sig = r.host_signal or _fault_signal(r.fault)
         return Run(signal=sig, untranslatable=unt, fault_rip=r.regs["rip"])
@@ -801,6 +803,8 @@ def classify(e: Encoding, nats: list[Run], trs: list[Run]) -> tuple[str, str]:
     if worst in ("differs", "untranslatable"):
         reason = _exception_for(e.insn, worst) or (
             f"not in the CPU model: {e.advertised}" if e.advertised else None)
+        if reason and detail == "native SIGSEGV, bttool runs" and "66-prefixed" not in reason:
+            reason = None       # a lost memory fault is never what the reasons explain
         if reason:
             return "excepted", f"{reason} [{worst}: {detail}]"
         return worst, detail
