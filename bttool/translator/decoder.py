@@ -191,6 +191,79 @@ def hint_nop_size(code: bytes, mode: int = 64) -> int | None:
     return size if size <= MAX_INSN_LEN else None
 
 
+class _Imm:
+    type = X.X86_OP_IMM
+    size = 2
+
+    def __init__(self, imm: int):
+        self.imm = imm
+
+
+_JCC_IDS = [getattr(X, "X86_INS_J" + cc) for cc in (
+    "O", "NO", "B", "AE", "E", "NE", "BE", "A", "S", "NS", "P", "NP", "L", "GE", "LE", "G")]
+
+
+class Near16:
+    """A relative near branch with a 66 prefix (and no REX.W) in 64-bit
+    mode, as the host (AMD Zen 4) executes it: 16-bit operand size, so
+    ``E8``/``E9``/``0F 8x`` take a rel16 (capstone decodes Intel's rel32,
+    for which 66 is ignored), the target is truncated to 16 bits (IP), and
+    call pushes a 2-byte return address (control.py).  ``operands[0].imm``
+    is the truncated target."""
+
+    near16 = True
+    addr_size = 8
+    rex = 0
+    eflags = 0
+    groups: tuple = ()
+
+    def __init__(self, code: bytes, address: int, size: int, insn_id: int, mnemonic: str,
+                 target: int):
+        self.address = address
+        self.size = size
+        self.bytes = bytearray(code[:size])
+        self.id = insn_id
+        self.mnemonic = mnemonic
+        self.op_str = f"{target:#x}"
+        self.operands = (_Imm(target),)
+        self.prefix = [0, 0, 0x66, 0]
+
+    def reg_name(self, reg_id: int) -> str:
+        return _cs(64).reg_name(reg_id)
+
+
+def near16_branch(code: bytes, address: int) -> Near16 | None:
+    """The 16-bit relative branch at ``code`` (64-bit mode), or None."""
+    enc = encoding(code)
+    if enc is None or 0x66 not in enc.prefixes or enc.rex & 8:
+        return None
+    op, at = enc.opcode, enc.opcode_at + 1
+    if enc.escape:
+        if not 0x80 <= op <= 0x8F:
+            return None
+        insn_id, width = _JCC_IDS[op - 0x80], 2
+    elif op in (0xE8, 0xE9):
+        insn_id, width = (X.X86_INS_CALL if op == 0xE8 else X.X86_INS_JMP), 2
+    elif op == 0xEB:
+        insn_id, width = X.X86_INS_JMP, 1
+    elif 0x70 <= op <= 0x7F:
+        insn_id, width = _JCC_IDS[op - 0x70], 1
+    elif 0xE0 <= op <= 0xE3:
+        addr32 = 0x67 in enc.prefixes
+        insn_id = (X.X86_INS_LOOPNE, X.X86_INS_LOOPE, X.X86_INS_LOOP,
+                   X.X86_INS_JECXZ if addr32 else X.X86_INS_JRCXZ)[op - 0xE0]
+        width = 1
+    else:
+        return None
+    size = at + width
+    if size > len(code) or size > MAX_INSN_LEN:
+        return None
+    rel = int.from_bytes(code[at:size], "little", signed=True)
+    target = (address + size + rel) & 0xFFFF
+    name = _cs(64).insn_name(insn_id)
+    return Near16(code, address, size, insn_id, name, target)
+
+
 class Decoder:
     """Decodes guest instructions for one CPU mode (64 or 32)."""
 
@@ -205,6 +278,10 @@ class Decoder:
         Hint-space NOPs (``hint_nop_size``) are recognised from their bytes
         first: capstone decodes them to many mnemonics or not at all."""
         size = hint_nop_size(code, self.mode)
+        if size is None and self.mode == 64:
+            near = near16_branch(code, pc)
+            if near is not None:
+                return near
         first = None
         for insn in self.cs.disasm(code, pc, 1):
             first = insn

@@ -194,6 +194,17 @@ class Insn:
         v = b.insert_element(ir.Constant(_V2F64, None), lo, const(32, 0))
         return b.bitcast(b.insert_element(v, hi, const(32, 1)), _V2I64)
 
+    def probe(self, addr: ir.Value) -> None:
+        """Access one byte at ``addr`` for its fault only (a volatile load,
+        which LLVM keeps though nothing uses it): ENTER's check of its new
+        stack pointer."""
+        if self.em.system:
+            self.em.load(addr, int_type(8))
+            return
+        from bttool.ir import memory
+        ptr = memory.host_pointer(self.b, self.em.mem, addr)
+        self.b._insert(_VolatileLoad(self.b.block, ptr, typ=int_type(8)))
+
     def store(self, addr: ir.Value, value: ir.Value) -> None:
         if value.type == I128:
             value = self.b.bitcast(value, _V2I64)
@@ -256,6 +267,13 @@ class Insn:
 
     def is_true(self, v: ir.Value) -> ir.Value:
         return self.b.icmp_unsigned("!=", v, ir.Constant(v.type, 0))
+
+
+class _VolatileLoad(ir.instructions.LoadInstr):
+    def descr(self, buf):
+        start = len(buf)
+        super().descr(buf)
+        buf[start] = buf[start].replace("load ", "load volatile ", 1)
 
 
 _V2I64 = ir.VectorType(I64, 2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from bttool.ir.state import EXIT_FAULT, FAULT_UD
+from bttool.ir.state import EXIT_FAULT, FAULT_GP, FAULT_UD
 from bttool.translator import flags
 from bttool.translator.decoder import encoding
 from bttool.translator.operands import Insn
@@ -29,7 +29,68 @@ def mov(ctx: Insn) -> None:
             if name in _SEGMENT_REGS and not ctx.user_mode:
                 exit_to_runtime(ctx, "mov_seg")
                 return
+            if name in _SEGMENT_REGS:
+                if i == 0:
+                    load_segment(ctx, name, ctx.read(1, 16))
+                else:
+                    read_segment_to(ctx, name)
+                return
     ctx.write(0, ctx.read(1, ctx.bits(0)))
+
+
+# -- segment registers in 64-bit user mode ---------------------------------
+# Linux's selectors (checked natively in tests/test_isa_corners.py): CS is
+# __USER_CS, SS __USER_DS, the data segment registers are null.  They are
+# constants here: there is no selector state.
+USER_SELECTORS = {"cs": 0x33, "ss": 0x2B, "ds": 0, "es": 0, "fs": 0, "gs": 0}
+# Selectors a user-mode load into DS/ES/FS/GS accepts on Linux x86-64 (the
+# host, natively): null (RPL 0-3), __USER32_CS, __USER_DS, __USER_CS and the
+# CPU-number segment, at any RPL; anything else is #GP (SIGSEGV).  SS takes
+# only __USER_DS.
+_LOADABLE = (0x00, 0x20, 0x28, 0x30, 0x78)
+
+
+def operand_size(ctx: Insn) -> int:
+    """Operand size of a stack/branch instruction: 16 with a 66 prefix
+    (unless REX.W), else the mode's (64 or 32)."""
+    enc = encoding(bytes(ctx.insn.bytes), ctx.mode)
+    if enc is not None and 0x66 in enc.prefixes and not enc.rex & 8:
+        return 16
+    return ctx.mode
+
+
+def read_segment_to(ctx: Insn, name: str) -> None:
+    """mov r/m, Sreg: a register takes the selector zero-extended with a
+    32/64-bit operand size (its low 16 bits only with 66); memory always
+    takes 16 bits."""
+    sel = USER_SELECTORS[name]
+    if ctx.is_mem(0):
+        ctx.store(ctx.ea(0), ctx.c(16, sel))
+    else:
+        ctx.write(0, ctx.c(ctx.bits(0), sel))
+
+
+def load_segment(ctx: Insn, name: str, value: ir.Value) -> None:
+    """mov/pop Sreg in user mode: #GP (SIGSEGV) for a selector the host
+    refuses (CS is not loadable at all: #UD); an accepted load into FS or
+    GS clears that base, as on the host (AMD: a null selector clears it
+    too; every loadable descriptor has base 0).  The selector value itself
+    is not kept: reading DS/ES/FS/GS back gives 0 (see USER_SELECTORS)."""
+    b = ctx.b
+    if name == "cs":
+        ctx.leave(ctx.pc, EXIT_FAULT, FAULT_UD)
+        return
+    if name == "ss":
+        ok = b.icmp_unsigned("==", value, ctx.c(16, 0x2B))
+    else:
+        masked = b.and_(value, ctx.c(16, 0xFFFC))
+        ok = ctx.c(1, 0)
+        for sel in _LOADABLE:
+            ok = b.or_(ok, b.icmp_unsigned("==", masked, ctx.c(16, sel)))
+    with b.if_then(b.not_(ok), likely=False):
+        ctx.leave(ctx.pc, EXIT_FAULT, FAULT_GP)
+    if name in ("fs", "gs"):
+        ctx.em.set(name + "_base", ctx.c(64, 0))
 
 
 @semantic("movzx")
@@ -78,8 +139,20 @@ for _cc in _CC:
     semantic("set" + _cc)(_setcc(_cc))
 
 
+def _segment_operand(ctx: Insn) -> str | None:
+    if ctx.ops and ctx.is_reg(0):
+        name = ctx.insn.reg_name(ctx.ops[0].reg)
+        if name in _SEGMENT_REGS:
+            return name
+    return None
+
+
 @semantic("push")
 def push(ctx: Insn) -> None:
+    seg = _segment_operand(ctx)
+    if seg is not None:      # push fs/gs: the selector zero-extended (2 bytes with 66)
+        ctx.push(ctx.c(operand_size(ctx), USER_SELECTORS[seg]))
+        return
     bits = ctx.bits(0)
     v = ctx.read(0, bits) if not ctx.is_imm(0) else ctx.c(bits, ctx.ops[0].imm)
     ctx.push(v)
@@ -87,14 +160,26 @@ def push(ctx: Insn) -> None:
 
 @semantic("pop")
 def pop(ctx: Insn) -> None:
+    seg = _segment_operand(ctx)
+    if seg is not None:      # pop fs/gs: a selector load (see load_segment)
+        if not ctx.user_mode:
+            from bttool.translator.operands import UnsupportedOperand
+            raise UnsupportedOperand("pop of a segment register in system mode")
+        bits = operand_size(ctx)
+        rsp = ctx.gpr("rsp")
+        load_segment(ctx, seg, ctx.load(rsp, 16))
+        ctx.set_gpr("rsp", ctx.b.add(rsp, ctx.c(64, bits // 8)))
+        return
     v = ctx.pop(ctx.bits(0))
     ctx.write(0, v)
 
 
 @semantic("leave")
 def leave(ctx: Insn) -> None:
+    """With 66: RSP = RBP, then BP (16 bits) is popped."""
+    bits = operand_size(ctx)
     ctx.set_gpr("rsp", ctx.gpr("rbp"))
-    ctx.set_gpr("rbp", ctx.pop(ctx.mode))
+    ctx.set_gpr("rbp", ctx.pop(bits))
 
 
 @semantic("bswap")
@@ -141,14 +226,27 @@ def xlatb(ctx: Insn) -> None:
 
 @semantic("enter")
 def enter(ctx: Insn) -> None:
-    from bttool.translator.operands import UnsupportedOperand
+    """enter size, level (level mod 32), as the SDM's pseudo-code: push
+    RBP; with a level, push level-1 frame pointers copied from [RBP - n*k]
+    (RBP itself stepping down) and then the new frame pointer; RBP = the
+    new frame, RSP -= size, the byte there probed.  With 66 every push and the copies are 2 bytes
+    and only BP is written; addresses stay 64-bit."""
     size, level = ctx.ops[0].imm & 0xFFFF, ctx.ops[1].imm & 0x1F
-    if level:
-        raise UnsupportedOperand("enter with a nesting level")
-    ctx.push(ctx.gpr("rbp"))
+    bits = operand_size(ctx)
+    step = bits // 8
+    b = ctx.b
+    rbp = ctx.gpr("rbp")
+    ctx.push(ctx.gpr("rbp", bits))
     frame = ctx.gpr("rsp")
-    ctx.set_gpr("rbp", frame)
-    ctx.set_gpr("rsp", ctx.b.sub(frame, ctx.c(64, size)))
+    if level:
+        for i in range(1, level):       # a copy may read what a push just wrote
+            ctx.push(ctx.load(b.sub(rbp, ctx.c(64, step * i)), bits))
+        ctx.push(b.trunc(frame, ir.IntType(bits)) if bits < 64 else frame)
+    ctx.set_gpr("rbp", b.trunc(frame, ir.IntType(bits)) if bits < 64 else frame)
+    new_rsp = b.sub(ctx.gpr("rsp"), ctx.c(64, size))
+    if size:     # the host (AMD Zen 4) faults when the byte at the new RSP is not mapped
+        ctx.probe(new_rsp)
+    ctx.set_gpr("rsp", new_rsp)
 
 
 @semantic("clflush", "clflushopt", "clwb")
