@@ -264,6 +264,32 @@ def near16_branch(code: bytes, address: int) -> Near16 | None:
     return Near16(code, address, size, insn_id, name, target)
 
 
+# Undocumented x87 register forms -> their documented twins (first byte,
+# ModRM base): fxch (DD C8+i "fxch4", DF C8+i "fxch7"), fcom (DC D0+i
+# "fcom2"), fcomp (DC D8+i "fcomp3", DE D0+i "fcomp5"), fstp (D9 D8+i
+# "fstp1", DF D0+i "fstp8", DF D8+i "fstp9").
+_X87_ALIASES = {
+    (0xDD, 0xC8): (0xD9, 0xC8), (0xDF, 0xC8): (0xD9, 0xC8),
+    (0xDC, 0xD0): (0xD8, 0xD0),
+    (0xDC, 0xD8): (0xD8, 0xD8), (0xDE, 0xD0): (0xD8, 0xD8),
+    (0xD9, 0xD8): (0xDD, 0xD8), (0xDF, 0xD0): (0xDD, 0xD8), (0xDF, 0xD8): (0xDD, 0xD8),
+}
+
+
+def x87_alias(code: bytes, mode: int = 64) -> bytes | None:
+    """``code`` with an undocumented x87 alias at its start rewritten to its
+    documented twin (same length), else None."""
+    enc = encoding(code, mode)
+    if enc is None or enc.escape or enc.opcode_at + 1 >= len(code):
+        return None
+    modrm = code[enc.opcode_at + 1]
+    twin = _X87_ALIASES.get((enc.opcode, modrm & 0xF8))
+    if twin is None:
+        return None
+    at = enc.opcode_at
+    return code[:at] + bytes([twin[0], twin[1] | (modrm & 7)]) + code[at + 2:]
+
+
 class Decoder:
     """Decodes guest instructions for one CPU mode (64 or 32)."""
 
@@ -282,6 +308,10 @@ class Decoder:
             near = near16_branch(code, pc)
             if near is not None:
                 return near
+        if size is None:
+            twin = x87_alias(code, self.mode)
+            if twin is not None:     # decoded as the twin (its bytes, mnemonic)
+                code = twin
         first = None
         for insn in self.cs.disasm(code, pc, 1):
             first = insn
