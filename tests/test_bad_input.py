@@ -2,7 +2,7 @@
 
 Contract: a program that is not found exits 127; a program that exists but
 that bttool cannot run (a directory, an empty file, a truncated ELF, a 32-bit
-ELF, a non-x86 ELF, a script, a dynamically linked ELF, ...) exits 126.  In
+ELF, a non-x86 ELF, a script, ...) exits 126, a missing program or ELF interpreter 127.  In
 both cases stderr is exactly one line starting with ``bttool: error: ``,
 there is no Python traceback, and nothing is written to stdout."""
 
@@ -99,7 +99,14 @@ def bad_programs(samples_dir, tmp_path_factory) -> dict[str, Path]:
     dyn = d / "hello-dynamic"
     subprocess.run(["gcc", "-O2", "-o", str(dyn), str(src)], check=True, capture_output=True)
     assert programs.elf_info(dyn)["interp"], "gcc did not produce a dynamically linked binary"
-    progs["dynamic-elf"] = dyn
+    # a dynamically linked program whose interpreter does not exist: Linux's
+    # execve fails with ENOENT, which a shell reports with status 127
+    data = dyn.read_bytes()
+    interp = b"/lib64/ld-linux-x86-64.so.2\0"
+    assert interp in data, "unexpected interpreter"
+    missing = b"/nonexistent/ld-linux-x86.s\0"
+    assert len(missing) == len(interp)
+    progs["missing-interpreter"] = _make_executable(d / "missing-interp", data.replace(interp, missing, 1))
 
     obj = d / "hello.o"
     subprocess.run(["gcc", "-O2", "-c", "-o", str(obj), str(src)], check=True, capture_output=True)
@@ -121,7 +128,7 @@ CASES = [
     ("shell-script", 126),
     ("text-file", 126),
     ("garbage", 126),
-    ("dynamic-elf", 126),
+    ("missing-interpreter", 127),
     ("relocatable-object", 126),
 ]
 

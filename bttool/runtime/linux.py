@@ -17,7 +17,7 @@ from bttool.runtime import cpuid
 from bttool.runtime.dispatcher import Executor
 from bttool.runtime.engine import SupportCompiler
 from bttool.runtime.memory import GuestMemory
-from bttool.runtime.process import build_stack, map_image
+from bttool.runtime.process import build_stack, image_span, map_image
 from bttool.runtime.syscalls import GuestExit, Syscalls
 from bttool.translator.guestcode import UnmappedCode
 from bttool.translator.options import LiftOptions
@@ -39,7 +39,11 @@ class GuestDeath(Exception):
 
 class LinuxProcess:
     def __init__(self, image: GuestImage, argv: list[bytes], envp: list[bytes],
-                 verbose: bool = False, compile_support: SupportCompiler | None = None) -> None:
+                 verbose: bool = False, compile_support: SupportCompiler | None = None,
+                 interpreter: GuestImage | None = None) -> None:
+        """``interpreter``: the ELF interpreter (ld.so) a dynamically linked
+        ``image`` names; it is mapped below the mmap area's top, as Linux
+        maps it, and the guest starts at its entry point."""
         self.image = image
         self.exe_path = image.path
         self.verbose = verbose
@@ -57,10 +61,15 @@ class LinuxProcess:
         self.syscalls = Syscalls(self)
         self.state.image_base = base
         self.memory.brk_start = self.memory.brk_cur = image_end
+        interp_base, entry = 0, base + image.entry
+        if interpreter is not None:
+            interp_base = self.memory.find_free(image_span(interpreter))
+            map_image(self.memory, interpreter, interp_base)
+            entry = interp_base + interpreter.entry
         rsp = build_stack(self.memory, image, base, argv, envp,
-                          os.fsencode(image.path), os.urandom(16))
+                          os.fsencode(image.path), os.urandom(16), interp_base)
         self.state.rsp = rsp
-        self.state.rip = base + image.entry
+        self.state.rip = entry
         self.load_base = base
 
     # this run's options, for the bttool that a guest execve becomes

@@ -28,9 +28,16 @@ def load_base(image: GuestImage) -> int:
     return PIE_BASE if image.pie else 0
 
 
-def map_image(mem: GuestMemory, image: GuestImage) -> tuple[int, int]:
-    """Map every PT_LOAD segment; returns (load base, end of the image)."""
-    base = load_base(image)
+def image_span(image: GuestImage) -> int:
+    """Bytes of address space the image's segments cover (from base 0)."""
+    return page_up(max(s.vaddr + s.memsz for s in image.segments))
+
+
+def map_image(mem: GuestMemory, image: GuestImage, base: int | None = None) -> tuple[int, int]:
+    """Map every PT_LOAD segment at ``base`` (default: where the image goes
+    as a program); returns (load base, end of the image)."""
+    if base is None:
+        base = load_base(image)
     page_prot: dict[int, int] = {}
     for seg in image.segments:
         start = page_down(base + seg.vaddr)
@@ -55,8 +62,10 @@ def map_image(mem: GuestMemory, image: GuestImage) -> tuple[int, int]:
 
 
 def build_stack(mem: GuestMemory, image: GuestImage, base: int, argv: list[bytes],
-                envp: list[bytes], execfn: bytes, random16: bytes) -> int:
-    """Map the stack and lay out argc/argv/envp/auxv; returns the initial rsp."""
+                envp: list[bytes], execfn: bytes, random16: bytes, interp_base: int = 0) -> int:
+    """Map the stack and lay out argc/argv/envp/auxv; returns the initial rsp.
+    ``interp_base`` is where the program's interpreter (ld.so) was mapped
+    (AT_BASE), 0 for a static program."""
     mem.map(STACK_TOP - STACK_SIZE, STACK_SIZE, PROT_READ | PROT_WRITE, name="[stack]")
     top = STACK_TOP - 16  # a little headroom, like the kernel's end marker
     blobs = [execfn + b"\0"] + [a + b"\0" for a in argv] + [e + b"\0" for e in envp] \
@@ -76,7 +85,7 @@ def build_stack(mem: GuestMemory, image: GuestImage, base: int, argv: list[bytes
 
     auxv = [
         (AT_PHDR, base + image.phdr_vaddr), (AT_PHENT, image.phentsize), (AT_PHNUM, image.phnum),
-        (AT_PAGESZ, PAGE), (AT_BASE, 0), (AT_FLAGS, 0), (AT_ENTRY, base + image.entry),
+        (AT_PAGESZ, PAGE), (AT_BASE, interp_base), (AT_FLAGS, 0), (AT_ENTRY, base + image.entry),
         (AT_UID, os.getuid()), (AT_EUID, os.geteuid()), (AT_GID, os.getgid()),
         (AT_EGID, os.getegid()), (AT_PLATFORM, platform_addr), (AT_HWCAP, cpuid.hwcap()),
         (AT_CLKTCK, os.sysconf("SC_CLK_TCK")), (AT_SECURE, 0), (AT_RANDOM, random_addr),

@@ -21,6 +21,23 @@ def initial_environment() -> list[bytes]:
     return data[:-1].split(b"\0") if data.endswith(b"\0") else []
 
 
+def load_interpreter(image, known_info=None):
+    """The ELF interpreter (ld.so) that a dynamically linked ``image``
+    names, from the host's file system; NotFound as Linux's ENOENT when it
+    is missing (a shell then says "No such file or directory", status 127)."""
+    from bttool.errors import CannotRun, NotFound
+    from bttool.translator.loader import load_image
+    try:
+        interp = load_image(image.interpreter, known_info)
+    except NotFound:
+        raise NotFound(f"{image.path}: interpreter {image.interpreter}: no such file") from None
+    except CannotRun as e:
+        raise CannotRun(f"{image.path}: bad interpreter: {e}") from None
+    if not interp.pie or interp.interpreter is not None:
+        raise CannotRun(f"{image.path}: bad interpreter {image.interpreter}: not a shared object")
+    return interp
+
+
 def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bool,
                 verbose: bool, argv0: str | None = None,
                 envp: list[bytes] | None = None) -> tuple[int, int, Stats]:
@@ -43,18 +60,23 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
         cached_info[sha] = store.image_info(sha)
         return cached_info[sha]
     image = load_image(path, known_info if store else None)
-    if store is not None and cached_info.get(image.sha256) is None:
-        try:
-            store.store_image_info(image.sha256, os.path.abspath(path), image.info())
-        except Exception as e:  # noqa: BLE001 - a read-only cache still runs
-            print(f"bttool: warning: cache directory {store.root} not writable ({e}); "
-                  "running without caching", file=sys.stderr)
-            store = None
+    interpreter = None
+    if image.interpreter is not None:
+        interpreter = load_interpreter(image, known_info if store else None)
+    for img in (image, interpreter):
+        if store is not None and img is not None and cached_info.get(img.sha256) is None:
+            try:
+                store.store_image_info(img.sha256, os.path.abspath(img.path), img.info())
+            except Exception as e:  # noqa: BLE001 - a read-only cache still runs
+                print(f"bttool: warning: cache directory {store.root} not writable ({e}); "
+                      "running without caching", file=sys.stderr)
+                store = None
     argv = [os.fsencode(argv0 if argv0 is not None else path)] + [os.fsencode(a) for a in args]
     if envp is None:
         envp = initial_environment()
     proc = LinuxProcess(image, argv, envp, verbose=verbose,
-                        compile_support=store.support_object if store is not None else None)
+                        compile_support=store.support_object if store is not None else None,
+                        interpreter=interpreter)
     # what a guest execve needs to start the new program under bttool too
     proc.exec_options = {"cache_dir": cache_dir, "use_cache": use_cache, "verbose": verbose}
     if store is not None:

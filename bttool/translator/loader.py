@@ -1,4 +1,5 @@
-"""Loading guest images: ELF64 x86-64 executables (ET_EXEC and static-PIE).
+"""Loading guest images: ELF64 x86-64 executables (ET_EXEC, PIE, static or
+with an interpreter) and the interpreter itself (an ET_DYN image).
 
 The file's identity is checked by hand first (cheap, and gives precise
 messages for foreign or truncated files); lief then parses the program
@@ -158,9 +159,6 @@ def _parse(path: str, data: bytes) -> GuestImage:
     if not segments:
         raise CannotRun(f"{path}: no loadable segments")
     pie = elf.header.file_type == lief.ELF.Header.FILE_TYPE.DYN
-    if interp is not None:
-        raise CannotRun(f"{path}: dynamically linked (interpreter {interp}); "
-                        "only static executables are supported so far")
     if pie and not has_dynamic:
         raise CannotRun(f"{path}: shared object without a dynamic section")
     hdr = elf.header

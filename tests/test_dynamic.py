@@ -1,0 +1,84 @@
+"""Dynamically linked programs: Debian's own binaries, unchanged, started
+through their ELF interpreter (the guest's ld.so maps libc.so.6 and friends
+with file-backed mmap, all translated), compared byte for byte with native
+runs.  A dynamically linked build of a sample is compared too."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import programs
+from programs import bttool_cache  # noqa: F401  (fixture)
+
+
+def _have(*paths: str) -> bool:
+    return all(os.path.exists(p) for p in paths)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    """A small fixed tree with fixed times, for ls, find, grep, tar."""
+    root = tmp_path_factory.mktemp("tree")
+    for i, name in enumerate(["alpha.txt", "beta.txt", "sub/gamma.txt", "sub/deeper/delta.log"]):
+        p = root / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("".join(f"line {j} of {name}: {j * 7919 % 97}\n" for j in range(20 + i * 5)))
+        os.utime(p, (1_000_000_000 + i, 1_000_000_000 + i))
+    for d in [root / "sub" / "deeper", root / "sub", root]:
+        os.utime(d, (1_000_000_000, 1_000_000_000))
+    return root
+
+
+NUMBERS = "".join(f"{(i * 7919) % 1009}\n" for i in range(300)).encode()
+
+# (id, argv, stdin); programs not installed on the host are skipped by the test
+CASES = [
+    ("true", ["/bin/true"], None),
+    ("echo", ["/bin/echo", "dynamic", "programs", "run"], None),
+    ("ls", ["/bin/ls", "-la", "--time-style=+%s", "{tree}", "{tree}/sub"], None),
+    ("sort-n", ["/usr/bin/sort", "-n"], NUMBERS),
+    ("sha256sum", ["/usr/bin/sha256sum"], NUMBERS),
+    ("grep-rn", ["/bin/grep", "-rn", "of beta\\|delta", "{tree}"], None),
+    ("sed-E", ["/bin/sed", "-E", "s/line ([0-9]+)/<\\1>/; 3q", "{tree}/alpha.txt"], None),
+    ("awk", ["/usr/bin/awk", "{ s += $1 } END { print NR, s }"], NUMBERS),
+    ("date", ["/bin/date", "-u", "-d", "@0"], None),
+    ("sh-pipeline", ["/bin/sh", "-c", "/bin/cat {tree}/beta.txt | /usr/bin/sort -r | /usr/bin/head -n 3; "
+                     "echo status $?"], None),
+    ("perl", ["/usr/bin/perl", "-e", "my %h = map { $_ => length } qw(a bb ccc); "
+              "print join(',', map { \"$_=$h{$_}\" } sort keys %h), \"\\n\"; "
+              "print \"ok\\n\" if 'abc123' =~ /^([a-z]+)(\\d+)$/ && $2 == 123;"], None),
+    ("missing-file", ["/bin/cat", "/nonexistent/file"], None),
+]
+
+
+@pytest.mark.parametrize("argv,stdin", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_debian_dynamic_program(tree, bttool_cache, argv, stdin):
+    if not _have(argv[0]):
+        pytest.skip(f"{argv[0]} is not installed")
+    assert programs.elf_info(os.path.realpath(argv[0]))["interp"], f"{argv[0]} is not dynamically linked"
+    argv = [a.replace("{tree}", str(tree)) for a in argv]
+    programs.compare_run(argv, bttool_cache, stdin=stdin)
+
+
+def test_dynamically_linked_sample(tmp_path, bttool_cache):
+    """A program of ours linked against the host's libc.so.6 and libm."""
+    src = programs.SAMPLES_SRC / "floats.c"
+    exe = tmp_path / "floats-dynamic"
+    subprocess.run(["gcc", "-O2", "-o", str(exe), str(src), "-lm"], check=True, capture_output=True)
+    assert programs.elf_info(exe)["interp"]
+    programs.compare_run([exe], bttool_cache)
+
+
+@pytest.mark.skipif(not shutil.which("python3") or not _have("/usr/bin/python3"),
+                    reason="Debian's python3 is not installed")
+@pytest.mark.slow
+def test_debian_python3_script(tmp_path, bttool_cache):
+    """CPython with extension modules loaded by dlopen (slow cold: ~100 s)."""
+    script = ("import json, re, hashlib, zlib\n"
+              "print(json.dumps({'a': [1, 2]}), re.sub('a+', 'b', 'caaat'),\n"
+              "      hashlib.sha256(b'x').hexdigest()[:16], zlib.crc32(b'abc'))\n")
+    programs.compare_run(["/usr/bin/python3", "-c", script], bttool_cache)
