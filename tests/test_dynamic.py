@@ -73,11 +73,39 @@ def test_dynamically_linked_sample(tmp_path, bttool_cache):
     programs.compare_run([exe], bttool_cache)
 
 
+DLOPEN_C = r"""
+#include <dlfcn.h>
+#include <stdio.h>
+int main(void) {
+    void *m = dlopen("libm.so.6", RTLD_NOW);
+    if (!m) { printf("dlopen: %s\n", dlerror()); return 1; }
+    double (*c)(double) = (double (*)(double))dlsym(m, "cos");
+    double (*p)(double, double) = (double (*)(double, double))dlsym(m, "pow");
+    printf("cos(0)=%a pow(2,10)=%a\n", c(0.0), p(2.0, 10.0));
+    void *bad = dlopen("libdoes-not-exist.so.7", RTLD_NOW);
+    printf("missing library: %s\n", bad ? "loaded?!" : "NULL");
+    printf("dlclose=%d\n", dlclose(m));
+    return 0;
+}
+"""
+
+
+def test_dlopen_and_dlsym_at_run_time(tmp_path, bttool_cache):
+    """Libraries loaded by the program itself (what python3's extension
+    modules and perl's XS modules do), and a dlopen that fails."""
+    src, exe = tmp_path / "dl.c", tmp_path / "dl"
+    src.write_text(DLOPEN_C)
+    subprocess.run(["gcc", "-O2", "-o", str(exe), str(src), "-ldl"], check=True, capture_output=True)
+    native, _ = programs.compare_run([exe], bttool_cache)
+    assert native.stdout.startswith(b"cos(0)=0x1p+0 pow(2,10)=0x1p+10\n"), native.stdout
+
+
 @pytest.mark.skipif(not shutil.which("python3") or not _have("/usr/bin/python3"),
                     reason="Debian's python3 is not installed")
 @pytest.mark.slow
 def test_debian_python3_script(tmp_path, bttool_cache):
-    """CPython with extension modules loaded by dlopen (slow cold: ~100 s)."""
+    """CPython with extension modules loaded by dlopen (slow cold: ~100 s;
+    test_dlopen_and_dlsym_at_run_time covers the same path in the default run)."""
     script = ("import json, re, hashlib, zlib\n"
               "print(json.dumps({'a': [1, 2]}), re.sub('a+', 'b', 'caaat'),\n"
               "      hashlib.sha256(b'x').hexdigest()[:16], zlib.crc32(b'abc'))\n")
