@@ -88,9 +88,12 @@ def finish_run(status: int, sig: int, st, t0: float, stats: bool = False,
         "wall_seconds": round(wall, 6),
         "exit_status": status,
         "signal": sig,
+        "images": {path: {"regions_translated": n[0], "regions_from_cache": n[1]}
+                   for path, n in sorted(getattr(st, "by_image", {}).items())},
     }
     if stats:
-        click.echo("bttool: " + ", ".join(f"{k}={v}" for k, v in summary.items()), err=True)
+        click.echo("bttool: " + ", ".join(f"{k}={v}" for k, v in summary.items() if k != "images"),
+                   err=True)
     if stats_json:
         try:
             with open(stats_json, "w") as f:

@@ -110,3 +110,37 @@ def test_debian_python3_script(tmp_path, bttool_cache):
               "print(json.dumps({'a': [1, 2]}), re.sub('a+', 'b', 'caaat'),\n"
               "      hashlib.sha256(b'x').hexdigest()[:16], zlib.crc32(b'abc'))\n")
     programs.compare_run(["/usr/bin/python3", "-c", script], bttool_cache)
+
+
+def _stats_run(argv, cache, tmp_path, env=None) -> dict:
+    out = tmp_path / f"stats-{os.urandom(4).hex()}.json"
+    r = programs.run_bttool(argv, cache, options=["--stats-json", str(out)], env=env)
+    n = programs.run_native(argv, env=env)
+    programs.assert_same(n, r)
+    import json
+    return json.loads(out.read_text())["images"]
+
+
+def _by_name(images: dict, name: str) -> dict:
+    found = [v for k, v in images.items() if os.path.basename(k).startswith(name)]
+    assert len(found) == 1, (name, images)
+    return found[0]
+
+
+@pytest.mark.skipif(not _have("/bin/ls", "/usr/bin/sort"), reason="coreutils not installed")
+def test_libraries_are_translated_once_for_every_program(tmp_path, tree):
+    """Translations of ld.so and libc.so.6 are keyed by the file's content
+    and the code's offset in it: what `ls` translated is served to `sort`,
+    and served again when the library lands at another address (an
+    LD_PRELOAD'ed library is mapped first and moves libc)."""
+    cache = tmp_path / "cache"
+    ls = _stats_run(["/bin/ls", "-la", str(tree)], cache, tmp_path)
+    assert _by_name(ls, "libc.so")["regions_translated"] > 100
+    sort = _stats_run(["/usr/bin/sort", "-n"], cache, tmp_path)
+    assert _by_name(sort, "ld-linux")["regions_translated"] == 0, sort
+    assert _by_name(sort, "ld-linux")["regions_from_cache"] > 100, sort
+    assert _by_name(sort, "libc.so")["regions_from_cache"] > 100, sort
+    moved = _stats_run(["/bin/ls", "-la", str(tree)], cache, tmp_path,
+                       env=programs.guest_env({"LD_PRELOAD": "libm.so.6"}))
+    assert _by_name(moved, "libc.so")["regions_from_cache"] > 100, moved
+    assert _by_name(moved, "libc.so")["regions_translated"] == 0, moved

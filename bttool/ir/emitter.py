@@ -105,16 +105,24 @@ class FunctionEmitter:
     """
 
     def __init__(self, module: ir.Module, name: str, pic_base: int | None = None,
-                 hot_counters: bool = False, system: bool = False):
-        """``pic_base``: for position-independent images, the load base the
-        guest addresses seen at translation time are relative to; the code
-        then computes every guest address from the run's ``image_base``, so
-        one translation serves any load base.
+                 hot_counters: bool = False, system: bool = False, entry_pc: int | None = None):
+        """``pic_base``: for position-independent code, the base of its code
+        unit (runtime/codeunits.py) that the guest addresses seen at
+        translation time are relative to.  The code then computes every
+        guest address from the base the unit has in this run, which it
+        derives from the pc it was entered at (``entry_pc`` when it was
+        translated: the dispatcher and every chain enter a translation with
+        ``rip`` = its entry), so one translation serves any load address of
+        its program or library.
 
         ``system``: system-mode code; memory goes through the software TLB,
         faults are precise (see begin_insn) and loops poll for interrupts."""
         self.module = module
         self.pic_base = pic_base
+        if pic_base is not None and entry_pc is None:
+            raise ValueError("position-independent code needs its entry pc")
+        self.entry_pc = entry_pc
+        self._unit_base: ir.Value | None = None
         self.hot_counters = hot_counters
         self.system = system
         self.current_pc = 0   # guest pc of the instruction being lifted
@@ -223,11 +231,20 @@ class FunctionEmitter:
             v = b.zext(v, I8)
         b.store(v, self._state_gep(b, name))
 
+    def unit_base(self) -> ir.Value:
+        """The run's base of this code's unit: rip at entry minus the
+        entry's offset (computed once, in the entry block)."""
+        if self._unit_base is None:
+            eb = self._entry_builder
+            rip = eb.load(self._state_gep(eb, "rip"), typ=I64)
+            self._unit_base = eb.sub(rip, const(64, self.entry_pc - self.pic_base))
+        return self._unit_base
+
     def guest_addr(self, addr: int) -> ir.Value:
         """A guest code/data address known at translation time, as i64."""
         if self.pic_base is None:
             return const(64, addr)
-        return self.b.add(self.get("image_base"), const(64, addr - self.pic_base))
+        return self.b.add(self.unit_base(), const(64, addr - self.pic_base))
 
     def begin_insn(self, pc: int) -> None:
         """Start lifting the instruction at ``pc``.  In system mode the state
@@ -329,7 +346,7 @@ class FunctionEmitter:
         target, so known targets become direct (often in-region) branches;
         anything else leaves through the lookup table as usual."""
         b = self.b
-        key = target if self.pic_base is None else b.sub(target, self.get("image_base"))
+        key = target if self.pic_base is None else b.sub(target, self.unit_base())
         default = self.new_block("sw.other")
         keys = sorted({t - (self.pic_base or 0) for t in candidates})
         if len(keys) >= _DIRECT_SWITCH_MIN and keys[-1] - keys[0] < _DIRECT_SWITCH_SPAN:

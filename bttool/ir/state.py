@@ -72,8 +72,6 @@ _SPECS: list[tuple[str, int, int]] = (
     + [("rip", 8, 8)]
     + [(f, 1, 1) for f in FLAG_NAMES]
     + [("fs_base", 8, 8), ("gs_base", 8, 8),
-       # load base of a position-independent guest image (see emitter.guest_addr)
-       ("image_base", 8, 8),
        ("exit_reason", 4, 4), ("mxcsr", 4, 4),
        ("exit_info", 8, 8), ("fault_addr", 8, 8)]
     + [(n, 8, 8) for n in RUNTIME_LINKS]

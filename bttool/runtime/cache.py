@@ -46,10 +46,11 @@ from bttool.runtime.hostfds import opening_high
 from bttool.translator.guestcode import CodeReader, guest_digest
 
 if TYPE_CHECKING:  # pragma: no cover
+    from bttool.runtime.codeunits import CodeUnits
     from bttool.translator.translate import Translation
 
-SCHEMA_VERSION = 2
-_DERIVED_SCHEMAS = {"1"}             # older layouts, rebuilt empty (_rebuild_if_derived)
+SCHEMA_VERSION = 3
+_DERIVED_SCHEMAS = {"1", "2"}           # older layouts, rebuilt empty (_rebuild_if_derived)
 DEFAULT_MAX_SIZE = 2 << 30           # bytes; BTTOOL_CACHE_MAX_SIZE overrides
 
 _SCHEMA = """
@@ -71,6 +72,9 @@ CREATE TABLE IF NOT EXISTS images (
 CREATE TABLE IF NOT EXISTS codemap (
     image TEXT NOT NULL, options TEXT NOT NULL, entry INTEGER NOT NULL,
     PRIMARY KEY (image, options, entry));
+CREATE TABLE IF NOT EXISTS files (
+    dev INTEGER NOT NULL, inode INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    sha256 TEXT NOT NULL, PRIMARY KEY (dev, inode));
 CREATE TABLE IF NOT EXISTS counters (
     target TEXT PRIMARY KEY, hits INTEGER NOT NULL DEFAULT 0, misses INTEGER NOT NULL DEFAULT 0);
 """
@@ -271,7 +275,7 @@ class CacheStore:
 
     def clear(self) -> None:
         with self.transaction():
-            for table in ("regions", "objects", "images", "codemap", "counters"):
+            for table in ("regions", "objects", "images", "codemap", "counters", "files"):
                 self.db.execute(f"DELETE FROM {table}")
         for dirpath, _, files in os.walk(os.path.join(self.root, "support")):
             for f in files:
@@ -294,6 +298,23 @@ class CacheStore:
         with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO images VALUES (?,?,?,?)",
                             (sha, path, json.dumps(info), time.time()))
+
+    def known_file_digest(self, ident: tuple) -> str | None:
+        """The content digest recorded for a file (dev, inode, size, mtime_ns)
+        whose identity has not changed since (runtime/codeunits.py)."""
+        try:
+            row = self.db.execute("SELECT size, mtime_ns, sha256 FROM files WHERE dev = ? AND inode = ?",
+                                  ident[:2]).fetchone()
+        except sqlite3.DatabaseError:
+            return None
+        return row[2] if row is not None and tuple(row[:2]) == tuple(ident[2:]) else None
+
+    def remember_file_digest(self, ident: tuple, sha: str) -> None:
+        try:
+            with self.transaction():
+                self.db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?)", (*ident, sha))
+        except (sqlite3.DatabaseError, OSError):
+            pass        # a read-only cache: the digest is computed again next time
 
     def codemap(self, image: str, options_key: str) -> list[int]:
         return [r[0] for r in self.db.execute(
@@ -322,58 +343,76 @@ class _Transaction:
 
 
 class RunCache:
-    """The cache as one run of one image sees it (what the dispatcher uses).
+    """The cache as one run sees it (what the dispatcher uses).
 
-    All candidate regions for the image's target and options are read in one
-    query at start; lookups then cost a dict access and a digest of the
-    region's guest bytes.  Hit counts, last-use times and the code map are
-    written once, at the end of the run."""
+    Code belongs to code units (runtime/codeunits.py): the program, its
+    interpreter, each library.  A unit's candidate regions (for its kind of
+    code: the acceptable target and options keys, best tier first) are read
+    in one query when its code is first looked up; lookups then cost a dict
+    access and a digest of the region's guest bytes.  Hit counts, last-use
+    times and each unit's code map are written once, at the end of the run.
+
+    Without ``units`` the run has one unit: the image ``image_sha`` at
+    ``base`` with ``variants`` (system mode, AOT)."""
 
     def __init__(self, store: CacheStore | None, image_sha: str, image_path: str,
                  variants: list[tuple[str, str]], triple: str, mode_key: str, base: int,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, units: "CodeUnits | None" = None,
+                 unit_variants: Callable[[bool], tuple[list[tuple[str, str]], str]] | None = None
+                 ) -> None:
         """``variants``: acceptable (target key, options key) pairs, best
         first (the optimised tier before the quick tier).  ``mode_key``
-        (LiftOptions.mode_key) names the code map."""
+        (LiftOptions.mode_key) names the code map.  ``unit_variants(pic)``
+        gives both for a unit of ``units``."""
+        from bttool.runtime.codeunits import CodeUnit, CodeUnits
         self.store = store
-        self.image = image_sha
-        self.image_path = image_path
-        self.variants = variants
+        if units is None:
+            units = CodeUnits(CodeUnit(0, 1 << 64, base, image_sha, image_path, False))
+            unit_variants = (lambda pic: (variants, mode_key))
+        self.units = units
+        self.unit_variants = unit_variants
         self.triple = triple
-        self.mode_key = mode_key
-        self.base = base
         self.log = log or (lambda m: None)
         self.hits = 0
         self.misses = 0
         self.used: list[str] = []
-        self.executed: set[int] = set()
-        self._candidates: dict[int, list[tuple]] | None = None
+        # (image, mode key) -> entries executed (relative to the unit's base)
+        self.executed: dict[tuple[str, str], set[int]] = {}
+        self._candidates: dict[tuple[str, bool], dict[int, list[tuple]]] = {}
 
     @property
     def enabled(self) -> bool:
         return self.store is not None
 
-    def _loaded_candidates(self) -> dict[int, list[tuple]]:
-        """The candidates by entry, read from the index on first use."""
-        if self._candidates is None:
-            self._candidates = self._load_candidates()
-        return self._candidates
+    def _loaded_candidates(self, unit) -> dict[int, list[tuple]]:
+        """The unit's candidates by entry, read from the index on first use."""
+        k = (unit.image, unit.pic)
+        cands = self._candidates.get(k)
+        if cands is None:
+            cands = self._candidates[k] = self._load_candidates(unit)
+        return cands
 
-    def _load_candidates(self) -> dict[int, list[tuple]]:
+    def _load_candidates(self, unit) -> dict[int, list[tuple]]:
+        """Position-independent code: the unit's own file's regions.
+        Absolute code: every image's (its own first), since static programs
+        linked with the same libc share code at the same addresses; the
+        digest check makes a foreign region safe."""
         cands: dict[int, list[tuple]] = {}
+        variants, _ = self.unit_variants(unit.pic)
+        where = "image = ? AND" if unit.pic else "image = ? OR"
         try:
             rows = []
-            for rank, (target, options) in enumerate(self.variants):
+            for rank, (target, options) in enumerate(variants):
                 rows += [r + (rank,) for r in self.store.db.execute(
                     "SELECT entry, key, ranges, digest, object, symbol, insn_count, image = ? AS mine"
-                    " FROM regions WHERE target = ? AND options = ?",
-                    (self.image, target, options)).fetchall()]
+                    f" FROM regions WHERE ({where} 1) AND target = ? AND options = ?",
+                    (unit.image, unit.image, target, options)).fetchall()]
             rows.sort(key=lambda r: (not r[7], r[8]))
         except sqlite3.DatabaseError as e:
             self._disable(f"cache index unreadable ({e})")
             return {}
         for row in rows:
-            cands.setdefault(row[0], []).append(row[1:])
+            cands.setdefault(row[0], []).append(row[1:7] + row[8:])
         return cands
 
     def lookup(self, pc: int, read: CodeReader, tier: int | None = None) -> CachedRegion | None:
@@ -381,17 +420,21 @@ class RunCache:
         when given)."""
         if self.store is None:
             return None
-        self.executed.add(pc - self.base)
-        for key, ranges_json, digest, object_id, symbol, insns, _mine, rank in \
-                self._loaded_candidates().get(pc - self.base, ()):
+        unit = self.units.find(pc)
+        base = unit.base
+        self.executed.setdefault((unit.image, self.unit_variants(unit.pic)[1]), set()).add(pc - base)
+        for key, ranges_json, digest, object_id, symbol, insns, rank in \
+                self._loaded_candidates(unit).get(pc - base, ()):
             if tier is not None and rank != tier:
                 continue
             try:
-                ranges = [(s + self.base, e + self.base) for s, e in json.loads(ranges_json)]
+                ranges = [(s + base, e + base) for s, e in json.loads(ranges_json)]
             except (ValueError, TypeError):
                 self.log(f"cache entry {key[:12]} corrupt (index); retranslating")
                 continue
-            if guest_digest(read, ranges, self.base) != digest:
+            if not all(unit.contains(s) and unit.contains(e - 1) for s, e in ranges):
+                continue            # the unit is smaller here (another file version)
+            if guest_digest(read, ranges, base) != digest:
                 continue
             self.hits += 1
             self.used.append(key)
@@ -401,7 +444,10 @@ class RunCache:
 
     def has_entry(self, pc: int) -> bool:
         """Whether some cached region (valid or not) starts at ``pc``."""
-        return self.store is not None and pc - self.base in self._loaded_candidates()
+        if self.store is None:
+            return False
+        unit = self.units.find(pc)
+        return pc - unit.base in self._loaded_candidates(unit)
 
     def read_object(self, hit: CachedRegion) -> bytes | None:
         data = self.store.read_object(hit.object_id) if self.store else None
@@ -416,17 +462,19 @@ class RunCache:
         return data
 
     def _forget_object(self, object_id: str) -> None:
-        for lst in (self._candidates or {}).values():
-            lst[:] = [c for c in lst if c[3] != object_id]
+        for cands in self._candidates.values():
+            for lst in cands.values():
+                lst[:] = [c for c in lst if c[3] != object_id]
         self.hits -= 1
         self.misses += 1
 
     def store_translation(self, t: Translation, target_key: str, options_key: str) -> None:
         if self.store is None:
             return
+        unit = self.units.find(t.regions[0].entry)
         try:
-            self.store.write_translation(t, self.image, self.image_path, target_key,
-                                         self.triple, options_key, self.base)
+            self.store.write_translation(t, unit.image, unit.path, target_key,
+                                         self.triple, options_key, unit.base)
         except (OSError, sqlite3.DatabaseError) as e:
             self._disable(f"cache directory {self.store.root} not writable ({e})")
 
@@ -435,7 +483,7 @@ class RunCache:
         self.store = None
 
     def finish(self) -> None:
-        """Record hits, last use and the code map; evict past the size cap."""
+        """Record hits, last use and the code maps; evict past the size cap."""
         if self.store is None:
             return
         now = time.time()
@@ -446,12 +494,13 @@ class RunCache:
                                    [(now, k) for k in self.used])
                     db.execute("UPDATE objects SET last_used = ? WHERE id IN (SELECT object FROM regions"
                                f" WHERE key IN ({','.join('?' * len(self.used))}))", [now, *self.used])
-                target = self.variants[-1][0]
+                target = self.unit_variants(self.units.default.pic)[0][-1][0]
                 db.execute("INSERT OR IGNORE INTO counters (target) VALUES (?)", (target,))
                 db.execute("UPDATE counters SET hits = hits + ?, misses = misses + ? WHERE target = ?",
                            (self.hits, self.misses, target))
-                db.executemany("INSERT OR IGNORE INTO codemap VALUES (?,?,?)",
-                               [(self.image, self.mode_key, e) for e in self.executed])
+                for (image, mode_key), entries in self.executed.items():
+                    db.executemany("INSERT OR IGNORE INTO codemap VALUES (?,?,?)",
+                                   [(image, mode_key, e) for e in entries])
             if self.store.total_size() > max_size_default():
                 self.store.gc(max_size_default())
         except (OSError, sqlite3.DatabaseError) as e:

@@ -8,6 +8,7 @@ system call or runtime intrinsic, a fault, or exit.  The guest personality
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
@@ -21,6 +22,7 @@ from bttool.translator.options import LiftOptions
 if TYPE_CHECKING:  # pragma: no cover
     from bttool.runtime.background import BackgroundCompiler
     from bttool.runtime.cache import RunCache
+    from bttool.runtime.codeunits import CodeUnits
     from bttool.translator.translate import RegionInfo, Translation
 
 _EMPTY = 0xFFFFFFFFFFFFFFFF  # never a guest pc (outside the guest window)
@@ -37,6 +39,8 @@ class Stats:
     regions_promoted: int = 0
     syscalls: int = 0
     untranslatable: list[tuple[int, str]] = field(default_factory=list)
+    # per code unit's file path: [regions translated, regions from the cache]
+    by_image: dict[str, list[int]] = field(default_factory=dict)
 
 
 class Executor:
@@ -83,6 +87,29 @@ class Executor:
         # Last targets of tier-1 indirect calls and jumps (ir/support.py).
         self.target_profile = (ctypes.c_uint64 * (1 << TARGET_BITS)).from_address(
             state.targets_base)
+        # User mode: the code units (program, interpreter, libraries), each
+        # translated relative to its own base (runtime/codeunits.py).
+        self.units: "CodeUnits | None" = None
+        self._unit_options: dict[tuple[int, bool], LiftOptions] = {}
+
+    def options_for(self, pc: int) -> LiftOptions:
+        """The lift options for code at ``pc``: position-independent
+        relative to its unit's base, or absolute."""
+        if self.units is None:
+            return self.options
+        u = self.units.find(pc)
+        k = (u.base, u.pic)
+        opts = self._unit_options.get(k)
+        if opts is None:
+            opts = self._unit_options[k] = dataclasses.replace(
+                self.options, pic_base=u.base if u.pic else None)
+        return opts
+
+    def _count(self, pc: int, translated: int, cached: int) -> None:
+        path = self.units.find(pc).path if self.units is not None else ""
+        n = self.stats.by_image.setdefault(path, [0, 0])
+        n[0] += translated
+        n[1] += cached
 
     def clear_table(self) -> None:
         """Forget every installed entry (translations stay loaded)."""
@@ -135,7 +162,7 @@ class Executor:
         # and (user mode) they are not translated along as the entry
         # block's callee or return site (translator/translate.py).
         cached = self.cache.has_entry if self.cache is not None else (lambda p: False)
-        self._translate(pc, read, self.options, self.target,
+        self._translate(pc, read, self.options_for(pc), self.target,
                         known=lambda p: p in self.known or cached(p),
                         with_entry_call=self.region_bound is None)
 
@@ -158,7 +185,7 @@ class Executor:
         self.promoted.add(pc)
         self.stats.regions_promoted += 1
         read = self.memory.read_code
-        opts = self.options.tier2()
+        opts = self.options_for(pc).tier2()
         if self.cache is not None:
             hit = self.cache.lookup(pc, read, tier=0)
             if hit is not None and self._load_hit(pc, hit):
@@ -185,7 +212,7 @@ class Executor:
     def _guess_target(self, site: int) -> int | None:
         """The last target tier-1 code saw at the indirect call/jump at
         ``site`` (or at a site colliding with it: only a guess)."""
-        return self.target_profile[target_index(site - (self.options.pic_base or 0))] or None
+        return self.target_profile[target_index(site - (self.options_for(site).pic_base or 0))] or None
 
     def _reg_value(self, reg_id: int) -> int | None:
         from bttool.translator.decoder import reg_table
@@ -202,6 +229,9 @@ class Executor:
         from bttool.translator.translate import lift  # not needed by warm runs
         if self.region_bound is not None:
             kw["within"] = self.region_bound(pc)
+        elif self.units is not None and self.units.find(pc) is not self.units.default:
+            u = self.units.find(pc)
+            kw["within"] = (u.start, u.end)     # a region never leaves its unit
         lifted = lift([pc], read, options, target, known=known or self.known.__contains__,
                       read_data=self._read_data, **kw)
 
@@ -230,6 +260,7 @@ class Executor:
         self.engine.load_object(t.object_code)
         for region in t.regions:
             self.stats.regions_translated += 1
+            self._count(region.entry, 1, 0)
             self.stats.guest_instructions_translated += region.insn_count
             self.stats.untranslatable.extend(region.untranslatable)
             for upc, text in region.untranslatable:
@@ -267,6 +298,7 @@ class Executor:
         if hit.rank == 0:
             self.promoted.add(pc)
         self.stats.regions_from_cache += 1
+        self._count(pc, 0, 1)
         self.stats.cache_load_seconds += time.perf_counter() - t0
         return True
 

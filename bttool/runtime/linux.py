@@ -11,9 +11,11 @@ import signal
 import struct
 import sys
 from dataclasses import dataclass
+from typing import Callable
 
 from bttool.ir import intrinsics, state as st
 from bttool.runtime import cpuid
+from bttool.runtime.codeunits import CodeUnit, CodeUnits, file_digest
 from bttool.runtime.dispatcher import Executor
 from bttool.runtime.engine import SupportCompiler
 from bttool.runtime.memory import GuestMemory
@@ -59,13 +61,22 @@ class LinuxProcess:
                                  LiftOptions(64, True, base if image.pie else None, hot_counters=True),
                                  None, self.log, compile_support)
         self.syscalls = Syscalls(self)
-        self.state.image_base = base
         self.memory.brk_start = self.memory.brk_cur = image_end
+        lo = min(s.vaddr for s in image.segments) + base
+        self.units = CodeUnits(CodeUnit(lo, image_end, base if image.pie else 0, image.sha256,
+                                        os.path.abspath(image.path), image.pie))
+        self.executor.units = self.units
+        # a file's digest as the cache remembers it (set by the session)
+        self.known_file_digest: Callable[[tuple], str | None] | None = None
+        self.remember_file_digest: Callable[[tuple, str], None] | None = None
         interp_base, entry = 0, base + image.entry
         if interpreter is not None:
             interp_base = self.memory.find_free(image_span(interpreter))
-            map_image(self.memory, interpreter, interp_base)
+            _, interp_end = map_image(self.memory, interpreter, interp_base)
             entry = interp_base + interpreter.entry
+            self.units.add(CodeUnit(interp_base + min(s.vaddr for s in interpreter.segments),
+                                    interp_end, interp_base, interpreter.sha256,
+                                    os.path.abspath(interpreter.path), True))
         rsp = build_stack(self.memory, image, base, argv, envp,
                           os.fsencode(image.path), os.urandom(16), interp_base)
         self.state.rsp = rsp
@@ -95,6 +106,23 @@ class LinuxProcess:
     def log(self, msg: str) -> None:
         if self.verbose:
             print(f"bttool: {msg}", file=sys.stderr, flush=True)
+
+    def file_mapped(self, start: int, length: int, fd: int, offset: int) -> None:
+        """An executable mapping of file ``fd`` at ``start`` (a library that
+        ld.so or dlopen mapped): its code is a unit of its own, identified
+        by the file's digest and translated relative to where the file's
+        offset 0 would be."""
+        try:
+            sha, _ = file_digest(fd, self.known_file_digest, self.remember_file_digest)
+            path = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return          # not a file we can read: its code stays absolute
+        self.units.add(CodeUnit(start, start + length, start - offset, sha, path, True))
+
+    def code_unmapped(self, addr: int, length: int) -> None:
+        """Guest memory in [addr, addr+length) was unmapped or replaced."""
+        self.units.remove_range(addr, addr + length)
+        self.code_changed(addr, length)
 
     def code_changed(self, addr: int, length: int) -> None:
         """Guest code in [addr, addr+length) went away or changed."""

@@ -81,11 +81,22 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
     proc.exec_options = {"cache_dir": cache_dir, "use_cache": use_cache, "verbose": verbose}
     if store is not None:
         from bttool.runtime.cache import RunCache
+        from bttool.translator.options import LiftOptions
         ex = proc.executor
-        proc.executor.cache = RunCache(
-            store, image.sha256, os.path.abspath(path),
-            [(ex.target2.key(), ex.options.tier2().key()), (ex.target.key(), ex.options.key())],
-            ex.target.triple, ex.options.mode_key(), proc.load_base, log)
+        variants: dict[bool, tuple[list[tuple[str, str]], str]] = {}
+
+        def unit_variants(pic: bool) -> tuple[list[tuple[str, str]], str]:
+            """The cache variants (best tier first) and code-map key for a
+            code unit's kind of code."""
+            if pic not in variants:
+                opts = LiftOptions(64, True, 0 if pic else None, hot_counters=True)
+                variants[pic] = ([(ex.target2.key(), opts.tier2().key()), (ex.target.key(), opts.key())],
+                                 opts.mode_key())
+            return variants[pic]
+        ex.cache = RunCache(store, image.sha256, os.path.abspath(path), [], ex.target.triple, "",
+                            proc.load_base, log, units=proc.units, unit_variants=unit_variants)
+        proc.known_file_digest = store.known_file_digest
+        proc.remember_file_digest = store.remember_file_digest
     install_fault_handler(proc.executor.engine.signal_handler)
     # Python ignores SIGPIPE and turns SIGINT into an exception it can only
     # raise between bytecodes; the guest runs natively, so give these

@@ -16,7 +16,7 @@ import os
 import struct
 from typing import TYPE_CHECKING, Callable
 
-from bttool.runtime.memory import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_SHARED,
+from bttool.runtime.memory import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_SHARED, PROT_EXEC,
                                    PAGE, GuestMemoryError, page_up)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -174,16 +174,21 @@ class Syscalls:
         else:
             start = mem.find_free(length, addr)
         anon = bool(flags & MAP_ANONYMOUS)
+        replaced = not mem.is_free(start, start + length)
         mem.map(start, length, prot, name="" if anon else f"fd{fd}",
                 fd=-1 if anon else fd, offset=offset if not anon else 0,
                 shared=bool(flags & MAP_SHARED))
+        if replaced:        # MAP_FIXED over earlier code: its translations go
+            self.proc.code_unmapped(start, length)
+        if not anon and prot & PROT_EXEC:
+            self.proc.file_mapped(start, length, fd, offset)
         return start
 
     def munmap(self, addr: int, length: int, *_: int) -> int:
         if addr % PAGE or length == 0:
             return -errno.EINVAL
         self.mem.unmap(addr, page_up(length))
-        self.proc.code_changed(addr, page_up(length))
+        self.proc.code_unmapped(addr, page_up(length))
         return 0
 
     def mprotect(self, addr: int, length: int, prot: int, *_: int) -> int:

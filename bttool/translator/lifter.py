@@ -33,7 +33,7 @@ def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: s
     branches."""
     result = LiftResult(module, {})
     em = FunctionEmitter(module, name, options.pic_base, options.hot_counters,
-                          system=not options.user_mode)
+                          system=not options.user_mode, entry_pc=region.entry)
     labels = {pc: em.new_block(f"g_{pc:x}") for pc in sorted(region.blocks)}
     em.local_targets = labels
     em.indirect_targets = {b.insns[-1].address: b.table_targets
