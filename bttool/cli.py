@@ -131,47 +131,65 @@ def entry(command: Callable[[], None] | None = None) -> None:  # pragma: no cove
 @click.option("--opt", type=click.IntRange(1, 2), default=1, show_default=True,
               help="1: quick tier (hot code is re-optimised at run time), 2: full optimisation now.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--deps", is_flag=True,
+              help="Also translate the program's ELF interpreter and every shared library it "
+                   "needs (resolved as its ld.so would).")
 @click.argument("program")
 def translate(verbose: bool, cache_dir: str | None, jobs: int | None, triple: str | None,
-              cpu: str | None, opt: int, as_json: bool, program: str) -> None:
-    """Translate PROGRAM ahead of time into the cache."""
+              cpu: str | None, opt: int, as_json: bool, deps: bool, program: str) -> None:
+    """Translate PROGRAM (an executable or a shared library) ahead of time
+    into the cache."""
     from bttool.runtime.aot import default_jobs, progress_printer, translate_program
     from bttool.runtime.cache import open_store
     from bttool.translator.loader import load_image
+    paths = [program]
+    missing: list[str] = []
     try:
-        image = load_image(program)
         target = _target_for(triple, cpu, opt)
+        first = load_image(program)
+        if deps and first.interpreter is not None:
+            from bttool.runtime.libdeps import resolve
+            found = resolve(program)
+            paths += ([found.interpreter] if found.interpreter else []) + found.libraries
+            missing = found.missing
     except BttoolError as e:
         _fail(str(e), e.status)
         return
     store = open_store(cache_dir, warn=False)
     if store is None:
         _fail(f"cannot open the cache directory {cache_dir or '(default)'}", EXIT_INTERNAL)
-    try:
-        s = translate_program(image, store, target, jobs or default_jobs(), progress_printer())
-    except BttoolError as e:
-        _fail(str(e), e.status)
-        return
-    summary = {
-        "program": program, "target": target.triple, "functions": s.functions,
-        "regions_translated": s.regions, "regions_already_cached": s.regions_cached_before,
-        "guest_instructions": s.guest_instructions, "jump_tables": s.jump_tables,
-        "codemap_entries": s.codemap_entries, "untranslatable_instructions": len(s.untranslatable),
-        "failed_regions": len(s.failed_regions), "seconds": round(s.seconds, 3),
-        "cache_bytes_added": s.bytes_added,
-    }
+    summaries = []
+    for path in paths:
+        try:
+            image = first if path == program else load_image(path)
+            s = translate_program(image, store, target, jobs or default_jobs(), progress_printer())
+        except BttoolError as e:
+            _fail(str(e), e.status)
+            return
+        summary = {
+            "program": path, "target": target.triple, "functions": s.functions,
+            "regions_translated": s.regions, "regions_already_cached": s.regions_cached_before,
+            "guest_instructions": s.guest_instructions, "jump_tables": s.jump_tables,
+            "codemap_entries": s.codemap_entries, "untranslatable_instructions": len(s.untranslatable),
+            "failed_regions": len(s.failed_regions), "seconds": round(s.seconds, 3),
+            "cache_bytes_added": s.bytes_added,
+        }
+        summaries.append(summary)
+        if not as_json:
+            click.echo(f"{path}: {s.functions} functions, {s.regions} regions translated "
+                       f"({s.regions_cached_before} already cached), {s.guest_instructions} guest "
+                       f"instructions, {len(s.untranslatable)} untranslatable, {s.seconds:.1f} s, "
+                       f"{_human(s.bytes_added)} added to the cache [{target.triple}]")
+        if verbose:
+            for pc, text in sorted(set(s.untranslatable)):
+                click.echo(f"  untranslatable {pc:#x}: {text}", err=True)
+            for pc, why in s.failed_regions:
+                click.echo(f"  region {pc:#x} failed: {why}", err=True)
+    for name in missing:
+        click.echo(f"bttool: warning: {program} needs {name}, which was not found", err=True)
     if as_json:
-        click.echo(json.dumps(summary, indent=2, sort_keys=True))
-    else:
-        click.echo(f"{program}: {s.functions} functions, {s.regions} regions translated "
-                   f"({s.regions_cached_before} already cached), {s.guest_instructions} guest "
-                   f"instructions, {len(s.untranslatable)} untranslatable, {s.seconds:.1f} s, "
-                   f"{_human(s.bytes_added)} added to the cache [{target.triple}]")
-    if verbose:
-        for pc, text in sorted(set(s.untranslatable)):
-            click.echo(f"  untranslatable {pc:#x}: {text}", err=True)
-        for pc, why in s.failed_regions:
-            click.echo(f"  region {pc:#x} failed: {why}", err=True)
+        click.echo(json.dumps(summaries[0] if not deps else {"images": summaries, "missing": missing},
+                              indent=2, sort_keys=True))
 
 
 def _target_for(triple: str | None, cpu: str | None, opt: int):

@@ -144,3 +144,39 @@ def test_libraries_are_translated_once_for_every_program(tmp_path, tree):
                        env=programs.guest_env({"LD_PRELOAD": "libm.so.6"}))
     assert _by_name(moved, "libc.so")["regions_from_cache"] > 100, moved
     assert _by_name(moved, "libc.so")["regions_translated"] == 0, moved
+
+
+def _ld_so_list(program: str) -> set[str]:
+    """The libraries ld.so itself resolves for ``program`` (ld.so --list)."""
+    out = subprocess.run(["/lib64/ld-linux-x86-64.so.2", "--list", program], capture_output=True,
+                         text=True, check=True).stdout
+    return {os.path.realpath(line.split("=>")[1].split("(")[0].strip())
+            for line in out.splitlines() if "=>" in line and "/" in line.split("=>")[1]}
+
+
+@pytest.mark.parametrize("program", ["/bin/ls", "/usr/bin/perl", "/bin/grep"])
+def test_dependencies_are_resolved_as_ld_so_resolves_them(program):
+    """`bttool translate --deps` finds what the program's ld.so loads."""
+    if not _have(program):
+        pytest.skip(f"{program} is not installed")
+    from bttool.runtime.libdeps import resolve
+    deps = resolve(program, env={})
+    assert deps.interpreter == "/lib64/ld-linux-x86-64.so.2"
+    assert not deps.missing
+    assert set(deps.libraries) == _ld_so_list(program)
+
+
+def test_an_interpreter_translated_ahead_of_time_serves_every_program(tmp_path):
+    """`bttool translate` takes a shared object (here ld.so itself); a run
+    then finds its code in the cache."""
+    cache = tmp_path / "cache"
+    r = subprocess.run(programs.bttool_argv("translate", "--cache-dir", cache, "--json",
+                                            "/lib64/ld-linux-x86-64.so.2"),
+                       capture_output=True, env=programs.guest_env(), cwd=programs.work_dir(),
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    import json
+    assert json.loads(r.stdout)["regions_translated"] > 1000
+    images = _stats_run(["/bin/echo", "hi"], cache, tmp_path)
+    ld = _by_name(images, "ld-linux")
+    assert ld["regions_from_cache"] > 100 and ld["regions_translated"] < ld["regions_from_cache"] / 10, ld
