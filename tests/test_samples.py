@@ -39,6 +39,7 @@ PLAIN = [
     ("sortheavy", 0),
     ("children", 0),
     ("descriptors", 0),
+    ("procself", 0),
     ("segv", 1),
     ("divzero", 1),
     ("abort", (0, 1)),

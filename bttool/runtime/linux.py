@@ -20,6 +20,7 @@ from bttool.runtime.dispatcher import Executor
 from bttool.runtime.engine import SupportCompiler
 from bttool.runtime.memory import GuestMemory
 from bttool.runtime.process import build_stack, image_span, map_image
+from bttool.runtime.procview import ProcView
 from bttool.runtime.syscalls import GuestExit, Syscalls
 from bttool.translator.guestcode import UnmappedCode
 from bttool.translator.options import LiftOptions
@@ -37,6 +38,18 @@ class GuestDeath(Exception):
     """The guest was terminated by a signal (no handler installed)."""
     sig: int
     note: str = ""
+
+
+def _auxv_at(memory: GuestMemory, rsp: int, argc: int, envc: int) -> bytes:
+    """The auxiliary vector of the initial stack at ``rsp`` (through AT_NULL)."""
+    pos = rsp + 8 * (1 + argc + 1 + envc + 1)
+    out = b""
+    while True:
+        pair = memory.read(pos, 16)
+        out += pair
+        pos += 16
+        if pair[:8] == bytes(8):
+            return out
 
 
 class LinuxProcess:
@@ -80,6 +93,10 @@ class LinuxProcess:
         rsp = build_stack(self.memory, image, base, argv, envp,
                           os.fsencode(image.path), os.urandom(16), interp_base)
         self.state.rsp = rsp
+        # what the guest's /proc/self shows (runtime/procview.py)
+        self.argv, self.envp = list(argv), list(envp)
+        self.auxv_bytes = _auxv_at(self.memory, rsp, len(argv), len(envp))
+        self.procview = ProcView(self)
         self.state.rip = entry
         self.load_base = base
 

@@ -223,12 +223,25 @@ class GuestMemory:
             raise GuestMemoryError(errno.EFAULT, "read of unmapped guest memory")
         return ctypes.string_at(self.host(addr, length), length)
 
+    def mapped(self, addr: int, length: int) -> bool:
+        """Whether every byte of [addr, addr+length) is mapped (any protection)."""
+        pos = addr
+        while pos < addr + length:
+            m = self.find(pos)
+            if m is None:
+                return False
+            pos = m.end
+        return True
+
     def write(self, addr: int, data: bytes) -> None:
+        """Write as the kernel writes a system call's results: EFAULT unless
+        every byte is mapped writable (a read-only page would otherwise fault
+        in bttool itself)."""
         pos = addr
         while pos < addr + len(data):
             m = self.find(pos)
-            if m is None:
-                raise GuestMemoryError(errno.EFAULT, "write to unmapped guest memory")
+            if m is None or not m.prot & PROT_WRITE:
+                raise GuestMemoryError(errno.EFAULT, "write to unmapped or read-only guest memory")
             pos = m.end
         ctypes.memmove(self.host(addr, len(data)), data, len(data))
 
@@ -264,7 +277,7 @@ class GuestMemory:
         out = bytearray()
         while len(out) < limit:
             m = self.find(addr + len(out))
-            if m is None:
+            if m is None or not m.prot & (PROT_READ | PROT_EXEC):
                 raise GuestMemoryError(errno.EFAULT, "string in unmapped memory")
             chunk = ctypes.string_at(self.base + addr + len(out), min(m.end - addr - len(out), 4096))
             i = chunk.find(b"\0")

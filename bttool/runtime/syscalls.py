@@ -100,6 +100,8 @@ class Syscalls:
             131: self.sigaltstack, 127: self.rt_sigpending, 16: self.ioctl, 72: self.fcntl,
             28: self.madvise, 26: self.msync, 295: self.preadv, 296: self.pwritev,
             56: self.clone, 57: self.fork, 58: self.fork, 59: self.execve, 435: self.clone3,
+            2: self.open, 257: self.openat, 3: self.close, 0: self.read, 1: self.write,
+            17: self.pread64, 18: self.pwrite64, 8: self.lseek, 33: self.dup2, 292: self.dup3,
         }
 
     # -- dispatch ---------------------------------------------------------
@@ -273,11 +275,65 @@ class Syscalls:
         return self.raw(72, fd, cmd, self.ptr(arg) if cmd in _FCNTL_POINTER else arg)
 
     def _readlink_common(self, path: bytes, buf: int, size: int) -> int | None:
-        if path in (b"/proc/self/exe", f"/proc/{os.getpid()}/exe".encode()):
-            target = os.path.abspath(self.proc.exe_path).encode()[:size]
-            self.mem.write(buf, target)
-            return len(target)
-        return None
+        target = self.proc.procview.readlink(path)
+        if target is None:
+            return None
+        if size <= 0:
+            return -errno.EINVAL
+        target = target[:size]
+        self.mem.write(buf, target)
+        return len(target)
+
+    # -- files: the guest's own /proc entries (runtime/procview.py) -------------
+    def open(self, path: int, flags: int, mode: int, *_: int) -> int:
+        r = self.proc.procview.open(self.mem.read_cstring(path), flags)
+        return r if r is not None else self.raw(2, self.ptr(path), flags, mode)
+
+    def openat(self, dirfd: int, path: int, flags: int, mode: int, *_: int) -> int:
+        name = self.mem.read_cstring(path)
+        r = self.proc.procview.open(name, flags) if name.startswith(b"/") else None
+        return r if r is not None else self.raw(257, dirfd, self.ptr(path), flags, mode)
+
+    def close(self, fd: int, *_: int) -> int:
+        self.proc.procview.closed(fd)
+        return self.raw(3, fd)
+
+    def dup2(self, old: int, new: int, *_: int) -> int:
+        r = self.raw(33, old, new)
+        if r >= 0 and old != new:
+            self.proc.procview.closed(new)      # what was there is closed
+        return r
+
+    def dup3(self, old: int, new: int, flags: int, *_: int) -> int:
+        r = self.raw(292, old, new, flags)
+        if r >= 0:
+            self.proc.procview.closed(new)
+        return r
+
+    def read(self, fd: int, buf: int, count: int, *_: int) -> int:
+        if fd in self.proc.procview.mem_fds:
+            return self.proc.procview.read(fd, buf, count)
+        return self.raw(0, fd, self.ptr(buf, count), count)
+
+    def write(self, fd: int, buf: int, count: int, *_: int) -> int:
+        if fd in self.proc.procview.mem_fds:
+            return self.proc.procview.write(fd, buf, count)
+        return self.raw(1, fd, self.ptr(buf, count), count)
+
+    def pread64(self, fd: int, buf: int, count: int, offset: int, *_: int) -> int:
+        if fd in self.proc.procview.mem_fds:
+            return self.proc.procview.pread(fd, buf, count, offset)
+        return self.raw(17, fd, self.ptr(buf, count), count, offset)
+
+    def pwrite64(self, fd: int, buf: int, count: int, offset: int, *_: int) -> int:
+        if fd in self.proc.procview.mem_fds:
+            return self.proc.procview.pwrite(fd, buf, count, offset)
+        return self.raw(18, fd, self.ptr(buf, count), count, offset)
+
+    def lseek(self, fd: int, offset: int, whence: int, *_: int) -> int:
+        if fd in self.proc.procview.mem_fds:
+            return self.proc.procview.lseek(fd, offset, whence)
+        return self.raw(8, fd, offset, whence)
 
     def readlink(self, path: int, buf: int, size: int, *_: int) -> int:
         r = self._readlink_common(self.mem.read_cstring(path), buf, size)
@@ -369,8 +425,9 @@ class Syscalls:
         prog = self.mem.read_cstring(path)
         args = self._string_array(argv)
         env = self._string_array(envp)
-        if prog in (b"/proc/self/exe",):
-            prog = os.fsencode(os.path.abspath(self.proc.exe_path))
+        own = self.proc.procview.readlink(prog)
+        if own is not None:                 # /proc/self/exe and its aliases
+            prog = own
         if not os.path.exists(prog):
             return -errno.ENOENT
         if not os.access(prog, os.X_OK):

@@ -1,0 +1,170 @@
+"""The guest's own view of /proc/self.
+
+The guest and bttool are one host process, so the host's /proc/self
+describes bttool: the Python executable, the host's mappings (the 1 TiB
+reservation, Python, LLVM), bttool's own command line and auxiliary vector,
+and through /proc/self/mem the whole host address space.  A program that
+reads its own /proc entries (ld.so's $ORIGIN, `ps`, sanitizers, language
+runtimes finding their own image) must see itself, and a hostile guest must
+not reach bttool's memory.  Opening one of these paths (as /proc/self/X,
+/proc/thread-self/X, /proc/PID/X or /proc/PID/task/PID/X for this
+process) gives:
+
+* ``exe``: the guest's executable (readlink gives its path);
+* ``maps``, ``auxv``, ``cmdline``, ``environ``: the guest's own, as a
+  read-only snapshot taken at open (as a read of the real file would);
+* ``mem``: a descriptor whose reads and writes at offset X reach guest
+  address X only (through GuestMemory, which checks every address), EIO
+  where nothing is mapped, as Linux answers;
+* anything else under our own /proc directory is the host's file.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import re
+from typing import TYPE_CHECKING
+
+from bttool.runtime.memory import PROT_EXEC, PROT_READ, PROT_WRITE, GuestMemoryError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bttool.runtime.linux import LinuxProcess
+
+_SNAPSHOTS = ("maps", "auxv", "cmdline", "environ")
+_MAX_IO = 1 << 20        # bytes one read or write of /proc/self/mem moves (short counts are fine)
+O_ACCMODE, O_CLOEXEC, O_DIRECTORY = 3, 0o2000000, 0o200000
+
+
+def own_entry(path: bytes, pid: int) -> str | None:
+    """The entry name when ``path`` names this process's /proc/.../NAME
+    (NAME of a single component), else None."""
+    p = os.path.normpath(path.decode("utf-8", "surrogateescape"))
+    m = re.fullmatch(r"/proc/(self|thread-self|\d+)(?:/task/(\d+))?/([^/]+)", p)
+    if m is None:
+        return None
+    who, task, name = m.groups()
+    if who not in ("self", "thread-self") and int(who) != pid:
+        return None
+    if task is not None and int(task) != pid:
+        return None
+    return name
+
+
+class ProcView:
+    """Serves the guest's own /proc entries and its /proc/self/mem descriptors."""
+
+    def __init__(self, proc: "LinuxProcess") -> None:
+        self.proc = proc
+        self.mem_fds: set[int] = set()       # descriptors that read guest memory
+        self.offsets: dict[int, int] = {}    # their file positions
+
+    # -- paths ------------------------------------------------------------------
+    def readlink(self, path: bytes) -> bytes | None:
+        if own_entry(path, os.getpid()) == "exe":
+            return os.fsencode(os.path.abspath(self.proc.exe_path))
+        return None
+
+    def open(self, path: bytes, flags: int) -> int | None:
+        """A descriptor (or -errno) for one of our own entries; None: not ours."""
+        name = own_entry(path, os.getpid())
+        if name is None:
+            return None
+        cloexec = os.O_CLOEXEC if flags & O_CLOEXEC else 0
+        if name == "exe":
+            try:
+                return os.open(self.proc.exe_path, os.O_RDONLY | cloexec)
+            except OSError as e:
+                return -(e.errno or errno.EACCES)
+        if name in _SNAPSHOTS:
+            if flags & O_ACCMODE != os.O_RDONLY:
+                return -errno.EACCES
+            return self._snapshot(name, getattr(self, "_" + name)(), cloexec)
+        if name == "mem":
+            fd = self._snapshot("mem", b"", cloexec)
+            self.mem_fds.add(fd)
+            self.offsets[fd] = 0
+            return fd
+        return None
+
+    def _snapshot(self, name: str, data: bytes, cloexec: int) -> int:
+        fd = os.memfd_create(name, os.MFD_CLOEXEC if cloexec else 0)
+        os.write(fd, data)
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
+
+    # -- contents ---------------------------------------------------------------
+    def _maps(self) -> bytes:
+        lines = []
+        for m in self.proc.memory.mappings():
+            perms = (("r" if m.prot & PROT_READ else "-") + ("w" if m.prot & PROT_WRITE else "-")
+                     + ("x" if m.prot & PROT_EXEC else "-") + "p")
+            name = m.name if m.name.startswith(("/", "[")) else ""
+            lines.append(f"{m.start:08x}-{m.end:08x} {perms} 00000000 00:00 0"
+                         + (" " * 19 + name if name else " "))
+        return ("\n".join(lines) + "\n").encode() if lines else b""
+
+    def _auxv(self) -> bytes:
+        return self.proc.auxv_bytes
+
+    def _cmdline(self) -> bytes:
+        return b"".join(a + b"\0" for a in self.proc.argv)
+
+    def _environ(self) -> bytes:
+        return b"".join(e + b"\0" for e in self.proc.envp)
+
+    # -- /proc/self/mem descriptors -------------------------------------------
+    def closed(self, fd: int) -> None:
+        self.mem_fds.discard(fd)
+        self.offsets.pop(fd, None)
+
+    def pread(self, fd: int, buf: int, count: int, offset: int) -> int:
+        if offset >= 1 << 63 or count >= 1 << 63:
+            return -errno.EINVAL                        # a negative off_t or size
+        count = min(count, _MAX_IO)
+        mem = self.proc.memory
+        if not mem.mapped(buf, count) or not mem.mapped(offset, count):
+            return -errno.EIO if mem.mapped(buf, count) else -errno.EFAULT
+        try:
+            data = mem.read(offset, count)
+        except (GuestMemoryError, OverflowError, ValueError):
+            return -errno.EIO
+        mem.write(buf, data)
+        return len(data)
+
+    def pwrite(self, fd: int, buf: int, count: int, offset: int) -> int:
+        if offset >= 1 << 63 or count >= 1 << 63:
+            return -errno.EINVAL
+        count = min(count, _MAX_IO)
+        mem = self.proc.memory
+        data = mem.read(buf, count)
+        if not mem.mapped(offset, count):
+            return -errno.EIO
+        try:
+            mem.write_force(offset, data)       # as ptrace would: ignores protection
+        except (GuestMemoryError, OverflowError, ValueError):
+            return -errno.EIO
+        self.proc.code_changed(offset, count)            # code written this way runs anew
+        return len(data)
+
+    def read(self, fd: int, buf: int, count: int) -> int:
+        n = self.pread(fd, buf, count, self.offsets[fd])
+        if n > 0:
+            self.offsets[fd] += n
+        return n
+
+    def write(self, fd: int, buf: int, count: int) -> int:
+        n = self.pwrite(fd, buf, count, self.offsets[fd])
+        if n > 0:
+            self.offsets[fd] += n
+        return n
+
+    def lseek(self, fd: int, offset: int, whence: int) -> int:
+        if whence == os.SEEK_SET:
+            new = offset
+        elif whence == os.SEEK_CUR:
+            new = self.offsets[fd] + offset
+        else:
+            return -errno.EINVAL
+        new &= (1 << 64) - 1            # Linux's mem_lseek takes any position
+        self.offsets[fd] = new
+        return new
