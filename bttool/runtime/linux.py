@@ -6,6 +6,7 @@ int3 ...), and guest faults, which become the signal Linux would deliver.
 """
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import struct
@@ -18,16 +19,24 @@ from bttool.runtime import cpuid
 from bttool.runtime.codeunits import CodeUnit, CodeUnits, file_digest
 from bttool.runtime.dispatcher import Executor
 from bttool.runtime.engine import SupportCompiler
-from bttool.runtime.memory import GuestMemory
+from bttool.runtime.memory import GuestMemory, GuestMemoryError
 from bttool.runtime.process import build_stack, image_span, map_image
 from bttool.runtime.procview import ProcView
 from bttool.runtime.syscalls import GuestExit, Syscalls
+from bttool.runtime.syscalls_i386 import I386Syscalls
 from bttool.translator.guestcode import UnmappedCode
 from bttool.translator.options import LiftOptions
 from bttool.translator.loader import GuestImage
 
 # Signals whose default action is to ignore them.
 _DEFAULT_IGNORE = {signal.SIGCHLD, signal.SIGURG, signal.SIGWINCH, signal.SIGCONT}
+# The legacy vsyscall page (see LinuxProcess._vsyscall).
+VSYSCALL_PAGE = 0xFFFFFFFFFF600000
+# What Linux's UMIP emulation (arch/x86/kernel/umip.c) gives a 64-bit process:
+# the dummy GDT and IDT bases (limit 0), CR0_STATE (PE MP ET NE WP AM PG), no
+# LDT (bttool offers no modify_ldt) and GDT_ENTRY_TSS * 8.
+_UMIP = {"sgdt": 0xFFFFFFFFFFFE0000, "sidt": 0xFFFFFFFFFFFF0000, "smsw": 0x80050033,
+         "sldt": 0, "str": 0x40}
 _FAULT_SIGNAL = {st.FAULT_DE: signal.SIGFPE, st.FAULT_UD: signal.SIGILL,
                  st.FAULT_GP: signal.SIGSEGV, st.FAULT_BP: signal.SIGTRAP,
                  st.FAULT_PF: signal.SIGSEGV}
@@ -74,6 +83,7 @@ class LinuxProcess:
                                  LiftOptions(64, True, base if image.pie else None, hot_counters=True),
                                  None, self.log, compile_support)
         self.syscalls = Syscalls(self)
+        self.syscalls_i386 = I386Syscalls(self.syscalls)
         self.memory.brk_start = self.memory.brk_cur = image_end
         lo = min(s.vaddr for s in image.segments) + base
         self.units = CodeUnits(CodeUnit(lo, image_end, base if image.pie else 0, image.sha256,
@@ -172,6 +182,8 @@ class LinuxProcess:
             except GuestExit as e:
                 return e.status
             except UnmappedCode as e:
+                if self._vsyscall(e.args[0]):
+                    continue
                 self._deliver(signal.SIGSEGV, f"instruction fetch from unmapped address {e.args[0]:#x}")
 
     def _syscall(self) -> None:
@@ -197,10 +209,114 @@ class LinuxProcess:
         elif entry.name == "int3":
             s.rip += size
             self._deliver(signal.SIGTRAP, "int3 breakpoint")
+        elif entry.name == "int":
+            self._int(size)
+        elif entry.name in _UMIP:
+            self._umip(entry.name, size)
         else:
             # int n and sensitive instructions with no user-mode meaning here
             self._deliver(signal.SIGSEGV, f"{entry.name} at {s.rip:#x} (general protection)")
         s.rip += size
+
+    def _int(self, size: int) -> None:
+        """``int n``: the gates Linux gives user mode are int3 (SIGTRAP, as
+        for int3), int 0x80 (the i386 system call ABI, also from 64-bit
+        code) and the overflow trap (SIGSEGV); any other vector is a #GP."""
+        s = self.state
+        code = self.memory.read_code(s.rip, size)
+        vector = code[-1] if len(code) == size else -1
+        if vector == 0x80:
+            self.executor.stats.syscalls += 1
+            # eax = the i386 number (the upper half of rax is ignored),
+            # arguments in ebx, ecx, edx, esi, edi, ebp (zero-extended);
+            # every register but rax is preserved (no rcx/r11 clobber) and
+            # rax receives the 64-bit result.
+            nr = s.rax & 0xFFFFFFFF
+            args = [r & 0xFFFFFFFF for r in (s.rbx, s.rcx, s.rdx, s.rsi, s.rdi, s.rbp)]
+            s.rax = self.syscalls_i386.dispatch(nr - (1 << 32) if nr >> 31 else nr,
+                                                args) & 0xFFFFFFFFFFFFFFFF
+            return
+        if vector == 3:
+            s.rip += size
+            self._deliver(signal.SIGTRAP, "int 3 breakpoint")
+        self._deliver(signal.SIGSEGV, f"int {vector:#x} at {s.rip:#x} (general protection)")
+
+    def _umip(self, name: str, size: int) -> None:
+        """sgdt, sidt, smsw, sldt, str at CPL 3 as Linux emulates them on a
+        UMIP CPU (arch/x86/kernel/umip.c): dummy values; a register operand
+        receives the operand size's low bytes (the rest of the register is
+        kept, as the kernel's memcpy into the saved register does), a
+        memory operand 2 bytes (sgdt/sidt: limit 0 and the 8-byte base).
+        An unwritable destination is SIGSEGV."""
+        s = self.state
+        from bttool.translator.decoder import Decoder, reg_table   # rare: decode lazily
+        from capstone import x86_const as X
+        insn = Decoder(64).decode_one(self.memory.read_code(s.rip, 15), s.rip)
+        op = insn.operands[0] if insn is not None and len(insn.operands) == 1 else None
+        if op is None or (name in ("sgdt", "sidt") and op.type != X.X86_OP_MEM):
+            self._deliver(signal.SIGSEGV, f"{name} at {s.rip:#x} (general protection)")
+        value = _UMIP[name]
+        if op.type == X.X86_OP_REG:
+            info = reg_table()[op.reg]
+            mask = (1 << info.bits) - 1
+            setattr(s, info.field, (getattr(s, info.field) & ~mask) | (value & mask))
+        else:
+            if name in ("sgdt", "sidt"):
+                data = struct.pack("<HQ", 0, value)
+            else:
+                data = struct.pack("<H", value & 0xFFFF)
+            addr = self._effective_address(insn, op.mem, X)
+            try:
+                self.memory.write(addr, data)
+            except (GuestMemoryError, OverflowError):
+                self._deliver(signal.SIGSEGV, f"{name} at {s.rip:#x}: cannot write {addr:#x}")
+
+    def _effective_address(self, insn, mem, X) -> int:
+        from bttool.translator.decoder import reg_table
+        s = self.state
+        table = reg_table()
+
+        def reg(rid: int) -> int:
+            if rid == X.X86_REG_INVALID:
+                return 0
+            if rid in (X.X86_REG_RIP, X.X86_REG_EIP):
+                return s.rip + insn.size
+            info = table[rid]
+            return getattr(s, info.field) & ((1 << info.bits) - 1)
+        addr = reg(mem.base) + reg(mem.index) * mem.scale + mem.disp
+        addr &= 0xFFFFFFFF if insn.addr_size == 4 else 0xFFFFFFFFFFFFFFFF
+        if mem.segment == X.X86_REG_FS:
+            addr += s.fs_base
+        elif mem.segment == X.X86_REG_GS:
+            addr += s.gs_base
+        return addr & 0xFFFFFFFFFFFFFFFF
+
+    def _vsyscall(self, pc: int) -> bool:
+        """A jump or call to the legacy vsyscall page, emulated as Linux's
+        default vsyscall=xonly does (arch/x86/entry/vsyscall/vsyscall_64.c):
+        at the three entry points the kernel performs gettimeofday, time or
+        getcpu and returns to the address on top of the stack (popping it),
+        leaving every other register alone; any other address in the page,
+        an unreadable stack or a bad pointer argument is SIGSEGV.  False
+        when ``pc`` is not in the page."""
+        if not VSYSCALL_PAGE <= pc < VSYSCALL_PAGE + 0x1000:
+            return False
+        s = self.state
+        nr = {0: 96, 0x400: 201, 0x800: 309}.get(pc - VSYSCALL_PAGE)
+        if nr is None:
+            self._deliver(signal.SIGSEGV, f"misaligned vsyscall at {pc:#x}")
+        try:
+            caller = self.memory.u64(s.rsp)
+        except GuestMemoryError:
+            self._deliver(signal.SIGSEGV, f"vsyscall at {pc:#x} with a bad stack")
+        self.executor.stats.syscalls += 1
+        r = self.syscalls.dispatch(nr, [s.rdi, s.rsi, 0 if nr == 309 else s.rdx, 0, 0, 0])
+        if r == -errno.EFAULT:
+            self._deliver(signal.SIGSEGV, f"vsyscall at {pc:#x}: bad pointer argument")
+        s.rax = r & 0xFFFFFFFFFFFFFFFF
+        s.rip = caller
+        s.rsp = (s.rsp + 8) & 0xFFFFFFFFFFFFFFFF
+        return True
 
     def _fault(self, kind: int) -> None:
         s = self.state
