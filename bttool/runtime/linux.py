@@ -310,7 +310,14 @@ class LinuxProcess:
         except GuestMemoryError:
             self._deliver(signal.SIGSEGV, f"vsyscall at {pc:#x} with a bad stack")
         self.executor.stats.syscalls += 1
-        r = self.syscalls.dispatch(nr, [s.rdi, s.rsi, 0 if nr == 309 else s.rdx, 0, 0, 0])
+        if nr == 309:       # getcpu(cpu, node, NULL): the kernel passes no cache
+            sc = self.syscalls
+            try:
+                r = sc.raw(309, sc.ptr(s.rdi, 4), sc.ptr(s.rsi, 4), 0)
+            except GuestMemoryError:
+                r = -errno.EFAULT
+        else:
+            r = self.syscalls.dispatch(nr, [s.rdi, s.rsi, 0, 0, 0, 0])
         if r == -errno.EFAULT:
             self._deliver(signal.SIGSEGV, f"vsyscall at {pc:#x}: bad pointer argument")
         s.rax = r & 0xFFFFFFFFFFFFFFFF
