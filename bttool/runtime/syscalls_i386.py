@@ -187,10 +187,12 @@ class I386Syscalls:
         return arr
 
     def readv(self, fd: int, iov: int, cnt: int, *_: int) -> int:
-        return self.sc.raw(19, fd, ctypes.addressof(self._iovec(iov, cnt)), cnt)
+        arr = self._iovec(iov, cnt)         # alive until the call returns
+        return self.sc.raw(19, fd, ctypes.addressof(arr), cnt)
 
     def writev(self, fd: int, iov: int, cnt: int, *_: int) -> int:
-        return self.sc.raw(20, fd, ctypes.addressof(self._iovec(iov, cnt)), cnt)
+        arr = self._iovec(iov, cnt)
+        return self.sc.raw(20, fd, ctypes.addressof(arr), cnt)
 
     def _stat64(self, r: int, st: bytes, out: int) -> int:
         """struct stat64 of i386 (96 bytes, packed) from an x86-64 struct
