@@ -7,8 +7,9 @@ what the operation means, whether it is privileged (a user-mode guest gets
 * ``native``: expanded inline into IR by the lifter (cheap, hot);
 * ``runtime``: the unit ends with ``EXIT_INTRINSIC``, rip at the instruction
   and ``exit_info`` = the intrinsic id and the instruction's length
-  (``exit_info``/``split_exit_info`` below); the runtime (runtime/intrinsics.py for
-  user mode, the system-mode VM later) performs it and advances rip.
+  (``exit_info``/``split_exit_info`` below); the runtime (runtime/linux.py for
+  user mode, runtime/system/instructions.py for system mode) performs it
+  and advances rip.
 
 System mode reuses the same entries; only the runtime implementations differ
 (runtime/system/instructions.py).  Entries marked ``system_only`` are
@@ -58,9 +59,10 @@ _ENTRIES = [
     ("iret", ("iretq", "iretd", "iret"), True, "runtime", "return from an interrupt"),
     ("clts", ("clts",), True, "runtime", "clear CR0.TS"),
     ("lmsw", ("lmsw",), True, "runtime", "load the machine status word"),
-    ("int", ("int", "into"), False, "runtime", "software interrupt (user mode: SIGSEGV, as Linux)"),
+    ("int", ("int", "into"), False, "runtime", "software interrupt (user mode as Linux: int 0x80 is an i386 system call, int 3 SIGTRAP, others SIGSEGV)"),
     ("int3", ("int3",), False, "runtime", "breakpoint (user mode: SIGTRAP)"),
-    # Sensitive but unprivileged: must show the virtual state, never the host's.
+    # Sensitive but unprivileged: must show the virtual state, never the host's
+    # (user mode: the dummy values of Linux's UMIP emulation, runtime/linux.py).
     ("sgdt", ("sgdt",), False, "runtime", "store the virtual GDTR"),
     ("sidt", ("sidt",), False, "runtime", "store the virtual IDTR"),
     ("sldt", ("sldt",), False, "runtime", "store the virtual LDTR selector"),
