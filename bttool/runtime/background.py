@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Callable
 
 from bttool.ir.compileserver import ERROR, REPLY, encode_request, read_exact
 from bttool.runtime import hostpython
-from bttool.runtime.hostfds import move_high
+from bttool.runtime.hostfds import hold, move_high
 
 if TYPE_CHECKING:  # pragma: no cover
     from bttool.translator.translate import Lifted, Translation
@@ -172,7 +172,18 @@ class BackgroundCompiler:
                 os._exit(0)
         theirs.close()
         os.waitpid(pid, 0)
-        fd = move_high(mine.detach())
+        self._use(move_high(mine.detach(), self._relocate))
+
+    def _use(self, fd: int) -> None:
         self._sock = socket.socket(fileno=fd)
         self._poller = select.poll()        # (select() cannot take descriptors past 1023)
         self._poller.register(fd, select.POLLIN)
+
+    def _relocate(self, fd: int) -> None:
+        """The guest dups onto the socket's number (hostfds.vacate)."""
+        if self._sock is None or self._sock.fileno() != fd:
+            return
+        new = move_high(os.dup(fd), self._relocate)
+        self._sock.close()
+        hold(fd)
+        self._use(new)

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from bttool.ir import codegen, objfile
 from bttool.ir.codegen import Target
-from bttool.runtime.hostfds import opening_high
+from bttool.runtime.hostfds import hold, opening_high
 from bttool.translator.guestcode import CodeReader, guest_digest
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -126,7 +126,7 @@ class CacheStore:
         elif not os.path.exists(self.index_path):
             raise CacheError(f"no cache at {root}")
         try:
-            with opening_high():        # the database, its WAL and shared memory
+            with opening_high(self._relocate):    # the database, its WAL and shared memory
                 self.db = sqlite3.connect(self.index_path, timeout=30, isolation_level=None)
                 self.db.execute("PRAGMA busy_timeout = 30000")
                 if create:
@@ -164,9 +164,17 @@ class CacheStore:
             return None
         return row[0] if row else None
 
+    def _relocate(self, fd: int) -> None:
+        """The guest dups onto ``fd``, one of the connection's descriptors
+        (hostfds.vacate): the connection is reopened at other numbers."""
+        self.db.close()
+        hold(fd)
+        self.reopen()
+        self.db.execute("PRAGMA synchronous = NORMAL")
+
     def reopen(self) -> None:
         """A fresh connection (in a forked child; the parent's stays its own)."""
-        with opening_high():
+        with opening_high(self._relocate):
             self.db = sqlite3.connect(self.index_path, timeout=30, isolation_level=None)
             self.db.execute("PRAGMA busy_timeout = 30000")
             try:

@@ -8,6 +8,15 @@ guest's first ``open`` returns 3 as it does natively, and a ``dup2`` onto a
 low number (a shell's ``exec 3>file``) cannot make the cache write its
 pages into the guest's file (``samples/descriptors.c``).  The numbers up
 there are the guest's only if it asks for them by number.
+
+A guest may still name them: a daemon closes every descriptor, a shell's
+``exec 1000>file`` dup2s onto one.  So bttool's descriptors are registered
+here (``register``, and whatever ``opening_high`` opens), and the system
+calls treat them as Linux treats a descriptor the guest never opened: close
+and every other use are EBADF, close_range passes over them, and a dup2 or
+dup3 onto one first moves bttool's file elsewhere (``vacate``: its owner's
+relocation callback reopens it at another number) so the guest gets the
+number and the cache keeps working.
 """
 from __future__ import annotations
 
@@ -15,7 +24,87 @@ import fcntl
 import os
 import resource
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
+
+# fd -> ((st_dev, st_ino) when registered, relocation callback or None)
+_own: dict[int, tuple[tuple[int, int], Callable[[int], None] | None]] = {}
+# every file (st_dev, st_ino) a registered descriptor ever had
+_files: set[tuple[int, int]] = set()
+
+
+def _identity(fd: int) -> tuple[int, int] | None:
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def register(fd: int, relocate: Callable[[int], None] | None = None) -> None:
+    """``fd`` is bttool's; ``relocate(fd)``, when given, reopens or moves
+    whatever uses it to another number (the guest wants ``fd``)."""
+    ident = _identity(fd)
+    if ident is not None:
+        _own[fd] = (ident, relocate)
+        _files.add(ident)
+
+
+def is_own(fd: int) -> bool:
+    """Whether ``fd`` is one of bttool's open descriptors."""
+    entry = _own.get(fd)
+    if entry is None:
+        return False
+    if _identity(fd) != entry[0]:       # closed (or replaced) by bttool itself
+        del _own[fd]
+        return False
+    return True
+
+
+def own() -> list[int]:
+    """bttool's open descriptors, ascending."""
+    return sorted(fd for fd in list(_own) if is_own(fd))
+
+
+def vacate(fd: int) -> bool:
+    """Free bttool's descriptor ``fd`` for the guest, which is about to dup
+    onto it: its owner's relocation callback moves it elsewhere (calling
+    ``hold(fd)`` once it has closed it, so that nothing it reopens lands
+    there again), and a placeholder (/dev/null) holds the number until the
+    guest's dup replaces it.  False when ``fd`` has no owner able to move."""
+    entry = _own.get(fd)
+    if entry is None or entry[1] is None:
+        return False
+    try:
+        entry[1](fd)
+    except Exception:           # noqa: BLE001 -- the owner could not move
+        pass
+    if is_own(fd):
+        return False
+    hold(fd)
+    return True
+
+
+def hold(fd: int) -> None:
+    """Put a placeholder at ``fd`` if it is free (for relocation callbacks:
+    between closing their descriptors and reopening them, so the reopened
+    files avoid the number the guest wants)."""
+    try:
+        os.fstat(fd)
+        return
+    except OSError:
+        pass
+    _own.pop(fd, None)
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    if null != fd:
+        os.dup2(null, fd, inheritable=False)
+        os.close(null)
+
+
+def _open_fds() -> set[int]:
+    try:
+        return {int(n) for n in os.listdir("/proc/self/fd")}
+    except OSError:
+        return set()
 
 
 def floor() -> int:
@@ -26,22 +115,27 @@ def floor() -> int:
     return max(3, min(soft, 1024) - 64)
 
 
-def move_high(fd: int) -> int:
-    """``fd`` moved to floor() or above, close-on-exec (itself if that fails)."""
+def move_high(fd: int, relocate: Callable[[int], None] | None = None) -> int:
+    """``fd`` moved to floor() or above, close-on-exec (itself if that
+    fails), and registered as bttool's (see ``register``)."""
     try:
         new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor())
     except OSError:
-        return fd
-    os.close(fd)
+        new = fd
+    else:
+        os.close(fd)
+    register(new, relocate)
     return new
 
 
 @contextmanager
-def opening_high() -> Iterator[None]:
+def opening_high(relocate: Callable[[int], None] | None = None) -> Iterator[None]:
     """Descriptors opened inside this block get numbers from floor() up,
     for code that opens files itself (SQLite): every free number below is
-    held by a placeholder meanwhile (~1 ms for a limit of 1024)."""
+    held by a placeholder meanwhile (~1 ms for a limit of 1024).  They are
+    registered as bttool's, with ``relocate`` (see ``register``)."""
     lo = floor()
+    before = _open_fds()
     held: list[int] = []
     try:
         fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
@@ -56,3 +150,13 @@ def opening_high() -> Iterator[None]:
     finally:
         for fd in held:
             os.close(fd)
+        now = _open_fds()
+        for fd in now - before:
+            if fd >= lo:
+                register(fd, relocate)
+        # SQLite may keep a closed connection's descriptor and reuse it for
+        # the next (its "unused" descriptors): a number that was there
+        # before, on one of bttool's files, is bttool's too
+        for fd in now & before:
+            if fd >= lo and fd not in _own and _identity(fd) in _files:
+                register(fd, relocate)

@@ -16,8 +16,13 @@ import os
 import struct
 from typing import TYPE_CHECKING, Callable
 
+from bttool.runtime import hostfds
 from bttool.runtime.memory import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_SHARED, PROT_EXEC,
                                    PAGE, GuestMemoryError, page_up)
+from bttool.runtime.syscall_table import (ARCH_GET_CPUID, ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_FS,
+                                          ARCH_SET_GS, FCNTL, FUTEX, IOCTL, MADVISE, PARSED,
+                                          PASSTHROUGH, PRCTL, TASK_SIZE_MAX, parse)  # noqa: F401
+from bttool.ir.window import MAP_LIMIT
 
 if TYPE_CHECKING:  # pragma: no cover
     from bttool.runtime.linux import LinuxProcess
@@ -25,56 +30,29 @@ if TYPE_CHECKING:  # pragma: no cover
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
-# Argument kinds: "i" integer, "p" pointer (extent unknown), "pN" pointer whose
-# byte length is argument N, "s" C string, "-" unused.
-PASSTHROUGH: dict[int, tuple[str, str]] = {
-    0: ("read", "i p2 i"), 1: ("write", "i p2 i"), 2: ("open", "s i i"), 3: ("close", "i"),
-    4: ("stat", "s p"), 5: ("fstat", "i p"), 6: ("lstat", "s p"), 7: ("poll", "p i i"),
-    8: ("lseek", "i i i"), 16: ("ioctl", None), 17: ("pread64", "i p2 i i"),
-    18: ("pwrite64", "i p2 i i"), 21: ("access", "s i"), 22: ("pipe", "p"),
-    23: ("select", "i p p p p"), 24: ("sched_yield", ""), 26: ("msync", None),
-    28: ("madvise", None), 32: ("dup", "i"), 33: ("dup2", "i i"), 34: ("pause", ""),
-    35: ("nanosleep", "p p"), 36: ("getitimer", "i p"), 37: ("alarm", "i"),
-    38: ("setitimer", "i p p"), 39: ("getpid", ""), 40: ("sendfile", "i i p i"),
-    41: ("socket", "i i i"), 42: ("connect", "i p2 i"),
-    61: ("wait4", "i p i p"), 63: ("uname", "p"), 72: ("fcntl", None),
-    73: ("flock", "i i"), 74: ("fsync", "i"), 75: ("fdatasync", "i"), 76: ("truncate", "s i"),
-    77: ("ftruncate", "i i"), 78: ("getdents", "i p2 i"), 79: ("getcwd", "p1 i"),
-    80: ("chdir", "s"), 81: ("fchdir", "i"), 82: ("rename", "s s"), 83: ("mkdir", "s i"),
-    84: ("rmdir", "s"), 85: ("creat", "s i"), 86: ("link", "s s"), 87: ("unlink", "s"),
-    88: ("symlink", "s s"), 90: ("chmod", "s i"), 91: ("fchmod", "i i"),
-    92: ("chown", "s i i"), 93: ("fchown", "i i i"), 94: ("lchown", "s i i"), 95: ("umask", "i"),
-    96: ("gettimeofday", "p p"), 97: ("getrlimit", "i p"), 98: ("getrusage", "i p"),
-    99: ("sysinfo", "p"), 100: ("times", "p"), 102: ("getuid", ""), 104: ("getgid", ""),
-    105: ("setuid", "i"), 106: ("setgid", "i"), 107: ("geteuid", ""), 108: ("getegid", ""),
-    109: ("setpgid", "i i"), 110: ("getppid", ""), 111: ("getpgrp", ""), 112: ("setsid", ""),
-    115: ("getgroups", "i p"), 121: ("getpgid", "i"), 124: ("getsid", "i"),
-    132: ("utime", "s p"), 137: ("statfs", "s p"), 138: ("fstatfs", "i p"),
-    140: ("getpriority", "i i"), 160: ("setrlimit", "i p"), 161: ("chroot", "s"),
-    162: ("sync", ""), 186: ("gettid", ""), 191: ("getxattr", "s s p3 i"),
-    192: ("lgetxattr", "s s p3 i"), 193: ("fgetxattr", "i s p3 i"), 194: ("listxattr", "s p2 i"),
-    195: ("llistxattr", "s p2 i"), 196: ("flistxattr", "i p2 i"), 201: ("time", "p"),
-    202: ("futex", "p i i p p i"), 204: ("sched_getaffinity", "i i p1"),
-    217: ("getdents64", "i p2 i"), 228: ("clock_gettime", "i p"), 229: ("clock_getres", "i p"),
-    230: ("clock_nanosleep", "i i p p"), 235: ("utimes", "s p"), 257: ("openat", "i s i i"),
-    258: ("mkdirat", "i s i"), 259: ("mknodat", "i s i i"), 260: ("fchownat", "i s i i i"),
-    262: ("newfstatat", "i s p i"), 263: ("unlinkat", "i s i"), 264: ("renameat", "i s i s"),
-    265: ("linkat", "i s i s i"), 266: ("symlinkat", "s i s"), 268: ("fchmodat", "i s i"),
-    269: ("faccessat", "i s i"), 270: ("pselect6", "i p p p p p"), 271: ("ppoll", "p i p p i"),
-    280: ("utimensat", "i s p i"), 285: ("fallocate", "i i i i"), 292: ("dup3", "i i i"),
-    293: ("pipe2", "p i"), 302: ("prlimit64", "i i p p"), 316: ("renameat2", "i s i s i"),
-    318: ("getrandom", "p1 i i"), 326: ("copy_file_range", "i p i p i i"),
-    332: ("statx", "i s i i p"), 439: ("faccessat2", "i s i i"),
-}
+# What every argument of every system call is: runtime/syscall_table.py.
+EBADF = errno.EBADF
+O_CLOEXEC = 0o2000000
 
-# ioctl requests whose third argument is a pointer (all others: an integer).
-_IOCTL_POINTER = {0x5401, 0x5402, 0x5403, 0x5404, 0x5413, 0x5414, 0x540F, 0x5410, 0x541B,
-                  0x5421, 0x5429, 0x80045430}
-_IOCTL_ALLOWED = _IOCTL_POINTER | {0x5409, 0x540B, 0x540A}
-# fcntl commands whose third argument is a pointer (struct flock and friends).
-_FCNTL_POINTER = {5, 6, 7, 36, 37, 38}
+
+def _fd(v: int) -> int:
+    """A descriptor argument as the kernel reads it (a 32-bit int)."""
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >= 1 << 31 else v
+
 
 ENOSYS = errno.ENOSYS
+
+
+# Calls with their own handlers whose argument i is a descriptor: EBADF for
+# bttool's own before the handler runs.
+_SPECIAL_FD_ARG = {0: 0, 1: 0, 8: 0, 16: 0, 17: 0, 18: 0, 19: 0, 20: 0, 72: 0, 295: 0, 296: 0,
+                   3: 0}
+
+
+_FUTEX_SPECS = {op: parse("p:4 i i " + kinds) for op, kinds in FUTEX.items()}
+_FCNTL_SPECS = {cmd: parse("f i " + kind) for cmd, kind in FCNTL.items()}
+_IOCTL_SPECS = {req: parse("f i " + kind) for req, kind in IOCTL.items()}
 
 
 class GuestExit(Exception):
@@ -102,6 +80,7 @@ class Syscalls:
             56: self.clone, 57: self.fork, 58: self.fork, 59: self.execve, 435: self.clone3,
             2: self.open, 257: self.openat, 3: self.close, 0: self.read, 1: self.write,
             17: self.pread64, 18: self.pwrite64, 8: self.lseek, 33: self.dup2, 292: self.dup3,
+            23: self.select, 270: self.pselect6, 202: self.futex, 436: self.close_range,
         }
 
     # -- dispatch ---------------------------------------------------------
@@ -109,27 +88,52 @@ class Syscalls:
         fn = self._special.get(nr)
         try:
             if fn is not None:
+                i = _SPECIAL_FD_ARG.get(nr)
+                if i is not None and hostfds.is_own(_fd(args[i])):
+                    return -EBADF           # bttool's own: never the guest's
                 return fn(*args)
-            spec = PASSTHROUGH.get(nr)
-            if spec is None or spec[1] is None:
+            spec = PARSED.get(nr)
+            if spec is None:
                 self.proc.log(f"unknown syscall {nr} -> ENOSYS")
                 return -ENOSYS
-            return self.passthrough(nr, spec[1], args)
+            return self.passthrough(nr, spec, args)
         except GuestMemoryError as e:
             return -(e.errno or errno.EFAULT)
 
     def ptr(self, addr: int, length: int = 1) -> int:
+        """The host address the kernel is to use for guest buffer
+        [addr, addr+length): NULL stays NULL; one not wholly inside the
+        window becomes an address in the guard below it, where nothing is
+        ever mapped, so the host kernel answers EFAULT exactly where (and in
+        the order) Linux would, and never touches anything else.  One
+        that Linux would not take for a user address at all (past the user
+        address space, or wrapping) is given as one the host refuses too."""
         if addr == 0:
             return 0
-        return self.mem.host(addr, max(length, 0))
+        if addr + max(length, 0) > TASK_SIZE_MAX:
+            return 1 << 63      # no user address at all: the host's access_ok fails too
+        if addr + length > MAP_LIMIT:
+            return self.mem.reservation[0]
+        return self.mem.base + addr
 
-    def passthrough(self, nr: int, spec: str, args: list[int]) -> int:
-        kinds = spec.split()
+    def fd(self, v: int) -> int:
+        """A descriptor argument for the host: bttool's own become -1 (EBADF
+        wherever Linux would check it, as for one the guest never opened)."""
+        return -1 if hostfds.is_own(_fd(v)) else v
+
+    def passthrough(self, nr: int, spec, args: list[int]) -> int:
+        """The host call ``nr`` with ``args`` translated as ``spec`` (a
+        syscall_table spec, parsed or not) says."""
+        if isinstance(spec, str):
+            spec = parse(spec)
         real = list(args)
-        for i, kind in enumerate(kinds):
-            if kind[0] in "ps":
-                length = args[int(kind[1:])] if len(kind) > 1 else 1
-                real[i] = self.ptr(args[i], length)
+        for i, (kind, n, size) in enumerate(spec):
+            if kind == "p":
+                real[i] = self.ptr(args[i], size if n < 0 else args[n] * size)
+            elif kind == "s":
+                real[i] = self.ptr(args[i], 1)
+            elif kind == "f":
+                real[i] = self.fd(args[i])
         return self.raw(nr, *real)
 
     @staticmethod
@@ -176,6 +180,8 @@ class Syscalls:
         else:
             start = mem.find_free(length, addr)
         anon = bool(flags & MAP_ANONYMOUS)
+        if not anon and hostfds.is_own(_fd(fd)):
+            return -EBADF
         replaced = not mem.is_free(start, start + length)
         mem.map(start, length, prot, name="" if anon else f"fd{fd}",
                 fd=-1 if anon else fd, offset=offset if not anon else 0,
@@ -227,13 +233,43 @@ class Syscalls:
         mem.unmap(old, old_len)
         return dest
 
+    def _range(self, nr: int, addr: int, length: int, *rest: int) -> int:
+        """A call on the guest's pages [addr, addr+length) (already checked
+        as Linux checks it: page aligned, no wrap, not empty): the host
+        call on the window's part, ENOMEM where the guest has nothing mapped
+        (as Linux), never a host address outside the window."""
+        end = addr + page_up(length)
+        if addr >= MAP_LIMIT:
+            return -errno.ENOMEM
+        r = self.raw(nr, self.mem.base + addr, min(end, MAP_LIMIT) - addr, *rest)
+        if r == 0 and (end > MAP_LIMIT or not self.mem.mapped(addr, end - addr)):
+            return -errno.ENOMEM
+        return r
+
     def madvise(self, addr: int, length: int, advice: int, *_: int) -> int:
-        if addr % PAGE:
+        how = MADVISE.get(advice & 0xFFFFFFFF)
+        if how is None or addr % PAGE or (length and not page_up(length) & ((1 << 64) - 1)):
             return -errno.EINVAL
-        return self.raw(28, self.ptr(addr, length) if addr else 0, length, advice)
+        if addr + page_up(length) >= 1 << 64:
+            return -errno.EINVAL
+        if how == "eperm":
+            return -errno.EPERM
+        if page_up(length) == 0:
+            return 0
+        if how == "noop":
+            return 0 if self.mem.mapped(addr, page_up(length)) else -errno.ENOMEM
+        return self._range(28, addr, length, advice)
 
     def msync(self, addr: int, length: int, flags: int, *_: int) -> int:
-        return self.raw(26, self.ptr(addr, length), length, flags)
+        MS_ASYNC, MS_INVALIDATE, MS_SYNC = 1, 2, 4
+        if flags & ~(MS_ASYNC | MS_INVALIDATE | MS_SYNC) or addr % PAGE \
+                or (flags & MS_ASYNC and flags & MS_SYNC):
+            return -errno.EINVAL
+        if addr + page_up(length) >= 1 << 64:
+            return -errno.ENOMEM
+        if page_up(length) == 0:
+            return 0
+        return self._range(26, addr, length, flags)
 
     # -- vectors ------------------------------------------------------------
     def _iovec(self, iov: int, cnt: int) -> ctypes.Array:
@@ -266,13 +302,54 @@ class Syscalls:
     # -- files needing care ---------------------------------------------------
     def ioctl(self, fd: int, req: int, arg: int, *_: int) -> int:
         req &= 0xFFFFFFFF
-        if req not in _IOCTL_ALLOWED:
+        spec = _IOCTL_SPECS.get(req)
+        if spec is None:
             self.proc.log(f"ioctl {req:#x} not supported -> ENOTTY")
             return -errno.ENOTTY
-        return self.raw(16, fd, req, self.ptr(arg) if req in _IOCTL_POINTER else arg)
+        return self.passthrough(16, spec, [fd, req, arg])
 
     def fcntl(self, fd: int, cmd: int, arg: int, *_: int) -> int:
-        return self.raw(72, fd, cmd, self.ptr(arg) if cmd in _FCNTL_POINTER else arg)
+        cmd &= 0xFFFFFFFF
+        spec = _FCNTL_SPECS.get(cmd)
+        if spec is None:
+            if self.raw(72, fd, 1, 0) == -EBADF:      # F_GETFD: a bad descriptor comes first
+                return -EBADF
+            self.proc.log(f"fcntl command {cmd} not supported -> EINVAL")
+            return -errno.EINVAL
+        return self.passthrough(72, spec, [fd, cmd, arg])
+
+    def select(self, n: int, rd: int, wr: int, ex: int, tv: int, *_: int) -> int:
+        size = self._fdset_size(n)
+        return self.passthrough(23, f"i p:{size} p:{size} p:{size} p:16", [n, rd, wr, ex, tv])
+
+    @staticmethod
+    def _fdset_size(n: int) -> int:
+        n = _fd(n)
+        return (min(max(n, 0), 1 << 20) + 63) // 64 * 8     # the kernel reads whole longs
+
+    def pselect6(self, n: int, rd: int, wr: int, ex: int, ts: int, sig: int, *_: int) -> int:
+        """Its sixth argument points at {sigset pointer, sigset size}: the
+        structure is read here and the embedded pointer translated too."""
+        size = self._fdset_size(n)
+        holder = None
+        if sig:
+            if not self.mem.readable(sig, 16) or sig + 16 > MAP_LIMIT:
+                host_sig = self.mem.reservation[0]      # the guard: EFAULT where Linux gives it
+            else:
+                sp, ss = struct.unpack("<QQ", self.mem.read(sig, 16))
+                holder = (ctypes.c_uint64 * 2)(self.ptr(sp, min(ss, 8) or 1) if sp else 0, ss)
+                host_sig = ctypes.addressof(holder)
+        else:
+            host_sig = 0
+        real = [n, self.ptr(rd, size) if rd else 0, self.ptr(wr, size) if wr else 0,
+                self.ptr(ex, size) if ex else 0, self.ptr(ts, 16), host_sig]
+        return self.raw(270, *real)
+
+    def futex(self, uaddr: int, op: int, val: int, a4: int, uaddr2: int, val3: int) -> int:
+        kinds = FUTEX.get(op & 127)
+        if kinds is None:
+            return -ENOSYS                  # as Linux for an unknown operation
+        return self.passthrough(202, _FUTEX_SPECS[op & 127], [uaddr, op, val, a4, uaddr2, val3])
 
     def _readlink_common(self, path: bytes, buf: int, size: int) -> int | None:
         target = self.proc.procview.readlink(path)
@@ -292,22 +369,70 @@ class Syscalls:
     def openat(self, dirfd: int, path: int, flags: int, mode: int, *_: int) -> int:
         name = self.mem.read_cstring(path)
         r = self.proc.procview.open(name, flags) if name.startswith(b"/") else None
-        return r if r is not None else self.raw(257, dirfd, self.ptr(path), flags, mode)
+        return r if r is not None else self.raw(257, self.fd(dirfd), self.ptr(path), flags, mode)
 
     def close(self, fd: int, *_: int) -> int:
+        # (bttool's own descriptors are EBADF: see dispatch)
         self.proc.procview.closed(fd)
         return self.raw(3, fd)
 
+    def _dup_onto(self, old: int, new: int) -> int | None:
+        """Before the guest's dup2/dup3 of ``old`` onto ``new``: EBADF for
+        bttool's own ``old``; bttool's own ``new`` is moved out of the way
+        first (hostfds.vacate), since for Linux it is a free number."""
+        if hostfds.is_own(_fd(old)):
+            return -EBADF
+        if hostfds.is_own(_fd(new)):
+            if self.raw(72, old, 1, 0) < 0:         # F_GETFD: the dup would fail anyway
+                return -EBADF
+            if not hostfds.vacate(_fd(new)):
+                self.proc.log(f"dup onto bttool's descriptor {_fd(new)} refused -> EBUSY")
+                return -errno.EBUSY
+        return None
+
     def dup2(self, old: int, new: int, *_: int) -> int:
+        r = self._dup_onto(old, new)
+        if r is not None:
+            return r
         r = self.raw(33, old, new)
         if r >= 0 and old != new:
             self.proc.procview.closed(new)      # what was there is closed
         return r
 
     def dup3(self, old: int, new: int, flags: int, *_: int) -> int:
+        if flags & ~O_CLOEXEC or _fd(old) == _fd(new):
+            return -errno.EINVAL
+        r = self._dup_onto(old, new)
+        if r is not None:
+            return r
         r = self.raw(292, old, new, flags)
         if r >= 0:
             self.proc.procview.closed(new)
+        return r
+
+    def close_range(self, first: int, last: int, flags: int, *_: int) -> int:
+        """close_range over the guest's descriptors only: bttool's own in
+        the range are passed over (a daemon closing everything keeps its
+        translator working)."""
+        first &= 0xFFFFFFFF
+        last &= 0xFFFFFFFF
+        CLOSE_RANGE_UNSHARE, CLOSE_RANGE_CLOEXEC = 2, 4
+        if flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) or first > last:
+            return -errno.EINVAL
+        lo = first
+        for fd in hostfds.own():
+            if fd < lo or fd > last:
+                continue
+            if fd > lo:
+                r = self.raw(436, lo, fd - 1, flags)
+                if r < 0:
+                    return r
+            lo = fd + 1
+        r = self.raw(436, lo, last, flags) if lo <= last else 0
+        if r == 0 and not flags & CLOSE_RANGE_CLOEXEC:
+            for fd in list(self.proc.procview.mem_fds):
+                if first <= fd <= last:
+                    self.proc.procview.closed(fd)
         return r
 
     def read(self, fd: int, buf: int, count: int, *_: int) -> int:
@@ -336,16 +461,20 @@ class Syscalls:
         return self.raw(8, fd, offset, whence)
 
     def readlink(self, path: int, buf: int, size: int, *_: int) -> int:
+        if _fd(size) <= 0:
+            return -errno.EINVAL
         r = self._readlink_common(self.mem.read_cstring(path), buf, size)
         if r is not None:
             return r
         return self.raw(89, self.ptr(path), self.ptr(buf, size), size)
 
     def readlinkat(self, dirfd: int, path: int, buf: int, size: int, *_: int) -> int:
+        if _fd(size) <= 0:
+            return -errno.EINVAL
         r = self._readlink_common(self.mem.read_cstring(path), buf, size)
         if r is not None:
             return r
-        return self.raw(267, dirfd, self.ptr(path), self.ptr(buf, size), size)
+        return self.raw(267, self.fd(dirfd), self.ptr(path), self.ptr(buf, size), size)
 
     # -- process --------------------------------------------------------------
     def exit(self, status: int, *_: int) -> int:
@@ -353,23 +482,45 @@ class Syscalls:
 
     def arch_prctl(self, code: int, addr: int, *_: int) -> int:
         st = self.proc.state
-        if code == 0x1002:      # ARCH_SET_FS
-            st.fs_base = addr
-        elif code == 0x1001:    # ARCH_SET_GS
-            st.gs_base = addr
-        elif code in (0x1003, 0x1004):
-            self.mem.write(addr, struct.pack("<Q", st.fs_base if code == 0x1003 else st.gs_base))
+        code &= 0xFFFFFFFF
+        if code in (ARCH_SET_FS, ARCH_SET_GS):
+            if addr >= TASK_SIZE_MAX:       # kernel and non-canonical bases
+                return -errno.EPERM
+            if code == ARCH_SET_FS:
+                st.fs_base = addr
+            else:
+                st.gs_base = addr
+        elif code in (ARCH_GET_FS, ARCH_GET_GS):
+            self.mem.write(addr, struct.pack("<Q", st.fs_base if code == ARCH_GET_FS else st.gs_base))
+        elif code == ARCH_GET_CPUID:
+            return 1                        # cpuid does not fault
         else:
             return -errno.EINVAL
         return 0
 
-    def prctl(self, option: int, a2: int, *_: int) -> int:
-        if option == 15:   # PR_SET_NAME
+    def prctl(self, option: int, a2: int, a3: int = 0, a4: int = 0, a5: int = 0, *_: int) -> int:
+        option &= 0xFFFFFFFF
+        how = PRCTL.get(option)
+        if how is None:
+            self.proc.log(f"prctl option {option} not supported -> EINVAL")
+            return -errno.EINVAL
+        if how == "name":
+            if option == 15:    # PR_SET_NAME: at most 15 bytes are read
+                name = b""
+                while len(name) < 15:
+                    b = self.mem.read(a2 + len(name), 1)
+                    if b == b"\0":
+                        break
+                    name += b
+                self.proc.comm = name
+                return 0
+            comm = getattr(self.proc, "comm", None)     # PR_GET_NAME
+            if comm is None:
+                comm = os.path.basename(self.proc.exe_path).encode()[:15]
+            self.mem.write(a2, comm + b"\0")
             return 0
-        if option == 16:   # PR_GET_NAME
-            self.mem.write(a2, os.path.basename(self.proc.exe_path).encode()[:15] + b"\0")
-            return 0
-        return -errno.EINVAL
+        spec = "i p:4 i i i" if how == "host p:4" else "i i i i i"
+        return self.passthrough(157, spec, [option, a2, a3, a4, a5])
 
     def set_tid_address(self, addr: int, *_: int) -> int:
         self.proc.clear_child_tid = addr
@@ -408,7 +559,10 @@ class Syscalls:
             if flags & CLONE_CHILD_CLEARTID:
                 self.proc.clear_child_tid = ctid
         elif flags & CLONE_PARENT_SETTID and ptid:
-            self.mem.write(ptid, struct.pack("<i", pid))
+            try:
+                self.mem.write(ptid, struct.pack("<i", pid))
+            except GuestMemoryError:
+                pass            # Linux ignores a failing parent-tid store too
         return pid
 
     def clone3(self, args: int, size: int, *_: int) -> int:
@@ -455,7 +609,8 @@ class Syscalls:
 
     # -- signals (recorded; delivery is the personality's job) ---------------
     def rt_sigaction(self, sig: int, act: int, oldact: int, sigsetsize: int, *_: int) -> int:
-        if not 1 <= sig <= 64 or sig in (9, 19) and act:
+        sig = _fd(sig)
+        if sigsetsize != 8 or not 1 <= sig <= 64 or sig in (9, 19) and act:
             return -errno.EINVAL
         old = self.proc.sigactions.get(sig, b"\0" * 32)
         if act:
@@ -465,30 +620,56 @@ class Syscalls:
         return 0
 
     def rt_sigprocmask(self, how: int, nset: int, oset: int, sigsetsize: int, *_: int) -> int:
-        cur = self.proc.sigmask
-        if oset:
-            self.mem.write(oset, struct.pack("<Q", cur))
+        # as Linux: the size, then the new set is read and applied, then the
+        # old one written (EFAULT then, with the new mask in force)
+        if sigsetsize != 8:
+            return -errno.EINVAL
+        old = cur = self.proc.sigmask
         if nset:
             new = struct.unpack("<Q", self.mem.read(nset, 8))[0]
+            how = _fd(how)
+            if how not in (0, 1, 2):
+                return -errno.EINVAL
             if how == 0:
                 cur |= new
             elif how == 1:
                 cur &= ~new
-            elif how == 2:
-                cur = new
             else:
-                return -errno.EINVAL
+                cur = new
             self.proc.sigmask = cur & ~((1 << 8) | (1 << 18))  # SIGKILL, SIGSTOP
+        if oset:
+            self.mem.write(oset, struct.pack("<Q", old))
+        if nset:
             self.proc.check_pending()
         return 0
 
-    def rt_sigpending(self, out: int, *_: int) -> int:
-        self.mem.write(out, b"\0" * 8)
+    def rt_sigpending(self, out: int, sigsetsize: int = 8, *_: int) -> int:
+        if sigsetsize > 8:
+            return -errno.EINVAL
+        pending = sum(1 << (s - 1) for s in self.proc.pending)
+        self.mem.write(out, struct.pack("<Q", pending)[:sigsetsize])
         return 0
 
     def sigaltstack(self, ss: int, old: int, *_: int) -> int:
+        """Recorded (delivery on it is the personality's job): read, checked
+        and stored as Linux does, then the old one written."""
+        SS_ONSTACK, SS_DISABLE, SS_AUTODISARM, MINSIGSTKSZ = 1, 2, 1 << 31, 2048
+        cur = getattr(self.proc, "altstack", (0, SS_DISABLE, 0))
+        if ss:
+            sp, flags, size = struct.unpack("<Qi4xQ", self.mem.read(ss, 24))
+            mode = flags & 0xFFFFFFFF & ~SS_AUTODISARM
+            if mode not in (0, SS_ONSTACK, SS_DISABLE):
+                return -errno.EINVAL
+            if mode == SS_DISABLE:
+                new = (0, SS_DISABLE, 0)
+            elif size < MINSIGSTKSZ:
+                return -errno.ENOMEM
+            else:
+                new = (sp, flags & SS_AUTODISARM, size)
+            self.proc.altstack = new
         if old:
-            self.mem.write(old, struct.pack("<QiiQ", 0, 2, 0, 0))  # SS_DISABLE
+            sp, flags, size = cur
+            self.mem.write(old, struct.pack("<Qi4xQ", sp, flags, size))
         return 0
 
     def kill(self, pid: int, sig: int, *_: int) -> int:
