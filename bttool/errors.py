@@ -21,3 +21,11 @@ class CannotRun(BttoolError):
 
 class NotFound(BttoolError):
     status = EXIT_NOT_FOUND
+
+
+class ExecFault(BttoolError):
+    """Linux accepts the file but kills the program during the exec itself,
+    past its point of no return (fs/exec.c: SIGSEGV): bttool ends killed
+    by the same signal."""
+    signal = 11
+    status = 128 + 11

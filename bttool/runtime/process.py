@@ -6,12 +6,16 @@ and the 16 AT_RANDOM bytes above them.
 """
 from __future__ import annotations
 
+import errno
 import os
 import struct
 
+from bttool.errors import CannotRun, ExecFault
+from bttool.ir.window import MAP_LIMIT
 from bttool.runtime import cpuid
-from bttool.runtime.memory import (PAGE, PIE_BASE, PROT_EXEC, PROT_READ, PROT_WRITE,
-                                   STACK_SIZE, STACK_TOP, GuestMemory, page_down, page_up)
+from bttool.runtime.memory import (MMAP_TOP, PAGE, PIE_BASE, PROT_EXEC, PROT_READ, PROT_WRITE,
+                                   STACK_SIZE, STACK_TOP, GuestMemory, GuestMemoryError,
+                                   page_down, page_up)
 from bttool.translator.loader import PF_R, PF_W, PF_X, GuestImage
 
 AT_NULL, AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ, AT_BASE, AT_FLAGS, AT_ENTRY = 0, 3, 4, 5, 6, 7, 8, 9
@@ -24,41 +28,118 @@ def _prot(flags: int) -> int:
             | (PROT_EXEC if flags & PF_X else 0))
 
 
+_U64 = (1 << 64) - 1
+
+
+def _span(image: GuestImage, base: int) -> list[tuple[int, int]]:
+    """The guest ranges the image's segments occupy at ``base``."""
+    return [(page_down(base + s.vaddr), page_up(base + s.vaddr + max(s.memsz, s.filesz)))
+            for s in image.segments if s.memsz or s.filesz]
+
+
+def _outside(image: GuestImage, base: int) -> int | None:
+    """The first segment address that bttool cannot map at ``base`` (outside
+    the guest window, or over the stack), or None when all fit."""
+    stack_lo, stack_hi = STACK_TOP - STACK_SIZE, STACK_TOP
+    for lo, hi in _span(image, base):
+        if lo < 0 or hi > MAP_LIMIT or (lo < stack_hi and hi > stack_lo):
+            return lo
+    return None
+
+
 def load_base(image: GuestImage) -> int:
-    return PIE_BASE if image.pie else 0
+    """Where the image goes as a program: at its addresses (ET_EXEC), or
+    shifted to PIE_BASE (ET_DYN; or, when its addresses do not fit there,
+    with its lowest page at PIE_BASE, or at its own addresses)."""
+    if not image.pie or not image.segments:
+        return 0
+    lo = min(page_down(s.vaddr) for s in image.segments)
+    for base in (PIE_BASE, PIE_BASE - lo, 0):
+        if base >= 0 and _outside(image, base) is None:
+            return base
+    return PIE_BASE
+
+
+def _check_exec(image: GuestImage) -> None:
+    if image.exec_fault:
+        raise ExecFault(f"{image.path}: {image.exec_fault}: killed by SIGSEGV during exec, "
+                        "as Linux kills it")
 
 
 def image_span(image: GuestImage) -> int:
     """Bytes of address space the image's segments cover (from base 0)."""
-    return page_up(max(s.vaddr + s.memsz for s in image.segments))
+    _check_exec(image)
+    span = page_up(max(s.vaddr + s.memsz for s in image.segments))
+    if span > MMAP_TOP // 2:
+        raise CannotRun(f"{image.path}: its segments span {span:#x} bytes, more than bttool's "
+                        "guest address space holds")
+    return span
 
 
 def map_image(mem: GuestMemory, image: GuestImage, base: int | None = None) -> tuple[int, int]:
     """Map every PT_LOAD segment at ``base`` (default: where the image goes
-    as a program); returns (load base, end of the image)."""
+    as a program) as Linux's elf_load does, segment after segment (a later
+    segment replaces the pages of an earlier one): the file pages (whole
+    pages of the file, zero past its end within the last page, SIGBUS on
+    pages wholly past it) with the segment's protection, the rest of the
+    last file page cleared when the segment is writable and has bss, and
+    the bss pages past it read-write (executable with PF_X), as vm_brk
+    maps them.  Returns (load base, end of the image).  ExecFault where
+    Linux kills the program during the exec (including memory it cannot
+    commit), CannotRun where the image does not fit in the guest window.
+    A constant number of host calls per segment, whatever its size."""
+    _check_exec(image)
     if base is None:
         base = load_base(image)
-    page_prot: dict[int, int] = {}
-    for seg in image.segments:
-        start = page_down(base + seg.vaddr)
-        end = page_up(base + seg.vaddr + seg.memsz)
-        for p in range(start, end, PAGE):
-            page_prot[p] = page_prot.get(p, 0) | _prot(seg.flags)
-    # Map runs of pages with equal protection.
-    pages = sorted(page_prot)
-    run_start = None
-    for i, p in enumerate(pages):
-        if run_start is None:
-            run_start = p
-        nxt = pages[i + 1] if i + 1 < len(pages) else None
-        if nxt != p + PAGE or page_prot[nxt] != page_prot[p]:
-            mem.map(run_start, p + PAGE - run_start, page_prot[p], name=os.path.basename(image.path))
-            run_start = None
-    for seg in image.segments:
-        if seg.filesz:
-            mem.write_force(base + seg.vaddr, image.data[seg.offset:seg.offset + seg.filesz])
+    bad = _outside(image, base)
+    if bad is not None:
+        raise CannotRun(f"{image.path}: a PT_LOAD segment at {bad:#x} lies outside bttool's guest "
+                        f"address space (below {MAP_LIMIT:#x}, the stack excluded)")
+    name = os.path.basename(image.path)
+    data = image.data
+    eof_page = page_up(len(data))
+    try:
+        for seg in image.segments:
+            va = base + seg.vaddr
+            start = page_down(va)
+            prot = _prot(seg.flags)
+            bss_prot = PROT_READ | PROT_WRITE | (prot & PROT_EXEC)
+            if seg.filesz:
+                fend = page_up(va + seg.filesz)
+                foff = seg.offset - (va - start)    # page aligned (else exec_fault)
+                backed = max(0, min(fend - start, eof_page - foff))
+                if backed:
+                    mem.map(start, backed, prot, name=name)
+                    mem.write_force(start, data[foff:foff + backed])
+                if start + backed < fend:
+                    _map_past_eof(mem, start + backed, fend - (start + backed), prot, name)
+                if seg.memsz > seg.filesz:
+                    zs = va + seg.filesz
+                    if zs % PAGE and prot & PROT_WRITE and zs < start + backed:
+                        mem.write_force(zs, bytes(page_up(zs) - zs))
+                    ze = page_up(va + seg.memsz)
+                    if ze > fend:
+                        mem.map(fend, ze - fend, bss_prot, name=name)
+            elif seg.memsz:
+                mem.map(start, page_up(va + seg.memsz) - start, bss_prot, name=name)
+    except GuestMemoryError as e:
+        if e.errno != errno.ENOMEM:
+            raise
+        raise ExecFault(f"{image.path}: cannot commit the memory of its segments: killed by "
+                        "SIGSEGV during exec, as Linux kills it") from None
     image_end = max(page_up(base + s.vaddr + s.memsz) for s in image.segments)
     return base, image_end
+
+
+def _map_past_eof(mem: GuestMemory, start: int, length: int, prot: int, name: str) -> None:
+    """File pages wholly past the end of the file: mapped from an empty
+    file, so that touching them raises SIGBUS (and a system call given
+    them fails with EFAULT), as in Linux."""
+    fd = os.memfd_create("bttool-past-eof", os.MFD_CLOEXEC)
+    try:
+        mem.map(start, length, prot, name=name, fd=fd)
+    finally:
+        os.close(fd)
 
 
 def build_stack(mem: GuestMemory, image: GuestImage, base: int, argv: list[bytes],
@@ -93,7 +174,7 @@ def build_stack(mem: GuestMemory, image: GuestImage, base: int, argv: list[bytes
     ]
     words = [len(argv)] + argv_addrs + [0] + envp_addrs + [0]
     for k, v in auxv:
-        words += [k, v]
+        words += [k, v & _U64]
     size = len(words) * 8
     sp = (pos - size) & ~15
     mem.write(sp, struct.pack(f"<{len(words)}Q", *words))

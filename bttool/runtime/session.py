@@ -28,13 +28,16 @@ def load_interpreter(image, known_info=None):
     from bttool.errors import CannotRun, NotFound
     from bttool.translator.loader import load_image
     try:
-        interp = load_image(image.interpreter, known_info)
+        interp = load_image(image.interpreter, known_info, as_interpreter=True)
     except NotFound:
         raise NotFound(f"{image.path}: interpreter {image.interpreter}: no such file") from None
     except CannotRun as e:
         raise CannotRun(f"{image.path}: bad interpreter: {e}") from None
-    if not interp.pie or interp.interpreter is not None:
-        raise CannotRun(f"{image.path}: bad interpreter {image.interpreter}: not a shared object")
+    if not interp.pie and interp.exec_fault is None:
+        # Linux maps an ET_EXEC interpreter at its own addresses; bttool
+        # places the interpreter where it finds room
+        raise CannotRun(f"{image.path}: interpreter {image.interpreter}: not a shared object "
+                        "(bttool runs ET_DYN interpreters only)")
     return interp
 
 
@@ -74,9 +77,14 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
     argv = [os.fsencode(argv0 if argv0 is not None else path)] + [os.fsencode(a) for a in args]
     if envp is None:
         envp = initial_environment()
-    proc = LinuxProcess(image, argv, envp, verbose=verbose,
-                        compile_support=store.support_object if store is not None else None,
-                        interpreter=interpreter)
+    from bttool.errors import ExecFault
+    try:
+        proc = LinuxProcess(image, argv, envp, verbose=verbose,
+                            compile_support=store.support_object if store is not None else None,
+                            interpreter=interpreter)
+    except ExecFault as e:     # Linux kills the program during the exec
+        print(f"bttool: {e}", file=sys.stderr, flush=True)
+        return 128 + e.signal, e.signal, Stats()
     # what a guest execve needs to start the new program under bttool too
     proc.exec_options = {"cache_dir": cache_dir, "use_cache": use_cache, "verbose": verbose}
     if store is not None:

@@ -1,16 +1,21 @@
 """Loading guest images: ELF64 x86-64 executables (ET_EXEC, PIE, static or
 with an interpreter) and the interpreter itself (an ET_DYN image).
 
-The file's identity is checked by hand first (cheap, and gives precise
-messages for foreign or truncated files); lief then parses the program
-headers.  The result, ``GuestImage``, is plain data so later stages (and a
-cache) never need lief again.
+The ELF header and program headers are parsed by hand and validated as
+Linux's execve validates them (fs/binfmt_elf.c, load_elf_binary): what
+Linux refuses (ENOEXEC, EIO...) is CannotRun, what it accepts runs, and
+what makes Linux kill the program during the exec itself (SIGSEGV past the
+point of no return: a segment outside the address space, p_filesz >
+p_memsz, p_offset not congruent to p_vaddr...) is recorded in
+``GuestImage.exec_fault`` for the runtime.  The result, ``GuestImage``, is
+plain data.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import stat
+import struct
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Callable
@@ -44,6 +49,8 @@ class GuestImage:
     interpreter: str | None
     data: bytes = field(repr=False)
     tls: tuple[int, int, int, int] | None = None   # vaddr, filesz, memsz, align
+    # why Linux would kill the program during execve itself (SIGSEGV), or None
+    exec_fault: str | None = None
 
     @cached_property
     def sha256(self) -> str:
@@ -54,7 +61,7 @@ class GuestImage:
         a warm run needs no ELF parser)."""
         return {"pie": self.pie, "entry": self.entry, "phoff": self.phoff,
                 "phentsize": self.phentsize, "phnum": self.phnum, "interpreter": self.interpreter,
-                "tls": list(self.tls) if self.tls else None,
+                "tls": list(self.tls) if self.tls else None, "exec_fault": self.exec_fault,
                 "segments": [[s.vaddr, s.memsz, s.filesz, s.offset, s.flags] for s in self.segments]}
 
     @classmethod
@@ -63,49 +70,74 @@ class GuestImage:
                    segments=[Segment(*s) for s in info["segments"]], phoff=info["phoff"],
                    phentsize=info["phentsize"], phnum=info["phnum"],
                    interpreter=info["interpreter"], data=data,
-                   tls=tuple(info["tls"]) if info["tls"] else None)
+                   tls=tuple(info["tls"]) if info["tls"] else None,
+                   exec_fault=info.get("exec_fault"))
 
     @property
     def phdr_vaddr(self) -> int:
-        """Where the program headers appear in memory (for AT_PHDR)."""
+        """Where the program headers appear in memory (for AT_PHDR): in the
+        last PT_LOAD whose file range holds them, as Linux computes it."""
+        addr = 0
         for s in self.segments:
             if s.offset <= self.phoff < s.offset + s.filesz:
-                return s.vaddr + (self.phoff - s.offset)
-        return 0
+                addr = (s.vaddr + (self.phoff - s.offset)) & ((1 << 64) - 1)
+        return addr
 
 
-def load_image(path: str, known_info: Callable[[str], dict | None] | None = None) -> GuestImage:
-    """Read and validate an executable; raises NotFound/CannotRun.
-    ``known_info(sha256)`` may supply a parse remembered from an earlier run
-    (see GuestImage.info), which skips lief entirely."""
+def load_image(path: str, known_info: Callable[[str], dict | None] | None = None,
+               as_interpreter: bool = False) -> GuestImage:
+    """Read and validate an executable as Linux's execve does
+    (fs/binfmt_elf.c); raises NotFound/CannotRun where execve fails.
+    Conditions under which Linux accepts the file but kills the program
+    during the exec itself (past its point of no return) are recorded in
+    ``GuestImage.exec_fault``.  ``as_interpreter``: the image is a
+    program's ELF interpreter (its own PT_INTERP is ignored, as Linux
+    ignores it).  ``known_info(sha256)`` is told the digest of the image
+    (the session remembers which images its cache knows); the headers are
+    always parsed here, by hand, which costs microseconds."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
         raise NotFound(f"{path}: no such file") from None
-    except OSError as e:
-        raise CannotRun(f"{path}: {e.strerror}") from None
+    except (OSError, ValueError) as e:
+        raise CannotRun(f"{path}: {getattr(e, 'strerror', None) or e}") from None
     if stat.S_ISDIR(st.st_mode):
         raise CannotRun(f"{path}: is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise CannotRun(f"{path}: not a regular file")
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
         raise CannotRun(f"{path}: {e.strerror}") from None
-    _check_ident(path, data)
+    image = parse_image(path, data, as_interpreter)
     if known_info is not None:
-        sha = hashlib.sha256(data).hexdigest()
-        info = known_info(sha)
-        if info is not None:
-            try:
-                image = GuestImage.from_info(path, data, info)
-                image.__dict__["sha256"] = sha
-                return image
-            except (KeyError, TypeError, ValueError):
-                pass
-    return _parse(path, data)
+        known_info(image.sha256)
+    return image
 
 
-def _check_ident(path: str, data: bytes) -> None:
+# Linux x86-64 (4-level paging): the user address space ends here.
+TASK_SIZE = 0x7FFF_FFFF_F000
+PAGE = 4096
+_U64 = (1 << 64) - 1
+PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_TLS = 1, 2, 3, 7
+PATH_MAX = 4096
+MAX_LFS_FILESIZE = (1 << 63) - 1
+
+
+def _pagestart(x: int) -> int:
+    return x & ~(PAGE - 1) & _U64
+
+
+def _pagealign(x: int) -> int:
+    return (x + PAGE - 1) & ~(PAGE - 1) & _U64
+
+
+def _check_ident(path: str, data: bytes, check_type: bool = True) -> None:
+    """What Linux checks before it reads the program headers (the file is
+    no ELF, or not one for x86-64: ENOEXEC).  Linux looks at neither the
+    ELF class nor the byte order nor the versions: e_machine and the
+    program headers decide."""
     if not data:
         raise CannotRun(f"{path}: empty file, not an executable")
     if data[:2] == b"#!":
@@ -114,54 +146,105 @@ def _check_ident(path: str, data: bytes) -> None:
         raise CannotRun(f"{path}: not an ELF executable")
     if len(data) < 64:
         raise CannotRun(f"{path}: truncated ELF file ({len(data)} bytes)")
-    if data[4] != 2:
-        raise CannotRun(f"{path}: 32-bit ELF is not supported (x86-64 only)")
-    if data[5] != 1:
-        raise CannotRun(f"{path}: big-endian ELF is not supported")
+    etype = int.from_bytes(data[16:18], "little")
     machine = int.from_bytes(data[18:20], "little")
     if machine != EM_X86_64:
+        if data[4] == 1:
+            raise CannotRun(f"{path}: 32-bit ELF is not supported (x86-64 only)")
+        if data[5] == 2:
+            raise CannotRun(f"{path}: big-endian ELF is not supported")
         name = _MACHINES.get(machine, f"machine {machine}")
         raise CannotRun(f"{path}: ELF for {name}, not x86-64")
-    etype = int.from_bytes(data[16:18], "little")
-    if etype not in (2, 3):
+    if check_type and etype not in (2, 3):
         raise CannotRun(f"{path}: not an executable (ELF type {etype})")
+
+
+def _read_phdrs(path: str, data: bytes) -> tuple[int, int, int, list[tuple[int, ...]]]:
+    """load_elf_phdrs: e_phentsize must be 56, the table 1..65536 bytes,
+    and all of it in the file."""
     phoff = int.from_bytes(data[32:40], "little")
     phentsize = int.from_bytes(data[54:56], "little")
     phnum = int.from_bytes(data[56:58], "little")
-    if phentsize != 56 or phoff + phnum * phentsize > len(data) or phnum == 0:
-        raise CannotRun(f"{path}: truncated or corrupt ELF program headers")
+    size = phentsize * phnum
+    if phentsize != 56 or size == 0 or size > 65536:
+        raise CannotRun(f"{path}: corrupt ELF program headers "
+                        f"(e_phentsize {phentsize}, e_phnum {phnum})")
+    if phoff + size > len(data):
+        raise CannotRun(f"{path}: truncated ELF file (program headers past the end of the file)")
+    phdrs = [struct.unpack_from("<IIQQQQQQ", data, phoff + 56 * i) for i in range(phnum)]
+    return phoff, phentsize, phnum, phdrs
 
 
-def _parse(path: str, data: bytes) -> GuestImage:
-    import lief  # slow to import (~1 s): only when an image is really loaded
-    lief.logging.disable()
-    elf = lief.ELF.parse(path)
-    if elf is None:
-        raise CannotRun(f"{path}: corrupt ELF file")
+def parse_image(path: str, data: bytes, as_interpreter: bool = False) -> GuestImage:
+    """The validated image of ``data`` (see load_image)."""
+    # Linux checks an interpreter's magic, machine and program headers
+    # before the exec's point of no return (ELIBBAD), its type after it
+    _check_ident(path, data, check_type=not as_interpreter)
+    etype = int.from_bytes(data[16:18], "little")
+    entry = int.from_bytes(data[24:32], "little")
+    phoff, phentsize, phnum, phdrs = _read_phdrs(path, data)
     segments: list[Segment] = []
     interp = None
     tls = None
-    has_dynamic = False
-    for ph in elf.segments:
-        t = ph.type
-        if t == lief.ELF.Segment.TYPE.LOAD:
-            seg = Segment(ph.virtual_address, ph.virtual_size, ph.physical_size,
-                          ph.file_offset, int(ph.flags))
-            if seg.offset + seg.filesz > len(data):
-                raise CannotRun(f"{path}: truncated ELF file (segment past end of file)")
-            segments.append(seg)
-        elif t == lief.ELF.Segment.TYPE.INTERP:
-            interp = bytes(ph.content).split(b"\0")[0].decode(errors="replace")
-        elif t == lief.ELF.Segment.TYPE.TLS:
-            tls = (ph.virtual_address, ph.physical_size, ph.virtual_size, ph.alignment)
-        elif t == lief.ELF.Segment.TYPE.DYNAMIC:
-            has_dynamic = True
-    if not segments:
-        raise CannotRun(f"{path}: no loadable segments")
-    pie = elf.header.file_type == lief.ELF.Header.FILE_TYPE.DYN
-    if pie and not has_dynamic:
-        raise CannotRun(f"{path}: shared object without a dynamic section")
-    hdr = elf.header
-    return GuestImage(path=path, pie=pie, entry=hdr.entrypoint, segments=segments,
-                      phoff=hdr.program_header_offset, phentsize=hdr.program_header_size,
-                      phnum=hdr.numberof_segments, interpreter=interp, data=data, tls=tls)
+    aligns: list[int] = []
+    for p_type, p_flags, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, p_align in phdrs:
+        if p_type == PT_LOAD:
+            segments.append(Segment(p_vaddr, p_memsz, p_filesz, p_offset, p_flags))
+            aligns.append(p_align)
+        elif p_type == PT_INTERP and interp is None and not as_interpreter:
+            if p_filesz > PATH_MAX or p_filesz < 2:
+                raise CannotRun(f"{path}: bad PT_INTERP segment (size {p_filesz})")
+            if p_offset + p_filesz > len(data):
+                raise CannotRun(f"{path}: truncated ELF file (PT_INTERP past the end of the file)")
+            raw = data[p_offset:p_offset + p_filesz]
+            if raw[-1] != 0:
+                raise CannotRun(f"{path}: bad PT_INTERP segment (not NUL-terminated)")
+            interp = os.fsdecode(raw.split(b"\0", 1)[0])
+        elif p_type == PT_TLS and tls is None:
+            tls = (p_vaddr, p_filesz, p_memsz, p_align)
+    pie = etype == 3
+    fault = None
+    if etype not in (2, 3):
+        fault = f"interpreter of ELF type {etype}"
+    elif not segments:
+        # Linux maps nothing and jumps to e_entry: the program faults
+        fault = "no loadable segments"
+    else:
+        fault = _exec_fault(segments, pie, len(data))
+    return GuestImage(path=path, pie=pie, entry=entry, segments=segments, phoff=phoff,
+                      phentsize=phentsize, phnum=phnum, interpreter=interp, data=data, tls=tls,
+                      exec_fault=fault)
+
+
+def _exec_fault(segments: list[Segment], pie: bool, file_size: int) -> str | None:
+    """Why Linux would kill the program while mapping these PT_LOAD
+    segments (elf_load/elf_map/vm_mmap/vm_brk and the TASK_SIZE checks of
+    load_elf_binary and load_elf_interp), or None.  Whether the kernel can
+    commit the memory is left to the host mapping (runtime/process.py)."""
+    for s in segments:
+        if s.vaddr >= TASK_SIZE or s.filesz > s.memsz or s.memsz > TASK_SIZE \
+                or TASK_SIZE - s.memsz < s.vaddr:
+            return (f"PT_LOAD segment at {s.vaddr:#x} (p_filesz {s.filesz:#x}, p_memsz {s.memsz:#x}) "
+                    "outside the user address space")
+    lo = min(_pagestart(s.vaddr) for s in segments)
+    total = max(s.vaddr + s.memsz for s in segments) - lo
+    if pie and total == 0:
+        return "empty PT_LOAD segments"
+    for i, s in enumerate(segments):
+        if not s.filesz:
+            continue
+        pgoff = s.vaddr & (PAGE - 1)
+        if (s.offset - s.vaddr) % PAGE:
+            return f"PT_LOAD p_offset {s.offset:#x} and p_vaddr {s.vaddr:#x} differ modulo the page size"
+        off = (s.offset - pgoff) & _U64
+        size = _pagealign(s.filesz + pgoff)
+        if pie and i == 0:
+            size = _pagealign(total)
+        if off + size > MAX_LFS_FILESIZE:
+            return f"PT_LOAD p_offset {s.offset:#x} beyond the largest file offset"
+        if s.memsz > s.filesz and s.flags & PF_W and (s.vaddr + s.filesz) % PAGE:
+            # padzero: the rest of the last file page is cleared, which
+            # faults when that page lies past the end of the file
+            if _pagestart(off + pgoff + s.filesz) >= _pagealign(file_size):
+                return "PT_LOAD segment's last page past the end of the file"
+    return None
