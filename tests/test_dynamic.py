@@ -142,8 +142,10 @@ def test_libraries_are_translated_once_for_every_program(tmp_path, tree):
     assert _by_name(sort, "libc.so")["regions_from_cache"] > 100, sort
     moved = _stats_run(["/bin/ls", "-la", str(tree)], cache, tmp_path,
                        env=programs.guest_env({"LD_PRELOAD": "libm.so.6"}))
-    assert _by_name(moved, "libc.so")["regions_from_cache"] > 100, moved
-    assert _by_name(moved, "libc.so")["regions_translated"] == 0, moved
+    libc = _by_name(moved, "libc.so")
+    assert libc["regions_from_cache"] > 100, moved
+    # (ld.so runs a little libc code for LD_PRELOAD that plain ls never ran)
+    assert libc["regions_translated"] <= libc["regions_from_cache"] // 20, moved
 
 
 def _ld_so_list(program: str) -> set[str]:
@@ -180,3 +182,43 @@ def test_an_interpreter_translated_ahead_of_time_serves_every_program(tmp_path):
     images = _stats_run(["/bin/echo", "hi"], cache, tmp_path)
     ld = _by_name(images, "ld-linux")
     assert ld["regions_from_cache"] > 100 and ld["regions_translated"] < ld["regions_from_cache"] / 10, ld
+
+
+HOT_PLT_C = r"""
+#include <stdio.h>
+#include <string.h>
+static char a[64], b[64];
+/* ends in a tail jump through the PLT into libc: tier 2 follows the jump
+   to the PLT stub and would follow the stub's jmp *GOT into libc */
+__attribute__((noinline)) void *copy(void *d, const void *s, size_t n) { return memcpy(d, s, n); }
+int main(void) {
+    unsigned long sum = 0;
+    for (int i = 0; i < 300000; i++) {
+        a[i & 63] = (char)i;
+        copy(b, a, 16 + (i & 31));
+        sum += (unsigned char)b[i & 15];
+    }
+    printf("%lu\n", sum);
+    return 0;
+}
+"""
+
+
+def test_hot_code_calling_into_a_library_is_served_warm(tmp_path):
+    """A hot loop in the program calling libc through its PLT: the tier-2
+    region stays inside the program's unit, so the cache can serve it; the
+    third run translates nothing (the second may still translate a little,
+    see README "Translation, tiers and the cache")."""
+    src, exe = tmp_path / "hot.c", tmp_path / "hot"
+    src.write_text(HOT_PLT_C)
+    subprocess.run(["gcc", "-O2", "-o", str(exe), str(src)], check=True, capture_output=True)
+    cache = tmp_path / "cache"
+    import json
+    runs = []
+    for i in range(3):
+        out = tmp_path / f"s{i}.json"
+        r = programs.run_bttool([exe], cache, options=["--stats-json", str(out)])
+        programs.assert_same(programs.run_native([exe]), r)
+        runs.append(json.loads(out.read_text()))
+    assert runs[0]["regions_translated"] > 0
+    assert runs[2]["regions_translated"] == 0, runs[2]

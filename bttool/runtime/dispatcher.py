@@ -212,7 +212,12 @@ class Executor:
     def _guess_target(self, site: int) -> int | None:
         """The last target tier-1 code saw at the indirect call/jump at
         ``site`` (or at a site colliding with it: only a guess)."""
-        return self.target_profile[target_index(site - (self.options_for(site).pic_base or 0))] or None
+        guess = self.target_profile[target_index(site - (self.options_for(site).pic_base or 0))]
+        if not guess:
+            return None
+        if self.units is not None and self.units.find(guess) is not self.units.find(site):
+            return None         # in another unit: the region could not follow it anyway
+        return guess
 
     def _reg_value(self, reg_id: int) -> int | None:
         from bttool.translator.decoder import reg_table
@@ -229,9 +234,12 @@ class Executor:
         from bttool.translator.translate import lift  # not needed by warm runs
         if self.region_bound is not None:
             kw["within"] = self.region_bound(pc)
-        elif self.units is not None and self.units.find(pc) is not self.units.default:
+        elif self.units is not None and self.units.find(pc).contains(pc):
+            # A region never leaves its unit (the program's included): its
+            # cache entry is keyed by one file, and a tier-2 region that
+            # followed a PLT jump into libc could never be served again.
             u = self.units.find(pc)
-            kw["within"] = (u.start, u.end)     # a region never leaves its unit
+            kw["within"] = (u.start, u.end)
         lifted = lift([pc], read, options, target, known=known or self.known.__contains__,
                       read_data=self._read_data, **kw)
 
