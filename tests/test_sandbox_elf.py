@@ -49,7 +49,7 @@ import programs  # noqa: E402
 from programs import bttool_cache  # noqa: E402,F401  (fixture)
 
 SEED = 21_0432
-CASES_PER_BASE = {"tiny": 450, "static": 330, "dynamic": 270}
+CASES_PER_BASE = {"tiny": 400, "static": 300, "dynamic": 220, "interp": 180}
 CHILD_TIMEOUT = 10.0          # seconds for loading + mapping one case
 NATIVE_TIMEOUT = 3.0
 MAX_CHILD_RSS = 512 << 20     # bytes above the parent's own
@@ -88,7 +88,28 @@ def bases(tmp_path_factory) -> dict[str, bytes]:
     for name, cmd in builds.items():
         subprocess.run(cmd, cwd=d, check=True, capture_output=True)
         out[name] = (d / name).read_bytes()
+    # "interp": the dynamic program's ELF interpreter, mutated in its turn
+    # (the program is pointed at the mutated copy, see interp_program)
+    out["interp"] = Path(_interp_of(out["dynamic"])).read_bytes()
     return out
+
+
+def _interp_of(data: bytes) -> str:
+    for p in _phdrs(data):
+        if p[0] == 3:
+            return data[p[2]:p[2] + p[5]].split(b"\0")[0].decode()
+    raise AssertionError("no PT_INTERP")
+
+
+def interp_program(dynamic: bytes, interp_path: str) -> bytes:
+    """The dynamic program with its PT_INTERP naming ``interp_path`` (NUL
+    padded: Linux reads the name up to its first NUL)."""
+    d = bytearray(dynamic)
+    p = next(p for p in _phdrs(dynamic) if p[0] == 3)
+    name = interp_path.encode() + b"\0"
+    assert len(name) <= p[5], interp_path
+    d[p[2]:p[2] + p[5]] = name + bytes(p[5] - len(name))
+    return bytes(d)
 
 
 def _phdrs(data: bytes) -> list[tuple[int, ...]]:
@@ -193,6 +214,8 @@ def _mutate_structure(rng: random.Random, d: bytearray) -> tuple[bytearray, str]
     if not interp:
         return d, "none"
     _t, _f, off, _v, _pa, filesz, _m, _a = interp[0]
+    if not 8 <= filesz <= 4096 or off + filesz > len(d):
+        return d, "none"
     i = next(k for k, p in enumerate(phs) if p[0] == 3)
     how = rng.choice(["no-nul", "size1", "size-big", "missing", "relative", "directory", "empty"])
     if how == "no-nul":
@@ -362,7 +385,17 @@ def outcome_key(bt: dict, nat: dict) -> str:
 # the tests
 
 @pytest.fixture(scope="module")
-def fuzz_results(bases, tmp_path_factory) -> list[dict]:
+def short_dir():
+    """A directory with a name short enough for PT_INTERP (27 bytes)."""
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp(prefix="bti", dir="/tmp")
+    yield Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def fuzz_results(bases, tmp_path_factory, short_dir) -> list[dict]:
     # imported here once, not in every forked child
     import bttool.runtime.process  # noqa: F401
     import bttool.runtime.session  # noqa: F401
@@ -374,6 +407,11 @@ def fuzz_results(bases, tmp_path_factory) -> list[dict]:
     for base, name, seed in make_cases():
         data, what = mutate(bases[base], seed)
         path = d / name.replace("#", "-")
+        if base == "interp":
+            interp = short_dir / name.split("#")[1]
+            interp.write_bytes(data)
+            interp.chmod(0o755)
+            data = interp_program(bases["dynamic"], str(interp))
         path.write_bytes(data)
         path.chmod(0o755)
         bt = run_in_child(str(path))

@@ -27,6 +27,8 @@ def load_interpreter(image, known_info=None):
     is missing (a shell then says "No such file or directory", status 127)."""
     from bttool.errors import CannotRun, NotFound
     from bttool.translator.loader import load_image
+    if not image.interpreter:   # Linux opens "" as the working directory: EACCES
+        raise CannotRun(f"{image.path}: bad interpreter: empty name")
     try:
         interp = load_image(image.interpreter, known_info, as_interpreter=True)
     except NotFound:
