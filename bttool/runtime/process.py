@@ -93,6 +93,9 @@ def map_image(mem: GuestMemory, image: GuestImage, base: int | None = None) -> t
         base = load_base(image)
     bad = _outside(image, base)
     if bad is not None:
+        if not all(_host_commits(n) for n in _commit_sizes(image)):
+            raise ExecFault(f"{image.path}: cannot commit the memory of its segments: killed by "
+                            "SIGSEGV during exec, as Linux kills it")
         raise CannotRun(f"{image.path}: a PT_LOAD segment at {bad:#x} lies outside bttool's guest "
                         f"address space (below {MAP_LIMIT:#x}, the stack excluded)")
     name = os.path.basename(image.path)
@@ -129,6 +132,35 @@ def map_image(mem: GuestMemory, image: GuestImage, base: int | None = None) -> t
                         "SIGSEGV during exec, as Linux kills it") from None
     image_end = max(page_up(base + s.vaddr + s.memsz) for s in image.segments)
     return base, image_end
+
+
+def _commit_sizes(image: GuestImage) -> list[int]:
+    """The sizes of the mappings Linux charges to the commit limit when it
+    maps the image: the writable file pages and the bss pages (vm_brk)."""
+    out = []
+    for seg in image.segments:
+        pgoff = seg.vaddr % PAGE
+        fend = page_up(pgoff + seg.filesz) if seg.filesz else 0
+        if seg.filesz and seg.flags & PF_W:
+            out.append(fend)
+        bss = page_up(pgoff + seg.memsz) - fend if seg.memsz > seg.filesz else 0
+        if bss > 0:
+            out.append(bss)
+    return out
+
+
+def _host_commits(size: int) -> bool:
+    """Whether the host kernel commits a private writable mapping of
+    ``size`` bytes (what Linux's overcommit policy decides for the guest's
+    mapping too); nothing is touched."""
+    import mmap
+    try:
+        m = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
+                      prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    except (OSError, OverflowError, ValueError):
+        return False
+    m.close()
+    return True
 
 
 def _map_past_eof(mem: GuestMemory, start: int, length: int, prot: int, name: str) -> None:
