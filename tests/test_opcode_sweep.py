@@ -25,6 +25,36 @@ if _HERE not in sys.path:
 
 import opcode_sweep as O  # noqa: E402
 
+# KNOWN_GAPS and the vendor rules were measured on this kind of CPU; several
+# entries are vendor behaviour (AMD's lock-mov-cr8 alias, 66-prefixed
+# branches, aliases capstone cannot decode).  Elsewhere the strict checks
+# are skipped with the reason: the verdicts must hold on any host.
+PINNED_ON = ("AuthenticAMD", "25")
+
+
+def _host_cpu() -> tuple[str, str]:
+    vendor = family = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "vendor_id":
+                    vendor = value.strip()
+                elif key.strip() == "cpu family":
+                    family = value.strip()
+                    break
+    except OSError:
+        pass
+    return vendor, family
+
+
+def _pinned_here() -> None:
+    host = _host_cpu()
+    if host != PINNED_ON:
+        pytest.skip(f"KNOWN_GAPS was pinned on {PINNED_ON[0]} family {PINNED_ON[1]}; this host is "
+                    f"{host[0]} family {host[1]}: run `python3 tests/opcode_sweep.py --list` here "
+                    "and pin its gaps per vendor")
+
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
@@ -49,12 +79,14 @@ def test_sweep_covers_the_maps(sweep):
 
 
 def test_nothing_untranslatable_that_runs_natively(sweep):
+    _pinned_here()
     bad = [(e, d) for e, d in sweep.by_class("untranslatable")]
     assert not bad, (f"{len(bad)} encodings the host runs (or faults on differently) are "
                      f"untranslatable and not in KNOWN_GAPS:\n" + sweep.listing(("untranslatable",)))
 
 
 def test_nothing_differs(sweep):
+    _pinned_here()
     bad = sweep.by_class("differs")
     assert not bad, (f"{len(bad)} encodings differ and are not in KNOWN_GAPS:\n"
                      + sweep.listing(("differs",)))
@@ -63,6 +95,7 @@ def test_nothing_differs(sweep):
 def test_known_gaps_are_still_gaps(sweep):
     """Every KNOWN_GAPS key is swept and still ends as the class it is
     pinned as; a fixed one must be deleted from the table."""
+    _pinned_here()
     assert sweep.complete
     assert not sweep.stale_gaps(), sweep.stale_message()
     assert sweep.counts()["known-gap"] == len(O.KNOWN_GAP_KEYS)
