@@ -779,6 +779,14 @@ def _child_setup(side: str) -> None:
         signal.signal(sig, signal.SIG_DFL)
     if side == "native":
         _install_native_handler()
+    else:
+        # The snippet machine may have been made before the fork (by an
+        # earlier test of this pytest process): its engine's fault handler
+        # must be routed again after the reset above, or a translated fault
+        # kills the worker.
+        from bttool.runtime.hostsignals import install_fault_handler
+        from bttool.runtime.snippet import _machine
+        install_fault_handler(_machine()[1].engine.signal_handler)
 
 
 def _worker(side: str, encs: list[Encoding], states: list[dict], fd: int) -> None:
