@@ -5,6 +5,8 @@
   translator's parts directly (snippets, IR shapes).  Program-level tests
   never use it: they run bttool as installed from its wheel into a fresh
   virtual environment (tests/installed.py, tests/programs.py).
+* Hypothesis is derandomised unless ``--hypothesis-profile=deep``
+  (tests/hypothesis_profiles.py).
 """
 from __future__ import annotations
 
@@ -16,3 +18,5 @@ REPO = TESTS.parent
 for p in (str(TESTS), str(REPO)):
     if p not in sys.path:
         sys.path.insert(0, p)
+
+import hypothesis_profiles  # noqa: E402,F401  (registers "default" and "deep")

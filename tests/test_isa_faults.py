@@ -14,6 +14,7 @@ import signal
 import sys
 
 import pytest
+from hypothesis_profiles import examples  # noqa: E402
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +27,7 @@ from bttool.ir import state as S  # noqa: E402
 from native import CODE_ADDR, DATA_ADDR, DATA_SIZE  # noqa: E402
 
 EXAMPLES = max(5, int(os.environ.get("BTTOOL_ISA_EXAMPLES", "30")) // 2)
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
+SETTINGS = settings(max_examples=examples(EXAMPLES), deadline=None, database=None,
                     suppress_health_check=list(HealthCheck))
 M64 = (1 << 64) - 1
 MEM_BASE = DATA_ADDR + 0x8000

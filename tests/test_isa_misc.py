@@ -6,6 +6,7 @@ import os
 import sys
 
 import pytest
+from hypothesis_profiles import examples  # noqa: E402
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +21,7 @@ u64 = st.integers(0, (1 << 64) - 1)
 
 
 @pytest.mark.parametrize("form", FORMS)
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(rax=u64, rbx=u64, data=st.binary(min_size=64, max_size=64))
 def test_matches_host(form, rax, rbx, data):
     regs = {"rax": rax, "rbx": N.DATA_ADDR + (rbx & 0xFF) if form == "xlatb" else rbx,

@@ -29,6 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
+from hypothesis_profiles import examples  # noqa: E402
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -796,7 +797,7 @@ def _chunks(recs: list[dict], n: int = MAX_RECORDS):
         yield recs[i:i + n]
 
 
-PROPERTY = settings(max_examples=15, deadline=None, derandomize=False,
+PROPERTY = settings(max_examples=examples(15), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 RECORD_LISTS = st.lists(records(), min_size=1, max_size=40)
 
@@ -832,7 +833,7 @@ _FXAM_MASKS = {(SW(2), 2): SW_NO_C1, (SW(4), 2): SW_NO_C1, (SW(5), 2): SW_NO_C1}
 _STACKOPS_MASKS = {(SW(1), 2): SW_NO_C1}
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(4), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(recs=st.lists(records(), min_size=1, max_size=60))
 def test_fxam(recs):
     recs = recs + corner_records()[:len(SPECIALS)]
@@ -902,7 +903,7 @@ def test_fprem(recs):
 
 # C1 after the transcendental instructions is the host's rounding indication:
 # the translation runs the very host instruction, so it is compared too.
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(4), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(recs=st.lists(records(), min_size=1, max_size=40))
 def test_transcendental(recs):
     run_both("transcendental", recs + corner_records()[::5])
@@ -923,7 +924,7 @@ def test_env(recs):
     run_both("env", recs + corner_records()[::9], extra_masks=_ENV_MASKS)
 
 
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(3), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(recs=st.lists(records(), min_size=1, max_size=40))
 def test_save(recs):
     run_both("save", recs + corner_records()[::11],
