@@ -293,10 +293,6 @@ KNOWN_GAPS: list[tuple[str, str, str, str]] = [
     ('F0 0F 00 /5 (lock verw)', 'untranslatable',
      'runs natively on this host; capstone cannot decode it',
      'f00f002b'),
-    ('lock with a register destination', 'differs',
-     'lock add/or/adc/and/sub/xor reg, [mem] runs under bttool instead of SIGILL (#UD)',
-     """f00203 f0020b f00303 f0030b f00a03 f00a0b f00b03 f00b0b f01203 f0120b f01303 f0130b
-        f02203 f0220b f02303 f0230b f02a03 f02a0b f02b03 f02b0b f03203 f0320b f03303 f0330b"""),
     ('bsf/bsr 66+REX.W', 'differs',
      '66 48 0F BC/BD: LLVM IR type error (select of i64 and i16)',
      '66480fbc03 66480fbc0b 66480fbd03 66480fbd0b'),

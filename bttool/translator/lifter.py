@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from capstone import x86_const as X
 from capstone.x86_const import X86_INS_CALL, X86_INS_RET
 from llvmlite import ir
 
@@ -58,6 +59,24 @@ def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: s
     return result
 
 
+# Instructions that take a LOCK prefix (SDM Vol. 2, "LOCK"), and only with a
+# memory destination; LOCK anywhere else is #UD.
+_LOCKABLE = frozenset(getattr(X, "X86_INS_" + m) for m in (
+    "ADD", "ADC", "AND", "BTC", "BTR", "BTS", "CMPXCHG", "CMPXCHG8B", "CMPXCHG16B", "DEC", "INC",
+    "NEG", "NOT", "OR", "SBB", "SUB", "XOR", "XADD", "XCHG"))
+_PREFIX_LOCK = 0xF0
+
+
+def lock_is_invalid(insn) -> bool:
+    """A LOCK prefix the CPU rejects with #UD: on an instruction that cannot
+    be locked, or on a lockable one whose destination is a register."""
+    prefix = getattr(insn, "prefix", None)
+    if not prefix or prefix[0] != _PREFIX_LOCK:
+        return False
+    ops = getattr(insn, "operands", ())
+    return insn.id not in _LOCKABLE or not ops or ops[0].type != X.X86_OP_MEM
+
+
 def lift_block(em: FunctionEmitter, block: Block, options: LiftOptions, result: LiftResult,
                dead_flags: frozenset[str] = flaglive.NONE) -> None:
     """Lift one guest block at the builder's current position.
@@ -69,6 +88,9 @@ def lift_block(em: FunctionEmitter, block: Block, options: LiftOptions, result: 
         em.begin_insn(insn.address)
         em.unneeded_at_end = flaglive.droppable_at_end(block, dead_flags) \
             if insn is last and dead_flags else flaglive.NONE
+        if lock_is_invalid(insn):
+            em.leave(insn.address, EXIT_FAULT, FAULT_UD)
+            return
         fn = registry.lookup(insn.id)
         if fn is None:
             result.untranslatable.append((insn.address, f"{insn.mnemonic} {insn.op_str}".strip()))
