@@ -52,6 +52,14 @@ CASES = [
               "print join(',', map { \"$_=$h{$_}\" } sort keys %h), \"\\n\"; "
               "print \"ok\\n\" if 'abc123' =~ /^([a-z]+)(\\d+)$/ && $2 == 123;"], None),
     ("missing-file", ["/bin/cat", "/nonexistent/file"], None),
+    ("bash", ["/bin/bash", "-c", "for i in 3 1 2; do echo $i; done | /usr/bin/sort -r; "
+              "x=$(( 6 * 7 )); echo ${x}; [[ abc == a* ]] && echo glob"], None),
+    ("tar-gzip-xz", ["/bin/sh", "-c", "cd {tree} && /bin/tar czf - sub | /bin/tar tzvf - "
+                     "--numeric-owner | /usr/bin/sort; /bin/gzip -9 -c alpha.txt | /bin/gzip -d "
+                     "| /usr/bin/md5sum; /usr/bin/xz -c beta.txt | /usr/bin/xz -d | /usr/bin/md5sum"],
+     None),
+    ("find-xargs", ["/bin/sh", "-c", "/usr/bin/find {tree} -name '*.txt' | /usr/bin/sort "
+                    "| /usr/bin/xargs /usr/bin/wc -l"], None),
 ]
 
 
