@@ -9,7 +9,9 @@
 # script, so a second run is a no-op.  Each binary is written to a temporary
 # name and renamed into place, so concurrent runs never expose a half-written
 # file.  Environment: CC (default gcc), CXX (default g++), EXTRA_CFLAGS
-# (appended).
+# (appended), LINK (static, the default, or dynamic: no -static), SUFFIX
+# (appended to every binary's name), DEPS (more files every binary depends
+# on, e.g. shared headers).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,7 +20,11 @@ srcdirs=("${@:2}")
 [[ ${#srcdirs[@]} -gt 0 ]] || srcdirs=("$here")
 cc="${CC:-gcc}"
 cxx="${CXX:-g++}"
-cflags=(-O2 -static -Wall -Wextra -Wno-unused-parameter)
+cflags=(-O2 -Wall -Wextra -Wno-unused-parameter)
+[[ "${LINK:-static}" == dynamic ]] || cflags+=(-static)
+suffix="${SUFFIX:-}"
+# shellcheck disable=SC2206  # word splitting of DEPS is intended
+deps=(${DEPS:-})
 # shellcheck disable=SC2206  # word splitting of EXTRA_CFLAGS is intended
 extra=(${EXTRA_CFLAGS:-})
 
@@ -37,8 +43,13 @@ for dir in "${srcdirs[@]}"; do for src in "$dir"/*.c "$dir"/*.cc; do
             continue
         fi
     fi
+    name="$name$suffix"
     bin="$out/$name"
-    if [[ -x "$bin" && "$bin" -nt "$src" && "$bin" -nt "$here/build.sh" ]]; then
+    fresh=1
+    for dep in "$src" "$here/build.sh" ${deps[@]+"${deps[@]}"}; do
+        [[ -x "$bin" && "$bin" -nt "$dep" ]] || { fresh=0; break; }
+    done
+    if [[ $fresh == 1 ]]; then
         skipped=$((skipped + 1))
         continue
     fi
@@ -52,4 +63,4 @@ for dir in "${srcdirs[@]}"; do for src in "$dir"/*.c "$dir"/*.cc; do
     mv -f "$tmp" "$bin"
     built=$((built + 1))
 done; done
-echo "build.sh: $built built, $skipped up to date in $out"
+echo "build.sh: $built built${suffix:+ ($suffix)}, $skipped up to date in $out"
