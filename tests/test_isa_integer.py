@@ -677,8 +677,11 @@ def _string_fix(kind: str, elem: int, rep: bool, addr32: bool = False):
         rsi, rdi = STR_SRC + a, STR_DST + b
         count = draw(st.one_of(st.sampled_from([0, 1, 2, 3]), st.integers(0, 40)))
         rcx = count if rep else draw(U64)
-        if addr32 and rep:
-            rcx |= draw(U64) & ~0xFFFFFFFF      # only ecx counts
+        if addr32:
+            # only ecx, esi, edi count; every write zero-extends them
+            rcx |= draw(U64) & ~0xFFFFFFFF
+            rsi |= draw(U64) & ~0xFFFFFFFF
+            rdi |= draw(U64) & ~0xFFFFFFFF
         inp.regs.update(rsi=rsi, rdi=rdi, rcx=rcx)
         rng = random.Random(draw(st.integers(0, 2**32)))
         span = 0x200
@@ -700,8 +703,8 @@ def _string_fix(kind: str, elem: int, rep: bool, addr32: bool = False):
             else:
                 sp = span + (-k - elem if df else k) + a
                 dst[pos:pos + elem] = src[sp:sp + elem]
-        s0 = rsi - DATA_ADDR - span - a
-        d0 = rdi - DATA_ADDR - span - b
+        s0 = STR_SRC - DATA_ADDR - span
+        d0 = STR_DST - DATA_ADDR - span
         inp.data[s0:s0 + 2 * span] = src
         inp.data[d0:d0 + 2 * span] = dst
     return fix
@@ -709,20 +712,34 @@ def _string_fix(kind: str, elem: int, rep: bool, addr32: bool = False):
 
 for kind in ("movs", "stos", "lods", "cmps", "scas"):
     for sfx, elem in SIZE.items():
-        reps = ["", "rep "] if kind in ("movs", "stos", "lods") else ["", "repe ", "repne "]
+        # (repne movs is rep movs: F2 A5 once lost its prefix in capstone)
+        reps = {"movs": ["", "rep ", "repne "], "stos": ["", "rep "],
+                "lods": ["", "rep "]}.get(kind, ["", "repe ", "repne "])
         for rep in reps:
             text = f"{rep}{kind}{sfx}"
             case(f"string-{text.replace(' ', '-')}", text, regs={"rax": in_reg(64)},
                  fix=_string_fix(kind, elem, bool(rep)), auto_regs=False, weight=0.8)
-case("string-addr32-rep-movsb", "addr32 rep movsb", regs={"rax": in_reg(64)},
-     fix=_string_fix("movs", 1, True, addr32=True), auto_regs=False,
-     reg_mask=lambda inp: implementation_defined.addr32_rep_zero_count(inp.regs))
-case("string-addr32-rep-stosd", "addr32 rep stosd", regs={"rax": in_reg(64)},
-     fix=_string_fix("stos", 4, True, addr32=True), auto_regs=False,
-     reg_mask=lambda inp: implementation_defined.addr32_rep_zero_count(inp.regs))
-case("string-addr32-repe-cmpsw", "addr32 repe cmpsw", regs={"rax": in_reg(64)},
-     fix=_string_fix("cmps", 2, True, addr32=True), auto_regs=False,
-     reg_mask=lambda inp: implementation_defined.addr32_rep_zero_count(inp.regs))
+# 32-bit address size (67h): ECX counts, ESI/EDI address, each write
+# zero-extends; with ECX = 0 at the start see implementation_defined.py.
+def _ADDR32_MASK(inp: Inputs) -> dict[str, int] | None:
+    return implementation_defined.addr32_rep_zero_count(inp.regs)
+
+
+for i, (kind, reps) in enumerate((("movs", ("", "rep ", "repne ")), ("stos", ("", "rep ")),
+                                  ("lods", ("", "rep ")), ("cmps", ("", "repe ", "repne ")),
+                                  ("scas", ("", "repe ", "repne ")))):
+    for j, rep in enumerate(reps):
+        sfx = "bwdq"[(i + j) % 4]
+        text = f"addr32 {rep}{kind}{sfx}"
+        case(f"string-{text.replace(' ', '-')}", text, regs={"rax": in_reg(64)},
+             fix=_string_fix(kind, SIZE[sfx], bool(rep), addr32=True), auto_regs=False,
+             weight=0.6, reg_mask=_ADDR32_MASK if rep else None)
+for text in ("addr32 rep movsb", "addr32 rep stosb", "addr32 rep stosq", "addr32 repe cmpsw",
+             "addr32 repne scasb"):
+    kind, sfx = text.split()[-1][:-1], text[-1]
+    case(f"string-{text.replace(' ', '-')}", text, regs={"rax": in_reg(64)},
+         fix=_string_fix(kind, SIZE[sfx], True, addr32=True), auto_regs=False,
+         reg_mask=_ADDR32_MASK)
 
 
 # -- loops and jrcxz --------------------------------------------------------------------
@@ -836,3 +853,41 @@ def test_insn(c: Case) -> None:
         run_case(c, draw_inputs(c, data.draw))
 
     check()
+
+
+# ---------------------------------------------------------------------------
+# addr32 string instructions with the values written out (bttool's choice
+# where CPUs differ, implementation_defined.ADDR32_REP_ZERO_COUNT; checked on
+# any host, no oracle needed)
+
+_HI = 0xABCD123400000000
+_ADDR32_INLINE = [f"addr32 {rep}{kind}{sfx}"
+                  for kind, reps in (("movs", ("rep ", "repne ")), ("stos", ("rep ",)),
+                                     ("lods", ("rep ",)), ("cmps", ("repe ", "repne ")),
+                                     ("scas", ("repe ", "repne ")))
+                  for rep in reps for sfx in "bd"]
+
+
+@pytest.mark.parametrize("text", _ADDR32_INLINE)
+def test_addr32_rep_zero_count_inline(text: str) -> None:
+    """ECX = 0 at the start: no iteration, and RCX, RSI, RDI keep bits 63:32
+    (as the SDM's pseudocode and the AMD family 25 host: nothing is written);
+    ECX = 2: two iterations, each write zero-extends."""
+    code, = N.assemble([text])
+    elem = 4 if text.endswith("d") else 1
+    src, dst = DATA_ADDR + 0x3000, DATA_ADDR + 0xA000
+    data = bytes(N.DATA_SIZE)                     # zeros: repe continues, repne stops
+    regs = {**N.default_regs(), "rax": 0, "rcx": _HI, "rsi": _HI | src, "rdi": _HI | dst}
+    t = N.run_translated(code, regs, 0x202 | CF | ZF, data=data)
+    assert not (t.fault or t.host_signal or t.untranslatable)
+    assert (t.regs["rcx"], t.regs["rsi"], t.regs["rdi"]) == (_HI, _HI | src, _HI | dst), text
+    assert t.rflags & ARITH == CF | ZF, text      # cmps/scas: no comparison ran
+    regs["rcx"] = _HI | 2
+    t = N.run_translated(code, regs, 0x202, data=data)
+    kind = text.split()[-1][:4]
+    ran = 1 if text.startswith("addr32 repne") and kind in ("cmps", "scas") else 2
+    moves_si = kind in ("movs", "lods", "cmps")
+    moves_di = kind in ("movs", "stos", "cmps", "scas")
+    assert t.regs["rcx"] == 2 - ran, text
+    assert t.regs["rsi"] == (src + ran * elem if moves_si else _HI | src), text
+    assert t.regs["rdi"] == (dst + ran * elem if moves_di else _HI | dst), text

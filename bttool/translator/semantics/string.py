@@ -10,7 +10,7 @@ from llvmlite import ir
 
 from bttool.ir.emitter import I64
 from bttool.translator import flags
-from bttool.translator.decoder import reg_table
+from bttool.translator.decoder import encoding, reg_table
 from bttool.translator.operands import Insn
 from bttool.translator.registry import semantic
 
@@ -23,11 +23,31 @@ def _has_xmm(ctx: Insn) -> bool:
                for i, op in enumerate(ctx.ops))
 
 
+def _rep_prefix(ctx: Insn) -> int:
+    """0xF3 (rep/repe), 0xF2 (repne) or 0.  capstone 5 drops the F2 of
+    ``F2 A5`` (it is SSE movsd's mandatory prefix; the CPU runs rep movsd),
+    so without a prefix from capstone the bytes decide: the last F2/F3."""
+    if ctx.rep:
+        return 0xF3
+    if ctx.repne:
+        return 0xF2
+    enc = encoding(bytes(ctx.insn.bytes))
+    reps = [p for p in (enc.prefixes if enc is not None else b"") if p in (0xF2, 0xF3)]
+    return reps[-1] if reps else 0
+
+
 def _string_op(ctx: Insn, size: int, kind: str) -> None:
+    """With 32-bit address size (67h) the count is ECX and the pointers are
+    ESI/EDI; every write of them zero-extends to 64 bits, and a repeated
+    form that starts with ECX = 0 writes none of them (RCX, RSI, RDI keep
+    bits 63:32): the SDM's pseudocode, and what AMD family 25 does for every
+    string instruction with rep, repe and repne (tests/implementation_defined.py:
+    other CPUs zero-extend them anyway)."""
     b = ctx.b
     bits = size * 8
     abits = 64 if ctx.insn.addr_size == 8 else 32
-    repeated = ctx.rep or ctx.repne
+    prefix = _rep_prefix(ctx)
+    repeated = prefix != 0
     step = b.select(ctx.flag("df"), ctx.c(64, -size), ctx.c(64, size))
 
     done = ctx.em.new_block("str.done")
@@ -75,7 +95,7 @@ def _string_op(ctx: Insn, size: int, kind: str) -> None:
         more = ctx.is_true(cnt)
         if cmp_result:
             zf = ctx.flag("zf")
-            more = b.and_(more, zf if ctx.rep else b.not_(zf))
+            more = b.and_(more, zf if prefix == 0xF3 else b.not_(zf))
         b.cbranch(more, body, done)
     else:
         b.branch(done)
