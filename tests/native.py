@@ -52,7 +52,7 @@ __all__ = [
     "CODE_ADDR", "DATA_ADDR", "DATA_SIZE", "STACK_ADDR", "STACK_SIZE", "STACK_TOP",
     "GPRS", "CF", "PF", "AF", "ZF", "SF", "DF", "OF", "ARITH", "FLAG_NAMES",
     "assemble", "run_native", "run_translated", "Outcome", "compare", "default_regs",
-    "flag_str", "stack_bytes",
+    "flag_str", "stack_bytes", "host_flags", "missing_host_feature", "skip_unless_host_runs",
 ]
 
 GPRS = st.GPR_NAMES
@@ -133,6 +133,89 @@ def assemble(lines: list[str]) -> list[bytes]:
         for i, s in enumerate(todo):
             _asm_cache[s] = text[syms[f"bt_s{i}"]:syms[f"bt_e{i}"]]
     return [_asm_cache[s] for s in lines]
+
+
+# ---------------------------------------------------------------------------
+# host CPU features: the oracle can only run what the host implements
+
+# capstone 5's instruction groups -> the /proc/cpuinfo flag they need
+_GROUP_FLAGS = {
+    "sse1": "sse", "sse2": "sse2", "sse3": "pni", "ssse3": "ssse3", "sse41": "sse4_1",
+    "sse42": "sse4_2", "sse4a": "sse4a", "aes": "aes", "pclmul": "pclmulqdq", "sha": "sha_ni",
+    "avx": "avx", "avx2": "avx2", "avx512": "avx512f", "fma": "fma", "fma4": "fma4",
+    "f16c": "f16c", "bmi": "bmi1", "bmi2": "bmi2", "adx": "adx", "tbm": "tbm", "xop": "xop",
+    "cmov": "cmov", "mmx": "mmx", "3dnow": "3dnow", "rtm": "rtm", "hle": "hle", "fpu": "fpu",
+    "bwi": "avx512bw", "dqi": "avx512dq", "cdi": "avx512cd", "vlx": "avx512vl",
+    "eri": "avx512er", "pfi": "avx512pf", "fsgsbase": "fsgsbase",
+}
+# mnemonics whose feature capstone does not put in a group, or not in one
+# that names it (these entries replace the groups).  lzcnt and tzcnt are the
+# dangerous ones: a host without them runs them as bsr/bsf, with other
+# results and no fault.
+_MNEMONIC_FLAGS = {
+    "popcnt": "popcnt", "lzcnt": "abm", "tzcnt": "bmi1", "movbe": "movbe", "crc32": "sse4_2",
+    "cmpxchg16b": "cx16", "rdtscp": "rdtscp", "rdrand": "rdrand", "rdseed": "rdseed",
+    "rdpid": "rdpid", "fisttp": "pni", "clflushopt": "clflushopt", "clwb": "clwb",
+    "prefetchw": "3dnowprefetch", "lahf": "lahf_lm", "sahf": "lahf_lm",
+    "andn": "bmi1", "bextr": "bmi1", "blsi": "bmi1", "blsmsk": "bmi1", "blsr": "bmi1",
+    "bzhi": "bmi2", "mulx": "bmi2", "pdep": "bmi2", "pext": "bmi2", "rorx": "bmi2",
+    "sarx": "bmi2", "shlx": "bmi2", "shrx": "bmi2", "adcx": "adx", "adox": "adx",
+}
+_host_flags: set[str] | None = None
+
+
+def host_flags() -> set[str]:
+    """The host CPU's feature flags as /proc/cpuinfo names them."""
+    global _host_flags
+    if _host_flags is None:
+        _host_flags = set()
+        try:
+            with open("/proc/cpuinfo") as f:
+                for line in f:
+                    if line.startswith("flags"):
+                        _host_flags = set(line.split(":", 1)[1].split())
+                        break
+        except OSError:
+            pass
+    return _host_flags
+
+
+_missing_cache: dict[bytes, str | None] = {}
+
+
+def missing_host_feature(code: bytes) -> str | None:
+    """Why the host CPU cannot be the oracle for ``code`` ("the host CPU
+    lacks FLAG for MNEMONIC"), or None when it implements every instruction
+    in it.  (With no /proc/cpuinfo nothing is assumed missing.)"""
+    if code in _missing_cache:
+        return _missing_cache[code]
+    import capstone
+    why = None
+    have = host_flags()
+    if have:
+        md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+        md.detail = True
+        for insn in md.disasm(code, 0):
+            name = insn.mnemonic.split()[-1]          # without lock/rep
+            if name in _MNEMONIC_FLAGS:
+                need = {_MNEMONIC_FLAGS[name]}
+            else:
+                need = {_GROUP_FLAGS.get(insn.group_name(g)) for g in insn.groups}
+            lacking = sorted(f for f in need if f and f not in have)
+            if lacking:
+                why = f"the host CPU lacks {', '.join(lacking)} for {insn.mnemonic}: no oracle here"
+                break
+    _missing_cache[code] = why
+    return why
+
+
+def skip_unless_host_runs(code: bytes) -> None:
+    """The host CPU is the oracle: a test whose code needs a feature the host
+    lacks is skipped with the reason, never failed (nor killed by SIGILL)."""
+    why = missing_host_feature(code)
+    if why:
+        import pytest
+        pytest.skip(why)
 
 
 # ---------------------------------------------------------------------------
@@ -286,7 +369,9 @@ def run_native(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0x
                stack: bytes | None = None) -> Outcome:
     """Run ``code`` on the host CPU from the given state.  Registers missing
     from ``regs`` start at 0 (rsp near the stack top), as in ``run_snippet``.
-    ``stack`` (optional) initialises the stack area."""
+    ``stack`` (optional) initialises the stack area.  Code the host CPU has
+    no feature for skips the calling test (``skip_unless_host_runs``)."""
+    skip_unless_host_runs(code)
     cpu = _native_cpu()
     if len(code) > CODE_LIMIT:
         raise ValueError("snippet too long")

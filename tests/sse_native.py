@@ -31,6 +31,7 @@ from bttool.ir import intrinsics, state as st
 from bttool.runtime import snippet
 from bttool.runtime.snippet import DATA_ADDR, STACK_ADDR, STACK_SIZE
 from bttool.translator.guestcode import UnmappedCode
+from native import skip_unless_host_runs
 
 GPRS = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
         "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
@@ -206,6 +207,9 @@ def _native() -> _Native:
 
 
 def run_native(code: bytes, inp: Input) -> Output:
+    """Run ``code`` on the host CPU; code needing a feature the host lacks
+    skips the calling test (``native.skip_unless_host_runs``)."""
+    skip_unless_host_runs(code)
     return _native().run(code, inp)
 
 

@@ -180,6 +180,10 @@ class NativeRunner:
 
     def run(self, code: bytes, regs: dict[str, int] | None = None, data: bytes = b"",
             rflags: int = 0x202) -> tuple[dict[str, int], int, bytes]:
+        """(Code needing a feature the host lacks, e.g. fisttp without SSE3,
+        skips the calling test: native.skip_unless_host_runs.)"""
+        from native import skip_unless_host_runs   # (native imports bttool: not at the top)
+        skip_unless_host_runs(code)
         body = code + b"\xc3"
         assert self.snippet_at + len(body) <= self.code + self.CODE_SIZE
         ctypes.memmove(self.snippet_at, body, len(body))
