@@ -1,30 +1,42 @@
 """Hypothesis profiles for the differential ISA tests.
 
-* ``default`` (every run, CI included): derandomised, so the same cases run
-  every time and a red run can be reproduced by running it again.
-* ``deep`` (``pytest --hypothesis-profile=deep``): random, with ten times the
-  examples; run it before calling an instruction family done.
+* ``default`` (every run, CI included): derandomised (a fixed seed), so the
+  same cases run every time and a red run is reproduced by running it again;
+  no example database, no deadline.
+* ``deep`` (``pytest --hypothesis-profile=deep``): random, with ten times
+  the examples; run it before calling an instruction family done.  A
+  failure prints its ``@reproduce_failure`` blob.
 
-Tests that set their own ``max_examples`` scale it with ``examples(n)``.
-Imported by conftest.py, before the hypothesis plugin loads the profile
-named on the command line.
+Tests that set their own ``max_examples`` write ``examples(n)``: ``n`` scaled
+by the active profile (max_examples / 100: 1 for default, 10 for deep, and
+so for any profile registered elsewhere).  They must not set
+``derandomize`` themselves.  Imported by conftest.py, before the hypothesis
+plugin loads the profile named on the command line (the plugin loads it in
+pytest_configure; test modules are imported later, at collection).
 """
 from __future__ import annotations
 
 from hypothesis import HealthCheck, settings
 
+BASE_EXAMPLES = 100          # max_examples of the default profile
+DEEP_FACTOR = 10
+
 _COMMON = dict(database=None, deadline=None, print_blob=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                       HealthCheck.filter_too_much])
-settings.register_profile("default", derandomize=True, **_COMMON)
-settings.register_profile("deep", derandomize=False, max_examples=1000, **_COMMON)
+settings.register_profile("default", derandomize=True, max_examples=BASE_EXAMPLES, **_COMMON)
+settings.register_profile("deep", derandomize=False, max_examples=BASE_EXAMPLES * DEEP_FACTOR,
+                          **_COMMON)
 settings.load_profile("default")
 
-DEEP_FACTOR = 10
+
+def factor() -> float:
+    """How many times the default profile's examples the active one draws."""
+    return settings.default.max_examples / BASE_EXAMPLES
 
 
 def examples(n: int) -> int:
-    """``n`` examples in the default profile, DEEP_FACTOR times as many in
-    ``deep`` (read when a test module is imported, after the profile is
-    loaded)."""
-    return n * DEEP_FACTOR if not settings.default.derandomize else n
+    """``n`` examples in the default profile, scaled by the active profile's
+    ``factor()`` (at least 1).  Read when the settings are made: at import
+    for module-level settings, which is after the profile is loaded."""
+    return max(1, round(n * factor()))
