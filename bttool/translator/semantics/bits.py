@@ -41,7 +41,9 @@ def bit_test(ctx: Insn) -> None:
 @semantic("bsf", "bsr")
 def bit_scan(ctx: Insn) -> None:
     b = ctx.b
-    src = ctx.read(1)
+    # the source has the destination's width (capstone 5 gives a memory
+    # source 2 or 4 bytes when 66 or F2 stand beside REX.W, which wins)
+    src = ctx.read(1, 8 * ctx.ops[0].size)
     ty = src.type
     w = ty.width
     zero = b.icmp_unsigned("==", src, ir.Constant(ty, 0))
