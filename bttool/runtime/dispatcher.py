@@ -234,12 +234,13 @@ class Executor:
         from bttool.translator.translate import lift  # not needed by warm runs
         if self.region_bound is not None:
             kw["within"] = self.region_bound(pc)
-        elif self.units is not None and self.units.find(pc).contains(pc):
+        elif self.units is not None:
             # A region never leaves its unit (the program's included): its
             # cache entry is keyed by one file, and a tier-2 region that
             # followed a PLT jump into libc could never be served again.
             u = self.units.find(pc)
-            kw["within"] = (u.start, u.end)
+            if u.contains(pc):
+                kw["within"] = (u.start, u.end)
         lifted = lift([pc], read, options, target, known=known or self.known.__contains__,
                       read_data=self._read_data, **kw)
 

@@ -91,7 +91,7 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
     proc.exec_options = {"cache_dir": cache_dir, "use_cache": use_cache, "verbose": verbose}
     if store is not None:
         from bttool.runtime.cache import RunCache
-        from bttool.translator.options import LiftOptions
+        import dataclasses
         ex = proc.executor
         variants: dict[bool, tuple[list[tuple[str, str]], str]] = {}
 
@@ -99,7 +99,7 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
             """The cache variants (best tier first) and code-map key for a
             code unit's kind of code."""
             if pic not in variants:
-                opts = LiftOptions(64, True, 0 if pic else None, hot_counters=True)
+                opts = dataclasses.replace(ex.options, pic_base=0 if pic else None)
                 variants[pic] = ([(ex.target2.key(), opts.tier2().key()), (ex.target.key(), opts.key())],
                                  opts.mode_key())
             return variants[pic]
