@@ -6,7 +6,6 @@ module only loads them and resolves their symbols.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from typing import Callable
 
@@ -19,9 +18,11 @@ _LIBGCC_SYMBOLS = ("__udivti3", "__umodti3", "__divti3", "__modti3")
 
 
 def _register_runtime_symbols() -> None:
-    name = ctypes.util.find_library("gcc_s") or "libgcc_s.so.1"
+    """The helpers come from libgcc_s by its soname (stable since GCC 3.0).
+    ``ctypes.util.find_library`` is not used: it runs ``ldconfig -p`` in a
+    subprocess, which every bttool process (each guest fork and exec) paid."""
     try:
-        lib = ctypes.CDLL(name)
+        lib = ctypes.CDLL("libgcc_s.so.1")
     except OSError:
         return
     for sym in _LIBGCC_SYMBOLS:
