@@ -398,3 +398,41 @@ def test_an_edited_translator_never_gets_old_entries(programs, tmp_path):
         f.write("\n# an edit to the semantics\n")
     edited = run()
     assert edited["regions_from_cache"] == 0 and edited["regions_translated"] > 0, edited
+
+
+CLOSED_STDIN_PROBE = r"""
+import os, sys
+from bttool.runtime.cache import CacheStore
+store = CacheStore(sys.argv[1])
+store.store_image_info("ab" * 32, "/x", {"k": 1})
+pid = os.fork()                          # a guest fork: the child reopens the index
+if pid == 0:
+    store.reopen()
+    os.close(0)                          # as tar's child does before dup(fd), expecting 0
+    for i in range(50):                  # translations the child then caches
+        store.store_image_info("%064x" % i, "/y", {"i": i})
+    assert store.image_info("%064x" % 49) == {"i": 49}
+    try:
+        os.fstat(0)
+        print("fd 0 taken:", os.readlink("/proc/self/fd/0"), flush=True)
+    except OSError:
+        print("fd 0 free", flush=True)
+    os._exit(0)
+for i in range(50):                      # the parent carries on with the cache
+    store.store_image_info("%064x" % (1000 + i), "/y", {"i": i})
+_, status = os.waitpid(pid, 0)
+print("child status", status, store.image_info("ab" * 32))
+"""
+
+
+def test_cache_never_takes_a_descriptor_the_guest_freed(tmp_path):
+    """SQLite fills a free 0-2 with /dev/null for good when one of its opens
+    lands there; in a forked child that had closed its stdin, tar's
+    `close(0); dup(fd) == 0` check then failed and it aborted.  The cache
+    must leave the guest's freed descriptors free (fails without
+    hostfds.standard_fds_held around the index's calls)."""
+    python = harness.installed_bttool().python
+    r = subprocess.run([str(python), "-c", CLOSED_STDIN_PROBE, str(tmp_path / "cache")],
+                       capture_output=True, cwd=harness.work_dir(), env=harness.guest_env(), timeout=120)
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.decode().splitlines() == ["fd 0 free", "child status 0 {'k': 1}"]

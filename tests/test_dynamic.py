@@ -54,15 +54,10 @@ CASES = [
     ("missing-file", ["/bin/cat", "/nonexistent/file"], None),
     ("bash", ["/bin/bash", "-c", "for i in 3 1 2; do echo $i; done | /usr/bin/sort -r; "
               "x=$(( 6 * 7 )); echo ${x}; [[ abc == a* ]] && echo glob"], None),
-    pytest.param(
-        "tar-gzip-xz", ["/bin/sh", "-c", "cd {tree} && /bin/tar czf - sub | /bin/tar tzvf - "
-                        "--numeric-owner | /usr/bin/sort; /bin/gzip -9 -c alpha.txt | /bin/gzip -d "
-                        "| /usr/bin/md5sum; /usr/bin/xz -c beta.txt | /usr/bin/xz -d | /usr/bin/md5sum"],
-        None,
-        marks=pytest.mark.xfail(strict=False, reason=(
-            "open bug: once, in a full-suite run sharing the session's cache, the gzip that "
-            "`tar czf` starts died with SIGABRT under bttool; it passes alone and in "
-            "test_dynamic.py's own runs (see the closing note of session 8)"))),
+    ("tar-gzip-xz", ["/bin/sh", "-c", "cd {tree} && /bin/tar czf - sub | /bin/tar tzvf - "
+                     "--numeric-owner | /usr/bin/sort; /bin/gzip -9 -c alpha.txt | /bin/gzip -d "
+                     "| /usr/bin/md5sum; /usr/bin/xz -c beta.txt | /usr/bin/xz -d | /usr/bin/md5sum"],
+     None),
     ("find-xargs", ["/bin/sh", "-c", "/usr/bin/find {tree} -name '*.txt' | /usr/bin/sort "
                     "| /usr/bin/xargs /usr/bin/wc -l"], None),
 ]

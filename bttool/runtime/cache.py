@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from bttool.ir import codegen, objfile
 from bttool.ir.codegen import Target
-from bttool.runtime.hostfds import hold, opening_high
+from bttool.runtime.hostfds import hold, opening_high, standard_fds_held
 from bttool.translator.guestcode import CodeReader, guest_digest
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -115,6 +115,36 @@ class CachedRegion:
     rank: int = 0      # index of the variant it belongs to (0 = best tier)
 
 
+# connections replaced by CacheStore.reopen, kept from finalisation
+_REPLACED_CONNECTIONS: list["_Index"] = []
+
+
+class _Index:
+    """The index connection.  Every call runs with descriptors 0-2 held
+    (hostfds.standard_fds_held): the guest shares bttool's descriptor table,
+    and SQLite may open files (another connection, a journal) at any call."""
+
+    def __init__(self, path: str) -> None:
+        with standard_fds_held():
+            self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+
+    def execute(self, sql: str, args: tuple | list = ()) -> sqlite3.Cursor:
+        with standard_fds_held():
+            return self._db.execute(sql, args)
+
+    def executemany(self, sql: str, rows: Iterable) -> sqlite3.Cursor:
+        with standard_fds_held():
+            return self._db.executemany(sql, rows)
+
+    def executescript(self, script: str) -> sqlite3.Cursor:
+        with standard_fds_held():
+            return self._db.executescript(script)
+
+    def close(self) -> None:
+        with standard_fds_held():
+            self._db.close()
+
+
 class CacheStore:
     """Low-level access to one cache directory (index + objects)."""
 
@@ -127,8 +157,9 @@ class CacheStore:
             raise CacheError(f"no cache at {root}")
         try:
             with opening_high(self._relocate):    # the database, its WAL and shared memory
-                self.db = sqlite3.connect(self.index_path, timeout=30, isolation_level=None)
+                self.db = _Index(self.index_path)
                 self.db.execute("PRAGMA busy_timeout = 30000")
+                self.db.execute("PRAGMA temp_store = MEMORY")     # no temporary files either
                 if create:
                     self.db.execute("PRAGMA journal_mode = WAL")
                     self._rebuild_if_derived()
@@ -173,10 +204,16 @@ class CacheStore:
         self.db.execute("PRAGMA synchronous = NORMAL")
 
     def reopen(self) -> None:
-        """A fresh connection (in a forked child; the parent's stays its own)."""
+        """A fresh connection (in a forked child; the parent's stays its own).
+        The connection being replaced is kept, never finalised: in a forked
+        child it is the parent's, and closing it here would run SQLite's
+        last-connection work (checkpoint, WAL removal) on the parent's files
+        with lock records that are not this process's."""
+        _REPLACED_CONNECTIONS.append(self.db)
         with opening_high(self._relocate):
-            self.db = sqlite3.connect(self.index_path, timeout=30, isolation_level=None)
+            self.db = _Index(self.index_path)
             self.db.execute("PRAGMA busy_timeout = 30000")
+            self.db.execute("PRAGMA temp_store = MEMORY")
             try:
                 self.db.execute("SELECT value FROM meta").fetchall()    # opens the WAL files here
             except sqlite3.DatabaseError:
@@ -338,7 +375,7 @@ class CacheStore:
 
 
 class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: "_Index") -> None:
         self.db = db
 
     def __enter__(self):

@@ -160,3 +160,29 @@ def opening_high(relocate: Callable[[int], None] | None = None) -> Iterator[None
         for fd in now & before:
             if fd >= lo and fd not in _own and _identity(fd) in _files:
                 register(fd, relocate)
+
+
+@contextmanager
+def standard_fds_held() -> Iterator[None]:
+    """Descriptors 0, 1 and 2 that are free are held by placeholders inside
+    this block, for bttool's SQLite calls.  SQLite never keeps a database
+    file at 0-2: when an open returns one of them, it closes it and opens
+    /dev/null there for good (its unix VFS, ``robust_open``), so a guest
+    that had just closed its stdin found /dev/null in its place, and tar's
+    ``close(0); dup(fd) == 0`` check aborted (issue 15).  Three fcntl calls
+    per use."""
+    held: list[int] = []
+    for fd in (0, 1, 2):
+        try:
+            fcntl.fcntl(fd, fcntl.F_GETFD)
+        except OSError:
+            try:
+                held.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))  # lowest free: fd
+            except OSError:
+                break
+    try:
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+
