@@ -43,8 +43,9 @@ def main() -> None:
 def run(verbose: bool, cache_dir: str | None, no_cache: bool, stats: bool,
         stats_json: str | None, argv0: str | None, system: bool, memory: str, max_resets: int,
         program: str, args: tuple[str, ...]) -> None:
-    """Run PROGRAM (a static x86-64 Linux executable) with ARGS, or boot a
-    kernel (--system, or any image with a Multiboot header)."""
+    """Run PROGRAM (an x86-64 Linux executable, static or dynamically
+    linked) with ARGS, or boot a kernel (--system, or any image with a
+    Multiboot header)."""
     t0 = time.perf_counter()
     sig = 0
     try:

@@ -16,6 +16,10 @@ process) gives:
 * ``mem``: a descriptor whose reads and writes at offset X reach guest
   address X only (through GuestMemory, which checks every address), EIO
   where nothing is mapped, as Linux answers;
+* ``fd`` and ``fdinfo``: the host's directories without bttool's own
+  descriptors (runtime/hostfds.py): a listing leaves them out, and their
+  entries (``/proc/self/fd/N``) do not exist, as for a descriptor the guest
+  never opened;
 * anything else under our own /proc directory is the host's file.
 """
 from __future__ import annotations
@@ -23,8 +27,10 @@ from __future__ import annotations
 import errno
 import os
 import re
+import struct
 from typing import TYPE_CHECKING
 
+from bttool.runtime import hostfds
 from bttool.runtime.memory import PROT_EXEC, PROT_READ, PROT_WRITE, GuestMemoryError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,6 +56,18 @@ def own_entry(path: bytes, pid: int) -> str | None:
     return name
 
 
+def own_descriptor_entry(path: bytes, pid: int) -> int | None:
+    """N when ``path`` names this process's /proc/.../fd/N or fdinfo/N."""
+    p = os.path.normpath(path.decode("utf-8", "surrogateescape"))
+    m = re.fullmatch(r"/proc/(self|thread-self|\d+)(?:/task/(\d+))?/fd(?:info)?/(\d+)", p)
+    if m is None:
+        return None
+    who, task, n = m.groups()
+    if who not in ("self", "thread-self") and int(who) != pid or task is not None and int(task) != pid:
+        return None
+    return int(n)
+
+
 class ProcView:
     """Serves the guest's own /proc entries and its /proc/self/mem descriptors."""
 
@@ -64,8 +82,43 @@ class ProcView:
             return os.fsencode(os.path.abspath(self.proc.exe_path))
         return None
 
+    def hides(self, path: bytes) -> bool:
+        """Whether ``path`` is the /proc entry of one of bttool's own
+        descriptors, which for the guest does not exist (ENOENT)."""
+        if not path.startswith(b"/proc/"):
+            return False
+        n = own_descriptor_entry(path, os.getpid())
+        return n is not None and hostfds.is_own(n)
+
+    def filter_listing(self, fd: int, buf: int, n: int) -> int:
+        """After getdents64 on ``fd`` put ``n`` bytes of linux_dirent64
+        records at guest ``buf``: when ``fd`` is our fd/ or fdinfo/
+        directory, bttool's descriptors are taken out of the records (the
+        others close up); returns the new length."""
+        try:
+            where = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return n
+        if not re.fullmatch(rf"/proc/{os.getpid()}(?:/task/\d+)?/fd(?:info)?", where):
+            return n
+        data, kept, off = self.proc.memory.read(buf, n), [], 0
+        while off + 19 <= n:
+            reclen = struct.unpack_from("<H", data, off + 16)[0]
+            if reclen == 0:
+                break
+            name = data[off + 19:off + reclen].split(b"\0", 1)[0]
+            if not (name.isdigit() and hostfds.is_own(int(name))):
+                kept.append(data[off:off + reclen])
+            off += reclen
+        out = b"".join(kept)
+        if len(out) != n:
+            self.proc.memory.write(buf, out)
+        return len(out)
+
     def open(self, path: bytes, flags: int) -> int | None:
         """A descriptor (or -errno) for one of our own entries; None: not ours."""
+        if self.hides(path):
+            return -errno.ENOENT
         name = own_entry(path, os.getpid())
         if name is None:
             return None

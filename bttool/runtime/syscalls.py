@@ -81,6 +81,7 @@ class Syscalls:
             2: self.open, 257: self.openat, 3: self.close, 0: self.read, 1: self.write,
             17: self.pread64, 18: self.pwrite64, 8: self.lseek, 33: self.dup2, 292: self.dup3,
             23: self.select, 270: self.pselect6, 202: self.futex, 436: self.close_range,
+            217: self.getdents64,
         }
 
     # -- dispatch ---------------------------------------------------------
@@ -131,10 +132,33 @@ class Syscalls:
             if kind == "p":
                 real[i] = self.ptr(args[i], size if n < 0 else args[n] * size)
             elif kind == "s":
+                if self._hidden_path(args[i]):
+                    return -errno.ENOENT
                 real[i] = self.ptr(args[i], 1)
             elif kind == "f":
                 real[i] = self.fd(args[i])
         return self.raw(nr, *real)
+
+    def _hidden_path(self, addr: int) -> bool:
+        """Whether the guest's path at ``addr`` is the /proc entry of one of
+        bttool's descriptors (procview.ProcView.hides); a bad pointer is
+        left for the host call to refuse."""
+        try:
+            return self.mem.read(addr, 6) == b"/proc/" and self.proc.procview.hides(self.mem.read_cstring(addr))
+        except GuestMemoryError:
+            return False
+
+    def getdents64(self, fd: int, buf: int, count: int, *_: int) -> int:
+        """Our fd/ and fdinfo/ listings leave bttool's descriptors out
+        (procview); a batch that held only those is followed by the next,
+        so an empty answer still means the end."""
+        while True:
+            n = self.passthrough(217, PARSED[217], [fd, buf, count])
+            if n <= 0:
+                return n
+            kept = self.proc.procview.filter_listing(_fd(fd), buf, n)
+            if kept:
+                return kept
 
     @staticmethod
     def raw(nr: int, *args: int) -> int:
@@ -352,6 +376,8 @@ class Syscalls:
         return self.passthrough(202, _FUTEX_SPECS[op & 127], [uaddr, op, val, a4, uaddr2, val3])
 
     def _readlink_common(self, path: bytes, buf: int, size: int) -> int | None:
+        if self.proc.procview.hides(path):
+            return -errno.ENOENT
         target = self.proc.procview.readlink(path)
         if target is None:
             return None

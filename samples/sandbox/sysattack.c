@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -199,13 +201,70 @@ static void fds(const char *how) {
     printf("first open after: %d\n", fd);
 }
 
+static void listing(const char *dir, const char *label) {
+    /* the names a directory listing gives, in order of number */
+    DIR *d = opendir(dir);
+    if (!d) {
+        printf("%s: %s\n", label, strerrorname_np(errno));
+        return;
+    }
+    int seen[64], n = 0, more = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.') {
+            if (n < 64)
+                seen[n++] = atoi(e->d_name);
+            else
+                more++;
+        }
+    closedir(d);
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (seen[j] < seen[i]) {
+                int t = seen[i]; seen[i] = seen[j]; seen[j] = t;
+            }
+    printf("%s:", label);
+    for (int i = 0; i < n; i++)
+        printf(" %d", seen[i]);
+    printf("%s\n", more ? " ..." : "");
+}
+
+static void procfd(void) {
+    /* /proc/self/fd and fdinfo list the program's descriptors and no
+     * others; the entries of descriptors it does not have do not exist */
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    int lim = rl.rlim_cur > 4096 ? 4096 : (int)rl.rlim_cur;
+    char path[64], buf[256];
+    struct stat st;
+    int links = 0, opens = 0, stats = 0, infos = 0;
+    listing("/proc/self/fd", "/proc/self/fd");
+    listing("/proc/self/fdinfo", "/proc/self/fdinfo");
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)getpid());
+    listing(path, "/proc/PID/fd");
+    for (int fd = 3; fd < lim; fd++) {
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        links += readlink(path, buf, sizeof buf) >= 0;
+        stats += stat(path, &st) == 0;
+        int f = open(path, O_RDONLY);
+        if (f >= 0) {
+            opens++;
+            close(f);
+        }
+        snprintf(path, sizeof path, "/proc/thread-self/fdinfo/%d", fd);
+        infos += access(path, F_OK) == 0;
+    }
+    printf("entries past 2: readlink %d, stat %d, open %d, fdinfo %d\n", links, stats, opens, infos);
+}
+
 int main(int argc, char **argv) {
     ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     rw = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     gone = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     munmap(gone, 4096);
     setvbuf(stdout, NULL, _IOLBF, 0);
-    const char *cases[] = {"crashes", "pointers", "fsbase", "close", "close_range", "dup2", "dup3"};
+    const char *cases[] = {"crashes", "pointers", "fsbase", "close", "close_range", "dup2", "dup3",
+                           "procfd"};
     for (unsigned i = 0; i < sizeof cases / sizeof *cases; i++) {
         if (argc > 1 && strcmp(argv[1], cases[i]) != 0)
             continue;
@@ -219,6 +278,8 @@ int main(int argc, char **argv) {
                 pointers();
             else if (i == 2)
                 fsbase();
+            else if (i == 7)
+                procfd();
             else
                 fds(cases[i]);
             fflush(stdout);
