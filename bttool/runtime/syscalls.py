@@ -44,6 +44,16 @@ def _fd(v: int) -> int:
 ENOSYS = errno.ENOSYS
 
 
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 # Calls with their own handlers whose argument i is a descriptor: EBADF for
 # bttool's own before the handler runs.
 _SPECIAL_FD_ARG = {0: 0, 1: 0, 8: 0, 16: 0, 17: 0, 18: 0, 19: 0, 20: 0, 72: 0, 295: 0, 296: 0,
@@ -81,7 +91,8 @@ class Syscalls:
             2: self.open, 257: self.openat, 3: self.close, 0: self.read, 1: self.write,
             17: self.pread64, 18: self.pwrite64, 8: self.lseek, 33: self.dup2, 292: self.dup3,
             23: self.select, 270: self.pselect6, 202: self.futex, 436: self.close_range,
-            217: self.getdents64,
+            217: self.getdents64, 310: self.process_vm_readv, 311: self.process_vm_writev,
+            101: self.ptrace,
         }
 
     # -- dispatch ---------------------------------------------------------
@@ -306,6 +317,40 @@ class Syscalls:
             arr[2 * i] = self.ptr(base, ln) if ln else 0
             arr[2 * i + 1] = ln
         return arr
+
+    def process_vm_readv(self, pid: int, local: int, lcnt: int, remote: int, rcnt: int,
+                         flags: int) -> int:
+        return self._process_vm(310, pid, local, lcnt, remote, rcnt, flags)
+
+    def process_vm_writev(self, pid: int, local: int, lcnt: int, remote: int, rcnt: int,
+                          flags: int) -> int:
+        return self._process_vm(311, pid, local, lcnt, remote, rcnt, flags)
+
+    def _process_vm(self, nr: int, pid: int, local: int, lcnt: int, remote: int, rcnt: int,
+                    flags: int) -> int:
+        """process_vm_readv/writev on the guest's own process: the host call
+        on bttool's own pid with both iovec arrays translated, so the
+        kernel's own rules (partial transfers, EFAULT) hold and nothing but
+        the guest window is reached.  Another process is EPERM, as ptrace
+        access is (see ``ptrace``); a missing one ESRCH."""
+        if flags:
+            return -errno.EINVAL
+        arrays = self._iovec(local, lcnt), self._iovec(remote, rcnt)
+        pid = _fd(pid)
+        if pid != os.getpid():
+            return -errno.ESRCH if pid <= 0 or not _process_exists(pid) else -errno.EPERM
+        return self.raw(nr, pid, ctypes.addressof(arrays[0]), lcnt, ctypes.addressof(arrays[1]), rcnt, 0)
+
+    def ptrace(self, request: int, pid: int, *_: int) -> int:
+        """As on a host whose Yama policy forbids tracing (ptrace_scope 3):
+        PTRACE_TRACEME, PTRACE_ATTACH and PTRACE_SEIZE are EPERM, so no
+        process is ever this one's tracee and every other request is
+        ESRCH.  (A guest debugger would need guest-level tracing, which
+        bttool does not offer.)"""
+        PTRACE_TRACEME, PTRACE_ATTACH, PTRACE_SEIZE = 0, 16, 0x4206
+        if _fd(request) in (PTRACE_TRACEME, PTRACE_ATTACH, PTRACE_SEIZE):
+            return -errno.EPERM
+        return -errno.ESRCH
 
     def readv(self, fd: int, iov: int, cnt: int, *_: int) -> int:
         arr = self._iovec(iov, cnt)

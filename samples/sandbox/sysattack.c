@@ -19,6 +19,7 @@
 #include <string.h>
 #include <dirent.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <sys/prctl.h>
@@ -257,6 +258,34 @@ static void procfd(void) {
     printf("entries past 2: readlink %d, stat %d, open %d, fdinfo %d\n", links, stats, opens, infos);
 }
 
+static void procvm(void) {
+    /* process_vm_readv/writev and ptrace aimed at the program itself:
+     * its own memory and nothing else, with the kernel's answers */
+    pid_t me = getpid();
+    static char src[32] = "0123456789abcdefghijklmnopqrstu", dst[64];
+    struct iovec l1 = {dst, 16}, r1 = {src, 16};
+    long n = process_vm_readv(me, &l1, 1, &r1, 1, 0);
+    printf("readv own: %ld %.16s\n", n, dst);
+    struct iovec w1 = {(char *)"WRITTEN!", 8}, t1 = {rw, 8};
+    n = process_vm_writev(me, &w1, 1, &t1, 1, 0);
+    printf("writev own: %ld %.8s\n", n, rw);
+    struct iovec bad = {gone, 16}, rob = {ro, 16}, low = {(void *)0x100000, 16};
+    show("readv remote unmapped", process_vm_readv(me, &l1, 1, &bad, 1, 0));
+    show("readv remote low", process_vm_readv(me, &l1, 1, &low, 1, 0));
+    show("readv local unmapped", process_vm_readv(me, &bad, 1, &r1, 1, 0));
+    show("writev remote read-only", process_vm_writev(me, &w1, 1, &rob, 1, 0));
+    struct iovec two[2] = {{src, 8}, {gone, 8}}, ltwo = {dst, 16};
+    printf("readv partial: %ld\n", (long)process_vm_readv(me, &ltwo, 1, two, 2, 0));
+    show("readv flags", process_vm_readv(me, &l1, 1, &r1, 1, 1));
+    show("readv 1025 iovecs", process_vm_readv(me, &l1, 1, &r1, 1025, 0));
+    show("readv iovec array unmapped", process_vm_readv(me, &l1, 1, (struct iovec *)gone, 1, 0));
+    show("readv no such process", process_vm_readv(0x3fffffff, &l1, 1, &r1, 1, 0));
+    errno = 0;
+    long v = syscall(SYS_ptrace, 2 /* PTRACE_PEEKDATA */, me, src, 0);
+    printf("ptrace peek own: %ld %s\n", v, strerrorname_np(errno));
+    SYS("ptrace attach own", SYS_ptrace, 16 /* PTRACE_ATTACH */, me, 0, 0);
+}
+
 int main(int argc, char **argv) {
     ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     rw = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -264,7 +293,7 @@ int main(int argc, char **argv) {
     munmap(gone, 4096);
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *cases[] = {"crashes", "pointers", "fsbase", "close", "close_range", "dup2", "dup3",
-                           "procfd"};
+                           "procfd", "procvm"};
     for (unsigned i = 0; i < sizeof cases / sizeof *cases; i++) {
         if (argc > 1 && strcmp(argv[1], cases[i]) != 0)
             continue;
@@ -280,6 +309,8 @@ int main(int argc, char **argv) {
                 fsbase();
             else if (i == 7)
                 procfd();
+            else if (i == 8)
+                procvm();
             else
                 fds(cases[i]);
             fflush(stdout);
