@@ -36,7 +36,7 @@ def sandbox_dir(tmp_path_factory) -> Path:
 
 # Each case runs in the guest process itself (sysattack CASE), so that a
 # crash of bttool shows as a different status and stderr.
-CASES = ["crashes", "pointers", "fsbase", "close", "close_range", "dup2", "dup3", "procfd", "procvm"]
+CASES = ["crashes", "pointers", "fsbase", "close", "close_range", "dup2", "dup3", "procfd", "procvm", "procmem"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bttool.runtime.linux import LinuxProcess
 
 _SNAPSHOTS = ("maps", "auxv", "cmdline", "environ")
+_SERVED = ("exe", "mem") + _SNAPSHOTS
 _MAX_IO = 1 << 20        # bytes one read or write of /proc/self/mem moves (short counts are fine)
 O_ACCMODE, O_CLOEXEC, O_DIRECTORY = 3, 0o2000000, 0o200000
 
@@ -81,6 +82,10 @@ class ProcView:
         if own_entry(path, os.getpid()) == "exe":
             return os.fsencode(os.path.abspath(self.proc.exe_path))
         return None
+
+    def serves(self, path: bytes) -> bool:
+        """Whether opening ``path`` is answered here, not by the host."""
+        return self.hides(path) or own_entry(path, os.getpid()) in _SERVED
 
     def hides(self, path: bytes) -> bool:
         """Whether ``path`` is the /proc entry of one of bttool's own

@@ -88,7 +88,7 @@ class Syscalls:
             131: self.sigaltstack, 127: self.rt_sigpending, 16: self.ioctl, 72: self.fcntl,
             28: self.madvise, 26: self.msync, 295: self.preadv, 296: self.pwritev,
             56: self.clone, 57: self.fork, 58: self.fork, 59: self.execve, 435: self.clone3,
-            2: self.open, 257: self.openat, 3: self.close, 0: self.read, 1: self.write,
+            2: self.open, 257: self.openat, 437: self.openat2, 3: self.close, 0: self.read, 1: self.write,
             17: self.pread64, 18: self.pwrite64, 8: self.lseek, 33: self.dup2, 292: self.dup3,
             23: self.select, 270: self.pselect6, 202: self.futex, 436: self.close_range,
             217: self.getdents64, 310: self.process_vm_readv, 311: self.process_vm_writev,
@@ -435,12 +435,41 @@ class Syscalls:
     # -- files: the guest's own /proc entries (runtime/procview.py) -------------
     def open(self, path: int, flags: int, mode: int, *_: int) -> int:
         r = self.proc.procview.open(self.mem.read_cstring(path), flags)
-        return r if r is not None else self.raw(2, self.ptr(path), flags, mode)
+        return r if r is not None else self._opened(self.raw(2, self.ptr(path), flags, mode), flags)
 
     def openat(self, dirfd: int, path: int, flags: int, mode: int, *_: int) -> int:
         name = self.mem.read_cstring(path)
         r = self.proc.procview.open(name, flags) if name.startswith(b"/") else None
-        return r if r is not None else self.raw(257, self.fd(dirfd), self.ptr(path), flags, mode)
+        if r is not None:
+            return r
+        return self._opened(self.raw(257, self.fd(dirfd), self.ptr(path), flags, mode), flags)
+
+    def openat2(self, dirfd: int, path: int, how: int, size: int, *_: int) -> int:
+        name = self.mem.read_cstring(path)
+        flags = self.mem.u64(how) if size >= 8 and self.mem.readable(how, 8) else None
+        r = self.proc.procview.open(name, flags) if name.startswith(b"/") and flags is not None else None
+        if r is not None:
+            return r
+        fd = self.raw(437, self.fd(dirfd), self.ptr(path), self.ptr(how, size), size)
+        return self._opened(fd, flags or 0)
+
+    def _opened(self, fd: int, flags: int) -> int:
+        """After a host open that gave ``fd``: when the guest's name reached
+        one of our own /proc entries by another way than naming it (a
+        symlink to /proc/self/mem, a descriptor of /proc/self with
+        "mem", /proc/self/cwd/../..), the guest gets what naming it gives
+        (procview), never the host's file.  The number is the same: the
+        host's is closed first, and the lowest free one is taken again."""
+        if fd < 0:
+            return fd
+        try:
+            where = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return fd
+        if not where.startswith("/proc/") or not self.proc.procview.serves(os.fsencode(where)):
+            return fd
+        os.close(fd)
+        return self.proc.procview.open(os.fsencode(where), flags)
 
     def close(self, fd: int, *_: int) -> int:
         # (bttool's own descriptors are EBADF: see dispatch)

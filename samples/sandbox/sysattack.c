@@ -286,6 +286,42 @@ static void procvm(void) {
     SYS("ptrace attach own", SYS_ptrace, 16 /* PTRACE_ATTACH */, me, 0, 0);
 }
 
+static volatile unsigned long secret = 0x1122334455667788UL;
+
+static void peek(const char *how, int fd) {
+    /* the program's own variable, and an address where nothing is mapped */
+    unsigned long v = 0;
+    if (fd < 0) {
+        printf("%s: open %s\n", how, strerrorname_np(errno));
+        return;
+    }
+    long n = pread(fd, &v, 8, (off_t)(uintptr_t)&secret);
+    printf("%s: %ld %#lx", how, n, v);
+    n = pread(fd, &v, 8, 0x100000);
+    printf(", unmapped %s\n", n < 0 ? strerrorname_np(errno) : "read");
+    close(fd);
+}
+
+static void procmem(void) {
+    /* /proc/self/mem reached by every path a program may take to it: each
+     * is the program's own memory */
+    peek("named", open("/proc/self/mem", O_RDONLY));
+    unlink("procmem-link");
+    if (symlink("/proc/self/mem", "procmem-link") == 0) {
+        peek("symlink", open("procmem-link", O_RDONLY));
+        unlink("procmem-link");
+    }
+    int dir = open("/proc/self", O_RDONLY | O_DIRECTORY);
+    peek("dirfd", openat(dir, "mem", O_RDONLY));
+    struct { unsigned long flags, mode, resolve; } how = {O_RDONLY, 0, 0};
+    peek("openat2", (int)syscall(SYS_openat2, dir, "mem", &how, sizeof how));
+    close(dir);
+    peek("root", open("/proc/self/root/proc/self/mem", O_RDONLY));
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/../../mem", (int)getpid(), (int)getpid());
+    peek("task/../..", open(path, O_RDONLY));
+}
+
 int main(int argc, char **argv) {
     ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     rw = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -293,7 +329,7 @@ int main(int argc, char **argv) {
     munmap(gone, 4096);
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *cases[] = {"crashes", "pointers", "fsbase", "close", "close_range", "dup2", "dup3",
-                           "procfd", "procvm"};
+                           "procfd", "procvm", "procmem"};
     for (unsigned i = 0; i < sizeof cases / sizeof *cases; i++) {
         if (argc > 1 && strcmp(argv[1], cases[i]) != 0)
             continue;
@@ -311,6 +347,8 @@ int main(int argc, char **argv) {
                 procfd();
             else if (i == 8)
                 procvm();
+            else if (i == 9)
+                procmem();
             else
                 fds(cases[i]);
             fflush(stdout);
