@@ -40,6 +40,7 @@ PLAIN = [
     ("children", 0),
     ("descriptors", 0),
     ("procself", 0),
+    ("ipc", 0),
     ("segv", 1),
     ("divzero", 1),
     ("abort", (0, 1)),

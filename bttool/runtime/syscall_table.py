@@ -17,6 +17,9 @@ space separated:
 * ``pN``     a buffer whose byte length is argument N;
 * ``pN*K``   a buffer of K-byte elements, argument N of them;
 * ``p:K``    a buffer of fixed size K bytes (a struct stat is 144 bytes);
+* ``lN``     a buffer whose byte length is the 32-bit value that argument N
+             points to (a socket address with its ``socklen_t *``: accept,
+             getsockname, recvfrom, getsockopt);
 
 and ``None`` instead of a spec when the call has its own handler in
 ``syscalls.Syscalls`` (per-command tables below, embedded pointers).  A
@@ -40,6 +43,8 @@ TIMESPEC = "p:16"   # struct timespec, struct timeval
 RLIMIT = "p:16"
 RUSAGE = "p:144"
 STATFS = "p:120"
+EPOLL_EVENT = 12    # struct epoll_event: packed on x86-64
+ITIMERSPEC = "p:32"
 
 PASSTHROUGH: dict[int, tuple[str, str | None]] = {
     0: ("read", "f p2 i"), 1: ("write", "f p2 i"), 2: ("open", "s i i"), 3: ("close", None),
@@ -50,7 +55,12 @@ PASSTHROUGH: dict[int, tuple[str, str | None]] = {
     28: ("madvise", None), 32: ("dup", "f"), 33: ("dup2", None), 34: ("pause", ""),
     35: ("nanosleep", f"{TIMESPEC} {TIMESPEC}"), 36: ("getitimer", "i p:32"), 37: ("alarm", "i"),
     38: ("setitimer", "i p:32 p:32"), 39: ("getpid", ""), 40: ("sendfile", "f f p:8 i"),
-    41: ("socket", "i i i"), 42: ("connect", "f p2 i"),
+    41: ("socket", "i i i"), 42: ("connect", "f p2 i"), 43: ("accept", "f l2 p:4"),
+    44: ("sendto", "f p2 i i p5 i"), 45: ("recvfrom", "f p2 i i l5 p:4"), 46: ("sendmsg", None),
+    47: ("recvmsg", None), 48: ("shutdown", "f i"), 49: ("bind", "f p2 i"), 50: ("listen", "f i"),
+    51: ("getsockname", "f l2 p:4"), 52: ("getpeername", "f l2 p:4"),
+    53: ("socketpair", "i i i p:8"), 54: ("setsockopt", "f i i p4 i"),
+    55: ("getsockopt", "f i i l4 p:4"),
     61: ("wait4", f"i p:4 i {RUSAGE}"), 63: ("uname", "p:390"), 72: ("fcntl", None),
     73: ("flock", "f i"), 74: ("fsync", "f"), 75: ("fdatasync", "f"), 76: ("truncate", "s i"),
     77: ("ftruncate", "f i"), 78: ("getdents", "f p2 i"), 79: ("getcwd", "p1 i"),
@@ -60,7 +70,7 @@ PASSTHROUGH: dict[int, tuple[str, str | None]] = {
     92: ("chown", "s i i"), 93: ("fchown", "f i i"), 94: ("lchown", "s i i"), 95: ("umask", "i"),
     96: ("gettimeofday", f"{TIMESPEC} p:8"), 97: ("getrlimit", f"i {RLIMIT}"),
     98: ("getrusage", f"i {RUSAGE}"), 99: ("sysinfo", "p:112"), 100: ("times", "p:32"),
-    102: ("getuid", ""), 104: ("getgid", ""), 105: ("setuid", "i"), 106: ("setgid", "i"),
+    101: ("ptrace", None), 102: ("getuid", ""), 104: ("getgid", ""), 105: ("setuid", "i"), 106: ("setgid", "i"),
     107: ("geteuid", ""), 108: ("getegid", ""), 109: ("setpgid", "i i"), 110: ("getppid", ""),
     111: ("getpgrp", ""), 112: ("setsid", ""), 115: ("getgroups", "i p0*4"),
     121: ("getpgid", "i"), 124: ("getsid", "i"), 132: ("utime", "s p:16"),
@@ -69,21 +79,30 @@ PASSTHROUGH: dict[int, tuple[str, str | None]] = {
     162: ("sync", ""), 186: ("gettid", ""), 191: ("getxattr", "s s p3 i"),
     192: ("lgetxattr", "s s p3 i"), 193: ("fgetxattr", "f s p3 i"), 194: ("listxattr", "s p2 i"),
     195: ("llistxattr", "s p2 i"), 196: ("flistxattr", "f p2 i"), 201: ("time", "p:8"),
-    202: ("futex", None), 204: ("sched_getaffinity", "i i p1"),
-    217: ("getdents64", "f p2 i"), 228: ("clock_gettime", f"i {TIMESPEC}"),
+    202: ("futex", None), 204: ("sched_getaffinity", "i i p1"), 213: ("epoll_create", "i"),
+    217: ("getdents64", "f p2 i"), 221: ("fadvise64", "f i i i"),
+    228: ("clock_gettime", f"i {TIMESPEC}"),
     229: ("clock_getres", f"i {TIMESPEC}"), 230: ("clock_nanosleep", f"i i {TIMESPEC} {TIMESPEC}"),
-    235: ("utimes", "s p:32"), 257: ("openat", "f s i i"),
+    232: ("epoll_wait", f"f p2*{EPOLL_EVENT} i i"), 233: ("epoll_ctl", f"f i f p:{EPOLL_EVENT}"),
+    235: ("utimes", "s p:32"), 253: ("inotify_init", ""), 254: ("inotify_add_watch", "f s i"),
+    255: ("inotify_rm_watch", "f i"), 257: ("openat", "f s i i"),
     258: ("mkdirat", "f s i"), 259: ("mknodat", "f s i i"), 260: ("fchownat", "f s i i i"),
     262: ("newfstatat", f"f s {STAT} i"), 263: ("unlinkat", "f s i"), 264: ("renameat", "f s f s"),
     265: ("linkat", "f s f s i"), 266: ("symlinkat", "s f s"), 268: ("fchmodat", "f s i"),
     269: ("faccessat", "f s i"), 270: ("pselect6", None),
-    271: ("ppoll", f"p1*8 i {TIMESPEC} p4 i"),
-    280: ("utimensat", "f s p:32 i"), 285: ("fallocate", "f i i i"), 292: ("dup3", None),
-    293: ("pipe2", "p:8 i"), 302: ("prlimit64", f"i i {RLIMIT} {RLIMIT}"),
-    309: ("getcpu", "p:4 p:4 i"),     # (the third argument is ignored by Linux)
-    316: ("renameat2", "f s f s i"), 318: ("getrandom", "p1 i i"),
+    271: ("ppoll", f"p1*8 i {TIMESPEC} p4 i"), 275: ("splice", "f p:8 f p:8 i i"),
+    276: ("tee", "f f i i"), 277: ("sync_file_range", "f i i i"),
+    280: ("utimensat", "f s p:32 i"), 281: ("epoll_pwait", f"f p2*{EPOLL_EVENT} i i p5 i"),
+    283: ("timerfd_create", "i i"), 284: ("eventfd", "i"), 285: ("fallocate", "f i i i"),
+    286: ("timerfd_settime", f"f i {ITIMERSPEC} {ITIMERSPEC}"), 287: ("timerfd_gettime", f"f {ITIMERSPEC}"),
+    288: ("accept4", "f l2 p:4 i"), 290: ("eventfd2", "i i"), 291: ("epoll_create1", "i"),
+    292: ("dup3", None), 293: ("pipe2", "p:8 i"), 294: ("inotify_init1", "i"),
+    302: ("prlimit64", f"i i {RLIMIT} {RLIMIT}"),
+    309: ("getcpu", "p:4 p:4 i"), 310: ("process_vm_readv", None), 311: ("process_vm_writev", None),     # (the third argument is ignored by Linux)
+    316: ("renameat2", "f s f s i"), 318: ("getrandom", "p1 i i"), 319: ("memfd_create", "s i"),
     326: ("copy_file_range", "f p:8 f p:8 i i"),
-    332: ("statx", "f s i i p:256"), 436: ("close_range", None), 439: ("faccessat2", "f s i i"),
+    332: ("statx", "f s i i p:256"), 436: ("close_range", None), 437: ("openat2", None),
+    439: ("faccessat2", "f s i i"), 441: ("epoll_pwait2", f"f p2*{EPOLL_EVENT} i {TIMESPEC} p5 i"),
 }
 
 # fcntl(fd, cmd, arg): what ``arg`` is per command ("i" an integer, "p:K" a
@@ -169,7 +188,7 @@ FUTEX: dict[int, str] = {
     13: "p:16 i i",     # FUTEX_LOCK_PI2
 }
 
-_KIND = re.compile(r"^(?:i|f|s|p(\d)(?:\*(\d+))?|p:(\d+))$")
+_KIND = re.compile(r"^(?:i|f|s|p(\d)(?:\*(\d+))?|p:(\d+)|l(\d))$")
 
 
 def parse(spec: str) -> tuple[tuple[str, int, int], ...]:
@@ -180,7 +199,9 @@ def parse(spec: str) -> tuple[tuple[str, int, int], ...]:
         m = _KIND.match(kind)
         if m is None:
             raise ValueError(f"unknown argument kind {kind!r}")
-        if kind[0] != "p":
+        if kind[0] == "l":
+            out.append(("l", int(m.group(4)), 1))
+        elif kind[0] != "p":
             out.append((kind, -1, 0))
         elif m.group(3) is not None:
             out.append(("p", -1, int(m.group(3))))

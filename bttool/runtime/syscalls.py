@@ -44,6 +44,20 @@ def _fd(v: int) -> int:
 ENOSYS = errno.ENOSYS
 
 
+def _passed_fds(control: bytes) -> list[int]:
+    """The descriptors in the SCM_RIGHTS messages of control data."""
+    fds, off = [], 0
+    while off + 16 <= len(control):
+        length, level, kind = struct.unpack_from("<Qii", control, off)
+        if length < 16:
+            break
+        if level == 1 and kind == 1:            # SOL_SOCKET, SCM_RIGHTS
+            data = control[off + 16:off + min(length, len(control) - off)]
+            fds += [_fd(v) for (v,) in struct.iter_unpack("<i", data[:len(data) // 4 * 4])]
+        off += (length + 7) & ~7
+    return fds
+
+
 def _process_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -91,7 +105,7 @@ class Syscalls:
             2: self.open, 257: self.openat, 437: self.openat2, 3: self.close, 0: self.read, 1: self.write,
             17: self.pread64, 18: self.pwrite64, 8: self.lseek, 33: self.dup2, 292: self.dup3,
             23: self.select, 270: self.pselect6, 202: self.futex, 436: self.close_range,
-            217: self.getdents64, 310: self.process_vm_readv, 311: self.process_vm_writev,
+            217: self.getdents64, 46: self.sendmsg, 47: self.recvmsg, 310: self.process_vm_readv, 311: self.process_vm_writev,
             101: self.ptrace,
         }
 
@@ -148,6 +162,10 @@ class Syscalls:
                 real[i] = self.ptr(args[i], 1)
             elif kind == "f":
                 real[i] = self.fd(args[i])
+            elif kind == "l":
+                lenp = args[n]
+                length = struct.unpack("<I", self.mem.read(lenp, 4))[0] if lenp and self.mem.readable(lenp, 4) else 1
+                real[i] = self.ptr(args[i], max(length, 1))
         return self.raw(nr, *real)
 
     def _hidden_path(self, addr: int) -> bool:
@@ -351,6 +369,42 @@ class Syscalls:
         if _fd(request) in (PTRACE_TRACEME, PTRACE_ATTACH, PTRACE_SEIZE):
             return -errno.EPERM
         return -errno.ESRCH
+
+    # struct msghdr: name, namelen, iov, iovlen, control, controllen, flags
+    _MSGHDR = struct.Struct("<QI4xQQQQI4x")
+
+    def sendmsg(self, fd: int, msg: int, flags: int, *_: int) -> int:
+        host, keep = self._msghdr(msg)
+        if keep is None:
+            return -EBADF               # it passes one of bttool's descriptors
+        return self.raw(46, self.fd(fd), ctypes.addressof(host), flags)
+
+    def recvmsg(self, fd: int, msg: int, flags: int, *_: int) -> int:
+        host, keep = self._msghdr(msg)
+        r = self.raw(47, self.fd(fd), ctypes.addressof(host), flags)
+        if r >= 0:                      # what the kernel writes back: the lengths and flags
+            out = self._MSGHDR.unpack(bytes(host))
+            self.mem.write(msg + 8, struct.pack("<I", out[1]))
+            self.mem.write(msg + 40, struct.pack("<QI", out[5], out[6]))
+        return r
+
+    def _msghdr(self, msg: int) -> tuple[ctypes.Array, ctypes.Array | None]:
+        """The guest's msghdr as the host's, every pointer in it translated
+        (the iovec array copied, as for readv); the iovec array is returned
+        to be kept alive, or None when the control data passes one of
+        bttool's own descriptors (SCM_RIGHTS)."""
+        name, namelen, iov, iovlen, control, controllen, flags = self._MSGHDR.unpack(
+            self.mem.read(msg, self._MSGHDR.size))
+        if iovlen > 1024:
+            raise GuestMemoryError(errno.EMSGSIZE, "iovlen")
+        arr = self._iovec(iov, iovlen)
+        if control and controllen and self.mem.readable(control, controllen) \
+                and any(hostfds.is_own(fd) for fd in _passed_fds(self.mem.read(control, controllen))):
+            return (ctypes.c_char * self._MSGHDR.size)(), None
+        host = (ctypes.c_char * self._MSGHDR.size).from_buffer_copy(self._MSGHDR.pack(
+            self.ptr(name, namelen) if name else 0, namelen, ctypes.addressof(arr), iovlen,
+            self.ptr(control, controllen) if control else 0, controllen, flags))
+        return host, arr
 
     def readv(self, fd: int, iov: int, cnt: int, *_: int) -> int:
         arr = self._iovec(iov, cnt)
