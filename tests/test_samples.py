@@ -41,6 +41,7 @@ PLAIN = [
     ("descriptors", 0),
     ("procself", 0),
     ("ipc", 0),
+    ("sigdisp", 0),
     ("segv", 1),
     ("divzero", 1),
     ("abort", (0, 1)),
@@ -254,3 +255,34 @@ def test_cxx_exceptions(samples_dir, bttool_cache, tmp_path):
     )
     assert native.returncode == 0
     assert b"depth=50 destroyed=1275" in native.stdout and native.stdout.endswith(b"done: final\n")
+
+
+def test_signals_ignored_by_the_starter_stay_ignored(samples_dir, bttool_cache, tmp_path):
+    """Started as nohup starts a program (SIGHUP and SIGINT ignored), the
+    guest finds them ignored, before and after its own execve, as natively:
+    bttool passes on what it inherited, not what Python set up for itself."""
+    import signal
+
+    def starter():
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    prog = sample(samples_dir, "sigdisp")
+    outs = []
+    for argv in ([prog], programs.bttool_argv("run", "--cache-dir", bttool_cache, prog)):
+        r = subprocess.run(argv, capture_output=True, cwd=tmp_path, env=programs.guest_env(),
+                           preexec_fn=starter, timeout=600)
+        assert r.returncode == 0, r.stderr.decode(errors="replace")
+        outs.append(r.stdout.decode())
+    assert outs[0].startswith("at start: ignored 1 2;"), outs[0]
+    assert outs[1] == outs[0]
+
+
+def test_nohup_under_bttool(samples_dir, bttool_cache, tmp_path):
+    """Debian's nohup (run translated) ignores SIGHUP and execs the sample:
+    the exec keeps it ignored."""
+    if not Path("/usr/bin/nohup").exists():
+        pytest.skip("coreutils' nohup is not installed")
+    native, _ = programs.compare_run(["/usr/bin/nohup", sample(samples_dir, "sigdisp")], bttool_cache,
+                                     cwd=tmp_path)
+    assert b"at start: ignored 1;" in native.stdout

@@ -171,7 +171,10 @@ class BackgroundCompiler:
             finally:
                 os._exit(0)
         theirs.close()
-        os.waitpid(pid, 0)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:           # the guest ignores SIGCHLD: reaped already
+            pass
         self._use(move_high(mine.detach(), self._relocate))
 
     def _use(self, fd: int) -> None:

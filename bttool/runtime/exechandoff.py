@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from bttool.runtime.hostfds import floor
 
-_MAGIC = b"bttool-exec-1\0"
+_MAGIC = b"bttool-exec-2\0"
 
 
 @dataclass
@@ -27,13 +27,15 @@ class Handoff:
     argv: list[bytes]              # the guest's argv, argv[0] included
     envp: list[bytes]              # the guest's environment, NAME=value
     options: dict = field(default_factory=dict)   # cache_dir, use_cache, verbose
+    ignored: list[int] = field(default_factory=list)   # signals exec keeps ignored
+    sigmask: int = 0                                    # and the blocked ones
 
 
 def write(h: Handoff) -> int:
     """A descriptor (inheritable, above bttool's floor) holding ``h``."""
     fd = os.memfd_create("bttool-exec", 0)
     try:
-        os.write(fd, _MAGIC + marshal.dumps((h.program, h.argv, h.envp, h.options)))
+        os.write(fd, _MAGIC + marshal.dumps((h.program, h.argv, h.envp, h.options, h.ignored, h.sigmask)))
         os.lseek(fd, 0, os.SEEK_SET)
         high = fcntl.fcntl(fd, fcntl.F_DUPFD, floor())
     finally:
@@ -51,5 +53,5 @@ def read(fd: int) -> Handoff:
         raise ValueError(f"descriptor {fd}: {e.strerror}") from None
     if not data.startswith(_MAGIC):
         raise ValueError(f"descriptor {fd} holds no exec handoff")
-    program, argv, envp, options = marshal.loads(data[len(_MAGIC):])
-    return Handoff(program, argv, envp, options)
+    program, argv, envp, options, ignored, sigmask = marshal.loads(data[len(_MAGIC):])
+    return Handoff(program, argv, envp, options, ignored, sigmask)

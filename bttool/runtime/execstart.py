@@ -29,7 +29,8 @@ def main() -> None:
         status, sig, st = run_program(os.fsdecode(h.program), [os.fsdecode(a) for a in h.argv[1:]],
                                       cache_dir=opts.get("cache_dir"),
                                       use_cache=bool(opts.get("use_cache")),
-                                      verbose=bool(opts.get("verbose")), argv0=argv0, envp=h.envp)
+                                      verbose=bool(opts.get("verbose")), argv0=argv0, envp=h.envp,
+                                      ignored=set(h.ignored), sigmask=h.sigmask)
     except BttoolError as e:
         print(f"bttool: error: {e}", file=sys.stderr)
         sys.exit(e.status)

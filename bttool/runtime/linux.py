@@ -113,6 +113,17 @@ class LinuxProcess:
     # this run's options, for the bttool that a guest execve becomes
     exec_options: dict = {"cache_dir": None, "use_cache": False, "verbose": False}
 
+    def start_signals(self, ignored: set[int], sigmask: int) -> None:
+        """The dispositions and mask exec left: ignored signals read back as
+        SIG_IGN (a struct sigaction whose handler is 1)."""
+        for sig in ignored:
+            self.sigactions[sig] = struct.pack("<Q", 1) + bytes(24)
+        self.sigmask = sigmask
+
+    def ignored_signals(self) -> set[int]:
+        """What an execve keeps ignored (handlers become the default)."""
+        return {sig for sig, act in self.sigactions.items() if struct.unpack_from("<Q", act)[0] == 1}
+
     def before_fork_or_exec(self) -> None:
         """Nothing of bttool's own may be buffered twice, and background
         compilations finish here (a child would not get them; exec would

@@ -45,12 +45,15 @@ def load_interpreter(image, known_info=None):
 
 def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bool,
                 verbose: bool, argv0: str | None = None,
-                envp: list[bytes] | None = None) -> tuple[int, int, Stats]:
+                envp: list[bytes] | None = None, ignored: set[int] | None = None,
+                sigmask: int = 0) -> tuple[int, int, Stats]:
     """Returns (exit status, fatal signal or 0, statistics).  The guest's
     environment is ``envp``, or bttool's own when it is None (a first run
-    passes its environment on, as a shell's exec would)."""
+    passes its environment on, as a shell's exec would); ``ignored`` and
+    ``sigmask`` are the signals it starts with ignored and blocked (what a
+    guest execve kept; a first run takes the ignored ones bttool inherited)."""
     from bttool.runtime.heap import freeze_startup_heap
-    from bttool.runtime.hostsignals import install_fault_handler
+    from bttool.runtime.hostsignals import ignored_at_start, install_fault_handler, start_guest_dispositions
     from bttool.runtime.linux import GuestDeath, LinuxProcess
     from bttool.translator.loader import load_image
 
@@ -108,12 +111,13 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
         proc.known_file_digest = store.known_file_digest
         proc.remember_file_digest = store.remember_file_digest
     install_fault_handler(proc.executor.engine.signal_handler)
-    # Python ignores SIGPIPE and turns SIGINT into an exception it can only
-    # raise between bytecodes; the guest runs natively, so give these
-    # signals their default actions: bttool then ends as the guest would.
-    import signal
-    for sig in (signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(sig, signal.SIG_DFL)
+    # the guest's signals start as Linux starts them after exec: ignored
+    # ones stay ignored, the rest take their default actions, so bttool ends
+    # as the guest would
+    if ignored is None:
+        ignored = ignored_at_start()
+    start_guest_dispositions(ignored)
+    proc.start_signals(ignored, sigmask)
     freeze_startup_heap()
     try:
         status, sig = proc.run(), 0

@@ -16,7 +16,7 @@ import os
 import struct
 from typing import TYPE_CHECKING, Callable
 
-from bttool.runtime import hostfds
+from bttool.runtime import hostfds, hostsignals
 from bttool.runtime.memory import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_SHARED, PROT_EXEC,
                                    PAGE, GuestMemoryError, page_up)
 from bttool.runtime.syscall_table import (ARCH_GET_CPUID, ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_FS,
@@ -741,7 +741,8 @@ class Syscalls:
         if not os.access(prog, os.X_OK):
             return -errno.EACCES
         self.proc.before_fork_or_exec()
-        fd = exechandoff.write(exechandoff.Handoff(prog, args, env, dict(self.proc.exec_options)))
+        fd = exechandoff.write(exechandoff.Handoff(
+            prog, args, env, dict(self.proc.exec_options), sorted(self.proc.ignored_signals()), self.proc.sigmask))
         cmd = hostpython.command("bttool.runtime.execstart", str(fd))
         try:
             os.execve(cmd[0], cmd, hostpython.host_environment())
@@ -769,6 +770,7 @@ class Syscalls:
         old = self.proc.sigactions.get(sig, b"\0" * 32)
         if act:
             self.proc.sigactions[sig] = self.mem.read(act, 32)
+            hostsignals.mirror_disposition(sig, struct.unpack_from("<Q", self.proc.sigactions[sig])[0] == 1)
         if oldact:
             self.mem.write(oldact, old)
         return 0
