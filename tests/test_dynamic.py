@@ -238,3 +238,33 @@ def test_hot_code_calling_into_a_library_is_served_warm(tmp_path):
         runs.append(json.loads(out.read_text()))
     assert runs[0]["regions_translated"] > 0
     assert runs[2]["regions_translated"] == 0, runs[2]
+
+
+ET_EXEC_INTERP_S = r"""
+.globl _start
+_start:
+  mov $1, %edi
+  lea msg(%rip), %rsi
+  mov $22, %edx
+  mov $1, %eax
+  syscall
+  mov $7, %edi
+  mov $60, %eax
+  syscall
+msg: .ascii "the interpreter ran.\n\n"
+"""
+
+
+@pytest.mark.parametrize("pie", [True, False], ids=["pie-program", "program-at-its-interpreter"])
+def test_interpreter_of_type_et_exec(tmp_path, bttool_cache, pie):
+    """Linux runs an ET_EXEC interpreter at its own addresses (AT_BASE 0),
+    even over a non-PIE program's pages; bttool used to refuse it."""
+    interp, prog = tmp_path / "interp-exec", tmp_path / "uses-interp-exec"
+    (tmp_path / "interp.S").write_text(ET_EXEC_INTERP_S)
+    (tmp_path / "main.c").write_text("int main(void) { return 0; }\n")
+    subprocess.run(["gcc", "-nostdlib", "-static", "-no-pie", "-o", str(interp), str(tmp_path / "interp.S")],
+                   check=True, capture_output=True)
+    subprocess.run(["gcc", "-O2", "-pie" if pie else "-no-pie", "-o", str(prog), str(tmp_path / "main.c"),
+                    f"-Wl,--dynamic-linker={interp}"], check=True, capture_output=True)
+    native, _ = programs.compare_run([prog], bttool_cache)
+    assert native.returncode == 7 and native.stdout.startswith(b"the interpreter ran.")

@@ -54,8 +54,7 @@ CHILD_TIMEOUT = 10.0          # seconds for loading + mapping one case
 NATIVE_TIMEOUT = 3.0
 MAX_CHILD_RSS = 512 << 20     # bytes above the parent's own
 E2E_SAMPLE = 30
-LIMITATION = ("outside bttool's guest address space", "more than bttool's guest address space",
-              "bttool runs ET_DYN interpreters only")
+LIMITATION = ("outside bttool's guest address space", "more than bttool's guest address space")
 
 TASK_SIZE = 0x7FFF_FFFF_F000
 U64 = (1 << 64) - 1

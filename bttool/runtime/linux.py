@@ -94,12 +94,14 @@ class LinuxProcess:
         self.remember_file_digest: Callable[[tuple, str], None] | None = None
         interp_base, entry = 0, base + image.entry
         if interpreter is not None:
-            interp_base = self.memory.find_free(image_span(interpreter))
+            # an ET_DYN interpreter goes where there is room; an ET_EXEC
+            # one at its own addresses, with AT_BASE 0, as Linux maps them
+            interp_base = self.memory.find_free(image_span(interpreter)) if interpreter.pie else 0
             _, interp_end = map_image(self.memory, interpreter, interp_base)
             entry = interp_base + interpreter.entry
             self.units.add(CodeUnit(interp_base + min(s.vaddr for s in interpreter.segments),
                                     interp_end, interp_base, interpreter.sha256,
-                                    os.path.abspath(interpreter.path), True))
+                                    os.path.abspath(interpreter.path), interpreter.pie))
         rsp = build_stack(self.memory, image, base, argv, envp,
                           os.fsencode(image.path), os.urandom(16), interp_base)
         self.state.rsp = rsp

@@ -35,11 +35,6 @@ def load_interpreter(image, known_info=None):
         raise NotFound(f"{image.path}: interpreter {image.interpreter}: no such file") from None
     except CannotRun as e:
         raise CannotRun(f"{image.path}: bad interpreter: {e}") from None
-    if not interp.pie and interp.exec_fault is None:
-        # Linux maps an ET_EXEC interpreter at its own addresses; bttool
-        # places the interpreter where it finds room
-        raise CannotRun(f"{image.path}: interpreter {image.interpreter}: not a shared object "
-                        "(bttool runs ET_DYN interpreters only)")
     return interp
 
 
