@@ -689,7 +689,10 @@ class Syscalls:
         """fork/vfork: the host process forks; the child carries on with the
         very same guest (memory, translations) and sees 0."""
         self.proc.before_fork_or_exec()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as e:        # RLIMIT_NPROC, no memory: the guest gets what Linux says
+            return -(e.errno or errno.EAGAIN)
         if pid == 0:
             self.proc.after_fork()
         return pid
