@@ -391,3 +391,87 @@ def test_x87_aliases_match_host(first, base, pops):
             nat, tr = same_as_host(code, regs, data=data, what=f"{alias.hex()} {vals}",
                                    flag_mask=N.ARITH)
             assert not tr.untranslatable
+
+
+# ---------------------------------------------------------------------------
+# 7. aliases capstone cannot decode (translator/twins.py) and other lone
+#    encodings: run natively and translated
+
+def expect_signal(code: bytes, regs: dict[str, int], sig: int, fault: int, what: str) -> None:
+    """``code`` is killed by ``sig`` natively and stops with ``fault`` at
+    its start translated, nothing untranslatable."""
+    got = native_signal(code, regs)
+    assert got == sig, f"{what} [{code.hex()}]: native signal {got}, expected {sig}"
+    r = N.run_translated(code, regs)
+    assert (r.fault, r.regs["rip"]) == (fault, CODE_ADDR), \
+        f"{what} [{code.hex()}]: translated fault {r.fault} at {r.regs['rip']:#x}"
+    assert not r.untranslatable, f"{what}: {r.untranslatable}"
+
+
+def _data_regs(seed: int) -> dict[str, int]:
+    rnd = random.Random(seed)
+    regs = {r: rnd.getrandbits(64) for r in N.GPRS}
+    regs.update(rbx=DATA_ADDR + 0x100, rsp=STACK_TOP - 256)
+    return regs
+
+
+# (bytes, what, flags the SDM leaves undefined)
+RUNNING_TWINS = [
+    ("0faee9", "lfence, rm 1", 0), ("0faeef", "lfence, rm 7", 0), ("0faef1", "mfence, rm 1", 0),
+    ("480faef5", "mfence, REX.W, rm 5", 0), ("0faefa", "sfence, rm 2", 0),
+    ("410faeff", "sfence, REX.B, rm 7", 0),
+    ("f20fbcc3", "bsf eax, ebx with F2", N.ARITH & ~N.ZF),
+    ("f20fbd03", "bsr eax, [rbx] with F2", N.ARITH & ~N.ZF),
+    ("66f20fbcc3", "bsf ax, bx with 66 F2", N.ARITH & ~N.ZF),
+    ("f00f002b", "lock verw [rbx]", N.ARITH & ~N.ZF),
+    ("f0480f0023", "lock verw [rbx] with REX.W", N.ARITH & ~N.ZF),
+    ("6663c3", "movsxd ax, ebx", 0), ("66630b", "movsxd cx, [rbx]", 0),
+    ("66456303", "movsxd r8w, [r11]", 0),
+]
+
+
+@pytest.mark.parametrize("hexcode,what,undefined", RUNNING_TWINS, ids=[t[1] for t in RUNNING_TWINS])
+def test_undecodable_twins_run_as_natively(hexcode, what, undefined):
+    code = bytes.fromhex(hexcode)
+    for seed in range(3):
+        regs = _data_regs(seed)
+        regs["r11"] = regs["rbx"]
+        data = random.Random(seed).randbytes(0x200)
+        if seed == 0:
+            data = bytes(0x100) + b"\x2b\x00" + data[0x102:]   # verw of a writable selector
+        nat, tr = same_as_host(code, regs, data=data, flag_mask=ALL_FLAGS & ~undefined,
+                               what=f"{what} seed {seed}")
+        assert not tr.untranslatable, f"{what}: {tr.untranslatable}"
+
+
+def test_movsxd_16_reads_four_bytes():
+    """66 63 with a memory source reads 4 bytes, as the host does: 2 or 3
+    bytes before the end of the data area fault."""
+    for left in (2, 3):
+        regs = _data_regs(0)
+        regs["rbx"] = DATA_ADDR + N.DATA_SIZE - left
+        code = bytes.fromhex("666303")
+        assert native_signal(code, regs) == signal.SIGSEGV
+        r = N.run_translated(code, regs)
+        assert r.host_signal == signal.SIGSEGV and r.regs["rip"] == CODE_ADDR, (left, r.host_signal)
+
+
+# (bytes, what, native signal, translated fault)
+FAULTING = [
+    ("f00f2003", "lock mov rbx, cr0 = mov rbx, cr8", signal.SIGSEGV, S.FAULT_GP),
+    ("f0410f2203", "lock mov cr0, r11 = mov cr8, r11", signal.SIGSEGV, S.FAULT_GP),
+    ("f00f20c8", "lock mov rax, cr1 = mov rax, cr9", signal.SIGILL, S.FAULT_UD),
+    ("0f35", "sysexit", signal.SIGSEGV, S.FAULT_GP),
+    ("480f35", "sysexitq", signal.SIGSEGV, S.FAULT_GP),
+] + [(f"{rex}0f{op:02x}{0xC0 | n << 3:02x}", f"mov {'cr' if op in (0x20, 0x22) else 'dr'}"
+      f"{n + (8 if rex else 0)} ({'to' if op & 2 else 'from'})",
+      signal.SIGSEGV if (op in (0x20, 0x22) and n + (8 if rex else 0) in (0, 2, 3, 4, 8))
+      or (op in (0x21, 0x23) and not rex) else signal.SIGILL,
+      S.FAULT_GP if (op in (0x20, 0x22) and n + (8 if rex else 0) in (0, 2, 3, 4, 8))
+      or (op in (0x21, 0x23) and not rex) else S.FAULT_UD)
+     for op in (0x20, 0x21, 0x22, 0x23) for rex in ("", "44") for n in range(8)]
+
+
+@pytest.mark.parametrize("hexcode,what,sig,fault", FAULTING, ids=[f[1] for f in FAULTING])
+def test_faulting_encodings_match_host(hexcode, what, sig, fault):
+    expect_signal(bytes.fromhex(hexcode), _data_regs(1), sig, fault, what)

@@ -2,7 +2,7 @@
 and compared byte for byte (stdout, stderr, exit status or signal):
 
 * ``int 0x80``: the i386 system-call ABI from 64-bit code
-  (runtime/syscalls_i386.py), ``int 3`` and other vectors;
+  (runtime/syscalls_i386.py), ``int 3``, ``int1`` (ICEBP) and other vectors;
 * the legacy vsyscall page (gettimeofday, time, getcpu; SIGSEGV otherwise);
 * sgdt, sidt, smsw, sldt, str as Linux's UMIP emulation answers them.
 
@@ -76,7 +76,7 @@ def test_int80_i386_abi(corners, bttool_cache, tmp_path):
     assert b"r11 0a0a0a0a0a0a0a0a\n" in native.stdout
 
 
-@pytest.mark.parametrize("mode,status", [("trap", SIGTRAP), ("gp", SIGSEGV)])
+@pytest.mark.parametrize("mode,status", [("trap", SIGTRAP), ("icebp", SIGTRAP), ("gp", SIGSEGV)])
 def test_int_vectors(corners, bttool_cache, tmp_path, mode, status):
     run(corners, bttool_cache, tmp_path, "int80", mode, status=status, bttool_lines=1)
 

@@ -4,6 +4,7 @@
  * Pointers must be below 4 GiB: only static data is passed.
  *   int80            the checks below, then exit(0x2a) through int 0x80
  *   int80 trap       int $3 (CD 03): SIGTRAP
+ *   int80 icebp      int1 (F1, ICEBP): SIGTRAP
  *   int80 gp         int $0x81: SIGSEGV */
 #include <fcntl.h>
 #include <signal.h>
@@ -77,6 +78,12 @@ int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "trap")) {
         printf("int 3\n"); fflush(stdout);
         __asm__ volatile("int $3");
+        printf("survived\n");
+        return 0;
+    }
+    if (argc > 1 && !strcmp(argv[1], "icebp")) {
+        printf("int1\n"); fflush(stdout);
+        __asm__ volatile(".byte 0xf1");
         printf("survived\n");
         return 0;
     }

@@ -16,6 +16,11 @@ _CC = ("a", "ae", "b", "be", "e", "g", "ge", "l", "le", "ne", "no", "np", "ns", 
 
 
 _SEGMENT_REGS = ("cs", "ds", "es", "fs", "gs", "ss")
+# The control and debug registers of x86-64: a mov from/to any other (CR1,
+# CR5-7, CR9-15, DR8-15) is #UD at every privilege level, before the
+# privilege check that makes the existing ones #GP in user mode (checked
+# natively: SIGILL against SIGSEGV, tests/test_isa_faults.py).
+_EXISTING_CR_DR = frozenset(["cr0", "cr2", "cr3", "cr4", "cr8"] + [f"dr{i}" for i in range(8)])
 
 
 @semantic("mov", "movabs")
@@ -24,7 +29,10 @@ def mov(ctx: Insn) -> None:
         if ctx.is_reg(i):
             name = ctx.insn.reg_name(op.reg)
             if name.startswith(("cr", "dr")):
-                exit_to_runtime(ctx, "mov_" + name[:2])
+                if name not in _EXISTING_CR_DR:
+                    ctx.leave(ctx.pc, EXIT_FAULT, FAULT_UD)
+                else:
+                    exit_to_runtime(ctx, "mov_" + name[:2])
                 return
             if name in _SEGMENT_REGS and not ctx.user_mode:
                 exit_to_runtime(ctx, "mov_seg")
@@ -100,10 +108,15 @@ def movzx(ctx: Insn) -> None:
 
 @semantic("movsx", "movsxd")
 def movsx(ctx: Insn) -> None:
+    """movsx, and movsxd: with a 66 prefix (16-bit destination) movsxd
+    still reads 32 bits (a 4-byte memory access, as on the host) and
+    keeps the low 16."""
     v = ctx.read(1)
     w = ctx.bits(0)
     if v.type.width < w:
         v = ctx.b.sext(v, ir.IntType(w))
+    elif v.type.width > w:
+        v = ctx.b.trunc(v, ir.IntType(w))
     ctx.write(0, v)
 
 
