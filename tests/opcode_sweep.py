@@ -265,16 +265,6 @@ KNOWN_GAPS: list[tuple[str, str, str, str]] = [
     ('maskmovdqu', 'untranslatable',
      'byte-masked store to [rdi]: no semantics yet',
      '660ff7c3 660ff7cc'),
-    ('lar/lsl/verr/verw', 'untranslatable',
-     'segment-descriptor checks against the GDT/LDT: no semantics yet',
-     """0f0023 0f002b 0f00e7 0f00e8 0f0203 0f020b 0f02c3 0f02cc 0f0303 0f030b 0f03c3 0f03cc
-        450f0023 450f002b 450f00e7 450f00e8 450f0203 450f020b 450f02c3 450f02cc 450f0303
-        450f030b 450f03c3 450f03cc 480f0203 480f020b 480f02c3 480f02cc 480f0303 480f030b
-        480f03c3 480f03cc 660f0203 660f020b 660f02c3 660f02cc 660f0303 660f030b 660f03c3
-        660f03cc"""),
-    ('F0 0F 00 /5 (lock verw)', 'untranslatable',
-     'runs natively on this host; capstone cannot decode it',
-     'f00f002b'),
     ('lost memory fault', 'differs',
      'fcom/ficom/fldcw/ldmxcsr/fxrstor/clflush of unmapped memory: load dropped, no SIGSEGV',
      """450fae0b 450fae13 450fae3b 45d813 45d81b 45d92b 45da13 45da1b 45dc13 45dc1b 45de13
@@ -301,12 +291,6 @@ def _known_gaps() -> dict[str, tuple[str, str, str]]:
 KNOWN_GAP_KEYS = _known_gaps()
 
 
-# Only when the result differs (bttool must still translate them): reads of
-# values that belong to the host kernel's descriptor tables.
-HOST_VALUES = {
-    "lsl": "segment limits of the host GDT", "lar": "segment access rights of the host GDT",
-    "verr": "segment checks against the host GDT", "verw": "segment checks against the host GDT",
-}
 SREGS = ("cs", "ds", "es", "ss", "fs", "gs")
 
 
@@ -320,8 +304,6 @@ def _exception_for(insn, worst: str) -> str | None:
     if reason:
         return reason
     if worst == "differs":
-        if m in HOST_VALUES:
-            return HOST_VALUES[m]
         if (m == "mov" and ops.split(", ")[-1] in SREGS) or (m == "push" and ops in SREGS):
             return "segment selector values of the host kernel"
     if X.X86_GRP_BRANCH_RELATIVE in insn.groups and 0x66 in insn.prefix:

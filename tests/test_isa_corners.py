@@ -424,7 +424,7 @@ RUNNING_TWINS = [
     ("f20fbd03", "bsr eax, [rbx] with F2", N.ARITH & ~N.ZF),
     ("66f20fbcc3", "bsf ax, bx with 66 F2", N.ARITH & ~N.ZF),
     ("f00f002b", "lock verw [rbx]", N.ARITH & ~N.ZF),
-    ("f0480f0023", "lock verw [rbx] with REX.W", N.ARITH & ~N.ZF),
+    ("f0480f002b", "lock verw [rbx] with REX.W", N.ARITH & ~N.ZF),
     ("6663c3", "movsxd ax, ebx", 0), ("66630b", "movsxd cx, [rbx]", 0),
     ("66456303", "movsxd r8w, [r11]", 0),
 ]
@@ -475,3 +475,59 @@ FAULTING = [
 @pytest.mark.parametrize("hexcode,what,sig,fault", FAULTING, ids=[f[1] for f in FAULTING])
 def test_faulting_encodings_match_host(hexcode, what, sig, fault):
     expect_signal(bytes.fromhex(hexcode), _data_regs(1), sig, fault, what)
+
+
+# ---------------------------------------------------------------------------
+# 8. lar, lsl, verr, verw against Linux's GDT (translator/linux_gdt.py)
+
+# Every selector of the GDT's 16 entries at every RPL, LDT selectors (TI=1),
+# and some past the GDT's limit.
+GDT_SELECTORS = list(range(0x84)) + [0x84, 0xF8, 0x100, 0x12B, 0x8000, 0x8033, 0xFFFB, 0xFFFF]
+SELECTOR_CHECKS = {   # the check, with the selector in bx / [rsi] and the result in rax
+    "lar-q": "lar rax, rbx", "lar-d": "lar eax, ebx", "lar-w": "lar ax, bx",
+    "lsl-q": "lsl rax, rbx", "lsl-d": "lsl eax, ebx", "lsl-w": "lsl ax, bx",
+    "lar-m": "lar eax, word ptr [rsi]", "lsl-m": "lsl rax, word ptr [rsi]",
+    "verr": "verr bx", "verw": "verw bx", "verr-m": "verr word ptr [rsi]",
+    "verw-m": "verw word ptr [rsi]",
+}
+_RESULTS = 0x1000
+
+
+@pytest.mark.parametrize("name", list(SELECTOR_CHECKS))
+def test_selector_checks_match_host(name):
+    """One snippet runs the check over every selector of GDT_SELECTORS
+    (rbx's upper bits random, rax preset to a pattern), storing ZF and rax;
+    natively on CPU 0 (the CPU-number segment's limit is the CPU number;
+    the virtual CPU is CPU 0)."""
+    import struct
+    code, = N.assemble(["\n".join([
+        "1: mov rbx, r9", "mov bx, word ptr [rsi]", "mov rax, r8",
+        SELECTOR_CHECKS[name],
+        "setz byte ptr [rdi]", "mov qword ptr [rdi+8], rax",
+        "add rsi, 2", "add rdi, 16", "dec ecx", "jnz 1b"])])
+    data = struct.pack(f"<{len(GDT_SELECTORS)}H", *GDT_SELECTORS)
+    regs = N.default_regs()
+    regs.update(rsi=DATA_ADDR, rdi=DATA_ADDR + _RESULTS, rcx=len(GDT_SELECTORS),
+                r8=0x1111_2222_3333_4444, r9=0xA5A5_5A5A_C3C3_0000)
+    cpus = os.sched_getaffinity(0)
+    if 0 not in cpus:
+        pytest.skip("CPU 0 is not available to this process (the CPU-number segment)")
+    os.sched_setaffinity(0, {0})
+    try:
+        nat, tr = same_as_host(code, regs, data=data, what=name)
+    finally:
+        os.sched_setaffinity(0, cpus)
+    assert not tr.untranslatable
+    zf = nat.data[_RESULTS:_RESULTS + 16 * len(GDT_SELECTORS):16]
+    assert 4 <= sum(zf) < len(GDT_SELECTORS) // 2, "the oracle found no GDT"
+
+
+def test_selector_check_of_unmapped_memory_faults():
+    for insn in ("lar eax, word ptr [rsi]", "lsl eax, word ptr [rsi]", "verr word ptr [rsi]",
+                 "verw word ptr [rsi]"):
+        code, = N.assemble([insn])
+        regs = N.default_regs()
+        regs["rsi"] = DATA_ADDR + N.DATA_SIZE - 1
+        assert native_signal(code, regs) == signal.SIGSEGV, insn
+        r = N.run_translated(code, regs)
+        assert (r.host_signal, r.regs["rip"]) == (signal.SIGSEGV, CODE_ADDR), insn

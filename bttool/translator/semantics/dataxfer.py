@@ -8,6 +8,7 @@ from llvmlite import ir
 from bttool.ir.state import EXIT_FAULT, FAULT_GP, FAULT_UD
 from bttool.translator import flags
 from bttool.translator.decoder import encoding
+from bttool.translator.linux_gdt import DATA_LOADABLE, STACK_LOADABLE
 from bttool.translator.operands import Insn
 from bttool.translator.registry import semantic
 from bttool.translator.semantics.system import exit_to_runtime
@@ -51,11 +52,6 @@ def mov(ctx: Insn) -> None:
 # __USER_CS, SS __USER_DS, the data segment registers are null.  They are
 # constants here: there is no selector state.
 USER_SELECTORS = {"cs": 0x33, "ss": 0x2B, "ds": 0, "es": 0, "fs": 0, "gs": 0}
-# Selectors a user-mode load into DS/ES/FS/GS accepts on Linux x86-64 (the
-# host, natively): null (RPL 0-3), __USER32_CS, __USER_DS, __USER_CS and the
-# CPU-number segment, at any RPL; anything else is #GP (SIGSEGV).  SS takes
-# only __USER_DS.
-_LOADABLE = (0x00, 0x20, 0x28, 0x30, 0x78)
 
 
 def operand_size(ctx: Insn) -> int:
@@ -79,8 +75,8 @@ def read_segment_to(ctx: Insn, name: str) -> None:
 
 
 def load_segment(ctx: Insn, name: str, value: ir.Value) -> None:
-    """mov/pop Sreg in user mode: #GP (SIGSEGV) for a selector the host
-    refuses (CS is not loadable at all: #UD); an accepted load into FS or
+    """mov/pop Sreg in user mode: #GP (SIGSEGV) for a selector Linux's GDT
+    refuses (translator/linux_gdt.py; CS is not loadable at all: #UD); an accepted load into FS or
     GS clears that base, as on the host (AMD: a null selector clears it
     too; every loadable descriptor has base 0).  The selector value itself
     is not kept: reading DS/ES/FS/GS back gives 0 (see USER_SELECTORS)."""
@@ -89,11 +85,13 @@ def load_segment(ctx: Insn, name: str, value: ir.Value) -> None:
         ctx.leave(ctx.pc, EXIT_FAULT, FAULT_UD)
         return
     if name == "ss":
-        ok = b.icmp_unsigned("==", value, ctx.c(16, 0x2B))
+        ok = ctx.c(1, 0)
+        for sel in STACK_LOADABLE:
+            ok = b.or_(ok, b.icmp_unsigned("==", value, ctx.c(16, sel)))
     else:
         masked = b.and_(value, ctx.c(16, 0xFFFC))
         ok = ctx.c(1, 0)
-        for sel in _LOADABLE:
+        for sel in DATA_LOADABLE:
             ok = b.or_(ok, b.icmp_unsigned("==", masked, ctx.c(16, sel)))
     with b.if_then(b.not_(ok), likely=False):
         ctx.leave(ctx.pc, EXIT_FAULT, FAULT_GP)
