@@ -267,11 +267,8 @@ KNOWN_GAPS: list[tuple[str, str, str, str]] = [
      '660ff7c3 660ff7cc'),
     ('lost memory fault', 'differs',
      'fcom/ficom/fldcw/ldmxcsr/fxrstor/clflush of unmapped memory: load dropped, no SIGSEGV',
-     """450fae0b 450fae13 450fae3b 45d813 45d81b 45d92b 45da13 45da1b 45dc13 45dc1b 45de13
+     """450fae3b 45d813 45d81b 45d92b 45da13 45da1b 45dc13 45dc1b 45de13
         45de1b"""),
-    ('ldmxcsr/fxrstor reserved MXCSR bits', 'differs',
-     'reserved MXCSR bits raise #GP (SIGSEGV) natively; bttool loads them',
-     '0fae0b 0fae13 480fae0b'),
     ('fcmovu/fcmovnu st(0), st(6)', 'differs',
      'conditional move from an empty x87 register: wrong value (no stack-underflow QNaN)',
      'dade dbde'),
