@@ -265,10 +265,6 @@ KNOWN_GAPS: list[tuple[str, str, str, str]] = [
     ('maskmovdqu', 'untranslatable',
      'byte-masked store to [rdi]: no semantics yet',
      '660ff7c3 660ff7cc'),
-    ('lost memory fault', 'differs',
-     'fcom/ficom/fldcw/ldmxcsr/fxrstor/clflush of unmapped memory: load dropped, no SIGSEGV',
-     """450fae3b 45d813 45d81b 45d92b 45da13 45da1b 45dc13 45dc1b 45de13
-        45de1b"""),
     ('fcmovu/fcmovnu st(0), st(6)', 'differs',
      'conditional move from an empty x87 register: wrong value (no stack-underflow QNaN)',
      'dade dbde'),

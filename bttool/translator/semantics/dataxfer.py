@@ -262,4 +262,4 @@ def enter(ctx: Insn) -> None:
 
 @semantic("clflush", "clflushopt", "clwb")
 def cache_line_flush(ctx: Insn) -> None:
-    ctx.load(ctx.ea(0), 8)   # faults like the real one on unmapped memory; no other effect
+    ctx.probe(ctx.ea(0))     # faults like the real one on unmapped memory; no other effect
