@@ -265,9 +265,6 @@ KNOWN_GAPS: list[tuple[str, str, str, str]] = [
     ('maskmovdqu', 'untranslatable',
      'byte-masked store to [rdi]: no semantics yet',
      '660ff7c3 660ff7cc'),
-    ('fcmovu/fcmovnu st(0), st(6)', 'differs',
-     'conditional move from an empty x87 register: wrong value (no stack-underflow QNaN)',
-     'dade dbde'),
 ]
 
 def _known_gaps() -> dict[str, tuple[str, str, str]]:

@@ -596,3 +596,26 @@ def test_reserved_mxcsr_bits_fault(form):
             assert r.mxcsr == 0x1F80, f"{form} {value:#x}: MXCSR changed to {r.mxcsr:#x}"
         else:
             assert not r.fault and r.mxcsr == value, f"{form} {value:#x}: {r.fault} {r.mxcsr:#x}"
+
+
+# ---------------------------------------------------------------------------
+# 11. fcmov with an empty register: the indefinite, whatever the condition
+
+@pytest.mark.parametrize("first", [0xDA, 0xDB], ids=["fcmov", "fcmovn"])
+@pytest.mark.parametrize("empty", ["sti", "st0", "none"])
+def test_fcmov_with_empty_registers_matches_host(first, empty):
+    import struct
+    head = ["fninit", "fld qword ptr [rsi]", "fld qword ptr [rsi+8]"]
+    if empty == "st0":
+        head.append("ffree st(0)")
+    tail = ["fnstsw ax", "and eax, 0x7f00", "fstp tbyte ptr [rsi+0x100]", "fninit"]
+    pre, post = N.assemble(["\n".join(head), "\n".join(tail)])
+    for cc in range(4):                       # b/e/be/u and their negations
+        sti = 6 if empty == "sti" else 1
+        code = pre + bytes([first, 0xC0 | cc << 3 | sti]) + post
+        for rflags in (0x202, 0x202 | N.ARITH):
+            regs = N.default_regs()
+            regs["rsi"] = DATA_ADDR
+            same_as_host(code, regs, rflags=rflags, data=struct.pack("<2d", 3.0, -1.5),
+                         flag_mask=N.ARITH, what=f"{bytes([first, 0xC0 | cc << 3 | sti]).hex()} "
+                                                 f"empty {empty} flags {rflags:#x}")
