@@ -49,9 +49,10 @@ def mov(ctx: Insn) -> None:
 
 # -- segment registers in 64-bit user mode ---------------------------------
 # Linux's selectors (checked natively in tests/test_isa_corners.py): CS is
-# __USER_CS, SS __USER_DS, the data segment registers are null.  They are
-# constants here: there is no selector state.
-USER_SELECTORS = {"cs": 0x33, "ss": 0x2B, "ds": 0, "es": 0, "fs": 0, "gs": 0}
+# __USER_CS and SS __USER_DS, constants here (CS cannot be loaded, SS only
+# with __USER_DS); DS, ES, FS, GS start null and keep what a load puts in
+# them (state fields ds_sel...: the kernel preserves them).
+USER_SELECTORS = {"cs": 0x33, "ss": 0x2B}
 
 
 def operand_size(ctx: Insn) -> int:
@@ -63,23 +64,30 @@ def operand_size(ctx: Insn) -> int:
     return ctx.mode
 
 
+def segment_selector(ctx: Insn, name: str) -> ir.Value:
+    """The selector in segment register ``name`` (i16), user mode."""
+    if name in USER_SELECTORS:
+        return ctx.c(16, USER_SELECTORS[name])
+    return ctx.em.get(name + "_sel")
+
+
 def read_segment_to(ctx: Insn, name: str) -> None:
     """mov r/m, Sreg: a register takes the selector zero-extended with a
     32/64-bit operand size (its low 16 bits only with 66); memory always
     takes 16 bits."""
-    sel = USER_SELECTORS[name]
+    sel = segment_selector(ctx, name)
     if ctx.is_mem(0):
-        ctx.store(ctx.ea(0), ctx.c(16, sel))
+        ctx.store(ctx.ea(0), sel)
     else:
-        ctx.write(0, ctx.c(ctx.bits(0), sel))
+        ctx.write(0, ctx.b.zext(sel, ir.IntType(ctx.bits(0))))
 
 
 def load_segment(ctx: Insn, name: str, value: ir.Value) -> None:
     """mov/pop Sreg in user mode: #GP (SIGSEGV) for a selector Linux's GDT
     refuses (translator/linux_gdt.py; CS is not loadable at all: #UD); an accepted load into FS or
     GS clears that base, as on the host (AMD: a null selector clears it
-    too; every loadable descriptor has base 0).  The selector value itself
-    is not kept: reading DS/ES/FS/GS back gives 0 (see USER_SELECTORS)."""
+    too; every loadable descriptor has base 0).  DS, ES, FS, GS keep the
+    selector as loaded (RPL included)."""
     b = ctx.b
     if name == "cs":
         ctx.leave(ctx.pc, EXIT_FAULT, FAULT_UD)
@@ -95,6 +103,8 @@ def load_segment(ctx: Insn, name: str, value: ir.Value) -> None:
             ok = b.or_(ok, b.icmp_unsigned("==", masked, ctx.c(16, sel)))
     with b.if_then(b.not_(ok), likely=False):
         ctx.leave(ctx.pc, EXIT_FAULT, FAULT_GP)
+    if name != "ss":
+        ctx.em.set(name + "_sel", value)
     if name in ("fs", "gs"):
         ctx.em.set(name + "_base", ctx.c(64, 0))
 
@@ -162,7 +172,7 @@ def _segment_operand(ctx: Insn) -> str | None:
 def push(ctx: Insn) -> None:
     seg = _segment_operand(ctx)
     if seg is not None:      # push fs/gs: the selector zero-extended (2 bytes with 66)
-        ctx.push(ctx.c(operand_size(ctx), USER_SELECTORS[seg]))
+        ctx.push(ctx.b.zext(segment_selector(ctx, seg), ir.IntType(operand_size(ctx))))
         return
     bits = ctx.bits(0)
     v = ctx.read(0, bits) if not ctx.is_imm(0) else ctx.c(bits, ctx.ops[0].imm)
