@@ -281,21 +281,15 @@ def _known_gaps() -> dict[str, tuple[str, str, str]]:
 KNOWN_GAP_KEYS = _known_gaps()
 
 
-SREGS = ("cs", "ds", "es", "ss", "fs", "gs")
-
-
 def _exception_for(insn, worst: str) -> str | None:
     """The reason an encoding may differ (``worst``: differs or
     untranslatable), or None."""
     if insn is None:
         return None
-    m, ops = insn.mnemonic, insn.op_str
+    m = insn.mnemonic
     reason = EXCEPTIONS.get(m)
     if reason:
         return reason
-    if worst == "differs":
-        if (m == "mov" and ops.split(", ")[-1] in SREGS) or (m == "push" and ops in SREGS):
-            return "segment selector values of the host kernel"
     if X.X86_GRP_BRANCH_RELATIVE in insn.groups and 0x66 in insn.prefix:
         return ("66-prefixed near branch: AMD hosts truncate rip to 16 bits (SIGSEGV), Intel "
                 "ignores the prefix as bttool does (the virtual CPU is GenuineIntel)")
