@@ -20,7 +20,7 @@ _SEGMENT_REGS = ("cs", "ds", "es", "fs", "gs", "ss")
 # The control and debug registers of x86-64: a mov from/to any other (CR1,
 # CR5-7, CR9-15, DR8-15) is #UD at every privilege level, before the
 # privilege check that makes the existing ones #GP in user mode (checked
-# natively: SIGILL against SIGSEGV, tests/test_isa_faults.py).
+# natively: SIGILL against SIGSEGV, tests/test_isa_corners.py).
 _EXISTING_CR_DR = frozenset(["cr0", "cr2", "cr3", "cr4", "cr8"] + [f"dr{i}" for i in range(8)])
 
 
@@ -84,10 +84,10 @@ def read_segment_to(ctx: Insn, name: str) -> None:
 
 def load_segment(ctx: Insn, name: str, value: ir.Value) -> None:
     """mov/pop Sreg in user mode: #GP (SIGSEGV) for a selector Linux's GDT
-    refuses (translator/linux_gdt.py; CS is not loadable at all: #UD); an accepted load into FS or
-    GS clears that base, as on the host (AMD: a null selector clears it
-    too; every loadable descriptor has base 0).  DS, ES, FS, GS keep the
-    selector as loaded (RPL included)."""
+    refuses (translator/linux_gdt.py; CS is not loadable at all: #UD); an
+    accepted load into FS or GS clears that base, as on the host (AMD: a
+    null selector clears it too; every loadable descriptor has base 0).
+    DS, ES, FS, GS keep the selector as loaded (RPL included)."""
     b = ctx.b
     if name == "cs":
         ctx.leave(ctx.pc, EXIT_FAULT, FAULT_UD)
