@@ -8,9 +8,11 @@ memory operand.  System mode would need the virtual GDT: untranslatable
 there (#UD)."""
 from __future__ import annotations
 
+from typing import Callable
+
 from llvmlite import ir
 
-from bttool.translator.linux_gdt import LINUX_USER_GDT
+from bttool.translator.linux_gdt import LINUX_USER_GDT, UserDescriptor
 from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.registry import semantic
 
@@ -22,12 +24,14 @@ def _selector(ctx: Insn, i: int) -> ir.Value:
     return v if v.type.width == 16 else ctx.b.trunc(v, ir.IntType(16))
 
 
-def _match(ctx: Insn, sel: ir.Value, keep) -> tuple[ir.Value, list]:
+def _match(ctx: Insn, sel: ir.Value,
+           keep: Callable[[UserDescriptor], bool]) -> tuple[ir.Value, list]:
     """(selector passes, [(matches entry, entry)] for the entries ``keep``
     accepts); RPL is ignored (every entry has DPL 3)."""
     b = ctx.b
     key = b.and_(sel, ctx.c(16, 0xFFFC))
-    hits = [(b.icmp_unsigned("==", key, ctx.c(16, d.selector)), d) for d in LINUX_USER_GDT if keep(d)]
+    hits = [(b.icmp_unsigned("==", key, ctx.c(16, d.selector)), d)
+            for d in LINUX_USER_GDT if keep(d)]
     ok = ctx.c(1, 0)
     for hit, _d in hits:
         ok = b.or_(ok, hit)
