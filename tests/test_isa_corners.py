@@ -439,8 +439,8 @@ RUNNING_TWINS = [
     ("f20fbcc3", "bsf eax, ebx with F2", N.ARITH & ~N.ZF),
     ("f20fbd03", "bsr eax, [rbx] with F2", N.ARITH & ~N.ZF),
     ("66f20fbcc3", "bsf ax, bx with 66 F2", N.ARITH & ~N.ZF),
-    ("f00f002b", "lock verw [rbx]", N.ARITH & ~N.ZF),
-    ("f0480f002b", "lock verw [rbx] with REX.W", N.ARITH & ~N.ZF),
+    ("f00f002b", "lock verw [rbx]", 0),
+    ("f0480f002b", "lock verw [rbx] with REX.W", 0),
     ("6663c3", "movsxd ax, ebx", 0), ("66630b", "movsxd cx, [rbx]", 0),
     ("66456303", "movsxd r8w, [r11]", 0),
 ]
@@ -479,13 +479,22 @@ FAULTING = [
     ("f00f20c8", "lock mov rax, cr1 = mov rax, cr9", signal.SIGILL, S.FAULT_UD),
     ("0f35", "sysexit", signal.SIGSEGV, S.FAULT_GP),
     ("480f35", "sysexitq", signal.SIGSEGV, S.FAULT_GP),
-] + [(f"{rex}0f{op:02x}{0xC0 | n << 3:02x}", f"mov {'cr' if op in (0x20, 0x22) else 'dr'}"
-      f"{n + (8 if rex else 0)} ({'to' if op & 2 else 'from'})",
-      signal.SIGSEGV if (op in (0x20, 0x22) and n + (8 if rex else 0) in (0, 2, 3, 4, 8))
-      or (op in (0x21, 0x23) and not rex) else signal.SIGILL,
-      S.FAULT_GP if (op in (0x20, 0x22) and n + (8 if rex else 0) in (0, 2, 3, 4, 8))
-      or (op in (0x21, 0x23) and not rex) else S.FAULT_UD)
-     for op in (0x20, 0x21, 0x22, 0x23) for rex in ("", "44") for n in range(8)]
+]
+
+
+def _cr_dr_move(op: int, number: int) -> tuple[str, str, int, int]:
+    """mov from (0F 20/21) or to (0F 22/23) control/debug register
+    ``number`` (REX.R for 8-15): SIGSEGV (#GP at CPL 3) if it exists,
+    SIGILL (#UD) if not."""
+    kind = "cr" if op in (0x20, 0x22) else "dr"
+    exists = number in (0, 2, 3, 4, 8) if kind == "cr" else number < 8
+    code = ("44" if number >= 8 else "") + f"0f{op:02x}{0xC0 | (number & 7) << 3:02x}"
+    what = f"mov {'to' if op & 2 else 'from'} {kind}{number}"
+    return (code, what, signal.SIGSEGV if exists else signal.SIGILL,
+            S.FAULT_GP if exists else S.FAULT_UD)
+
+
+FAULTING += [_cr_dr_move(op, n) for op in (0x20, 0x21, 0x22, 0x23) for n in range(16)]
 
 
 @pytest.mark.parametrize("hexcode,what,sig,fault", FAULTING, ids=[f[1] for f in FAULTING])
