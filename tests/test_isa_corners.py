@@ -592,6 +592,23 @@ def test_dead_load_of_unmapped_memory_faults(name):
             f"{name} (tier {1 if tier1 else 2}): signal {r.host_signal} at {r.regs['rip']:#x}"
 
 
+@pytest.mark.parametrize("form", [
+    "movupd xmm2, xmmword ptr [rbx]\naddsd xmm3, xmm2\nxorps xmm2, xmm2",
+    "movdqu xmm2, xmmword ptr [rbx]\nmovq rax, xmm2\npxor xmm2, xmm2"])
+def test_pair_load_with_an_unmapped_upper_half_faults(form):
+    """A 16-byte load whose low half is mapped and whose high half is not
+    faults natively though only the low half is used; so does the
+    translation (the load is not narrowed to the half it uses)."""
+    from bttool.runtime import snippet
+    code, = N.assemble([form])
+    regs = N.default_regs()
+    regs["rbx"] = DATA_ADDR + N.DATA_SIZE - 8
+    assert native_signal(code, regs) == signal.SIGSEGV, "the oracle"
+    for tier1 in (True, False):
+        r = snippet.run_snippet(code, N._complete(regs), hot_counters=tier1)
+        assert (r.host_signal, r.regs["rip"]) == (signal.SIGSEGV, CODE_ADDR), (form, tier1)
+
+
 # ---------------------------------------------------------------------------
 # 10. reserved MXCSR bits
 
