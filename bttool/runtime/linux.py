@@ -46,8 +46,9 @@ def breakpoint_trap(name: str, code: bytes) -> bool:
     """Whether runtime intrinsic ``name``, its instruction's bytes ``code``,
     is a debug or breakpoint trap, which Linux delivers to user mode as
     SIGTRAP with rip after the instruction: int3 (CC), int 3 (CD 03) and
-    int1 (F1, ICEBP).  (Also the sweep's snippet runner's rule,
-    tests/opcode_sweep.py.)"""
+    int1 (F1, ICEBP).  (Measured natively: si_code SI_KERNEL for the int3
+    forms, TRAP_BRKPT for int1, for when guest handlers are delivered.
+    Also the sweep's snippet runner's rule, tests/opcode_sweep.py.)"""
     return name in ("int3", "int1") or (name == "int" and code[-1:] == b"\x03"
                                         and code[-2:-1] == b"\xcd")
 
