@@ -70,12 +70,17 @@ def native_signal(code: bytes, regs: dict[str, int] | None = None, rflags: int =
 
 def same_as_host(code: bytes, regs: dict[str, int], rflags: int = 0x202, data: bytes = b"",
                  flag_mask: int = ALL_FLAGS, what: str = "", stack_check: tuple | None = None):
-    nat = N.run_native(code, regs, rflags, data=data)
+    """``stack_check`` = (address, size): that stack range must end alike;
+    both stacks start zeroed then (not with what earlier tests left)."""
+    from bttool.runtime import snippet
+    blank = bytes(N.STACK_SIZE) if stack_check else None
+    nat = N.run_native(code, regs, rflags, data=data, stack=blank)
     nat_stack = N.stack_bytes(*stack_check) if stack_check else None
+    if stack_check:
+        snippet._machine()[0].write_force(N.STACK_ADDR, blank)
     tr = N.run_translated(code, regs, rflags, data=data)
     N.compare(nat, tr, flag_mask=flag_mask, what=what or code.hex())
     if stack_check:
-        from bttool.runtime import snippet
         mem, _ = snippet._machine()
         got = mem.read(*stack_check)
         assert got == nat_stack, f"{what or code.hex()}: stack native {nat_stack.hex()} " \
