@@ -265,51 +265,6 @@ KNOWN_GAPS: list[tuple[str, str, str, str]] = [
     ('maskmovdqu', 'untranslatable',
      'byte-masked store to [rdi]: no semantics yet',
      '660ff7c3 660ff7cc'),
-    ('lar/lsl/verr/verw', 'untranslatable',
-     'segment-descriptor checks against the GDT/LDT: no semantics yet',
-     """0f0023 0f002b 0f00e7 0f00e8 0f0203 0f020b 0f02c3 0f02cc 0f0303 0f030b 0f03c3 0f03cc
-        450f0023 450f002b 450f00e7 450f00e8 450f0203 450f020b 450f02c3 450f02cc 450f0303
-        450f030b 450f03c3 450f03cc 480f0203 480f020b 480f02c3 480f02cc 480f0303 480f030b
-        480f03c3 480f03cc 660f0203 660f020b 660f02c3 660f02cc 660f0303 660f030b 660f03c3
-        660f03cc"""),
-    ('66 movsxd', 'untranslatable',
-     'movsxd with a 16-bit destination (66 63): not translated',
-     '666303 66630b 6663c3 6663cc'),
-    ('int1', 'untranslatable',
-     'F1 (icebp) raises SIGTRAP natively: not translated',
-     'f1'),
-    ('sysexit', 'untranslatable',
-     'privileged: SIGSEGV natively (#GP), untranslatable under bttool',
-     '0f35 480f35'),
-    ('0F AE mfence/sfence aliases', 'untranslatable',
-     '0F AE F1 / FA (rm != 0) run as mfence/sfence; capstone cannot decode them',
-     '0faef1 0faefa'),
-    ('F2 0F BC/BD', 'untranslatable',
-     'bsf/bsr with a stray F2 prefix run natively; capstone cannot decode them',
-     'f20fbc03 f20fbcc3 f20fbd03 f20fbdc3'),
-    ('F0 0F 20/22 (lock mov cr0)', 'untranslatable',
-     "AMD's alias of mov cr8: SIGSEGV natively (privileged); capstone cannot decode it",
-     'f00f2003 f00f2203'),
-    ('F0 0F 00 /5 (lock verw)', 'untranslatable',
-     'runs natively on this host; capstone cannot decode it',
-     'f00f002b'),
-    ('lost memory fault', 'differs',
-     'fcom/ficom/fldcw/ldmxcsr/fxrstor/clflush of unmapped memory: load dropped, no SIGSEGV',
-     """450fae0b 450fae13 450fae3b 45d813 45d81b 45d92b 45da13 45da1b 45dc13 45dc1b 45de13
-        45de1b"""),
-    ('ldmxcsr/fxrstor reserved MXCSR bits', 'differs',
-     'reserved MXCSR bits raise #GP (SIGSEGV) natively; bttool loads them',
-     '0fae0b 0fae13 480fae0b'),
-    ('mov CR1/CR9/DR8/DR9', 'differs',
-     'nonexistent control/debug registers: #UD (SIGILL) natively, bttool raises SIGSEGV',
-     """0f200b 0f20cc 0f220b 0f22cc 450f200b 450f20cc 450f2103 450f210b 450f21c3 450f21cc
-        450f220b 450f22cc 450f2303 450f230b 450f23c3 450f23cc"""),
-    ('int 3 (CD 03)', 'differs',
-     'the two-byte int 3 raises SIGSEGV under bttool, SIGTRAP natively',
-     'cd03'),
-    ('fcmovu/fcmovnu st(0), st(6)', 'differs',
-     'conditional move from an empty x87 register: wrong value (no stack-underflow QNaN)',
-     'dade dbde'),
 ]
 
 def _known_gaps() -> dict[str, tuple[str, str, str]]:
@@ -326,29 +281,15 @@ def _known_gaps() -> dict[str, tuple[str, str, str]]:
 KNOWN_GAP_KEYS = _known_gaps()
 
 
-# Only when the result differs (bttool must still translate them): reads of
-# values that belong to the host kernel's descriptor tables.
-HOST_VALUES = {
-    "lsl": "segment limits of the host GDT", "lar": "segment access rights of the host GDT",
-    "verr": "segment checks against the host GDT", "verw": "segment checks against the host GDT",
-}
-SREGS = ("cs", "ds", "es", "ss", "fs", "gs")
-
-
 def _exception_for(insn, worst: str) -> str | None:
     """The reason an encoding may differ (``worst``: differs or
     untranslatable), or None."""
     if insn is None:
         return None
-    m, ops = insn.mnemonic, insn.op_str
+    m = insn.mnemonic
     reason = EXCEPTIONS.get(m)
     if reason:
         return reason
-    if worst == "differs":
-        if m in HOST_VALUES:
-            return HOST_VALUES[m]
-        if (m == "mov" and ops.split(", ")[-1] in SREGS) or (m == "push" and ops in SREGS):
-            return "segment selector values of the host kernel"
     if X.X86_GRP_BRANCH_RELATIVE in insn.groups and 0x66 in insn.prefix:
         return ("66-prefixed near branch: AMD hosts truncate rip to 16 bits (SIGSEGV), Intel "
                 "ignores the prefix as bttool does (the virtual CPU is GenuineIntel)")
@@ -381,6 +322,15 @@ def _decode(code: bytes):
     for insn in _md.disasm(code, CODE_ADDR):
         return insn
     return None
+
+
+def _decode_twin(code: bytes):
+    """capstone's reading of the documented twin of bytes it cannot decode
+    (bttool/translator/twins.py: aliases the CPU runs as another
+    instruction), for the flags that twin leaves undefined; or None."""
+    from bttool.translator import twins
+    twin = twins.twin(code + b"\x90" * 8)
+    return _decode(twin) if twin is not None else None
 
 
 def _uses_mmx(insn) -> bool:
@@ -532,6 +482,8 @@ def encodings(maps=("1", "0F", "0F38", "0F3A")) -> list[Encoding]:
                         e.flag_mask &= ~_undefined_flags(insn)
                         e.advertised = _not_advertised(insn)
                         e.insn = insn
+                    elif (twin := _decode_twin(ib)) is not None:
+                        e.flag_mask &= ~_undefined_flags(twin)
                     result.append(e)
     return result + list(skipped.values())
 
@@ -731,6 +683,7 @@ def _fault_signal(kind: int) -> int:
 def translated_run(e: Encoding, s: dict) -> Run:
     from bttool.ir import intrinsics, state as S
     from bttool.runtime import snippet
+    from bttool.runtime.linux import breakpoint_trap
     mem, _ex = snippet._machine()
     mem.write_force(STACK_ADDR, s["stack"])
     try:
@@ -741,7 +694,7 @@ def translated_run(e: Encoding, s: dict) -> Run:
             # A runtime call the snippet runner does not perform: the signal
             # bttool/runtime/linux.py (_intrinsic) delivers for it.
             name = intrinsics.split_exit_info(int(st.exit_info))[0].name
-            if name == "int3":
+            if breakpoint_trap(name, e.insn_bytes):
                 return Run(signal=signal.SIGTRAP, fault_rip=st.rip)
             if name not in ("cpuid", "xgetbv"):
                 return Run(signal=signal.SIGSEGV, fault_rip=st.rip)

@@ -2,7 +2,7 @@
 and compared byte for byte (stdout, stderr, exit status or signal):
 
 * ``int 0x80``: the i386 system-call ABI from 64-bit code
-  (runtime/syscalls_i386.py), ``int 3`` and other vectors;
+  (runtime/syscalls_i386.py), ``int 3``, ``int1`` (ICEBP) and other vectors;
 * the legacy vsyscall page (gettimeofday, time, getcpu; SIGSEGV otherwise);
 * sgdt, sidt, smsw, sldt, str as Linux's UMIP emulation answers them.
 
@@ -68,15 +68,25 @@ def run(corners: Path, cache: Path, tmp_path: Path, name: str, *args: str,
 # int 0x80
 
 def test_int80_i386_abi(corners, bttool_cache, tmp_path):
-    """write/getpid/time/stat64/_llseek/writev/uname/mmap2/rt_sigaction...
-    through int 0x80, an unknown number (-ENOSYS), the upper register
-    halves ignored, every register but rax preserved, exit(0x2a)."""
+    """write/getpid/time/stat64/_llseek/writev/uname/mmap2/rt_sigaction/
+    socketcall/clone... through int 0x80, an unknown number (-ENOSYS), the
+    upper register halves ignored, every register but rax preserved,
+    exit(0x2a)."""
     native = run(corners, bttool_cache, tmp_path, "int80", status=42)
     assert b"enosys ffffffffffffffda\n" in native.stdout
     assert b"r11 0a0a0a0a0a0a0a0a\n" in native.stdout
+    assert b"socketcall socketpair 0\nsocketcall send 5\nread 5 hello\n" in native.stdout
+    assert b"clone child\nclone waitpid same 1 status 700\n" in native.stdout
 
 
-@pytest.mark.parametrize("mode,status", [("trap", SIGTRAP), ("gp", SIGSEGV)])
+def test_int80_execve(corners, bttool_cache, tmp_path):
+    """execve through int 0x80: 32-bit argv and envp arrays; a missing
+    program is -ENOENT."""
+    native = run(corners, bttool_cache, tmp_path, "int80", "exec")
+    assert native.stdout.endswith(b"execd: argc 2 argv0 int80\nenv INT80_ENV=compat\nenv B=2\n")
+
+
+@pytest.mark.parametrize("mode,status", [("trap", SIGTRAP), ("icebp", SIGTRAP), ("gp", SIGSEGV)])
 def test_int_vectors(corners, bttool_cache, tmp_path, mode, status):
     run(corners, bttool_cache, tmp_path, "int80", mode, status=status, bttool_lines=1)
 

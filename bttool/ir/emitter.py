@@ -261,6 +261,8 @@ class FunctionEmitter:
 
     # -- guest memory ----------------------------------------------------
     def load(self, addr: ir.Value, ty: ir.Type) -> ir.Value:
+        """A guest load, never deleted (ir/memory.py load; in system mode the
+        TLB check, which faults, stays whatever becomes of the value)."""
         if not self.system:
             return memory.load(self.b, self.mem, addr, ty)
         v = self.b.load(self._system_pointer(addr, memory.type_bytes(ty), False), typ=ty)

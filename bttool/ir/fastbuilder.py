@@ -85,6 +85,7 @@ _FORMATS = {
     "select": lambda i: (f"%{i._name} = select {_ref(i.operands[0])}, {_ref(i.operands[1])}, "
                          f"{_ref(i.operands[2])}"),
     "load": lambda i: f"%{i._name} = load {i.type}, {_ref(i.operands[0])}{_align(i)}",
+    "load volatile": lambda i: f"%{i._name} = load volatile {i.type}, {_ref(i.operands[0])}{_align(i)}",
     "store": lambda i: f"store {_ref(i.operands[0])}, {_ref(i.operands[1])}{_align(i)}",
     "gep": lambda i: (f"%{i._name} = getelementptr{' inbounds' if i.extra[1] else ''} {i.extra[0]}, "
                       + ", ".join(_ref(o) for o in i.operands)),
@@ -97,6 +98,15 @@ _FORMATS = {
     "shufflevector": lambda i: (f"%{i._name} = shufflevector {_ref(i.operands[0])}, "
                                 f"{_ref(i.operands[1])}, {_ref(i.operands[2])}"),
 }
+
+
+class _VolatileLoad(ir.instructions.LoadInstr):
+    """llvmlite's load, printed volatile (FastBuilder.load_volatile with
+    ENABLED off)."""
+    def descr(self, buf):
+        start = len(buf)
+        super().descr(buf)
+        buf[start] = buf[start].replace("load ", "load volatile ", 1)
 
 
 def _binary(opname: str):
@@ -173,6 +183,17 @@ class FastBuilder(ir.IRBuilder):
         if name or typ is None or not ENABLED:
             return super().load(ptr, name, align, typ)
         i = FastInstr(self._block, typ, "load", (ptr,), "load")
+        i.align = align
+        self._insert(i)
+        return i
+
+    def load_volatile(self, ptr, typ: ir.Type, align: int | None = None) -> ir.Instruction:
+        """``load volatile``: a load LLVM neither deletes nor merges (llvmlite
+        has no such flag on its loads)."""
+        if not ENABLED:
+            i = _VolatileLoad(self._block, ptr, typ=typ)
+        else:
+            i = FastInstr(self._block, typ, "load", (ptr,), "load volatile")
         i.align = align
         self._insert(i)
         return i

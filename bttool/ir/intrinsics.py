@@ -61,6 +61,7 @@ _ENTRIES = [
     ("lmsw", ("lmsw",), True, "runtime", "load the machine status word"),
     ("int", ("int", "into"), False, "runtime", "software interrupt (user mode as Linux: int 0x80 is an i386 system call, int 3 SIGTRAP, others SIGSEGV)"),
     ("int3", ("int3",), False, "runtime", "breakpoint (user mode: SIGTRAP)"),
+    ("int1", ("int1",), False, "runtime", "ICEBP: debug trap, #DB without a gate check (user mode: SIGTRAP)"),
     # Sensitive but unprivileged: must show the virtual state, never the host's
     # (user mode: the dummy values of Linux's UMIP emulation, runtime/linux.py).
     ("sgdt", ("sgdt",), False, "runtime", "store the virtual GDTR"),

@@ -1,7 +1,9 @@
 """Guest memory access from generated code: the one place it happens.
 
 In linux-user mode every load and store that translated code makes to guest
-memory is built by ``host_pointer`` below, over the window of ir/window.py.
+memory is built by ``host_pointer`` below, over the window of ir/window.py,
+and every load is kept even when its value is dead (``load``), so its
+fault is never lost.
 An address ``x + d`` (d a constant displacement, |d| <= DISP_GUARD) maps to
 ``base + clamp(x) + d`` with clamp(x) = x for signed x in [-G, GUEST_LIMIT]
 (G = DISP_GUARD) and GUEST_LIMIT otherwise, computed branch-free as
@@ -69,10 +71,16 @@ def host_pointer(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value) -> ir.Value
 
 
 def load(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, ty: ir.Type) -> ir.Value:
+    """A guest load, volatile: a load from unmapped guest memory faults
+    natively whatever becomes of its value, but LLVM deletes a load whose
+    value is dead (``fcom [m]`` whose status bits are overwritten, ``fldcw``
+    before ``fninit``, ``test [rsp - 4096], eax`` as a stack probe), and
+    then the guest would get no SIGSEGV.  ``llvm.fake.use`` would keep it
+    too, but the fast instruction selector of tier 1 drops it.  Volatile
+    loads still fold into the instructions that use them; what they give
+    up is LLVM merging, forwarding and hoisting guest loads."""
     ptr = host_pointer(b, membase, addr)
-    v = b.load(ptr, typ=ty)
-    v.align = 1
-    return v
+    return b.load_volatile(ptr, ty, align=1)
 
 
 def store(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, value: ir.Value) -> None:

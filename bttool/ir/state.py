@@ -79,6 +79,9 @@ _SPECS: list[tuple[str, int, int]] = (
        # x87: control word, status word (C0-C3 and exception bits; TOP is
        # kept apart in fpu_top), tag bits (one per physical register, 1 = empty)
        ("fpu_cw", 2, 2), ("fpu_sw", 2, 2), ("fpu_top", 1, 1), ("fpu_tag", 1, 1)]
+    # linux-user mode: the selectors last loaded into DS, ES, FS, GS (CS and
+    # SS are Linux's constants; semantics/dataxfer.py)
+    + [(f"{r}_sel", 2, 2) for r in ("ds", "es", "fs", "gs")]
     + [(f"xmm{i}", 16, 16) for i in range(XMM_COUNT)]
     # x87 physical registers R0..R7, each an 80-bit extended value in a
     # 16-byte slot (ST(i) is R[(fpu_top + i) & 7])

@@ -725,17 +725,18 @@ class Syscalls:
     def clone3(self, args: int, size: int, *_: int) -> int:
         return -errno.ENOSYS      # glibc falls back to clone
 
-    def execve(self, path: int, argv: int, envp: int, *_: int) -> int:
+    def execve(self, path: int, argv: int, envp: int, *_: int, pointer_size: int = 8) -> int:
         """Replace this process by bttool running the new program (the new
         image is translated too: guest code never runs natively).  The new
         host process is bttool's own: an isolated Python with bttool's
         environment; the guest's argv and environment travel in a handoff
         descriptor (runtime/exechandoff.py), so the new guest gets exactly
-        what this one passed and nothing of bttool's."""
+        what this one passed and nothing of bttool's.  ``pointer_size``: of
+        the argv and envp arrays (4 for the i386 call, int 0x80)."""
         from bttool.runtime import exechandoff, hostpython
         prog = self.mem.read_cstring(path)
-        args = self._string_array(argv)
-        env = self._string_array(envp)
+        args = self._string_array(argv, pointer_size)
+        env = self._string_array(envp, pointer_size)
         own = self.proc.procview.readlink(prog)
         if own is not None:                 # /proc/self/exe and its aliases
             prog = own
@@ -755,14 +756,14 @@ class Syscalls:
             os.close(fd)
         return 0  # not reached
 
-    def _string_array(self, addr: int) -> list[bytes]:
+    def _string_array(self, addr: int, pointer_size: int = 8) -> list[bytes]:
         out = []
         while addr:
-            p = self.mem.u64(addr)
+            p = int.from_bytes(self.mem.read(addr, pointer_size), "little")
             if p == 0:
                 break
             out.append(self.mem.read_cstring(p))
-            addr += 8
+            addr += pointer_size
         return out
 
     # -- signals (recorded; delivery is the personality's job) ---------------

@@ -9,8 +9,10 @@ bttool's linux personality (``LinuxProcess._int``) hands such calls here.
 Calls whose arguments mean the same on both ABIs go to the x86-64 handler
 (``SAME``, with the arguments that are signed 32-bit values sign-extended);
 calls with 32-bit structure layouts (time32, timeval32, timespec32,
-stat64, compat iovec, rusage, sigaction, mmap_arg_struct) are converted
-here.  Every other number is -ENOSYS: nothing is passed through blind.
+stat64, compat iovec, rusage, sigaction, mmap_arg_struct, execve's 32-bit
+argv and envp, socketcall's argument block) are converted here.  Every
+other number is -ENOSYS (set_thread_area among them): nothing is passed
+through blind.
 """
 from __future__ import annotations
 
@@ -52,7 +54,22 @@ SAME: dict[int, tuple[int, tuple[int, ...]]] = {
     305: (267, ()), 306: (268, ()), 307: (269, ()), 330: (292, ()), # readlinkat fchmodat faccessat dup3
     331: (293, ()), 353: (316, ()), 355: (318, ()), 439: (439, ()), # pipe2 renameat2 getrandom faccessat2
     403: (228, ()), 406: (229, ()),                                 # clock_gettime64 clock_getres_time64
+    359: (41, ()), 360: (53, ()), 361: (49, ()), 362: (42, ()),     # socket socketpair bind connect
+    363: (50, ()), 369: (44, ()), 373: (48, ()),                    # listen sendto shutdown
 }
+
+# socketcall(call, args): the i386 multiplexer of the socket calls, onto the
+# x86-64 calls (so it offers what they offer): call -> (x86-64 number, how
+# many 32-bit words of ``args`` it takes, words appended: send and recv are
+# sendto and recvfrom without an address).  Calls with 32-bit structures
+# (setsockopt/getsockopt with timevals, sendmsg, recvmsg, recvmmsg,
+# sendmmsg) are -ENOSYS; a call number past the table -EINVAL, as Linux.
+SOCKETCALL: dict[int, tuple[int, int, tuple[int, ...]]] = {
+    1: (41, 3, ()), 2: (49, 3, ()), 3: (42, 3, ()), 4: (50, 2, ()), 5: (43, 3, ()),
+    6: (51, 3, ()), 7: (52, 3, ()), 8: (53, 4, ()), 9: (44, 4, (0, 0)), 10: (45, 4, (0, 0)),
+    11: (44, 6, ()), 12: (45, 6, ()), 13: (48, 2, ()), 18: (288, 4, ()),
+}
+_SOCKETCALL_MAX = 20
 
 # fcntl commands with integer arguments (struct flock differs: not offered).
 _FCNTL_INT = {0, 1, 2, 3, 4, 1030, 1031, 1032}
@@ -79,6 +96,7 @@ class I386Syscalls:
             180: self.pread64, 181: self.pwrite64, 192: self.mmap2,
             195: self.stat64, 196: self.lstat64, 197: self.fstat64, 300: self.fstatat64,
             265: self.clock_gettime, 266: self.clock_getres,
+            11: self.execve, 120: self.clone, 102: self.socketcall,
         }
 
     def dispatch(self, nr: int, args: list[int]) -> int:
@@ -232,6 +250,30 @@ class I386Syscalls:
     # -- processes ------------------------------------------------------------
     def waitpid(self, pid: int, status: int, options: int, *_: int) -> int:
         return self.sc.dispatch(61, [_s32(pid) & _M64, status, options, 0, 0, 0])
+
+    def execve(self, path: int, argv: int, envp: int, *_: int) -> int:
+        """argv and envp are arrays of 32-bit pointers."""
+        return self.sc.execve(path, argv, envp, pointer_size=4)
+
+    def clone(self, flags: int, stack: int, ptid: int, tls: int, ctid: int, *_: int) -> int:
+        """i386 argument order (flags, stack, parent_tid, tls, child_tid).
+        CLONE_SETTLS takes an i386 ``struct user_desc`` (a GDT TLS entry,
+        as set_thread_area), which bttool does not offer: -ENOSYS."""
+        if flags & 0x80000:
+            self.sc.proc.log("i386 clone with CLONE_SETTLS (set_thread_area) -> ENOSYS")
+            return -ENOSYS
+        return self.sc.clone(flags, stack, ptid, ctid, 0)
+
+    def socketcall(self, call: int, args: int, *_: int) -> int:
+        if not 1 <= call <= _SOCKETCALL_MAX:
+            return -errno.EINVAL
+        entry = SOCKETCALL.get(call)
+        if entry is None:
+            self.sc.proc.log(f"i386 socketcall {call} (32-bit structures) -> ENOSYS")
+            return -ENOSYS
+        nr, n, extra = entry
+        words = struct.unpack(f"<{n}I", self.mem.read(args, 4 * n)) if n else ()
+        return self.sc.dispatch(nr, (list(words) + list(extra) + [0] * 6)[:6])
 
     def wait4(self, pid: int, status: int, options: int, rusage: int, *_: int) -> int:
         if not rusage:

@@ -7,8 +7,8 @@ from functools import lru_cache
 import capstone
 from capstone import x86_const as X
 
-MAX_INSN_LEN = 15
-
+from bttool.translator import twins
+from bttool.translator.encoding import MAX_INSN_LEN, Encoding, encoding, modrm_length  # noqa: F401
 
 @dataclass(frozen=True)
 class RegInfo:
@@ -67,70 +67,6 @@ def reg_table() -> dict[int, RegInfo]:
         if info is not None:
             table[rid] = info
     return table
-
-
-_LEGACY_PREFIXES = frozenset((0x66, 0x67, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0xF0))
-
-
-@dataclass(frozen=True)
-class Encoding:
-    """What the bytes of one instruction say before capstone has its say:
-    legacy prefixes, REX (64-bit mode), the opcode after 0F (or None for a
-    one-byte opcode) and the length of everything up to the opcode."""
-    prefixes: bytes
-    rex: int
-    escape: bool          # a 0F two-byte opcode
-    opcode: int
-    opcode_at: int        # offset of the opcode byte (after 0F when ``escape``)
-
-
-def encoding(code: bytes, mode: int = 64) -> Encoding | None:
-    """Prefixes and opcode of the instruction at the start of ``code``
-    (None when they run past ``code`` or 15 bytes).  A REX byte counts only
-    right before the opcode, as on the CPU."""
-    i, rex, prefixes = 0, 0, bytearray()
-    while i < min(len(code), MAX_INSN_LEN):
-        c = code[i]
-        if c in _LEGACY_PREFIXES:
-            prefixes.append(c)
-            rex = 0
-        elif mode == 64 and 0x40 <= c <= 0x4F:
-            rex = c
-        else:
-            break
-        i += 1
-    if i >= len(code):
-        return None
-    if code[i] == 0x0F:
-        if i + 1 >= len(code):
-            return None
-        return Encoding(bytes(prefixes), rex, True, code[i + 1], i + 1)
-    return Encoding(bytes(prefixes), rex, False, code[i], i)
-
-
-def modrm_length(code: bytes, at: int, addr32: bool, addr16: bool = False) -> int | None:
-    """Bytes taken by the ModRM byte at ``code[at]`` with its SIB and
-    displacement (None if ``code`` ends first)."""
-    if at >= len(code):
-        return None
-    modrm = code[at]
-    mod, rm = modrm >> 6, modrm & 7
-    if mod == 3:
-        return 1
-    if addr16:                       # 16-bit addressing (32-bit mode with 67)
-        n = 1 + {0: 2 if rm == 6 else 0, 1: 1, 2: 2}[mod]
-    else:
-        n = 1
-        if rm == 4:                  # SIB
-            if at + 1 >= len(code):
-                return None
-            n += 1
-            if mod == 0 and code[at + 1] & 7 == 5:
-                n += 4
-        elif mod == 0 and rm == 5:   # rip-relative (64-bit) / disp32 (32-bit)
-            n += 4
-        n += {0: 0, 1: 1, 2: 4}[mod]
-    return n if at + n <= len(code) else None
 
 
 class HintNop:
@@ -264,32 +200,6 @@ def near16_branch(code: bytes, address: int) -> Near16 | None:
     return Near16(code, address, size, insn_id, name, target)
 
 
-# Undocumented x87 register forms -> their documented twins (first byte,
-# ModRM base): fxch (DD C8+i "fxch4", DF C8+i "fxch7"), fcom (DC D0+i
-# "fcom2"), fcomp (DC D8+i "fcomp3", DE D0+i "fcomp5"), fstp (D9 D8+i
-# "fstp1", DF D0+i "fstp8", DF D8+i "fstp9").
-_X87_ALIASES = {
-    (0xDD, 0xC8): (0xD9, 0xC8), (0xDF, 0xC8): (0xD9, 0xC8),
-    (0xDC, 0xD0): (0xD8, 0xD0),
-    (0xDC, 0xD8): (0xD8, 0xD8), (0xDE, 0xD0): (0xD8, 0xD8),
-    (0xD9, 0xD8): (0xDD, 0xD8), (0xDF, 0xD0): (0xDD, 0xD8), (0xDF, 0xD8): (0xDD, 0xD8),
-}
-
-
-def x87_alias(code: bytes, mode: int = 64) -> bytes | None:
-    """``code`` with an undocumented x87 alias at its start rewritten to its
-    documented twin (same length), else None."""
-    enc = encoding(code, mode)
-    if enc is None or enc.escape or enc.opcode_at + 1 >= len(code):
-        return None
-    modrm = code[enc.opcode_at + 1]
-    twin = _X87_ALIASES.get((enc.opcode, modrm & 0xF8))
-    if twin is None:
-        return None
-    at = enc.opcode_at
-    return code[:at] + bytes([twin[0], twin[1] | (modrm & 7)]) + code[at + 2:]
-
-
 class Decoder:
     """Decodes guest instructions for one CPU mode (64 or 32)."""
 
@@ -309,7 +219,7 @@ class Decoder:
             if near is not None:
                 return near
         if size is None:
-            twin = x87_alias(code, self.mode)
+            twin = twins.twin(code, self.mode)
             if twin is not None:     # decoded as the twin (its bytes, mnemonic)
                 code = twin
         first = None

@@ -177,33 +177,14 @@ class Insn:
 
     def load(self, addr: ir.Value, bits: int) -> ir.Value:
         if bits == 128:   # as a vector, so LLVM uses a vector register
-            return self.b.bitcast(self._load_halves(addr), I128)
+            return self.b.bitcast(self.em.load(addr, _V2I64), I128)
         return self.em.load(addr, int_type(bits))
 
-    def _load_halves(self, addr: ir.Value) -> ir.Value:
-        """A 128-bit load (as <2 x i64>) made of two 64-bit ones: LLVM
-        drops a half nobody reads (a guest that loads a pair for one value
-        then does not stall on a store to the other half) and merges them
-        back into one vector load otherwise.  System mode keeps one access
-        (one TLB lookup)."""
-        if self.em.system:
-            return self.em.load(addr, _V2I64)
-        b = self.b
-        lo = self.em.load(addr, _F64)
-        hi = self.em.load(b.add(addr, const(64, 8)), _F64)
-        v = b.insert_element(ir.Constant(_V2F64, None), lo, const(32, 0))
-        return b.bitcast(b.insert_element(v, hi, const(32, 1)), _V2I64)
-
     def probe(self, addr: ir.Value) -> None:
-        """Access one byte at ``addr`` for its fault only (a volatile load,
-        which LLVM keeps though nothing uses it): ENTER's check of its new
-        stack pointer."""
-        if self.em.system:
-            self.em.load(addr, int_type(8))
-            return
-        from bttool.ir import memory
-        ptr = memory.host_pointer(self.b, self.em.mem, addr)
-        self.b._insert(_VolatileLoad(self.b.block, ptr, typ=int_type(8)))
+        """Access one byte at ``addr`` for its fault only (guest loads are
+        kept though nothing uses them, ir/memory.py): ENTER's check of its
+        new stack pointer, clflush."""
+        self.em.load(addr, int_type(8))
 
     def store(self, addr: ir.Value, value: ir.Value) -> None:
         if value.type == I128:
@@ -269,17 +250,6 @@ class Insn:
         return self.b.icmp_unsigned("!=", v, ir.Constant(v.type, 0))
 
 
-class _VolatileLoad(ir.instructions.LoadInstr):
-    def descr(self, buf):
-        start = len(buf)
-        super().descr(buf)
-        buf[start] = buf[start].replace("load ", "load volatile ", 1)
-
-
 _V2I64 = ir.VectorType(I64, 2)
-# 128-bit loads are built from double halves (bit-exact moves, which keep
-# them in vector registers).
-_F64 = ir.DoubleType()
-_V2F64 = ir.VectorType(_F64, 2)
 
 __all__ = ["Insn", "UnsupportedOperand", "I1", "I64", "I128"]

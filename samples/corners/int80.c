@@ -4,13 +4,17 @@
  * Pointers must be below 4 GiB: only static data is passed.
  *   int80            the checks below, then exit(0x2a) through int 0x80
  *   int80 trap       int $3 (CD 03): SIGTRAP
- *   int80 gp         int $0x81: SIGSEGV */
+ *   int80 icebp      int1 (F1, ICEBP): SIGTRAP
+ *   int80 gp         int $0x81: SIGSEGV
+ *   int80 exec       execve through int 0x80 (32-bit argv/envp arrays) of
+ *                    this program with "execd", which prints what it got */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/utsname.h>
@@ -73,10 +77,74 @@ static void preserve(void) {
         printf("%s %016llx\n", names[i], (unsigned long long)(i == 15 ? saved[i] & 0xcd5 : saved[i]));
 }
 
-int main(int argc, char **argv) {
+static uint32_t argv32[3], envp32[3], sock_args[6];
+static int32_t sv32[2], status32;
+static char exe[] = "/proc/self/exe", missing[] = "/nonexistent/int80";
+static char a0[] = "int80", a1[] = "execd", e0[] = "INT80_ENV=compat", e1[] = "B=2";
+
+/* execve(/proc/self/exe, {"int80", "execd"}, {"INT80_ENV=compat", "B=2"}) */
+static int exec_mode(void) {
+    argv32[0] = (uint32_t)P(a0); argv32[1] = (uint32_t)P(a1); argv32[2] = 0;
+    envp32[0] = (uint32_t)P(e0); envp32[1] = (uint32_t)P(e1); envp32[2] = 0;
+    printf("execve missing %016llx\n",
+           (unsigned long long)i80(11, P(missing), P(argv32), P(envp32), 0, 0));
+    fflush(stdout);
+    uint64_t r = i80(11, P(exe), P(argv32), P(envp32), 0, 0);
+    printf("execve returned %016llx\n", (unsigned long long)r);
+    return 1;
+}
+
+static int execd_mode(int argc, char **argv, char **envp) {
+    printf("execd: argc %d argv0 %s\n", argc, argv[0]);
+    for (char **e = envp; *e; e++)
+        printf("env %s\n", *e);
+    return 0;
+}
+
+/* socketcall (102) and the direct i386 socket calls (those whose x86-64
+ * twins bttool offers); clone (120) as fork */
+static void sockets_and_clone(void) {
+    sock_args[0] = 1; sock_args[1] = 1; sock_args[2] = 0; sock_args[3] = (uint32_t)P(sv32);
+    uint64_t r = i80(102, 8, P(sock_args), 0, 0, 0);            /* socketpair */
+    printf("socketcall socketpair %lld\n", (long long)r);
+    sock_args[0] = sv32[0]; sock_args[1] = (uint32_t)P(msg); sock_args[2] = 5; sock_args[3] = 0;
+    printf("socketcall send %lld\n", (long long)i80(102, 9, P(sock_args), 0, 0, 0));
+    memset(buf, 0, 64);
+    printf("read %lld %s\n", (long long)i80(3, sv32[1], P(buf), 64, 0, 0), buf);
+    printf("socketcall bad call %016llx\n", (unsigned long long)i80(102, 99, P(sock_args), 0, 0, 0));
+    printf("socketcall bad args %016llx\n", (unsigned long long)i80(102, 9, 0x10, 0, 0, 0));
+    printf("sendto %lld\n", (long long)i80_6(369, sv32[1], P(msg) + 6, 3, 0, 0, 0));
+    memset(buf, 0, 64);
+    printf("read %lld %s\n", (long long)i80(3, sv32[0], P(buf), 64, 0, 0), buf);
+    printf("shutdown %lld\n", (long long)i80(373, sv32[0], SHUT_RDWR, 0, 0, 0));
+    close(sv32[0]); close(sv32[1]);
+    printf("socket %d\n", (int64_t)(r = i80(359, 1, 1, 0, 0, 0)) >= 0);
+    close((int)r);
+    fflush(stdout);
+    r = i80(120, SIGCHLD, 0, 0, 0, 0);                         /* clone: a fork */
+    if (r == 0) {
+        static const char child[] = "clone child\n";
+        i80(4, 1, P(child), sizeof child - 1, 0, 0);
+        i80(1, 7, 0, 0, 0, 0);
+    }
+    uint64_t w = i80(7, r, P(&status32), 0, 0, 0);             /* waitpid */
+    printf("clone waitpid same %d status %x\n", w == r, status32);
+}
+
+int main(int argc, char **argv, char **envp) {
+    if (argc > 1 && !strcmp(argv[1], "exec"))
+        return exec_mode();
+    if (argc > 1 && !strcmp(argv[1], "execd"))
+        return execd_mode(argc, argv, envp);
     if (argc > 1 && !strcmp(argv[1], "trap")) {
         printf("int 3\n"); fflush(stdout);
         __asm__ volatile("int $3");
+        printf("survived\n");
+        return 0;
+    }
+    if (argc > 1 && !strcmp(argv[1], "icebp")) {
+        printf("int1\n"); fflush(stdout);
+        __asm__ volatile(".byte 0xf1");
         printf("survived\n");
         return 0;
     }
@@ -169,6 +237,7 @@ int main(int argc, char **argv) {
     printf("rt_sigaction %lld %lld: %x %x %x %x %x\n", (long long)r, (long long)r2,
            old[0], old[1], old[2], old[3], old[4]);
     printf("rt_sigaction bad size %016llx\n", (unsigned long long)i80(174, SIGUSR1, 0, P(old), 4, 0));
+    sockets_and_clone();
     preserve();
     fflush(stdout);
     __asm__ volatile("int $0x80" : : "a"(1), "b"(0x1234502a));   /* exit(0x2a) */

@@ -368,6 +368,12 @@ class Instructions:
         self.m.software_interrupt(V.BP, insn.address + insn.size)
         return False
 
+    def do_int1(self, insn) -> bool:
+        """ICEBP: #DB as a trap (the frame returns after it), delivered as
+        an exception, so no gate DPL check."""
+        self.m.exception(V.DB, None, insn.address + insn.size)
+        return False
+
     def do_iret(self, insn) -> bool:
         self.m.iret(8 if insn.id == X.X86_INS_IRETQ else 4)
         return False

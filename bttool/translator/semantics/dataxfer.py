@@ -8,6 +8,7 @@ from llvmlite import ir
 from bttool.ir.state import EXIT_FAULT, FAULT_GP, FAULT_UD
 from bttool.translator import flags
 from bttool.translator.decoder import encoding
+from bttool.translator.linux_gdt import DATA_LOADABLE, STACK_LOADABLE
 from bttool.translator.operands import Insn
 from bttool.translator.registry import semantic
 from bttool.translator.semantics.system import exit_to_runtime
@@ -16,6 +17,11 @@ _CC = ("a", "ae", "b", "be", "e", "g", "ge", "l", "le", "ne", "no", "np", "ns", 
 
 
 _SEGMENT_REGS = ("cs", "ds", "es", "fs", "gs", "ss")
+# The control and debug registers of x86-64: a mov from/to any other (CR1,
+# CR5-7, CR9-15, DR8-15) is #UD at every privilege level, before the
+# privilege check that makes the existing ones #GP in user mode (checked
+# natively: SIGILL against SIGSEGV, tests/test_isa_corners.py).
+_EXISTING_CR_DR = frozenset(["cr0", "cr2", "cr3", "cr4", "cr8"] + [f"dr{i}" for i in range(8)])
 
 
 @semantic("mov", "movabs")
@@ -24,7 +30,10 @@ def mov(ctx: Insn) -> None:
         if ctx.is_reg(i):
             name = ctx.insn.reg_name(op.reg)
             if name.startswith(("cr", "dr")):
-                exit_to_runtime(ctx, "mov_" + name[:2])
+                if name not in _EXISTING_CR_DR:
+                    ctx.leave(ctx.pc, EXIT_FAULT, FAULT_UD)
+                else:
+                    exit_to_runtime(ctx, "mov_" + name[:2])
                 return
             if name in _SEGMENT_REGS and not ctx.user_mode:
                 exit_to_runtime(ctx, "mov_seg")
@@ -40,14 +49,10 @@ def mov(ctx: Insn) -> None:
 
 # -- segment registers in 64-bit user mode ---------------------------------
 # Linux's selectors (checked natively in tests/test_isa_corners.py): CS is
-# __USER_CS, SS __USER_DS, the data segment registers are null.  They are
-# constants here: there is no selector state.
-USER_SELECTORS = {"cs": 0x33, "ss": 0x2B, "ds": 0, "es": 0, "fs": 0, "gs": 0}
-# Selectors a user-mode load into DS/ES/FS/GS accepts on Linux x86-64 (the
-# host, natively): null (RPL 0-3), __USER32_CS, __USER_DS, __USER_CS and the
-# CPU-number segment, at any RPL; anything else is #GP (SIGSEGV).  SS takes
-# only __USER_DS.
-_LOADABLE = (0x00, 0x20, 0x28, 0x30, 0x78)
+# __USER_CS and SS __USER_DS, constants here (CS cannot be loaded, SS only
+# with __USER_DS); DS, ES, FS, GS start null and keep what a load puts in
+# them (state fields ds_sel...: the kernel preserves them).
+USER_SELECTORS = {"cs": 0x33, "ss": 0x2B}
 
 
 def operand_size(ctx: Insn) -> int:
@@ -59,36 +64,47 @@ def operand_size(ctx: Insn) -> int:
     return ctx.mode
 
 
+def segment_selector(ctx: Insn, name: str) -> ir.Value:
+    """The selector in segment register ``name`` (i16), user mode."""
+    if name in USER_SELECTORS:
+        return ctx.c(16, USER_SELECTORS[name])
+    return ctx.em.get(name + "_sel")
+
+
 def read_segment_to(ctx: Insn, name: str) -> None:
     """mov r/m, Sreg: a register takes the selector zero-extended with a
     32/64-bit operand size (its low 16 bits only with 66); memory always
     takes 16 bits."""
-    sel = USER_SELECTORS[name]
+    sel = segment_selector(ctx, name)
     if ctx.is_mem(0):
-        ctx.store(ctx.ea(0), ctx.c(16, sel))
+        ctx.store(ctx.ea(0), sel)
     else:
-        ctx.write(0, ctx.c(ctx.bits(0), sel))
+        ctx.write(0, ctx.b.zext(sel, ir.IntType(ctx.bits(0))))
 
 
 def load_segment(ctx: Insn, name: str, value: ir.Value) -> None:
-    """mov/pop Sreg in user mode: #GP (SIGSEGV) for a selector the host
-    refuses (CS is not loadable at all: #UD); an accepted load into FS or
-    GS clears that base, as on the host (AMD: a null selector clears it
-    too; every loadable descriptor has base 0).  The selector value itself
-    is not kept: reading DS/ES/FS/GS back gives 0 (see USER_SELECTORS)."""
+    """mov/pop Sreg in user mode: #GP (SIGSEGV) for a selector Linux's GDT
+    refuses (translator/linux_gdt.py; CS is not loadable at all: #UD); an
+    accepted load into FS or GS clears that base, as on the host (AMD: a
+    null selector clears it too; every loadable descriptor has base 0).
+    DS, ES, FS, GS keep the selector as loaded (RPL included)."""
     b = ctx.b
     if name == "cs":
         ctx.leave(ctx.pc, EXIT_FAULT, FAULT_UD)
         return
     if name == "ss":
-        ok = b.icmp_unsigned("==", value, ctx.c(16, 0x2B))
+        ok = ctx.c(1, 0)
+        for sel in STACK_LOADABLE:
+            ok = b.or_(ok, b.icmp_unsigned("==", value, ctx.c(16, sel)))
     else:
         masked = b.and_(value, ctx.c(16, 0xFFFC))
         ok = ctx.c(1, 0)
-        for sel in _LOADABLE:
+        for sel in DATA_LOADABLE:
             ok = b.or_(ok, b.icmp_unsigned("==", masked, ctx.c(16, sel)))
     with b.if_then(b.not_(ok), likely=False):
         ctx.leave(ctx.pc, EXIT_FAULT, FAULT_GP)
+    if name != "ss":
+        ctx.em.set(name + "_sel", value)
     if name in ("fs", "gs"):
         ctx.em.set(name + "_base", ctx.c(64, 0))
 
@@ -100,10 +116,15 @@ def movzx(ctx: Insn) -> None:
 
 @semantic("movsx", "movsxd")
 def movsx(ctx: Insn) -> None:
+    """movsx, and movsxd: with a 66 prefix (16-bit destination) movsxd
+    still reads 32 bits (a 4-byte memory access, as on the host) and
+    keeps the low 16."""
     v = ctx.read(1)
     w = ctx.bits(0)
     if v.type.width < w:
         v = ctx.b.sext(v, ir.IntType(w))
+    elif v.type.width > w:
+        v = ctx.b.trunc(v, ir.IntType(w))
     ctx.write(0, v)
 
 
@@ -151,7 +172,7 @@ def _segment_operand(ctx: Insn) -> str | None:
 def push(ctx: Insn) -> None:
     seg = _segment_operand(ctx)
     if seg is not None:      # push fs/gs: the selector zero-extended (2 bytes with 66)
-        ctx.push(ctx.c(operand_size(ctx), USER_SELECTORS[seg]))
+        ctx.push(ctx.b.zext(segment_selector(ctx, seg), ir.IntType(operand_size(ctx))))
         return
     bits = ctx.bits(0)
     v = ctx.read(0, bits) if not ctx.is_imm(0) else ctx.c(bits, ctx.ops[0].imm)
@@ -251,4 +272,4 @@ def enter(ctx: Insn) -> None:
 
 @semantic("clflush", "clflushopt", "clwb")
 def cache_line_flush(ctx: Insn) -> None:
-    ctx.load(ctx.ea(0), 8)   # faults like the real one on unmapped memory; no other effect
+    ctx.probe(ctx.ea(0))     # faults like the real one on unmapped memory; no other effect

@@ -20,7 +20,7 @@ from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.registry import semantic
 from bttool.translator.semantics.sse_common import (
     I32, I64, I128, V2I64, V4I32, V8I16, cast, has_xmm, imm8, is_xmm, mask_i32, merge_low, rd,
-    splat, vec, wr, zext128)
+    set_mxcsr, splat, vec, wr, zext128)
 
 # -- plain moves -----------------------------------------------------------------
 @semantic("movaps", "movapd", "movups", "movupd", "movdqa", "movdqu", "lddqu",
@@ -401,7 +401,7 @@ def insertps(ctx: Insn) -> None:
 # -- MXCSR ---------------------------------------------------------------------------
 @semantic("ldmxcsr")
 def ldmxcsr(ctx: Insn) -> None:
-    ctx.em.set("mxcsr", ctx.load(ctx.ea(0), 32))
+    set_mxcsr(ctx, ctx.load(ctx.ea(0), 32))
 
 
 @semantic("stmxcsr")

@@ -15,6 +15,7 @@ from llvmlite import ir
 from capstone import x86_const as X
 
 from bttool.ir.emitter import I1, I8, I16, I32, I64, I128
+from bttool.ir.state import EXIT_FAULT, FAULT_GP
 from bttool.translator.decoder import reg_table
 from bttool.translator.operands import Insn, UnsupportedOperand
 
@@ -182,6 +183,23 @@ def zext128(ctx: Insn, v: ir.Value) -> ir.Value:
         vt = vec(bits, 128 // bits)
         return ctx.b.bitcast(ctx.b.insert_element(splat(vt, 0), v, ir.Constant(I32, 0)), I128)
     return ctx.b.zext(v, I128)
+
+
+# The MXCSR bits the virtual CPU accepts (fxsave's MXCSR_MASK, as on Intel
+# CPUs with DAZ): bits 0-15.  (AMD hosts also accept bit 17, MM.)
+MXCSR_MASK = 0xFFFF
+
+
+def set_mxcsr(ctx: Insn, value: ir.Value) -> None:
+    """Load MXCSR (ldmxcsr, fxrstor): a value with a reserved bit set is
+    #GP (SIGSEGV, as natively), and the instruction then changes nothing,
+    so call this before any other write of the instruction."""
+    b = ctx.b
+    bad = b.icmp_unsigned("!=", b.and_(value, ir.Constant(I32, ~MXCSR_MASK & 0xFFFFFFFF)),
+                          ir.Constant(I32, 0))
+    with b.if_then(bad, likely=False):
+        ctx.leave(ctx.pc, EXIT_FAULT, FAULT_GP)
+    ctx.em.set("mxcsr", value)
 
 
 def mxcsr_rc(ctx: Insn) -> ir.Value:

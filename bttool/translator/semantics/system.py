@@ -49,6 +49,13 @@ def rdtsc(ctx: Insn) -> None:
         ctx.set_gpr("rcx", ctx.c(32, 0))
 
 
+@semantic("sysexit", "sysexitq", terminal=True)
+def sysexit(ctx: Insn) -> None:
+    """Privileged: #GP at CPL 3 (SIGSEGV, as natively).  The virtual CPU
+    has no SYSENTER MSRs, so system mode gets #UD."""
+    ctx.leave(ctx.pc, EXIT_FAULT, FAULT_GP if ctx.user_mode else FAULT_UD)
+
+
 @semantic("ud2", "ud0", "ud1", terminal=True)
 def ud2(ctx: Insn) -> None:
     ctx.leave(ctx.pc, EXIT_FAULT, FAULT_UD)

@@ -425,6 +425,9 @@ def fld_const(ctx: Insn) -> None:
 @semantic("fcmovb", "fcmove", "fcmovbe", "fcmovu",
           "fcmovnb", "fcmovne", "fcmovnbe", "fcmovnu")
 def fcmov(ctx: Insn) -> None:
+    """ST(0) = ST(i) if the condition holds; an empty ST(0) or ST(i) is a
+    stack underflow whatever the condition, whose masked result is the
+    indefinite in ST(0) (as the host does)."""
     b = ctx.b
     x = X87(ctx)
     kind = (modrm(ctx) >> 3) & 3
@@ -434,7 +437,8 @@ def fcmov(ctx: Insn) -> None:
         cond = b.not_(cond)
     src = x.st(sti(ctx))
     dst = x.st(0)
-    x.set_st(0, b.select(cond, src, dst))
+    underflow = b.or_(x.is_empty(x.phys(0)), x.is_empty(x.phys(sti(ctx))))
+    x.set_st(0, b.select(underflow, fp80_imm(b, INDEFINITE), b.select(cond, src, dst)))
     x.set_cc(c1=False)
 
 

@@ -21,10 +21,10 @@ from llvmlite import ir
 from bttool.ir.emitter import I16, I32, I128, const
 from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.registry import semantic
+from bttool.translator.semantics.sse_common import MXCSR_MASK, set_mxcsr
 from bttool.translator.semantics.x87 import FP80, X87, classify, reset
 
 ENV_SIZE = 28
-MXCSR_MASK = 0xFFFF
 
 
 def _env_base(ctx: Insn) -> ir.Value:
@@ -144,10 +144,10 @@ def fxrstor(ctx: Insn) -> None:
     x = X87(ctx)
     b = ctx.b
     base = ctx.ea(0)
+    set_mxcsr(ctx, ctx.load(_addr(ctx, base, 24), 32))      # first: it may #GP
     x.load_cw(ctx.load(base, 16))
     x.load_status_word(ctx.load(_addr(ctx, base, 2), 16))
     x.set_tag(b.xor(ctx.load(_addr(ctx, base, 4), 8), const(8, 0xFF)))
-    ctx.em.set("mxcsr", ctx.load(_addr(ctx, base, 24), 32))
     for i in range(8):
         x.store_phys(x.phys(i), ctx.em.load(_addr(ctx, base, 32 + 16 * i), FP80))
     for i in range(_xmm_count(ctx)):
