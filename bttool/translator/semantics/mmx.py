@@ -15,7 +15,7 @@ from llvmlite import ir
 from bttool.ir.emitter import I64
 from bttool.translator.operands import Insn
 from bttool.translator.registry import semantic
-from bttool.translator.semantics.mmx_regs import empty_all_tags
+from bttool.translator.semantics.mmx_regs import leave_mmx_state
 from bttool.translator.semantics.sse_common import (
     cast, imm8, lanes, mask_i32, rd, splat, wr, zext_to)
 
@@ -24,7 +24,7 @@ _SEGMENT_PREFIX_BASE = {0x64: "fs_base", 0x65: "gs_base"}
 
 @semantic("emms")
 def emms(ctx: Insn) -> None:
-    empty_all_tags(ctx)
+    leave_mmx_state(ctx)
 
 
 @semantic("pshufw")

@@ -9,8 +9,11 @@ registers no instruction.
   MMX state: TOP = 0 and all eight tags valid.  Reads and writes below do
   it, so no semantic function can forget it.  An instruction that names no
   mm register makes no switch (``cvtpi2ps xmm, m64``: the SDM says the
-  memory forms of cvtpi2ps/cvtpi2pd do not switch).  ``emms`` (mmx.py)
-  marks every tag empty again.
+  memory forms of cvtpi2ps/cvtpi2pd do not switch).
+* ``emms`` (mmx.py) marks every tag empty, and sets TOP = 0 too: "each
+  time an MMX instruction is executed, the TOS value is set to 000B" (SDM
+  vol. 3, 12.2), and this AMD host's emms does so
+  (tests/test_mmx_semantics.py, test_alias_corners).
 
 The physical registers stay in the state's ``fpr`` slots in memory (x87.py
 reaches them by a dynamic index, so they are never promoted to SSA values
@@ -76,10 +79,11 @@ def write_mm(ctx: Insn, n: int, value: ir.Value) -> None:
     s.align = 8
 
 
-def empty_all_tags(ctx: Insn) -> None:
-    """emms: every x87 register empty (TOP and the registers are kept)."""
+def leave_mmx_state(ctx: Insn) -> None:
+    """emms: TOP = 0 and every x87 register empty (their contents kept)."""
+    ctx.em.set("fpu_top", const(8, 0))
     ctx.em.set("fpu_tag", const(8, 0xFF))
 
 
 __all__ = ["mm_number", "is_mm", "names_mm", "enter_mmx_state", "read_mm", "write_mm",
-           "empty_all_tags"]
+           "leave_mmx_state"]
