@@ -42,11 +42,6 @@ V16I8, V8I16, V4I32, V2I64 = vec(8, 16), vec(16, 8), vec(32, 4), vec(64, 2)
 V4F32, V2F64 = fvec(32, 4), fvec(64, 2)
 
 
-def ivec(bits: int) -> ir.VectorType:
-    """The integer vector of ``bits``-wide lanes filling 128 bits."""
-    return vec(bits, 128 // bits)
-
-
 def fty(bits: int, n: int = 0) -> ir.Type:
     """Float type of ``bits`` (32/64), scalar when ``n`` is 0."""
     s = F32 if bits == 32 else F64
