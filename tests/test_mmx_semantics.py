@@ -485,3 +485,35 @@ def test_alias_corners():
             for x in (0x3FFF_8000000000000000, 0xC005_C000000000000001, 0x7FFF_C000000000000000)]
     for chunk in _chunks(recs):
         run_both("alias", chunk)
+
+
+_FXSAVE = {"fxsave": f"""
+    fld1
+    movq mm2, {_q(A)}
+    fxsave [rsi+512]
+    emms
+    fxsave [rsi+1024]
+    fld1
+    fld1
+    fxsave [rsi+1536]
+"""}
+
+
+def test_fxsave_after_mmx():
+    """fxsave's abridged tag byte, TOP and registers after an MMX write and
+    after emms (x87_env.py builds the image from the same state)."""
+    for a in (0, 1 << 63, M64, 0x0123456789ABCDEF):
+        data = pack([dict(a=a, b=0)])
+        code = x87_native.assemble(_FXSAVE)["fxsave"]
+        _, _, ndata = x87_native.runner().run(code, {}, data)
+        res = run_snippet(code, regs={"rsi": DATA_ADDR}, data=data)
+        assert res.fault == 0 and not res.untranslatable
+        for base in (512, 1024, 1536):
+            for what, off, n, mask in (("fcw", 0, 2, 0xFFFF), ("fsw", 2, 2, SW_NO_C1),
+                                       ("ftw", 4, 1, 0xFF)):
+                nv = int.from_bytes(ndata[base + off:base + off + n], "little") & mask
+                tv = int.from_bytes(res.data[base + off:base + off + n], "little") & mask
+                assert nv == tv, (hex(a), base, what, hex(nv), hex(tv))
+            for i in range(8):
+                r = base + 32 + 16 * i
+                assert ndata[r:r + 10] == res.data[r:r + 10], (hex(a), base, f"st{i}")
