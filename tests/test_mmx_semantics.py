@@ -90,7 +90,8 @@ SHIFT_IMMS = [0, 1, 7, 8, 15, 16, 31, 32, 63, 64, 200]
 
 
 def _lanes(bits: int):
-    lane = st.one_of(st.sampled_from(_edges(bits)), st.integers(-(1 << (bits - 1)), (1 << bits) - 1))
+    lane = st.one_of(st.sampled_from(_edges(bits)),
+                     st.integers(-(1 << (bits - 1)), (1 << bits) - 1))
     return st.lists(lane, min_size=64 // bits, max_size=64 // bits).map(
         lambda xs: sum((x & ((1 << bits) - 1)) << (bits * i) for i, x in enumerate(xs)))
 
@@ -98,7 +99,8 @@ def _lanes(bits: int):
 quad = st.one_of(st.sampled_from(EDGES), st.integers(0, M64), _lanes(8), _lanes(16), _lanes(32))
 count = st.one_of(st.sampled_from(SHIFT_COUNTS), st.integers(0, 70), st.integers(0, M64))
 f32x4 = st.lists(st.one_of(st.sampled_from(SPECIAL_F32), st.integers(0, (1 << 32) - 1)),
-                 min_size=4, max_size=4).map(lambda xs: sum(x << (32 * i) for i, x in enumerate(xs)))
+                 min_size=4, max_size=4).map(
+    lambda xs: sum(x << (32 * i) for i, x in enumerate(xs)))
 f64x2 = st.lists(st.one_of(st.sampled_from(SPECIAL_F64), st.integers(0, M64)),
                  min_size=2, max_size=2).map(lambda xs: xs[0] | xs[1] << 64)
 MXCSRS = [0x1F80, 0x3F80, 0x5F80, 0x7F80]     # the four rounding modes
@@ -174,7 +176,8 @@ def _with_imm(op: str, imms: list[int]) -> str:
     for k, imm in enumerate(imms):
         body += [f"movq mm2, {_q(A)}", f"movq mm4, {_q(B)}", f"{op} mm2, mm4, {imm}",
                  f"movq {_q(OUT(2 * k))}, mm2",
-                 f"movq mm1, {_q(A)}", f"{op} mm1, {_q(B)}, {imm}", f"movq {_q(OUT(2 * k + 1))}, mm1"]
+                 f"movq mm1, {_q(A)}", f"{op} mm1, {_q(B)}, {imm}",
+                 f"movq {_q(OUT(2 * k + 1))}, mm1"]
     return "\n".join(body) + _END
 
 

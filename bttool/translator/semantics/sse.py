@@ -46,7 +46,7 @@ def movd_movq(ctx: Insn) -> None:
     low quadword of an xmm); from one: its low 32/64 bits."""
     bits = 64 if ctx.mnemonic == "movq" else 32
     if is_vreg(ctx, 0):
-        wr(ctx, 0, fit(ctx, rd(ctx, 1, bits, bits), vec_bits(ctx)))
+        wr(ctx, 0, fit(ctx, rd(ctx, 1, bits=bits), vec_bits(ctx)))
     elif is_vreg(ctx, 1):
         ctx.write(0, rd(ctx, 1, bits=bits))
     else:

@@ -14,8 +14,8 @@ from llvmlite import ir
 from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.registry import semantic
 from bttool.translator.semantics.sse_common import (
-    I1, I8, I16, I32, I64, I128, V8I16, call, cast, fit, imm8, is_vreg, lanes, mask_i32, rd,
-    retype, sat_signed, sat_unsigned, splat, vec, wr)
+    I1, I8, I16, I32, I64, I128, V16I8, V8I16, call, cast, fit, imm8, is_vreg, lanes, mask_i32,
+    rd, retype, sat_signed, sat_unsigned, splat, vec, wr)
 
 
 def _ab(ctx: Insn, bits: int) -> tuple[ir.Value, ir.Value]:
@@ -320,18 +320,20 @@ def _zero_bytes(ctx: Insn) -> ir.Constant:
 
 @semantic("pslldq")
 def pslldq(ctx: Insn) -> None:
+    """(xmm only)"""
     n = min(imm8(ctx), 16)
-    a = cast(ctx, rd(ctx, 0), lanes(ctx, 8))
+    a = cast(ctx, rd(ctx, 0), V16I8)
     # result byte i = a[i - n] (or 0): shuffle (zero, a) -> index 16 + i - n
-    wr(ctx, 0, ctx.b.shuffle_vector(_zero_bytes(ctx), a, mask_i32(
+    wr(ctx, 0, ctx.b.shuffle_vector(splat(V16I8, 0), a, mask_i32(
         [16 + i - n if i >= n else 0 for i in range(16)])))
 
 
 @semantic("psrldq")
 def psrldq(ctx: Insn) -> None:
+    """(xmm only)"""
     n = min(imm8(ctx), 16)
-    a = cast(ctx, rd(ctx, 0), lanes(ctx, 8))
-    wr(ctx, 0, ctx.b.shuffle_vector(a, _zero_bytes(ctx), mask_i32([i + n for i in range(16)])))
+    a = cast(ctx, rd(ctx, 0), V16I8)
+    wr(ctx, 0, ctx.b.shuffle_vector(a, splat(V16I8, 0), mask_i32([i + n for i in range(16)])))
 
 
 @semantic("palignr")
