@@ -209,63 +209,8 @@ EXCEPTIONS: dict[str, str] = {
 # untranslatable or differs, and when a listed one no longer is (it was
 # fixed: delete its key, and the row once it is empty).
 KNOWN_GAPS: list[tuple[str, str, str, str]] = [
-    ('MMX', 'untranslatable',
-     'no MMX semantics yet: untranslatable (also the movq mm setup of the sweep)',
-     """0f2ac3 0f2acc 0f2c03 0f2c0b 0f2cc3 0f2ccc 0f2d03 0f2d0b 0f2dc3 0f2dcc 0f380003 0f38000b
-        0f3800c3 0f3800cc 0f380103 0f38010b 0f3801c3 0f3801cc 0f380203 0f38020b 0f3802c3
-        0f3802cc 0f380303 0f38030b 0f3803c3 0f3803cc 0f380403 0f38040b 0f3804c3 0f3804cc
-        0f380503 0f38050b 0f3805c3 0f3805cc 0f380603 0f38060b 0f3806c3 0f3806cc 0f380703
-        0f38070b 0f3807c3 0f3807cc 0f380803 0f38080b 0f3808c3 0f3808cc 0f380903 0f38090b
-        0f3809c3 0f3809cc 0f380a03 0f380a0b 0f380ac3 0f380acc 0f380b03 0f380b0b 0f380bc3
-        0f380bcc 0f381c03 0f381c0b 0f381cc3 0f381ccc 0f381d03 0f381d0b 0f381dc3 0f381dcc
-        0f381e03 0f381e0b 0f381ec3 0f381ecc 0f3a0f0311 0f3a0f0b11 0f3a0fc311 0f3a0fcc11 0f6003
-        0f600b 0f60c3 0f60cc 0f6103 0f610b 0f61c3 0f61cc 0f6203 0f620b 0f62c3 0f62cc 0f6303
-        0f630b 0f63c3 0f63cc 0f6403 0f640b 0f64c3 0f64cc 0f6503 0f650b 0f65c3 0f65cc 0f6603
-        0f660b 0f66c3 0f66cc 0f6703 0f670b 0f67c3 0f67cc 0f6803 0f680b 0f68c3 0f68cc 0f6903
-        0f690b 0f69c3 0f69cc 0f6a03 0f6a0b 0f6ac3 0f6acc 0f6b03 0f6b0b 0f6bc3 0f6bcc 0f6e03
-        0f6e0b 0f6ec3 0f6ecc 0f6fc3 0f6fcc 0f700311 0f700b11 0f70c311 0f70cc11 0f71d511 0f71e711
-        0f71f111 0f72d511 0f72e711 0f72f111 0f73d511 0f73f111 0f7403 0f740b 0f74c3 0f74cc 0f7503
-        0f750b 0f75c3 0f75cc 0f7603 0f760b 0f76c3 0f76cc 0f77 0f7e03 0f7e0b 0f7ec3 0f7ecc 0f7fc3
-        0f7fcc 0fc40311 0fc40b11 0fc4c311 0fc4cc11 0fc5c311 0fc5cc11 0fd103 0fd10b 0fd1c3 0fd1cc
-        0fd203 0fd20b 0fd2c3 0fd2cc 0fd303 0fd30b 0fd3c3 0fd3cc 0fd403 0fd40b 0fd4c3 0fd4cc
-        0fd503 0fd50b 0fd5c3 0fd5cc 0fd7c3 0fd7cc 0fd803 0fd80b 0fd8c3 0fd8cc 0fd903 0fd90b
-        0fd9c3 0fd9cc 0fda03 0fda0b 0fdac3 0fdacc 0fdb03 0fdb0b 0fdbc3 0fdbcc 0fdc03 0fdc0b
-        0fdcc3 0fdccc 0fdd03 0fdd0b 0fddc3 0fddcc 0fde03 0fde0b 0fdec3 0fdecc 0fdf03 0fdf0b
-        0fdfc3 0fdfcc 0fe003 0fe00b 0fe0c3 0fe0cc 0fe103 0fe10b 0fe1c3 0fe1cc 0fe203 0fe20b
-        0fe2c3 0fe2cc 0fe303 0fe30b 0fe3c3 0fe3cc 0fe403 0fe40b 0fe4c3 0fe4cc 0fe503 0fe50b
-        0fe5c3 0fe5cc 0fe703 0fe70b 0fe803 0fe80b 0fe8c3 0fe8cc 0fe903 0fe90b 0fe9c3 0fe9cc
-        0fea03 0fea0b 0feac3 0feacc 0feb03 0feb0b 0febc3 0febcc 0fec03 0fec0b 0fecc3 0feccc
-        0fed03 0fed0b 0fedc3 0fedcc 0fee03 0fee0b 0feec3 0feecc 0fef03 0fef0b 0fefc3 0fefcc
-        0ff103 0ff10b 0ff1c3 0ff1cc 0ff203 0ff20b 0ff2c3 0ff2cc 0ff303 0ff30b 0ff3c3 0ff3cc
-        0ff403 0ff40b 0ff4c3 0ff4cc 0ff503 0ff50b 0ff5c3 0ff5cc 0ff603 0ff60b 0ff6c3 0ff6cc
-        0ff7c3 0ff7cc 0ff803 0ff80b 0ff8c3 0ff8cc 0ff903 0ff90b 0ff9c3 0ff9cc 0ffa03 0ffa0b
-        0ffac3 0ffacc 0ffb03 0ffb0b 0ffbc3 0ffbcc 0ffc03 0ffc0b 0ffcc3 0ffccc 0ffd03 0ffd0b
-        0ffdc3 0ffdcc 0ffe03 0ffe0b 0ffec3 0ffecc 450f2ac3 450f2acc 450f2c03 450f2c0b 450f2cc3
-        450f2ccc 450f2d03 450f2d0b 450f2dc3 450f2dcc 450f6003 450f600b 450f6103 450f610b
-        450f6203 450f620b 450f6303 450f630b 450f6403 450f640b 450f6503 450f650b 450f6603
-        450f660b 450f6703 450f670b 450f6803 450f680b 450f6903 450f690b 450f6a03 450f6a0b
-        450f6b03 450f6b0b 450f6e03 450f6e0b 450f6ec3 450f6ecc 450f6f03 450f6f0b 450f700311
-        450f700b11 450f7403 450f740b 450f7503 450f750b 450f7603 450f760b 450f7e03 450f7e0b
-        450f7ec3 450f7ecc 450f7f03 450f7f0b 450fc40311 450fc40b11 450fc4c311 450fc4cc11
-        450fc5c311 450fc5cc11 450fd103 450fd10b 450fd203 450fd20b 450fd303 450fd30b 450fd403
-        450fd40b 450fd503 450fd50b 450fd7c3 450fd7cc 450fd803 450fd80b 450fd903 450fd90b
-        450fda03 450fda0b 450fdb03 450fdb0b 450fdc03 450fdc0b 450fdd03 450fdd0b 450fde03
-        450fde0b 450fdf03 450fdf0b 450fe003 450fe00b 450fe103 450fe10b 450fe203 450fe20b
-        450fe303 450fe30b 450fe403 450fe40b 450fe503 450fe50b 450fe703 450fe70b 450fe803
-        450fe80b 450fe903 450fe90b 450fea03 450fea0b 450feb03 450feb0b 450fec03 450fec0b
-        450fed03 450fed0b 450fee03 450fee0b 450fef03 450fef0b 450ff103 450ff10b 450ff203
-        450ff20b 450ff303 450ff30b 450ff403 450ff40b 450ff503 450ff50b 450ff603 450ff60b
-        450ff803 450ff80b 450ff903 450ff90b 450ffa03 450ffa0b 450ffb03 450ffb0b 450ffc03
-        450ffc0b 450ffd03 450ffd0b 450ffe03 450ffe0b 480f6e03 480f6e0b 480f6ec3 480f6ecc
-        480f7e03 480f7e0b 480f7ec3 480f7ecc 660f2ac3 660f2acc 660f2c03 660f2c0b 660f2cc3
-        660f2ccc 660f2d03 660f2d0b 660f2dc3 660f2dcc f20fd6c3 f20fd6cc f30fd6c3 f30fd6cc"""),
-    ('cvtpi2ps/cvtpi2pd m64', 'untranslatable',
-     'memory-source forms of the MMX-era conversions: no semantics yet',
-     '0f2a03 0f2a0b 450f2a03 450f2a0b 660f2a03 660f2a0b'),
-    ('maskmovdqu', 'untranslatable',
-     'byte-masked store to [rdi]: no semantics yet',
-     '660ff7c3 660ff7cc'),
 ]
+
 
 def _known_gaps() -> dict[str, tuple[str, str, str]]:
     """key -> (group, class, reason) of KNOWN_GAPS; each key once."""

@@ -277,6 +277,16 @@ class FunctionEmitter:
         st_ = self.b.store(value, ptr)
         st_.align = 1
 
+    def masked_store(self, addr: ir.Value, value: ir.Value, mask: ir.Value) -> None:
+        """Store the lanes of vector ``value`` selected by ``mask`` (see
+        memory.masked_store_at).  In system mode the whole extent is
+        translated (and may fault) as one write, whatever the mask."""
+        if not self.system:
+            memory.masked_store(self.b, self.mem, addr, value, mask)
+            return
+        ptr = self._system_pointer(addr, memory.type_bytes(value.type), True)
+        memory.masked_store_at(self.b, ptr, value, mask)
+
     def _system_pointer(self, addr: ir.Value, size: int, write: bool) -> ir.Value:
         """Host pointer for a virtual address through the software TLB.  The
         TLB's hit/miss/join blocks are all dominated by the current block,

@@ -32,6 +32,7 @@ from bttool.ir import state as st
 from bttool.ir.window import ARG_BIAS, DISP_GUARD, GUEST_LIMIT, UNSAFE_NO_CLAMP
 
 I8 = ir.IntType(8)
+I32 = ir.IntType(32)
 I64 = ir.IntType(64)
 
 
@@ -89,12 +90,32 @@ def store(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, value: ir.Value) -
     s.align = 1
 
 
+def masked_store_at(b: ir.IRBuilder, ptr: ir.Value, value: ir.Value, mask: ir.Value) -> None:
+    """Store the lanes of vector ``value`` whose bit in ``mask`` (``<n x
+    i1>``) is set, at host pointer ``ptr``; the other lanes' bytes are not
+    accessed (maskmovq, maskmovdqu).  LLVM's masked store is generic IR
+    (scalarised into conditional byte stores where the target has no such
+    instruction)."""
+    ty = value.type
+    name = f"llvm.masked.store.v{ty.count}i{ty.element.width}.p0"
+    fn = b.module.globals.get(name)
+    if fn is None:
+        fnty = ir.FunctionType(ir.VoidType(), [ty, ptr.type, I32, mask.type])
+        fn = ir.Function(b.module, fnty, name=name)
+    b.call(fn, [value, ptr, ir.Constant(I32, 1), mask])
+
+
+def masked_store(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, value: ir.Value,
+                 mask: ir.Value) -> None:
+    """``masked_store_at`` at guest address ``addr`` (linux-user mode)."""
+    masked_store_at(b, host_pointer(b, membase, addr), value, mask)
+
+
 # -- system mode: the software TLB -------------------------------------------
 PAGE_BITS = 12
 MMU_FILL = "bt_mmu_fill"        # i64 bt_mmu_fill(ptr state, i64 vaddr, i32 access)
 MMU_FAULT = 0xFFFFFFFFFFFFFFFF  # bt_mmu_fill's answer when the access faults
 ACCESS_WRITE = 1                # access word: bit 0 write, bits 8.. size in bytes
-I32 = ir.IntType(32)
 
 
 def type_bytes(ty: ir.Type) -> int:

@@ -5,7 +5,9 @@ movhlps movlhps movddup movs{h,l}dup movmskp{s,d} pmovmskb
 pand pandn por pxor and{,n}p{s,d} orp{s,d} xorp{s,d}
 pshufd pshuf{l,h}w shufp{s,d} unpck{l,h}p{s,d} punpck{l,h}{bw,wd,dq,qdq}
 pblendw blendp{s,d} pblendvb blendvp{s,d} insertps extractps pextr{b,w,d,q}
-pinsr{b,w,d,q} ldmxcsr stmxcsr.
+pinsr{b,w,d,q} ldmxcsr stmxcsr; and the MMX forms of movd/movq, pmovmskb,
+the logic operations, punpck*, pextrw and pinsrw (64-bit lanes through
+sse_common.lanes; the MMX-only instructions are in mmx.py).
 
 Alignment checks of the aligned forms (movaps, movdqa, SSE memory operands)
 are not modelled: an unaligned operand works instead of raising #GP.
@@ -19,8 +21,8 @@ from capstone import x86_const as X
 from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.registry import semantic
 from bttool.translator.semantics.sse_common import (
-    I32, I64, I128, V2I64, V4I32, V8I16, cast, has_xmm, imm8, is_xmm, mask_i32, merge_low, rd,
-    set_mxcsr, splat, vec, wr, zext128)
+    I32, I128, V2I64, V4I32, V8I16, cast, fit, has_xmm, imm8, is_vreg, is_xmm, lanes,
+    mask_i32, merge_low, rd, set_mxcsr, splat, vec, vec_bits, wr)
 
 # -- plain moves -----------------------------------------------------------------
 @semantic("movaps", "movapd", "movups", "movupd", "movdqa", "movdqu", "lddqu",
@@ -40,17 +42,15 @@ def movnti(ctx: Insn) -> None:
 
 @semantic("movd", "movq")
 def movd_movq(ctx: Insn) -> None:
+    """To a vector register: zero-extended (from a GPR, memory, an mm or the
+    low quadword of an xmm); from one: its low 32/64 bits."""
     bits = 64 if ctx.mnemonic == "movq" else 32
-    b = ctx.b
-    if is_xmm(ctx, 0):
-        # to xmm: zero-extend (from a GPR, memory or the low quadword of an xmm)
-        v = rd(ctx, 1, bits)
-        wr(ctx, 0, zext128(ctx, b.trunc(v, ir.IntType(bits))))
-    elif is_xmm(ctx, 1):
-        v = b.trunc(rd(ctx, 1), ir.IntType(bits))
-        ctx.write(0, v)
+    if is_vreg(ctx, 0):
+        wr(ctx, 0, fit(ctx, rd(ctx, 1, bits=bits), vec_bits(ctx)))
+    elif is_vreg(ctx, 1):
+        ctx.write(0, rd(ctx, 1, bits=bits))
     else:
-        raise UnsupportedOperand("MMX movd/movq")
+        raise UnsupportedOperand("movd/movq without a vector register")
 
 
 def _move_scalar(ctx: Insn, bits: int) -> None:
@@ -146,12 +146,13 @@ def movsldup(ctx: Insn) -> None:
     wr(ctx, 0, _shuffle(ctx, s, None, [0, 0, 2, 2]))
 
 
-def _sign_mask(ctx: Insn, v128: ir.Value, lane_bits: int) -> ir.Value:
+def _sign_mask(ctx: Insn, v: ir.Value, lane_bits: int) -> ir.Value:
+    """The sign bits of the lanes of integer ``v`` (128 or 64 bits), as an integer."""
     b = ctx.b
-    v = cast(ctx, v128, vec(lane_bits, 128 // lane_bits))
+    n = v.type.width // lane_bits
+    v = cast(ctx, v, vec(lane_bits, n))
     neg = b.icmp_signed("<", v, splat(v.type, 0))
-    m = b.bitcast(neg, ir.IntType(128 // lane_bits))
-    return m
+    return b.bitcast(neg, ir.IntType(n))
 
 
 def _write_gpr_zext(ctx: Insn, i: int, v: ir.Value) -> None:
@@ -171,8 +172,6 @@ def movmskpd(ctx: Insn) -> None:
 
 @semantic("pmovmskb")
 def pmovmskb(ctx: Insn) -> None:
-    if not is_xmm(ctx, 1):
-        raise UnsupportedOperand("MMX pmovmskb")
     _write_gpr_zext(ctx, 0, _sign_mask(ctx, rd(ctx, 1), 8))
 
 
@@ -194,8 +193,8 @@ def por(ctx: Insn) -> None:
 
 @semantic("pxor", "xorps", "xorpd")
 def pxor(ctx: Insn) -> None:
-    if is_xmm(ctx, 1) and ctx.ops[0].reg == ctx.ops[1].reg:
-        wr(ctx, 0, ir.Constant(I128, 0))   # zeroing idiom
+    if is_vreg(ctx, 1) and ctx.ops[0].reg == ctx.ops[1].reg:
+        wr(ctx, 0, ir.Constant(ir.IntType(vec_bits(ctx)), 0))   # zeroing idiom
         return
     wr(ctx, 0, ctx.b.xor(rd(ctx, 0), rd(ctx, 1)))
 
@@ -239,14 +238,14 @@ def shufpd(ctx: Insn) -> None:
 
 
 def _unpack(lane_bits: int, high: bool):
-    n = 128 // lane_bits
-
+    """Interleave the low (or high) halves of destination and source.  The
+    MMX low forms read only 32 bits of a memory source."""
     def fn(ctx: Insn) -> None:
-        if not is_xmm(ctx, 0):
-            raise UnsupportedOperand("MMX unpack")
-        ty = vec(lane_bits, n)
+        ty = lanes(ctx, lane_bits)
+        n = ty.count
         a = cast(ctx, rd(ctx, 0), ty)
-        s = cast(ctx, rd(ctx, 1), ty)
+        mem_bits = 32 if vec_bits(ctx) == 64 and not high else None
+        s = cast(ctx, rd(ctx, 1, mem_bits), ty)
         base = n // 2 if high else 0
         idx = []
         for i in range(n // 2):
@@ -314,8 +313,10 @@ def blendvpd(ctx: Insn) -> None:
 
 # -- insert / extract ------------------------------------------------------------
 def _extract(ctx: Insn, lane_bits: int, index: int) -> ir.Value:
-    v = cast(ctx, rd(ctx, 1), vec(lane_bits, 128 // lane_bits))
-    return ctx.b.extract_element(v, ir.Constant(I32, index))
+    """Lane ``index`` (modulo the lane count) of operand 1."""
+    ty = lanes(ctx, lane_bits)
+    v = cast(ctx, rd(ctx, 1), ty)
+    return ctx.b.extract_element(v, ir.Constant(I32, index % ty.count))
 
 
 def _store_or_zext(ctx: Insn, v: ir.Value) -> None:
@@ -332,9 +333,7 @@ def pextrb(ctx: Insn) -> None:
 
 @semantic("pextrw")
 def pextrw(ctx: Insn) -> None:
-    if not is_xmm(ctx, 1):
-        raise UnsupportedOperand("MMX pextrw")
-    _store_or_zext(ctx, _extract(ctx, 16, imm8(ctx) & 7))
+    _store_or_zext(ctx, _extract(ctx, 16, imm8(ctx)))
 
 
 @semantic("pextrd", "extractps")
@@ -348,10 +347,11 @@ def pextrq(ctx: Insn) -> None:
 
 
 def _insert(ctx: Insn, lane_bits: int, index: int) -> None:
-    if not is_xmm(ctx, 0):
-        raise UnsupportedOperand("MMX pinsr")
+    """Lane ``index`` (modulo the lane count) of the destination from a GPR
+    or memory."""
     b = ctx.b
-    ty = vec(lane_bits, 128 // lane_bits)
+    ty = lanes(ctx, lane_bits)
+    index %= ty.count
     a = cast(ctx, rd(ctx, 0), ty)
     if ctx.is_mem(1):
         v = ctx.load(ctx.ea(1), lane_bits)
@@ -368,7 +368,7 @@ def pinsrb(ctx: Insn) -> None:
 
 @semantic("pinsrw")
 def pinsrw(ctx: Insn) -> None:
-    _insert(ctx, 16, imm8(ctx) & 7)
+    _insert(ctx, 16, imm8(ctx))
 
 
 @semantic("pinsrd")

@@ -1,9 +1,16 @@
-"""Helpers shared by the SSE family modules (sse*.py); registers nothing.
+"""Helpers shared by the SSE and MMX family modules (sse*.py, mmx.py);
+registers nothing.
 
 xmm registers live in the state as i128 values.  The SSE modules bitcast
 them to LLVM vectors (``<16 x i8>``, ``<4 x float>`` ...) to compute and back
 to i128 to store, so every operation is generic IR that LLVM lowers to SSE on
 an x86 host and to NEON on AArch64.
+
+The same integer semantics serve the MMX forms (mm registers, 64 bits):
+``vec_bits`` is 64 for an instruction that names an mm register, and
+``rd``/``wr`` read and write integers of that width (mm registers through
+mmx_regs.py, which keeps the x87 aliasing rule), so a semantic function
+that types its lanes with ``lanes(ctx, bits)`` works at both widths.
 
 Memory operand sizes are never taken from capstone (it reports 16 bytes for
 e.g. ``comisd xmm, qword ptr``): every instruction states how many bits its
@@ -18,6 +25,7 @@ from bttool.ir.emitter import I1, I8, I16, I32, I64, I128
 from bttool.ir.state import EXIT_FAULT, FAULT_GP
 from bttool.translator.decoder import reg_table
 from bttool.translator.operands import Insn, UnsupportedOperand
+from bttool.translator.semantics.mmx_regs import is_mm, mm_number, names_mm, read_mm, write_mm
 
 F32 = ir.FloatType()
 F64 = ir.DoubleType()
@@ -33,11 +41,6 @@ def fvec(bits: int, n: int) -> ir.VectorType:
 
 V16I8, V8I16, V4I32, V2I64 = vec(8, 16), vec(16, 8), vec(32, 4), vec(64, 2)
 V4F32, V2F64 = fvec(32, 4), fvec(64, 2)
-
-
-def ivec(bits: int) -> ir.VectorType:
-    """The integer vector of ``bits``-wide lanes filling 128 bits."""
-    return vec(bits, 128 // bits)
 
 
 def fty(bits: int, n: int = 0) -> ir.Type:
@@ -116,8 +119,24 @@ def is_xmm(ctx: Insn, i: int) -> bool:
     return info is not None and info.field.startswith("xmm")
 
 
+def is_vreg(ctx: Insn, i: int) -> bool:
+    """Is operand ``i`` a vector register (xmm or mm)?"""
+    return is_xmm(ctx, i) or is_mm(ctx, i)
+
+
 def has_xmm(ctx: Insn) -> bool:
     return any(is_xmm(ctx, i) for i in range(len(ctx.ops)))
+
+
+def vec_bits(ctx: Insn) -> int:
+    """The width of the instruction's vector operation: 64 for the MMX
+    forms (any operand an mm register), else 128."""
+    return 64 if names_mm(ctx) else 128
+
+
+def lanes(ctx: Insn, bits: int) -> ir.VectorType:
+    """The integer vector of ``bits``-wide lanes filling ``vec_bits(ctx)``."""
+    return vec(bits, vec_bits(ctx) // bits)
 
 
 def imm8(ctx: Insn) -> int:
@@ -128,26 +147,32 @@ def imm8(ctx: Insn) -> int:
     return ctx.insn.bytes[-1]
 
 
-def rd(ctx: Insn, i: int, mem_bits: int = 128) -> ir.Value:
-    """Operand i as an i128: an xmm register in full, a memory operand of
-    ``mem_bits`` zero-extended, a GPR zero-extended."""
+def rd(ctx: Insn, i: int, mem_bits: int | None = None, bits: int | None = None) -> ir.Value:
+    """Operand i as an integer of ``bits`` (default ``vec_bits(ctx)``): a
+    vector register in full (its low ``bits`` when it is wider: the low
+    quadword of an xmm in an MMX form), a memory operand of ``mem_bits``
+    (default ``bits``) zero-extended, a GPR zero-extended."""
+    bits = bits or vec_bits(ctx)
     op = ctx.ops[i]
     if op.type == X.X86_OP_MEM:
-        v = ctx.load(ctx.ea(i), mem_bits)
+        v = ctx.load(ctx.ea(i), mem_bits or bits)
     elif op.type == X.X86_OP_REG:
-        v = ctx.get_reg(op.reg)
+        n = mm_number(op.reg)
+        v = read_mm(ctx, n) if n is not None else ctx.get_reg(op.reg)
     else:
         raise UnsupportedOperand("SSE immediate source")
-    return zext128(ctx, v)
+    return fit(ctx, v, bits)
 
 
 def wr(ctx: Insn, i: int, value: ir.Value) -> None:
-    """Write an xmm destination (i128 or any 128-bit vector)."""
-    if value.type != I128:
-        value = ctx.b.bitcast(value, I128)
-    if not is_xmm(ctx, i):
-        raise UnsupportedOperand("SSE destination is not an xmm register")
-    ctx.set_reg(ctx.ops[i].reg, value)
+    """Write a vector-register destination: an xmm (i128 or any 128-bit
+    vector) or an mm register (i64 or any 64-bit vector)."""
+    if is_mm(ctx, i):
+        write_mm(ctx, mm_number(ctx.ops[i].reg), cast(ctx, value, I64))
+    elif is_xmm(ctx, i):
+        ctx.set_reg(ctx.ops[i].reg, cast(ctx, value, I128))
+    else:
+        raise UnsupportedOperand("SSE destination is not a vector register")
 
 
 def cast(ctx: Insn, v: ir.Value, ty: ir.Type) -> ir.Value:
@@ -156,6 +181,13 @@ def cast(ctx: Insn, v: ir.Value, ty: ir.Type) -> ir.Value:
 
 def low(ctx: Insn, v128: ir.Value, bits: int) -> ir.Value:
     return ctx.b.trunc(v128, ir.IntType(bits))
+
+
+def fit(ctx: Insn, v: ir.Value, bits: int) -> ir.Value:
+    """Integer ``v`` truncated or zero-extended to ``bits``."""
+    if v.type.width > bits:
+        return ctx.b.trunc(v, ir.IntType(bits))
+    return zext_to(ctx, v, bits)
 
 
 def merge_low(ctx: Insn, old128: ir.Value, new: ir.Value) -> ir.Value:
@@ -174,15 +206,22 @@ def merge_low(ctx: Insn, old128: ir.Value, new: ir.Value) -> ir.Value:
     return b.or_(keep, b.zext(new, I128))
 
 
-def zext128(ctx: Insn, v: ir.Value) -> ir.Value:
-    """``v`` zero-extended to i128 (a lane insert into zero for 8-64 bits)."""
-    if v.type.width == 128:
-        return v
+def zext_to(ctx: Insn, v: ir.Value, to_bits: int) -> ir.Value:
+    """``v`` zero-extended to ``to_bits`` (a lane insert into zero for
+    8-64 bits, which keeps a vector value in a vector register)."""
     bits = v.type.width
+    if bits == to_bits:
+        return v
     if bits in (8, 16, 32, 64):
-        vt = vec(bits, 128 // bits)
-        return ctx.b.bitcast(ctx.b.insert_element(splat(vt, 0), v, ir.Constant(I32, 0)), I128)
-    return ctx.b.zext(v, I128)
+        vt = vec(bits, to_bits // bits)
+        return ctx.b.bitcast(ctx.b.insert_element(splat(vt, 0), v, ir.Constant(I32, 0)),
+                             ir.IntType(to_bits))
+    return ctx.b.zext(v, ir.IntType(to_bits))
+
+
+def zext128(ctx: Insn, v: ir.Value) -> ir.Value:
+    """``v`` zero-extended to i128."""
+    return zext_to(ctx, v, 128)
 
 
 # The MXCSR bits the virtual CPU accepts (fxsave's MXCSR_MASK, as on Intel

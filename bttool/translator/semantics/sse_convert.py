@@ -3,8 +3,9 @@ cvt(t)sd2si cvtdq2pd cvtdq2ps cvtps2pd cvtpd2ps cvt(t)ps2dq cvt(t)pd2dq.
 
 Conversions without "t" round by MXCSR.RC, as do the inexact int->float and
 double->float ones; float->int results out of range (or NaN) are the integer
-indefinite value 0x80000000 / 0x8000000000000000.  The MMX forms (cvtpi2ps,
-cvtps2pi, ...) are not implemented.
+indefinite value 0x80000000 / 0x8000000000000000.  The MMX-era forms
+(cvtpi2ps, cvtpi2pd, cvt(t)ps2pi, cvt(t)pd2pi) convert between two int32
+lanes of an mm register (or m64) and an xmm register (or memory).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.registry import semantic
 from bttool.translator.semantics import sse_fpcore as fp
 from bttool.translator.semantics.sse_common import (
-    F32, F64, I32, I64, V2F64, V4F32, V4I32, cast, is_xmm, merge_low, rd, vec, wr,
+    F32, F64, I32, I64, V2F64, V4F32, V4I32, cast, fvec, is_xmm, merge_low, rd, vec, wr,
     zext128)
 
 
@@ -115,3 +116,35 @@ semantic("cvtps2dq")(_ps2dq(False))
 semantic("cvttps2dq")(_ps2dq(True))
 semantic("cvtpd2dq")(_pd2dq(False))
 semantic("cvttpd2dq")(_pd2dq(True))
+
+
+# -- the MMX-era forms: two int32 lanes in an mm register or m64 -----------------------------
+_V2I32 = vec(32, 2)
+
+
+@semantic("cvtpi2ps")
+def cvtpi2ps(ctx: Insn) -> None:
+    """Two int32 to two floats in the low quadword; the high one is kept."""
+    b = ctx.b
+    r = fp.int_to_fp(ctx, cast(ctx, rd(ctx, 1, bits=64), _V2I32), fvec(32, 2))
+    wr(ctx, 0, merge_low(ctx, rd(ctx, 0, bits=128), b.bitcast(r, I64)))
+
+
+@semantic("cvtpi2pd")
+def cvtpi2pd(ctx: Insn) -> None:
+    wr(ctx, 0, fp.int_to_fp(ctx, cast(ctx, rd(ctx, 1, bits=64), _V2I32), V2F64))
+
+
+def _to_pi(src_bits: int, truncate: bool):
+    """cvt(t)ps2pi (two floats of xmm/m64) and cvt(t)pd2pi (two doubles of
+    xmm/m128) to two int32 in an mm register."""
+    def fn(ctx: Insn) -> None:
+        x = cast(ctx, rd(ctx, 1, bits=2 * src_bits), fvec(src_bits, 2))
+        wr(ctx, 0, fp.fp_to_int(ctx, x, 32, truncate))
+    return fn
+
+
+semantic("cvtps2pi")(_to_pi(32, False))
+semantic("cvttps2pi")(_to_pi(32, True))
+semantic("cvtpd2pi")(_to_pi(64, False))
+semantic("cvttpd2pi")(_to_pi(64, True))

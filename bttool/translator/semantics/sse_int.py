@@ -3,8 +3,9 @@ min/max, multiplies, pmaddwd/pmaddubsw, psadbw/mpsadbw, pavg, pabs/psign,
 horizontal add/sub, shifts (bit and byte), packs, pmovzx/pmovsx, pshufb,
 palignr, ptest, phminposuw.
 
-Only the xmm forms are implemented; MMX (mm register) forms raise
-UnsupportedOperand and so become #UD.
+The MMX forms (mm registers, 64 bits) share these functions: lanes are
+typed with ``lanes(ctx, bits)``, which follows the instruction's width
+(sse_common.vec_bits).
 """
 from __future__ import annotations
 
@@ -13,19 +14,16 @@ from llvmlite import ir
 from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.registry import semantic
 from bttool.translator.semantics.sse_common import (
-    I1, I8, I16, I32, I64, I128, V16I8, V8I16, V2I64, call, cast, imm8, is_xmm, mask_i32, rd,
-    retype, sat_signed, sat_unsigned, splat, vec, wr)
+    I1, I8, I16, I32, I64, I128, V16I8, V8I16, call, cast, fit, imm8, is_vreg, lanes, mask_i32,
+    rd, retype, sat_signed, sat_unsigned, splat, vec, wr)
 
 
-def _ty(bits: int) -> ir.VectorType:
-    return vec(bits, 128 // bits)
-
-
-def _ab(ctx: Insn, bits: int, mem_bits: int = 128) -> tuple[ir.Value, ir.Value]:
-    if not is_xmm(ctx, 0):
-        raise UnsupportedOperand("MMX form")
-    ty = _ty(bits)
-    return cast(ctx, rd(ctx, 0), ty), cast(ctx, rd(ctx, 1, mem_bits), ty)
+def _ab(ctx: Insn, bits: int) -> tuple[ir.Value, ir.Value]:
+    """Destination and source as vectors of ``bits``-wide lanes."""
+    if not is_vreg(ctx, 0):
+        raise UnsupportedOperand("vector destination expected")
+    ty = lanes(ctx, bits)
+    return cast(ctx, rd(ctx, 0), ty), cast(ctx, rd(ctx, 1), ty)
 
 
 def _binop(bits: int, op):
@@ -175,15 +173,16 @@ def _absdiff16(ctx: Insn, a: ir.Value, s: ir.Value) -> ir.Value:
 
 @semantic("psadbw")
 def psadbw(ctx: Insn) -> None:
+    """One sum of absolute differences per group of eight bytes, in the
+    group's quadword."""
     b = ctx.b
     a, s = _ab(ctx, 8)
     d = _absdiff16(ctx, a, s)
-    lo = b.shuffle_vector(d, d, mask_i32(range(8)))
-    hi = b.shuffle_vector(d, d, mask_i32(range(8, 16)))
-    rl = call(ctx, "vector.reduce.add", lo.type, [lo], ret=I16)
-    rh = call(ctx, "vector.reduce.add", hi.type, [hi], ret=I16)
-    r = b.insert_element(ir.Constant(V2I64, None), b.zext(rl, I64), ir.Constant(I32, 0))
-    r = b.insert_element(r, b.zext(rh, I64), ir.Constant(I32, 1))
+    r = ir.Constant(lanes(ctx, 64), None)
+    for q in range(d.type.count // 8):
+        part = b.shuffle_vector(d, d, mask_i32(range(8 * q, 8 * q + 8)))
+        sad = call(ctx, "vector.reduce.add", part.type, [part], ret=I16)
+        r = b.insert_element(r, b.zext(sad, I64), ir.Constant(I32, q))
     wr(ctx, 0, r)
 
 
@@ -219,10 +218,8 @@ semantic("pavgw")(_pavg(16))
 
 def _pabs(bits: int):
     def fn(ctx: Insn) -> None:
-        if not is_xmm(ctx, 0):
-            raise UnsupportedOperand("MMX pabs")
         b = ctx.b
-        s = cast(ctx, rd(ctx, 1), _ty(bits))
+        s = cast(ctx, rd(ctx, 1), lanes(ctx, bits))
         neg = b.icmp_signed("<", s, splat(s.type, 0))
         wr(ctx, 0, b.select(neg, b.sub(splat(s.type, 0), s), s))
     return fn
@@ -273,12 +270,11 @@ semantic("phsubsw")(_hop(16, "subs"))
 
 # -- shifts ---------------------------------------------------------------------------------
 def _shift(bits: int, kind: str):
-    """psll/psrl/psra with an imm8 or an xmm/m128 count (its low quadword)."""
+    """psll/psrl/psra with an imm8 or a register/memory count (its low
+    quadword; mm/m64 in the MMX forms, xmm/m128 in the SSE ones)."""
     def fn(ctx: Insn) -> None:
-        if not is_xmm(ctx, 0):
-            raise UnsupportedOperand("MMX shift")
         b = ctx.b
-        ty = _ty(bits)
+        ty = lanes(ctx, bits)
         a = cast(ctx, rd(ctx, 0), ty)
         if ctx.is_imm(1):
             cnt = imm8(ctx)
@@ -294,7 +290,7 @@ def _shift(bits: int, kind: str):
                 r = op(a, splat(ty, cnt))
             wr(ctx, 0, r)
             return
-        cnt = b.trunc(rd(ctx, 1), I64)
+        cnt = fit(ctx, rd(ctx, 1), 64)
         big = b.icmp_unsigned(">", cnt, ir.Constant(I64, bits - 1))
         if kind == "sra":
             c = b.select(big, ir.Constant(I64, bits - 1), cnt)
@@ -318,51 +314,58 @@ for _s in "wd":
     semantic("psra" + _s)(_shift(_suffix_bits(_s), "sra"))
 
 
-def _zero16() -> ir.Constant:
-    return ir.Constant(V16I8, [ir.Constant(I8, 0)] * 16)
+def _zero_bytes(ctx: Insn) -> ir.Constant:
+    return splat(lanes(ctx, 8), 0)
 
 
 @semantic("pslldq")
 def pslldq(ctx: Insn) -> None:
+    """(xmm only)"""
     n = min(imm8(ctx), 16)
     a = cast(ctx, rd(ctx, 0), V16I8)
     # result byte i = a[i - n] (or 0): shuffle (zero, a) -> index 16 + i - n
-    wr(ctx, 0, ctx.b.shuffle_vector(_zero16(), a, mask_i32(
+    wr(ctx, 0, ctx.b.shuffle_vector(splat(V16I8, 0), a, mask_i32(
         [16 + i - n if i >= n else 0 for i in range(16)])))
 
 
 @semantic("psrldq")
 def psrldq(ctx: Insn) -> None:
+    """(xmm only)"""
     n = min(imm8(ctx), 16)
     a = cast(ctx, rd(ctx, 0), V16I8)
-    wr(ctx, 0, ctx.b.shuffle_vector(a, _zero16(), mask_i32([i + n for i in range(16)])))
+    wr(ctx, 0, ctx.b.shuffle_vector(a, splat(V16I8, 0), mask_i32([i + n for i in range(16)])))
 
 
 @semantic("palignr")
 def palignr(ctx: Insn) -> None:
+    """The concatenation dst:src shifted right by imm8 bytes, low half kept."""
     imm = imm8(ctx)
     a, s = _ab(ctx, 8)
     b = ctx.b
-    if imm >= 32:
-        r = _zero16()
-    elif imm >= 16:
-        r = b.shuffle_vector(a, _zero16(), mask_i32([imm - 16 + i for i in range(16)]))
+    n = a.type.count
+    zero = _zero_bytes(ctx)
+    if imm >= 2 * n:
+        r = zero
+    elif imm >= n:
+        r = b.shuffle_vector(a, zero, mask_i32([imm - n + i for i in range(n)]))
     else:
-        r = b.shuffle_vector(s, a, mask_i32([imm + i for i in range(16)]))
+        r = b.shuffle_vector(s, a, mask_i32([imm + i for i in range(n)]))
     wr(ctx, 0, r)
 
 
 @semantic("pshufb")
 def pshufb(ctx: Insn) -> None:
+    """Byte i = dst[src[i] mod n], or 0 where src[i] has its top bit set."""
     b = ctx.b
     a, s = _ab(ctx, 8)
-    idx = b.and_(s, splat(V16I8, 15))
-    r = ir.Constant(V16I8, None)
-    for i in range(16):
+    ty = a.type
+    idx = b.and_(s, splat(ty, ty.count - 1))
+    r = ir.Constant(ty, None)
+    for i in range(ty.count):
         k = b.extract_element(idx, ir.Constant(I32, i))
         r = b.insert_element(r, b.extract_element(a, k), ir.Constant(I32, i))
-    neg = b.icmp_signed("<", s, splat(V16I8, 0))
-    wr(ctx, 0, b.select(neg, splat(V16I8, 0), r))
+    neg = b.icmp_signed("<", s, splat(ty, 0))
+    wr(ctx, 0, b.select(neg, splat(ty, 0), r))
 
 
 # -- packs ------------------------------------------------------------------------------------

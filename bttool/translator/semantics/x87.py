@@ -13,6 +13,8 @@ Model
   ``fpu_top``, ``fpu_tag`` (bit i set = Ri empty), ``fpu_sw`` (TOP bits kept
   zero: TOP lives in ``fpu_top``) and ``fpu_cw`` go through the emitter's
   promoted fields.
+* The MMX registers mm0-mm7 are R0-R7 (their low 64 bits); how MMX
+  instructions write them and switch TOP and the tags is in mmx_regs.py.
 * Arithmetic, square root, compares and the m32/m64/integer conversions are
   LLVM's x86_fp80 operations, i.e. the host x87 unit running with its
   default control word: round to nearest, 64-bit significand (so NaN
