@@ -127,6 +127,8 @@ class _Index:
     def __init__(self, path: str) -> None:
         with standard_fds_held():
             self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self._db.execute("PRAGMA busy_timeout = 30000")
+            self._db.execute("PRAGMA temp_store = MEMORY")     # no temporary files either
 
     def execute(self, sql: str, args: tuple | list = ()) -> sqlite3.Cursor:
         with standard_fds_held():
@@ -158,8 +160,6 @@ class CacheStore:
         try:
             with opening_high(self._relocate):    # the database, its WAL and shared memory
                 self.db = _Index(self.index_path)
-                self.db.execute("PRAGMA busy_timeout = 30000")
-                self.db.execute("PRAGMA temp_store = MEMORY")     # no temporary files either
                 if create:
                     self.db.execute("PRAGMA journal_mode = WAL")
                     self._rebuild_if_derived()
@@ -212,8 +212,6 @@ class CacheStore:
         _REPLACED_CONNECTIONS.append(self.db)
         with opening_high(self._relocate):
             self.db = _Index(self.index_path)
-            self.db.execute("PRAGMA busy_timeout = 30000")
-            self.db.execute("PRAGMA temp_store = MEMORY")
             try:
                 self.db.execute("SELECT value FROM meta").fetchall()    # opens the WAL files here
             except sqlite3.DatabaseError:

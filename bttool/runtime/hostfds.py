@@ -185,4 +185,3 @@ def standard_fds_held() -> Iterator[None]:
     finally:
         for fd in held:
             os.close(fd)
-

@@ -133,9 +133,15 @@ class LinuxProcess:
             self.sigactions[sig] = struct.pack("<Q", 1) + bytes(24)
         self.sigmask = sigmask
 
+    def handler(self, sig: int) -> int:
+        """The guest's handler for ``sig``: 0 (SIG_DFL), 1 (SIG_IGN) or an
+        address (the first field of the struct sigaction it recorded)."""
+        act = self.sigactions.get(sig)
+        return struct.unpack_from("<Q", act)[0] if act else 0
+
     def ignored_signals(self) -> set[int]:
         """What an execve keeps ignored (handlers become the default)."""
-        return {sig for sig, act in self.sigactions.items() if struct.unpack_from("<Q", act)[0] == 1}
+        return {sig for sig in self.sigactions if self.handler(sig) == 1}
 
     def before_fork_or_exec(self) -> None:
         """Nothing of bttool's own may be buffered twice, and background
@@ -374,8 +380,7 @@ class LinuxProcess:
         """A synchronous guest signal.  Handlers are recorded but delivery
         into a guest handler is not implemented yet: the guest dies as it
         would with the default action."""
-        act = self.sigactions.get(sig)
-        handler = struct.unpack_from("<Q", act)[0] if act else 0
+        handler = self.handler(sig)
         if handler not in (0, 1):
             note += " (guest handler installed; delivery to handlers is not supported yet)"
         raise GuestDeath(sig, note)
@@ -384,8 +389,7 @@ class LinuxProcess:
         """kill/tgkill aimed at the guest itself."""
         if sig == 0:
             return 0
-        act = self.sigactions.get(sig)
-        handler = struct.unpack_from("<Q", act)[0] if act else 0
+        handler = self.handler(sig)
         if handler == 1 or (handler == 0 and sig in _DEFAULT_IGNORE):
             return 0
         if self.sigmask & (1 << (sig - 1)) and sig not in (signal.SIGKILL, signal.SIGSTOP):

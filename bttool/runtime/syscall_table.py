@@ -70,7 +70,8 @@ PASSTHROUGH: dict[int, tuple[str, str | None]] = {
     92: ("chown", "s i i"), 93: ("fchown", "f i i"), 94: ("lchown", "s i i"), 95: ("umask", "i"),
     96: ("gettimeofday", f"{TIMESPEC} p:8"), 97: ("getrlimit", f"i {RLIMIT}"),
     98: ("getrusage", f"i {RUSAGE}"), 99: ("sysinfo", "p:112"), 100: ("times", "p:32"),
-    101: ("ptrace", None), 102: ("getuid", ""), 104: ("getgid", ""), 105: ("setuid", "i"), 106: ("setgid", "i"),
+    101: ("ptrace", None), 102: ("getuid", ""), 104: ("getgid", ""), 105: ("setuid", "i"),
+    106: ("setgid", "i"),
     107: ("geteuid", ""), 108: ("getegid", ""), 109: ("setpgid", "i i"), 110: ("getppid", ""),
     111: ("getpgrp", ""), 112: ("setsid", ""), 115: ("getgroups", "i p0*4"),
     121: ("getpgid", "i"), 124: ("getsid", "i"), 132: ("utime", "s p:16"),
@@ -98,7 +99,8 @@ PASSTHROUGH: dict[int, tuple[str, str | None]] = {
     288: ("accept4", "f l2 p:4 i"), 290: ("eventfd2", "i i"), 291: ("epoll_create1", "i"),
     292: ("dup3", None), 293: ("pipe2", "p:8 i"), 294: ("inotify_init1", "i"),
     302: ("prlimit64", f"i i {RLIMIT} {RLIMIT}"),
-    309: ("getcpu", "p:4 p:4 i"), 310: ("process_vm_readv", None), 311: ("process_vm_writev", None),     # (the third argument is ignored by Linux)
+    309: ("getcpu", "p:4 p:4 i"),     # (the third argument is ignored by Linux)
+    310: ("process_vm_readv", None), 311: ("process_vm_writev", None),
     316: ("renameat2", "f s f s i"), 318: ("getrandom", "p1 i i"), 319: ("memfd_create", "s i"),
     326: ("copy_file_range", "f p:8 f p:8 i i"),
     332: ("statx", "f s i i p:256"), 436: ("close_range", None), 437: ("openat2", None),

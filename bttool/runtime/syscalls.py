@@ -105,8 +105,8 @@ class Syscalls:
             2: self.open, 257: self.openat, 437: self.openat2, 3: self.close, 0: self.read, 1: self.write,
             17: self.pread64, 18: self.pwrite64, 8: self.lseek, 33: self.dup2, 292: self.dup3,
             23: self.select, 270: self.pselect6, 202: self.futex, 436: self.close_range,
-            217: self.getdents64, 46: self.sendmsg, 47: self.recvmsg, 310: self.process_vm_readv, 311: self.process_vm_writev,
-            101: self.ptrace,
+            217: self.getdents64, 46: self.sendmsg, 47: self.recvmsg, 101: self.ptrace,
+            310: self.process_vm_readv, 311: self.process_vm_writev,
         }
 
     # -- dispatch ---------------------------------------------------------
@@ -774,7 +774,7 @@ class Syscalls:
         old = self.proc.sigactions.get(sig, b"\0" * 32)
         if act:
             self.proc.sigactions[sig] = self.mem.read(act, 32)
-            hostsignals.mirror_disposition(sig, struct.unpack_from("<Q", self.proc.sigactions[sig])[0] == 1)
+            hostsignals.mirror_disposition(sig, self.proc.handler(sig) == 1)
         if oldact:
             self.mem.write(oldact, old)
         return 0
