@@ -42,6 +42,7 @@ PLAIN = [
     ("procself", 0),
     ("ipc", 0),
     ("sigdisp", 0),
+    ("sighandlers", 0),
     ("segv", 1),
     ("divzero", 1),
     ("abort", (0, 1)),

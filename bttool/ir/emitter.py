@@ -314,14 +314,18 @@ class FunctionEmitter:
         ir.IRBuilder.branch(b, self._exit_block())
 
     def _irq_pending(self, b: ir.IRBuilder) -> ir.Value:
-        """i1: the runtime flagged a deliverable interrupt (an atomic load:
-        the flag is set by another thread and must be re-read in loops)."""
+        """i1: the runtime flagged something to take at the next instruction
+        boundary: a deliverable interrupt (system mode) or a host signal
+        caught for the guest (linux-user, ir/support.py bt_async).  An
+        atomic load: the flag is set by another thread or a signal handler
+        and must be re-read in loops."""
         pending = b.load_atomic(self._state_gep(b, "irq_pending"), "monotonic", 4, typ=I32)
         return b.icmp_unsigned("!=", pending, const(32, 0))
 
     def poll_interrupts(self, resume: int) -> None:
-        """System mode: leave at guest pc ``resume`` when an interrupt is
-        deliverable (a loop back-edge must not spin past a timer tick)."""
+        """Leave at guest pc ``resume`` when an interrupt or a guest signal
+        is pending (a loop back-edge must not spin past a timer tick or a
+        SIGALRM)."""
         with self.b.if_then(self._irq_pending(self.b), likely=False):
             self.leave(resume, state.EXIT_IRQ)
 
@@ -334,8 +338,7 @@ class FunctionEmitter:
             if rip <= self.current_pc:   # a loop back-edge
                 if self.hot_counters:
                     self.count_execution(rip)
-                if self.system:
-                    self.poll_interrupts(rip)
+                self.poll_interrupts(rip)
             b.branch(self.local_targets[rip])
             return
         self.set("rip", self.guest_addr(rip) if isinstance(rip, int) else rip)
@@ -438,8 +441,8 @@ class FunctionEmitter:
     def finish(self) -> ir.Function:
         """Fill the exit block(s): write back every field the unit changed,
         then return to the runtime if an exit reason is set, else chain
-        straight to the translation of the next guest pc (in system mode,
-        unless an interrupt is pending)."""
+        straight to the translation of the next guest pc (unless an
+        interrupt or a guest signal is pending)."""
         for bb in self._exits:
             b = FastBuilder(bb)
             for name in sorted(self._dirty):
@@ -450,15 +453,14 @@ class FunctionEmitter:
             b.cbranch(b.icmp_unsigned("==", reason, const(32, 0)), chain, ret)
             ir.IRBuilder(ret).ret_void()
             b = FastBuilder(chain)
-            if self.system:
-                # interrupts are taken between regions too, not only in loops
-                irq = self.fn.append_basic_block("irq")
-                go = self.fn.append_basic_block("chain.go")
-                b.cbranch(self._irq_pending(b), irq, go)
-                ib = ir.IRBuilder(irq)
-                ib.store(const(32, state.EXIT_IRQ), self._state_gep(ib, "exit_reason"))
-                ib.ret_void()
-                b = FastBuilder(go)
+            # interrupts and signals are taken between regions too, not only in loops
+            irq = self.fn.append_basic_block("irq")
+            go = self.fn.append_basic_block("chain.go")
+            b.cbranch(self._irq_pending(b), irq, go)
+            ib = ir.IRBuilder(irq)
+            ib.store(const(32, state.EXIT_IRQ), self._state_gep(ib, "exit_reason"))
+            ib.ret_void()
+            b = FastBuilder(go)
             support.emit_chain(b, self.state_ptr, self.mem,
                                b.load(self._slot("rip"), typ=I64))
         for bb in self.fn.blocks:

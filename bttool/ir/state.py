@@ -30,7 +30,11 @@ EXIT_FAULT = 4       # guest fault; exit_info = fault kind, rip = faulting insn
 EXIT_HOST_SIGNAL = 5  # a host SIGSEGV/SIGBUS hit guest memory (fault_addr set)
 EXIT_HLT = 6
 EXIT_HOT = 7         # a tier-1 counter passed its threshold at rip (retranslate)
-EXIT_IRQ = 8         # system mode: an interrupt is pending; rip is where to resume
+EXIT_IRQ = 8         # an interrupt (system) or a caught host signal (user) is pending; rip is where to resume
+
+# The MXCSR bits the virtual CPU accepts (fxsave's MXCSR_MASK, as on Intel
+# CPUs with DAZ): bits 0-15.  (AMD hosts also accept bit 17, MM.)
+MXCSR_MASK = 0xFFFF
 
 # exit_info values for EXIT_FAULT
 FAULT_DE = 1    # divide error -> SIGFPE
@@ -86,9 +90,10 @@ _SPECS: list[tuple[str, int, int]] = (
     # x87 physical registers R0..R7, each an 80-bit extended value in a
     # 16-byte slot (ST(i) is R[(fpu_top + i) & 7])
     + [(f"fpr{i}", 16, 16) for i in range(8)]
-    # System mode only (see runtime/system): set by the virtual interrupt
-    # controller when an interrupt is deliverable (pending, unmasked, IF=1);
-    # translated code polls it at back edges and region exits.
+    # Set by the virtual interrupt controller when an interrupt is
+    # deliverable (system mode: pending, unmasked, IF=1) or by the host
+    # handler that caught a signal for the guest (linux-user, ir/support.py
+    # bt_async); translated code polls it at back edges and region exits.
     + [("irq_pending", 4, 4)]
     # System mode software TLB, consulted inline by every guest memory access
     # (ir/memory.py): TLB_ENTRIES entries of (read tag, write tag, addend).

@@ -1,5 +1,5 @@
 """Runtime support code, generated as LLVM IR: the native dispatcher loop and
-the host fault handler.
+the host signal handlers.
 
 ``bt_run`` looks the guest rip up in a direct-mapped table of
 (pc, function) pairs and calls translated units until one sets an exit
@@ -7,7 +7,13 @@ reason or misses, so hot code never returns to Python.  ``bt_signal`` is
 installed for SIGSEGV/SIGBUS: a fault raised while translated code runs
 jumps back into ``bt_run`` (sigsetjmp/siglongjmp), which reports
 EXIT_HOST_SIGNAL with the faulting address; a fault anywhere else restores
-the default action so bttool's own bugs still crash loudly.
+the default action so bttool's own bugs still crash loudly.  ``bt_async``
+catches the signals a linux-user guest handles (runtime/guestsignals.py):
+it records the signal and its siginfo and raises the state's poll flag, so
+translated code leaves at its next back edge or region exit and the
+runtime delivers the signal at that instruction boundary.  ``bt_step``
+runs one translated function with the same fault catching and no chaining
+(runtime/precisefault.py).
 """
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ COUNTER_BITS = 16
 HOT_THRESHOLD = 20000   # entries + back-edges before a region is retranslated at tier 2
 TARGET_BITS = 12        # bt_targets: last target of tier-1 indirect calls/jumps, by site
 HASH_MULTIPLIER = 0x9E3779B97F4A7C15
+SIGINFO_SIZE = 128      # Linux's siginfo_t, the same on host and guest (x86-64)
+UCONTEXT_ERR = 40 + 8 * 19   # ucontext_t's uc_mcontext.gregs[REG_ERR]: the page-fault error code
 
 
 def table_index(pc: int) -> int:
@@ -115,8 +123,14 @@ def support_ir() -> str:
 @bt_in_guest = global i32 0
 @bt_fault_addr = global i64 0
 @bt_fault_sig = global i32 0
+@bt_fault_code = global i32 0
+@bt_fault_err = global i64 0
+@bt_async_pending = global i64 0
+@bt_siginfo = global [{64 * SIGINFO_SIZE} x i8] zeroinitializer, align 16
+@bt_poll_flag = global ptr null
 
 declare i32 @__sigsetjmp(ptr, i32) returns_twice
+declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)
 declare void @siglongjmp(ptr, i32) noreturn
 declare ptr @signal(i32, ptr)
 
@@ -169,6 +183,32 @@ fault:
   ret i32 {state.EXIT_HOST_SIGNAL}
 }}
 
+define i32 @bt_step(ptr %state, ptr %mem, ptr %fn) {{
+entry:
+  %j = call i32 @__sigsetjmp(ptr @bt_jmpbuf, i32 1) returns_twice
+  %faulted = icmp ne i32 %j, 0
+  br i1 %faulted, label %fault, label %go
+go:
+  store volatile i32 1, ptr @bt_in_guest
+  call void %fn(ptr %state, ptr %mem)
+  store volatile i32 0, ptr @bt_in_guest
+  %rp = getelementptr inbounds i8, ptr %state, i64 {off('exit_reason')}
+  %r = load i32, ptr %rp
+  ret i32 %r
+fault:
+  store volatile i32 0, ptr @bt_in_guest
+  %fa = load volatile i64, ptr @bt_fault_addr
+  %fap = getelementptr inbounds i8, ptr %state, i64 {off('fault_addr')}
+  store i64 %fa, ptr %fap
+  %fs = load volatile i32, ptr @bt_fault_sig
+  %fs64 = zext i32 %fs to i64
+  %fip = getelementptr inbounds i8, ptr %state, i64 {off('exit_info')}
+  store i64 %fs64, ptr %fip
+  %frp = getelementptr inbounds i8, ptr %state, i64 {off('exit_reason')}
+  store i32 {state.EXIT_HOST_SIGNAL}, ptr %frp
+  ret i32 {state.EXIT_HOST_SIGNAL}
+}}
+
 define void @bt_signal(i32 %sig, ptr %info, ptr %uc) {{
 entry:
   %ig = load volatile i32, ptr @bt_in_guest
@@ -181,9 +221,40 @@ guest:
   %ap = getelementptr inbounds i8, ptr %info, i64 16
   %a = load i64, ptr %ap
   store volatile i64 %a, ptr @bt_fault_addr
+  %cp = getelementptr inbounds i8, ptr %info, i64 8
+  %c = load i32, ptr %cp
+  store volatile i32 %c, ptr @bt_fault_code
+  %ep = getelementptr inbounds i8, ptr %uc, i64 {UCONTEXT_ERR}
+  %e = load i64, ptr %ep
+  store volatile i64 %e, ptr @bt_fault_err
   store volatile i32 %sig, ptr @bt_fault_sig
   store volatile i32 0, ptr @bt_in_guest
   call void @siglongjmp(ptr @bt_jmpbuf, i32 1)
   unreachable
+}}
+
+define void @bt_async(i32 %sig, ptr %info, ptr %uc) {{
+entry:
+  %s1 = sub i32 %sig, 1
+  %s64 = zext i32 %s1 to i64
+  %off = mul i64 %s64, {SIGINFO_SIZE}
+  %slot = getelementptr inbounds i8, ptr @bt_siginfo, i64 %off
+  call void @llvm.memcpy.p0.p0.i64(ptr %slot, ptr %info, i64 {SIGINFO_SIZE}, i1 false)
+  %bit = shl i64 1, %s64
+  %old = atomicrmw or ptr @bt_async_pending, i64 %bit seq_cst
+  %flag = load ptr, ptr @bt_poll_flag
+  %has = icmp ne ptr %flag, null
+  br i1 %has, label %set, label %done
+set:
+  store atomic i32 1, ptr %flag seq_cst, align 4
+  br label %done
+done:
+  ret void
+}}
+
+define i64 @bt_take_async() {{
+entry:
+  %v = atomicrmw xchg ptr @bt_async_pending, i64 0 seq_cst
+  ret i64 %v
 }}
 """

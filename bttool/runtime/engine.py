@@ -58,6 +58,16 @@ class Engine:
         self.run_fn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p,
                                        ctypes.c_void_p)(self.address("bt_run"))
         self.signal_handler = self.address("bt_signal")
+        self.step_fn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p,
+                                        ctypes.c_void_p)(self.address("bt_step"))
+
+    def fault_code(self) -> int:
+        """si_code of the last host fault of translated code (ir/support.py)."""
+        return ctypes.c_int32.from_address(self.global_address("bt_fault_code")).value
+
+    def fault_error(self) -> int:
+        """The x86 page-fault error code of the last host fault."""
+        return ctypes.c_uint64.from_address(self.global_address("bt_fault_err")).value
 
     def load_object(self, data: bytes) -> None:
         obj = llvm.ObjectFileRef.from_data(data)

@@ -1,5 +1,6 @@
-"""Host signal plumbing: catching faults of translated code, and ending
-bttool with the guest's fatal signal."""
+"""Host signal plumbing: catching faults of translated code, the host
+dispositions and mask that mirror the guest's (runtime/guestsignals.py),
+and ending bttool with the guest's fatal signal."""
 from __future__ import annotations
 
 import ctypes
@@ -67,14 +68,66 @@ def mirror_disposition(sig: int, ignored: bool) -> None:
     """The host disposition of ``sig`` follows the guest's sigaction: an
     ignored signal is ignored by the host process (a write to a closed pipe
     is EPIPE, not death; SIGCHLD ignored reaps children; it survives exec as
-    Linux keeps it); otherwise the default action (guest handlers are not
-    run yet)."""
+    Linux keeps it); otherwise the default action (``catch_for_guest`` is
+    the third case)."""
     if sig in _NOT_MIRRORED:
         return
     try:
         signal.signal(sig, signal.SIG_IGN if ignored else signal.SIG_DFL)
     except (ValueError, OSError):      # glibc's reserved real-time signals
         pass
+
+
+# never blocked on the host: bttool's own fault signals, and glibc's
+# internal ones (thread cancellation, setxid), which the host Python needs
+_NEVER_BLOCKED = (1 << (signal.SIGSEGV - 1)) | (1 << (signal.SIGBUS - 1)) | (1 << 31) | (1 << 32)
+_SIG_SETMASK = 2
+
+
+def _syscall(nr: int, *args: int) -> int:
+    r = _libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(a) for a in args])
+    return -ctypes.get_errno() if r == -1 else r
+
+
+def catch_for_guest(sig: int, catcher: int) -> None:
+    """``sig`` has a guest handler: the host catches it with ``catcher``
+    (ir/support.py bt_async), every signal blocked while it runs.  No
+    SA_RESTART: a blocking call returns EINTR and the guest's own flags
+    decide about the restart (runtime/guestsignals.py)."""
+    if sig in _NOT_MIRRORED:
+        return
+    sa = _SigAction()
+    sa.handler = catcher
+    sa.flags = SA_SIGINFO
+    for i in range(16):
+        sa.mask[i] = 0xFFFFFFFFFFFFFFFF
+    _libc.sigaction(int(sig), ctypes.byref(sa), None)   # glibc's reserved ones: EINVAL, left alone
+
+
+def host_mask(guest_mask: int) -> int:
+    """The host's blocked set for a guest's: the same, except the signals in
+    ``_NEVER_BLOCKED``."""
+    return guest_mask & ~_NEVER_BLOCKED & 0xFFFFFFFFFFFFFFFF
+
+
+def set_host_mask(guest_mask: int) -> None:
+    """The host thread blocks what the guest blocks (so the host kernel
+    keeps those pending)."""
+    buf = ctypes.c_uint64(host_mask(guest_mask))
+    _syscall(14, _SIG_SETMASK, ctypes.addressof(buf), 0, 8)
+
+
+def requeue(sig: int, info: bytes) -> None:
+    """Put a caught signal back into the host's pending set, siginfo and
+    all (rt_tgsigqueueinfo to this thread; it is blocked now)."""
+    buf = ctypes.create_string_buffer(info, len(info))
+    _syscall(297, os.getpid(), _syscall(186), sig, ctypes.addressof(buf))   # gettid
+
+
+def stop_self(sig: int) -> None:
+    """A stop signal with the default action: the host process stops (the
+    host's disposition of it is the default too) until SIGCONT."""
+    os.kill(os.getpid(), sig)
 
 
 def die_with_signal(sig: int) -> None:

@@ -19,7 +19,10 @@ from bttool.runtime import cpuid
 from bttool.runtime.codeunits import CodeUnit, CodeUnits, file_digest
 from bttool.runtime.dispatcher import Executor
 from bttool.runtime.engine import SupportCompiler
+from bttool.runtime.guestsignals import (FPE_INTDIV, ILL_ILLOPN, SEGV_ACCERR, SEGV_MAPERR, SI_KERNEL,
+                                         TRAP_BRKPT, GuestSignals)
 from bttool.runtime.memory import GuestMemory, GuestMemoryError
+from bttool.runtime.precisefault import FaultReplay
 from bttool.runtime.process import build_stack, image_span, map_image
 from bttool.runtime.procview import ProcView
 from bttool.runtime.syscalls import GuestExit, Syscalls
@@ -28,8 +31,6 @@ from bttool.translator.guestcode import UnmappedCode
 from bttool.translator.options import LiftOptions
 from bttool.translator.loader import GuestImage
 
-# Signals whose default action is to ignore them.
-_DEFAULT_IGNORE = {signal.SIGCHLD, signal.SIGURG, signal.SIGWINCH, signal.SIGCONT}
 # The legacy vsyscall page (see LinuxProcess._vsyscall).
 VSYSCALL_PAGE = 0xFFFFFFFFFF600000
 # What Linux's UMIP emulation (arch/x86/kernel/umip.c) gives a 64-bit process:
@@ -47,10 +48,14 @@ def breakpoint_trap(name: str, code: bytes) -> bool:
     is a debug or breakpoint trap, which Linux delivers to user mode as
     SIGTRAP with rip after the instruction: int3 (CC), int 3 (CD 03) and
     int1 (F1, ICEBP).  (Measured natively: si_code SI_KERNEL for the int3
-    forms, TRAP_BRKPT for int1, for when guest handlers are delivered.
-    Also the sweep's snippet runner's rule, tests/opcode_sweep.py.)"""
+    forms, TRAP_BRKPT for int1.  Also the sweep's snippet runner's rule, tests/opcode_sweep.py.)"""
     return name in ("int3", "int1") or (name == "int" and code[-1:] == b"\x03"
                                         and code[-2:-1] == b"\xcd")
+
+
+class _Delivered(Exception):
+    """A synchronous signal was delivered: what raised it does not finish
+    (the guest goes on in its handler)."""
 
 
 @dataclass
@@ -84,15 +89,15 @@ class LinuxProcess:
         self.verbose = verbose
         self.memory = GuestMemory()
         self.state = st.new_state()
-        self.sigactions: dict[int, bytes] = {}
-        self.sigmask = 0
-        self.pending: set[int] = set()
+        self.signals = GuestSignals(self)
+        self.replay: FaultReplay | None = None      # made on the first handled host fault
         self.clear_child_tid = 0
         self.robust_list = (0, 0)
         base, image_end = map_image(self.memory, image)
         self.executor = Executor(self.state, self.memory,
                                  LiftOptions(64, True, base if image.pie else None, hot_counters=True),
                                  None, self.log, compile_support)
+        self.signals.attach(self.executor.engine, self.state)
         self.syscalls = Syscalls(self)
         self.syscalls_i386 = I386Syscalls(self.syscalls)
         self.memory.brk_start = self.memory.brk_cur = image_end
@@ -130,18 +135,21 @@ class LinuxProcess:
         """The dispositions and mask exec left: ignored signals read back as
         SIG_IGN (a struct sigaction whose handler is 1)."""
         for sig in ignored:
-            self.sigactions[sig] = struct.pack("<Q", 1) + bytes(24)
-        self.sigmask = sigmask
+            self.signals.actions[sig] = struct.pack("<Q", 1) + bytes(24)
+        self.signals.set_mask(sigmask)
+
+    @property
+    def sigmask(self) -> int:
+        return self.signals.mask
 
     def handler(self, sig: int) -> int:
         """The guest's handler for ``sig``: 0 (SIG_DFL), 1 (SIG_IGN) or an
         address (the first field of the struct sigaction it recorded)."""
-        act = self.sigactions.get(sig)
-        return struct.unpack_from("<Q", act)[0] if act else 0
+        return self.signals.handler(sig)
 
     def ignored_signals(self) -> set[int]:
         """What an execve keeps ignored (handlers become the default)."""
-        return {sig for sig in self.sigactions if self.handler(sig) == 1}
+        return self.signals.ignored()
 
     def before_fork_or_exec(self) -> None:
         """Nothing of bttool's own may be buffered twice, and background
@@ -195,36 +203,61 @@ class LinuxProcess:
     def run(self) -> int:
         """Run to completion; returns the exit status or raises GuestDeath."""
         ex = self.executor
-        s = self.state
         while True:
             try:
-                reason = ex.run()
-                if reason == st.EXIT_SYSCALL:
-                    self._syscall()
-                elif reason == st.EXIT_INTRINSIC:
-                    self._intrinsic(*intrinsics.split_exit_info(int(s.exit_info)))
-                elif reason == st.EXIT_FAULT:
-                    self._fault(int(s.exit_info))
-                elif reason == st.EXIT_HOST_SIGNAL:
-                    self._host_signal()
-                else:
-                    raise RuntimeError(f"unexpected exit reason {reason}")
+                self._exit(ex.run())
             except GuestExit as e:
                 return e.status
+            except _Delivered:
+                pass            # the guest goes on in its handler
             except UnmappedCode as e:
                 if self._vsyscall(e.args[0]):
                     continue
-                self._deliver(signal.SIGSEGV, f"instruction fetch from unmapped address {e.args[0]:#x}")
+                pc = e.args[0]
+                self.signals.deliver_fault(
+                    signal.SIGSEGV, SEGV_ACCERR if self.memory.find(pc) else SEGV_MAPERR, pc,
+                    (14, 0x15 if self.memory.find(pc) else 0x14, pc),
+                    f"instruction fetch from unmapped address {pc:#x}")
+
+    def _exit(self, reason: int) -> None:
+        """Serve one exit of translated code."""
+        s = self.state
+        if reason == st.EXIT_SYSCALL:
+            self._syscall()
+        elif reason == st.EXIT_INTRINSIC:
+            self._intrinsic(*intrinsics.split_exit_info(int(s.exit_info)))
+        elif reason == st.EXIT_FAULT:
+            self._fault(int(s.exit_info))
+        elif reason == st.EXIT_HOST_SIGNAL:
+            self._host_signal()
+        elif reason == st.EXIT_IRQ:
+            self.signals.deliver_pending()
+        elif reason != st.EXIT_NONE:
+            raise RuntimeError(f"unexpected exit reason {reason}")
 
     def _syscall(self) -> None:
         s = self.state
         self.executor.stats.syscalls += 1
         nr = s.rax
-        args = [s.rdi, s.rsi, s.rdx, s.r10, s.r8, s.r9]
-        r = self.syscalls.dispatch(nr, args)
-        s.rax = r & 0xFFFFFFFFFFFFFFFF
-        s.rcx = s.rip           # the syscall instruction's architectural side effects
-        s.r11 = st.rflags(s)
+        if nr == 15:            # rt_sigreturn: every register from the frame
+            self.signals.sigreturn()
+        else:
+            args = [s.rdi, s.rsi, s.rdx, s.r10, s.r8, s.r9]
+            r = self.syscalls.dispatch(nr, args)
+            s.rax = r & 0xFFFFFFFFFFFFFFFF
+            s.rcx = s.rip       # the syscall instruction's architectural side effects
+            s.r11 = st.rflags(s)
+        self._after_syscall(nr)
+
+    def _after_syscall(self, nr: int, restartable: bool = True) -> None:
+        """Signals caught during the call are delivered before the guest
+        goes on (a call they interrupted may be restarted)."""
+        sig = self.signals
+        if sig.poll():
+            sig.deliver_pending(restart=nr if restartable else None)
+        elif sig.saved_mask is not None:        # rt_sigsuspend ended without a handler
+            sig.set_mask(sig.saved_mask)
+            sig.saved_mask = None
 
     def _intrinsic(self, entry: intrinsics.Intrinsic, size: int) -> None:
         s = self.state
@@ -233,25 +266,32 @@ class LinuxProcess:
             s.rax, s.rbx, s.rcx, s.rdx = a, b, c, d
         elif entry.name == "xgetbv":
             if s.rcx & 0xFFFFFFFF != 0:
-                self._deliver(signal.SIGSEGV, "xgetbv with an invalid XCR index")
+                self._general_protection("xgetbv with an invalid XCR index")
             v = cpuid.xcr0()
             s.rax, s.rdx = v & 0xFFFFFFFF, v >> 32
         elif breakpoint_trap(entry.name, self.memory.read_code(s.rip, size)):
             s.rip += size
-            self._deliver(signal.SIGTRAP, f"{entry.name} breakpoint")
+            # measured natively: SI_KERNEL for the int3 forms, TRAP_BRKPT for int1
+            self._signal(signal.SIGTRAP, TRAP_BRKPT if entry.name == "int1" else SI_KERNEL, 0,
+                         (1 if entry.name == "int1" else 3, 0, 0), f"{entry.name} breakpoint")
         elif entry.name == "int":
-            self._int(size)
+            nr = self._int(size)
+            s.rip += size
+            if nr is not None:
+                self._after_syscall(nr, restartable=False)
+            return
         elif entry.name in _UMIP:
             self._umip(entry.name, size)
         else:
             # int n and sensitive instructions with no user-mode meaning here
-            self._deliver(signal.SIGSEGV, f"{entry.name} at {s.rip:#x} (general protection)")
+            self._general_protection(f"{entry.name} at {s.rip:#x} (general protection)")
         s.rip += size
 
-    def _int(self, size: int) -> None:
+    def _int(self, size: int) -> int | None:
         """``int n`` but int 3 (``breakpoint_trap``): the gates Linux gives
         user mode are int 0x80 (the i386 system call ABI, also from 64-bit
-        code) and the overflow trap (SIGSEGV); any other vector is a #GP."""
+        code; its number is returned) and the overflow trap (SIGSEGV); any
+        other vector is a #GP (error code: the IDT entry)."""
         s = self.state
         code = self.memory.read_code(s.rip, size)
         vector = code[-1] if len(code) == size else -1
@@ -265,8 +305,10 @@ class LinuxProcess:
             args = [r & 0xFFFFFFFF for r in (s.rbx, s.rcx, s.rdx, s.rsi, s.rdi, s.rbp)]
             s.rax = self.syscalls_i386.dispatch(nr - (1 << 32) if nr >> 31 else nr,
                                                 args) & 0xFFFFFFFFFFFFFFFF
-            return
-        self._deliver(signal.SIGSEGV, f"int {vector:#x} at {s.rip:#x} (general protection)")
+            return nr
+        self._general_protection(f"int {vector:#x} at {s.rip:#x} (general protection)",
+                                 vector * 8 + 2 if vector >= 0 else 0)
+        return None
 
     def _umip(self, name: str, size: int) -> None:
         """sgdt, sidt, smsw, sldt, str at CPL 3 as Linux emulates them on a
@@ -281,7 +323,7 @@ class LinuxProcess:
         insn = Decoder(64).decode_one(self.memory.read_code(s.rip, 15), s.rip)
         op = insn.operands[0] if insn is not None and len(insn.operands) == 1 else None
         if op is None or (name in ("sgdt", "sidt") and op.type != X.X86_OP_MEM):
-            self._deliver(signal.SIGSEGV, f"{name} at {s.rip:#x} (general protection)")
+            self._general_protection(f"{name} at {s.rip:#x} (general protection)")
         value = _UMIP[name]
         if op.type == X.X86_OP_REG:
             info = reg_table()[op.reg]
@@ -296,7 +338,7 @@ class LinuxProcess:
             try:
                 self.memory.write(addr, data)
             except (GuestMemoryError, OverflowError):
-                self._deliver(signal.SIGSEGV, f"{name} at {s.rip:#x}: cannot write {addr:#x}")
+                self._page_fault(addr, 0x6, f"{name} at {s.rip:#x}: cannot write {addr:#x}")
 
     def _effective_address(self, insn, mem, X) -> int:
         from bttool.translator.decoder import reg_table
@@ -331,11 +373,11 @@ class LinuxProcess:
         s = self.state
         nr = {0: 96, 0x400: 201, 0x800: 309}.get(pc - VSYSCALL_PAGE)
         if nr is None:
-            self._deliver(signal.SIGSEGV, f"misaligned vsyscall at {pc:#x}")
+            self._general_protection(f"misaligned vsyscall at {pc:#x}")
         try:
             caller = self.memory.u64(s.rsp)
         except GuestMemoryError:
-            self._deliver(signal.SIGSEGV, f"vsyscall at {pc:#x} with a bad stack")
+            self._general_protection(f"vsyscall at {pc:#x} with a bad stack")
         self.executor.stats.syscalls += 1
         if nr == 309:       # getcpu(cpu, node, NULL): the kernel passes no cache
             sc = self.syscalls
@@ -346,61 +388,82 @@ class LinuxProcess:
         else:
             r = self.syscalls.dispatch(nr, [s.rdi, s.rsi, 0, 0, 0, 0])
         if r == -errno.EFAULT:
-            self._deliver(signal.SIGSEGV, f"vsyscall at {pc:#x}: bad pointer argument")
+            self._general_protection(f"vsyscall at {pc:#x}: bad pointer argument")
         s.rax = r & 0xFFFFFFFFFFFFFFFF
         s.rip = caller
         s.rsp = (s.rsp + 8) & 0xFFFFFFFFFFFFFFFF
         return True
 
     def _fault(self, kind: int) -> None:
+        """A fault translated code detected at the instruction at rip (the
+        state is the one before it)."""
         s = self.state
         sig = _FAULT_SIGNAL[kind]
         code = self.memory.read_code(s.rip, 15)
-        from bttool.translator.decoder import Decoder  # only on the way to a fatal signal
+        from bttool.translator.decoder import Decoder  # only on the way to a signal
         insn = Decoder(64).decode_one(code, s.rip) if code else None
         text = f"{insn.mnemonic} {insn.op_str}".strip() if insn else "(undecodable)"
         raw = (code[:insn.size] if insn else code[:8]).hex(" ")
         what = {st.FAULT_DE: "divide error", st.FAULT_UD: "invalid or untranslatable instruction",
                 st.FAULT_GP: "general protection fault (privileged instruction)",
                 st.FAULT_BP: "breakpoint", st.FAULT_PF: "page fault"}[kind]
-        self._deliver(sig, f"{what} at {s.rip:#x}: {raw}: {text}")
+        note = f"{what} at {s.rip:#x}: {raw}: {text}"
+        if kind == st.FAULT_PF:
+            self._page_fault(s.rip, 0x14, note)
+        elif kind == st.FAULT_GP:
+            self._general_protection(note)
+        si_code, trapno, addr = {st.FAULT_DE: (FPE_INTDIV, 0, s.rip), st.FAULT_UD: (ILL_ILLOPN, 6, s.rip),
+                                 st.FAULT_BP: (SI_KERNEL, 3, 0)}[kind]
+        self._signal(sig, si_code, addr, (trapno, 0, 0), note)
 
     def _host_signal(self) -> None:
+        """A guest memory access faulted on the host.  When the guest will
+        see the signal in a handler, the state is first made precise
+        (runtime/precisefault.py); a fault that does not come back is no
+        fault (the replay's exit is served instead)."""
         s = self.state
-        host_addr = s.fault_addr
         sig = int(s.exit_info)
-        guest_addr = self.memory.guest_address(host_addr)
+        self._fault_host_address()
+        where = "in the block at"
+        if self.signals.will_handle(sig):
+            if self.replay is None:
+                self.replay = FaultReplay(self.executor)
+            reason = self.replay.replay()
+            if reason != st.EXIT_HOST_SIGNAL:
+                self._exit(reason)
+                return
+            sig, where = int(s.exit_info), "at"
+        guest_addr = self._fault_host_address()
+        note = f"segmentation fault: access to {guest_addr:#x} {where} {s.rip:#x}"
+        if guest_addr >= 1 << 47 and guest_addr >> 47 != (1 << 17) - 1:
+            self._general_protection(note + " (non-canonical)")     # #GP, no address
+        if sig == signal.SIGBUS:
+            self._signal(sig, self.executor.engine.fault_code(), guest_addr, (14, 0, guest_addr), note)
+        self._page_fault(guest_addr, self.executor.engine.fault_error(), note)
+
+    def _fault_host_address(self) -> int:
+        """The guest address of the last host fault; a fault outside the
+        guest region is bttool's own failure, never the guest's."""
+        s = self.state
+        guest_addr = self.memory.guest_address(s.fault_addr)
         if guest_addr is None:
-            raise RuntimeError(f"host fault at {host_addr:#x} outside the guest region "
+            raise RuntimeError(f"host fault at {s.fault_addr:#x} outside the guest region "
                                f"(block {s.rip:#x}): sandbox violation")
-        self._deliver(sig, f"segmentation fault: access to {guest_addr:#x} "
-                           f"in the block at {s.rip:#x}")
+        return guest_addr
 
-    def _deliver(self, sig: int, note: str) -> None:
-        """A synchronous guest signal.  Handlers are recorded but delivery
-        into a guest handler is not implemented yet: the guest dies as it
-        would with the default action."""
-        handler = self.handler(sig)
-        if handler not in (0, 1):
-            note += " (guest handler installed; delivery to handlers is not supported yet)"
-        raise GuestDeath(sig, note)
+    def _page_fault(self, addr: int, error: int, note: str) -> None:
+        """SIGSEGV for a page fault at guest ``addr`` (``error``: the x86
+        page-fault error code): SEGV_MAPERR where nothing is mapped, else
+        SEGV_ACCERR."""
+        code = SEGV_ACCERR if self.memory.find(addr) is not None else SEGV_MAPERR
+        self._signal(signal.SIGSEGV, code, addr, (14, error, addr), note)
 
-    def raise_signal(self, sig: int) -> int:
-        """kill/tgkill aimed at the guest itself."""
-        if sig == 0:
-            return 0
-        handler = self.handler(sig)
-        if handler == 1 or (handler == 0 and sig in _DEFAULT_IGNORE):
-            return 0
-        if self.sigmask & (1 << (sig - 1)) and sig not in (signal.SIGKILL, signal.SIGSTOP):
-            self.pending.add(sig)  # delivered when unblocked (see check_pending)
-            return 0
-        self._deliver(sig, "")
-        return 0
+    def _general_protection(self, note: str, error: int = 0) -> None:
+        """SIGSEGV for a #GP: si_code SI_KERNEL, no address."""
+        self._signal(signal.SIGSEGV, SI_KERNEL, 0, (13, error, 0), note)
 
-    def check_pending(self) -> None:
-        """Deliver a pending signal that the mask no longer blocks."""
-        for sig in sorted(self.pending):
-            if not self.sigmask & (1 << (sig - 1)):
-                self.pending.discard(sig)
-                self._deliver(sig, "")
+    def _signal(self, sig: int, code: int, addr: int, trap: tuple[int, int, int], note: str) -> None:
+        """Deliver a synchronous signal for the current instruction; the
+        guest continues in its handler (or dies: GuestDeath)."""
+        self.signals.deliver_fault(sig, code, addr, trap, note)
+        raise _Delivered

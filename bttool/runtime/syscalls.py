@@ -99,7 +99,7 @@ class Syscalls:
             25: self.mremap, 60: self.exit, 231: self.exit, 62: self.kill, 200: self.tkill,
             234: self.tgkill, 89: self.readlink, 267: self.readlinkat, 157: self.prctl,
             158: self.arch_prctl, 218: self.set_tid_address, 273: self.set_robust_list,
-            131: self.sigaltstack, 127: self.rt_sigpending, 16: self.ioctl, 72: self.fcntl,
+            131: self.sigaltstack, 130: self.rt_sigsuspend, 16: self.ioctl, 72: self.fcntl,
             28: self.madvise, 26: self.msync, 295: self.preadv, 296: self.pwritev,
             56: self.clone, 57: self.fork, 58: self.fork, 59: self.execve, 435: self.clone3,
             2: self.open, 257: self.openat, 437: self.openat2, 3: self.close, 0: self.read, 1: self.write,
@@ -766,25 +766,26 @@ class Syscalls:
             addr += pointer_size
         return out
 
-    # -- signals (recorded; delivery is the personality's job) ---------------
+    # -- signals (state in runtime/guestsignals.py) ---------------------------
     def rt_sigaction(self, sig: int, act: int, oldact: int, sigsetsize: int, *_: int) -> int:
         sig = _fd(sig)
         if sigsetsize != 8 or not 1 <= sig <= 64 or sig in (9, 19) and act:
             return -errno.EINVAL
-        old = self.proc.sigactions.get(sig, b"\0" * 32)
+        signals = self.proc.signals
+        old = signals.action(sig)
         if act:
-            self.proc.sigactions[sig] = self.mem.read(act, 32)
-            hostsignals.mirror_disposition(sig, self.proc.handler(sig) == 1)
+            signals.set_action(sig, self.mem.read(act, 32))
         if oldact:
             self.mem.write(oldact, old)
         return 0
 
     def rt_sigprocmask(self, how: int, nset: int, oset: int, sigsetsize: int, *_: int) -> int:
         # as Linux: the size, then the new set is read and applied, then the
-        # old one written (EFAULT then, with the new mask in force)
+        # old one written (EFAULT then, with the new mask in force).  Signals
+        # it unblocks are caught on the host at once and delivered after it.
         if sigsetsize != 8:
             return -errno.EINVAL
-        old = cur = self.proc.sigmask
+        old = cur = self.proc.signals.mask
         if nset:
             new = struct.unpack("<Q", self.mem.read(nset, 8))[0]
             how = _fd(how)
@@ -796,53 +797,56 @@ class Syscalls:
                 cur &= ~new
             else:
                 cur = new
-            self.proc.sigmask = cur & ~((1 << 8) | (1 << 18))  # SIGKILL, SIGSTOP
+            self.proc.signals.set_mask(cur)
         if oset:
             self.mem.write(oset, struct.pack("<Q", old))
-        if nset:
-            self.proc.check_pending()
         return 0
 
-    def rt_sigpending(self, out: int, sigsetsize: int = 8, *_: int) -> int:
-        if sigsetsize > 8:
+    def rt_sigsuspend(self, mask: int, sigsetsize: int, *_: int) -> int:
+        """Waits in the host's rt_sigsuspend with the guest's mask; the
+        handler that ends it runs with that mask and returns to the old one
+        (GuestSignals.saved_mask)."""
+        if sigsetsize != 8:
             return -errno.EINVAL
-        pending = sum(1 << (s - 1) for s in self.proc.pending)
-        self.mem.write(out, struct.pack("<Q", pending)[:sigsetsize])
-        return 0
+        new = struct.unpack("<Q", self.mem.read(mask, 8))[0]
+        host = ctypes.c_uint64(hostsignals.host_mask(self.proc.signals.begin_suspend(new)))
+        return self.raw(130, ctypes.addressof(host), 8)
 
     def sigaltstack(self, ss: int, old: int, *_: int) -> int:
-        """Recorded (delivery on it is the personality's job): read, checked
-        and stored as Linux does, then the old one written."""
-        SS_ONSTACK, SS_DISABLE, SS_AUTODISARM, MINSIGSTKSZ = 1, 2, 1 << 31, 2048
-        cur = getattr(self.proc, "altstack", (0, SS_DISABLE, 0))
-        if ss:
-            sp, flags, size = struct.unpack("<Qi4xQ", self.mem.read(ss, 24))
-            mode = flags & 0xFFFFFFFF & ~SS_AUTODISARM
-            if mode not in (0, SS_ONSTACK, SS_DISABLE):
-                return -errno.EINVAL
-            if mode == SS_DISABLE:
-                new = (0, SS_DISABLE, 0)
-            elif size < MINSIGSTKSZ:
-                return -errno.ENOMEM
-            else:
-                new = (sp, flags & SS_AUTODISARM, size)
-            self.proc.altstack = new
-        if old:
-            sp, flags, size = cur
-            self.mem.write(old, struct.pack("<Qi4xQ", sp, flags, size))
+        """Read, checked and applied as Linux does (runtime/guestsignals.py),
+        then the old one written."""
+        new = struct.unpack("<Qi4xQ", self.mem.read(ss, 24)) if ss else None
+        signals = self.proc.signals
+        prev = signals.old_altstack()
+        r = signals.sigaltstack(new)
+        if r == 0 and old:
+            self.mem.write(old, struct.pack("<Qi4xQ", prev[0], prev[1], prev[2]))
+        return r
+
+    def _fatal_to_self(self, sig: int) -> bool:
+        """A signal to the guest itself that ends it by default: bttool ends
+        the way the guest would (GuestDeath), without a core dump of its own."""
+        signals = self.proc.signals
+        return 1 <= sig <= 64 and signals.handler(sig) == 0 and not signals.blocked(sig) \
+            and signals.default_kills(sig)
+
+    def _die_of(self, sig: int) -> int:
+        from bttool.runtime.guestsignals import siginfo
+        self.proc.signals.deliver(sig, siginfo(sig, 0, pid=os.getpid(), uid=os.getuid()))
         return 0
 
     def kill(self, pid: int, sig: int, *_: int) -> int:
-        if pid in (0, os.getpid()) or pid == (1 << 64) - 1:
-            return self.proc.raise_signal(sig)
+        if _fd(pid) == os.getpid() and self._fatal_to_self(_fd(sig)):
+            return self._die_of(_fd(sig))
         return self.raw(62, pid, sig)
 
     def tkill(self, tid: int, sig: int, *_: int) -> int:
-        if tid == os.getpid():
-            return self.proc.raise_signal(sig)
-        return -errno.ESRCH
+        if _fd(tid) == os.getpid() and self._fatal_to_self(_fd(sig)):
+            return self._die_of(_fd(sig))
+        return self.raw(200, tid, sig)
 
     def tgkill(self, tgid: int, tid: int, sig: int, *_: int) -> int:
-        if tid == os.getpid():
-            return self.proc.raise_signal(sig)
-        return -errno.ESRCH
+        if _fd(tgid) == _fd(tid) == os.getpid() and self._fatal_to_self(_fd(sig)):
+            return self._die_of(_fd(sig))
+        return self.raw(234, tgid, tid, sig)
+

@@ -293,7 +293,7 @@ class I386Syscalls:
         proc = self.sc.proc
         if not 1 <= sig <= 64 or sig in (9, 19) and act:
             return -errno.EINVAL
-        old = proc.sigactions.get(sig, bytes(32))
+        old = proc.signals.action(sig)
         if act:
             handler, flags, restorer, mask = struct.unpack("<IIIQ", self.mem.read(act, 20))
             new = struct.pack("<QQQQ", handler, flags, restorer, mask)
@@ -302,7 +302,7 @@ class I386Syscalls:
             self.mem.write(oldact, struct.pack("<IIIQ", handler & 0xFFFFFFFF, flags & 0xFFFFFFFF,
                                                restorer & 0xFFFFFFFF, mask))
         if act:
-            proc.sigactions[sig] = new
+            proc.signals.set_action(sig, new)
         return 0
 
     # -- memory ---------------------------------------------------------------

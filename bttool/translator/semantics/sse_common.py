@@ -22,7 +22,7 @@ from llvmlite import ir
 from capstone import x86_const as X
 
 from bttool.ir.emitter import I1, I8, I16, I32, I64, I128
-from bttool.ir.state import EXIT_FAULT, FAULT_GP
+from bttool.ir.state import EXIT_FAULT, FAULT_GP, MXCSR_MASK
 from bttool.translator.decoder import reg_table
 from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.semantics.mmx_regs import is_mm, mm_number, names_mm, read_mm, write_mm
@@ -224,9 +224,6 @@ def zext128(ctx: Insn, v: ir.Value) -> ir.Value:
     return zext_to(ctx, v, 128)
 
 
-# The MXCSR bits the virtual CPU accepts (fxsave's MXCSR_MASK, as on Intel
-# CPUs with DAZ): bits 0-15.  (AMD hosts also accept bit 17, MM.)
-MXCSR_MASK = 0xFFFF
 
 
 def set_mxcsr(ctx: Insn, value: ir.Value) -> None:

@@ -1,0 +1,102 @@
+"""Signal handlers in real programs, natively and under ``bttool run``:
+asynchronous signals reaching a guest spinning in translated code, a
+shell's traps, job control's kill and wait, and timeout's SIGTERM.  (The
+handler paths one by one, with their frames and contexts, are the
+``sighandlers`` sample in test_samples.py.)"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+import programs  # noqa: E402
+from programs import bttool_cache, samples_dir  # noqa: E402,F401  (fixtures)
+
+BASH = shutil.which("bash-static") or "/bin/bash-static"
+BUSYBOX = "/bin/busybox"
+
+TRAPS = r"""
+trap 'echo got USR1' USR1
+kill -USR1 $$
+echo after kill
+trap 'echo child done' CHLD
+( sleep 0.1; exit 3 ) &
+wait $!
+echo "wait status $?"
+trap - CHLD
+f() { echo "in f $1"; return 2; }
+f x | cat
+echo "pipe status ${PIPESTATUS[0]} ${PIPESTATUS[1]}"
+x=$( echo sub; kill -TERM $BASHPID; echo notreached )
+echo "subshell said '$x'"
+trap 'echo exiting' EXIT
+sleep 5 &
+pid=$!
+kill $pid
+wait $pid
+echo "killed job status $?"
+for i in 1 2 3; do echo $i; done | while read n; do echo "n=$n"; done
+"""
+
+
+def _spin(argv: list[str], cwd) -> tuple[bytes, int]:
+    """Start the sample's busy loop, send SIGINT once it is ready."""
+    import signal
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
+                         env=programs.guest_env())
+    first = p.stdout.readline()
+    assert first == b"ready\n", (first, p.stderr.read())
+    p.send_signal(signal.SIGINT)
+    rest, err = p.communicate(timeout=120)
+    assert not err, err
+    return first + rest, p.returncode
+
+
+def test_sigint_reaches_a_handler_in_a_busy_loop(samples_dir, bttool_cache, tmp_path):
+    """SIGINT sent to the bttool process runs the guest's handler while the
+    guest spins in chained translated code (translated code polls at back
+    edges and region exits)."""
+    prog = str(samples_dir / "sighandlers")
+    native = _spin([prog, "spin"], tmp_path)
+    translated = _spin(programs.bttool_argv("run", "--cache-dir", bttool_cache, prog, "spin"),
+                       tmp_path)
+    assert native == (b"ready\ncaught SIGINT in a busy loop\n", 0)
+    assert translated == native
+
+
+@pytest.mark.skipif(not Path(BASH).exists(), reason="bash-static is not installed")
+def test_bash_traps_kill_wait_and_pipelines(bttool_cache, tmp_path):
+    """Debian's bash-static: a trap on USR1 sent to itself, a CHLD trap,
+    wait for a background job, a killed job's status, pipelines and a
+    subshell that kills itself, with output identical to native (bash's
+    own diagnostics name process ids, which differ between runs)."""
+    script = tmp_path / "traps.sh"
+    script.write_text(TRAPS)
+    native = programs.run_native([BASH, str(script)], cwd=tmp_path)
+    ours = programs.run_bttool([BASH, str(script)], bttool_cache, cwd=tmp_path)
+
+    def norm(r):
+        return (r.returncode, re.sub(rb"process \d+", b"process N", r.stdout),
+                re.sub(rb"process \d+", b"process N", r.stderr))
+    assert b"got USR1\nafter kill\n" in native.stdout
+    assert norm(ours) == norm(native)
+
+
+@pytest.mark.skipif(not Path(BUSYBOX).exists(), reason="busybox-static is not installed")
+def test_timeout_ends_a_busy_loop(bttool_cache, tmp_path):
+    """busybox timeout's SIGTERM ends a shell spinning in a loop (busybox
+    runs the command in its own process and a watcher child sends the
+    signal), as natively."""
+    argv = [BUSYBOX, "timeout", "1", "sh", "-c", "while :; do :; done"]
+    native = programs.run_native(argv, cwd=tmp_path)
+    ours = programs.run_bttool(argv, bttool_cache, cwd=tmp_path)
+    assert native.returncode == -15
+    programs.assert_same(native, ours)
