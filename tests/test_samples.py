@@ -43,6 +43,7 @@ PLAIN = [
     ("ipc", 0),
     ("sigdisp", 0),
     ("sighandlers", 0),
+    ("atomics", 0),
     ("segv", 1),
     ("divzero", 1),
     ("abort", (0, 1)),

@@ -277,6 +277,29 @@ class FunctionEmitter:
         st_ = self.b.store(value, ptr)
         st_.align = 1
 
+    # -- locked (atomic) guest memory access ------------------------------
+    def _atomic_pointer(self, addr: ir.Value, size: int) -> ir.Value:
+        if not self.system:
+            return memory.host_pointer(self.b, self.mem, addr)
+        return self._system_pointer(addr, size, True)
+
+    def atomic_rmw(self, op: str, addr: ir.Value, value: ir.Value) -> ir.Value:
+        """A LOCK-prefixed read-modify-write of guest memory as one LLVM
+        ``atomicrmw`` (sequentially consistent, as x86's locked
+        instructions are); returns the old value.  On an x86 host it is the
+        same locked instruction, so another process or thread sharing the
+        memory never loses an update."""
+        ptr = self._atomic_pointer(addr, memory.type_bytes(value.type))
+        return self.b.atomic_rmw(op, ptr, value, "seq_cst")
+
+    def atomic_cmpxchg(self, addr: ir.Value, expected: ir.Value,
+                       new: ir.Value) -> tuple[ir.Value, ir.Value]:
+        """LOCK cmpxchg: (the old value, i1 whether it was ``expected`` and
+        ``new`` was stored)."""
+        ptr = self._atomic_pointer(addr, memory.type_bytes(new.type))
+        pair = self.b.cmpxchg(ptr, expected, new, "seq_cst", "seq_cst")
+        return self.b.extract_value(pair, 0), self.b.extract_value(pair, 1)
+
     def masked_store(self, addr: ir.Value, value: ir.Value, mask: ir.Value) -> None:
         """Store the lanes of vector ``value`` selected by ``mask`` (see
         memory.masked_store_at).  In system mode the whole extent is

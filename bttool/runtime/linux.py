@@ -142,11 +142,6 @@ class LinuxProcess:
     def sigmask(self) -> int:
         return self.signals.mask
 
-    def handler(self, sig: int) -> int:
-        """The guest's handler for ``sig``: 0 (SIG_DFL), 1 (SIG_IGN) or an
-        address (the first field of the struct sigaction it recorded)."""
-        return self.signals.handler(sig)
-
     def ignored_signals(self) -> set[int]:
         """What an execve keeps ignored (handlers become the default)."""
         return self.signals.ignored()

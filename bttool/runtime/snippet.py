@@ -88,8 +88,20 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0
     int3 = intrinsics.TABLE["int3"].id
     result_fault = 0
     host_sig = 0
+    replay = None
+    pending: int | None = None
     for _ in range(max_exits):
-        reason = ex.run_once()
+        reason, pending = (pending, None) if pending is not None else (ex.run_once(), None)
+        if reason == st.EXIT_HOST_SIGNAL and replay is None:
+            # the state before the faulting instruction (runtime/precisefault.py),
+            # as a guest handler would see it; a fault that does not come
+            # back is no fault
+            from bttool.runtime.precisefault import FaultReplay
+            replay = FaultReplay(ex)
+            pending = replay.replay()
+            if pending == st.EXIT_NONE:
+                pending = None
+            continue
         if reason == st.EXIT_MISS:
             try:
                 ex.ensure(s.rip)

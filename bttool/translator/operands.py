@@ -54,6 +54,17 @@ class Insn:
     def lock(self) -> bool:
         return self.insn.prefix[0] == _PREFIX_LOCK
 
+    @property
+    def locked(self) -> bool:
+        """A LOCK prefix on a memory destination: the read-modify-write is
+        one atomic access (``atomic_rmw``)."""
+        return self.lock and self.is_mem(0)
+
+    def atomic_rmw(self, op: str, value: ir.Value, i: int = 0) -> ir.Value:
+        """``op`` (an LLVM atomicrmw operation) of ``value`` into memory
+        operand ``i``, atomically; returns the old value."""
+        return self.em.atomic_rmw(op, self.ea(i), value)
+
     def c(self, bits: int, value: int) -> ir.Constant:
         return const(bits, value)
 

@@ -26,8 +26,13 @@ def bit_test(ctx: Insn) -> None:
         raw = ctx.read(1, w) if not ctx.is_imm(1) else ir.Constant(ty, ctx.ops[1].imm)
         bit = b.and_(raw, ir.Constant(ty, w - 1))
     mask = b.shl(ir.Constant(ty, 1), bit)
-    ctx.set_flag("cf", b.trunc(b.lshr(val, bit), I1))
     op = ctx.mnemonic.split()[-1]   # capstone spells "lock bts"
+    if ctx.locked and op != "bt":   # one atomic and/or/xor of the bit's word
+        rmw, arg = {"bts": ("or", mask), "btr": ("and", b.not_(mask)), "btc": ("xor", mask)}[op]
+        val = ctx.em.atomic_rmw(rmw, addr, arg)
+        ctx.set_flag("cf", b.trunc(b.lshr(val, bit), I1))
+        return
+    ctx.set_flag("cf", b.trunc(b.lshr(val, bit), I1))
     if op == "bt":
         return
     new = {"bts": lambda: b.or_(val, mask), "btr": lambda: b.and_(val, b.not_(mask)),

@@ -137,6 +137,12 @@ def lea(ctx: Insn) -> None:
 
 @semantic("xchg")
 def xchg(ctx: Insn) -> None:
+    """With a memory operand xchg is locked, prefix or not (one atomic
+    exchange)."""
+    if ctx.is_mem(0) or ctx.is_mem(1):
+        m, r = (0, 1) if ctx.is_mem(0) else (1, 0)
+        ctx.write(r, ctx.atomic_rmw("xchg", ctx.read(r), m))
+        return
     a, b = ctx.read(0), ctx.read(1)
     ctx.write(0, b)
     ctx.write(1, a)
@@ -226,10 +232,18 @@ def sign_spread(ctx: Insn) -> None:
           "prefetcht2", "prefetchnta", "prefetchw", "lfence", "mfence", "sfence")
 def nop(ctx: Insn) -> None:
     """Hint-space instructions reach here as decoder.HintNop (no operands,
-    whatever capstone calls them).  LOCK makes any of these #UD."""
+    whatever capstone calls them).  LOCK makes any of these #UD.  The
+    fences are LLVM fences: mfence a sequentially consistent one (the host's
+    mfence), lfence and sfence acquire-release ones, which keep LLVM from
+    moving guest accesses across them and cost no instruction on an x86
+    host (its own order already is what they promise for ordinary
+    accesses)."""
     enc = encoding(bytes(ctx.insn.bytes), ctx.mode)
     if enc is None or 0xF0 in enc.prefixes:
         ctx.leave(ctx.pc, EXIT_FAULT, FAULT_UD)
+        return
+    if ctx.mnemonic in ("mfence", "lfence", "sfence"):
+        ctx.b.fence("seq_cst" if ctx.mnemonic == "mfence" else "acq_rel")
 
 
 @semantic("movbe")

@@ -7,6 +7,11 @@ from bttool.translator.registry import semantic
 
 
 def _logic(ctx: Insn, op: str, store: bool = True) -> None:
+    if store and ctx.locked:     # lock and/or/xor: atomically, flags from the result
+        b = ctx.read_sx(1, ctx.bits(0))
+        old = ctx.atomic_rmw(op.rstrip("_"), b)
+        flags.set_logic(ctx, getattr(ctx.b, op)(old, b))
+        return
     a, b = ctx.read(0), ctx.read_sx(1, ctx.bits(0))
     r = getattr(ctx.b, op)(a, b)
     flags.set_logic(ctx, r)
@@ -41,4 +46,7 @@ def test(ctx: Insn) -> None:
 
 @semantic("not")
 def not_(ctx: Insn) -> None:
+    if ctx.locked:
+        ctx.atomic_rmw("xor", ctx.c(ctx.bits(0), -1))
+        return
     ctx.write(0, ctx.b.not_(ctx.read(0)))
