@@ -44,6 +44,7 @@ PLAIN = [
     ("sigdisp", 0),
     ("sighandlers", 0),
     ("atomics", 0),
+    ("jit", 0),
     ("segv", 1),
     ("divzero", 1),
     ("abort", (0, 1)),

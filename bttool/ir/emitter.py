@@ -464,8 +464,8 @@ class FunctionEmitter:
     def finish(self) -> ir.Function:
         """Fill the exit block(s): write back every field the unit changed,
         then return to the runtime if an exit reason is set, else chain
-        straight to the translation of the next guest pc (unless an
-        interrupt or a guest signal is pending)."""
+        straight to the translation of the next guest pc (in system mode
+        unless an interrupt is pending)."""
         for bb in self._exits:
             b = FastBuilder(bb)
             for name in sorted(self._dirty):
@@ -476,14 +476,17 @@ class FunctionEmitter:
             b.cbranch(b.icmp_unsigned("==", reason, const(32, 0)), chain, ret)
             ir.IRBuilder(ret).ret_void()
             b = FastBuilder(chain)
-            # interrupts and signals are taken between regions too, not only in loops
-            irq = self.fn.append_basic_block("irq")
-            go = self.fn.append_basic_block("chain.go")
-            b.cbranch(self._irq_pending(b), irq, go)
-            ib = ir.IRBuilder(irq)
-            ib.store(const(32, state.EXIT_IRQ), self._state_gep(ib, "exit_reason"))
-            ib.ret_void()
-            b = FastBuilder(go)
+            if self.system:
+                # interrupts are taken between regions too, not only in loops
+                # (in user mode a caught signal empties the table the chain
+                # looks in instead: ir/support.py bt_async)
+                irq = self.fn.append_basic_block("irq")
+                go = self.fn.append_basic_block("chain.go")
+                b.cbranch(self._irq_pending(b), irq, go)
+                ib = ir.IRBuilder(irq)
+                ib.store(const(32, state.EXIT_IRQ), self._state_gep(ib, "exit_reason"))
+                ib.ret_void()
+                b = FastBuilder(go)
             support.emit_chain(b, self.state_ptr, self.mem,
                                b.load(self._slot("rip"), typ=I64))
         for bb in self.fn.blocks:

@@ -85,13 +85,15 @@ def load(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, ty: ir.Type) -> ir.
 
 
 def store(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, value: ir.Value) -> None:
-    """A guest store, volatile like the loads: LLVM keeps guest accesses in
-    program order (volatile accesses are never reordered among themselves),
-    and the x86 host's own order then gives another process or thread
-    sharing the memory x86's guarantees (TSO: no store passes an earlier
-    load or store)."""
+    """A guest store.  Not volatile: that cost 10-20% on the sort and
+    strings benchmarks (no merged or eliminated stores), so LLVM may still
+    move a guest store across other guest accesses to provably different
+    addresses; another thread or process could see such a pair out of x86
+    order (locked instructions and fences are exact: Emitter.atomic_rmw,
+    semantics/dataxfer.py)."""
     ptr = host_pointer(b, membase, addr)
-    b.store_volatile(value, ptr, align=1)
+    s = b.store(value, ptr)
+    s.align = 1
 
 
 def masked_store_at(b: ir.IRBuilder, ptr: ir.Value, value: ir.Value, mask: ir.Value) -> None:

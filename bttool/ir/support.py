@@ -9,9 +9,11 @@ jumps back into ``bt_run`` (sigsetjmp/siglongjmp), which reports
 EXIT_HOST_SIGNAL with the faulting address; a fault anywhere else restores
 the default action so bttool's own bugs still crash loudly.  ``bt_async``
 catches the signals a linux-user guest handles (runtime/guestsignals.py):
-it records the signal and its siginfo and raises the state's poll flag, so
-translated code leaves at its next back edge or region exit and the
-runtime delivers the signal at that instruction boundary.  ``bt_step``
+it records the signal and its siginfo, raises the state's poll flag and
+points the state's table link at an empty table, so translated code leaves
+at its next loop back edge (which polls the flag) or region exit (whose
+chain then misses; ``bt_run`` polls the flag too) and the runtime delivers
+the signal at that instruction boundary.  Chaining itself pays nothing.  ``bt_step``
 runs one translated function with the same fault catching and no chaining
 (runtime/precisefault.py).
 """
@@ -128,6 +130,8 @@ def support_ir() -> str:
 @bt_async_pending = global i64 0
 @bt_siginfo = global [{64 * SIGINFO_SIZE} x i8] zeroinitializer, align 16
 @bt_poll_flag = global ptr null
+@bt_table_link = global ptr null
+@bt_empty_table = global ptr null
 
 declare i32 @__sigsetjmp(ptr, i32) returns_twice
 declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)
@@ -143,6 +147,15 @@ start:
   store volatile i32 1, ptr @bt_in_guest
   br label %loop
 loop:
+  %irqp = getelementptr inbounds i8, ptr %state, i64 {off('irq_pending')}
+  %irq = load atomic i32, ptr %irqp monotonic, align 4
+  %noirq = icmp eq i32 %irq, 0
+  br i1 %noirq, label %look, label %irqexit
+irqexit:
+  %xp = getelementptr inbounds i8, ptr %state, i64 {off('exit_reason')}
+  store i32 {state.EXIT_IRQ}, ptr %xp
+  br label %out
+look:
   %pcp = getelementptr inbounds i8, ptr %state, i64 {off('rip')}
   %pc = load i64, ptr %pcp
   %h = mul i64 %pc, {HASH_MULTIPLIER - (1 << 64)}
@@ -247,6 +260,9 @@ entry:
   br i1 %has, label %set, label %done
 set:
   store atomic i32 1, ptr %flag seq_cst, align 4
+  %link = load ptr, ptr @bt_table_link
+  %empty = load ptr, ptr @bt_empty_table
+  store atomic ptr %empty, ptr %link seq_cst, align 8
   br label %done
 done:
   ret void

@@ -113,6 +113,7 @@ class CachedRegion:
     symbol: str
     insn_count: int
     rank: int = 0      # index of the variant it belongs to (0 = best tier)
+    ranges: list[tuple[int, int]] | None = None     # its guest code, at this run's addresses
 
 
 # connections replaced by CacheStore.reopen, kept from finalisation
@@ -481,7 +482,7 @@ class RunCache:
                 continue
             self.hits += 1
             self.used.append(key)
-            return CachedRegion(key, object_id, symbol, insns, rank)
+            return CachedRegion(key, object_id, symbol, insns, rank, ranges)
         self.misses += 1
         return None
 

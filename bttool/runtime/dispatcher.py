@@ -73,6 +73,7 @@ class Executor:
         for link, table in zip(st.RUNTIME_LINKS, ("bt_table", "bt_counters", "bt_targets")):
             setattr(state, link, self.engine.global_address(table))
         self.table = (ctypes.c_uint64 * (2 * TABLE_ENTRIES)).from_address(state.table_base)
+        self._empty_table = None
         self.clear_table()
         self.known: dict[int, int] = {}
         self.loaded_objects: set[str] = set()   # cache objects already in the engine
@@ -91,6 +92,22 @@ class Executor:
         # translated relative to its own base (runtime/codeunits.py).
         self.units: "CodeUnits | None" = None
         self._unit_options: dict[tuple[int, bool], LiftOptions] = {}
+        # User mode: told the guest ranges of every translation made
+        # runnable (runtime/codepages.py watches their writable pages).
+        self.on_code: Callable[[list[tuple[int, int]]], None] | None = None
+        # The guest ranges of the translations at each known pc (where known).
+        self.code_ranges: dict[int, list[tuple[int, int]]] = {}
+
+    @property
+    def empty_table(self) -> int:
+        """Address of a lookup table with no entries: translated code whose
+        table link points there returns to ``bt_run`` at every region exit
+        (single steps, runtime/precisefault.py; a caught signal,
+        runtime/guestsignals.py)."""
+        if self._empty_table is None:
+            self._empty_table = (ctypes.c_uint64 * (2 * TABLE_ENTRIES))(
+                *([_EMPTY, 0] * TABLE_ENTRIES))
+        return ctypes.addressof(self._empty_table)
 
     def options_for(self, pc: int) -> LiftOptions:
         """The lift options for code at ``pc``: position-independent
@@ -128,11 +145,13 @@ class Executor:
                           [pc for pc in pcs if pc in self.compiling])
         if pcs is None:
             self.known.clear()
+            self.code_ranges.clear()
             self.promoted.clear()
             self.tier2_blocks.clear()
         else:
             for pc in pcs:
                 self.known.pop(pc, None)
+                self.code_ranges.pop(pc, None)
                 self.promoted.discard(pc)
         self.clear_table()
         for pc, a in self.known.items():
@@ -278,6 +297,9 @@ class Executor:
                      f"{len(region.ranges)} blocks, {region.insn_count} insns"
                      + (f", {t.seconds * 1000:.1f} ms" if region is t.regions[0] else ", same module"))
             if current:
+                self.code_ranges[region.entry] = region.ranges
+                if self.on_code is not None:
+                    self.on_code(region.ranges)
                 self._install_new(region.entry, self.engine.address(region.symbol))
         if self.cache is not None:
             self.cache.store_translation(t, target.key(), options.key())
@@ -303,6 +325,10 @@ class Executor:
                 return False
             self.engine.load_object(data)
             self.loaded_objects.add(hit.object_id)
+        if hit.ranges:
+            self.code_ranges[pc] = hit.ranges
+            if self.on_code is not None:
+                self.on_code(hit.ranges)
         self._install_new(pc, self.engine.address(hit.symbol))
         if hit.rank == 0:
             self.promoted.add(pc)

@@ -95,11 +95,19 @@ class GuestSignals:
         self.saved_mask: int | None = None
         self._take = None
         self._infos = 0
+        self._table = 0
 
-    def attach(self, engine, state) -> None:
-        """Connect to the support object's catcher (ir/support.py)."""
+    def attach(self, executor, state) -> None:
+        """Connect to the support object's catcher (ir/support.py): the poll
+        flag it raises, the table link it empties."""
+        engine = executor.engine
         flag = ctypes.c_uint64.from_address(engine.global_address("bt_poll_flag"))
         flag.value = ctypes.addressof(state) + st.offset("irq_pending")
+        link = ctypes.c_uint64.from_address(engine.global_address("bt_table_link"))
+        link.value = ctypes.addressof(state) + st.offset("table_base")
+        ctypes.c_uint64.from_address(engine.global_address("bt_empty_table")).value = \
+            executor.empty_table
+        self._table = state.table_base
         self._take = ctypes.CFUNCTYPE(ctypes.c_uint64)(engine.address("bt_take_async"))
         self._infos = engine.global_address("bt_siginfo")
         self._catcher = engine.address("bt_async")
@@ -199,6 +207,9 @@ class GuestSignals:
         the handler when its action says SA_RESTART, as Linux does)."""
         s = self.proc.state
         s.irq_pending = 0
+        s.table_base = self._table          # chaining again (bt_async emptied it)
+        if s.irq_pending:                   # caught between the two
+            s.table_base = self.proc.executor.empty_table
         bits = self._take() if self._take is not None else 0
         # Linux's order: the synchronous ones, then by number; each frame
         # goes on top of the last (so the last set up runs first), and

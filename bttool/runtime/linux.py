@@ -16,6 +16,7 @@ from typing import Callable
 
 from bttool.ir import intrinsics, state as st
 from bttool.runtime import cpuid
+from bttool.runtime.codepages import CodePages
 from bttool.runtime.codeunits import CodeUnit, CodeUnits, file_digest
 from bttool.runtime.dispatcher import Executor
 from bttool.runtime.engine import SupportCompiler
@@ -97,7 +98,10 @@ class LinuxProcess:
         self.executor = Executor(self.state, self.memory,
                                  LiftOptions(64, True, base if image.pie else None, hot_counters=True),
                                  None, self.log, compile_support)
-        self.signals.attach(self.executor.engine, self.state)
+        self.signals.attach(self.executor, self.state)
+        self.codepages = CodePages(self.memory, self.code_changed)
+        self.executor.on_code = self.codepages.watch
+        self.memory.before_write = self.codepages.release
         self.syscalls = Syscalls(self)
         self.syscalls_i386 = I386Syscalls(self.syscalls)
         self.memory.brk_start = self.memory.brk_cur = image_end
@@ -182,7 +186,18 @@ class LinuxProcess:
     def code_unmapped(self, addr: int, length: int) -> None:
         """Guest memory in [addr, addr+length) was unmapped or replaced."""
         self.units.remove_range(addr, addr + length)
+        self.codepages.forget(addr, length)
         self.code_changed(addr, length)
+
+    def protection_changed(self, addr: int, length: int) -> None:
+        """The guest's mprotect of [addr, addr+length): translated code
+        there that became (or stays) writable is watched (W^X JITs write
+        between two mprotects), the rest is not."""
+        self.codepages.reprotect(addr, length)
+        end = addr + length
+        self.codepages.watch([(max(s, addr), min(e, end))
+                              for ranges in self.executor.code_ranges.values()
+                              for s, e in ranges if s < end and addr < e])
 
     def code_changed(self, addr: int, length: int) -> None:
         """Guest code in [addr, addr+length) went away or changed."""
@@ -190,7 +205,10 @@ class LinuxProcess:
         # remapped with other code must not run stale code.
         ex = self.executor
         end = addr + length
-        ex.forget([pc for pc in ex.known if addr <= pc < end]
+        if self.replay is not None:
+            self.replay.forget(addr, length)
+        ex.forget([pc for pc in ex.known if addr <= pc < end
+                   or any(s < end and addr < e for s, e in ex.code_ranges.get(pc, ()))]
                   + [pc for pc, ranges in ex.compiling.items()       # tier 2 under way
                      if any(s < end and addr < e for s, e in ranges)])
 
@@ -418,7 +436,10 @@ class LinuxProcess:
         fault (the replay's exit is served instead)."""
         s = self.state
         sig = int(s.exit_info)
-        self._fault_host_address()
+        addr = self._fault_host_address()
+        if sig == signal.SIGSEGV and self.codepages.watched(addr):
+            self._code_write()
+            return
         where = "in the block at"
         if self.signals.will_handle(sig):
             if self.replay is None:
@@ -435,6 +456,25 @@ class LinuxProcess:
         if sig == signal.SIGBUS:
             self._signal(sig, self.executor.engine.fault_code(), guest_addr, (14, 0, guest_addr), note)
         self._page_fault(guest_addr, self.executor.engine.fault_error(), note)
+
+    def _code_write(self) -> None:
+        """A guest store hit a page of translated code (runtime/codepages.py):
+        find the store (the precise replay), let it alone write, drop the
+        page's translations, and go on after it, so the next instruction is
+        translated from the new bytes (x86 guarantees no more, and no less,
+        for code that modifies itself)."""
+        if self.replay is None:
+            self.replay = FaultReplay(self.executor)
+        reason = self.replay.replay()
+        if reason != st.EXIT_HOST_SIGNAL:
+            self._exit(reason)          # it did not happen again
+            return
+        addr = self._fault_host_address()
+        if not self.codepages.watched(addr):
+            self._host_signal()         # another fault on the way to it
+            return
+        self.codepages.release(addr, 1)
+        self._exit(self.replay.step())
 
     def _fault_host_address(self) -> int:
         """The guest address of the last host fault; a fault outside the

@@ -16,6 +16,7 @@ import ctypes
 import errno
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 from bttool.ir.window import ARG_BIAS, MAP_LIMIT, RESERVE_BELOW, RESERVE_SIZE
 
@@ -82,6 +83,9 @@ class GuestMemory:
         self.brk_start = 0
         self.brk_cur = 0
         self.mmap_hint = MMAP_TOP
+        # told of every write bttool makes on the guest's behalf, before it
+        # (runtime/codepages.py: a page of translated code must be released)
+        self.before_write: Callable[[int, int], None] | None = None
 
     # -- bookkeeping -------------------------------------------------------
     def mappings(self) -> list[Mapping]:
@@ -243,6 +247,8 @@ class GuestMemory:
             if m is None or not m.prot & PROT_WRITE:
                 raise GuestMemoryError(errno.EFAULT, "write to unmapped or read-only guest memory")
             pos = m.end
+        if self.before_write is not None:
+            self.before_write(addr, len(data))
         ctypes.memmove(self.host(addr, len(data)), data, len(data))
 
     def write_force(self, addr: int, data: bytes) -> None:

@@ -25,7 +25,6 @@ import ctypes
 from typing import TYPE_CHECKING
 
 from bttool.ir import state as st
-from bttool.ir.support import TABLE_ENTRIES
 
 if TYPE_CHECKING:  # pragma: no cover
     from bttool.runtime.dispatcher import Executor
@@ -41,7 +40,6 @@ class FaultReplay:
     def __init__(self, executor: "Executor") -> None:
         self.ex = executor
         self._steps: dict[int, int] = {}       # pc -> address of its one-instruction function
-        self._empty_table = None
 
     def _step_function(self, pc: int) -> int:
         fn = self._steps.get(pc)
@@ -57,6 +55,17 @@ class FaultReplay:
             fn = self._steps[pc] = ex.engine.address(t.regions[0].symbol)
         return fn
 
+    def forget(self, addr: int, length: int) -> None:
+        """Guest code in [addr, addr+length) changed: its one-instruction
+        translations go (15 bytes before: an instruction may start there)."""
+        self._steps = {pc: fn for pc, fn in self._steps.items()
+                       if not addr - 15 < pc < addr + length}
+
+    def step(self) -> int:
+        """Run the one instruction at state.rip; its exit reason (EXIT_NONE:
+        done, rip at the next)."""
+        return self._run(1)
+
     def replay(self) -> int:
         """Run from state.rip (a region's entry, the state as it was there)
         one instruction at a time until an exit other than "next
@@ -64,15 +73,15 @@ class FaultReplay:
         is then the one before the faulting instruction), or whatever else
         ended a step (a system call, an intrinsic, a translated fault), or
         EXIT_NONE after MAX_STEPS."""
+        return self._run(MAX_STEPS)
+
+    def _run(self, steps: int) -> int:
         ex = self.ex
         s = ex.state
-        if self._empty_table is None:
-            self._empty_table = (ctypes.c_uint64 * (2 * TABLE_ENTRIES))(
-                *([0xFFFFFFFFFFFFFFFF, 0] * TABLE_ENTRIES))
         saved = s.table_base
-        s.table_base = ctypes.addressof(self._empty_table)   # no chaining out of a step
+        s.table_base = ex.empty_table       # no chaining out of a step
         try:
-            for _ in range(MAX_STEPS):
+            for _ in range(steps):
                 fn = self._step_function(s.rip)
                 s.exit_reason = st.EXIT_NONE
                 r = ex.engine.step_fn(ctypes.addressof(s), ex.memory.arg_base, fn)

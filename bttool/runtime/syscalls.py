@@ -140,6 +140,8 @@ class Syscalls:
             return 1 << 63      # no user address at all: the host's access_ok fails too
         if addr + length > MAP_LIMIT:
             return self.mem.reservation[0]
+        if self.proc.codepages.pages:       # the host kernel may write there
+            self.proc.codepages.release(addr, length)
         return self.mem.base + addr
 
     def fd(self, v: int) -> int:
@@ -258,6 +260,7 @@ class Syscalls:
         if length == 0:
             return 0
         self.mem.protect(addr, page_up(length), prot)
+        self.proc.protection_changed(addr, page_up(length))
         return 0
 
     def mremap(self, old: int, old_len: int, new_len: int, flags: int, new_addr: int, *_: int) -> int:

@@ -1,0 +1,74 @@
+/* A small JIT: machine code written into memory, run, rewritten and run
+ * again; in another page and in the page of the running code itself (an
+ * instruction that patches the next one), with the page writable and
+ * executable at once or switched with mprotect.  Prints every result; the
+ * output must be the same natively and under bttool. */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+typedef int (*fn_t)(void);
+
+/* mov eax, imm32; ret */
+static void emit_return(unsigned char *p, int32_t v)
+{
+    p[0] = 0xB8;
+    memcpy(p + 1, &v, 4);
+    p[5] = 0xC3;
+}
+
+int main(void)
+{
+    long page = 4096;
+    unsigned char *rwx = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE | PROT_EXEC,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (rwx == MAP_FAILED)
+        return 1;
+    fn_t f = (fn_t)rwx;
+    emit_return(rwx, 7);
+    printf("first %d\n", f());
+    emit_return(rwx, 11);
+    printf("rewritten %d\n", f());
+
+    long sum = 0;
+    for (int i = 0; i < 2000; i++) {
+        emit_return(rwx + 64, i * 3);
+        sum += ((fn_t)(rwx + 64))();
+    }
+    printf("rewritten in a loop: sum %ld\n", sum);
+
+    /* code that patches its own next instruction:
+     *   mov byte ptr [rip + 1], 0x2a   (C6 05 01 00 00 00 2A)
+     *   mov eax, 1                     (B8 01 00 00 00)   -> becomes mov eax, 42
+     *   ret */
+    static const unsigned char selfmod[] = {0xC6, 0x05, 0x01, 0x00, 0x00, 0x00, 0x2A,
+                                            0xB8, 0x01, 0x00, 0x00, 0x00, 0xC3};
+    memcpy(rwx + 256, selfmod, sizeof selfmod);
+    printf("patched itself: %d\n", ((fn_t)(rwx + 256))());
+    rwx[256 + 6] = 0x2B;
+    printf("patched itself again: %d\n", ((fn_t)(rwx + 256))());
+
+    /* code in one page rewriting a function in the next:
+     *   mov dword ptr [rip + X], 99   then call the function there */
+    emit_return(rwx + page, 5);
+    printf("other page before: %d\n", ((fn_t)(rwx + page))());
+    unsigned char *w = rwx + 512;
+    int32_t disp = (int32_t)((rwx + page + 1) - (w + 10));
+    w[0] = 0xC7; w[1] = 0x05; memcpy(w + 2, &disp, 4);      /* mov dword [rip+disp], 99 */
+    int32_t v = 99; memcpy(w + 6, &v, 4);
+    w[10] = 0xC3;
+    ((fn_t)w)();
+    printf("other page after: %d\n", ((fn_t)(rwx + page))());
+
+    /* W^X: write, make executable, run; make writable, rewrite, run */
+    unsigned char *wx = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    emit_return(wx, 1234);
+    mprotect(wx, page, PROT_READ | PROT_EXEC);
+    printf("w^x first %d\n", ((fn_t)wx)());
+    mprotect(wx, page, PROT_READ | PROT_WRITE);
+    emit_return(wx, 4321);
+    mprotect(wx, page, PROT_READ | PROT_EXEC);
+    printf("w^x rewritten %d\n", ((fn_t)wx)());
+    return 0;
+}
