@@ -87,7 +87,6 @@ _FORMATS = {
     "load": lambda i: f"%{i._name} = load {i.type}, {_ref(i.operands[0])}{_align(i)}",
     "load volatile": lambda i: f"%{i._name} = load volatile {i.type}, {_ref(i.operands[0])}{_align(i)}",
     "store": lambda i: f"store {_ref(i.operands[0])}, {_ref(i.operands[1])}{_align(i)}",
-    "store volatile": lambda i: f"store volatile {_ref(i.operands[0])}, {_ref(i.operands[1])}{_align(i)}",
     "gep": lambda i: (f"%{i._name} = getelementptr{' inbounds' if i.extra[1] else ''} {i.extra[0]}, "
                       + ", ".join(_ref(o) for o in i.operands)),
     "call": lambda i: ((f"%{i._name} = " if i.extra else "")
@@ -99,15 +98,6 @@ _FORMATS = {
     "shufflevector": lambda i: (f"%{i._name} = shufflevector {_ref(i.operands[0])}, "
                                 f"{_ref(i.operands[1])}, {_ref(i.operands[2])}"),
 }
-
-
-class _VolatileStore(ir.instructions.StoreInstr):
-    """llvmlite's store, printed volatile (FastBuilder.store_volatile with
-    ENABLED off)."""
-    def descr(self, buf):
-        start = len(buf)
-        super().descr(buf)
-        buf[start] = buf[start].replace("store ", "store volatile ", 1)
 
 
 class _VolatileLoad(ir.instructions.LoadInstr):
@@ -204,17 +194,6 @@ class FastBuilder(ir.IRBuilder):
             i = _VolatileLoad(self._block, ptr, typ=typ)
         else:
             i = FastInstr(self._block, typ, "load", (ptr,), "load volatile")
-        i.align = align
-        self._insert(i)
-        return i
-
-    def store_volatile(self, value, ptr, align: int | None = None) -> ir.Instruction:
-        """``store volatile``: kept, and in order with the other volatile
-        accesses (guest stores, ir/memory.py)."""
-        if not ENABLED:
-            i = _VolatileStore(self._block, value, ptr)
-        else:
-            i = FastInstr(self._block, ir.VoidType(), "store", (value, ptr), "store volatile")
         i.align = align
         self._insert(i)
         return i

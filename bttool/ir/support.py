@@ -115,8 +115,26 @@ def emit_target_record(b, state_ptr, pc_key: int, target) -> None:
     b.store(target, slot, 8)
 
 
+def _fault_exit(off) -> str:
+    """The block of ``bt_run`` and ``bt_step`` that a caught fault jumps
+    to: the fault's address and signal into the state, EXIT_HOST_SIGNAL."""
+    return f"""fault:
+  store volatile i32 0, ptr @bt_in_guest
+  %fa = load volatile i64, ptr @bt_fault_addr
+  %fap = getelementptr inbounds i8, ptr %state, i64 {off('fault_addr')}
+  store i64 %fa, ptr %fap
+  %fs = load volatile i32, ptr @bt_fault_sig
+  %fs64 = zext i32 %fs to i64
+  %fip = getelementptr inbounds i8, ptr %state, i64 {off('exit_info')}
+  store i64 %fs64, ptr %fip
+  %frp = getelementptr inbounds i8, ptr %state, i64 {off('exit_reason')}
+  store i32 {state.EXIT_HOST_SIGNAL}, ptr %frp
+  ret i32 {state.EXIT_HOST_SIGNAL}"""
+
+
 def support_ir() -> str:
     off = state.offset
+    fault_exit = _fault_exit(off)
     return f"""
 @bt_table = global [{2 * TABLE_ENTRIES} x i64] zeroinitializer, align 64
 @bt_counters = global [{1 << COUNTER_BITS} x i32] zeroinitializer, align 64
@@ -182,18 +200,7 @@ out:
   %op = getelementptr inbounds i8, ptr %state, i64 {off('exit_reason')}
   %or = load i32, ptr %op
   ret i32 %or
-fault:
-  store volatile i32 0, ptr @bt_in_guest
-  %fa = load volatile i64, ptr @bt_fault_addr
-  %fap = getelementptr inbounds i8, ptr %state, i64 {off('fault_addr')}
-  store i64 %fa, ptr %fap
-  %fs = load volatile i32, ptr @bt_fault_sig
-  %fs64 = zext i32 %fs to i64
-  %fip = getelementptr inbounds i8, ptr %state, i64 {off('exit_info')}
-  store i64 %fs64, ptr %fip
-  %frp = getelementptr inbounds i8, ptr %state, i64 {off('exit_reason')}
-  store i32 {state.EXIT_HOST_SIGNAL}, ptr %frp
-  ret i32 {state.EXIT_HOST_SIGNAL}
+{fault_exit}
 }}
 
 define i32 @bt_step(ptr %state, ptr %mem, ptr %fn) {{
@@ -208,18 +215,7 @@ go:
   %rp = getelementptr inbounds i8, ptr %state, i64 {off('exit_reason')}
   %r = load i32, ptr %rp
   ret i32 %r
-fault:
-  store volatile i32 0, ptr @bt_in_guest
-  %fa = load volatile i64, ptr @bt_fault_addr
-  %fap = getelementptr inbounds i8, ptr %state, i64 {off('fault_addr')}
-  store i64 %fa, ptr %fap
-  %fs = load volatile i32, ptr @bt_fault_sig
-  %fs64 = zext i32 %fs to i64
-  %fip = getelementptr inbounds i8, ptr %state, i64 {off('exit_info')}
-  store i64 %fs64, ptr %fip
-  %frp = getelementptr inbounds i8, ptr %state, i64 {off('exit_reason')}
-  store i32 {state.EXIT_HOST_SIGNAL}, ptr %frp
-  ret i32 {state.EXIT_HOST_SIGNAL}
+{fault_exit}
 }}
 
 define void @bt_signal(i32 %sig, ptr %info, ptr %uc) {{

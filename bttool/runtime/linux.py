@@ -260,7 +260,9 @@ class LinuxProcess:
             s.rax = r & 0xFFFFFFFFFFFFFFFF
             s.rcx = s.rip       # the syscall instruction's architectural side effects
             s.r11 = st.rflags(s)
-        self._after_syscall(nr)
+        # (a context rt_sigreturn restored is never a call to restart: its
+        # rax may well be -EINTR, from the call the handler interrupted)
+        self._after_syscall(nr, restartable=nr != 15)
 
     def _after_syscall(self, nr: int, restartable: bool = True) -> None:
         """Signals caught during the call are delivered before the guest
