@@ -126,6 +126,9 @@ class FunctionEmitter:
         self.hot_counters = hot_counters
         self.system = system
         self.current_pc = 0   # guest pc of the instruction being lifted
+        # linux-user: whether a back edge of the current instruction polls
+        # for signals (the lifter clears it for calls and returns)
+        self.poll_back_edges = True
         self.fn = ir.Function(module, UNIT_TYPE, name=name)
         self.fn.args[0].add_attribute("noalias")
         self.state_ptr, self.mem = self.fn.args
@@ -361,7 +364,8 @@ class FunctionEmitter:
             if rip <= self.current_pc:   # a loop back-edge
                 if self.hot_counters:
                     self.count_execution(rip)
-                self.poll_interrupts(rip)
+                if self.system or self.poll_back_edges:
+                    self.poll_interrupts(rip)
             b.branch(self.local_targets[rip])
             return
         self.set("rip", self.guest_addr(rip) if isinstance(rip, int) else rip)

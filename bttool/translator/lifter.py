@@ -65,6 +65,7 @@ _LOCKABLE = frozenset(getattr(X, "X86_INS_" + m) for m in (
     "ADD", "ADC", "AND", "BTC", "BTR", "BTS", "CMPXCHG", "CMPXCHG8B", "CMPXCHG16B", "DEC", "INC",
     "NEG", "NOT", "OR", "SBB", "SUB", "XOR", "XADD", "XCHG"))
 _PREFIX_LOCK = 0xF0
+_CALL_RET = frozenset((X86_INS_CALL, X86_INS_RET))
 
 
 def lock_is_invalid(insn) -> bool:
@@ -86,6 +87,9 @@ def lift_block(em: FunctionEmitter, block: Block, options: LiftOptions, result: 
     for insn in block.insns:
         result.insn_count += 1
         em.begin_insn(insn.address)
+        # a call or return that stays in the region is no loop of its own
+        # (a loop around it has its own back edge): no signal poll there
+        em.poll_back_edges = insn.id not in _CALL_RET
         em.unneeded_at_end = flaglive.droppable_at_end(block, dead_flags) \
             if insn is last and dead_flags else flaglive.NONE
         if lock_is_invalid(insn):
