@@ -23,6 +23,8 @@ _PROT_READ = 1
 
 
 class CodePages:
+    """The watched pages of one guest (page addresses)."""
+
     def __init__(self, memory: GuestMemory, changed: Callable[[int, int], None]) -> None:
         """``changed(addr, length)``: guest code there changed (translations go)."""
         self.memory = memory
@@ -38,9 +40,12 @@ class CodePages:
                 if page not in self.pages:
                     m = mem.find(page)
                     if m is not None and m.prot & PROT_WRITE:
-                        _libc.mprotect(ctypes.c_void_p(mem.base + page), PAGE, _PROT_READ)
+                        self._host_protect(page, _PROT_READ)
                         self.pages.add(page)
                 page += PAGE
+
+    def _host_protect(self, page: int, prot: int) -> None:
+        _libc.mprotect(ctypes.c_void_p(self.memory.base + page), PAGE, prot)
 
     def watched(self, addr: int) -> bool:
         return addr & ~(PAGE - 1) in self.pages
@@ -55,8 +60,7 @@ class CodePages:
             if page in self.pages:
                 self.pages.discard(page)
                 m = self.memory.find(page)
-                prot = self.memory.host_prot(m.prot) if m is not None else 0
-                _libc.mprotect(ctypes.c_void_p(self.memory.base + page), PAGE, prot)
+                self._host_protect(page, self.memory.host_prot(m.prot) if m is not None else 0)
                 self.changed(page, PAGE)
             page += PAGE
 
@@ -67,7 +71,7 @@ class CodePages:
         for page in [p for p in self.pages if addr <= p < addr + length]:
             m = self.memory.find(page)
             if m is not None and m.prot & PROT_WRITE:
-                _libc.mprotect(ctypes.c_void_p(self.memory.base + page), PAGE, _PROT_READ)
+                self._host_protect(page, _PROT_READ)
             else:
                 self.pages.discard(page)
 

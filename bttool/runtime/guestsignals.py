@@ -224,7 +224,11 @@ class GuestSignals:
                 continue
             self.deliver(sig, info, restart=restart)
             restart = None
-        if self.saved_mask is not None:         # rt_sigsuspend woke for nothing of ours
+
+    def end_suspend(self) -> None:
+        """After a system call: an rt_sigsuspend that no handler ended
+        (one that did left its mask in the frame) gives the old mask back."""
+        if self.saved_mask is not None:
             self.set_mask(self.saved_mask)
             self.saved_mask = None
 
@@ -237,10 +241,8 @@ class GuestSignals:
             self.trap = trap
         h = self.handler(sig)
         if self.blocked(sig) or h == 1:
-            self.actions.pop(sig, None)
-            hostsignals.mirror_disposition(sig, False)
-            self.mask &= ~(1 << (sig - 1))
-            hostsignals.set_host_mask(self.mask)
+            self.set_action(sig, bytes(32))
+            self.set_mask(self.mask & ~(1 << (sig - 1)))
             h = 0
         if h == 0:
             self._default_action(sig, note)

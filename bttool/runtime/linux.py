@@ -22,7 +22,7 @@ from bttool.runtime.dispatcher import Executor
 from bttool.runtime.engine import SupportCompiler
 from bttool.runtime.guestsignals import (FPE_INTDIV, ILL_ILLOPN, SEGV_ACCERR, SEGV_MAPERR, SI_KERNEL,
                                          TRAP_BRKPT, GuestSignals)
-from bttool.runtime.memory import GuestMemory, GuestMemoryError
+from bttool.runtime.memory import PROT_WRITE, GuestMemory, GuestMemoryError
 from bttool.runtime.precisefault import FaultReplay
 from bttool.runtime.process import build_stack, image_span, map_image
 from bttool.runtime.procview import ProcView
@@ -189,11 +189,13 @@ class LinuxProcess:
         self.codepages.forget(addr, length)
         self.code_changed(addr, length)
 
-    def protection_changed(self, addr: int, length: int) -> None:
-        """The guest's mprotect of [addr, addr+length): translated code
-        there that became (or stays) writable is watched (W^X JITs write
-        between two mprotects), the rest is not."""
+    def protection_changed(self, addr: int, length: int, prot: int) -> None:
+        """The guest's mprotect of [addr, addr+length) to ``prot``:
+        translated code there that became (or stays) writable is watched
+        (W^X JITs write between two mprotects), the rest is not."""
         self.codepages.reprotect(addr, length)
+        if not prot & PROT_WRITE:
+            return              # nothing there can be written now
         end = addr + length
         self.codepages.watch([(max(s, addr), min(e, end))
                               for ranges in self.executor.code_ranges.values()
@@ -218,19 +220,22 @@ class LinuxProcess:
         ex = self.executor
         while True:
             try:
-                self._exit(ex.run())
+                try:
+                    self._exit(ex.run())
+                except UnmappedCode as e:
+                    self._fetch_fault(e.args[0])
             except GuestExit as e:
                 return e.status
             except _Delivered:
                 pass            # the guest goes on in its handler
-            except UnmappedCode as e:
-                if self._vsyscall(e.args[0]):
-                    continue
-                pc = e.args[0]
-                self.signals.deliver_fault(
-                    signal.SIGSEGV, SEGV_ACCERR if self.memory.find(pc) else SEGV_MAPERR, pc,
-                    (14, 0x15 if self.memory.find(pc) else 0x14, pc),
-                    f"instruction fetch from unmapped address {pc:#x}")
+
+    def _fetch_fault(self, pc: int) -> None:
+        """Control went to ``pc``, where no code can be fetched: the
+        vsyscall page's emulation, else a page fault (instruction fetch,
+        with the present bit when something is mapped there)."""
+        if not self._vsyscall(pc):
+            self._page_fault(pc, 0x14 | (self.memory.find(pc) is not None),
+                             f"instruction fetch from unmapped address {pc:#x}")
 
     def _exit(self, reason: int) -> None:
         """Serve one exit of translated code."""
@@ -270,9 +275,7 @@ class LinuxProcess:
         sig = self.signals
         if sig.poll():
             sig.deliver_pending(restart=nr if restartable else None)
-        elif sig.saved_mask is not None:        # rt_sigsuspend ended without a handler
-            sig.set_mask(sig.saved_mask)
-            sig.saved_mask = None
+        sig.end_suspend()
 
     def _intrinsic(self, entry: intrinsics.Intrinsic, size: int) -> None:
         s = self.state
@@ -438,20 +441,15 @@ class LinuxProcess:
         fault (the replay's exit is served instead)."""
         s = self.state
         sig = int(s.exit_info)
-        addr = self._fault_host_address()
-        if sig == signal.SIGSEGV and self.codepages.watched(addr):
+        guest_addr = self._fault_host_address()
+        if sig == signal.SIGSEGV and self.codepages.watched(guest_addr):
             self._code_write()
             return
         where = "in the block at"
         if self.signals.will_handle(sig):
-            if self.replay is None:
-                self.replay = FaultReplay(self.executor)
-            reason = self.replay.replay()
-            if reason != st.EXIT_HOST_SIGNAL:
-                self._exit(reason)
+            if not self._replay_to_fault():
                 return
-            sig, where = int(s.exit_info), "at"
-        guest_addr = self._fault_host_address()
+            sig, where, guest_addr = int(s.exit_info), "at", self._fault_host_address()
         note = f"segmentation fault: access to {guest_addr:#x} {where} {s.rip:#x}"
         if guest_addr >= 1 << 47 and guest_addr >> 47 != (1 << 17) - 1:
             self._general_protection(note + " (non-canonical)")     # #GP, no address
@@ -465,11 +463,7 @@ class LinuxProcess:
         page's translations, and go on after it, so the next instruction is
         translated from the new bytes (x86 guarantees no more, and no less,
         for code that modifies itself)."""
-        if self.replay is None:
-            self.replay = FaultReplay(self.executor)
-        reason = self.replay.replay()
-        if reason != st.EXIT_HOST_SIGNAL:
-            self._exit(reason)          # it did not happen again
+        if not self._replay_to_fault():
             return
         addr = self._fault_host_address()
         if not self.codepages.watched(addr):
@@ -477,6 +471,19 @@ class LinuxProcess:
             return
         self.codepages.release(addr, 1)
         self._exit(self.replay.step())
+
+    def _replay_to_fault(self) -> bool:
+        """Replay from the region's entry to the host fault
+        (runtime/precisefault.py): True with the state precise at the
+        faulting instruction; False when the fault did not come back (the
+        exit the replay ended with is served instead)."""
+        if self.replay is None:
+            self.replay = FaultReplay(self.executor)
+        reason = self.replay.replay()
+        if reason == st.EXIT_HOST_SIGNAL:
+            return True
+        self._exit(reason)
+        return False
 
     def _fault_host_address(self) -> int:
         """The guest address of the last host fault; a fault outside the

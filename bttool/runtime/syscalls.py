@@ -140,8 +140,7 @@ class Syscalls:
             return 1 << 63      # no user address at all: the host's access_ok fails too
         if addr + length > MAP_LIMIT:
             return self.mem.reservation[0]
-        if self.proc.codepages.pages:       # the host kernel may write there
-            self.proc.codepages.release(addr, length)
+        self.proc.codepages.release(addr, length)     # the host kernel may write there
         return self.mem.base + addr
 
     def fd(self, v: int) -> int:
@@ -260,7 +259,7 @@ class Syscalls:
         if length == 0:
             return 0
         self.mem.protect(addr, page_up(length), prot)
-        self.proc.protection_changed(addr, page_up(length))
+        self.proc.protection_changed(addr, page_up(length), prot)
         return 0
 
     def mremap(self, old: int, old_len: int, new_len: int, flags: int, new_addr: int, *_: int) -> int:
