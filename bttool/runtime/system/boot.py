@@ -17,11 +17,15 @@ import struct
 from dataclasses import dataclass
 
 from bttool.errors import CannotRun as BadProgram
+from bttool.runtime.system.imagefile import read_head, read_image
 
 MULTIBOOT_MAGIC = 0x1BADB002
 MULTIBOOT_BOOTLOADER_MAGIC = 0x2BADB002
 MB_AOUT_KLUDGE = 1 << 16
 MB_VIDEO_MODE = 1 << 2
+# bits 0-15 are requirements: 0 (page-aligned modules), 1 (memory information) and
+# 2 (video mode: there is no display, the kernel is told nothing) are met
+MB_REQUIRED_UNKNOWN = 0xFFF8
 BOOTINFO_MAGIC = 0x4254424F
 BOOTINFO_VERSION = 1
 
@@ -37,6 +41,7 @@ MB_MMAP_ADDR = 0x9800
 MB_NAME_ADDR = 0x9F00
 BOOT_STACK = 0x80000
 LOW_RESERVED = 0x100000
+LOADER_END = 0xA000             # everything the loader writes lies below this
 
 GDT64 = [0, 0x00AF9A000000FFFF, 0x00CF92000000FFFF]
 CR0_BOOT64 = 0x80010033
@@ -49,6 +54,7 @@ class Segment:
     paddr: int
     data: bytes
     memsz: int
+    vaddr: int | None = None      # ELF p_vaddr (Multiboot: the entry may be given as one)
 
 
 @dataclass
@@ -71,17 +77,19 @@ def find_multiboot_header(raw: bytes) -> tuple[int, int] | None:
 
 
 def is_multiboot(path: str) -> bool:
-    """Whether ``path`` carries a Multiboot header (recognised without --system)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8192)
-    except OSError:
-        return False
-    return find_multiboot_header(head) is not None
+    """Whether ``path`` carries a Multiboot header (recognised without
+    --system).  Never blocks: anything but a readable regular file is no."""
+    head = read_head(path, 8192)
+    return head is not None and find_multiboot_header(head) is not None
+
+
+_PHDR_SIZE = {64: 56, 32: 32}
 
 
 def _elf_segments(raw: bytes, path: str) -> tuple[int, list[Segment], int]:
-    """(entry, PT_LOAD segments at their physical addresses, ELF class bits)."""
+    """(entry, PT_LOAD segments at their physical addresses, ELF class bits).
+    Every field is checked against the file before it is used: a bad image
+    is a BadProgram, never a loop over garbage."""
     if raw[:4] != b"\x7fELF":
         raise BadProgram(f"{path}: not an ELF kernel and no Multiboot address fields")
     cls = raw[4] if len(raw) > 4 else 0
@@ -97,54 +105,102 @@ def _elf_segments(raw: bytes, path: str) -> tuple[int, list[Segment], int]:
         fmt, bits = "<IIIIIIII", 32
     else:
         raise BadProgram(f"{path}: bad ELF class")
+    if raw[5] != 1:
+        raise BadProgram(f"{path}: not a little-endian ELF file")
     machine = struct.unpack_from("<H", raw, 18)[0]
     if machine not in (3, 62):
         raise BadProgram(f"{path}: not an x86 kernel (ELF machine {machine})")
+    if phentsize != _PHDR_SIZE[bits]:
+        # as Linux's ELF loader: any other size is a broken file (0 would
+        # read the first header phnum times)
+        raise BadProgram(f"{path}: program header size {phentsize} "
+                         f"(an ELF{bits} program header is {_PHDR_SIZE[bits]} bytes)")
+    if phoff + phnum * phentsize > len(raw):
+        raise BadProgram(f"{path}: truncated program headers")
     segs = []
     for i in range(phnum):
         off = phoff + i * phentsize
-        if off + struct.calcsize(fmt) > len(raw):
-            raise BadProgram(f"{path}: truncated program headers")
         if bits == 64:
-            p_type, _flags, p_offset, _vaddr, p_paddr, p_filesz, p_memsz, _align = \
+            p_type, _flags, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, _align = \
                 struct.unpack_from(fmt, raw, off)
         else:
-            p_type, p_offset, _vaddr, p_paddr, p_filesz, p_memsz, _flags, _align = \
+            p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, _flags, _align = \
                 struct.unpack_from(fmt, raw, off)
         if p_type != 1:
             continue
         if p_offset + p_filesz > len(raw):
             raise BadProgram(f"{path}: truncated segment")
-        segs.append(Segment(p_paddr, raw[p_offset:p_offset + p_filesz], p_memsz))
+        if p_filesz > p_memsz:
+            raise BadProgram(f"{path}: segment at {p_paddr:#x}: file size {p_filesz:#x} larger "
+                             f"than its memory size {p_memsz:#x}")
+        if p_memsz == 0:
+            continue
+        segs.append(Segment(p_paddr, raw[p_offset:p_offset + p_filesz], p_memsz, p_vaddr))
     if not segs:
         raise BadProgram(f"{path}: no loadable segments")
     return entry, segs, bits
 
 
+def _physical_entry(entry: int, segs: list[Segment]) -> int:
+    """A Multiboot ELF kernel's entry as GRUB takes it: an e_entry inside a
+    segment's virtual range means the same byte at its physical address
+    (paging is off at entry).  Unchanged when p_vaddr == p_paddr."""
+    for seg in segs:
+        if seg.vaddr is not None and seg.vaddr <= entry < seg.vaddr + seg.memsz:
+            return entry - seg.vaddr + seg.paddr
+    return entry
+
+
+def _address_kludge(raw: bytes, path: str, off: int) -> tuple[int, Segment]:
+    """(entry, the one segment) of a Multiboot header with the address
+    fields (flag 16): header_addr, load_addr, load_end_addr, bss_end_addr,
+    entry_addr, checked against each other and the file."""
+    if off + 32 > len(raw):
+        raise BadProgram(f"{path}: truncated Multiboot header (the address fields are missing)")
+    header_addr, load_addr, load_end, bss_end, entry = struct.unpack_from("<IIIII", raw, off + 12)
+    if load_end and load_end < load_addr:
+        raise BadProgram(f"{path}: Multiboot load_end_addr {load_end:#x} is below "
+                         f"load_addr {load_addr:#x}")
+    if header_addr < load_addr:
+        raise BadProgram(f"{path}: Multiboot header_addr {header_addr:#x} is below "
+                         f"load_addr {load_addr:#x}")
+    if load_end and header_addr + 32 > load_end:
+        raise BadProgram(f"{path}: the Multiboot header (header_addr {header_addr:#x}) is not "
+                         f"inside the loaded range {load_addr:#x}-{load_end:#x}")
+    file_off = off - (header_addr - load_addr)
+    if file_off < 0:
+        raise BadProgram(f"{path}: Multiboot address fields point outside the file")
+    size = (load_end - load_addr) if load_end else len(raw) - file_off
+    if file_off + size > len(raw):
+        raise BadProgram(f"{path}: Multiboot address fields point outside the file")
+    if header_addr + 32 > load_addr + size:
+        raise BadProgram(f"{path}: the Multiboot header (header_addr {header_addr:#x}) is not "
+                         f"inside the loaded range {load_addr:#x}-{load_addr + size:#x}")
+    if bss_end and bss_end < load_addr + size:
+        raise BadProgram(f"{path}: Multiboot bss_end_addr {bss_end:#x} is below the end of "
+                         f"the loaded range {load_addr + size:#x}")
+    memsz = (bss_end - load_addr) if bss_end else size
+    return entry, Segment(load_addr, raw[file_off:file_off + size], memsz)
+
+
 def load_kernel(path: str) -> KernelImage:
     """Parse a kernel image (see the module docstring); BadProgram if it is
-    neither protocol's."""
+    neither protocol's or is malformed.  Where it is placed is checked
+    against the machine by layout.check_layout."""
     import hashlib
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except IsADirectoryError:
-        raise BadProgram(f"{path}: is a directory") from None
+    raw = read_image(path)
     sha = hashlib.sha256(raw).hexdigest()
     mb = find_multiboot_header(raw[:8192])
     if mb is not None:
         off, flags = mb
+        if flags & MB_REQUIRED_UNKNOWN:
+            raise BadProgram(f"{path}: the Multiboot header requires features bttool does not "
+                             f"offer (flags {flags & MB_REQUIRED_UNKNOWN:#x})")
         if flags & MB_AOUT_KLUDGE:
-            header_addr, load_addr, load_end, bss_end, entry = struct.unpack_from("<IIIII", raw, off + 12)
-            file_off = off - (header_addr - load_addr)
-            size = (load_end - load_addr) if load_end else len(raw) - file_off
-            if file_off < 0 or file_off + size > len(raw):
-                raise BadProgram(f"{path}: Multiboot address fields point outside the file")
-            memsz = (bss_end - load_addr) if bss_end else size
-            return KernelImage(path, raw, "multiboot", entry,
-                               [Segment(load_addr, raw[file_off:file_off + size], max(memsz, size))], sha)
+            entry, seg = _address_kludge(raw, path, off)
+            return KernelImage(path, raw, "multiboot", entry, [seg], sha)
         entry, segs, _bits = _elf_segments(raw, path)
-        return KernelImage(path, raw, "multiboot", entry & 0xFFFFFFFF, segs, sha)
+        return KernelImage(path, raw, "multiboot", _physical_entry(entry, segs), segs, sha)
     entry, segs, bits = _elf_segments(raw, path)
     if bits != 64:
         raise BadProgram(f"{path}: a 32-bit kernel needs a Multiboot header")
@@ -152,6 +208,8 @@ def load_kernel(path: str) -> KernelImage:
 
 
 def place_segments(ram, image: KernelImage) -> None:
+    """Copy the segments into RAM and zero the rest of each p_memsz (the
+    layout was checked by layout.check_layout when the image was loaded)."""
     for seg in image.segments:
         if seg.paddr + max(seg.memsz, len(seg.data)) > ram.size:
             raise BadProgram(f"{image.path}: segment at {seg.paddr:#x} does not fit in "

@@ -15,10 +15,12 @@ def run_kernel(path: str, args: list[str], memory_size: int, max_resets: int,
     """Returns (exit status, statistics of the last boot's executors)."""
     from bttool.runtime.hostsignals import install_fault_handler
     from bttool.runtime.system.boot import load_kernel
+    from bttool.runtime.system.layout import check_layout
     from bttool.runtime.system.machine import Machine, ResetLimit
 
     log = (lambda m: print(f"bttool: {m}", file=sys.stderr, flush=True)) if verbose else None
     kernel = load_kernel(path)
+    check_layout(kernel, memory_size)
     store = None
     if use_cache:
         from bttool.runtime.cache import open_store
