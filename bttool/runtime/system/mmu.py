@@ -8,29 +8,40 @@ translated code through ``bt_mmu_fill``), for instruction fetch by the
 translator, and for the runtime's own accesses (descriptor tables, stacks of
 interrupt frames).  It follows the SDM's 4-level paging (long mode) and
 sets accessed and dirty bits as the CPU does.
+
+Physical addresses beyond RAM behave as on a PC with nothing there: reads
+give all ones, writes are discarded, a page-table entry read from there
+(all ones: present, reserved bits set) is a #PF with the RSVD bit.  An
+access that crosses into a page whose frame is not the next one reads and
+writes each part in its own frame.  Both go through an access window
+(accesswindows.py), which is why RAM is a memfd: a frame can be mapped a
+second time next to another.
 """
 from __future__ import annotations
 
 import ctypes
+import os
 import struct
 from typing import Callable
 
 from bttool.ir import state as st
 from bttool.ir.memory import MMU_FAULT
 from bttool.runtime.memory import (
-    MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_NORESERVE,
-    MAP_PRIVATE,
+    MAP_SHARED,
     PROT_READ,
     PROT_WRITE,
     GuestMemory,
     _libc,
 )
+from bttool.runtime.system.accesswindows import AccessWindows
 
 PAGE = 4096
-PHYS_WINDOW = 1 << 32       # physical addresses below this are backed (RAM or zero pages)
-MADV_DONTNEED = 4
+# access windows live this far above the reservation's base: past the largest
+# RAM --memory allows (64 GiB) and inside the reservation (ir/window.py)
+WINDOWS_OFFSET = 1 << 37
+MASK64 = (1 << 64) - 1
 
 # page-table entry bits
 P, RW, US, PWT, PCD, A, D, PS, G = 1, 2, 4, 8, 16, 32, 64, 128, 256
@@ -53,34 +64,45 @@ class PageFault(Exception):
 
 class PhysicalMemory:
     """Guest RAM of ``size`` bytes at physical 0, inside a GuestMemory
-    reservation; the rest of the first 4 GiB reads as zero."""
+    reservation, backed by a memfd; nothing else is mapped below the
+    access windows, so a host access beyond RAM is loud, never silent."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.window = max(PHYS_WINDOW, size)
         self.space = GuestMemory()
         self.base = self.space.base
+        self.fd = os.memfd_create("bttool-guest-ram", os.MFD_CLOEXEC)
+        os.ftruncate(self.fd, size)
         self._map()
+        self.windows = AccessWindows(self.base, WINDOWS_OFFSET, self.fd, size)
 
     def _map(self) -> None:
-        addr = _libc.mmap(self.base, self.window, PROT_READ | PROT_WRITE,
-                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0)
+        addr = _libc.mmap(self.base, self.size, PROT_READ | PROT_WRITE,
+                          MAP_SHARED | MAP_FIXED | MAP_NORESERVE, self.fd, 0)
         if addr != self.base:
             raise OSError(ctypes.get_errno(), "cannot map guest physical memory")
 
     def clear(self) -> None:
-        """Power-on contents (all zero) again: a machine reset."""
-        self._map()
+        """Power-on contents (all zero) again: a machine reset.  Emptying
+        the memfd frees its pages; every mapping of it then reads zeros."""
+        os.ftruncate(self.fd, 0)
+        os.ftruncate(self.fd, self.size)
 
     def read(self, paddr: int, n: int) -> bytes:
-        if paddr < 0 or paddr + n > self.window:
+        """``n`` bytes from physical ``paddr``; all ones beyond RAM."""
+        if paddr < 0:
             raise PageFault(paddr, 0)
-        return ctypes.string_at(self.base + paddr, n)
+        inside = max(0, min(n, self.size - paddr))
+        data = ctypes.string_at(self.base + paddr, inside) if inside else b""
+        return data + b"\xff" * (n - inside)
 
     def write(self, paddr: int, data: bytes) -> None:
-        if paddr < 0 or paddr + len(data) > self.window:
+        """Store at physical ``paddr``; what lies beyond RAM is discarded."""
+        if paddr < 0:
             raise PageFault(paddr, 0)
-        ctypes.memmove(self.base + paddr, data, len(data))
+        inside = max(0, min(len(data), self.size - paddr))
+        if inside:
+            ctypes.memmove(self.base + paddr, data, inside)
 
     def u64(self, paddr: int) -> int:
         return ctypes.c_uint64.from_address(self.base + paddr).value
@@ -150,8 +172,10 @@ class MMU:
         size_shift = 12
         for level, shift in enumerate((39, 30, 21, 12)):
             ea = table + ((vaddr >> shift) & 0x1FF) * 8
-            if ea + 8 > self.ram.window:
-                raise PageFault(vaddr, code)
+            if ea + 8 > self.ram.size:
+                # nothing there: the entry reads as all ones, present with
+                # reserved bits set
+                raise PageFault(vaddr, code | PF_P | PF_RSVD)
             e = self.ram.u64(ea)
             if not e & P:
                 raise PageFault(vaddr, code)
@@ -184,11 +208,13 @@ class MMU:
 
     def fill(self, vaddr: int, access: int) -> int:
         """bt_mmu_fill: the physical offset for an access from translated
-        code, after installing TLB entries for the page(s) it touches;
-        MMU_FAULT (with ``last_fault`` set) when the access faults."""
+        code, after installing TLB entries for the RAM page(s) it touches;
+        an access window's offset when it spans frames that are not
+        adjacent or reaches beyond RAM; MMU_FAULT (with ``last_fault``
+        set) when the access faults."""
         size = access >> 8
         write = bool(access & 1)
-        last = vaddr + size - 1
+        last = (vaddr + size - 1) & MASK64
         try:
             paddr, write_ok = self.translate(vaddr, write)
             p2, write_ok2 = self.translate(last, write) if (last >> 12) != (vaddr >> 12) else (None, False)
@@ -196,16 +222,19 @@ class MMU:
             self.last_fault = f
             return MMU_FAULT
         self._install(vaddr, paddr, write, write_ok)
-        if p2 is not None:
-            self._install(last, p2, write, write_ok2)
-            if p2 >> 12 != (paddr >> 12) + 1:
-                raise RuntimeError(f"guest access at {vaddr:#x} spans two pages that are not "
-                                   "physically contiguous (not supported)")
-        return paddr
+        if p2 is None:
+            return paddr if paddr < self.ram.size else self.ram.windows.place(paddr, None)
+        self._install(last, p2, write, write_ok2)
+        if p2 >> 12 == (paddr >> 12) + 1 and p2 < self.ram.size:
+            return paddr
+        return self.ram.windows.place(paddr, p2 & ~(PAGE - 1))
 
     def _install(self, vaddr: int, paddr: int, write: bool, write_ok: bool) -> None:
-        if paddr >= self.ram.window:
-            raise RuntimeError(f"guest access to physical address {paddr:#x} beyond its memory")
+        """TLB entry for the page of ``vaddr`` (RAM only: beyond it every
+        access comes back here for a window); drops the translations made
+        from the frame first when this is a store."""
+        if paddr >= self.ram.size:
+            return
         ppage = paddr >> 12
         if write and ppage in self.code_pages:
             self.invalidate_code(ppage)
@@ -246,15 +275,15 @@ class MMU:
         return struct.unpack("<Q", self.read_virtual(vaddr, 8, user))[0]
 
     def read_code(self, vaddr: int, n: int) -> bytes:
-        """Instruction bytes for the translator ('' where not executable);
-        no accessed bits are set and no fault is raised."""
+        """Instruction bytes for the translator (up to the first page that
+        is not executable; all ones beyond RAM, which decode as an invalid
+        opcode as on a PC); no accessed bits are set and no fault is
+        raised."""
         out = b""
         for va, chunk in self._pages(vaddr, n):
             try:
                 paddr, _ = self.translate(va, fetch=True, set_bits=False)
             except PageFault:
-                break
-            if paddr + chunk > self.ram.window:
                 break
             out += self.ram.read(paddr, chunk)
         return out
