@@ -19,15 +19,22 @@ translate.guest_digest) equal the bytes now in guest memory; the row's
 ``key`` (translate.region_key) is the content address over everything that
 changes the code.  So a changed guest byte misses only the regions that
 contain it, a changed option or target misses everything, and a
-position-independent image hits wherever it is loaded.  Objects carry a
-SHA-256 checksum; a corrupt, truncated or unreadable object or index row is
-dropped and the region retranslated.  An object and its regions are
-committed in one transaction, so a reader never sees half an entry.  A
-cache that cannot be written degrades to running without caching, with one
-warning line.
+position-independent image hits wherever it is loaded.  An object and its
+regions are committed in one transaction, so a reader never sees half an
+entry.
+
+Nothing read from the cache is used unchecked: objects carry their SHA-256,
+every other row a checksum of the columns a run reads (cache_rows.py); a
+row or object that fails is dropped, counted (``counters.dropped``) and
+its code translated again in the same run.  A damaged index (cache_index.py)
+is moved aside and rebuilt from the rows that still verify, with one
+warning.  An index in a directory this process cannot write is read (a
+system-wide cache prepared by `bttool translate` and mounted read-only) and
+never written.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -38,10 +45,11 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, TypeVar
 
 from bttool.ir import codegen, objfile
 from bttool.ir.codegen import Target
+from bttool.runtime import cache_index, cache_rows
 from bttool.runtime.hostfds import hold, opening_high, standard_fds_held
 from bttool.translator.guestcode import CodeReader, guest_digest
 
@@ -49,8 +57,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from bttool.runtime.codeunits import CodeUnits
     from bttool.translator.translate import Translation
 
-SCHEMA_VERSION = 3
-_DERIVED_SCHEMAS = {"1", "2"}           # older layouts, rebuilt empty (_rebuild_if_derived)
+SCHEMA_VERSION = 4
+_DERIVED_SCHEMAS = {"1", "2", "3"}      # older layouts, rebuilt empty (_open): 3 had no row checksums
 DEFAULT_MAX_SIZE = 2 << 30           # bytes; BTTOOL_CACHE_MAX_SIZE overrides
 
 _SCHEMA = """
@@ -64,19 +72,21 @@ CREATE TABLE IF NOT EXISTS regions (
     entry INTEGER NOT NULL, ranges TEXT NOT NULL, guest_code BLOB NOT NULL,
     digest TEXT NOT NULL, insn_count INTEGER NOT NULL, object TEXT NOT NULL,
     symbol TEXT NOT NULL, host_bytes INTEGER NOT NULL, created REAL NOT NULL,
-    last_used REAL NOT NULL, hits INTEGER NOT NULL DEFAULT 0);
+    last_used REAL NOT NULL, hits INTEGER NOT NULL DEFAULT 0, checksum INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS regions_by_entry ON regions (target, options, entry);
 CREATE INDEX IF NOT EXISTS regions_by_object ON regions (object);
 CREATE TABLE IF NOT EXISTS images (
-    sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, info TEXT NOT NULL, last_used REAL NOT NULL);
+    sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, info TEXT NOT NULL, last_used REAL NOT NULL,
+    checksum INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS codemap (
-    image TEXT NOT NULL, options TEXT NOT NULL, entry INTEGER NOT NULL,
+    image TEXT NOT NULL, options TEXT NOT NULL, entry INTEGER NOT NULL, checksum INTEGER NOT NULL,
     PRIMARY KEY (image, options, entry));
 CREATE TABLE IF NOT EXISTS files (
     dev INTEGER NOT NULL, inode INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    sha256 TEXT NOT NULL, PRIMARY KEY (dev, inode));
+    sha256 TEXT NOT NULL, checksum INTEGER NOT NULL, PRIMARY KEY (dev, inode));
 CREATE TABLE IF NOT EXISTS counters (
-    target TEXT PRIMARY KEY, hits INTEGER NOT NULL DEFAULT 0, misses INTEGER NOT NULL DEFAULT 0);
+    target TEXT PRIMARY KEY, hits INTEGER NOT NULL DEFAULT 0, misses INTEGER NOT NULL DEFAULT 0,
+    dropped INTEGER NOT NULL DEFAULT 0);
 """
 
 
@@ -106,6 +116,11 @@ class CacheError(Exception):
     """The cache directory or index cannot be used at all."""
 
 
+class CacheDamaged(CacheError):
+    """The index is damaged and was not rebuilt (verification without
+    repair, or a directory this process cannot write)."""
+
+
 @dataclass
 class CachedRegion:
     key: str
@@ -119,17 +134,17 @@ class CachedRegion:
 # connections replaced by CacheStore.reopen, kept from finalisation
 _REPLACED_CONNECTIONS: list["_Index"] = []
 
+T = TypeVar("T")
+
 
 class _Index:
     """The index connection.  Every call runs with descriptors 0-2 held
     (hostfds.standard_fds_held): the guest shares bttool's descriptor table,
     and SQLite may open files (another connection, a journal) at any call."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, target: str) -> None:
         with standard_fds_held():
-            self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-            self._db.execute("PRAGMA busy_timeout = 30000")
-            self._db.execute("PRAGMA temp_store = MEMORY")     # no temporary files either
+            self._db = cache_index.connect(target)
 
     def execute(self, sql: str, args: tuple | list = ()) -> sqlite3.Cursor:
         with standard_fds_held():
@@ -139,53 +154,160 @@ class _Index:
         with standard_fds_held():
             return self._db.executemany(sql, rows)
 
-    def executescript(self, script: str) -> sqlite3.Cursor:
-        with standard_fds_held():
-            return self._db.executescript(script)
-
     def close(self) -> None:
         with standard_fds_held():
             self._db.close()
 
 
-class CacheStore:
-    """Low-level access to one cache directory (index + objects)."""
+@functools.lru_cache(maxsize=1)
+def _expected_schema() -> frozenset:
+    return frozenset(cache_index.expected_schema(_SCHEMA))
 
-    def __init__(self, root: str, create: bool = True) -> None:
+
+def _create_schema(db) -> None:
+    """The current schema, in a database that has none (inside the caller's
+    transaction)."""
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+
+
+def _warn_stderr(msg: str) -> None:
+    print(f"bttool: warning: {msg}", file=sys.stderr, flush=True)
+
+
+class CacheStore:
+    """Low-level access to one cache directory (index + support objects).
+
+    Whatever happens to the index under a run, its methods neither raise
+    nor return unchecked data: rows are verified (cache_rows.py), a damaged
+    index is rebuilt once (cache_index.py) with one warning, an index that
+    cannot be written is still read (writes are skipped), and an index that
+    stays unusable turns the store off (``disabled``) with one warning.
+    ``repair=False`` (`cache verify`) raises CacheDamaged instead of
+    rebuilding at open."""
+
+    def __init__(self, root: str, create: bool = True, repair: bool = True,
+                 warn: Callable[[str], None] | None = _warn_stderr,
+                 log: Callable[[str], None] | None = None) -> None:
         self.root = root
         self.index_path = os.path.join(root, "index.sqlite")
+        self._warn_fn = warn or (lambda m: None)
+        self.log = log or (lambda m: None)
+        self.warned = False
+        self.disabled = False
+        self.rebuilt: str | None = None      # why this process rebuilt the index
+        self.dropped_rows = 0                # rows that failed their checksum
+        self._ident: tuple[int, int] | None = None
         if create:
-            os.makedirs(root, exist_ok=True)
-        elif not os.path.exists(self.index_path):
+            try:
+                os.makedirs(root, exist_ok=True)
+            except OSError:
+                if not os.path.isdir(root):
+                    raise
+        elif not os.path.lexists(self.index_path):
             raise CacheError(f"no cache at {root}")
-        try:
-            with opening_high(self._relocate):    # the database, its WAL and shared memory
-                self.db = _Index(self.index_path)
-                if create:
-                    self.db.execute("PRAGMA journal_mode = WAL")
-                    self._rebuild_if_derived()
-                    self.db.executescript(_SCHEMA)
-                    self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-                self.db.execute("PRAGMA synchronous = NORMAL")
-                row = self.db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
-        except sqlite3.DatabaseError as e:
-            raise CacheError(f"cache index {self.index_path} unusable: {e}") from None
-        if row is None or row[0] != str(SCHEMA_VERSION):
-            raise CacheError(f"cache index {self.index_path} has another schema")
+        self.readonly = not cache_index.writable(root)
+        problem = self._open()
+        if problem is not None:
+            if not repair or self.readonly:
+                raise CacheDamaged(f"cache index {self.index_path} is damaged ({problem})")
+            if not self._rebuild(problem):
+                raise CacheError(f"cache index {self.index_path} is damaged ({problem}) and could not "
+                                 "be rebuilt")
 
-    def _rebuild_if_derived(self) -> None:
-        """A cache made by an earlier bttool (a schema in _DERIVED_SCHEMAS)
-        holds nothing but translations, which can be made again: it is
-        emptied and takes the current schema, instead of leaving every
-        later run uncached.  Every run opens the cache, so the usual answer
-        (not derived) costs a read, not a write lock."""
-        if self._schema() not in _DERIVED_SCHEMAS:
-            return
-        with self.transaction():
-            if self._schema() not in _DERIVED_SCHEMAS:     # another process rebuilt it
+    # -- opening, rebuilding -----------------------------------------------
+    def _open(self) -> str | None:
+        """Connect and check the structure cheaply (a regular file, SQLite's
+        header, the expected tables and indexes, the schema version; a new
+        or older-layout index gets the current schema).  Returns what is
+        damaged, or None."""
+        problem = cache_index.file_problem(self.index_path)
+        if problem is not None:
+            return problem
+        if self.readonly and not os.path.exists(self.index_path):
+            raise CacheError(f"no cache at {self.root} (read-only)")
+        try:
+            self._connect()
+            state = self._schema_state()
+            if state in ("empty", "derived"):
+                if self.readonly:
+                    raise CacheError(f"cache index {self.index_path} is of an older bttool (read-only)")
+                self._create(state)
+            elif state != "ok":
+                return state
+            if not self.readonly:
+                self.db.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.DatabaseError as e:
+            if cache_index.error_kind(e) == "damage":
+                return str(e)
+            raise CacheError(f"cache index {self.index_path} unusable: {e}") from None
+        return None
+
+    def _connect(self) -> None:
+        """A new connection (the previous one, if any, is the caller's to
+        close or keep), opened under the shared index lock so that the
+        files it opens (database, WAL, shared memory) are one index's."""
+        with opening_high(self._relocate):    # the database, its WAL and shared memory
+            if self.readonly:
+                self.db = self._connect_readonly()
                 return
-            for (table,) in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
-                self.db.execute(f'DROP TABLE "{table}"')
+            with cache_index.index_lock(self.root, exclusive=False):
+                self._ident = cache_index.identity(self.index_path)
+                self.db = _Index(cache_index.uri(self.index_path, None))
+                self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()     # opens the WAL
+
+    def _connect_readonly(self) -> _Index:
+        """A read-only connection: ``mode=ro`` sees a WAL someone else
+        writes; a directory nobody can write in has none to see, and there
+        SQLite cannot create the shared-memory file ``mode=ro`` needs, so
+        the index is opened immutable."""
+        self._ident = cache_index.identity(self.index_path)
+        error: sqlite3.DatabaseError | None = None
+        for mode in ("ro", "immutable"):
+            db = _Index(cache_index.uri(self.index_path, mode))
+            try:
+                db.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
+                return db
+            except sqlite3.DatabaseError as e:
+                db.close()
+                if cache_index.error_kind(e) == "damage":
+                    raise
+                error = e
+        assert error is not None
+        raise error
+
+    def _schema_state(self) -> str:
+        """"ok", "empty" (a new file), "derived" (an older bttool's layout)
+        or what is wrong with the schema."""
+        have = cache_index.schema_of(self.db)
+        if not have:
+            return "empty"
+        version = self._schema()
+        if version in _DERIVED_SCHEMAS:
+            return "derived"
+        if version == str(SCHEMA_VERSION) and have == _expected_schema():
+            return "ok"
+        return f"unknown schema (version {version!r}, {len(have)} tables and indexes)"
+
+    def _create(self, state: str) -> None:
+        """Give a new index the current schema; an index of an older layout
+        holds nothing but translations, which can be made again: it is
+        emptied (quietly: it is not damaged)."""
+        self.db.execute("PRAGMA journal_mode = WAL")
+        with self.transaction():
+            again = self._schema_state()         # another process may have done it meanwhile
+            if again == "ok":
+                return
+            if again == "derived":
+                for (kind, name) in self.db.execute(
+                        "SELECT type, name FROM sqlite_master WHERE type = 'table'"
+                        " AND name NOT LIKE 'sqlite_%'").fetchall():
+                    self.db.execute(f'DROP TABLE "{name}"')
+            elif again != "empty":
+                return                           # _open's caller sees it on the next check
+            _create_schema(self.db)
         shutil.rmtree(os.path.join(self.root, "objects"), ignore_errors=True)   # schema 1's files
 
     def _schema(self) -> str | None:
@@ -196,13 +318,70 @@ class CacheStore:
             return None
         return row[0] if row else None
 
+    def _rebuild(self, problem: str) -> bool:
+        """The index is damaged: move it aside and build a new one from the
+        rows that verify (unless another process replaced it since this
+        one opened it), with one warning.  False (and the store disabled)
+        when that fails."""
+        if self.readonly:
+            self._give_up(f"cache index {self.index_path} is damaged ({problem}) and read-only")
+            return False
+        self._close_quietly()
+        result = None
+        try:
+            with opening_high(), cache_index.index_lock(self.root, exclusive=True):
+                if cache_index.identity(self.index_path) == self._ident or self._ident is None:
+                    result = cache_index.rebuild(self.index_path, _create_schema)
+            again = self._open()
+        except (OSError, sqlite3.DatabaseError, CacheError) as e:
+            self._give_up(f"cache index {self.index_path} is damaged ({problem}) and could not be "
+                          f"rebuilt ({e})")
+            return False
+        if again is not None:
+            self._give_up(f"cache index {self.index_path} is damaged ({problem}); the rebuilt one "
+                          f"is too ({again})")
+            return False
+        if result is not None:
+            aside, kept, seen = result
+            self.rebuilt = problem
+            self.warn(f"cache index {self.index_path} was damaged ({problem}); moved aside to "
+                      f"{os.path.basename(aside)} and rebuilt, keeping {kept} of {seen} regions")
+        return True
+
+    def rebuild_now(self, why: str) -> bool:
+        """Rebuild the index from the rows that verify (`cache verify
+        --repair` after a failed integrity check)."""
+        self._ident = cache_index.identity(self.index_path)
+        return self._rebuild(why)
+
+    def _close_quietly(self) -> None:
+        db = getattr(self, "db", None)
+        if db is not None:
+            try:
+                db.close()
+            except sqlite3.Error:
+                pass
+
+    def warn(self, msg: str) -> None:
+        """One warning line per run: later ones go to the log (-v)."""
+        if self.warned:
+            self.log(msg)
+            return
+        self.warned = True
+        self._warn_fn(msg)
+
+    def _give_up(self, why: str) -> None:
+        self.disabled = True
+        self.warn(f"{why}; running without caching")
+
     def _relocate(self, fd: int) -> None:
         """The guest dups onto ``fd``, one of the connection's descriptors
         (hostfds.vacate): the connection is reopened at other numbers."""
         self.db.close()
         hold(fd)
         self.reopen()
-        self.db.execute("PRAGMA synchronous = NORMAL")
+        if not self.readonly:
+            self.db.execute("PRAGMA synchronous = NORMAL")
 
     def reopen(self) -> None:
         """A fresh connection (in a forked child; the parent's stays its own).
@@ -211,24 +390,60 @@ class CacheStore:
         last-connection work (checkpoint, WAL removal) on the parent's files
         with lock records that are not this process's."""
         _REPLACED_CONNECTIONS.append(self.db)
-        with opening_high(self._relocate):
-            self.db = _Index(self.index_path)
+        try:
+            self._connect()
+        except sqlite3.DatabaseError:
+            pass        # later accesses report it, as they would have
+
+    # -- guarded access --------------------------------------------------------
+    def guarded(self, what: str, op: Callable[[], T], default: T, write: bool = False) -> T:
+        """``op()``, or ``default`` when the index cannot answer: a damaged
+        index is rebuilt and ``op`` tried again, a read-only one skips
+        writes from then on, vanished WAL files get a new connection, and a
+        busy one skips this access."""
+        for attempt in (0, 1):
+            if self.disabled or (write and self.readonly):
+                return default
             try:
-                self.db.execute("SELECT value FROM meta").fetchall()    # opens the WAL files here
-            except sqlite3.DatabaseError:
-                pass        # later accesses report it, as they would have
+                return op()
+            except sqlite3.DatabaseError as e:
+                kind = cache_index.error_kind(e)
+                if kind == "readonly":
+                    self.readonly = True
+                    self.log(f"cache index read-only from now on ({e})")
+                    return default
+                if attempt == 0 and kind == "damage" and self._rebuild(str(e)):
+                    continue
+                if attempt == 0 and kind == "io":
+                    self.log(f"cache index: {e}; opening it again")
+                    self.reopen()
+                    continue
+                if kind == "busy":
+                    self.log(f"cache {what} skipped ({e})")
+                else:
+                    self._give_up(f"cache index {self.index_path} unusable ({e})")
+                return default
+        return default
+
+    def rows(self, what: str, sql: str, args: tuple | list = ()) -> list[tuple]:
+        return self.guarded(what, lambda: self.db.execute(sql, args).fetchall(), [])
+
+    def write(self, what: str, op: Callable[[], object]) -> bool:
+        """Run ``op`` (which writes, in a transaction of its own); whether it did."""
+        return self.guarded(what, lambda: (op(), True)[1], False, write=True)
 
     # -- objects ------------------------------------------------------------
     def read_object(self, object_id: str) -> bytes | None:
         """The object's bytes, or None if missing or failing its checksum."""
-        row = self.db.execute("SELECT sha256, data FROM objects WHERE id = ?", (object_id,)).fetchone()
-        if row is None or not isinstance(row[1], bytes) or hashlib.sha256(row[1]).hexdigest() != row[0]:
+        found = self.rows("read", "SELECT id, sha256, size, data FROM objects WHERE id = ?", (object_id,))
+        if not found or not cache_rows.object_ok(*found[0]):
             return None
-        return row[1]
+        return found[0][3]
 
     def write_translation(self, t: Translation, image: str, image_path: str, target_key: str,
                           triple: str, options_key: str, base: int) -> str:
-        """Store an object and its regions; returns the object id."""
+        """Store an object and its regions (each with its row checksum);
+        returns the object id."""
         data = t.object_code
         digest = hashlib.sha256(data).hexdigest()
         object_id = digest[:32]
@@ -237,47 +452,62 @@ class CacheStore:
             sizes = {n: sym.size for n, sym in objfile.symbols(data).items()}
         except (ValueError, struct.error, IndexError):
             sizes = {}
-        with self.transaction():
-            self.db.execute("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?)",
-                            (object_id, digest, len(data), target_key, now, now, data))
-            for r in t.regions:
-                self.db.execute(
-                    "INSERT OR REPLACE INTO regions (key, image, image_path, target, triple, options,"
-                    " entry, ranges, guest_code, digest, insn_count, object, symbol, host_bytes, created,"
-                    " last_used, hits) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)",
-                    (r.key, image, image_path, target_key, triple, options_key, r.entry_rel,
-                     json.dumps([[s - base, e - base] for s, e in r.ranges]), r.guest_code,
-                     r.digest, r.insn_count, object_id, r.symbol, sizes.get(r.symbol, 0), now, now))
+        rows = []
+        for r in t.regions:
+            covered = (r.key, image, image_path, target_key, triple, options_key, r.entry_rel,
+                       json.dumps([[s - base, e - base] for s, e in r.ranges]), r.digest,
+                       r.insn_count, object_id, r.symbol, sizes.get(r.symbol, 0))
+            rows.append(covered + (r.guest_code, now, now, cache_rows.row_checksum(covered)))
+
+        def op() -> None:
+            with self.transaction():
+                self.db.execute("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?)",
+                                (object_id, digest, len(data), target_key, now, now, data))
+                self.db.executemany(
+                    f"INSERT OR REPLACE INTO regions ({', '.join(cache_rows.COVERED['regions'])},"
+                    " guest_code, created, last_used, checksum, hits) VALUES"
+                    f" ({','.join('?' * (len(cache_rows.COVERED['regions']) + 4))}, 0)", rows)
+        self.write("store", op)
         return object_id
 
     def transaction(self):
         return _Transaction(self.db)
 
     def drop_object(self, object_id: str) -> None:
-        with self.transaction():
-            self.db.execute("DELETE FROM regions WHERE object = ?", (object_id,))
-            self.db.execute("DELETE FROM objects WHERE id = ?", (object_id,))
+        def op() -> None:
+            with self.transaction():
+                self.db.execute("DELETE FROM regions WHERE object = ?", (object_id,))
+                self.db.execute("DELETE FROM objects WHERE id = ?", (object_id,))
+        self.write("drop", op)
 
     def drop_region(self, key: str) -> None:
-        with self.transaction():
-            self.db.execute("DELETE FROM regions WHERE key = ?", (key,))
+        self.drop_row("regions", "key", key)
+
+    def drop_row(self, table: str, column: str, value: object) -> None:
+        """Delete the rows of ``table`` whose ``column`` is ``value`` (a row
+        that failed its check: by rowid, since its key may be the damage)."""
+        def op() -> None:
+            with self.transaction():
+                self.db.execute(f"DELETE FROM {table} WHERE {column} = ?", (value,))
+        self.write("drop", op)
 
     def total_size(self) -> int:
-        return self.db.execute("SELECT COALESCE(SUM(size), 0) FROM objects").fetchone()[0]
+        found = self.rows("size", "SELECT COALESCE(SUM(size), 0) FROM objects")
+        return found[0][0] if found else 0
 
     def gc(self, max_size: int) -> tuple[int, int]:
         """Evict least-recently-used objects (with their regions) until the
         objects take at most ``max_size`` bytes.  Returns (objects, bytes) freed."""
         total = self.total_size()
         freed = n = 0
-        if total <= max_size:
+        if total <= max_size or self.readonly:
             return 0, 0
-        rows = self.db.execute("SELECT id, size FROM objects ORDER BY last_used ASC, created ASC").fetchall()
-        for object_id, size in rows:
+        for object_id, size in self.rows("gc", "SELECT id, size FROM objects"
+                                               " ORDER BY last_used ASC, created ASC"):
             if total - freed <= max_size:
                 break
             self.drop_object(object_id)
-            freed += size
+            freed += size if isinstance(size, int) else 0
             n += 1
         return n, freed
 
@@ -312,15 +542,19 @@ class CacheStore:
         are rows: deleting them only frees pages inside the database).  This
         rewrites the database, so only the explicit `cache clear` and `cache
         gc` do it; a run's own eviction leaves the pages for reuse."""
+        if self.readonly or self.disabled:
+            return
         try:
             self.db.execute("VACUUM")
         except sqlite3.DatabaseError:
             pass        # another process is using it: the pages stay free inside
 
     def clear(self) -> None:
-        with self.transaction():
-            for table in ("regions", "objects", "images", "codemap", "counters", "files"):
-                self.db.execute(f"DELETE FROM {table}")
+        def op() -> None:
+            with self.transaction():
+                for table in ("regions", "objects", "images", "codemap", "counters", "files"):
+                    self.db.execute(f"DELETE FROM {table}")
+        self.write("clear", op)
         for dirpath, _, files in os.walk(os.path.join(self.root, "support")):
             for f in files:
                 try:
@@ -328,52 +562,78 @@ class CacheStore:
                 except OSError:
                     pass
 
-    # -- images and code maps ------------------------------------------------
+    # -- images, files and code maps -------------------------------------------
+    def _checked(self, table: str, where: str, args: tuple) -> list[tuple]:
+        """The rows of ``table`` matching ``where``, covered columns first,
+        without those that fail their checksum (dropped on the way)."""
+        cols = cache_rows.COVERED[table]
+        out = []
+        for row in self.rows(table, f"SELECT {', '.join(cols)}, checksum, rowid FROM {table} WHERE {where}",
+                             args):
+            if cache_rows.row_ok(row[:-2], row[-2]):
+                out.append(row[:-2])
+            else:
+                self.log(f"cache {table} row {row[-1]} corrupt; dropped")
+                self.dropped_rows += 1
+                self.drop_row(table, "rowid", row[-1])
+        return out
+
+    def _put(self, table: str, values: tuple, extra: tuple = (), how: str = "REPLACE") -> None:
+        """Write one row of ``table`` (covered values, then ``extra``
+        columns) with its checksum."""
+        cols = cache_rows.COVERED[table] + (("last_used",) if extra else ()) + ("checksum",)
+        sql = (f"INSERT OR {how} INTO {table} ({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})")
+
+        def op() -> None:
+            with self.transaction():
+                self.db.execute(sql, values + extra + (cache_rows.row_checksum(values),))
+        self.write(table, op)
+
     def image_info(self, sha: str) -> dict | None:
-        row = self.db.execute("SELECT info FROM images WHERE sha256 = ?", (sha,)).fetchone()
-        if row is None:
+        rows = self._checked("images", "sha256 = ?", (sha,))
+        if not rows:
             return None
         try:
-            return json.loads(row[0])
+            return json.loads(rows[0][2])
         except ValueError:
             return None
 
     def store_image_info(self, sha: str, path: str, info: dict) -> None:
-        with self.transaction():
-            self.db.execute("INSERT OR REPLACE INTO images VALUES (?,?,?,?)",
-                            (sha, path, json.dumps(info), time.time()))
+        self._put("images", (sha, path, json.dumps(info)), (time.time(),))
 
     def known_file_digest(self, ident: tuple) -> str | None:
         """The content digest recorded for a file (dev, inode, size, mtime_ns)
         whose identity has not changed since (runtime/codeunits.py)."""
-        try:
-            row = self.db.execute("SELECT size, mtime_ns, sha256 FROM files WHERE dev = ? AND inode = ?",
-                                  ident[:2]).fetchone()
-        except sqlite3.DatabaseError:
-            return None
-        return row[2] if row is not None and tuple(row[:2]) == tuple(ident[2:]) else None
+        rows = self._checked("files", "dev = ? AND inode = ?", tuple(ident[:2]))
+        return rows[0][4] if rows and tuple(rows[0][2:4]) == tuple(ident[2:]) else None
 
     def remember_file_digest(self, ident: tuple, sha: str) -> None:
-        try:
-            with self.transaction():
-                self.db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?)", (*ident, sha))
-        except (sqlite3.DatabaseError, OSError):
-            pass        # a read-only cache: the digest is computed again next time
+        self._put("files", (*ident, sha))
 
     def codemap(self, image: str, options_key: str) -> list[int]:
-        return [r[0] for r in self.db.execute(
-            "SELECT entry FROM codemap WHERE image = ? AND options = ? ORDER BY entry", (image, options_key))]
+        return sorted(r[2] for r in self._checked("codemap", "image = ? AND options = ?", (image, options_key)))
+
+    def codemap_rows(self, image: str, options_key: str, entries: Iterable[int]) -> list[tuple]:
+        """Rows for the code map (with their checksums), for add_codemap and
+        RunCache.finish."""
+        return [(image, options_key, e, cache_rows.row_checksum((image, options_key, e))) for e in entries]
 
     def add_codemap(self, image: str, options_key: str, entries: Iterable[int]) -> None:
-        with self.transaction():
-            self.db.executemany("INSERT OR IGNORE INTO codemap VALUES (?,?,?)",
-                                [(image, options_key, e) for e in entries])
+        rows = self.codemap_rows(image, options_key, entries)
+
+        def op() -> None:
+            with self.transaction():
+                self.db.executemany("INSERT OR IGNORE INTO codemap VALUES (?,?,?,?)", rows)
+        self.write("codemap", op)
 
     def close(self) -> None:
-        self.db.close()
+        self._close_quietly()
 
 
 class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on an exception (a failed
+    COMMIT included, so the connection is never left inside a transaction)."""
+
     def __init__(self, db: "_Index") -> None:
         self.db = db
 
@@ -382,8 +642,21 @@ class _Transaction:
         return self.db
 
     def __exit__(self, exc_type, exc, tb):
-        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is None:
+            try:
+                self.db.execute("COMMIT")
+                return False
+            except sqlite3.Error:
+                self._rollback()
+                raise
+        self._rollback()
         return False
+
+    def _rollback(self) -> None:
+        try:
+            self.db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
 
 class RunCache:
@@ -423,10 +696,17 @@ class RunCache:
         # (image, mode key) -> entries executed (relative to the unit's base)
         self.executed: dict[tuple[str, str], set[int]] = {}
         self._candidates: dict[tuple[str, bool], dict[int, list[tuple]]] = {}
+        self._verified: set[int] = set()        # rowids of candidate rows that passed their check
+        self._dropped = 0
 
     @property
     def enabled(self) -> bool:
-        return self.store is not None
+        return self.store is not None and not self.store.disabled
+
+    @property
+    def dropped(self) -> int:
+        """Cache rows and objects this run found corrupt and dropped."""
+        return self._dropped + (self.store.dropped_rows if self.store is not None else 0)
 
     def _loaded_candidates(self, unit) -> dict[int, list[tuple]]:
         """The unit's candidates by entry, read from the index on first use."""
@@ -440,126 +720,153 @@ class RunCache:
         """Position-independent code: the unit's own file's regions.
         Absolute code: every image's (its own first), since static programs
         linked with the same libc share code at the same addresses; the
-        digest check makes a foreign region safe."""
+        digest check makes a foreign region safe.  Rows are verified when
+        they are first considered (``_intact``), not here: a run uses a
+        fraction of what it loads."""
         cands: dict[int, list[tuple]] = {}
+        if not self.enabled:
+            return cands
         variants, _ = self.unit_variants(unit.pic)
         where = "image = ? AND" if unit.pic else "image = ? OR"
-        try:
-            rows = []
-            for rank, (target, options) in enumerate(variants):
-                rows += [r + (rank,) for r in self.store.db.execute(
-                    "SELECT entry, key, ranges, digest, object, symbol, insn_count, image = ? AS mine"
-                    f" FROM regions WHERE ({where} 1) AND target = ? AND options = ?",
-                    (unit.image, unit.image, target, options)).fetchall()]
-            rows.sort(key=lambda r: (not r[7], r[8]))
-        except sqlite3.DatabaseError as e:
-            self._disable(f"cache index unreadable ({e})")
-            return {}
+        rows = []
+        for rank, (target, options) in enumerate(variants):
+            rows += [r + (rank,) for r in self.store.rows(
+                "lookup", f"SELECT {_REGION_COLUMNS}, checksum, rowid, image = ? AS mine"
+                f" FROM regions WHERE ({where} 1) AND target = ? AND options = ?",
+                (unit.image, unit.image, target, options))]
+        rows.sort(key=lambda r: (not r[_MINE], r[_RANK]))
         for row in rows:
-            cands.setdefault(row[0], []).append(row[1:7] + row[8:])
+            entry = row[_ENTRY]
+            if isinstance(entry, int):
+                cands.setdefault(entry, []).append(row)
         return cands
+
+    def _intact(self, row: tuple) -> bool:
+        """Whether a candidate row passes its checksum; one that fails is
+        dropped from the index and never considered again."""
+        rowid = row[_ROWID]
+        if rowid in self._verified:
+            return True
+        if cache_rows.row_ok(row[:_CHECKSUM], row[_CHECKSUM]):
+            self._verified.add(rowid)
+            return True
+        self.log(f"cache entry {str(row[0])[:12]} corrupt (index row {rowid}); retranslating")
+        self._dropped += 1
+        for cands in self._candidates.values():
+            lst_for = cands.get(row[_ENTRY])
+            if lst_for is not None and row in lst_for:
+                lst_for.remove(row)
+        self.store.drop_row("regions", "rowid", rowid)
+        return False
 
     def lookup(self, pc: int, read: CodeReader, tier: int | None = None) -> CachedRegion | None:
         """The best valid cached region at ``pc`` (only of variant ``tier``
         when given)."""
-        if self.store is None:
+        if not self.enabled:
             return None
         unit = self.units.find(pc)
         base = unit.base
         self.executed.setdefault((unit.image, self.unit_variants(unit.pic)[1]), set()).add(pc - base)
-        for key, ranges_json, digest, object_id, symbol, insns, rank in \
-                self._loaded_candidates(unit).get(pc - base, ()):
+        for row in list(self._loaded_candidates(unit).get(pc - base, ())):
+            rank = row[_RANK]
             if tier is not None and rank != tier:
                 continue
-            try:
-                ranges = [(s + base, e + base) for s, e in json.loads(ranges_json)]
-            except (ValueError, TypeError):
-                self.log(f"cache entry {key[:12]} corrupt (index); retranslating")
+            if not self._intact(row):
                 continue
+            try:
+                ranges = [(s + base, e + base) for s, e in json.loads(row[_RANGES])]
+            except (ValueError, TypeError):
+                continue        # intact as written: not a list of pairs is not ours
             if not all(unit.contains(s) and unit.contains(e - 1) for s, e in ranges):
                 continue            # the unit is smaller here (another file version)
-            if guest_digest(read, ranges, base) != digest:
+            if guest_digest(read, ranges, base) != row[_DIGEST]:
                 continue
+            key = row[0]
             self.hits += 1
             self.used.append(key)
-            return CachedRegion(key, object_id, symbol, insns, rank, ranges)
+            return CachedRegion(key, row[_OBJECT], row[_SYMBOL], row[_INSNS], rank, ranges)
         self.misses += 1
         return None
 
     def has_entry(self, pc: int) -> bool:
         """Whether some cached region (valid or not) starts at ``pc``."""
-        if self.store is None:
+        if not self.enabled:
             return False
         unit = self.units.find(pc)
-        return pc - unit.base in self._loaded_candidates(unit)
+        return bool(self._loaded_candidates(unit).get(pc - unit.base))
 
     def read_object(self, hit: CachedRegion) -> bytes | None:
-        data = self.store.read_object(hit.object_id) if self.store else None
+        """The object of a hit, verified; a corrupt or missing one is
+        dropped with its regions (counted), and the caller translates."""
+        data = self.store.read_object(hit.object_id) if self.enabled else None
         if data is None:
             self.log(f"cache object {hit.object_id[:12]} corrupt or missing; retranslating")
+            self._dropped += 1
             self._forget_object(hit.object_id)
-            try:
-                if self.store:
-                    self.store.drop_object(hit.object_id)
-            except (sqlite3.DatabaseError, OSError):
-                pass
+            if self.enabled:
+                self.store.drop_object(hit.object_id)
         return data
 
     def _forget_object(self, object_id: str) -> None:
         for cands in self._candidates.values():
             for lst in cands.values():
-                lst[:] = [c for c in lst if c[3] != object_id]
+                lst[:] = [c for c in lst if c[_OBJECT] != object_id]
         self.hits -= 1
         self.misses += 1
 
     def store_translation(self, t: Translation, target_key: str, options_key: str) -> None:
-        if self.store is None:
+        if not self.enabled or self.store.readonly:
             return
         unit = self.units.find(t.regions[0].entry)
-        try:
-            self.store.write_translation(t, unit.image, unit.path, target_key,
-                                         self.triple, options_key, unit.base)
-        except (OSError, sqlite3.DatabaseError) as e:
-            self._disable(f"cache directory {self.store.root} not writable ({e})")
-
-    def _disable(self, why: str) -> None:
-        print(f"bttool: warning: {why}; running without caching", file=sys.stderr)
-        self.store = None
+        self.store.write_translation(t, unit.image, unit.path, target_key,
+                                     self.triple, options_key, unit.base)
 
     def finish(self) -> None:
-        """Record hits, last use and the code maps; evict past the size cap."""
-        if self.store is None:
+        """Record hits, last use, the corrupt entries dropped and the code
+        maps; evict past the size cap."""
+        if not self.enabled or self.store.readonly:
             return
         now = time.time()
-        try:
-            with self.store.transaction() as db:
+        store = self.store
+        target = self.unit_variants(self.units.default.pic)[0][-1][0]
+        codemap = [row for (image, mode_key), entries in self.executed.items()
+                   for row in store.codemap_rows(image, mode_key, entries)]
+
+        def op() -> None:
+            with store.transaction() as db:
                 if self.used:
                     db.executemany("UPDATE regions SET hits = hits + 1, last_used = ? WHERE key = ?",
                                    [(now, k) for k in self.used])
                     db.execute("UPDATE objects SET last_used = ? WHERE id IN (SELECT object FROM regions"
                                f" WHERE key IN ({','.join('?' * len(self.used))}))", [now, *self.used])
-                target = self.unit_variants(self.units.default.pic)[0][-1][0]
                 db.execute("INSERT OR IGNORE INTO counters (target) VALUES (?)", (target,))
-                db.execute("UPDATE counters SET hits = hits + ?, misses = misses + ? WHERE target = ?",
-                           (self.hits, self.misses, target))
-                for (image, mode_key), entries in self.executed.items():
-                    db.executemany("INSERT OR IGNORE INTO codemap VALUES (?,?,?)",
-                                   [(image, mode_key, e) for e in entries])
-            if self.store.total_size() > max_size_default():
-                self.store.gc(max_size_default())
-        except (OSError, sqlite3.DatabaseError) as e:
-            print(f"bttool: warning: could not update the cache index ({e})", file=sys.stderr)
+                db.execute("UPDATE counters SET hits = hits + ?, misses = misses + ?, dropped = dropped + ?"
+                           " WHERE target = ?", (self.hits, self.misses, self.dropped, target))
+                db.executemany("INSERT OR IGNORE INTO codemap VALUES (?,?,?,?)", codemap)
+        store.write("finish", op)
+        if store.total_size() > max_size_default():
+            store.gc(max_size_default())
+
+
+# the candidate rows of RunCache: the regions' covered columns, then these
+_REGION_COLUMNS = ", ".join(cache_rows.COVERED["regions"])
+_ENTRY, _RANGES, _DIGEST, _INSNS, _OBJECT, _SYMBOL = (
+    cache_rows.COVERED["regions"].index(c) for c in ("entry", "ranges", "digest", "insn_count", "object",
+                                                      "symbol"))
+_CHECKSUM = len(cache_rows.COVERED["regions"])
+_ROWID, _MINE, _RANK = _CHECKSUM + 1, _CHECKSUM + 2, _CHECKSUM + 3
 
 
 def open_store(cache_dir: str | None, log: Callable[[str], None] | None = None,
                warn: bool = True) -> CacheStore | None:
-    """Open (creating) the cache; None with one warning if it is unusable."""
+    """Open (creating) the cache; None with one warning if it is unusable.
+    A damaged index is rebuilt (one warning); one that cannot be written
+    is opened read-only."""
     root = resolve_cache_dir(cache_dir)
     try:
-        return CacheStore(root)
+        return CacheStore(root, warn=_warn_stderr if warn else None, log=log)
     except (OSError, CacheError, sqlite3.DatabaseError) as e:
         if warn:
             msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-            print(f"bttool: warning: cache directory {root} unusable ({msg}); running without caching",
-                  file=sys.stderr)
+            _warn_stderr(f"cache directory {root} unusable ({msg}); running without caching")
         return None

@@ -2,12 +2,12 @@
 verification (the logic behind `bttool cache ...`)."""
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from dataclasses import dataclass
 
 from bttool.ir import codegen, objfile
+from bttool.runtime import cache_rows
 from bttool.runtime.cache import CacheStore
 
 _ROW = ("key, image, image_path, target, triple, options, entry, ranges, insn_count, host_bytes,"
@@ -15,11 +15,14 @@ _ROW = ("key, image, image_path, target, triple, options, entry, ranges, insn_co
 
 
 def _row_dict(r) -> dict:
-    ranges = json.loads(r[7])
+    try:
+        ranges = [(int(s), int(e)) for s, e in json.loads(r[7])]
+    except (ValueError, TypeError):
+        ranges = []         # a corrupt row (`cache verify` names it): listed, not parsed
     return {
         "key": r[0], "image": r[1], "image_path": r[2], "target": r[3], "triple": r[4],
-        "options": r[5], "entry": r[6], "guest_start": min(s for s, _ in ranges),
-        "guest_end": max(e for _, e in ranges), "ranges": ranges, "insn_count": r[8],
+        "options": r[5], "entry": r[6], "guest_start": min((s for s, _ in ranges), default=r[6]),
+        "guest_end": max((e for _, e in ranges), default=r[6]), "ranges": ranges, "insn_count": r[8],
         "host_bytes": r[9], "object": r[10], "symbol": r[11], "created": r[12],
         "last_used": r[13], "hits": r[14], "guest_code": r[15],
     }
@@ -140,11 +143,11 @@ def stats(store: CacheStore) -> dict:
             "SELECT triple, target, COUNT(*), SUM(insn_count), SUM(host_bytes) FROM regions"
             " GROUP BY target"):
         by_target[target] = {"triple": triple, "regions": n, "guest_instructions": insns or 0,
-                             "host_code_bytes": hbytes or 0, "hits": 0, "misses": 0}
-    for target, hits, misses in db.execute("SELECT target, hits, misses FROM counters"):
+                             "host_code_bytes": hbytes or 0, "hits": 0, "misses": 0, "dropped": 0}
+    for target, hits, misses, dropped in db.execute("SELECT target, hits, misses, dropped FROM counters"):
         entry = by_target.setdefault(target, {"triple": target.split("|")[0], "regions": 0,
                                               "guest_instructions": 0, "host_code_bytes": 0})
-        entry["hits"], entry["misses"] = hits, misses
+        entry["hits"], entry["misses"], entry["dropped"] = hits, misses, dropped
     objects, obytes = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects").fetchone()
     return {
         "directory": store.root,
@@ -154,49 +157,85 @@ def stats(store: CacheStore) -> dict:
         "images": db.execute("SELECT COUNT(DISTINCT image) FROM regions").fetchone()[0],
         "hits": sum(t.get("hits", 0) for t in by_target.values()),
         "misses": sum(t.get("misses", 0) for t in by_target.values()),
+        "dropped": sum(t.get("dropped", 0) for t in by_target.values()),
+        "read_only": store.readonly,
         "by_target": by_target,
     }
 
 
 @dataclass
 class Problem:
-    what: str
+    what: str                       # "index", "object", "region", "images", "codemap", "files"
     detail: str
-    object_id: str | None = None
-    region_key: str | None = None
+    object_id: str | None = None    # repair: drop this object (and its regions)
+    rowid: int | None = None        # repair: drop this row of table ``what``
 
 
 def verify(store: CacheStore, repair: bool = False) -> list[Problem]:
-    """Recheck the index and every object; with ``repair`` remove what is bad."""
-    problems: list[Problem] = []
-    db = store.db
+    """Recheck the index (SQLite's integrity check) and every checksum:
+    objects, region rows, their guest bytes and symbols, images, code maps
+    and file digests.  With ``repair``, remove what is bad (a structurally
+    damaged index is rebuilt from the rows that verify).  Returns the
+    problems found (before repairing)."""
     try:
-        res = db.execute("PRAGMA integrity_check").fetchone()[0]
-        if res != "ok":
-            problems.append(Problem("index", f"integrity check: {res}"))
+        problems = _check(store)
     except sqlite3.DatabaseError as e:
-        problems.append(Problem("index", str(e)))
-        return problems
-    known_objects = {}
-    for object_id, sha, size, data in db.execute("SELECT id, sha256, size, data FROM objects"):
-        known_objects[object_id] = sha
-        if not isinstance(data, bytes) or hashlib.sha256(data).hexdigest() != sha or len(data) != size:
-            problems.append(Problem("object", f"{object_id}: checksum mismatch", object_id=object_id))
-    for key, object_id, code, ranges, digest in db.execute(
-            "SELECT key, object, guest_code, ranges, digest FROM regions"):
-        if object_id not in known_objects:
-            problems.append(Problem("region", f"{key[:16]}: object {object_id} not in index", region_key=key))
-            continue
-        try:
-            total = sum(e - s for s, e in json.loads(ranges))
-            if total != len(code):
-                raise ValueError("guest code length")
-        except (ValueError, TypeError) as e:
-            problems.append(Problem("region", f"{key[:16]}: bad guest ranges ({e})", region_key=key))
-    if repair:
-        for p in problems:
-            if p.object_id:
-                store.drop_object(p.object_id)
-            elif p.region_key:
-                store.drop_region(p.region_key)
+        problems = [Problem("index", str(e))]
+    if repair and problems:
+        _repair(store, problems)
     return problems
+
+
+def _check(store: CacheStore) -> list[Problem]:
+    db = store.db
+    rows = db.execute("PRAGMA integrity_check").fetchall()
+    problems = [Problem("index", f"integrity check: {r[0]}") for r in rows if r[0] != "ok"]
+    objects: dict[str, bytes] = {}
+    for object_id, sha, size, data in db.execute("SELECT id, sha256, size, data FROM objects"):
+        if cache_rows.object_ok(object_id, sha, size, data):
+            objects[object_id] = data
+        else:
+            problems.append(Problem("object", f"{str(object_id)[:32]}: checksum mismatch",
+                                    object_id=object_id))
+    symbols: dict[str, set[str]] = {}
+    cols = cache_rows.COVERED["regions"]
+    for row in db.execute(f"SELECT {', '.join(cols)}, checksum, guest_code, rowid FROM regions"):
+        values, checksum, code, rowid = row[:len(cols)], row[-3], row[-2], row[-1]
+        key, object_id, symbol = str(values[0])[:16], values[cols.index("object")], values[cols.index("symbol")]
+        if not cache_rows.row_ok(values, checksum):
+            why = "checksum mismatch"
+        elif object_id not in objects:
+            why = f"object {object_id} missing or corrupt"
+        elif not cache_rows.guest_code_ok(values[cols.index("ranges")], code, values[cols.index("digest")]):
+            why = "guest bytes do not match their digest"
+        elif symbol not in _symbols_of(symbols, object_id, objects[object_id]):
+            why = f"symbol {symbol} not in its object"
+        else:
+            continue
+        problems.append(Problem("region", f"{key}: {why}", rowid=rowid))
+    for table in ("images", "codemap", "files"):
+        cols = cache_rows.COVERED[table]
+        for row in db.execute(f"SELECT {', '.join(cols)}, checksum, rowid FROM {table}"):
+            if not cache_rows.row_ok(row[:-2], row[-2]):
+                problems.append(Problem(table, f"row {row[-1]}: checksum mismatch", rowid=row[-1]))
+    return problems
+
+
+def _symbols_of(cache: dict[str, set[str]], object_id: str, data: bytes) -> set[str]:
+    if object_id not in cache:
+        try:
+            cache[object_id] = set(objfile.symbols(data))
+        except Exception:  # noqa: BLE001 - an object that does not parse has no symbols
+            cache[object_id] = set()
+    return cache[object_id]
+
+
+def _repair(store: CacheStore, problems: list[Problem]) -> None:
+    if any(p.what == "index" for p in problems):
+        store.rebuild_now(problems[0].detail)
+        return
+    for p in problems:
+        if p.object_id is not None:
+            store.drop_object(p.object_id)
+        elif p.rowid is not None:
+            store.drop_row("regions" if p.what == "region" else p.what, "rowid", p.rowid)
