@@ -237,16 +237,26 @@ def cache(ctx: click.Context, cache_dir: str | None) -> None:
 
 
 def _store(ctx: click.Context, create: bool = False):
+    """The cache (None when there is none).  A damaged index is rebuilt
+    here as in a run, with its one warning; `cache verify` opens it itself."""
     from bttool.runtime.cache import CacheError, CacheStore, resolve_cache_dir
     root = resolve_cache_dir(ctx.obj)
     try:
         return CacheStore(root, create=create)
     except CacheError as e:
-        if not create:
+        if not create and not os.path.lexists(os.path.join(root, "index.sqlite")):
             return None
         _fail(str(e), EXIT_INTERNAL)
     except Exception as e:  # sqlite3 errors, OSError
         _fail(f"cache {root}: {e}", EXIT_INTERNAL)
+
+
+def _writable_store(ctx: click.Context):
+    """The cache for a command that changes it: a read-only one is an error."""
+    store = _store(ctx)
+    if store is not None and store.readonly:
+        _fail(f"cache {store.root} is read-only", EXIT_INTERNAL)
+    return store
 
 
 def _image_sha(program: str) -> str:
@@ -321,12 +331,14 @@ def cache_stats(ctx: click.Context, as_json: bool) -> None:
     from bttool.runtime.cache_inspect import stats
     store = _store(ctx)
     st = stats(store) if store else {"directory": None, "entries": 0, "objects": 0, "bytes": 0,
-                                     "images": 0, "hits": 0, "misses": 0, "by_target": {}}
+                                     "images": 0, "hits": 0, "misses": 0, "dropped": 0,
+                                     "read_only": False, "by_target": {}}
     if as_json:
         click.echo(json.dumps(st, indent=2, sort_keys=True))
         return
     click.echo(f"cache {st['directory']}: {st['entries']} regions in {st['objects']} objects, "
-               f"{_human(st['bytes'])}, {st['images']} images, {st['hits']} hits, {st['misses']} misses")
+               f"{_human(st['bytes'])}, {st['images']} images, {st['hits']} hits, {st['misses']} misses, "
+               f"{st['dropped']} corrupt entries dropped" + (" (read-only)" if st["read_only"] else ""))
     rows = [[t["triple"], t["regions"], t["guest_instructions"], t["host_code_bytes"],
              t.get("hits", 0), t.get("misses", 0)] for t in st["by_target"].values()]
     if rows:
@@ -334,28 +346,61 @@ def cache_stats(ctx: click.Context, as_json: bool) -> None:
 
 
 @cache.command("verify")
-@click.option("--repair", is_flag=True, help="Remove what is wrong.")
+@click.option("--repair", is_flag=True, help="Remove what is wrong (rebuild a damaged index).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def cache_verify(ctx: click.Context, repair: bool, as_json: bool) -> None:
-    """Recheck every checksum and the index; exit 0 only when all is sound."""
+    """Run SQLite's integrity check and every checksum; exit 0 only when
+    all is sound (with --repair: when what is left is sound)."""
     from bttool.runtime.cache_inspect import verify
-    store = _store(ctx)
-    problems = verify(store, repair) if store else []
+    store, problems = _store_to_verify(ctx, repair)
+    if store is not None:
+        problems += verify(store, repair)
+    remaining = problems
+    if repair and problems:
+        remaining = verify(store) if store is not None and not store.disabled else problems
     if as_json:
         click.echo(json.dumps([{"what": p.what, "detail": p.detail} for p in problems], indent=2))
     else:
         for p in problems:
-            click.echo(f"{p.what}: {p.detail}" + (" (removed)" if repair else ""))
-        click.echo(f"{len(problems)} problem(s)" if problems else "cache is sound")
-    sys.exit(1 if problems and not repair else 0)
+            click.echo(f"{p.what}: {p.detail}" + (" (repaired)" if repair and p not in remaining else ""))
+        if not problems:
+            click.echo("cache is sound")
+        elif repair and not remaining:
+            click.echo(f"{len(problems)} problem(s) repaired; cache is sound")
+        else:
+            click.echo(f"{len(remaining)} problem(s)")
+    sys.exit(1 if remaining else 0)
+
+
+def _store_to_verify(ctx: click.Context, repair: bool):
+    """(store or None, problems found opening it): a damaged index is a
+    problem to report, rebuilt only with --repair."""
+    from bttool.runtime.cache import CacheDamaged, CacheError, CacheStore, resolve_cache_dir
+    from bttool.runtime.cache_inspect import Problem
+    root = resolve_cache_dir(ctx.obj)
+    if not os.path.lexists(os.path.join(root, "index.sqlite")):
+        return None, []
+    try:
+        return CacheStore(root, create=False, repair=False, warn=None), []
+    except CacheDamaged as e:
+        problem = Problem("index", str(e))
+    except (CacheError, OSError) as e:
+        return None, [Problem("index", str(e))]
+    if not repair:
+        return None, [problem]
+    try:
+        store = CacheStore(root, create=False, repair=True, warn=None)
+    except (CacheError, OSError):
+        return None, [problem]
+    return store, [problem]
 
 
 @cache.command("clear")
 @click.pass_context
 def cache_clear(ctx: click.Context) -> None:
     """Remove every cached translation."""
-    store = _store(ctx)
+    store = _writable_store(ctx)
     if store:
         store.clear()
         store.compact()
@@ -373,7 +418,7 @@ def cache_gc(ctx: click.Context, max_size: str) -> None:
     except ValueError:
         _fail(f"bad size {max_size!r}", EXIT_INTERNAL)
         return
-    store = _store(ctx)
+    store = _writable_store(ctx)
     n, freed = store.gc(limit) if store else (0, 0)
     if store and n:
         store.compact()
