@@ -12,12 +12,21 @@ Protocol (both directions over one socket, little-endian):
   reply:   job id u64, status u8 (0 ok, 1 error), seconds f64, length u32,
            then the object file (ok) or an error message (error)
 
-The process ends at end of input.  The client is runtime/background.py.
+The process ends at once when its client is gone, whatever killed it
+(kill -9 included): at end of input or a broken socket (the reader thread
+exits the process, abandoning queued and running compilations: nobody is
+left to take them), and when the client's process ends (watched through a
+pidfd, in case a copy of the client's socket outlived it).  PR_SET_PDEATHSIG
+cannot serve here: the server is a grandchild started through an
+intermediate process that exits at once (runtime/background.py), so its
+parent is never the client.  The client is runtime/background.py.
 """
 from __future__ import annotations
 
 import json
+import os
 import queue
+import select
 import struct
 import sys
 import threading
@@ -49,21 +58,53 @@ def read_exact(read: Callable[[int], bytes], n: int) -> bytes | None:
 
 def _read_requests(inp: BinaryIO, jobs: "queue.Queue[tuple[int, bytes] | None]") -> None:
     """Reader thread: keeps the request pipe drained while the main thread
-    compiles, so the client's writes never wait for a compilation."""
+    compiles, so the client's writes never wait for a compilation.  At end
+    of input, or when reading fails (ECONNRESET: the client died with
+    replies unread), the client is gone and the process ends now."""
+    try:
+        while True:
+            hdr = read_exact(inp.read, REQUEST.size)
+            if hdr is None:
+                break
+            job, n = REQUEST.unpack(hdr)
+            payload = read_exact(inp.read, n)
+            if payload is None:
+                break
+            jobs.put((job, payload))
+    except (OSError, ValueError):
+        pass
+    os._exit(0)
+
+
+def _watch_client(pid: int) -> None:
+    """Watcher thread: end the process when the client process ``pid``
+    ends (a pidfd becomes readable then; without pidfds, a poll every
+    second)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = None
+    if fd is not None:
+        select.select([fd], [], [])
+        os._exit(0)
     while True:
-        hdr = read_exact(inp.read, REQUEST.size)
-        job, n = REQUEST.unpack(hdr) if hdr is not None else (0, 0)
-        payload = read_exact(inp.read, n) if hdr is not None else None
-        if payload is None:
-            jobs.put(None)
-            return
-        jobs.put((job, payload))
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except OSError:
+            pass
+        time.sleep(1)
 
 
-def serve(inp: BinaryIO, out: BinaryIO) -> None:
-    from bttool.ir.codegen import Target, compile_module
+def serve(inp: BinaryIO, out: BinaryIO, client: int | None = None) -> None:
+    """Compile requests from ``inp`` until the client is gone; ``client``:
+    the client's pid, watched."""
     jobs: queue.Queue = queue.Queue()
     threading.Thread(target=_read_requests, args=(inp, jobs), daemon=True).start()
+    if client is not None:
+        threading.Thread(target=_watch_client, args=(client,), daemon=True).start()
+    from bttool.ir.codegen import Target, compile_module
     while (item := jobs.get()) is not None:
         job, payload = item
         t0 = time.perf_counter()
@@ -73,9 +114,12 @@ def serve(inp: BinaryIO, out: BinaryIO) -> None:
             status, data = OK, obj
         except Exception as e:  # noqa: BLE001 - reported to the client, which recompiles
             status, data = ERROR, f"{type(e).__name__}: {e}".encode()
-        out.write(REPLY.pack(job, status, time.perf_counter() - t0, len(data)) + data)
-        out.flush()
+        try:
+            out.write(REPLY.pack(job, status, time.perf_counter() - t0, len(data)) + data)
+            out.flush()
+        except OSError:         # the client is gone
+            os._exit(0)
 
 
 if __name__ == "__main__":
-    serve(sys.stdin.buffer, sys.stdout.buffer)
+    serve(sys.stdin.buffer, sys.stdout.buffer, int(sys.argv[1]) if len(sys.argv) > 1 else None)

@@ -13,7 +13,10 @@ session: the guest's wait4(-1) must never see it, and terminal signals
 meant for the guest's process group must not reach it.  Its socket sits at
 a high descriptor number, close-on-exec, out of the way of the guest's
 descriptors (which are host descriptors, one to one; see hostfds.py), and
-the server keeps none of the guest's descriptors open.  Whatever goes wrong
+the server keeps none of the guest's descriptors open.  The server dies
+with the process that started it, however that ends (kill -9 included:
+ir/compileserver.py watches its socket and this process's pid), so no run
+leaves one behind.  Whatever goes wrong
 with the server (it cannot start, dies, or reports an error), the job is
 compiled in this process instead: results never depend on the server.
 Setting BTTOOL_BACKGROUND_COMPILE=0 compiles every job at once, here.
@@ -146,7 +149,7 @@ class BackgroundCompiler:
 
     def _spawn(self) -> None:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        argv = hostpython.command("bttool.ir.compileserver")
+        argv = hostpython.command("bttool.ir.compileserver", str(os.getpid()))   # the pid it watches
         env = hostpython.host_environment()
         sys.stdout.flush()
         sys.stderr.flush()
