@@ -5,11 +5,17 @@ it finds are lifted and compiled in batches by a pool of worker processes
 (one object file per batch), then stored in the cache.  Regions that the
 cache already holds for this image, target and options are skipped.  The
 code map recorded by earlier runs adds entries that static discovery cannot
-see (targets reached only through indirect branches).
+see (targets reached only through indirect branches).  The workers die
+with the `bttool translate` that started them, however it ends (kill -9
+included: PR_SET_PDEATHSIG), and a cache that cannot be written is an
+error here, not a silent no-op.
 """
 from __future__ import annotations
 
+import ctypes
+import multiprocessing
 import os
+import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -70,8 +76,25 @@ class AotSummary:
 _worker: dict = {}
 
 
-def _init_worker(image: GuestImage, base: int, options: LiftOptions, target: codegen.Target,
-                 known: frozenset[int]) -> None:
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """In a freshly forked helper: be killed when ``parent`` (the process
+    that forked it) dies, and end now if it already has (it died before
+    the request was made: this process was reparented)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _init_worker(parent: int, image: GuestImage, base: int, options: LiftOptions,
+                 target: codegen.Target, known: frozenset[int]) -> None:
+    die_with_parent(parent)
     _worker.update(reader=ImageReader(image, base), options=options, target=target, known=known)
 
 
@@ -140,6 +163,8 @@ def translate_program(image: GuestImage, store: CacheStore, target: codegen.Targ
     from bttool.runtime.memory import PIE_BASE
     from bttool.translator.discovery import discover
 
+    if store.readonly or store.disabled:
+        raise BttoolError(f"cache {store.root} cannot be written")
     t0 = time.perf_counter()
     base = PIE_BASE if image.pie else 0
     # The quick tier keeps its execution counters, so hot code is still
@@ -169,8 +194,10 @@ def translate_program(image: GuestImage, store: CacheStore, target: codegen.Targ
     if progress:
         progress(0, len(todo))
     done = 0
-    with ProcessPoolExecutor(max_workers=max(1, jobs), initializer=_init_worker,
-                             initargs=(image, base, options, target, known)) as pool:
+    # forked workers (never a fork server's children): the parent they watch is this process
+    with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=multiprocessing.get_context("fork"),
+                             initializer=_init_worker,
+                             initargs=(os.getpid(), image, base, options, target, known)) as pool:
         futures = {pool.submit(_translate_batch, b): b for b in batches}
         for fut in as_completed(futures):
             try:
