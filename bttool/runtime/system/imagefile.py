@@ -14,9 +14,9 @@ import stat
 
 from bttool.errors import CannotRun as BadProgram
 
-# Larger than any kernel a guest RAM of --memory's maximum could hold the
-# loaded part of, with room for symbols and debug information; a bound so
-# that an enormous file is refused instead of read into memory.
+# The whole image is read into bttool's memory: an enormous file is refused
+# instead.  Real kernels, symbols and debug information included, are tens
+# of MiB.
 MAX_IMAGE_BYTES = 1 << 30
 
 _KINDS = {stat.S_IFDIR: "is a directory", stat.S_IFIFO: "is a FIFO, not a kernel image file",
