@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from typing import Callable
 
@@ -65,7 +66,8 @@ def run(verbose: bool, cache_dir: str | None, no_cache: bool, stats: bool,
         else:
             from bttool.runtime.session import run_program
             status, sig, st = run_program(program, list(args), cache_dir=None if no_cache else cache_dir,
-                                          use_cache=not no_cache, verbose=verbose, argv0=argv0)
+                                          use_cache=not no_cache, verbose=verbose, argv0=argv0,
+                                          end=lambda s, g, r: finish_run(s, g, r, t0, stats, stats_json))
     except BttoolError as e:
         _fail(str(e), e.status)
         return
@@ -88,6 +90,7 @@ def finish_run(status: int, sig: int, st, t0: float, stats: bool = False,
         "untranslatable_instructions": len(st.untranslatable),
         "wall_seconds": round(wall, 6),
         "exit_status": status,
+        "threads": getattr(st, "threads", 1),
         "signal": sig,
         "images": {path: {"regions_translated": n[0], "regions_from_cache": n[1]}
                    for path, n in sorted(getattr(st, "by_image", {}).items())},
@@ -104,6 +107,11 @@ def finish_run(status: int, sig: int, st, t0: float, stats: bool = False,
     if sig:
         from bttool.runtime.hostsignals import die_with_signal
         die_with_signal(sig)
+    if threading.current_thread() is not threading.main_thread() or threading.active_count() > 1:
+        # guest threads may still run native code: no interpreter shutdown
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
     sys.exit(status)
 
 

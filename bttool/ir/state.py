@@ -48,6 +48,8 @@ FAULT_PF = 5    # page fault -> SIGSEGV
 # (address >> 12); TLB_INVALID never matches one.  ``addend`` turns a virtual
 # address of that page into the offset of its physical page in guest memory.
 TLB_ENTRIES = 4096
+
+SIGINFO_SIZE = 128      # Linux's siginfo_t, the same on host and guest (x86-64)
 TLB_ENTRY_SIZE = 24
 TLB_READ, TLB_WRITE, TLB_ADDEND = 0, 8, 16
 TLB_INVALID = 0xFFFFFFFFFFFFFFFF
@@ -98,6 +100,14 @@ _SPECS: list[tuple[str, int, int]] = (
     # System mode software TLB, consulted inline by every guest memory access
     # (ir/memory.py): TLB_ENTRIES entries of (read tag, write tag, addend).
     + [("tlb", TLB_ENTRIES * TLB_ENTRY_SIZE, 64)]
+    # The host side of the guest thread that runs on this state
+    # (ir/support.py): bt_run's jump buffer, whether translated code is
+    # running, the last host fault's signal, si_code and x86 page-fault
+    # error code, and the signals bt_async caught for this thread (a bit
+    # each) with their siginfo.  Per state, because each guest thread runs
+    # on its own host thread with its own state.
+    + [("host_jmpbuf", 256, 16), ("in_guest", 4, 4), ("fault_sig", 4, 4), ("fault_code", 4, 4),
+       ("fault_err", 8, 8), ("async_pending", 8, 8), ("siginfo", 64 * SIGINFO_SIZE, 16)]
 )
 
 FIELDS, STATE_SIZE = _layout(_SPECS)

@@ -16,6 +16,15 @@ chain then misses; ``bt_run`` polls the flag too) and the runtime delivers
 the signal at that instruction boundary.  Chaining itself pays nothing.  ``bt_step``
 runs one translated function with the same fault catching and no chaining
 (runtime/precisefault.py).
+
+Guest threads run on host threads of their own, each with its own state
+(runtime/guestthreads.py).  So nothing a handler needs is global: the jump
+buffer, the in-guest flag, the fault's details and the caught signals live
+in the state, and a handler finds the state of the thread it interrupted
+through a pthread key (``bt_tls_key``; ``bt_run`` binds the state it is
+given).  The lookup table is shared by all threads: an entry is written and
+read as one 16-byte atomic access (``bt_table_put``; a vector move on x86
+hosts with AVX), so no thread ever sees a pc with another entry's function.
 """
 from __future__ import annotations
 
@@ -28,7 +37,11 @@ COUNTER_BITS = 16
 HOT_THRESHOLD = 20000   # entries + back-edges before a region is retranslated at tier 2
 TARGET_BITS = 12        # bt_targets: last target of tier-1 indirect calls/jumps, by site
 HASH_MULTIPLIER = 0x9E3779B97F4A7C15
-SIGINFO_SIZE = 128      # Linux's siginfo_t, the same on host and guest (x86-64)
+SIGINFO_SIZE = state.SIGINFO_SIZE
+# A lookup-table entry that matches no pc (outside the guest window): the
+# pc half of an empty entry; its function half is 0.
+EMPTY_PC = 0xFFFFFFFFFFFFFFFF
+_EMPTY_ENTRY = EMPTY_PC      # (pc, function) as one i128
 UCONTEXT_ERR = 40 + 8 * 19   # ucontext_t's uc_mcontext.gregs[REG_ERR]: the page-fault error code
 
 
@@ -70,9 +83,11 @@ def emit_chain(b, state_ptr, mem, rip) -> None:
     h = b.mul(rip, ir.Constant(i64, HASH_MULTIPLIER))
     off = b.shl(b.lshr(h, ir.Constant(i64, 64 - TABLE_BITS)), ir.Constant(i64, 4))
     entry = b.gep(table, [off], inbounds=True, source_etype=ir.IntType(8))
-    hit = b.icmp_unsigned("==", b.load(entry, typ=i64), rip)
+    # (pc, function) in one load: another thread may be replacing the entry
+    pair = b.load_atomic(entry, "unordered", 16, typ=ir.IntType(128))
+    hit = b.icmp_unsigned("==", b.trunc(pair, i64), rip)
     with b.if_then(hit, likely=True):
-        fn = b.load(b.gep(entry, [ir.Constant(i64, 8)], inbounds=True, source_etype=ir.IntType(8)), typ=ptr)
+        fn = b.inttoptr(b.trunc(b.lshr(pair, ir.Constant(ir.IntType(128), 64)), i64), ptr)
         b.call(_IndirectCallee(fn, ir.FunctionType(ir.VoidType(), [ptr, ptr])),
                [state_ptr, mem], tail="musttail")
         b.ret_void()
@@ -117,13 +132,13 @@ def emit_target_record(b, state_ptr, pc_key: int, target) -> None:
 
 def _fault_exit(off) -> str:
     """The block of ``bt_run`` and ``bt_step`` that a caught fault jumps
-    to: the fault's address and signal into the state, EXIT_HOST_SIGNAL."""
+    to (``bt_signal`` left the fault's address, signal, si_code and error
+    code in the state): EXIT_HOST_SIGNAL, with the signal in exit_info."""
     return f"""fault:
-  store volatile i32 0, ptr @bt_in_guest
-  %fa = load volatile i64, ptr @bt_fault_addr
-  %fap = getelementptr inbounds i8, ptr %state, i64 {off('fault_addr')}
-  store i64 %fa, ptr %fap
-  %fs = load volatile i32, ptr @bt_fault_sig
+  %fig = getelementptr inbounds i8, ptr %state, i64 {off('in_guest')}
+  store volatile i32 0, ptr %fig
+  %fsp = getelementptr inbounds i8, ptr %state, i64 {off('fault_sig')}
+  %fs = load volatile i32, ptr %fsp
   %fs64 = zext i32 %fs to i64
   %fip = getelementptr inbounds i8, ptr %state, i64 {off('exit_info')}
   store i64 %fs64, ptr %fip
@@ -132,37 +147,51 @@ def _fault_exit(off) -> str:
   ret i32 {state.EXIT_HOST_SIGNAL}"""
 
 
+def _enter(off) -> str:
+    """The start of ``bt_run`` and ``bt_step``: this host thread's state is
+    the one the signal handlers find (the pthread key in ``bt_tls_key``),
+    and its jump buffer is where a fault comes back to."""
+    return f"""entry:
+  %key = load i32, ptr @bt_tls_key
+  %bound = call i32 @pthread_setspecific(i32 %key, ptr %state)
+  %jb = getelementptr inbounds i8, ptr %state, i64 {off('host_jmpbuf')}
+  %ig = getelementptr inbounds i8, ptr %state, i64 {off('in_guest')}
+  %j = call i32 @__sigsetjmp(ptr %jb, i32 1) returns_twice
+  %faulted = icmp ne i32 %j, 0"""
+
+
+def _this_thread_state() -> str:
+    """The first lines of a host signal handler: %st, the state of the
+    guest thread this host thread runs (null on a thread that runs none)."""
+    return """  %key = load i32, ptr @bt_tls_key
+  %st = call ptr @pthread_getspecific(i32 %key)
+  %has = icmp ne ptr %st, null"""
+
+
 def support_ir() -> str:
     off = state.offset
     fault_exit = _fault_exit(off)
+    enter = _enter(off)
+    this_state = _this_thread_state()
     return f"""
 @bt_table = global [{2 * TABLE_ENTRIES} x i64] zeroinitializer, align 64
 @bt_counters = global [{1 << COUNTER_BITS} x i32] zeroinitializer, align 64
 @bt_targets = global [{1 << TARGET_BITS} x i64] zeroinitializer, align 64
-@bt_jmpbuf = internal global [64 x i64] zeroinitializer, align 16
-@bt_in_guest = global i32 0
-@bt_fault_addr = global i64 0
-@bt_fault_sig = global i32 0
-@bt_fault_code = global i32 0
-@bt_fault_err = global i64 0
-@bt_async_pending = global i64 0
-@bt_siginfo = global [{64 * SIGINFO_SIZE} x i8] zeroinitializer, align 16
-@bt_poll_flag = global ptr null
-@bt_table_link = global ptr null
-@bt_empty_table = global ptr null
+@bt_no_table = global [{2 * TABLE_ENTRIES} x i64] zeroinitializer, align 64
+@bt_tls_key = global i32 -1
 
 declare i32 @__sigsetjmp(ptr, i32) returns_twice
 declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)
 declare void @siglongjmp(ptr, i32) noreturn
 declare ptr @signal(i32, ptr)
+declare ptr @pthread_getspecific(i32)
+declare i32 @pthread_setspecific(i32, ptr)
 
 define i32 @bt_run(ptr %state, ptr %mem) {{
-entry:
-  %j = call i32 @__sigsetjmp(ptr @bt_jmpbuf, i32 1) returns_twice
-  %faulted = icmp ne i32 %j, 0
+{enter}
   br i1 %faulted, label %fault, label %start
 start:
-  store volatile i32 1, ptr @bt_in_guest
+  store volatile i32 1, ptr %ig
   br label %loop
 loop:
   %irqp = getelementptr inbounds i8, ptr %state, i64 {off('irq_pending')}
@@ -180,12 +209,14 @@ look:
   %idx = lshr i64 %h, {64 - TABLE_BITS}
   %eoff = shl i64 %idx, 4
   %e = getelementptr inbounds i8, ptr @bt_table, i64 %eoff
-  %epc = load i64, ptr %e
+  %ev = load atomic i128, ptr %e unordered, align 16
+  %epc = trunc i128 %ev to i64
   %hit = icmp eq i64 %epc, %pc
   br i1 %hit, label %call, label %miss
 call:
-  %fp = getelementptr inbounds i8, ptr %e, i64 8
-  %fn = load ptr, ptr %fp
+  %ehi = lshr i128 %ev, 64
+  %efn = trunc i128 %ehi to i64
+  %fn = inttoptr i64 %efn to ptr
   call void %fn(ptr %state, ptr %mem)
   %rp = getelementptr inbounds i8, ptr %state, i64 {off('exit_reason')}
   %r = load i32, ptr %rp
@@ -196,7 +227,7 @@ miss:
   store i32 {state.EXIT_MISS}, ptr %mp
   br label %out
 out:
-  store volatile i32 0, ptr @bt_in_guest
+  store volatile i32 0, ptr %ig
   %op = getelementptr inbounds i8, ptr %state, i64 {off('exit_reason')}
   %or = load i32, ptr %op
   ret i32 %or
@@ -204,14 +235,12 @@ out:
 }}
 
 define i32 @bt_step(ptr %state, ptr %mem, ptr %fn) {{
-entry:
-  %j = call i32 @__sigsetjmp(ptr @bt_jmpbuf, i32 1) returns_twice
-  %faulted = icmp ne i32 %j, 0
+{enter}
   br i1 %faulted, label %fault, label %go
 go:
-  store volatile i32 1, ptr @bt_in_guest
+  store volatile i32 1, ptr %ig
   call void %fn(ptr %state, ptr %mem)
-  store volatile i32 0, ptr @bt_in_guest
+  store volatile i32 0, ptr %ig
   %rp = getelementptr inbounds i8, ptr %state, i64 {off('exit_reason')}
   %r = load i32, ptr %rp
   ret i32 %r
@@ -220,7 +249,11 @@ go:
 
 define void @bt_signal(i32 %sig, ptr %info, ptr %uc) {{
 entry:
-  %ig = load volatile i32, ptr @bt_in_guest
+{this_state}
+  br i1 %has, label %check, label %host
+check:
+  %igp = getelementptr inbounds i8, ptr %st, i64 {off('in_guest')}
+  %ig = load volatile i32, ptr %igp
   %inside = icmp ne i32 %ig, 0
   br i1 %inside, label %guest, label %host
 host:
@@ -229,44 +262,77 @@ host:
 guest:
   %ap = getelementptr inbounds i8, ptr %info, i64 16
   %a = load i64, ptr %ap
-  store volatile i64 %a, ptr @bt_fault_addr
+  %fap = getelementptr inbounds i8, ptr %st, i64 {off('fault_addr')}
+  store volatile i64 %a, ptr %fap
   %cp = getelementptr inbounds i8, ptr %info, i64 8
   %c = load i32, ptr %cp
-  store volatile i32 %c, ptr @bt_fault_code
+  %fcp = getelementptr inbounds i8, ptr %st, i64 {off('fault_code')}
+  store volatile i32 %c, ptr %fcp
   %ep = getelementptr inbounds i8, ptr %uc, i64 {UCONTEXT_ERR}
   %e = load i64, ptr %ep
-  store volatile i64 %e, ptr @bt_fault_err
-  store volatile i32 %sig, ptr @bt_fault_sig
-  store volatile i32 0, ptr @bt_in_guest
-  call void @siglongjmp(ptr @bt_jmpbuf, i32 1)
+  %fep = getelementptr inbounds i8, ptr %st, i64 {off('fault_err')}
+  store volatile i64 %e, ptr %fep
+  %fsp = getelementptr inbounds i8, ptr %st, i64 {off('fault_sig')}
+  store volatile i32 %sig, ptr %fsp
+  store volatile i32 0, ptr %igp
+  %jb = getelementptr inbounds i8, ptr %st, i64 {off('host_jmpbuf')}
+  call void @siglongjmp(ptr %jb, i32 1)
   unreachable
 }}
 
 define void @bt_async(i32 %sig, ptr %info, ptr %uc) {{
 entry:
+{this_state}
+  br i1 %has, label %record, label %done
+record:
   %s1 = sub i32 %sig, 1
   %s64 = zext i32 %s1 to i64
   %off = mul i64 %s64, {SIGINFO_SIZE}
-  %slot = getelementptr inbounds i8, ptr @bt_siginfo, i64 %off
+  %infos = getelementptr inbounds i8, ptr %st, i64 {off('siginfo')}
+  %slot = getelementptr inbounds i8, ptr %infos, i64 %off
   call void @llvm.memcpy.p0.p0.i64(ptr %slot, ptr %info, i64 {SIGINFO_SIZE}, i1 false)
   %bit = shl i64 1, %s64
-  %old = atomicrmw or ptr @bt_async_pending, i64 %bit seq_cst
-  %flag = load ptr, ptr @bt_poll_flag
-  %has = icmp ne ptr %flag, null
-  br i1 %has, label %set, label %done
-set:
+  %pend = getelementptr inbounds i8, ptr %st, i64 {off('async_pending')}
+  %old = atomicrmw or ptr %pend, i64 %bit seq_cst
+  %flag = getelementptr inbounds i8, ptr %st, i64 {off('irq_pending')}
   store atomic i32 1, ptr %flag seq_cst, align 4
-  %link = load ptr, ptr @bt_table_link
-  %empty = load ptr, ptr @bt_empty_table
-  store atomic ptr %empty, ptr %link seq_cst, align 8
+  %link = getelementptr inbounds i8, ptr %st, i64 {off('table_base')}
+  store atomic ptr @bt_no_table, ptr %link seq_cst, align 8
   br label %done
 done:
   ret void
 }}
 
-define i64 @bt_take_async() {{
+define i64 @bt_take_async(ptr %state) {{
 entry:
-  %v = atomicrmw xchg ptr @bt_async_pending, i64 0 seq_cst
+  %pend = getelementptr inbounds i8, ptr %state, i64 {off('async_pending')}
+  %v = atomicrmw xchg ptr %pend, i64 0 seq_cst
   ret i64 %v
+}}
+
+define void @bt_table_put(ptr %slot, i64 %pc, i64 %fn) {{
+entry:
+  %lo = zext i64 %pc to i128
+  %hi0 = zext i64 %fn to i128
+  %hi = shl i128 %hi0, 64
+  %v = or i128 %lo, %hi
+  store atomic i128 %v, ptr %slot release, align 16
+  ret void
+}}
+
+define void @bt_table_fill(ptr %table, i64 %n) {{
+entry:
+  %none = icmp eq i64 %n, 0
+  br i1 %none, label %done, label %loop
+loop:
+  %i = phi i64 [0, %entry], [%next, %loop]
+  %off = shl i64 %i, 4
+  %e = getelementptr inbounds i8, ptr %table, i64 %off
+  store atomic i128 {_EMPTY_ENTRY}, ptr %e release, align 16
+  %next = add i64 %i, 1
+  %more = icmp ult i64 %next, %n
+  br i1 %more, label %loop, label %done
+done:
+  ret void
 }}
 """

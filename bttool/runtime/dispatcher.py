@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from bttool.ir import codegen, state as st
-from bttool.ir.support import TABLE_ENTRIES, TARGET_BITS, table_index, target_index
+from bttool.ir.support import TABLE_ENTRIES, TABLE_ENTRY_SIZE, TARGET_BITS, table_index, target_index
 from bttool.runtime.engine import Engine, SupportCompiler
+from bttool.runtime.guestthreads import LOCK, PerThread
 from bttool.translator.guestcode import UnmappedCode
 from bttool.translator.options import LiftOptions
 
@@ -24,8 +25,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from bttool.runtime.cache import RunCache
     from bttool.runtime.codeunits import CodeUnits
     from bttool.translator.translate import RegionInfo, Translation
-
-_EMPTY = 0xFFFFFFFFFFFFFFFF  # never a guest pc (outside the guest window)
 
 
 @dataclass
@@ -38,13 +37,18 @@ class Stats:
     exits_to_python: int = 0
     regions_promoted: int = 0
     syscalls: int = 0
+    threads: int = 1            # guest threads that ran (the first included)
     untranslatable: list[tuple[int, str]] = field(default_factory=list)
     # per code unit's file path: [regions translated, regions from the cache]
     by_image: dict[str, list[int]] = field(default_factory=dict)
 
 
 class Executor:
-    """Runs guest code from ``state.rip`` until the personality says stop."""
+    """Runs guest code from ``state.rip`` until the personality says stop.
+    Shared by the guest's threads (runtime/guestthreads.py): ``state`` is
+    the calling thread's own."""
+
+    state = PerThread()
 
     def __init__(self, state, memory, options: LiftOptions, cache: "RunCache | None" = None,
                  log: Callable[[str], None] | None = None,
@@ -72,8 +76,7 @@ class Executor:
         # directly); Python fills it.
         for link, table in zip(st.RUNTIME_LINKS, ("bt_table", "bt_counters", "bt_targets")):
             setattr(state, link, self.engine.global_address(table))
-        self.table = (ctypes.c_uint64 * (2 * TABLE_ENTRIES)).from_address(state.table_base)
-        self._empty_table = None
+        self._table_base = state.table_base
         self.clear_table()
         self.known: dict[int, int] = {}
         self.loaded_objects: set[str] = set()   # cache objects already in the engine
@@ -104,10 +107,16 @@ class Executor:
         table link points there returns to ``bt_run`` at every region exit
         (single steps, runtime/precisefault.py; a caught signal,
         runtime/guestsignals.py)."""
-        if self._empty_table is None:
-            self._empty_table = (ctypes.c_uint64 * (2 * TABLE_ENTRIES))(
-                *([_EMPTY, 0] * TABLE_ENTRIES))
-        return ctypes.addressof(self._empty_table)
+        return self.engine.empty_table
+
+    def new_thread_state(self):
+        """A state for a new guest thread: a copy of the calling thread's,
+        with the host side (jump buffer, caught signals) cleared."""
+        s = st.new_state()
+        ctypes.memmove(ctypes.addressof(s), ctypes.addressof(self.state), st.offset("tlb"))
+        s.irq_pending = 0
+        s.table_base = self.engine.global_address("bt_table")
+        return s
 
     def options_for(self, pc: int) -> LiftOptions:
         """The lift options for code at ``pc``: position-independent
@@ -129,9 +138,9 @@ class Executor:
         n[1] += cached
 
     def clear_table(self) -> None:
-        """Forget every installed entry (translations stay loaded)."""
-        empty = _EMPTY.to_bytes(8, "little") + bytes(8)
-        ctypes.memmove(self.table, empty * TABLE_ENTRIES, len(empty) * TABLE_ENTRIES)
+        """Forget every installed entry (translations stay loaded); each
+        entry is emptied in one atomic store (ir/support.py)."""
+        self.engine.table_fill(self._table_base, TABLE_ENTRIES)
 
     def _install_new(self, pc: int, addr: int) -> None:
         if self.on_install is not None:
@@ -159,9 +168,7 @@ class Executor:
 
     def install(self, pc: int, addr: int) -> None:
         self.known[pc] = addr
-        i = table_index(pc)
-        self.table[2 * i] = pc
-        self.table[2 * i + 1] = addr
+        self.engine.table_put(self._table_base + TABLE_ENTRY_SIZE * table_index(pc), pc, addr)
 
     def ensure(self, pc: int) -> None:
         """Make ``pc`` runnable: reinstall, load from cache, or translate.
@@ -353,7 +360,8 @@ class Executor:
     def run_once(self) -> int:
         """Run native code until an exit; returns the exit reason."""
         s = self.state
-        r = self.engine.run_fn(ctypes.addressof(s), self.memory.arg_base)
+        with LOCK.released():
+            r = self.engine.run_fn(ctypes.addressof(s), self.memory.arg_base)
         s.exit_reason = st.EXIT_NONE
         self.stats.exits_to_python += 1
         return r

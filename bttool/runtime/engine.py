@@ -33,6 +33,23 @@ def _register_runtime_symbols() -> None:
         llvm.add_symbol(sym, addr)
 
 
+_key: int | None = None
+
+
+def _state_key() -> int:
+    """The pthread key whose value, on each host thread, is the state of the
+    guest thread it runs (ir/support.py): one for the process, so the
+    handler of any engine finds the state whichever engine's ``bt_run``
+    bound it."""
+    global _key
+    if _key is None:
+        k = ctypes.c_uint32()
+        if ctypes.CDLL(None).pthread_key_create(ctypes.byref(k), None) != 0:
+            raise OSError("pthread_key_create failed")
+        _key = k.value
+    return _key
+
+
 # (support IR text, target) -> its object code; the cache provides one
 # (runtime/cache.py CacheStore.support_object) so warm runs skip compiling.
 SupportCompiler = Callable[[str, codegen.Target], bytes]
@@ -60,14 +77,23 @@ class Engine:
         self.signal_handler = self.address("bt_signal")
         self.step_fn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p,
                                         ctypes.c_void_p)(self.address("bt_step"))
+        ctypes.c_int32.from_address(self.global_address("bt_tls_key")).value = _state_key()
+        self.table_put = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)(
+            self.address("bt_table_put"))
+        self.table_fill = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64)(
+            self.address("bt_table_fill"))
+        self.take_async = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p)(
+            self.address("bt_take_async"))
+        # a lookup table with no entries (see Executor.empty_table)
+        self.empty_table = self.global_address("bt_no_table")
+        self.table_fill(self.empty_table, support.TABLE_ENTRIES)
 
-    def fault_code(self) -> int:
-        """si_code of the last host fault of translated code (ir/support.py)."""
-        return ctypes.c_int32.from_address(self.global_address("bt_fault_code")).value
-
-    def fault_error(self) -> int:
-        """The x86 page-fault error code of the last host fault."""
-        return ctypes.c_uint64.from_address(self.global_address("bt_fault_err")).value
+    @staticmethod
+    def bind(state) -> None:
+        """This host thread runs the guest thread of ``state``: the signal
+        handlers find it (``bt_run`` binds it too, on every entry)."""
+        ctypes.CDLL(None).pthread_setspecific(ctypes.c_uint32(_state_key()),
+                                              ctypes.c_void_p(ctypes.addressof(state)))
 
     def load_object(self, data: bytes) -> None:
         obj = llvm.ObjectFileRef.from_data(data)

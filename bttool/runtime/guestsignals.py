@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from bttool.ir import state as st
 from bttool.ir.support import SIGINFO_SIZE
+from bttool.runtime.guestthreads import PerThread
 from bttool.runtime import fpstate, hostsignals
 from bttool.runtime.memory import GuestMemoryError
 
@@ -81,36 +82,38 @@ def siginfo(sig: int, code: int, addr: int = 0, pid: int = 0, uid: int = 0) -> b
 
 
 class GuestSignals:
-    """Signal state of one guest process."""
+    """Signal state of one guest process: the actions are the process's,
+    the mask, alternate stack and last trap each thread's own
+    (runtime/guestthreads.py)."""
+
+    mask = PerThread(0)
+    altstack = PerThread((0, SS_DISABLE, 0))    # sp, flags as given, size
+    # (trapno, error code, cr2) of the last fault signal: what Linux leaves
+    # in the thread and copies into every later frame
+    trap = PerThread((0, 0, 0))
+    # rt_sigsuspend's: the mask to restore after the handler it waited for
+    saved_mask = PerThread(None)
 
     def __init__(self, proc: "LinuxProcess") -> None:
         self.proc = proc
         self.actions: dict[int, bytes] = {}     # the kernel's struct sigaction, 32 bytes
-        self.mask = 0
-        self.altstack = (0, SS_DISABLE, 0)      # sp, flags as given, size
-        # (trapno, error code, cr2) of the last fault signal: what Linux
-        # leaves in the thread and copies into every later frame
-        self.trap = (0, 0, 0)
-        # rt_sigsuspend's: the mask to restore after the handler it waited for
-        self.saved_mask: int | None = None
-        self._take = None
-        self._infos = 0
+        self._engine = None
         self._table = 0
+        self._catcher = 0
 
     def attach(self, executor, state) -> None:
-        """Connect to the support object's catcher (ir/support.py): the poll
-        flag it raises, the table link it empties."""
-        engine = executor.engine
-        flag = ctypes.c_uint64.from_address(engine.global_address("bt_poll_flag"))
-        flag.value = ctypes.addressof(state) + st.offset("irq_pending")
-        link = ctypes.c_uint64.from_address(engine.global_address("bt_table_link"))
-        link.value = ctypes.addressof(state) + st.offset("table_base")
-        ctypes.c_uint64.from_address(engine.global_address("bt_empty_table")).value = \
-            executor.empty_table
+        """Connect to the support object's catcher (ir/support.py), which
+        records what it catches in the state of the thread it interrupts,
+        and bind ``state`` to this host thread."""
+        self._engine = executor.engine
         self._table = state.table_base
-        self._take = ctypes.CFUNCTYPE(ctypes.c_uint64)(engine.address("bt_take_async"))
-        self._infos = engine.global_address("bt_siginfo")
-        self._catcher = engine.address("bt_async")
+        self._catcher = executor.engine.address("bt_async")
+        self.bind(state)
+
+    def bind(self, state) -> None:
+        """This host thread runs the guest thread of ``state``: a signal
+        caught on it is that thread's."""
+        self._engine.bind(state)
 
     # -- dispositions ------------------------------------------------------
     def handler(self, sig: int) -> int:
@@ -210,14 +213,15 @@ class GuestSignals:
         s.table_base = self._table          # chaining again (bt_async emptied it)
         if s.irq_pending:                   # caught between the two
             s.table_base = self.proc.executor.empty_table
-        bits = self._take() if self._take is not None else 0
+        bits = self._engine.take_async(ctypes.addressof(s)) if self._engine is not None else 0
         # Linux's order: the synchronous ones, then by number; each frame
         # goes on top of the last (so the last set up runs first), and
         # each handler's mask may block the ones after it
         order = [sig for sig in _SYNCHRONOUS if bits >> (sig - 1) & 1] + \
             [sig for sig in range(1, 65) if bits >> (sig - 1) & 1 and sig not in _SYNCHRONOUS]
         for sig in order:
-            info = ctypes.string_at(self._infos + (sig - 1) * SIGINFO_SIZE, SIGINFO_SIZE)
+            info = ctypes.string_at(ctypes.addressof(s) + st.offset("siginfo") + (sig - 1) * SIGINFO_SIZE,
+                                    SIGINFO_SIZE)
             if self.blocked(sig):
                 # blocked since it was caught: back into the host's pending set
                 hostsignals.requeue(sig, info)

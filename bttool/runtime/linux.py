@@ -11,22 +11,25 @@ import os
 import signal
 import struct
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
+from bttool.errors import EXIT_INTERNAL
 from bttool.ir import intrinsics, state as st
-from bttool.runtime import cpuid
+from bttool.runtime import cpuid, guestthreads
 from bttool.runtime.codepages import CodePages
 from bttool.runtime.codeunits import CodeUnit, CodeUnits, file_digest
 from bttool.runtime.dispatcher import Executor
 from bttool.runtime.engine import SupportCompiler
 from bttool.runtime.guestsignals import (FPE_INTDIV, ILL_ILLOPN, SEGV_ACCERR, SEGV_MAPERR, SI_KERNEL,
                                          TRAP_BRKPT, GuestSignals)
+from bttool.runtime.guestthreads import LOCK, PerThread, ThreadGroup, gettid
 from bttool.runtime.memory import PROT_WRITE, GuestMemory, GuestMemoryError
 from bttool.runtime.precisefault import FaultReplay
 from bttool.runtime.process import build_stack, image_span, map_image
 from bttool.runtime.procview import ProcView
-from bttool.runtime.syscalls import GuestExit, Syscalls
+from bttool.runtime.syscalls import GuestExit, Syscalls, ThreadExit
 from bttool.runtime.syscalls_i386 import I386Syscalls
 from bttool.translator.guestcode import UnmappedCode
 from bttool.translator.options import LiftOptions
@@ -66,6 +69,16 @@ class GuestDeath(Exception):
     note: str = ""
 
 
+def _end_now(status: int, sig: int) -> None:
+    """End the host process as the guest ended (LinuxProcess.end_process)."""
+    from bttool.runtime.hostsignals import die_with_signal
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if sig:
+        die_with_signal(sig)
+    os._exit(status)
+
+
 def _auxv_at(memory: GuestMemory, rsp: int, argc: int, envc: int) -> bytes:
     """The auxiliary vector of the initial stack at ``rsp`` (through AT_NULL)."""
     pos = rsp + 8 * (1 + argc + 1 + envc + 1)
@@ -79,6 +92,17 @@ def _auxv_at(memory: GuestMemory, rsp: int, argc: int, envc: int) -> bytes:
 
 
 class LinuxProcess:
+    """One guest process: its memory, code and system calls are shared by
+    its threads (runtime/guestthreads.py); these are each thread's own."""
+
+    clear_child_tid = PerThread(0)      # set_tid_address, CLONE_CHILD_CLEARTID
+    robust_list = PerThread((0, 0))     # set_robust_list: (head, length)
+
+    @property
+    def state(self):
+        """The calling thread's CPU state (the executor keeps each thread's)."""
+        return self.executor.state
+
     def __init__(self, image: GuestImage, argv: list[bytes], envp: list[bytes],
                  verbose: bool = False, compile_support: SupportCompiler | None = None,
                  interpreter: GuestImage | None = None) -> None:
@@ -89,16 +113,20 @@ class LinuxProcess:
         self.exe_path = image.path
         self.verbose = verbose
         self.memory = GuestMemory()
-        self.state = st.new_state()
+        state = st.new_state()
         self.signals = GuestSignals(self)
         self.replay: FaultReplay | None = None      # made on the first handled host fault
-        self.clear_child_tid = 0
-        self.robust_list = (0, 0)
+        self.threads = ThreadGroup()
+        # How the run ends when the guest ends on a thread other than the
+        # one that called run() (exit_group, a fatal signal): (exit status,
+        # signal) -> never returns.  The session gives one that reports the
+        # run as the main thread would; this default just ends.
+        self.end_process: Callable[[int, int], None] = _end_now
         base, image_end = map_image(self.memory, image)
-        self.executor = Executor(self.state, self.memory,
+        self.executor = Executor(state, self.memory,
                                  LiftOptions(64, True, base if image.pie else None, hot_counters=True),
                                  None, self.log, compile_support)
-        self.signals.attach(self.executor, self.state)
+        self.signals.attach(self.executor, state)
         self.codepages = CodePages(self.memory, self.code_changed)
         self.executor.on_code = self.codepages.watch
         self.memory.before_write = self.codepages.release
@@ -160,7 +188,8 @@ class LinuxProcess:
 
     def after_fork(self) -> None:
         """In a forked child: an SQLite connection must not cross fork(), nor
-        the compile server's socket."""
+        the compile server's socket; only the thread that forked lives."""
+        self.threads.after_fork()
         if self.executor.background is not None:
             self.executor.background.after_fork()
         cache = self.executor.cache
@@ -216,7 +245,20 @@ class LinuxProcess:
 
     # -- main loop -------------------------------------------------------------
     def run(self) -> int:
-        """Run to completion; returns the exit status or raises GuestDeath."""
+        """Run to completion, on the thread that runs the guest's first
+        thread; returns the exit status or raises GuestDeath."""
+        try:
+            status = self._run_thread()
+        except GuestExit as e:
+            return e.status
+        if status is None:          # this thread ended, others run on
+            status = self.threads.wait()
+        return status
+
+    def _run_thread(self) -> int | None:
+        """Run the calling host thread's guest thread until it calls exit:
+        the process's exit status when it was the last thread, else None.
+        exit_group (GuestExit) and death by a signal (GuestDeath) propagate."""
         ex = self.executor
         while True:
             try:
@@ -224,10 +266,139 @@ class LinuxProcess:
                     self._exit(ex.run())
                 except UnmappedCode as e:
                     self._fetch_fault(e.args[0])
-            except GuestExit as e:
-                return e.status
+            except ThreadExit as e:
+                return e.status if self._thread_ended(e.status) else None
             except _Delivered:
                 pass            # the guest goes on in its handler
+
+    def start_thread(self, flags: int, stack: int, ptid: int, ctid: int, tls: int) -> int:
+        """clone of a thread: a host thread running a copy of the caller's
+        state (rax 0, the new stack and TLS), with the caller's signal mask
+        and no alternate stack, as Linux starts one; returns its tid."""
+        CLONE_SETTLS, CLONE_PARENT_SETTID = 0x80000, 0x100000
+        CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID = 0x200000, 0x1000000
+        child = self.executor.new_thread_state()
+        child.rax = 0
+        child.rcx = child.rip               # the syscall instruction's side effects
+        child.r11 = st.rflags(child)
+        if stack:
+            child.rsp = stack
+        if flags & CLONE_SETTLS:
+            child.fs_base = tls
+        mask = self.signals.mask
+        started = threading.Event()
+        tid_box: list[int] = []
+
+        def body() -> None:
+            self.executor.state = child
+            self.clear_child_tid = ctid if flags & CLONE_CHILD_CLEARTID else 0
+            self.signals.bind(child)
+            tid_box.append(gettid())
+            self.threads.joined(tid_box[0])
+            started.set()
+            self._thread_main(mask)
+        # the new host thread starts with every signal blocked, until it
+        # runs its guest thread's mask (a signal caught before would be lost)
+        old = guestthreads.block_all_signals()
+        try:
+            self.threads.start(body, f"guest-{len(self.threads.live)}")
+            started.wait()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        tid = tid_box[0]
+        for flag, where in ((CLONE_PARENT_SETTID, ptid), (CLONE_CHILD_SETTID, ctid)):
+            if flags & flag and where:
+                try:
+                    self.memory.write(where, struct.pack("<i", tid))
+                except GuestMemoryError:
+                    pass        # Linux ignores failing tid stores too
+        return tid
+
+    def _thread_main(self, mask: int) -> None:
+        """The body of a guest thread's host thread (not the first's)."""
+        LOCK.acquire()
+        try:
+            self.signals.set_mask(mask)
+            try:
+                self._run_thread()
+            except GuestDeath as d:
+                if d.note:
+                    print(f"bttool: {d.note}", file=sys.stderr, flush=True)
+                self.end_process(128 + d.sig, d.sig)
+            except GuestExit as e:
+                self.end_process(e.status, 0)
+        except SystemExit as e:         # a forked child's only thread ended the run
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(e.code if isinstance(e.code, int) else EXIT_INTERNAL)
+        except BaseException as e:     # noqa: BLE001 - bttool's own failure: end it all, in one line
+            if os.environ.get("BTTOOL_DEBUG"):
+                import traceback
+                traceback.print_exc()
+            print(f"bttool: internal error: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            os._exit(EXIT_INTERNAL)
+        finally:
+            LOCK.release()
+
+    def _thread_ended(self, status: int) -> bool:
+        """The calling thread called exit: what Linux does at a thread's
+        end (the robust futexes it held marked and woken, its
+        clear-child-tid word zeroed and woken, where pthread_join waits);
+        True when it was the last thread (the process ends with ``status``)."""
+        self._release_robust_futexes()
+        addr = self.clear_child_tid
+        if addr:
+            try:
+                self.memory.write(addr, bytes(4))
+                self.syscalls.raw(202, self.syscalls.ptr(addr, 4), 1, 1)     # FUTEX_WAKE, 1
+            except GuestMemoryError:
+                pass
+        return self.threads.left(gettid(), status)
+
+    def _release_robust_futexes(self) -> None:
+        """Linux's exit_robust_list: each futex on the thread's robust list
+        (and its pending one) that the thread still owns gets
+        FUTEX_OWNER_DIED, and a waiter is woken."""
+        head, length = self.robust_list
+        if not head or length != 24:
+            return
+        mem = self.memory
+        try:
+            entry, offset, pending = struct.unpack("<QqQ", mem.read(head, 24))
+        except GuestMemoryError:
+            return
+        seen = 0
+        while entry != head and seen < guestthreads.ROBUST_LIST_LIMIT:
+            nxt = self._robust_next(entry)
+            if entry != pending:
+                self._owner_died(entry + offset)
+            if nxt is None:
+                break
+            entry, seen = nxt, seen + 1
+        if pending:
+            self._owner_died(pending + offset)
+
+    def _robust_next(self, entry: int) -> int | None:
+        try:
+            return struct.unpack("<Q", self.memory.read(entry & ~1, 8))[0]
+        except GuestMemoryError:
+            return None
+
+    def _owner_died(self, addr: int) -> None:
+        tid = gettid()
+        try:
+            word = struct.unpack("<I", self.memory.read(addr, 4))[0]
+        except GuestMemoryError:
+            return
+        if word & guestthreads.FUTEX_TID_MASK != tid:
+            return
+        new = (word & guestthreads.FUTEX_WAITERS) | guestthreads.FUTEX_OWNER_DIED
+        try:
+            self.memory.write(addr, struct.pack("<I", new))
+        except GuestMemoryError:
+            return
+        if word & guestthreads.FUTEX_WAITERS:
+            self.syscalls.raw(202, self.syscalls.ptr(addr, 4), 1, 1)        # FUTEX_WAKE, 1
 
     def _fetch_fault(self, pc: int) -> None:
         """Control went to ``pc``, where no code can be fetched: the
@@ -454,8 +625,8 @@ class LinuxProcess:
         if guest_addr >= 1 << 47 and guest_addr >> 47 != (1 << 17) - 1:
             self._general_protection(note + " (non-canonical)")     # #GP, no address
         if sig == signal.SIGBUS:
-            self._signal(sig, self.executor.engine.fault_code(), guest_addr, (14, 0, guest_addr), note)
-        self._page_fault(guest_addr, self.executor.engine.fault_error(), note)
+            self._signal(sig, s.fault_code, guest_addr, (14, 0, guest_addr), note)
+        self._page_fault(guest_addr, s.fault_err, note)
 
     def _code_write(self) -> None:
         """A guest store hit a page of translated code (runtime/codepages.py):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Callable
 
 from bttool.runtime.dispatcher import Stats
 
@@ -41,7 +42,8 @@ def load_interpreter(image, known_info=None):
 def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bool,
                 verbose: bool, argv0: str | None = None,
                 envp: list[bytes] | None = None, ignored: set[int] | None = None,
-                sigmask: int = 0) -> tuple[int, int, Stats]:
+                sigmask: int = 0,
+                end: "Callable[[int, int, Stats], None] | None" = None) -> tuple[int, int, Stats]:
     """Returns (exit status, fatal signal or 0, statistics).  The guest's
     environment is ``envp``, or bttool's own when it is None (a first run
     passes its environment on, as a shell's exec would); ``ignored`` and
@@ -114,13 +116,19 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
     start_guest_dispositions(ignored)
     proc.start_signals(ignored, sigmask)
     freeze_startup_heap()
+
+    def conclude(status: int, sig: int) -> tuple[int, int, Stats]:
+        if proc.executor.cache is not None:
+            proc.executor.collect(wait=True)    # tier-2 compilations still under way go into it
+            proc.executor.cache.finish()
+        proc.executor.stats.threads = proc.threads.started
+        return status, sig, proc.executor.stats
+    if end is not None:
+        proc.end_process = lambda status, sig: end(*conclude(status, sig))
     try:
         status, sig = proc.run(), 0
     except GuestDeath as d:
         if d.note:
             print(f"bttool: {d.note}", file=sys.stderr, flush=True)
         status, sig = 128 + d.sig, d.sig
-    if proc.executor.cache is not None:
-        proc.executor.collect(wait=True)    # tier-2 compilations still under way go into it
-        proc.executor.cache.finish()
-    return status, sig, proc.executor.stats
+    return conclude(status, sig)

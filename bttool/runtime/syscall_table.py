@@ -191,6 +191,18 @@ FUTEX: dict[int, str] = {
     13: "p:16 i i",     # FUTEX_LOCK_PI2
 }
 
+# Calls that may wait (for a descriptor, a child, another guest thread, a
+# signal, time): they run outside the runtime lock (runtime/guestthreads.py;
+# Syscalls.raw), so a futex wait never keeps out the thread that would wake
+# it.  The rest are quick and keep the lock.
+MAY_BLOCK = frozenset({
+    0, 1, 2, 7, 16, 17, 18, 19, 20, 23, 24, 34, 35, 40, 42, 43, 44, 45, 46, 47,   # read ... recvmsg
+    61, 65, 69, 70, 72, 73, 74, 75,             # wait4 semop msgsnd msgrcv fcntl flock fsync fdatasync
+    128, 130, 202, 208, 220, 230, 232, 242, 243, 247,   # rt_sigtimedwait ... waitid
+    257, 270, 271, 275, 276, 277, 281, 288, 295, 296, 299, 307,     # openat ... sendmmsg
+    326, 327, 328, 437, 441, 449,               # copy_file_range ... futex_waitv
+})
+
 _KIND = re.compile(r"^(?:i|f|s|p(\d)(?:\*(\d+))?|p:(\d+)|l(\d))$")
 
 

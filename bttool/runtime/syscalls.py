@@ -17,10 +17,11 @@ import struct
 from typing import TYPE_CHECKING, Callable
 
 from bttool.runtime import hostfds, hostsignals
+from bttool.runtime.guestthreads import LOCK, gettid
 from bttool.runtime.memory import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_SHARED, PROT_EXEC,
                                    PAGE, GuestMemoryError, page_up)
 from bttool.runtime.syscall_table import (ARCH_GET_CPUID, ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_FS,
-                                          ARCH_SET_GS, FCNTL, FUTEX, IOCTL, MADVISE, PARSED,
+                                          ARCH_SET_GS, FCNTL, FUTEX, IOCTL, MADVISE, MAY_BLOCK, PARSED,
                                           PASSTHROUGH, PRCTL, TASK_SIZE_MAX, parse)  # noqa: F401
 from bttool.ir.window import MAP_LIMIT
 
@@ -80,11 +81,16 @@ _IOCTL_SPECS = {req: parse("f i " + kind) for req, kind in IOCTL.items()}
 
 
 class GuestExit(Exception):
-    """The guest called exit/exit_group."""
+    """The guest called exit_group (or exit in its last thread)."""
 
     def __init__(self, status: int):
         super().__init__(status)
         self.status = status
+
+
+class ThreadExit(GuestExit):
+    """The guest called exit: the calling thread ends (the process with it
+    when it was the last)."""
 
 
 class Syscalls:
@@ -96,7 +102,7 @@ class Syscalls:
         self._special: dict[int, Callable[..., int]] = {
             9: self.mmap, 10: self.mprotect, 11: self.munmap, 12: self.brk,
             13: self.rt_sigaction, 14: self.rt_sigprocmask, 19: self.readv, 20: self.writev,
-            25: self.mremap, 60: self.exit, 231: self.exit, 62: self.kill, 200: self.tkill,
+            25: self.mremap, 60: self.exit_thread, 231: self.exit, 62: self.kill, 200: self.tkill,
             234: self.tgkill, 89: self.readlink, 267: self.readlinkat, 157: self.prctl,
             158: self.arch_prctl, 218: self.set_tid_address, 273: self.set_robust_list,
             131: self.sigaltstack, 130: self.rt_sigsuspend, 16: self.ioctl, 72: self.fcntl,
@@ -192,8 +198,15 @@ class Syscalls:
 
     @staticmethod
     def raw(nr: int, *args: int) -> int:
+        """The host call, as is.  One that may block runs outside the
+        runtime lock (runtime/guestthreads.py), so other guest threads go
+        on, and the one that would wake this one can."""
         cargs = [ctypes.c_long(a - (1 << 64) if a >= 1 << 63 else a) for a in args]
-        r = _libc.syscall(ctypes.c_long(nr), *cargs)
+        if nr in MAY_BLOCK and LOCK.shared:
+            with LOCK.released():
+                r = _libc.syscall(ctypes.c_long(nr), *cargs)
+        else:
+            r = _libc.syscall(ctypes.c_long(nr), *cargs)
         if r == -1:
             return -ctypes.get_errno()
         return r
@@ -636,6 +649,9 @@ class Syscalls:
     def exit(self, status: int, *_: int) -> int:
         raise GuestExit(status & 0xFF)
 
+    def exit_thread(self, status: int, *_: int) -> int:
+        raise ThreadExit(status & 0xFF)
+
     def arch_prctl(self, code: int, addr: int, *_: int) -> int:
         st = self.proc.state
         code &= 0xFFFFFFFF
@@ -680,7 +696,7 @@ class Syscalls:
 
     def set_tid_address(self, addr: int, *_: int) -> int:
         self.proc.clear_child_tid = addr
-        return os.getpid()
+        return gettid()
 
     def set_robust_list(self, head: int, length: int, *_: int) -> int:
         self.proc.robust_list = (head, length)
@@ -704,8 +720,7 @@ class Syscalls:
         CLONE_SETTLS, CLONE_PARENT_SETTID = 0x80000, 0x100000
         CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID = 0x200000, 0x1000000
         if flags & CLONE_THREAD or (flags & CLONE_VM and not flags & CLONE_VFORK):
-            self.proc.log("clone of a thread: threads are not supported -> ENOSYS")
-            return -errno.ENOSYS
+            return self._clone_thread(flags, stack, ptid, ctid, tls)
         pid = self.fork()
         if pid == 0:
             me = os.getpid()
@@ -723,6 +738,20 @@ class Syscalls:
             except GuestMemoryError:
                 pass            # Linux ignores a failing parent-tid store too
         return pid
+
+    def _clone_thread(self, flags: int, stack: int, ptid: int, ctid: int, tls: int) -> int:
+        """A thread (runtime/guestthreads.py).  The flags Linux requires of
+        one: CLONE_THREAD needs CLONE_SIGHAND, which needs CLONE_VM; a
+        CLONE_VM child without CLONE_THREAD (a process sharing memory) is
+        not offered."""
+        CLONE_VM, CLONE_SIGHAND, CLONE_THREAD = 0x100, 0x800, 0x10000
+        if flags & CLONE_THREAD and not flags & CLONE_SIGHAND or \
+                flags & CLONE_SIGHAND and not flags & CLONE_VM:
+            return -errno.EINVAL
+        if not flags & CLONE_THREAD:
+            self.proc.log("clone of a process sharing memory (CLONE_VM without CLONE_THREAD) -> ENOSYS")
+            return -errno.ENOSYS
+        return self.proc.start_thread(flags, stack, ptid, ctid, tls)
 
     def clone3(self, args: int, size: int, *_: int) -> int:
         return -errno.ENOSYS      # glibc falls back to clone
@@ -843,12 +872,12 @@ class Syscalls:
         return self.raw(62, pid, sig)
 
     def tkill(self, tid: int, sig: int, *_: int) -> int:
-        if _fd(tid) == os.getpid() and self._fatal_to_self(_fd(sig)):
+        if _fd(tid) == gettid() and self._fatal_to_self(_fd(sig)):
             return self._die_of(_fd(sig))
         return self.raw(200, tid, sig)
 
     def tgkill(self, tgid: int, tid: int, sig: int, *_: int) -> int:
-        if _fd(tgid) == _fd(tid) == os.getpid() and self._fatal_to_self(_fd(sig)):
+        if _fd(tgid) == os.getpid() and _fd(tid) == gettid() and self._fatal_to_self(_fd(sig)):
             return self._die_of(_fd(sig))
         return self.raw(234, tgid, tid, sig)
 
