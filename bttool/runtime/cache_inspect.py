@@ -2,7 +2,9 @@
 verification (the logic behind `bttool cache ...`)."""
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import sqlite3
 from dataclasses import dataclass
 
@@ -169,6 +171,7 @@ class Problem:
     detail: str
     object_id: str | None = None    # repair: drop this object (and its regions)
     rowid: int | None = None        # repair: drop this row of table ``what``
+    path: str | None = None         # repair: delete this file
 
 
 def verify(store: CacheStore, repair: bool = False) -> list[Problem]:
@@ -218,6 +221,24 @@ def _check(store: CacheStore) -> list[Problem]:
         for row in db.execute(f"SELECT {', '.join(cols)}, checksum, rowid FROM {table}"):
             if not cache_rows.row_ok(row[:-2], row[-2]):
                 problems.append(Problem(table, f"row {row[-1]}: checksum mismatch", rowid=row[-1]))
+    return problems + _check_support(store)
+
+
+def _check_support(store: CacheStore) -> list[Problem]:
+    """The compiled support modules (files ending in the SHA-256 of their
+    body, CacheStore.support_object)."""
+    problems = []
+    support = os.path.join(store.root, "support")
+    for name in sorted(os.listdir(support)) if os.path.isdir(support) else ():
+        path = os.path.join(support, name)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            problems.append(Problem("support", f"{name}: {e.strerror}", path=path))
+            continue
+        if len(data) <= 32 or hashlib.sha256(data[:-32]).digest() != data[-32:]:
+            problems.append(Problem("support", f"{name}: checksum mismatch", path=path))
     return problems
 
 
@@ -235,7 +256,12 @@ def _repair(store: CacheStore, problems: list[Problem]) -> None:
         store.rebuild_now(problems[0].detail)
         return
     for p in problems:
-        if p.object_id is not None:
+        if p.path is not None:
+            try:
+                os.unlink(p.path)
+            except OSError:
+                pass
+        elif p.object_id is not None:
             store.drop_object(p.object_id)
         elif p.rowid is not None:
             store.drop_row("regions" if p.what == "region" else p.what, "rowid", p.rowid)
