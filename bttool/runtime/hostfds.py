@@ -20,6 +20,7 @@ number and the cache keeps working.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import resource
@@ -107,12 +108,163 @@ def _open_fds() -> set[int]:
         return set()
 
 
+# Descriptors bttool adds above the guest's RLIMIT_NOFILE when the hard
+# limit leaves room (make_room): its own files, and whatever a lazy import or
+# an execve's handoff opens while the guest holds every number it may.
+ROOM = 64
+# Above this guest limit bttool's descriptors stay below 1024 (opening_high
+# would need one placeholder per number below them).
+ROOM_MAX_LIMIT = 4096
+# The environment variable that carries the guest's soft limit across a
+# guest execve (the new bttool starts with the raised one).
+GUEST_NOFILE_ENV = "BTTOOL_GUEST_NOFILE"
+
+# The guest's soft RLIMIT_NOFILE when bttool raised its own above it
+# (make_room), else None (bttool's descriptors count against the guest's).
+guest_limit: int | None = None
+
+
+def make_room() -> None:
+    """Before the guest starts: when the hard RLIMIT_NOFILE allows, raise
+    bttool's soft limit ROOM above the guest's, so that bttool's own
+    descriptors live at numbers the guest cannot get (the guest keeps every
+    number below its limit, and EMFILE where Linux gives it: the system
+    calls refuse numbers at or above ``guest_limit``).  A guest execve's
+    bttool finds the guest's limit in GUEST_NOFILE_ENV.  With soft = hard
+    (``ulimit -n N`` sets both) nothing can be raised; bttool's few
+    descriptors then sit at the top of the guest's range and count against
+    it."""
+    global guest_limit
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    inherited = os.environ.get(GUEST_NOFILE_ENV, "")
+    if inherited.isdigit() and int(inherited) <= soft:
+        guest = int(inherited)          # a guest execve: already raised for this guest
+    else:
+        guest = soft
+    room = guest + ROOM if hard == resource.RLIM_INFINITY else min(hard, guest + ROOM)
+    if guest > ROOM_MAX_LIMIT or room <= guest:
+        os.environ.pop(GUEST_NOFILE_ENV, None)
+        _keep_spares()
+        return
+    if room > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (room, hard))
+        except (OSError, ValueError):
+            _keep_spares()
+            return
+    guest_limit = guest
+    os.environ[GUEST_NOFILE_ENV] = str(guest)
+
+
+# Placeholder descriptors bttool holds when it has no room above the guest's
+# limit, given up for a moment when one of bttool's own lazy imports finds no
+# free number (guard_imports).
+SPARES = 2
+_spares: list[int] = []
+
+
+def _keep_spares() -> None:
+    """Hold SPARES placeholders high up and let bttool's imports use them
+    (guard_imports): a module bttool imports lazily (the translator on the
+    first new code, the decoder on the way to a fault) must load even when
+    the guest holds every other number."""
+    while len(_spares) < SPARES:
+        try:
+            fd = move_high(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+        except OSError:
+            break
+        _spares.append(fd)
+    guard_imports()
+
+
+@contextmanager
+def spares_released() -> Iterator[None]:
+    """bttool's spare descriptors are free inside this block, and taken
+    again at the same numbers after it (dup2 needs no free number)."""
+    for fd in _spares:
+        os.close(fd)
+        _own.pop(fd, None)
+    try:
+        yield
+    finally:
+        kept = []
+        try:
+            null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            null = -1           # the block kept what it opened: the spares are gone
+        if null >= 0:
+            for fd in _spares:
+                if fd != null and _identity(fd) is not None:
+                    continue        # what the block opened and kept took it
+                if fd != null:
+                    os.dup2(null, fd, inheritable=False)
+                register(fd)
+                kept.append(fd)
+            if null not in _spares:
+                os.close(null)
+        _spares[:] = kept
+
+
+def guard_imports() -> None:
+    """An import that fails for want of a descriptor (EMFILE, ENFILE) is
+    tried once more with the spares released, instead of ending the run."""
+    import builtins
+    original = builtins.__import__
+    if getattr(original, "_bttool_guard", False):
+        return
+
+    def guarded(name, globals=None, locals=None, fromlist=(), level=0):
+        try:
+            return original(name, globals, locals, fromlist, level)
+        except OSError as e:
+            if e.errno not in (errno.EMFILE, errno.ENFILE) or not _spares:
+                raise
+        with spares_released():
+            return original(name, globals, locals, fromlist, level)
+    guarded._bttool_guard = True
+    builtins.__import__ = guarded
+
+
+def set_guest_limit(soft: int, hard: int) -> int:
+    """The guest's setrlimit of RLIMIT_NOFILE to (soft, hard) (the kernel's
+    unsigned values, 2**64-1 for infinity) while bttool keeps room above
+    the guest's limit: the host's soft limit becomes soft + ROOM (within
+    ``hard``), or soft itself when it is too high to keep room above
+    (ROOM_MAX_LIMIT); 0 or the negative errno Linux would give."""
+    global guest_limit
+    if soft > hard:
+        return -errno.EINVAL
+    inf = (1 << 64) - 1
+    keep_room = soft <= ROOM_MAX_LIMIT
+    room = soft if not keep_room else soft + ROOM if hard == inf else min(hard, soft + ROOM)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, tuple(resource.RLIM_INFINITY if v == inf else v
+                                                         for v in (room, hard)))
+    except ValueError:
+        return -errno.EPERM         # a hard limit raised without the privilege
+    except OSError as e:
+        return -(e.errno or errno.EPERM)
+    if keep_room:
+        guest_limit = soft
+        os.environ[GUEST_NOFILE_ENV] = str(soft)
+    else:
+        guest_limit = None
+        os.environ.pop(GUEST_NOFILE_ENV, None)
+    return 0
+
+
 def floor() -> int:
-    """Where bttool's descriptors start: 64 below the soft limit, or below
-    1024 (the usual soft limit) when it is higher, so that opening_high
-    never needs more than about a thousand placeholders."""
+    """Where bttool's descriptors start: at the guest's limit when make_room
+    made room above it; else near the top of the soft limit (a quarter of
+    it, at most 64 below it), or below 1024 (the usual soft limit) when it
+    is higher, so that opening_high never needs more than about a thousand
+    placeholders, and the guest's first descriptors are the ones it gets
+    natively even under a tiny limit."""
+    if guest_limit is not None:
+        return max(3, guest_limit)
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    return max(3, min(soft, 1024) - 64)
+    top = min(soft, 1024)
+    return max(3, top - min(64, top // 4))
 
 
 def move_high(fd: int, relocate: Callable[[int], None] | None = None) -> int:

@@ -54,6 +54,8 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
     from bttool.runtime.linux import GuestDeath, LinuxProcess
     from bttool.translator.loader import load_image
 
+    from bttool.runtime.hostfds import make_room
+    make_room()         # before bttool opens anything of its own (the cache)
     log = (lambda m: print(f"bttool: {m}", file=sys.stderr, flush=True)) if verbose else None
     store = None
     if use_cache:

@@ -75,6 +75,18 @@ _SPECIAL_FD_ARG = {0: 0, 1: 0, 8: 0, 16: 0, 17: 0, 18: 0, 19: 0, 20: 0, 72: 0, 2
                    3: 0}
 
 
+# Calls that return one new descriptor (fcntl: F_DUPFD and F_DUPFD_CLOEXEC
+# only) and calls that write two into an int[2] (pipe, pipe2, socketpair: the
+# argument index of the array): while bttool keeps room above the guest's
+# RLIMIT_NOFILE (hostfds.make_room), a number at or above the guest's limit
+# is EMFILE, as Linux gives it.
+_NEW_FD = frozenset({2, 85, 257, 437, 32, 41, 43, 288, 213, 291, 284, 290, 282, 289, 283, 253,
+                     294, 319, 434, 438, 323, 298, 300, 304, 425, 428, 430, 432, 433, 240, 447})
+_NEW_FD_PAIR = {22: 0, 293: 0, 53: 3}
+F_DUPFD, F_DUPFD_CLOEXEC = 0, 1030
+RLIMIT_NOFILE = 7
+RLIM_INFINITY = (1 << 64) - 1
+
 _FUTEX_SPECS = {op: parse("p:4 i i " + kinds) for op, kinds in FUTEX.items()}
 _FCNTL_SPECS = {cmd: parse("f i " + kind) for cmd, kind in FCNTL.items()}
 _IOCTL_SPECS = {req: parse("f i " + kind) for req, kind in IOCTL.items()}
@@ -113,6 +125,7 @@ class Syscalls:
             23: self.select, 270: self.pselect6, 202: self.futex, 436: self.close_range,
             217: self.getdents64, 46: self.sendmsg, 47: self.recvmsg, 101: self.ptrace,
             310: self.process_vm_readv, 311: self.process_vm_writev,
+            97: self.getrlimit, 160: self.setrlimit, 302: self.prlimit64,
         }
 
     # -- dispatch ---------------------------------------------------------
@@ -123,14 +136,40 @@ class Syscalls:
                 i = _SPECIAL_FD_ARG.get(nr)
                 if i is not None and hostfds.is_own(_fd(args[i])):
                     return -EBADF           # bttool's own: never the guest's
-                return fn(*args)
-            spec = PARSED.get(nr)
-            if spec is None:
-                self.proc.log(f"unknown syscall {nr} -> ENOSYS")
-                return -ENOSYS
-            return self.passthrough(nr, spec, args)
+                r = fn(*args)
+            else:
+                spec = PARSED.get(nr)
+                if spec is None:
+                    self.proc.log(f"unknown syscall {nr} -> ENOSYS")
+                    return -ENOSYS
+                r = self.passthrough(nr, spec, args)
         except GuestMemoryError as e:
             return -(e.errno or errno.EFAULT)
+        if hostfds.guest_limit is not None and r >= 0:
+            return self._within_nofile(nr, args, r)
+        return r
+
+    def _within_nofile(self, nr: int, args: list[int], r: int) -> int:
+        """The result of call ``nr`` as Linux would give it under the
+        guest's RLIMIT_NOFILE, which bttool's own limit exceeds (see
+        hostfds.make_room): a new descriptor at or above the guest's limit
+        is closed again and the call is EMFILE."""
+        limit = hostfds.guest_limit
+        if nr in _NEW_FD and (nr != 72 or args[1] & 0xFFFFFFFF in (F_DUPFD, F_DUPFD_CLOEXEC)):
+            if r >= limit:
+                self.raw(3, r)
+                return -errno.EMFILE
+        elif nr in _NEW_FD_PAIR:
+            where = args[_NEW_FD_PAIR[nr]]
+            try:
+                pair = struct.unpack("<ii", self.mem.read(where, 8))
+            except GuestMemoryError:
+                return r
+            if max(pair) >= limit:
+                for fd in pair:
+                    self.raw(3, fd)
+                return -errno.EMFILE
+        return r
 
     def ptr(self, addr: int, length: int = 1) -> int:
         """The host address the kernel is to use for guest buffer
@@ -448,6 +487,8 @@ class Syscalls:
 
     def fcntl(self, fd: int, cmd: int, arg: int, *_: int) -> int:
         cmd &= 0xFFFFFFFF
+        if cmd in (F_DUPFD, F_DUPFD_CLOEXEC) and self._past_nofile(arg) and _fd(arg) >= 0:
+            return -EBADF if self.raw(72, self.fd(fd), 1, 0) == -EBADF else -errno.EINVAL
         spec = _FCNTL_SPECS.get(cmd)
         if spec is None:
             if self.raw(72, fd, 1, 0) == -EBADF:      # F_GETFD: a bad descriptor comes first
@@ -559,7 +600,15 @@ class Syscalls:
                 return -errno.EBUSY
         return None
 
+    @staticmethod
+    def _past_nofile(fd: int) -> bool:
+        """Whether descriptor number ``fd`` is at or above the guest's
+        RLIMIT_NOFILE while bttool keeps room above it (hostfds.make_room)."""
+        return hostfds.guest_limit is not None and _fd(fd) >= hostfds.guest_limit
+
     def dup2(self, old: int, new: int, *_: int) -> int:
+        if _fd(old) != _fd(new) and self._past_nofile(new):
+            return -EBADF                   # as Linux: newfd past the limit
         r = self._dup_onto(old, new)
         if r is not None:
             return r
@@ -571,6 +620,8 @@ class Syscalls:
     def dup3(self, old: int, new: int, flags: int, *_: int) -> int:
         if flags & ~O_CLOEXEC or _fd(old) == _fd(new):
             return -errno.EINVAL
+        if self._past_nofile(new):
+            return -EBADF
         r = self._dup_onto(old, new)
         if r is not None:
             return r
@@ -644,6 +695,35 @@ class Syscalls:
         if r is not None:
             return r
         return self.raw(267, self.fd(dirfd), self.ptr(path), self.ptr(buf, size), size)
+
+    # -- resource limits --------------------------------------------------------
+    def getrlimit(self, resource: int, rlim: int, *_: int) -> int:
+        return self.prlimit64(0, resource, 0, rlim)
+
+    def setrlimit(self, resource: int, rlim: int, *_: int) -> int:
+        return self.prlimit64(0, resource, rlim, 0)
+
+    def prlimit64(self, pid: int, resource: int, new: int, old: int, *_: int) -> int:
+        """The guest's own RLIMIT_NOFILE is the one it set (or started
+        with), not bttool's, which keeps room above it for bttool's own
+        descriptors (hostfds.make_room); every other limit, and every other
+        process's, is the host's."""
+        if hostfds.guest_limit is None or resource & 0xFFFFFFFF != RLIMIT_NOFILE \
+                or _fd(pid) not in (0, os.getpid()):
+            return self.passthrough(302, PARSED[302], [pid, resource, new, old])
+        want = struct.unpack("<QQ", self.mem.read(new, 16)) if new else None
+        host = (ctypes.c_uint64 * 2)()
+        r = self.raw(302, 0, RLIMIT_NOFILE, 0, ctypes.addressof(host))
+        if r < 0:
+            return r
+        current = (hostfds.guest_limit, host[1])
+        if want is not None:
+            r = hostfds.set_guest_limit(*want)
+            if r < 0:
+                return r
+        if old:
+            self.mem.write(old, struct.pack("<QQ", *current))
+        return 0
 
     # -- process --------------------------------------------------------------
     def exit(self, status: int, *_: int) -> int:
@@ -776,8 +856,13 @@ class Syscalls:
         if not os.access(prog, os.X_OK):
             return -errno.EACCES
         self.proc.before_fork_or_exec()
-        fd = exechandoff.write(exechandoff.Handoff(
-            prog, args, env, dict(self.proc.exec_options), sorted(self.proc.ignored_signals()), self.proc.sigmask))
+        handoff = exechandoff.Handoff(prog, args, env, dict(self.proc.exec_options),
+                                      sorted(self.proc.ignored_signals()), self.proc.sigmask)
+        try:
+            with hostfds.spares_released():     # the guest may hold every other number
+                fd = exechandoff.write(handoff)
+        except OSError as e:
+            return -(e.errno or errno.ENOMEM)
         cmd = hostpython.command("bttool.runtime.execstart", str(fd))
         try:
             os.execve(cmd[0], cmd, hostpython.host_environment())
