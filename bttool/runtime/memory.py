@@ -15,6 +15,7 @@ import bisect
 import ctypes
 import errno
 import os
+import resource
 from dataclasses import dataclass
 from typing import Callable
 
@@ -29,7 +30,10 @@ MAP_GROWSDOWN, MAP_STACK = 0x0100, 0x20000
 # Guest layout (all inside the window).
 MMAP_TOP = 0x7F_0000_0000           # mmap allocations grow down from here
 STACK_TOP = 0xFF_7FFF_0000       # just below MAP_LIMIT
-STACK_SIZE = 8 << 20
+STACK_SIZE = 8 << 20                # the stack when RLIMIT_STACK cannot be had
+# The most stack a guest gets (RLIMIT_STACK unlimited or larger): far below
+# the room between MMAP_TOP and STACK_TOP, mapped without swap reservation.
+STACK_MAX = 64 << 30
 PIE_BASE = 0x5_5555_4000            # where a static-PIE image is placed
 # BTTOOL_PIE_BASE (hex or decimal, page aligned) moves it: a testing knob that
 # shows position-independent translations hit the cache at any load base.
@@ -50,12 +54,50 @@ class GuestMemoryError(OSError):
     """A guest memory operation failed; ``errno`` is what the guest sees."""
 
 
+def stack_size() -> int:
+    """How far the guest's stack may reach below STACK_TOP: RLIMIT_STACK,
+    as the kernel lets the stack grow down to the soft limit (at least a
+    page; STACK_MAX when unlimited or larger).  The whole range is mapped
+    at once, without swap reservation, so pages cost only when touched."""
+    soft = resource.getrlimit(resource.RLIMIT_STACK)[0]
+    if soft == resource.RLIM_INFINITY or soft > STACK_MAX:
+        return STACK_MAX
+    return max(PAGE, page_up(soft))
+
+
 def page_down(x: int) -> int:
     return x & ~(PAGE - 1)
 
 
 def page_up(x: int) -> int:
     return (x + PAGE - 1) & ~(PAGE - 1)
+
+
+def _vm_size() -> int:
+    """Bytes of address space this process uses now (VmSize), 0 if unknown."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _reservation_error(err: int) -> Exception | None:
+    """The one-line error for a guest window that RLIMIT_AS (ulimit -v)
+    leaves no room for: the window (ir/window.py) is a fixed layout that
+    translated code relies on, so it cannot shrink to fit; the message names
+    the limit and what to raise it to.  None for any other failure."""
+    from bttool.errors import BttoolError
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if err != errno.ENOMEM or soft == resource.RLIM_INFINITY:
+        return None
+    need_kib = -(-(RESERVE_SIZE + _vm_size() + (1 << 30)) // (1 << 30)) << 20
+    return BttoolError(f"the guest address space needs {RESERVE_SIZE >> 30} GiB of virtual memory "
+                       f"(reserved, not committed), more than RLIMIT_AS allows ({soft >> 10} KiB): "
+                       f"raise it to at least {need_kib} KiB (ulimit -v {need_kib}) or unlimited")
 
 
 @dataclass
@@ -73,7 +115,8 @@ class GuestMemory:
         start = _libc.mmap(None, RESERVE_SIZE, PROT_NONE,
                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         if start in (None, _MAP_FAILED):
-            raise GuestMemoryError(ctypes.get_errno(), "cannot reserve the guest address space")
+            err = ctypes.get_errno()
+            raise _reservation_error(err) or GuestMemoryError(err, "cannot reserve the guest address space")
         self.reservation: tuple[int, int] = (start, start + RESERVE_SIZE)
         self.base: int = start + RESERVE_BELOW
         # the memory argument of translated code (see ir/window.py)
@@ -139,11 +182,12 @@ class GuestMemory:
         return p
 
     def map(self, start: int, length: int, prot: int, name: str = "",
-            fd: int = -1, offset: int = 0, shared: bool = False) -> int:
-        """Map [start, start+length) (page aligned) in the guest, MAP_FIXED."""
+            fd: int = -1, offset: int = 0, shared: bool = False, noreserve: bool = False) -> int:
+        """Map [start, start+length) (page aligned) in the guest, MAP_FIXED
+        (``noreserve``: without swap reservation, MAP_NORESERVE)."""
         length = page_up(length)
         self._check_range(start, length)
-        flags = MAP_FIXED | (MAP_SHARED if shared else MAP_PRIVATE)
+        flags = MAP_FIXED | (MAP_SHARED if shared else MAP_PRIVATE) | (MAP_NORESERVE if noreserve else 0)
         if fd < 0:
             flags |= MAP_ANONYMOUS
         r = _libc.mmap(self.base + start, length, self.host_prot(prot), flags, fd, offset)

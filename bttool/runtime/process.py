@@ -15,7 +15,7 @@ from bttool.ir.window import MAP_LIMIT
 from bttool.runtime import cpuid
 from bttool.runtime.memory import (MMAP_TOP, PAGE, PIE_BASE, PROT_EXEC, PROT_READ, PROT_WRITE,
                                    STACK_SIZE, STACK_TOP, GuestMemory, GuestMemoryError,
-                                   page_down, page_up)
+                                   page_down, page_up, stack_size)
 from bttool.translator.loader import PF_R, PF_W, PF_X, GuestImage
 
 AT_NULL, AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ, AT_BASE, AT_FLAGS, AT_ENTRY = 0, 3, 4, 5, 6, 7, 8, 9
@@ -40,7 +40,7 @@ def _span(image: GuestImage, base: int) -> list[tuple[int, int]]:
 def _outside(image: GuestImage, base: int) -> int | None:
     """The first segment address that bttool cannot map at ``base`` (outside
     the guest window, or over the stack), or None when all fit."""
-    stack_lo, stack_hi = STACK_TOP - STACK_SIZE, STACK_TOP
+    stack_lo, stack_hi = STACK_TOP - stack_size(), STACK_TOP
     for lo, hi in _span(image, base):
         if lo < 0 or hi > MAP_LIMIT or (lo < stack_hi and hi > stack_lo):
             return lo
@@ -174,12 +174,24 @@ def _map_past_eof(mem: GuestMemory, start: int, length: int, prot: int, name: st
         os.close(fd)
 
 
+def _map_stack(mem: GuestMemory) -> None:
+    """The guest's stack: RLIMIT_STACK below STACK_TOP (memory.stack_size),
+    where Linux lets the stack grow, so a guest recursing as deep as its
+    limit allows returns, and one going deeper gets SIGSEGV there; when the
+    host refuses that much, the 8 MiB default."""
+    size = stack_size()
+    try:
+        mem.map(STACK_TOP - size, size, PROT_READ | PROT_WRITE, name="[stack]", noreserve=True)
+    except GuestMemoryError:
+        mem.map(STACK_TOP - STACK_SIZE, STACK_SIZE, PROT_READ | PROT_WRITE, name="[stack]")
+
+
 def build_stack(mem: GuestMemory, image: GuestImage, base: int, argv: list[bytes],
                 envp: list[bytes], execfn: bytes, random16: bytes, interp_base: int = 0) -> int:
     """Map the stack and lay out argc/argv/envp/auxv; returns the initial rsp.
     ``interp_base`` is where the program's interpreter (ld.so) was mapped
     (AT_BASE), 0 for a static program."""
-    mem.map(STACK_TOP - STACK_SIZE, STACK_SIZE, PROT_READ | PROT_WRITE, name="[stack]")
+    _map_stack(mem)
     top = STACK_TOP - 16  # a little headroom, like the kernel's end marker
     blobs = [execfn + b"\0"] + [a + b"\0" for a in argv] + [e + b"\0" for e in envp] \
         + [b"x86_64\0", random16]
