@@ -1,0 +1,199 @@
+"""Resource limits give Linux's answers (issue 24): samples/limits.c run
+natively and under bttool with the same limit (set in the child before it
+starts), output and exit status compared byte for byte.
+
+RLIMIT_NPROC binds no root process, so the fork storm runs with real uid
+nobody and without CAP_SYS_RESOURCE/CAP_SYS_ADMIN (effective uid 0 stays,
+so both runs can read the venv and the samples)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+import programs  # noqa: E402
+from programs import samples_dir  # noqa: E402,F401  (fixture)
+
+TIMEOUT = 120
+GiB = 1 << 30
+
+
+def _limited(limits: dict[int, tuple[int, int]], nobody: bool = False):
+    """A preexec_fn: its own process group (killed whole at the end), no
+    core files, ``limits``; ``nobody``: real uid 65534 without the
+    capabilities that lift RLIMIT_NPROC (execve recomputes them from the
+    bounding set)."""
+    def setup() -> None:
+        os.setpgid(0, 0)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if nobody:
+            libc = ctypes.CDLL(None, use_errno=True)
+            for cap in (21, 24):                    # CAP_SYS_ADMIN, CAP_SYS_RESOURCE
+                libc.prctl(24, cap, 0, 0, 0)        # PR_CAPBSET_DROP
+            os.setresuid(65534, 0, 0)
+        for which, value in limits.items():
+            resource.setrlimit(which, value)
+    return setup
+
+
+def _run(argv: list[str], limits: dict[int, tuple[int, int]], cwd: Path,
+         nobody: bool = False) -> programs.Result:
+    """Run ``argv`` under ``limits``; whatever it leaves behind in its
+    process group is killed."""
+    proc = subprocess.Popen([os.fspath(a) for a in argv], cwd=cwd, env=programs.guest_env(),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_limited(limits, nobody))
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        out, err = b"", b"timed out"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait()
+    return programs.Result(proc.returncode, out, err, tuple(map(str, argv)))
+
+
+def _make_cache(where: Path, samples_dir: Path) -> Path:
+    """A cache directory that has an index already (a new index opens its
+    WAL and shared-memory files outside hostfds.opening_high, at the
+    guest's lowest numbers: see test_new_cache_keeps_low_descriptors_free)."""
+    cache = where / "cache"
+    os.mkdir(cache, 0o777)
+    os.chmod(cache, 0o777)
+    r = _run(programs.bttool_command([samples_dir / "limits", "rlimits"], cache), {}, where)
+    assert r.returncode == 0, r.stderr
+    for f in cache.iterdir():
+        os.chmod(f, 0o777 if f.is_dir() else 0o666)
+    return cache
+
+
+_shared: list[Path] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _shared_dir(samples_dir):
+    """One warm cache for the module's runs, in a directory that real uid
+    nobody can reach (bttool checks the cache's access with the real uid;
+    tmp_path is root's alone)."""
+    with tempfile.TemporaryDirectory(prefix="bttool-limits-") as where:
+        os.chmod(where, 0o777)
+        _make_cache(Path(where), samples_dir)
+        _shared.append(Path(where))
+        yield
+        _shared.clear()
+
+
+def _compare(samples_dir: Path, tmp_path: Path, args: list[str], limits: dict[int, tuple[int, int]],
+             nobody: bool = False, bttool_lines: int = 0) -> tuple[programs.Result, programs.Result]:
+    argv = [str(samples_dir / "limits")] + args
+    where = _shared[0]
+    native = _run(argv, limits, where, nobody)
+    translated = _run(programs.bttool_command(argv, where / "cache"), limits, where, nobody)
+    programs.assert_same(native, translated, bttool_lines=bttool_lines, what=" ".join(args))
+    return native, translated
+
+
+def test_fork_storm_gets_eagain(samples_dir, tmp_path):
+    """ulimit -u 50: fork fails with EAGAIN, the program reaps its children
+    and forks again (was: internal error: BlockingIOError)."""
+    native, _ = _compare(samples_dir, tmp_path, ["fork", "300"],
+                         {resource.RLIMIT_NPROC: (50, 50)}, nobody=True)
+    assert b"fork: EAGAIN" in native.stdout, native.stdout
+
+
+NOFILE_ROOM = (32, 4096)        # ulimit -Sn 32: bttool keeps its own above 32
+
+
+@pytest.mark.parametrize("action", ["", "fork", "exec", "kill", "abort"])
+def test_files_until_emfile(samples_dir, tmp_path, action):
+    """open until EMFILE gets exactly the native count and numbers, and
+    what the program does next with every descriptor taken (fork, exec,
+    a fatal signal) works as natively: bttool needs no new descriptor."""
+    _compare(samples_dir, tmp_path, ["files"] + ([action] if action else []),
+             {resource.RLIMIT_NOFILE: NOFILE_ROOM})
+
+
+def test_files_until_emfile_then_fault(samples_dir, tmp_path):
+    """A fault with every descriptor taken: the decoder bttool imports on
+    the way to the signal loads (one bttool: line names the fault)."""
+    _compare(samples_dir, tmp_path, ["files", "segv"], {resource.RLIMIT_NOFILE: NOFILE_ROOM},
+             bttool_lines=1)
+
+
+def test_guest_sees_its_own_nofile_limit(samples_dir, tmp_path):
+    _compare(samples_dir, tmp_path, ["rlimits"], {resource.RLIMIT_NOFILE: (40, 4096)})
+
+
+@pytest.mark.parametrize("action", ["", "fork", "kill"])
+def test_files_with_soft_equal_to_hard(samples_dir, tmp_path, action):
+    """ulimit -n 32 (soft = hard): bttool cannot keep its descriptors above
+    the guest's, so they count against it (README: the guest's EMFILE comes
+    a few descriptors early); the run still ends as natively, with the same
+    first descriptor, no internal error."""
+    argv = [str(samples_dir / "limits"), "files"] + ([action] if action else [])
+    limits = {resource.RLIMIT_NOFILE: (32, 32)}
+    native = _run(argv, limits, tmp_path)
+    translated = _run(programs.bttool_command(argv, _shared[0] / "cache"), limits, tmp_path)
+    assert translated.returncode == native.returncode, translated.stderr
+    assert translated.stderr == native.stderr
+    first = native.stdout.split(b"\n")[0]
+    assert first.startswith(b"opened") and first.endswith(b"then EMFILE")
+    assert translated.stdout.split(b"\n")[0].endswith(b"then EMFILE"), translated.stdout
+    assert translated.stdout.split(b"\n")[0].split(b"(fd ")[1][:2] == b"3 "
+    assert translated.stdout.split(b"\n")[1:] == native.stdout.split(b"\n")[1:]
+
+
+@pytest.mark.parametrize("stack_mib,depth", [(16, 12), (8, 12), (64, 40)])
+def test_stack_follows_rlimit_stack(samples_dir, tmp_path, stack_mib, depth):
+    """12 MiB deep returns under ulimit -s 16m and dies of SIGSEGV under
+    8m, as natively (one bttool: line for the fault)."""
+    native, _ = _compare(samples_dir, tmp_path, ["recurse", str(depth)],
+                         {resource.RLIMIT_STACK: (stack_mib << 20, resource.RLIM_INFINITY)},
+                         bttool_lines=1 if depth >= stack_mib else 0)
+    assert native.returncode == (-signal.SIGSEGV if depth >= stack_mib else 0)
+
+
+def test_address_space_limit_is_one_clear_line(samples_dir, tmp_path):
+    """ulimit -v 4g leaves no room for the guest window: one bttool: error
+    line naming RLIMIT_AS and what to raise it to, status 125."""
+    argv = programs.bttool_command([samples_dir / "limits", "mmap", "1"], tmp_path / "cache")
+    r = _run(argv, {resource.RLIMIT_AS: (4 * GiB, 4 * GiB)}, tmp_path)
+    assert r.returncode == 125, r
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(b"bttool: error: "), r.stderr
+    assert b"RLIMIT_AS" in lines[0] and b"ulimit -v" in lines[0]
+    need = int(lines[0].split(b"ulimit -v ")[1].split(b")")[0])
+    ok = _run(argv, {resource.RLIMIT_AS: (need << 10, need << 10)}, tmp_path)
+    assert ok.returncode == 0 and ok.stdout == b"mmap 1 MiB: ok\n", ok
+
+
+def test_enomem_for_large_mmaps_and_brk(samples_dir, tmp_path):
+    """mmap and brk beyond what the host commits (and beyond the address
+    space) are ENOMEM, the break unchanged, as natively."""
+    _compare(samples_dir, tmp_path, ["mmap", "1", "1024", str(1 << 16), str(1 << 22)], {})
+    _compare(samples_dir, tmp_path, ["brk", "1", "1024", str(1 << 16), "100000000"], {})
+
+
+@pytest.mark.xfail(strict=True, reason="cache.py: a new index sets journal_mode=WAL (and so opens "
+                   "its WAL and shared-memory files) outside hostfds.opening_high")
+def test_new_cache_keeps_low_descriptors_free(samples_dir, tmp_path):
+    argv = [str(samples_dir / "limits"), "files"]
+    limits = {resource.RLIMIT_NOFILE: NOFILE_ROOM}
+    native = _run(argv, limits, tmp_path)
+    translated = _run(programs.bttool_command(argv, tmp_path / "new-cache"), limits, tmp_path)
+    programs.assert_same(native, translated)
