@@ -14,6 +14,10 @@
  *   threads detach     100 short-lived detached threads, then 100 joined
  *   threads robust     a thread dies holding a robust mutex: the next
  *                      locker gets EOWNERDEAD (the kernel's robust list)
+ *   threads pingpong   two threads hand a counter back and forth 2000 times
+ *                      through memory alone, spinning (no system call): it
+ *                      ends only if both run translated code at once
+ *   threads segv       a thread dereferences NULL: the process dies of SIGSEGV
  *   threads fork       a thread forks (the child has that one thread) and
  *                      waits for the child; another keeps running meanwhile
  */
@@ -262,6 +266,43 @@ static int detach(void) {
     return 0;
 }
 
+static atomic_int ball;
+
+static void *ponger(void *arg) {
+    for (int i = 1; i < 4000; i += 2) {
+        while (atomic_load(&ball) != i)
+            ;
+        atomic_store(&ball, i + 1);
+    }
+    return NULL;
+}
+
+static int pingpong(void) {
+    pthread_t t;
+    pthread_create(&t, NULL, ponger, NULL);
+    for (int i = 0; i < 4000; i += 2) {
+        while (atomic_load(&ball) != i)
+            ;
+        atomic_store(&ball, i + 1);
+    }
+    pthread_join(t, NULL);
+    printf("ball at %d\n", (int)atomic_load(&ball));
+    return 0;
+}
+
+static void *bad_pointer(void *arg) {
+    return (void *)(long)*(volatile int *)arg;
+}
+
+static int segv(void) {
+    pthread_t t, s;
+    pthread_create(&s, NULL, sleeper, NULL);
+    pthread_create(&t, NULL, bad_pointer, NULL);
+    pthread_join(t, NULL);
+    printf("not reached\n");
+    return 1;
+}
+
 static pthread_mutex_t robust_lock;
 
 static void *die_holding(void *arg) {
@@ -287,15 +328,17 @@ static int robust(void) {
 }
 
 static atomic_int keep_spinning = 1;
+static atomic_long spins;
 
 static void *spinner(void *arg) {
-    long n = 0;
     while (atomic_load(&keep_spinning))
-        n++;
-    return (void *)(n > 0);
+        atomic_fetch_add(&spins, 1);
+    return (void *)(long)(atomic_load(&spins) > 0);
 }
 
 static void *forker(void *arg) {
+    while (atomic_load(&spins) == 0)
+        usleep(1000);   /* fork while the other thread runs */
     pid_t pid = fork();
     if (pid == 0) {
         pthread_t t;    /* the child has one thread, and can start more */
@@ -304,7 +347,7 @@ static void *forker(void *arg) {
         pthread_join(t, &r);
         printf("child: thread returned %ld\n", (long)r);
         fflush(stdout);
-        _exit(3);
+        syscall(SYS_exit, 3);   /* its last thread's exit ends the process */
     }
     int status;
     waitpid(pid, &status, 0);
@@ -338,6 +381,10 @@ int main(int argc, char **argv) {
         return signals();
     if (!strcmp(argv[1], "detach"))
         return detach();
+    if (!strcmp(argv[1], "pingpong"))
+        return pingpong();
+    if (!strcmp(argv[1], "segv"))
+        return segv();
     if (!strcmp(argv[1], "robust"))
         return robust();
     if (!strcmp(argv[1], "fork"))

@@ -118,6 +118,9 @@ class ThreadGroup:
         self.live = {gettid()}
         self._done = threading.Condition(threading.Lock())
         self._status: int | None = None
+        # whether the host thread that started the run waits in ``wait``
+        # (else the thread that ends last must end the process itself)
+        self.waiting = False
 
     def start(self, body: Callable[[], None], name: str) -> None:
         """Run ``body`` on a new host thread (the caller holds the lock;
@@ -145,6 +148,7 @@ class ThreadGroup:
         others run: wait, outside the lock and with every signal blocked,
         for the last to end; its exit status."""
         block_all_signals()
+        self.waiting = True
         with LOCK.released(), self._done:
             while self._status is None:
                 self._done.wait()
@@ -155,3 +159,4 @@ class ThreadGroup:
         self.live = {gettid()}
         self._done = threading.Condition(threading.Lock())
         self._status = None
+        self.waiting = False

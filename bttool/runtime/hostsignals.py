@@ -8,6 +8,7 @@ import os
 import resource
 import signal
 import sys
+import threading
 
 _libc = ctypes.CDLL(None, use_errno=True)
 SA_SIGINFO = 0x4
@@ -18,6 +19,19 @@ SA_ONSTACK = 0x08000000
 class _SigAction(ctypes.Structure):
     _fields_ = [("handler", ctypes.c_void_p), ("mask", ctypes.c_uint64 * 16),
                 ("flags", ctypes.c_int), ("restorer", ctypes.c_void_p)]
+
+
+def _set_disposition(sig: int, handler: int, flags: int = 0, block_all: bool = False) -> None:
+    """sigaction through libc, not signal.signal: any guest thread may
+    change a disposition (Python's works on its main thread only).  An
+    invalid signal (glibc's reserved real-time ones) is left alone."""
+    sa = _SigAction()
+    sa.handler = handler
+    sa.flags = flags
+    if block_all:
+        for i in range(16):
+            sa.mask[i] = 0xFFFFFFFFFFFFFFFF
+    _libc.sigaction(int(sig), ctypes.byref(sa), None)
 
 
 def install_fault_handler(handler_address: int) -> None:
@@ -72,10 +86,7 @@ def mirror_disposition(sig: int, ignored: bool) -> None:
     the third case)."""
     if sig in _NOT_MIRRORED:
         return
-    try:
-        signal.signal(sig, signal.SIG_IGN if ignored else signal.SIG_DFL)
-    except (ValueError, OSError):      # glibc's reserved real-time signals
-        pass
+    _set_disposition(sig, 1 if ignored else 0)   # SIG_IGN, SIG_DFL
 
 
 # never blocked on the host: bttool's own fault signals, and glibc's
@@ -96,12 +107,7 @@ def catch_for_guest(sig: int, catcher: int) -> None:
     decide about the restart (runtime/guestsignals.py)."""
     if sig in _NOT_MIRRORED:
         return
-    sa = _SigAction()
-    sa.handler = catcher
-    sa.flags = SA_SIGINFO
-    for i in range(16):
-        sa.mask[i] = 0xFFFFFFFFFFFFFFFF
-    _libc.sigaction(int(sig), ctypes.byref(sa), None)   # glibc's reserved ones: EINVAL, left alone
+    _set_disposition(sig, catcher, SA_SIGINFO, block_all=True)
 
 
 def host_mask(guest_mask: int) -> int:
@@ -139,7 +145,9 @@ def die_with_signal(sig: int) -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     except (ValueError, OSError):
         pass
-    signal.signal(sig, signal.SIG_DFL)
+    _set_disposition(sig, 0)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
-    os.kill(os.getpid(), sig)
+    # to this thread, so it arrives before the call returns (sent to the
+    # process, another thread might take it after os._exit below)
+    signal.pthread_kill(threading.get_ident(), sig)
     os._exit(128 + sig)

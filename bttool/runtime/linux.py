@@ -320,7 +320,9 @@ class LinuxProcess:
         try:
             self.signals.set_mask(mask)
             try:
-                self._run_thread()
+                status = self._run_thread()
+                if status is not None and not self.threads.waiting:
+                    self.end_process(status, 0)     # the last thread of a forked child
             except GuestDeath as d:
                 if d.note:
                     print(f"bttool: {d.note}", file=sys.stderr, flush=True)
