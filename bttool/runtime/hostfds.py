@@ -144,7 +144,8 @@ def make_room() -> None:
     room = guest + ROOM if hard == resource.RLIM_INFINITY else min(hard, guest + ROOM)
     if guest > ROOM_MAX_LIMIT or room <= guest:
         os.environ.pop(GUEST_NOFILE_ENV, None)
-        _keep_spares()
+        if guest <= ROOM_MAX_LIMIT:     # a table the guest may well fill
+            _keep_spares()
         return
     if room > soft:
         try:
@@ -170,11 +171,27 @@ def _keep_spares() -> None:
     the guest holds every other number."""
     while len(_spares) < SPARES:
         try:
-            fd = move_high(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+            fd = move_high(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), _relocate_spare)
         except OSError:
             break
         _spares.append(fd)
     guard_imports()
+
+
+def _relocate_spare(fd: int) -> None:
+    """The guest dups onto spare ``fd`` (vacate): the spare moves to
+    another number, or is given up when there is none."""
+    _spares.remove(fd)
+    try:
+        new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor())
+    except OSError:
+        new = -1
+    os.close(fd)
+    _own.pop(fd, None)
+    hold(fd)
+    if new >= 0:
+        register(new, _relocate_spare)
+        _spares.append(new)
 
 
 @contextmanager
@@ -198,7 +215,7 @@ def spares_released() -> Iterator[None]:
                     continue        # what the block opened and kept took it
                 if fd != null:
                     os.dup2(null, fd, inheritable=False)
-                register(fd)
+                register(fd, _relocate_spare)
                 kept.append(fd)
             if null not in _spares:
                 os.close(null)

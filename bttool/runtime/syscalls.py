@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import resource as resource_module
 import struct
 from typing import TYPE_CHECKING, Callable
 
@@ -698,10 +699,20 @@ class Syscalls:
 
     # -- resource limits --------------------------------------------------------
     def getrlimit(self, resource: int, rlim: int, *_: int) -> int:
-        return self.prlimit64(0, resource, 0, rlim)
+        if hostfds.guest_limit is None or resource & 0xFFFFFFFF != RLIMIT_NOFILE:
+            return self.passthrough(97, PARSED[97], [resource, rlim])
+        self.mem.write(rlim, struct.pack("<QQ", *self._nofile()))       # EFAULT for NULL too
+        return 0
 
     def setrlimit(self, resource: int, rlim: int, *_: int) -> int:
-        return self.prlimit64(0, resource, rlim, 0)
+        if hostfds.guest_limit is None or resource & 0xFFFFFFFF != RLIMIT_NOFILE:
+            return self.passthrough(160, PARSED[160], [resource, rlim])
+        return hostfds.set_guest_limit(*struct.unpack("<QQ", self.mem.read(rlim, 16)))
+
+    def _nofile(self) -> tuple[int, int]:
+        """The guest's RLIMIT_NOFILE: its own soft limit, the host's hard."""
+        hard = resource_module.getrlimit(resource_module.RLIMIT_NOFILE)[1]
+        return hostfds.guest_limit, RLIM_INFINITY if hard == resource_module.RLIM_INFINITY else hard
 
     def prlimit64(self, pid: int, resource: int, new: int, old: int, *_: int) -> int:
         """The guest's own RLIMIT_NOFILE is the one it set (or started
@@ -712,11 +723,7 @@ class Syscalls:
                 or _fd(pid) not in (0, os.getpid()):
             return self.passthrough(302, PARSED[302], [pid, resource, new, old])
         want = struct.unpack("<QQ", self.mem.read(new, 16)) if new else None
-        host = (ctypes.c_uint64 * 2)()
-        r = self.raw(302, 0, RLIMIT_NOFILE, 0, ctypes.addressof(host))
-        if r < 0:
-            return r
-        current = (hostfds.guest_limit, host[1])
+        current = self._nofile()
         if want is not None:
             r = hostfds.set_guest_limit(*want)
             if r < 0:
