@@ -24,7 +24,7 @@ from bttool.translator.guestcode import UnmappedCode  # noqa: E402
 from bttool.translator.lifter import lift_region  # noqa: E402
 from bttool.translator.options import LiftOptions  # noqa: E402
 
-FUNCTIONS_PER_BINARY = 45
+FUNCTIONS_PER_BINARY = 30
 
 
 def _functions(path):
@@ -87,5 +87,5 @@ def test_fast_builder_generates_the_same_code(user_mode, tier):
             assert obj_fast == obj_plain, f"{name} {pc:#x}: object code differs"
             fast_instructions += text_fast.count("%_")
             compared += 1
-    assert compared > 90
+    assert compared > 60
     assert fast_instructions > 10 * compared     # the fast path was really taken
