@@ -189,8 +189,6 @@ def test_enomem_for_large_mmaps_and_brk(samples_dir, tmp_path):
     _compare(samples_dir, tmp_path, ["brk", "1", "1024", str(1 << 16), "100000000"], {})
 
 
-@pytest.mark.xfail(strict=True, reason="cache.py: a new index sets journal_mode=WAL (and so opens "
-                   "its WAL and shared-memory files) outside hostfds.opening_high")
 def test_new_cache_keeps_low_descriptors_free(samples_dir, tmp_path):
     argv = [str(samples_dir / "limits"), "files"]
     limits = {resource.RLIMIT_NOFILE: NOFILE_ROOM}

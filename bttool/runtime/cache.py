@@ -294,20 +294,22 @@ class CacheStore:
     def _create(self, state: str) -> None:
         """Give a new index the current schema; an index of an older layout
         holds nothing but translations, which can be made again: it is
-        emptied (quietly: it is not damaged)."""
-        self.db.execute("PRAGMA journal_mode = WAL")
-        with self.transaction():
-            again = self._schema_state()         # another process may have done it meanwhile
-            if again == "ok":
-                return
-            if again == "derived":
-                for (kind, name) in self.db.execute(
-                        "SELECT type, name FROM sqlite_master WHERE type = 'table'"
-                        " AND name NOT LIKE 'sqlite_%'").fetchall():
-                    self.db.execute(f'DROP TABLE "{name}"')
-            elif again != "empty":
-                return                           # _open's caller sees it on the next check
-            _create_schema(self.db)
+        emptied (quietly: it is not damaged).  The WAL and shared-memory
+        files this opens go high, out of the guest's way, as _connect's."""
+        with opening_high(self._relocate):
+            self.db.execute("PRAGMA journal_mode = WAL")
+            with self.transaction():
+                again = self._schema_state()         # another process may have done it meanwhile
+                if again == "ok":
+                    return
+                if again == "derived":
+                    for (kind, name) in self.db.execute(
+                            "SELECT type, name FROM sqlite_master WHERE type = 'table'"
+                            " AND name NOT LIKE 'sqlite_%'").fetchall():
+                        self.db.execute(f'DROP TABLE "{name}"')
+                elif again != "empty":
+                    return                           # _open's caller sees it on the next check
+                _create_schema(self.db)
         shutil.rmtree(os.path.join(self.root, "objects"), ignore_errors=True)   # schema 1's files
 
     def _schema(self) -> str | None:
