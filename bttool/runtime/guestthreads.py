@@ -126,8 +126,8 @@ class ThreadGroup:
         """Run ``body`` on a new host thread (the caller holds the lock;
         ``body`` takes it before it does anything)."""
         LOCK.share()
+        threading.Thread(target=body, name=name, daemon=True).start()     # RuntimeError: no thread
         self.started += 1
-        threading.Thread(target=body, name=name, daemon=True).start()
 
     def joined(self, tid: int) -> None:
         self.live.add(tid)

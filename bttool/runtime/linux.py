@@ -303,6 +303,8 @@ class LinuxProcess:
         try:
             self.threads.start(body, f"guest-{len(self.threads.live)}")
             started.wait()
+        except RuntimeError:            # the host could not start a thread (RLIMIT_NPROC...)
+            return -errno.EAGAIN        # pthread_create's answer too
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
         tid = tid_box[0]
