@@ -311,11 +311,13 @@ def test_corrupt_rows_are_dropped_and_counted(warm, prog, native, tmp_path):
     cache = tmp_path / "cache"
     shutil.copytree(warm, cache)
     _update_all(cache, "regions", "symbol", _flip_text)
-    r = bttool("run", "-v", "--cache-dir", cache, prog)
+    out = tmp_path / "stats.json"
+    r = bttool("run", "-v", "--cache-dir", cache, "--stats-json", out, prog)
     same(r, native)
     assert b"corrupt" in r.stderr
     st = json.loads(bttool("cache", "--cache-dir", cache, "stats", "--json").stdout)
     assert st["dropped"] > 0
+    assert json.loads(out.read_text())["cache_dropped"] > 0     # this run's count
 
 
 def test_verify_repair_rebuilds_a_damaged_index_keeping_what_verifies(warm, prog, native, tmp_path):

@@ -38,6 +38,7 @@ class Stats:
     regions_promoted: int = 0
     syscalls: int = 0
     threads: int = 1            # guest threads that ran (the first included)
+    cache_dropped: int = 0      # cache rows and objects found corrupt and dropped
     untranslatable: list[tuple[int, str]] = field(default_factory=list)
     # per code unit's file path: [regions translated, regions from the cache]
     by_image: dict[str, list[int]] = field(default_factory=dict)

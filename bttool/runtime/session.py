@@ -123,6 +123,7 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
         if proc.executor.cache is not None:
             proc.executor.collect(wait=True)    # tier-2 compilations still under way go into it
             proc.executor.cache.finish()
+            proc.executor.stats.cache_dropped = proc.executor.cache.dropped
         proc.executor.stats.threads = proc.threads.started
         return status, sig, proc.executor.stats
     if end is not None:
