@@ -27,6 +27,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import programs  # noqa: E402
+import test_system  # noqa: E402  (its PUTS)
 from programs import bttool_cache  # noqa: E402,F401  (fixture)
 
 TIMEOUT = 30          # seconds: a malformed kernel must be refused well within this
@@ -38,23 +39,7 @@ SERIAL = r"""
     call puts
     .endm
 """
-PUTS = r"""
-    .text
-puts:                          # print the NUL-terminated string at rsi
-    mov $COM1, %dx
-1:  lodsb
-    test %al, %al
-    jz 2f
-    outb %al, %dx
-    jmp 1b
-2:  ret
-poweroff:
-    mov $0x604, %dx
-    mov $0x2000, %ax
-    outw %ax, %dx
-    cli
-    hlt
-"""
+PUTS = "\n    .text\n" + test_system.PUTS     # puts (string at rsi to COM1), poweroff
 
 
 def _build(tmp_path: Path, name: str, source: str, ld_args: list[str], as_args: list[str] = ()) -> Path:
