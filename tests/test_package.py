@@ -7,6 +7,7 @@ per session; every program-level test runs that script.
 """
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 from pathlib import Path
@@ -27,6 +28,18 @@ def test_the_wheel_ships_every_module_of_the_package():
     shipped = installed.wheel_modules(programs.installed_bttool().wheel)
     missing = sorted(installed.package_modules() - shipped)
     assert not missing, f"modules missing from the wheel: {missing}"
+
+
+def test_every_semantics_family_is_listed():
+    """The registry imports the families it is given (translator/semantics
+    FAMILIES), not what a directory listing finds: the list must name every
+    family module in the package, no more."""
+    files = sorted(p.stem for p in (programs.REPO / "bttool" / "translator" / "semantics").glob("*.py")
+                   if p.stem != "__init__")
+    text = (programs.REPO / "bttool" / "translator" / "semantics" / "__init__.py").read_text()
+    start = text.index("(", text.index("FAMILIES = ("))
+    listed = ast.literal_eval(text[start:text.index(")", start) + 1])
+    assert list(listed) == files
 
 
 def test_the_installed_package_is_imported_not_the_checkout():

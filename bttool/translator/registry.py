@@ -58,11 +58,11 @@ def host_only(insn_id: int) -> bool:
 
 
 def _load_families() -> None:
+    """Import every family (through ``__import__``, so that bttool's import
+    guard, runtime/hostfds.py, can retry one that finds no free descriptor);
+    loaded only once all are."""
     global _loaded
+    from bttool.translator.semantics import FAMILIES
+    for name in FAMILIES:
+        __import__(f"bttool.translator.semantics.{name}")
     _loaded = True
-    import importlib
-    import pkgutil
-
-    from bttool.translator import semantics
-    for info in pkgutil.iter_modules(semantics.__path__):
-        importlib.import_module(f"{semantics.__name__}.{info.name}")
