@@ -7,6 +7,10 @@
   virtual environment (tests/installed.py, tests/programs.py).
 * Hypothesis is derandomised unless ``--hypothesis-profile=deep``
   (tests/hypothesis_profiles.py).
+* Programs start with SIGINT and SIGQUIT at their defaults, as from an
+  interactive shell, even when the suite itself was started in the
+  background by a non-interactive one (which ignores both): the signal
+  tests compare what a program inherits.
 """
 from __future__ import annotations
 
@@ -20,3 +24,10 @@ for p in (str(TESTS), str(REPO)):
         sys.path.insert(0, p)
 
 import hypothesis_profiles  # noqa: E402,F401  (registers "default" and "deep")
+
+import signal  # noqa: E402
+
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGQUIT) == signal.SIG_IGN:
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
