@@ -50,9 +50,10 @@ from hypothesis_profiles import factor  # noqa: E402
 from programs import bttool_cache  # noqa: E402,F401  (fixture)
 
 SEED = 21_0432
-# Cases per base image in the default run (about 40 s); the deep profile
+# Cases per base image in the default run (1,100, issue 21 asks for at
+# least 1,000 there; about 40 s); the deep profile
 # (--hypothesis-profile=deep) runs ten times as many.
-CASES_PER_BASE = {"tiny": 130, "static": 100, "dynamic": 75, "interp": 60}
+CASES_PER_BASE = {"tiny": 400, "static": 300, "dynamic": 220, "interp": 180}
 CHILD_TIMEOUT = 10.0          # seconds for loading + mapping one case
 NATIVE_TIMEOUT = 3.0
 MAX_CHILD_RSS = 512 << 20     # bytes above the parent's own
@@ -437,7 +438,7 @@ def test_elf_mutations_in_process(fuzz_results):
             bad.append(f"{r['name']} [{r['what']}]: {bt['maxrss'] >> 20} MiB resident")
         elif not agree(bt, nat):
             bad.append(f"{r['name']} [{r['what']}]: bttool {bt} / native {nat}")
-    assert len(fuzz_results) == len(make_cases()) >= 300
+    assert len(fuzz_results) == len(make_cases()) >= 1000
     assert not bad, f"{len(bad)} of {len(fuzz_results)} cases break an invariant:\n" + "\n".join(bad[:40])
 
 
