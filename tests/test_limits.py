@@ -69,9 +69,9 @@ def _run(argv: list[str], limits: dict[int, tuple[int, int]], cwd: Path,
 
 
 def _make_cache(where: Path, samples_dir: Path) -> Path:
-    """A cache directory that has an index already (a new index opens its
-    WAL and shared-memory files outside hostfds.opening_high, at the
-    guest's lowest numbers: see test_new_cache_keeps_low_descriptors_free)."""
+    """A cache directory that has an index already (the runs compare a
+    warm cache's descriptors; test_new_cache_keeps_low_descriptors_free
+    checks a new one)."""
     cache = where / "cache"
     os.mkdir(cache, 0o777)
     os.chmod(cache, 0o777)

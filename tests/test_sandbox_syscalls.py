@@ -47,6 +47,26 @@ def test_attack_answers_as_linux(sandbox_dir: Path, bttool_cache: Path, tmp_path
     assert b"internal error" not in translated.stderr
 
 
+def test_procfd_with_soft_equal_to_hard(sandbox_dir: Path, bttool_cache: Path, tmp_path: Path) -> None:
+    """With soft = hard RLIMIT_NOFILE bttool's own descriptors sit among the
+    guest's numbers (runtime/hostfds.py): /proc/self/fd read through the
+    old getdents, and entries opened relative to a /proc/self/fd descriptor
+    or working directory, still show the guest's descriptors alone."""
+    import os
+    import resource
+
+    def limit() -> None:
+        os.setpgid(0, 0)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+    argv = [str(sandbox_dir / "sysattack"), "procfd"]
+    runs = [subprocess.run(cmd, capture_output=True, cwd=tmp_path, env=programs.guest_env(),
+                           preexec_fn=limit, timeout=300)
+            for cmd in (argv, programs.bttool_command(argv, bttool_cache))]
+    native, translated = [(r.returncode, r.stdout, r.stderr) for r in runs]
+    assert b"getdents /proc/self/fd" in native[1]
+    assert translated == native
+
+
 def test_table_knows_every_pointer() -> None:
     from bttool.runtime import syscall_table as t
     from bttool.runtime.syscalls import Syscalls

@@ -95,11 +95,12 @@ class ProcView:
         n = own_descriptor_entry(path, os.getpid())
         return n is not None and hostfds.is_own(n)
 
-    def filter_listing(self, fd: int, buf: int, n: int) -> int:
+    def filter_listing(self, fd: int, buf: int, n: int, name_at: int = 19) -> int:
         """After getdents64 on ``fd`` put ``n`` bytes of linux_dirent64
-        records at guest ``buf``: when ``fd`` is our fd/ or fdinfo/
-        directory, bttool's descriptors are taken out of the records (the
-        others close up); returns the new length."""
+        records at guest ``buf`` (``name_at`` 19; the old getdents's
+        linux_dirent: 18): when ``fd`` is our fd/ or fdinfo/ directory,
+        bttool's descriptors are taken out of the records (the others close
+        up); returns the new length."""
         try:
             where = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
@@ -107,11 +108,11 @@ class ProcView:
         if not re.fullmatch(rf"/proc/{os.getpid()}(?:/task/\d+)?/fd(?:info)?", where):
             return n
         data, kept, off = self.proc.memory.read(buf, n), [], 0
-        while off + 19 <= n:
+        while off + name_at <= n:
             reclen = struct.unpack_from("<H", data, off + 16)[0]
             if reclen == 0:
                 break
-            name = data[off + 19:off + reclen].split(b"\0", 1)[0]
+            name = data[off + name_at:off + reclen].split(b"\0", 1)[0]
             if not (name.isdigit() and hostfds.is_own(int(name))):
                 kept.append(data[off:off + reclen])
             off += reclen

@@ -34,6 +34,7 @@ _libc.syscall.restype = ctypes.c_long
 
 # What every argument of every system call is: runtime/syscall_table.py.
 EBADF = errno.EBADF
+AT_FDCWD = -100
 O_CLOEXEC = 0o2000000
 
 
@@ -124,7 +125,7 @@ class Syscalls:
             2: self.open, 257: self.openat, 437: self.openat2, 3: self.close, 0: self.read, 1: self.write,
             17: self.pread64, 18: self.pwrite64, 8: self.lseek, 33: self.dup2, 292: self.dup3,
             23: self.select, 270: self.pselect6, 202: self.futex, 436: self.close_range,
-            217: self.getdents64, 46: self.sendmsg, 47: self.recvmsg, 101: self.ptrace,
+            217: self.getdents64, 78: self.getdents, 46: self.sendmsg, 47: self.recvmsg, 101: self.ptrace,
             310: self.process_vm_readv, 311: self.process_vm_writev,
             97: self.getrlimit, 160: self.setrlimit, 302: self.prlimit64,
         }
@@ -204,7 +205,8 @@ class Syscalls:
             if kind == "p":
                 real[i] = self.ptr(args[i], size if n < 0 else args[n] * size)
             elif kind == "s":
-                if self._hidden_path(args[i]):
+                dirfd = args[i - 1] if i and spec[i - 1][0] == "f" else AT_FDCWD   # the *at calls
+                if self._hidden_path(args[i], dirfd):
                     return -errno.ENOENT
                 real[i] = self.ptr(args[i], 1)
             elif kind == "f":
@@ -215,24 +217,46 @@ class Syscalls:
                 real[i] = self.ptr(args[i], max(length, 1))
         return self.raw(nr, *real)
 
-    def _hidden_path(self, addr: int) -> bool:
-        """Whether the guest's path at ``addr`` is the /proc entry of one of
-        bttool's descriptors (procview.ProcView.hides); a bad pointer is
-        left for the host call to refuse."""
+    def _hidden_path(self, addr: int, dirfd: int = -100) -> bool:
+        """Whether the guest's path at ``addr`` (relative to ``dirfd``) is
+        the /proc entry of one of bttool's descriptors
+        (procview.ProcView.hides); a bad pointer is left for the host call
+        to refuse."""
         try:
-            return self.mem.read(addr, 6) == b"/proc/" and self.proc.procview.hides(self.mem.read_cstring(addr))
+            return self.proc.procview.hides(self._resolved(dirfd, self.mem.read_cstring(addr)))
         except GuestMemoryError:
             return False
+
+    def _resolved(self, dirfd: int, name: bytes) -> bytes:
+        """A relative ``name`` as an absolute path when ``dirfd`` (AT_FDCWD:
+        the working directory) is a directory in /proc, so that the guest's
+        own /proc view (runtime/procview.py) applies to "mem" opened in
+        /proc/self or "5" in /proc/self/fd as it does to the full paths;
+        anything else is returned as it is."""
+        if name.startswith(b"/") or not name:
+            return name
+        try:
+            base = os.getcwd() if _fd(dirfd) == AT_FDCWD else os.readlink(f"/proc/self/fd/{_fd(dirfd)}")
+        except OSError:
+            return name
+        return os.fsencode(base) + b"/" + name if base.startswith("/proc/") else name
 
     def getdents64(self, fd: int, buf: int, count: int, *_: int) -> int:
         """Our fd/ and fdinfo/ listings leave bttool's descriptors out
         (procview); a batch that held only those is followed by the next,
         so an empty answer still means the end."""
+        return self._listing(217, fd, buf, count, 19)
+
+    def getdents(self, fd: int, buf: int, count: int, *_: int) -> int:
+        """The old getdents (linux_dirent records), filtered the same way."""
+        return self._listing(78, fd, buf, count, 18)
+
+    def _listing(self, nr: int, fd: int, buf: int, count: int, name_at: int) -> int:
         while True:
-            n = self.passthrough(217, PARSED[217], [fd, buf, count])
+            n = self.passthrough(nr, PARSED[nr], [fd, buf, count])
             if n <= 0:
                 return n
-            kept = self.proc.procview.filter_listing(_fd(fd), buf, n)
+            kept = self.proc.procview.filter_listing(_fd(fd), buf, n, name_at)
             if kept:
                 return kept
 
@@ -545,18 +569,18 @@ class Syscalls:
 
     # -- files: the guest's own /proc entries (runtime/procview.py) -------------
     def open(self, path: int, flags: int, mode: int, *_: int) -> int:
-        r = self.proc.procview.open(self.mem.read_cstring(path), flags)
+        r = self.proc.procview.open(self._resolved(AT_FDCWD, self.mem.read_cstring(path)), flags)
         return r if r is not None else self._opened(self.raw(2, self.ptr(path), flags, mode), flags)
 
     def openat(self, dirfd: int, path: int, flags: int, mode: int, *_: int) -> int:
-        name = self.mem.read_cstring(path)
+        name = self._resolved(dirfd, self.mem.read_cstring(path))
         r = self.proc.procview.open(name, flags) if name.startswith(b"/") else None
         if r is not None:
             return r
         return self._opened(self.raw(257, self.fd(dirfd), self.ptr(path), flags, mode), flags)
 
     def openat2(self, dirfd: int, path: int, how: int, size: int, *_: int) -> int:
-        name = self.mem.read_cstring(path)
+        name = self._resolved(dirfd, self.mem.read_cstring(path))
         flags = self.mem.u64(how) if size >= 8 and self.mem.readable(how, 8) else None
         r = self.proc.procview.open(name, flags) if name.startswith(b"/") and flags is not None else None
         if r is not None:
@@ -684,7 +708,7 @@ class Syscalls:
     def readlink(self, path: int, buf: int, size: int, *_: int) -> int:
         if _fd(size) <= 0:
             return -errno.EINVAL
-        r = self._readlink_common(self.mem.read_cstring(path), buf, size)
+        r = self._readlink_common(self._resolved(AT_FDCWD, self.mem.read_cstring(path)), buf, size)
         if r is not None:
             return r
         return self.raw(89, self.ptr(path), self.ptr(buf, size), size)
@@ -692,7 +716,7 @@ class Syscalls:
     def readlinkat(self, dirfd: int, path: int, buf: int, size: int, *_: int) -> int:
         if _fd(size) <= 0:
             return -errno.EINVAL
-        r = self._readlink_common(self.mem.read_cstring(path), buf, size)
+        r = self._readlink_common(self._resolved(dirfd, self.mem.read_cstring(path)), buf, size)
         if r is not None:
             return r
         return self.raw(267, self.fd(dirfd), self.ptr(path), self.ptr(buf, size), size)

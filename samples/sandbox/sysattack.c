@@ -230,6 +230,75 @@ static void listing(const char *dir, const char *label) {
     printf("%s\n", more ? " ..." : "");
 }
 
+struct old_dirent {             /* the old getdents's record */
+    unsigned long d_ino, d_off;
+    unsigned short d_reclen;
+    char d_name[];
+};
+
+static void old_listing(const char *dir, const char *label) {
+    /* the same listing through the old getdents system call */
+    int fd = open(dir, O_RDONLY | O_DIRECTORY), seen[64], n = 0;
+    char buf[4096];
+    long got;
+    while ((got = syscall(SYS_getdents, fd, buf, sizeof buf)) > 0)
+        for (long off = 0; off < got; off += ((struct old_dirent *)(buf + off))->d_reclen) {
+            struct old_dirent *e = (struct old_dirent *)(buf + off);
+            if (e->d_name[0] != '.' && n < 64)
+                seen[n++] = atoi(e->d_name);
+        }
+    close(fd);
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (seen[j] < seen[i]) {
+                int t = seen[i]; seen[i] = seen[j]; seen[j] = t;
+            }
+    printf("%s:", label);
+    for (int i = 0; i < n; i++)
+        printf(" %d", seen[i]);
+    printf("\n");
+}
+
+static int opens_relative_to(int dirfd, int lim) {
+    /* descriptors' entries opened by number, relative to dirfd */
+    char name[16];
+    int opens = 0;
+    for (int fd = 3; fd < lim; fd++) {
+        snprintf(name, sizeof name, "%d", fd);
+        int f = openat(dirfd, name, O_RDONLY);
+        if (f >= 0) {
+            opens++;
+            close(f);
+        }
+    }
+    return opens;
+}
+
+static void procfd_relative(int lim) {
+    /* the same entries reached relative to a /proc directory: a dirfd,
+     * the working directory, and /proc/self/mem opened as "mem" */
+    old_listing("/proc/self/fd", "getdents /proc/self/fd");
+    int dfd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY);
+    printf("openat(/proc/self/fd, N) past 2: %d\n", opens_relative_to(dfd, lim));
+    int here = open(".", O_RDONLY | O_DIRECTORY);
+    if (chdir("/proc/self/fd") == 0) {
+        printf("openat(AT_FDCWD in /proc/self/fd, N) past 2: %d\n", opens_relative_to(AT_FDCWD, lim));
+        fchdir(here);
+    }
+    close(here);
+    close(dfd);
+    static char marker[] = "guest memory";
+    char got[16] = {0};
+    int self = open("/proc/self", O_RDONLY | O_DIRECTORY);
+    int mem = openat(self, "mem", O_RDONLY);
+    long r = mem >= 0 ? pread(mem, got, 12, (off_t)(uintptr_t)marker) : -1;
+    printf("openat(/proc/self, \"mem\") reads its own memory: %s\n",
+           r == 12 && !memcmp(got, marker, 12) ? "yes" : "no");
+    if (mem >= 0)
+        close(mem);
+    close(self);
+}
+
 static void procfd(void) {
     /* /proc/self/fd and fdinfo list the program's descriptors and no
      * others; the entries of descriptors it does not have do not exist */
@@ -256,6 +325,7 @@ static void procfd(void) {
         infos += access(path, F_OK) == 0;
     }
     printf("entries past 2: readlink %d, stat %d, open %d, fdinfo %d\n", links, stats, opens, infos);
+    procfd_relative(lim);
 }
 
 static void procvm(void) {
