@@ -202,6 +202,19 @@ static void fds(const char *how) {
     printf("first open after: %d\n", fd);
 }
 
+static void print_numbers(const char *label, int *seen, int n, int more) {
+    /* a listing's numbers, in order */
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (seen[j] < seen[i]) {
+                int t = seen[i]; seen[i] = seen[j]; seen[j] = t;
+            }
+    printf("%s:", label);
+    for (int i = 0; i < n; i++)
+        printf(" %d", seen[i]);
+    printf("%s\n", more ? " ..." : "");
+}
+
 static void listing(const char *dir, const char *label) {
     /* the names a directory listing gives, in order of number */
     DIR *d = opendir(dir);
@@ -219,15 +232,7 @@ static void listing(const char *dir, const char *label) {
                 more++;
         }
     closedir(d);
-    for (int i = 0; i < n; i++)
-        for (int j = i + 1; j < n; j++)
-            if (seen[j] < seen[i]) {
-                int t = seen[i]; seen[i] = seen[j]; seen[j] = t;
-            }
-    printf("%s:", label);
-    for (int i = 0; i < n; i++)
-        printf(" %d", seen[i]);
-    printf("%s\n", more ? " ..." : "");
+    print_numbers(label, seen, n, more);
 }
 
 struct old_dirent {             /* the old getdents's record */
@@ -248,15 +253,7 @@ static void old_listing(const char *dir, const char *label) {
                 seen[n++] = atoi(e->d_name);
         }
     close(fd);
-    for (int i = 0; i < n; i++)
-        for (int j = i + 1; j < n; j++)
-            if (seen[j] < seen[i]) {
-                int t = seen[i]; seen[i] = seen[j]; seen[j] = t;
-            }
-    printf("%s:", label);
-    for (int i = 0; i < n; i++)
-        printf(" %d", seen[i]);
-    printf("\n");
+    print_numbers(label, seen, n, 0);
 }
 
 static int opens_relative_to(int dirfd, int lim) {
