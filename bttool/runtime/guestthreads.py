@@ -124,7 +124,8 @@ class ThreadGroup:
 
     def start(self, body: Callable[[], None], name: str) -> None:
         """Run ``body`` on a new host thread (the caller holds the lock;
-        ``body`` takes it before it does anything)."""
+        ``body`` takes it before it touches anything shared but ``live``,
+        which it joins while the caller waits for it)."""
         LOCK.share()
         threading.Thread(target=body, name=name, daemon=True).start()     # RuntimeError: no thread
         self.started += 1
