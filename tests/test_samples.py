@@ -45,6 +45,7 @@ PLAIN = [
     ("sighandlers", 0),
     ("atomics", 0),
     ("jit", 0),
+    ("mmsg", 0),
     ("segv", 1),
     ("divzero", 1),
     ("abort", (0, 1)),

@@ -57,7 +57,7 @@ PASSTHROUGH: dict[int, tuple[str, str | None]] = {
     38: ("setitimer", "i p:32 p:32"), 39: ("getpid", ""), 40: ("sendfile", "f f p:8 i"),
     41: ("socket", "i i i"), 42: ("connect", "f p2 i"), 43: ("accept", "f l2 p:4"),
     44: ("sendto", "f p2 i i p5 i"), 45: ("recvfrom", "f p2 i i l5 p:4"), 46: ("sendmsg", None),
-    47: ("recvmsg", None), 48: ("shutdown", "f i"), 49: ("bind", "f p2 i"), 50: ("listen", "f i"),
+    47: ("recvmsg", None), 299: ("recvmmsg", None), 307: ("sendmmsg", None), 48: ("shutdown", "f i"), 49: ("bind", "f p2 i"), 50: ("listen", "f i"),
     51: ("getsockname", "f l2 p:4"), 52: ("getpeername", "f l2 p:4"),
     53: ("socketpair", "i i i p:8"), 54: ("setsockopt", "f i i p4 i"),
     55: ("getsockopt", "f i i l4 p:4"),

@@ -125,7 +125,8 @@ class Syscalls:
             2: self.open, 257: self.openat, 437: self.openat2, 3: self.close, 0: self.read, 1: self.write,
             17: self.pread64, 18: self.pwrite64, 8: self.lseek, 33: self.dup2, 292: self.dup3,
             23: self.select, 270: self.pselect6, 202: self.futex, 436: self.close_range,
-            217: self.getdents64, 78: self.getdents, 46: self.sendmsg, 47: self.recvmsg, 101: self.ptrace,
+            217: self.getdents64, 78: self.getdents, 46: self.sendmsg, 47: self.recvmsg,
+            299: self.recvmmsg, 307: self.sendmmsg, 101: self.ptrace,
             310: self.process_vm_readv, 311: self.process_vm_writev,
             97: self.getrlimit, 160: self.setrlimit, 302: self.prlimit64,
         }
@@ -465,6 +466,42 @@ class Syscalls:
             out = self._MSGHDR.unpack(bytes(host))
             self.mem.write(msg + 8, struct.pack("<I", out[1]))
             self.mem.write(msg + 40, struct.pack("<QI", out[5], out[6]))
+        return r
+
+    _MMSGHDR_SIZE = 64      # struct mmsghdr: a msghdr and its unsigned msg_len, padded
+
+    def sendmmsg(self, fd: int, vec: int, vlen: int, flags: int, *_: int) -> int:
+        return self._mmsg(307, fd, vec, vlen, flags, 0)
+
+    def recvmmsg(self, fd: int, vec: int, vlen: int, flags: int, timeout: int, *_: int) -> int:
+        return self._mmsg(299, fd, vec, vlen, flags, timeout)
+
+    def _mmsg(self, nr: int, fd: int, vec: int, vlen: int, flags: int, timeout: int) -> int:
+        """sendmmsg/recvmmsg: each msghdr of the vector translated as for
+        sendmsg/recvmsg (at most UIO_MAXIOV of them, the kernel's cap);
+        each message's length, and what recvmsg writes back, returned to
+        the guest's entries."""
+        size = self._MMSGHDR_SIZE
+        n = min(vlen & 0xFFFFFFFF, 1024)
+        host = (ctypes.c_char * (size * max(n, 1)))()
+        keep = []
+        for i in range(n):
+            one, arr = self._msghdr(vec + size * i)
+            if arr is None:
+                return -EBADF           # it passes one of bttool's descriptors
+            keep.append(arr)
+            ctypes.memmove(ctypes.addressof(host) + size * i, one, self._MSGHDR.size)
+        args = [self.fd(fd), ctypes.addressof(host), n, flags]
+        if nr == 299:
+            args.append(self.ptr(timeout, 16))
+        r = self.raw(nr, *args)
+        for i in range(max(r, 0)):
+            entry = bytes(host[size * i:size * (i + 1)])
+            self.mem.write(vec + size * i + self._MSGHDR.size, entry[self._MSGHDR.size:self._MSGHDR.size + 4])
+            if nr == 299:
+                out = self._MSGHDR.unpack(entry[:self._MSGHDR.size])
+                self.mem.write(vec + size * i + 8, struct.pack("<I", out[1]))
+                self.mem.write(vec + size * i + 40, struct.pack("<QI", out[5], out[6]))
         return r
 
     def _msghdr(self, msg: int) -> tuple[ctypes.Array, ctypes.Array | None]:
