@@ -113,6 +113,9 @@ class Syscalls:
     def __init__(self, proc: "LinuxProcess"):
         self.proc = proc
         self.mem = proc.memory
+        # the working directory, read at the first relative path after a
+        # chdir/fchdir (_proc_dir)
+        self._cwd: str | None = None
         self._special: dict[int, Callable[..., int]] = {
             9: self.mmap, 10: self.mprotect, 11: self.munmap, 12: self.brk,
             13: self.rt_sigaction, 14: self.rt_sigprocmask, 19: self.readv, 20: self.writev,
@@ -133,6 +136,8 @@ class Syscalls:
 
     # -- dispatch ---------------------------------------------------------
     def dispatch(self, nr: int, args: list[int]) -> int:
+        if nr in (80, 81):              # chdir, fchdir
+            self._cwd = None
         fn = self._special.get(nr)
         try:
             if fn is not None:
@@ -222,9 +227,13 @@ class Syscalls:
         """Whether the guest's path at ``addr`` (relative to ``dirfd``) is
         the /proc entry of one of bttool's descriptors
         (procview.ProcView.hides); a bad pointer is left for the host call
-        to refuse."""
+        to refuse.  Only a path in /proc is read whole."""
+        hides = self.proc.procview.hides
         try:
-            return self.proc.procview.hides(self._resolved(dirfd, self.mem.read_cstring(addr)))
+            if self.mem.read(addr, 1) == b"/":
+                return self.mem.read(addr, 6) == b"/proc/" and hides(self.mem.read_cstring(addr))
+            base = self._proc_dir(dirfd)
+            return base is not None and hides(base + b"/" + self.mem.read_cstring(addr))
         except GuestMemoryError:
             return False
 
@@ -236,11 +245,23 @@ class Syscalls:
         anything else is returned as it is."""
         if name.startswith(b"/") or not name:
             return name
+        base = self._proc_dir(dirfd)
+        return name if base is None else base + b"/" + name
+
+    def _proc_dir(self, dirfd: int) -> bytes | None:
+        """The directory ``dirfd`` (AT_FDCWD: the working directory) when
+        it is in /proc, else None.  The working directory is read once per
+        chdir/fchdir, not at every relative path."""
         try:
-            base = os.getcwd() if _fd(dirfd) == AT_FDCWD else os.readlink(f"/proc/self/fd/{_fd(dirfd)}")
+            if _fd(dirfd) == AT_FDCWD:
+                if self._cwd is None:
+                    self._cwd = os.getcwd()
+                base = self._cwd
+            else:
+                base = os.readlink(f"/proc/self/fd/{_fd(dirfd)}")
         except OSError:
-            return name
-        return os.fsencode(base) + b"/" + name if base.startswith("/proc/") else name
+            return None
+        return os.fsencode(base) if base.startswith("/proc/") else None
 
     def getdents64(self, fd: int, buf: int, count: int, *_: int) -> int:
         """Our fd/ and fdinfo/ listings leave bttool's descriptors out
