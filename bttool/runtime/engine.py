@@ -33,6 +33,7 @@ def _register_runtime_symbols() -> None:
         llvm.add_symbol(sym, addr)
 
 
+_libc = ctypes.CDLL(None)
 _key: int | None = None
 
 
@@ -44,7 +45,7 @@ def _state_key() -> int:
     global _key
     if _key is None:
         k = ctypes.c_uint32()
-        if ctypes.CDLL(None).pthread_key_create(ctypes.byref(k), None) != 0:
+        if _libc.pthread_key_create(ctypes.byref(k), None) != 0:
             raise OSError("pthread_key_create failed")
         _key = k.value
     return _key
@@ -92,8 +93,7 @@ class Engine:
     def bind(state) -> None:
         """This host thread runs the guest thread of ``state``: the signal
         handlers find it (``bt_run`` binds it too, on every entry)."""
-        ctypes.CDLL(None).pthread_setspecific(ctypes.c_uint32(_state_key()),
-                                              ctypes.c_void_p(ctypes.addressof(state)))
+        _libc.pthread_setspecific(ctypes.c_uint32(_state_key()), ctypes.c_void_p(ctypes.addressof(state)))
 
     def load_object(self, data: bytes) -> None:
         obj = llvm.ObjectFileRef.from_data(data)

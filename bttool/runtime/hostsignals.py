@@ -10,6 +10,8 @@ import signal
 import sys
 import threading
 
+from bttool.runtime.guestthreads import gettid
+
 _libc = ctypes.CDLL(None, use_errno=True)
 SA_SIGINFO = 0x4
 SA_NODEFER = 0x40000000
@@ -127,7 +129,7 @@ def requeue(sig: int, info: bytes) -> None:
     """Put a caught signal back into the host's pending set, siginfo and
     all (rt_tgsigqueueinfo to this thread; it is blocked now)."""
     buf = ctypes.create_string_buffer(info, len(info))
-    _syscall(297, os.getpid(), _syscall(186), sig, ctypes.addressof(buf))   # gettid
+    _syscall(297, os.getpid(), gettid(), sig, ctypes.addressof(buf))
 
 
 def stop_self(sig: int) -> None:
