@@ -429,13 +429,14 @@ class _KeepDict(dict):
         pass
 
 
-_last_code: list[bytes | None] = [None]
+_last_code: list[tuple[bytes, bool] | None] = [None]
 REUSE_TRANSLATIONS = os.environ.get("BTTOOL_ISA_FRESH", "") == ""
 
 
 def run_translated(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0x202,
                    xmm: list[int] | None = None, data: bytes = b"",
-                   mxcsr: int = 0x1F80, reuse: bool | None = None) -> SnippetResult:
+                   mxcsr: int = 0x1F80, reuse: bool | None = None,
+                   precise_faults: bool = False) -> SnippetResult:
     """``run_snippet`` with every GPR given explicitly (as ``run_native``).
 
     run_snippet ends the code with int3, which does not end a region for the
@@ -456,15 +457,16 @@ def run_translated(code: bytes, regs: dict[str, int] | None = None, rflags: int 
     mem, ex = snippet._machine()
     if reuse is None:
         reuse = REUSE_TRANSLATIONS
-    reuse = reuse and _last_code[0] == code
-    _last_code[0] = code
+    reuse = reuse and _last_code[0] == (code, precise_faults)
+    _last_code[0] = (code, precise_faults)
     mem.write_force(CODE_ADDR + len(code) + 1, b"\x0f\x0b")
     before = len(ex.stats.untranslatable)
     if reuse:
         ex.known = _KeepDict(ex.known)
         ex.clear_table = lambda: None
     try:
-        r = run_snippet(code, _complete(regs), rflags, xmm, data, mxcsr)
+        r = run_snippet(code, _complete(regs), rflags, xmm, data, mxcsr,
+                        precise_faults=precise_faults)
     finally:
         if reuse:
             ex.known = dict(ex.known)

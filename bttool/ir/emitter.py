@@ -14,6 +14,7 @@ from typing import Callable
 from llvmlite import ir
 
 from bttool.ir import memory, state, support
+from bttool.ir.commits import REGISTER_FILE, CommitPoints, split_address
 from bttool.ir.fastbuilder import FastBuilder
 from bttool.ir.state import FIELDS
 
@@ -105,7 +106,8 @@ class FunctionEmitter:
     """
 
     def __init__(self, module: ir.Module, name: str, pic_base: int | None = None,
-                 hot_counters: bool = False, system: bool = False, entry_pc: int | None = None):
+                 hot_counters: bool = False, system: bool = False, entry_pc: int | None = None,
+                 precise_faults: bool = False):
         """``pic_base``: for position-independent code, the base of its code
         unit (runtime/codeunits.py) that the guest addresses seen at
         translation time are relative to.  The code then computes every
@@ -116,7 +118,10 @@ class FunctionEmitter:
         its program or library.
 
         ``system``: system-mode code; memory goes through the software TLB,
-        faults are precise (see begin_insn) and loops poll for interrupts."""
+        faults are precise (see begin_insn) and loops poll for interrupts.
+
+        ``precise_faults``: linux-user code that commits the state where a
+        replay after a host fault would be inexact (ir/commits.py)."""
         self.module = module
         self.pic_base = pic_base
         if pic_base is not None and entry_pc is None:
@@ -162,6 +167,11 @@ class FunctionEmitter:
         # change, and every exit gets its own (better predicted) jump.
         self.split_exits = not hot_counters
         self._exits: list[ir.Block] = [self._exit]
+        # linux-user: where the state is written back mid-region so that a
+        # host fault can be made precise (ir/commits.py); system mode makes
+        # its faults precise by exits of its own (begin_insn)
+        self.commits = CommitPoints() if precise_faults and not system else None
+        self._block_start: ir.Block | None = None     # the IR block a guest block began in
 
     # -- CPU state -------------------------------------------------------
     def _state_gep(self, b: ir.IRBuilder, name: str) -> ir.Value:
@@ -201,6 +211,8 @@ class FunctionEmitter:
             if v.type == V2I64:
                 v = self.b.bitcast(v, I128)
             self._cache[name] = v
+            if name == "rsp" and self.b.block is self._block_start and self.commits is not None:
+                self.commits.block_rsp = v      # no set before it: see _check_block
         elif callable(v):
             v = v()
             self._cache[name] = v
@@ -211,6 +223,8 @@ class FunctionEmitter:
         self._check_block()
         self._slot(name)
         self._dirty.add(name)
+        if self.commits is not None:
+            self.commits.note_set(name)
         self._pending.add(name)
         self._cache[name] = value
 
@@ -256,17 +270,68 @@ class FunctionEmitter:
         (the guest's handler then re-executes the instruction).  This relies
         on semantic functions doing their memory accesses before their
         register writes (rep string instructions update their registers per
-        iteration, which is what the architecture specifies)."""
+        iteration, which is what the architecture specifies).  In user mode
+        the previous instruction may have left a commit due
+        (ir/commits.py): it is made here, with rip at ``pc``."""
         self.current_pc = pc
         if self.system:
             self._check_block()
             self.flush()
+        elif self.commits is not None and self.commits.due:
+            self._commit(pc)
+
+    def begin_block(self, pc: int) -> None:
+        """A guest block of the region starts at ``pc`` (before its first
+        begin_insn)."""
+        if self.commits is not None:
+            self.commits.begin_block(pc)
+            self._block_start = self.b.block
+
+    def _commit(self, rip: int) -> None:
+        """Branch through a commit block (filled by finish: the registers
+        that may differ from the state in memory, and rip = ``rip``)."""
+        self._check_block()
+        block, cont = self.new_block("commit"), self.new_block("committed")
+        self.b.branch(block)
+        self.b.position_at_end(cont)
+        self.commits.committed(block, cont, rip)
+
+    def _fill_commit(self, commit) -> None:
+        b = FastBuilder(commit.block)
+        b.fence("seq_cst", "singlethread")
+        for name in sorted(self.commits.fields(commit) - {"rip"}):
+            self._writeback(b, name)
+        rip = commit.rip
+        b.store(const(64, rip) if self.pic_base is None else
+                b.add(self.unit_base(), const(64, rip - self.pic_base)), self._state_gep(b, "rip"))
+        b.fence("seq_cst", "singlethread")
+        b.branch(commit.cont)
+
+    def note_register_file(self, write: bool) -> None:
+        """An access to the x87/MMX register file, which lives in the state
+        (semantics/x87.py, mmx_regs.py): a write after a read needs a commit
+        like memory does."""
+        if self.commits is not None:
+            if write:
+                self.commits.note_write(REGISTER_FILE, 0, 128)
+            else:
+                self.commits.note_read(REGISTER_FILE, 0, 128)
+
+    def _note_access(self, addr: ir.Value, size: int, write: bool) -> None:
+        if self.commits is not None:
+            root, d = split_address(addr)
+            if write:
+                self.commits.note_write(root, d, size,
+                                        root is self.commits.block_rsp and d + size <= 0)
+            else:
+                self.commits.note_read(root, d, size)
 
     # -- guest memory ----------------------------------------------------
     def load(self, addr: ir.Value, ty: ir.Type) -> ir.Value:
         """A guest load, never deleted (ir/memory.py load; in system mode the
         TLB check, which faults, stays whatever becomes of the value)."""
         if not self.system:
+            self._note_access(addr, memory.type_bytes(ty), False)
             return memory.load(self.b, self.mem, addr, ty)
         v = self.b.load(self._system_pointer(addr, memory.type_bytes(ty), False), typ=ty)
         v.align = 1
@@ -274,6 +339,7 @@ class FunctionEmitter:
 
     def store(self, addr: ir.Value, value: ir.Value) -> None:
         if not self.system:
+            self._note_access(addr, memory.type_bytes(value.type), True)
             memory.store(self.b, self.mem, addr, value)
             return
         ptr = self._system_pointer(addr, memory.type_bytes(value.type), True)
@@ -283,6 +349,8 @@ class FunctionEmitter:
     # -- locked (atomic) guest memory access ------------------------------
     def _atomic_pointer(self, addr: ir.Value, size: int) -> ir.Value:
         if not self.system:
+            if self.commits is not None:
+                self.commits.note_read_write()
             return memory.host_pointer(self.b, self.mem, addr)
         return self._system_pointer(addr, size, True)
 
@@ -308,6 +376,7 @@ class FunctionEmitter:
         memory.masked_store_at).  In system mode the whole extent is
         translated (and may fault) as one write, whatever the mask."""
         if not self.system:
+            self._note_access(addr, memory.type_bytes(value.type), True)
             memory.masked_store(self.b, self.mem, addr, value, mask)
             return
         ptr = self._system_pointer(addr, memory.type_bytes(value.type), True)
@@ -361,6 +430,10 @@ class FunctionEmitter:
         """End the current path: set rip (and an exit reason) and return."""
         b = self.b
         if reason == state.EXIT_NONE and isinstance(rip, int) and rip in self.local_targets:
+            if self.commits is not None:
+                if self.commits.due:
+                    self._commit(rip)
+                self.commits.edge(rip)
             if rip <= self.current_pc:   # a loop back-edge
                 if self.hot_counters:
                     self.count_execution(rip)
@@ -461,6 +534,7 @@ class FunctionEmitter:
     def seal_open_blocks(self) -> None:
         """Mark blocks left open by an abandoned instruction unreachable."""
         exits = set(map(id, self._exits))
+        exits.update(id(c.block) for c in (self.commits.commits if self.commits is not None else ()))
         for bb in self.fn.blocks:
             if not bb.is_terminated and id(bb) not in exits:
                 ir.IRBuilder(bb).unreachable()
@@ -470,6 +544,8 @@ class FunctionEmitter:
         then return to the runtime if an exit reason is set, else chain
         straight to the translation of the next guest pc (in system mode
         unless an interrupt is pending)."""
+        for commit in self.commits.commits if self.commits is not None else ():
+            self._fill_commit(commit)
         for bb in self._exits:
             b = FastBuilder(bb)
             for name in sorted(self._dirty):

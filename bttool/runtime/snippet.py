@@ -57,13 +57,15 @@ def _machine() -> tuple[GuestMemory, Executor]:
 
 def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0x202,
                 xmm: list[int] | None = None, data: bytes = b"", mxcsr: int = 0x1F80,
-                max_exits: int = 10000, hot_counters: bool = True) -> SnippetResult:
+                max_exits: int = 10000, hot_counters: bool = True,
+                precise_faults: bool = False) -> SnippetResult:
     mem, ex = _machine()
     # ``hot_counters``: the code of the run-time tier 1 (execution counters,
     # and the IR it prefers for LLVM's fast instruction selector); without,
-    # the IR of tier 2 (compiled quickly all the same).
-    if ex.options.hot_counters != hot_counters:
-        ex.options = LiftOptions(64, True, hot_counters=hot_counters)
+    # the IR of tier 2 (compiled quickly all the same).  ``precise_faults``:
+    # code with commits (LiftOptions), what a guest with a SIGSEGV handler runs.
+    if (ex.options.hot_counters, ex.options.precise_faults) != (hot_counters, precise_faults):
+        ex.options = LiftOptions(64, True, hot_counters=hot_counters, precise_faults=precise_faults)
     s = ex.state
     st.reset(s)
     for name, value in (regs or {}).items():

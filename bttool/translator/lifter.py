@@ -34,7 +34,8 @@ def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: s
     branches."""
     result = LiftResult(module, {})
     em = FunctionEmitter(module, name, options.pic_base, options.hot_counters,
-                          system=not options.user_mode, entry_pc=region.entry)
+                          system=not options.user_mode, entry_pc=region.entry,
+                          precise_faults=options.precise_faults)
     labels = {pc: em.new_block(f"g_{pc:x}") for pc in sorted(region.blocks)}
     em.local_targets = labels
     em.indirect_targets = {b.insns[-1].address: b.table_targets
@@ -84,6 +85,7 @@ def lift_block(em: FunctionEmitter, block: Block, options: LiftOptions, result: 
     ``dead_flags``: flags no successor reads (translator/flaglive.py); the
     block's end leaves them uncomputed."""
     last = block.insns[-1] if block.insns else None
+    em.begin_block(block.start)
     for insn in block.insns:
         result.insn_count += 1
         em.begin_insn(insn.address)

@@ -5,7 +5,7 @@ key) on every run, warm ones included, without importing the lifter.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,12 @@ class LiftOptions:
     # Tier-1 code counts region entries and loop back-edges and exits with
     # EXIT_HOT when a counter passes the threshold (adaptive retranslation).
     hot_counters: bool = False
+    # Linux-user code that commits the guest state where replaying it after
+    # a host fault would otherwise run a memory write twice (ir/commits.py):
+    # what a guest with a SIGSEGV or SIGBUS handler gets, so that handler
+    # sees exact registers and memory.  It costs the fault-free path, so
+    # other guests do without.
+    precise_faults: bool = False
 
     def mode_key(self) -> str:
         """What kind of guest code this is (names the code map)."""
@@ -35,8 +41,9 @@ class LiftOptions:
         from bttool.ir.window import UNSAFE_NO_CLAMP
         from bttool.translator.identity import translator_identity
         return self.mode_key() + ("|hot" if self.hot_counters else "") + \
+            ("|precise" if self.precise_faults else "") + \
             ("|unsafe-no-clamp" if UNSAFE_NO_CLAMP else "") + f"|t{translator_identity()}" + \
             f"|state-{LAYOUT_DIGEST}"
 
     def tier2(self) -> "LiftOptions":
-        return LiftOptions(self.mode, self.user_mode, self.pic_base, False)
+        return replace(self, hot_counters=False)

@@ -65,6 +65,7 @@ def enter_mmx_state(ctx: Insn) -> None:
 def read_mm(ctx: Insn, n: int) -> ir.Value:
     """mmN as an i64 (the significand of RN)."""
     enter_mmx_state(ctx)
+    ctx.em.note_register_file(write=False)
     v = ctx.b.load(_ptr(ctx, n), typ=I64)
     v.align = 8
     return v
@@ -73,6 +74,7 @@ def read_mm(ctx: Insn, n: int) -> ir.Value:
 def write_mm(ctx: Insn, n: int, value: ir.Value) -> None:
     """Set mmN to the i64 ``value``: RN's significand, exponent and sign all ones."""
     enter_mmx_state(ctx)
+    ctx.em.note_register_file(write=True)
     s = ctx.b.store(value, _ptr(ctx, n))
     s.align = 8
     s = ctx.b.store(const(16, _EXPONENT_ONES), _ptr(ctx, n, 8))

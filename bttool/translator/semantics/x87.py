@@ -220,11 +220,13 @@ class X87:
         return b.gep(self.em.state_ptr, [off], inbounds=True, source_etype=I8)
 
     def load_phys(self, phys: ir.Value | int) -> ir.Value:
+        self.em.note_register_file(write=False)
         v = self.b.load(self.reg_ptr(phys), typ=FP80)
         v.align = 16
         return v
 
     def store_phys(self, phys: ir.Value | int, v: ir.Value) -> None:
+        self.em.note_register_file(write=True)
         s = self.b.store(v, self.reg_ptr(phys))
         s.align = 16
 
