@@ -106,6 +106,38 @@ static void test_skip_instruction(void)
            (int)got_addr, v);
 }
 
+/* A JVM-style handler for a load through a null pointer: it records the
+ * registers and skips the 3-byte load, handing back a value.  Before the
+ * load, the same code read-modify-writes memory: the handler must see the
+ * registers, and the program the memory, as after exactly one run of it. */
+static volatile long seen_rcx, seen_rdx;
+
+static void on_null(int sig, siginfo_t *si, void *ucv)
+{
+    ucontext_t *uc = ucv;
+    (void)sig;
+    got_addr = (uintptr_t)si->si_addr;
+    seen_rcx = uc->uc_mcontext.gregs[REG_RCX];
+    seen_rdx = uc->uc_mcontext.gregs[REG_RDX];
+    uc->uc_mcontext.gregs[REG_RIP] += 3;      /* mov (%rdx), %rax */
+    uc->uc_mcontext.gregs[REG_RAX] = 77;
+}
+
+static __attribute__((noinline)) void test_precise_segv(void)
+{
+    static int counter = 5;
+    long rax;
+    install(SIGSEGV, on_null, 0);
+    __asm__ volatile("addl $1, (%[c])\n\t"
+                     "movl (%[c]), %%ecx\n\t"
+                     "addl %%ecx, (%[c])\n\t"
+                     "mov (%%rdx), %%rax\n\t"       /* 48 8b 02: faults */
+                     "add $1, %%rax"
+                     : "=a"(rax) : [c] "r"(&counter), "d"(16L) : "rcx", "memory", "cc");
+    printf("precise fault: counter %d rcx %ld rdx %ld addr %lu rax %ld\n", counter,
+           (long)seen_rcx, (long)seen_rdx, (unsigned long)got_addr, rax);
+}
+
 static void test_divide(void)
 {
     install(SIGFPE, on_fault, 0);
@@ -349,6 +381,7 @@ int main(int argc, char **argv)
     test_segv_longjmp();
     test_fix_and_return();
     test_skip_instruction();
+    test_precise_segv();
     test_divide();
     test_raise_and_mask();
     test_alarm_loop();

@@ -697,7 +697,7 @@ class RunCache:
         self.used: list[str] = []
         # (image, mode key) -> entries executed (relative to the unit's base)
         self.executed: dict[tuple[str, str], set[int]] = {}
-        self._candidates: dict[tuple[str, bool], dict[int, list[tuple]]] = {}
+        self._candidates: dict[tuple, dict[int, list[tuple]]] = {}
         self._verified: set[int] = set()        # rowids of candidate rows that passed their check
         self._dropped = 0
 
@@ -711,8 +711,9 @@ class RunCache:
         return self._dropped + (self.store.dropped_rows if self.store is not None else 0)
 
     def _loaded_candidates(self, unit) -> dict[int, list[tuple]]:
-        """The unit's candidates by entry, read from the index on first use."""
-        k = (unit.image, unit.pic)
+        """The unit's candidates by entry, read from the index on first use
+        (again when the variants change: precise faults, Executor.require_precise_faults)."""
+        k = (unit.image, unit.pic, tuple(self.unit_variants(unit.pic)[0]))
         cands = self._candidates.get(k)
         if cands is None:
             cands = self._candidates[k] = self._load_candidates(unit)

@@ -109,7 +109,8 @@ def regenerate_ir(region: dict, optimise: bool = True) -> str:
         return b""
     pic = "|pic" in region["options"]
     mode = region_mode(region)
-    options = LiftOptions(mode, "|user" in region["options"], 0 if pic else None)
+    options = LiftOptions(mode, "|user" in region["options"], 0 if pic else None,
+                          precise_faults="|precise" in region["options"])
     reg = discover_region(Decoder(mode), read, region["entry"], known=lambda p: p not in starts)
     module = ir.Module(name="show")
     lift_region(reg, options, module, region["symbol"])

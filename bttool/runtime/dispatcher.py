@@ -138,6 +138,18 @@ class Executor:
         n[0] += translated
         n[1] += cached
 
+    def require_precise_faults(self) -> None:
+        """From now on translate with commits (LiftOptions.precise_faults):
+        the guest has a handler that will see the state at a host fault.
+        Translations made before stay in use (mostly start-up code, as
+        programs install their handlers early); hot code among them is made
+        precise when tier 2 retranslates it.  (Dropping them all here made
+        bash's job control lose a race, tests/test_signals.py.)"""
+        if self.options.precise_faults:
+            return
+        self.options = dataclasses.replace(self.options, precise_faults=True)
+        self._unit_options.clear()
+
     def clear_table(self) -> None:
         """Forget every installed entry (translations stay loaded); each
         entry is emptied in one atomic store (ir/support.py)."""

@@ -133,6 +133,10 @@ class GuestSignals:
             hostsignals.mirror_disposition(sig, h == 1)
         else:
             hostsignals.catch_for_guest(sig, self._catcher)
+            if sig in (signal.SIGSEGV, signal.SIGBUS) and self._engine is not None:
+                # its handler will see the state of a host fault: translate
+                # with commits from now on (ir/commits.py)
+                self.proc.executor.require_precise_faults()
 
     @staticmethod
     def default_kills(sig: int) -> bool:

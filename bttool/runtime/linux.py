@@ -648,7 +648,7 @@ class LinuxProcess:
         self._exit(self.replay.step())
 
     def _replay_to_fault(self) -> bool:
-        """Replay from the region's entry to the host fault
+        """Replay from the region's entry (or last commit) to the host fault
         (runtime/precisefault.py): True with the state precise at the
         faulting instruction; False when the fault did not come back (the
         exit the replay ended with is served instead)."""

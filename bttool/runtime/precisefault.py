@@ -2,22 +2,24 @@
 instruction at a time.
 
 Translated code keeps guest registers in host registers and writes them
-back only where a region exits, so when a guest memory access faults on the
-host, the state in memory is the one at the region's entry.  A guest handler
-must see the state before the faulting instruction (rip at it, every
-register as it was), and a handler that fixes the cause and returns must
-resume at that instruction.  The fault-free path pays nothing for this:
-only after a fault does the runtime run the region again from its entry,
-each instruction translated on its own and run by ``bt_step``
-(ir/support.py) with the state written back after it, until the fault
-happens again: the state is then exact.
+back only where a region exits (and, in code translated with precise faults,
+at its commits: ir/commits.py), so when a guest memory access faults on the
+host, the state in memory is the one at the region's entry or its last
+commit.  A guest handler must see the state before the faulting instruction
+(rip at it, every register as it was), and a handler that fixes the cause
+and returns must resume at that instruction.  So after a fault the runtime
+runs the code again from there, each instruction translated on its own and
+run by ``bt_step`` (ir/support.py) with the state written back after it,
+until the fault happens again: the state is then exact.
 
-Running the instructions before the fault twice is what this costs in
-correctness: an instruction among them that reads memory (or an x87
-register) which it or a later one among them wrote sees the new value the
-second time (``add [m], 1`` adds twice).  Code between a region's entry and
-a faulting access rarely does; when the replay takes another path and does
-not fault, the guest simply goes on from where it is, which is exact.
+Running the instructions before the fault twice is exact only if none of
+them reads memory (or an x87 register) which it or a later one among them
+wrote: ``add [m], 1`` would add twice.  Code with precise faults commits
+after every such write, so between the last commit and the fault there is
+none; other code (a guest with no SIGSEGV/SIGBUS handler, whose fault ends
+the process anyway) may be off there.  When the replay takes another path
+and does not fault, the guest simply goes on from where it is, which is
+exact.
 """
 from __future__ import annotations
 
@@ -67,7 +69,8 @@ class FaultReplay:
         return self._run(1)
 
     def replay(self) -> int:
-        """Run from state.rip (a region's entry, the state as it was there)
+        """Run from state.rip (a region's entry or last commit, the state as
+        it was there)
         one instruction at a time until an exit other than "next
         instruction": EXIT_HOST_SIGNAL when the fault came back (the state
         is then the one before the faulting instruction), or whatever else

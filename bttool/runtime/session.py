@@ -95,16 +95,18 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
         from bttool.runtime.cache import RunCache
         import dataclasses
         ex = proc.executor
-        variants: dict[bool, tuple[list[tuple[str, str]], str]] = {}
+        variants: dict[tuple[bool, bool], tuple[list[tuple[str, str]], str]] = {}
 
         def unit_variants(pic: bool) -> tuple[list[tuple[str, str]], str]:
             """The cache variants (best tier first) and code-map key for a
-            code unit's kind of code."""
-            if pic not in variants:
+            code unit's kind of code (with the options in force now: a
+            guest's SIGSEGV handler makes them precise, Executor.require_precise_faults)."""
+            k = (pic, ex.options.precise_faults)
+            if k not in variants:
                 opts = dataclasses.replace(ex.options, pic_base=0 if pic else None)
-                variants[pic] = ([(ex.target2.key(), opts.tier2().key()), (ex.target.key(), opts.key())],
-                                 opts.mode_key())
-            return variants[pic]
+                variants[k] = ([(ex.target2.key(), opts.tier2().key()), (ex.target.key(), opts.key())],
+                               opts.mode_key())
+            return variants[k]
         ex.cache = RunCache(store, image.sha256, os.path.abspath(path), [], ex.target.triple, "",
                             proc.load_base, log, units=proc.units, unit_variants=unit_variants)
         proc.known_file_digest = store.known_file_digest
