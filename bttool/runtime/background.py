@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Callable
 
 from bttool.ir.compileserver import ERROR, REPLY, encode_request, read_exact
 from bttool.runtime import hostpython
-from bttool.runtime.hostfds import hold, move_high
+from bttool.runtime.hostfds import hold, move_high, tidy
 
 if TYPE_CHECKING:  # pragma: no cover
     from bttool.translator.translate import Lifted, Translation
@@ -96,8 +96,19 @@ class BackgroundCompiler:
         before the fork); the child starts its own when it needs one."""
         if self._sock is not None:
             self._sock.close()
+            tidy()
         self._sock = None
         self._jobs.clear()
+
+    def release(self) -> None:
+        """Give the connection's descriptor to the guest, which needs its
+        number (hostfds.give_back): what the server still owes is received
+        first, and every later job is compiled here."""
+        self.drain()
+        self._usable = False
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
     # -- internals -------------------------------------------------------
     def _receive(self) -> None:
@@ -133,6 +144,7 @@ class BackgroundCompiler:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+            tidy()
         jobs, self._jobs = list(self._jobs.values()), {}
         for job in jobs:
             job.done(job.lifted.compile())

@@ -34,6 +34,7 @@ never written.
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import json
@@ -197,6 +198,7 @@ class CacheStore:
         self.log = log or (lambda m: None)
         self.warned = False
         self.disabled = False
+        self.released = False                # its descriptors were given to the guest (release)
         self.rebuilt: str | None = None      # why this process rebuilt the index
         self.dropped_rows = 0                # rows that failed their checksum
         self._ident: tuple[int, int] | None = None
@@ -378,24 +380,47 @@ class CacheStore:
 
     def _relocate(self, fd: int) -> None:
         """The guest dups onto ``fd``, one of the connection's descriptors
-        (hostfds.vacate): the connection is reopened at other numbers."""
+        (hostfds.vacate): the connection is reopened at other numbers.  When
+        the guest holds every other number, the store is released instead
+        (as by hostfds.give_back)."""
         self.db.close()
         hold(fd)
-        self.reopen()
+        if not self.reopen():
+            self.release()
+            return
         if not self.readonly:
             self.db.execute("PRAGMA synchronous = NORMAL")
 
-    def reopen(self) -> None:
+    def reopen(self) -> bool:
         """A fresh connection (in a forked child; the parent's stays its own).
         The connection being replaced is kept, never finalised: in a forked
         child it is the parent's, and closing it here would run SQLite's
         last-connection work (checkpoint, WAL removal) on the parent's files
-        with lock records that are not this process's."""
+        with lock records that are not this process's.  Whether it could be
+        opened (a released store is not)."""
+        if self.released:
+            return False
         _REPLACED_CONNECTIONS.append(self.db)
         try:
             self._connect()
         except sqlite3.DatabaseError:
-            pass        # later accesses report it, as they would have
+            return False    # later accesses report it, as they would have
+        return True
+
+    def release(self) -> None:
+        """Give the index's descriptors to the guest, which needs their
+        numbers (hostfds.give_back): the connection is closed and the store
+        turned off, without a warning (RunCache keeps what it would have
+        stored).  Replaced connections (a forked child's copy of its
+        parent's) keep their objects forever: give_back closes their
+        descriptors, and SQLite must never use or finalise them again."""
+        if self.released:
+            return
+        self.released = True
+        self.disabled = True
+        self._close_quietly()
+        for conn in _REPLACED_CONNECTIONS:
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(conn))
 
     # -- guarded access --------------------------------------------------------
     def guarded(self, what: str, op: Callable[[], T], default: T, write: bool = False) -> T:
@@ -700,6 +725,8 @@ class RunCache:
         self._candidates: dict[tuple, dict[int, list[tuple]]] = {}
         self._verified: set[int] = set()        # rowids of candidate rows that passed their check
         self._dropped = 0
+        # translations made after the store was released, for finish
+        self.pending: list[tuple] = []
 
     @property
     def enabled(self) -> bool:
@@ -818,15 +845,45 @@ class RunCache:
         self.misses += 1
 
     def store_translation(self, t: Translation, target_key: str, options_key: str) -> None:
-        if not self.enabled or self.store.readonly:
+        released = self.store is not None and self.store.released
+        if not (self.enabled or released) or self.store.readonly:
             return
         unit = self.units.find(t.regions[0].entry)
-        self.store.write_translation(t, unit.image, unit.path, target_key,
-                                     self.triple, options_key, unit.base)
+        entry = (t, unit.image, unit.path, target_key, self.triple, options_key, unit.base)
+        if released:
+            self.pending.append(entry)      # finish stores it if the index opens again
+            return
+        self.store.write_translation(*entry)
+
+    def _reopened(self) -> CacheStore | None:
+        """After the store was released: the index opened again (at exit,
+        when the guest has left descriptors free), quietly; None if it
+        cannot be, or must not be (give_back closed SQLite descriptors
+        behind SQLite's back, which a new connection might reuse)."""
+        from bttool.runtime import hostfds
+        if hostfds.swept_foreign:
+            return None
+        try:
+            store = CacheStore(self.store.root, warn=None, log=self.log)
+        except (OSError, CacheError, sqlite3.DatabaseError):
+            return None
+        if store.disabled or store.readonly:
+            store.close()
+            return None
+        return store
 
     def finish(self) -> None:
         """Record hits, last use, the corrupt entries dropped and the code
-        maps; evict past the size cap."""
+        maps; evict past the size cap.  A run whose store was released
+        stores what it translated since, if the index opens again."""
+        if self.store is not None and self.store.released:
+            store = self._reopened()
+            if store is None:
+                return
+            self.store = store
+            for entry in self.pending:
+                store.write_translation(*entry)
+            self.pending.clear()
         if not self.enabled or self.store.readonly:
             return
         now = time.time()
@@ -860,6 +917,13 @@ _CHECKSUM = len(cache_rows.COVERED["regions"])
 _ROWID, _MINE, _RANK = _CHECKSUM + 1, _CHECKSUM + 2, _CHECKSUM + 3
 
 
+def _out_of_descriptors() -> bool:
+    """Whether this process has too few free descriptor numbers left for
+    the index (hostfds.scarce)."""
+    from bttool.runtime import hostfds
+    return hostfds.scarce()
+
+
 def open_store(cache_dir: str | None, log: Callable[[str], None] | None = None,
                warn: bool = True) -> CacheStore | None:
     """Open (creating) the cache; None with one warning if it is unusable.
@@ -869,6 +933,12 @@ def open_store(cache_dir: str | None, log: Callable[[str], None] | None = None,
     try:
         return CacheStore(root, warn=_warn_stderr if warn else None, log=log)
     except (OSError, CacheError, sqlite3.DatabaseError) as e:
+        if _out_of_descriptors():
+            # the guest holds every number (it execed with all of them
+            # taken): the run goes on without a cache, as after give_back
+            if log is not None:
+                log(f"cache directory {root} not opened: no free descriptor ({e})")
+            return None
         if warn:
             msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
             _warn_stderr(f"cache directory {root} unusable ({msg}); running without caching")

@@ -11,14 +11,13 @@ finds its descriptor table exactly as exec left it.
 """
 from __future__ import annotations
 
-import fcntl
 import marshal
 import os
 from dataclasses import dataclass, field
 
-from bttool.runtime.hostfds import floor
+from bttool.runtime.hostfds import high_copy
 
-_MAGIC = b"bttool-exec-2\0"
+_MAGIC = b"bttool-exec-3\0"
 
 
 @dataclass
@@ -29,16 +28,25 @@ class Handoff:
     options: dict = field(default_factory=dict)   # cache_dir, use_cache, verbose
     ignored: list[int] = field(default_factory=list)   # signals exec keeps ignored
     sigmask: int = 0                                    # and the blocked ones
+    parked: dict = field(default_factory=dict)          # the guest's descriptors exec could
+                                                        # not leave in place (runtime/fdpark.py)
 
 
 def write(h: Handoff) -> int:
-    """A descriptor (inheritable, above bttool's floor) holding ``h``."""
+    """A descriptor (inheritable, high up where bttool's own go: hostfds)
+    holding ``h``."""
     fd = os.memfd_create("bttool-exec", 0)
     try:
-        os.write(fd, _MAGIC + marshal.dumps((h.program, h.argv, h.envp, h.options, h.ignored, h.sigmask)))
+        os.write(fd, _MAGIC + marshal.dumps((h.program, h.argv, h.envp, h.options, h.ignored, h.sigmask,
+                                             h.parked)))
         os.lseek(fd, 0, os.SEEK_SET)
-        high = fcntl.fcntl(fd, fcntl.F_DUPFD, floor())
-    finally:
+        high = high_copy(fd, cloexec=False)
+    except BaseException:
+        os.close(fd)
+        raise
+    if high is None:
+        high = fd
+    else:
         os.close(fd)
     os.set_inheritable(high, True)
     return high
@@ -53,5 +61,5 @@ def read(fd: int) -> Handoff:
         raise ValueError(f"descriptor {fd}: {e.strerror}") from None
     if not data.startswith(_MAGIC):
         raise ValueError(f"descriptor {fd} holds no exec handoff")
-    program, argv, envp, options, ignored, sigmask = marshal.loads(data[len(_MAGIC):])
-    return Handoff(program, argv, envp, options, ignored, sigmask)
+    program, argv, envp, options, ignored, sigmask, parked = marshal.loads(data[len(_MAGIC):])
+    return Handoff(program, argv, envp, options, ignored, sigmask, parked)

@@ -17,6 +17,17 @@ and every other use are EBADF, close_range passes over them, and a dup2 or
 dup3 onto one first moves bttool's file elsewhere (``vacate``: its owner's
 relocation callback reopens it at another number) so the guest gets the
 number and the cache keeps working.
+
+With soft = hard RLIMIT_NOFILE (``ulimit -n N``) there is no room above the
+guest's limit, so bttool's descriptors take the highest free numbers below
+it (``move_high``, ``opening_high``, ``tidy``): every number the guest could
+still get is below all of bttool's, so its descriptors are the ones it gets
+natively, in order.  When one of its calls finds no free number while bttool
+holds some (EMFILE), bttool gives all of them back (``give_back``: the cache
+index is closed, the compile server dropped, the spares released once every
+module bttool could still import lazily is loaded) and the call is tried
+again: the guest gets the top numbers in order, and EMFILE where Linux gives
+it.  The run goes on without a cache from then on.
 """
 from __future__ import annotations
 
@@ -71,10 +82,16 @@ def vacate(fd: int) -> bool:
     onto it: its owner's relocation callback moves it elsewhere (calling
     ``hold(fd)`` once it has closed it, so that nothing it reopens lands
     there again), and a placeholder (/dev/null) holds the number until the
-    guest's dup replaces it.  False when ``fd`` has no owner able to move."""
+    guest's dup replaces it.  False when ``fd`` has no owner able to move.
+    When the guest holds every other number (soft = hard RLIMIT_NOFILE),
+    there is nowhere to move: bttool gives all its descriptors back
+    (give_back), as when the guest finds no free number."""
     entry = _own.get(fd)
     if entry is None or entry[1] is None:
         return False
+    if guest_limit is None and not _highest_free() and give_back() and not is_own(fd):
+        hold(fd)
+        return True
     try:
         entry[1](fd)
     except Exception:           # noqa: BLE001 -- the owner could not move
@@ -82,6 +99,7 @@ def vacate(fd: int) -> bool:
     if is_own(fd):
         return False
     hold(fd)
+    tidy()          # what the owner closed and did not reopen there
     return True
 
 
@@ -161,6 +179,9 @@ def make_room() -> None:
 # limit, given up for a moment when one of bttool's own lazy imports finds no
 # free number (guard_imports).
 SPARES = 2
+# The spares give_back keeps where descriptors cannot be parked across an
+# exec (runtime/fdpark.py): the bttool an execve starts needs that many.
+EXEC_SPARES = 4
 _spares: list[int] = []
 
 
@@ -183,13 +204,13 @@ def _relocate_spare(fd: int) -> None:
     another number, or is given up when there is none."""
     _spares.remove(fd)
     try:
-        new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor())
+        new = high_copy(fd, anywhere=True)
     except OSError:
-        new = -1
+        new = None
     os.close(fd)
     _own.pop(fd, None)
     hold(fd)
-    if new >= 0:
+    if new is not None:
         register(new, _relocate_spare)
         _spares.append(new)
 
@@ -242,6 +263,123 @@ def guard_imports() -> None:
     builtins.__import__ = guarded
 
 
+# -- giving bttool's descriptors back to the guest ------------------------------
+
+# What gives its descriptors up when the guest needs them (give_back): the
+# cache index, the compile server's connection.
+_give_back_hooks: list[Callable[[], None]] = []
+# Whether give_back closed a descriptor that no hook closed (an SQLite
+# connection a forked child inherited, which must never be used again).
+swept_foreign = False
+# Modules that bttool imports only when it needs them (translating, a fault
+# on the way to a signal, an execve): loaded before the spares go.
+PRELOAD_PACKAGES = ("bttool.translator", "bttool.translator.semantics", "bttool.ir", "bttool.runtime")
+PRELOAD_SKIP = {"bttool.runtime.aot", "bttool.runtime.libdeps", "bttool.runtime.cache_inspect",
+                "bttool.runtime.execstart"}
+PRELOAD_OTHERS = ("capstone", "capstone.x86_const", "llvmlite.ir", "llvmlite.binding", "mmap",
+                  "marshal", "json", "socket", "select", "dataclasses", "traceback")
+
+
+def on_give_back(hook: Callable[[], None]) -> None:
+    """``hook()`` closes descriptors of bttool's when the guest needs their
+    numbers (give_back)."""
+    _give_back_hooks.append(hook)
+
+
+def holding() -> bool:
+    """Whether bttool holds descriptors that the guest could otherwise get
+    (below the soft limit, and no room kept above the guest's)."""
+    if guest_limit is not None:
+        return False
+    soft = _soft()
+    return any(fd < soft for fd in own())
+
+
+def give_back() -> bool:
+    """The guest found no free descriptor (EMFILE) while bttool holds some:
+    give them all up, so that the guest's call, tried again, gets the
+    numbers it gets natively.  The hooks close the cache index and the
+    compile server's connection; every module bttool could still import
+    lazily is loaded (the spares help while they last); then the spares and
+    whatever else is registered are closed.  Whether anything was freed."""
+    global swept_foreign
+    before = own()
+    if not before:
+        return False
+    for hook in list(_give_back_hooks):
+        try:
+            hook()
+        except Exception:       # noqa: BLE001 -- a hook that fails leaves its descriptors to the sweep
+            pass
+    preload()
+    # without a way to park descriptors across an exec (runtime/fdpark.py),
+    # some spares stay: the bttool an execve starts needs room
+    try:
+        from bttool.runtime import fdpark
+        keep = 0 if fdpark.available() else EXEC_SPARES
+    except OSError:             # not loaded, and no room to load it
+        keep = EXEC_SPARES
+    for fd in _spares[keep:]:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        _own.pop(fd, None)
+    del _spares[keep:]
+    for fd in own():
+        if fd in _spares:
+            continue
+        swept_foreign = True
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        _own.pop(fd, None)
+    return len(own()) < len(before)
+
+
+_preloaded = False
+
+
+def preload() -> None:
+    """Import every module bttool might import lazily later (while bttool
+    still has descriptors to spare: a lazy import needs one)."""
+    global _preloaded
+    if _preloaded:
+        return
+    import sys
+    for pkg in PRELOAD_PACKAGES:
+        try:
+            __import__(pkg)
+            names = sorted(os.listdir(sys.modules[pkg].__path__[0]))
+        except (ImportError, OSError, AttributeError, IndexError):
+            continue
+        for name in names:
+            mod = f"{pkg}.{name[:-3]}"
+            if name.endswith(".py") and name != "__init__.py" and mod not in PRELOAD_SKIP:
+                try:
+                    __import__(mod)
+                except Exception:   # noqa: BLE001 -- not importable here: not needed either
+                    pass
+    for mod in PRELOAD_OTHERS:
+        try:
+            __import__(mod)
+        except Exception:           # noqa: BLE001
+            pass
+    try:
+        # what is read from files once, on first use
+        from bttool.translator import decoder, identity, registry
+        registry.table()                    # the semantic families
+        identity.translator_identity()      # a digest of the translator's sources
+        decoder.reg_table()
+        decoder._cs(32)
+        from llvmlite.binding import ffi
+        ffi.lib._name                       # llvmlite loads its library on first use
+    except Exception:                       # noqa: BLE001
+        pass
+    _preloaded = True
+
+
 def set_guest_limit(soft: int, hard: int) -> int:
     """The guest's setrlimit of RLIMIT_NOFILE to (soft, hard) (the kernel's
     unsigned values, 2**64-1 for infinity) while bttool keeps room above
@@ -276,7 +414,9 @@ def floor() -> int:
     it, at most 64 below it), or below 1024 (the usual soft limit) when it
     is higher, so that opening_high never needs more than about a thousand
     placeholders, and the guest's first descriptors are the ones it gets
-    natively even under a tiny limit."""
+    natively even under a tiny limit.  (Under a limit up to ROOM_MAX_LIMIT
+    with no room above the guest's, ``at_top``, descriptors go to the
+    highest free numbers instead.)"""
     if guest_limit is not None:
         return max(3, guest_limit)
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -284,12 +424,51 @@ def floor() -> int:
     return max(3, top - min(64, top // 4))
 
 
-def move_high(fd: int, relocate: Callable[[int], None] | None = None) -> int:
-    """``fd`` moved to floor() or above, close-on-exec (itself if that
-    fails), and registered as bttool's (see ``register``)."""
+def _soft() -> int:
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 1 << 30 if soft == resource.RLIM_INFINITY else soft
+
+
+def at_top() -> bool:
+    """Whether bttool's descriptors take the highest free numbers below the
+    soft limit: no room above the guest's limit (soft = hard), and a limit
+    small enough for the guest to fill (up to ROOM_MAX_LIMIT; opening_high
+    holds one placeholder per number below)."""
+    return guest_limit is None and _soft() <= ROOM_MAX_LIMIT
+
+
+def _is_free(fd: int) -> bool:
     try:
-        new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor())
+        fcntl.fcntl(fd, fcntl.F_GETFD)
     except OSError:
+        return True
+    return False
+
+
+def _highest_free(count: int = 1) -> list[int]:
+    """The ``count`` highest free numbers below the soft limit, highest
+    first (fewer when there are not that many)."""
+    out: list[int] = []
+    fd = _soft() - 1
+    while fd >= 0 and len(out) < count:
+        if _is_free(fd):
+            out.append(fd)
+        fd -= 1
+    return out
+
+
+def scarce() -> bool:
+    """Whether fewer numbers are free than the cache's index needs
+    (RESERVE): opening it failed for want of descriptors."""
+    return len(_highest_free(RESERVE)) < RESERVE
+
+
+def move_high(fd: int, relocate: Callable[[int], None] | None = None) -> int:
+    """``fd`` moved to floor() or above (``at_top``: to the highest free
+    number), close-on-exec (itself if that fails), and registered as
+    bttool's (see ``register``)."""
+    new = high_copy(fd)
+    if new is None:
         new = fd
     else:
         os.close(fd)
@@ -297,13 +476,40 @@ def move_high(fd: int, relocate: Callable[[int], None] | None = None) -> int:
     return new
 
 
+def high_copy(fd: int, cloexec: bool = True, anywhere: bool = False) -> int | None:
+    """A duplicate of ``fd`` at floor() or above (``at_top``: at the highest
+    free number, when that is above ``fd`` or ``anywhere``); None when there
+    is none."""
+    if at_top():
+        top = _highest_free()
+        if not top or top[0] <= fd and not anywhere:
+            return None
+        os.dup2(fd, top[0], inheritable=not cloexec)
+        return top[0]
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC if cloexec else fcntl.F_DUPFD, floor())
+    except OSError:
+        return None
+
+
+# Free numbers opening_high leaves to the code inside it at the top (at_top):
+# SQLite's database, WAL and shared-memory files, the index's lock file, and
+# one more; what they leave unused is filled (tidy).
+RESERVE = 5
+
+
 @contextmanager
-def opening_high(relocate: Callable[[int], None] | None = None) -> Iterator[None]:
-    """Descriptors opened inside this block get numbers from floor() up,
-    for code that opens files itself (SQLite): every free number below is
-    held by a placeholder meanwhile (~1 ms for a limit of 1024).  They are
-    registered as bttool's, with ``relocate`` (see ``register``)."""
-    lo = floor()
+def opening_high(relocate: Callable[[int], None] | None = None, reserve: int = RESERVE) -> Iterator[None]:
+    """Descriptors opened inside this block get numbers from floor() up
+    (``at_top``: the ``reserve`` highest free numbers), for code that opens
+    files itself (SQLite): every free number below is held by a placeholder
+    meanwhile (~1 ms for a limit of 1024).  They are registered as bttool's,
+    with ``relocate`` (see ``register``)."""
+    if at_top():
+        top = _highest_free(reserve)
+        lo = top[-1] if top else _soft()
+    else:
+        lo = floor()
     before = _open_fds()
     held: list[int] = []
     try:
@@ -329,6 +535,41 @@ def opening_high(relocate: Callable[[int], None] | None = None) -> Iterator[None
         for fd in now & before:
             if fd >= lo and fd not in _own and _identity(fd) in _files:
                 register(fd, relocate)
+        tidy()
+
+
+def tidy() -> None:
+    """Keep every number the guest may still get below all of bttool's
+    (``at_top``): a free number above the lowest of bttool's descriptors (a
+    file bttool closed, a slot opening_high reserved and nothing used) gets
+    a spare placeholder, which bttool gives back with the rest (give_back).
+    Without it the guest's next descriptor would be that number, where it
+    natively gets a lower one."""
+    if not at_top():
+        return
+    mine = own()
+    if not mine:
+        return
+    for fd in range(mine[0] + 1, _soft()):
+        if _is_free(fd):
+            _add_spare(fd)
+
+
+def _add_spare(fd: int) -> None:
+    """A placeholder at free number ``fd``, kept as a spare."""
+    source = next((s for s in _spares if _identity(s) is not None), None)
+    try:
+        if source is not None:
+            os.dup2(source, fd, inheritable=False)
+        else:
+            null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            if null != fd:
+                os.dup2(null, fd, inheritable=False)
+                os.close(null)
+    except OSError:
+        return
+    register(fd, _relocate_spare)
+    _spares.append(fd)
 
 
 @contextmanager

@@ -39,16 +39,39 @@ def load_interpreter(image, known_info=None):
     return interp
 
 
+def _give_back(proc) -> None:
+    """hostfds.give_back's hook: the guest needs the numbers of bttool's
+    descriptors.  Background compilations still under way are collected
+    (into the cache), the compile server is dropped (later compilations
+    run here) and the cache index closed (the run goes on without it;
+    RunCache.finish stores what was translated since if it can open the
+    index again at exit)."""
+    ex = proc.executor
+    if ex.background is not None:
+        ex.collect(wait=True)
+        ex.background.release()
+    if ex.cache is not None and ex.cache.store is not None:
+        ex.cache.store.release()
+    if ex.background is None:           # (imported only now: there was no room before)
+        from bttool.runtime.background import BackgroundCompiler
+        ex.background = BackgroundCompiler(ex.log)
+        ex.background.release()
+
+
 def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bool,
                 verbose: bool, argv0: str | None = None,
                 envp: list[bytes] | None = None, ignored: set[int] | None = None,
                 sigmask: int = 0,
-                end: "Callable[[int, int, Stats], None] | None" = None) -> tuple[int, int, Stats]:
+                end: "Callable[[int, int, Stats], None] | None" = None,
+                parked: dict | None = None) -> tuple[int, int, Stats]:
     """Returns (exit status, fatal signal or 0, statistics).  The guest's
     environment is ``envp``, or bttool's own when it is None (a first run
     passes its environment on, as a shell's exec would); ``ignored`` and
     ``sigmask`` are the signals it starts with ignored and blocked (what a
-    guest execve kept; a first run takes the ignored ones bttool inherited)."""
+    guest execve kept; a first run takes the ignored ones bttool inherited).
+    ``parked``: the guest's descriptors the execve parked (runtime/fdpark.py),
+    put back in place before the guest starts, once bttool has given up
+    its own (the guest holds every number then)."""
     from bttool.runtime.heap import freeze_startup_heap
     from bttool.runtime.hostsignals import ignored_at_start, install_fault_handler, start_guest_dispositions
     from bttool.runtime.linux import GuestDeath, LinuxProcess
@@ -111,6 +134,8 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
                             proc.load_base, log, units=proc.units, unit_variants=unit_variants)
         proc.known_file_digest = store.known_file_digest
         proc.remember_file_digest = store.remember_file_digest
+    from bttool.runtime import hostfds
+    hostfds.on_give_back(lambda: _give_back(proc))
     install_fault_handler(proc.executor.engine.signal_handler)
     # the guest's signals start as Linux starts them after exec: ignored
     # ones stay ignored, the rest take their default actions, so bttool ends
@@ -119,6 +144,15 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
         ignored = ignored_at_start()
     start_guest_dispositions(ignored)
     proc.start_signals(ignored, sigmask)
+    if parked:
+        from bttool.runtime import fdpark
+        hostfds.give_back()
+        hostfds.preload()
+        try:
+            fdpark.restore(parked)
+        except OSError as e:
+            from bttool.errors import BttoolError
+            raise BttoolError(f"cannot put the guest's descriptors back after its execve ({e})") from None
     freeze_startup_heap()
 
     def conclude(status: int, sig: int) -> tuple[int, int, Stats]:

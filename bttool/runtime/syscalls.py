@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import resource as resource_module
 import struct
@@ -86,6 +87,17 @@ _NEW_FD = frozenset({2, 85, 257, 437, 32, 41, 43, 288, 213, 291, 284, 290, 282, 
                      294, 319, 434, 438, 323, 298, 300, 304, 425, 428, 430, 432, 433, 240, 447})
 _NEW_FD_PAIR = {22: 0, 293: 0, 53: 3}
 F_DUPFD, F_DUPFD_CLOEXEC = 0, 1030
+# Free descriptor numbers the bttool that an execve starts needs (ld.so, the
+# imports, the cache's index and spares) besides the handoff
+# (Syscalls._park_for_exec).
+EXEC_ROOM = 12
+
+
+def _makes_fd(nr: int, args: list[int]) -> bool:
+    """Whether call ``nr`` makes new descriptors (and so may be EMFILE)."""
+    if nr == 72:
+        return args[1] & 0xFFFFFFFF in (F_DUPFD, F_DUPFD_CLOEXEC)
+    return nr in _NEW_FD or nr in _NEW_FD_PAIR
 RLIMIT_NOFILE = 7
 RLIM_INFINITY = (1 << 64) - 1
 
@@ -136,6 +148,16 @@ class Syscalls:
 
     # -- dispatch ---------------------------------------------------------
     def dispatch(self, nr: int, args: list[int]) -> int:
+        r = self._dispatch(nr, args)
+        if r == -errno.EMFILE and _makes_fd(nr, args) and hostfds.holding() and hostfds.give_back():
+            # bttool's own descriptors took numbers the guest gets natively
+            # (soft = hard RLIMIT_NOFILE): they are given back, and the
+            # call (which had no effect) is tried once more
+            self.proc.log(f"syscall {nr}: EMFILE; bttool gave its descriptors back")
+            r = self._dispatch(nr, args)
+        return r
+
+    def _dispatch(self, nr: int, args: list[int]) -> int:
         if nr in (80, 81):              # chdir, fchdir
             self._cwd = None
         fn = self._special.get(nr)
@@ -153,6 +175,12 @@ class Syscalls:
                 r = self.passthrough(nr, spec, args)
         except GuestMemoryError as e:
             return -(e.errno or errno.EFAULT)
+        except OSError as e:
+            # bttool's own part of a call that makes a descriptor (a memfd
+            # for a /proc file) found no free number: the guest's EMFILE
+            if e.errno != errno.EMFILE or not _makes_fd(nr, args):
+                raise
+            return -errno.EMFILE
         if hostfds.guest_limit is not None and r >= 0:
             return self._within_nofile(nr, args, r)
         return r
@@ -947,19 +975,60 @@ class Syscalls:
         self.proc.before_fork_or_exec()
         handoff = exechandoff.Handoff(prog, args, env, dict(self.proc.exec_options),
                                       sorted(self.proc.ignored_signals()), self.proc.sigmask)
+        handoff.parked = self._park_for_exec()
         try:
             with hostfds.spares_released():     # the guest may hold every other number
                 fd = exechandoff.write(handoff)
         except OSError as e:
+            self._unpark(handoff.parked)
             return -(e.errno or errno.ENOMEM)
         cmd = hostpython.command("bttool.runtime.execstart", str(fd))
         try:
             os.execve(cmd[0], cmd, hostpython.host_environment())
         except OSError as e:
-            return -(e.errno or errno.ENOEXEC)
-        finally:
             os.close(fd)
+            self._unpark(handoff.parked)
+            return -(e.errno or errno.ENOEXEC)
         return 0  # not reached
+
+    def _park_for_exec(self) -> dict:
+        """Room for the bttool an execve starts, which needs EXEC_ROOM free
+        numbers (Python's libraries and modules, the cache) besides the
+        handoff: when the guest leaves fewer (free, or close-on-exec), its
+        highest descriptors are parked for the new bttool to put back
+        (runtime/fdpark.py).  {} when there is room, or no way to park."""
+        from bttool.runtime import fdpark
+        soft = resource_module.getrlimit(resource_module.RLIMIT_NOFILE)[0]
+        soft = min(soft, 1 << 30) if soft != resource_module.RLIM_INFINITY else 1 << 30
+        need = EXEC_ROOM + 1
+        room, keep = 0, []            # numbers free after the exec; descriptors it keeps
+        for n in range(soft):
+            try:
+                flags = fcntl.fcntl(n, fcntl.F_GETFD)
+            except OSError:
+                flags = -1
+            if flags < 0 or flags & fcntl.FD_CLOEXEC:
+                room += 1
+                if room >= need:
+                    return {}
+            elif n >= 3:
+                keep.append(n)
+        if not fdpark.available():
+            return {}
+        deficit = need + 1 - room       # (the parking instance takes a number)
+        chosen = keep[-deficit:] if deficit < len(keep) else keep
+        try:
+            return fdpark.park(chosen)
+        except OSError as e:
+            self.proc.log(f"execve: cannot park descriptors ({e}); the new bttool may lack room")
+            return {}
+
+    def _unpark(self, parked: dict) -> None:
+        """The exec failed: the parked descriptors back in place."""
+        if parked:
+            from bttool.runtime import fdpark
+            hostfds.preload()           # while numbers are free: the process goes on
+            fdpark.restore(parked)
 
     def _string_array(self, addr: int, pointer_size: int = 8) -> list[bytes]:
         out = []
