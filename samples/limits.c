@@ -4,13 +4,15 @@
  *
  *   limits fork MAX        fork until fork fails (at most MAX children, each
  *                          waiting on a pipe), report the error, reap them all
- *   limits files [ACTION]  open /dev/null until EMFILE: how many; then, with
+ *   limits files [ACTION]  open /dev/null until EMFILE: how many, and whether
+ *                          each open gave the lowest free number; then, with
  *                          every descriptor taken, ACTION (fork, exec, segv,
  *                          kill, abort); then close them and open again
  *   limits recurse MIB     recurse MIB MiB deep on the stack and return
  *   limits mmap MIB...     mmap MIB MiB anonymous for each argument (kept)
  *   limits brk MIB...      move the break up by MIB MiB for each argument
  *   limits rlimits         getrlimit of the limits above, as the guest sees them
+ *   limits fdcheck         the descriptors open (what files exec leaves)
  *
  * Output depends only on the limits, never on how many processes or
  * descriptors exist already (counts that could differ are not printed).
@@ -96,7 +98,7 @@ static void while_full(const char *action, const char *self)
         waitpid(pid, &st, 0);
         printf("child status %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
     } else if (!strcmp(action, "exec")) {
-        execl(self, self, "rlimits", (char *)NULL);
+        execl(self, self, "fdcheck", (char *)NULL);
         printf("exec: %s\n", err_name(errno));
     } else if (!strcmp(action, "segv")) {
         *(volatile int *)16 = 1;
@@ -109,13 +111,16 @@ static void while_full(const char *action, const char *self)
 
 static int files(const char *action, const char *self)
 {
-    int n = 0, first = -1, last = -1, e = 0;
+    int n = 0, first = -1, last = -1, e = 0, lowest = 1, low = 0;
     for (;;) {
+        while (fcntl(low, F_GETFD) >= 0)   /* the lowest free number (none are closed meanwhile) */
+            low++;
         int fd = open("/dev/null", O_RDONLY);
         if (fd < 0) {
             e = errno;
             break;
         }
+        lowest &= fd == low;
         if (first < 0)
             first = fd;
         last = fd;
@@ -124,6 +129,7 @@ static int files(const char *action, const char *self)
             break;
     }
     printf("opened %d (fd %d to %d), then %s\n", n, first, last, err_name(e));
+    printf("each the lowest free number: %s\n", lowest ? "yes" : "no");
     int d = dup(0);
     printf("dup: %s\n", d < 0 ? err_name(errno) : "ok");
     int p[2];
@@ -135,6 +141,26 @@ static int files(const char *action, const char *self)
             close(fd);
     int fd = open("/dev/null", O_RDONLY);
     printf("after closing them: open gives %d\n", fd);
+    return 0;
+}
+
+/* After an exec with every descriptor taken: the descriptors exec kept */
+static int fdcheck(void)
+{
+    int n = 0, first = -1, last = -1, cloexec = 0;
+    for (int fd = 3; fd < 1 << 16; fd++) {
+        int flags = fcntl(fd, F_GETFD);
+        if (flags < 0)
+            continue;
+        if (first < 0)
+            first = fd;
+        last = fd;
+        n++;
+        cloexec += (flags & FD_CLOEXEC) != 0;
+    }
+    printf("after exec: %d open (fd %d to %d), %d close-on-exec\n", n, first, last, cloexec);
+    int fd = open("/dev/null", O_RDONLY);
+    printf("open after exec: %s\n", fd < 0 ? err_name(errno) : "ok");
     return 0;
 }
 
@@ -220,6 +246,8 @@ int main(int argc, char **argv)
         return do_mmap(argc - 2, argv + 2);
     if (!strcmp(argv[1], "brk"))
         return do_brk(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "fdcheck"))
+        return fdcheck();
     if (!strcmp(argv[1], "rlimits")) {
         show("nofile", RLIMIT_NOFILE);
         show("stack", RLIMIT_STACK);
