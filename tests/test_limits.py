@@ -139,9 +139,14 @@ def test_guest_sees_its_own_nofile_limit(samples_dir, tmp_path):
     _compare(samples_dir, tmp_path, ["rlimits"], {resource.RLIMIT_NOFILE: (40, 4096)})
 
 
-@pytest.mark.parametrize("cache", ["warm", "empty"])
-@pytest.mark.parametrize("limit", [16, 32, 256])
-@pytest.mark.parametrize("action", ["", "fork", "exec", "kill", "abort", "segv"])
+# every action at a small and a larger limit with the warm cache; the cold
+# start (an empty cache) for the two where bttool itself needs most room
+_SOFT_HARD_CASES = [(a, n, "warm") for n in (16, 256)
+                    for a in ("", "fork", "exec", "kill", "abort", "segv")] + \
+                   [(a, 32, "empty") for a in ("", "exec")]
+
+
+@pytest.mark.parametrize("action,limit,cache", _SOFT_HARD_CASES)
 def test_files_with_soft_equal_to_hard(samples_dir, tmp_path, action, limit, cache):
     """ulimit -n N (soft = hard): bttool cannot keep its descriptors above
     the guest's, so they take the top numbers and are given back when the
