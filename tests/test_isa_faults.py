@@ -341,13 +341,23 @@ PRECISE_PREFIXES = [
 ]
 
 
-@pytest.mark.parametrize("pre", PRECISE_PREFIXES)
-def test_segv_is_precise(pre):
+# (and code after the fault that overwrites the flags: they must still be
+# the ones before it, across a block boundary too)
+PRECISE_WITH_SUFFIX = [(p, "") for p in PRECISE_PREFIXES] + [
+    ("add dword ptr [rsi], 1", "xor eax, eax"),
+    ("sub qword ptr [rsi], 9; jmp 1f; 1:", "cmp eax, eax"),
+    ("mov eax, dword ptr [rsi]; inc eax; mov dword ptr [rsi], eax; test eax, eax; jz 1f; 1:",
+     "add eax, 1"),
+]
+
+
+@pytest.mark.parametrize("pre,suffix", PRECISE_WITH_SUFFIX)
+def test_segv_is_precise(pre, suffix):
     """In code translated for a guest with a SIGSEGV handler (precise
     faults), a host memory fault is reported with rip at the faulting
     instruction and the registers, flags and memory that the instructions
     before it in the same region leave on the host CPU: none is run twice."""
-    pre_code, code = N.assemble([pre, "mov rbx, qword ptr [rcx]"])
+    pre_code, code = N.assemble([pre, "mov rbx, qword ptr [rcx]" + (f"; {suffix}" if suffix else "")])
     regs = base_regs()
     regs["rcx"], regs["rdx"] = 0, 0x1111
     native = N.run_native(pre_code, regs, 0x202, data=BACKGROUND)

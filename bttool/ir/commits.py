@@ -99,6 +99,7 @@ class _Commit:
     at: int                  # the guest block it is in
     first: bool              # the block's first commit: registers dirty on entry count too
     since: frozenset[str]
+    skip: frozenset[str]     # left out: overwritten before anything could see them
 
 
 class CommitPoints:
@@ -154,10 +155,13 @@ class CommitPoints:
     def note_set(self, name: str) -> None:
         self._block.since.add(name)
 
-    def committed(self, block: ir.Block, cont: ir.Block, rip: int) -> None:
-        """A commit was emitted (branch to ``block``, which goes on to ``cont``)."""
+    def committed(self, block: ir.Block, cont: ir.Block, rip: int,
+                  skip: frozenset[str] = frozenset()) -> None:
+        """A commit was emitted (branch to ``block``, which goes on to
+        ``cont``); ``skip``: fields it leaves out (flags nothing can see)."""
         b = self._block
-        self.commits.append(_Commit(block, cont, rip, self._at, not b.committed, frozenset(b.since)))
+        self.commits.append(_Commit(block, cont, rip, self._at, not b.committed,
+                                    frozenset(b.since), skip))
         b.committed, b.since = True, set()
         self._reads, self._inherited = [], False
         self.due = False
@@ -172,8 +176,8 @@ class CommitPoints:
         """The registers ``commit`` must store: set since the previous
         commit on some path to it."""
         if not commit.first:
-            return commit.since
-        return commit.since | self._dirty_on_entry().get(commit.at, frozenset())
+            return commit.since - commit.skip
+        return (commit.since | self._dirty_on_entry().get(commit.at, frozenset())) - commit.skip
 
     def _dirty_on_entry(self) -> dict[int, frozenset[str]]:
         """Per guest block: registers that may differ from the state in

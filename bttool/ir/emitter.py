@@ -172,6 +172,9 @@ class FunctionEmitter:
         # its faults precise by exits of its own (begin_insn)
         self.commits = CommitPoints() if precise_faults and not system else None
         self._block_start: ir.Block | None = None     # the IR block a guest block began in
+        # set by the lifter before each begin_insn: the flags a commit there
+        # may leave uncomputed (translator/flaglive.py dead_for_commit)
+        self.dead_at_commit: Callable[[], frozenset[str]] = frozenset
 
     # -- CPU state -------------------------------------------------------
     def _state_gep(self, b: ir.IRBuilder, name: str) -> ir.Value:
@@ -278,7 +281,7 @@ class FunctionEmitter:
             self._check_block()
             self.flush()
         elif self.commits is not None and self.commits.due:
-            self._commit(pc)
+            self._commit(pc, self.dead_at_commit())
 
     def begin_block(self, pc: int) -> None:
         """A guest block of the region starts at ``pc`` (before its first
@@ -287,14 +290,17 @@ class FunctionEmitter:
             self.commits.begin_block(pc)
             self._block_start = self.b.block
 
-    def _commit(self, rip: int) -> None:
+    def _commit(self, rip: int, skip: frozenset[str] = frozenset()) -> None:
         """Branch through a commit block (filled by finish: the registers
-        that may differ from the state in memory, and rip = ``rip``)."""
+        that may differ from the state in memory, and rip = ``rip``);
+        ``skip``: flags no one can see there (not computed, not stored)."""
         self._check_block()
         block, cont = self.new_block("commit"), self.new_block("committed")
+        kept, self.unneeded_at_end = self.unneeded_at_end, self.unneeded_at_end | skip
         self.b.branch(block)
+        self.unneeded_at_end = kept
         self.b.position_at_end(cont)
-        self.commits.committed(block, cont, rip)
+        self.commits.committed(block, cont, rip, skip | kept)
 
     def _fill_commit(self, commit) -> None:
         b = FastBuilder(commit.block)

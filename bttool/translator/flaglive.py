@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 from bttool.ir.state import FLAG_NAMES
 
+_X86_OP_MEM = 3         # capstone's X86_OP_MEM (x86_const), without importing capstone here
+
 if TYPE_CHECKING:  # pragma: no cover
     from bttool.translator.blocks import Block, Region
 
@@ -93,17 +95,20 @@ def _ends_inside(block: "Block", region: "Region") -> bool:
     return bool(block.successors) and all(s in region.blocks for s in block.successors)
 
 
-def _live_in(block: "Block", live_out: frozenset[str]) -> frozenset[str]:
+def _live_in(block: "Block", live_out: frozenset[str], precise: bool) -> frozenset[str]:
     live = live_out
     for insn in reversed(block.insns):
         reads, writes = effects(insn)
-        live = (live - writes) | reads
+        live = (live - writes) | (ALL if precise and _touches_memory(insn) else reads)
     return live
 
 
-def dead_at_end(region: "Region") -> dict[int, frozenset[str]]:
+def dead_at_end(region: "Region", precise: bool = False) -> dict[int, frozenset[str]]:
     """Block start -> the flags dead at the block's end (never read again
-    before being overwritten).  Blocks with none are left out."""
+    before being overwritten).  Blocks with none are left out.  ``precise``
+    (code with precise faults, ir/commits.py): an instruction that may
+    fault on a memory access counts as reading every flag, since a handler
+    sees them all there."""
     inside = {pc: _ends_inside(b, region) for pc, b in region.blocks.items()}
     live_in = {pc: NONE for pc in region.blocks}
 
@@ -115,11 +120,52 @@ def dead_at_end(region: "Region") -> dict[int, frozenset[str]]:
     while changed:                      # to the least fixed point
         changed = False
         for pc, block in region.blocks.items():
-            new = _live_in(block, live_out(pc))
+            new = _live_in(block, live_out(pc), precise)
             if new != live_in[pc]:
                 live_in[pc] = new
                 changed = True
     return {pc: ALL - out for pc in region.blocks if (out := live_out(pc)) != ALL}
+
+
+# Instructions that touch memory without naming it in an operand.
+_IMPLICIT_MEMORY = ("push", "pop", "call", "ret", "leave", "enter", "movs", "stos", "lods",
+                    "scas", "cmps", "xlat", "ins", "outs", "iret", "syscall", "int")
+
+
+def _touches_memory(insn) -> bool:
+    """Whether the instruction may access guest memory (and so fault)."""
+    m = insn.mnemonic
+    if m.startswith(_IMPLICIT_MEMORY) or m.split(" ")[-1].startswith(_IMPLICIT_MEMORY):
+        return True
+    if m in ("lea", "nop") or m.startswith(("nop", "prefetch")):
+        return False
+    try:
+        return any(op.type == _X86_OP_MEM for op in insn.operands)
+    except Exception:       # noqa: BLE001 -- no details: assume it does
+        return True
+
+
+def dead_for_commit(block: "Block", index: int, dead_at_end: frozenset[str]) -> frozenset[str]:
+    """Flags a commit before ``block.insns[index]`` (ir/commits.py) need not
+    compute or store: the instructions from there overwrite them before
+    anything reads them and before any of them could fault on a memory
+    access (a replay from that commit, or a handler, never sees them), or
+    they are dead at the block's end (``dead_at_end``) with nothing in
+    between reading them or touching memory."""
+    dead: set[str] = set()
+    pending = set(ALL)
+    for insn in block.insns[index:]:
+        if _touches_memory(insn):
+            return frozenset(dead)
+        reads, writes = effects(insn)
+        pending -= reads
+        dead |= writes & pending
+        pending -= writes
+        if not pending:
+            return frozenset(dead)
+    if block.bad_at is None:
+        dead |= pending & dead_at_end
+    return frozenset(dead)
 
 
 def droppable_at_end(block: "Block", dead: frozenset[str]) -> frozenset[str]:

@@ -6,6 +6,7 @@ becomes a #UD exit at its address, so it traps only if it is reached.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from capstone import x86_const as X
@@ -50,7 +51,7 @@ def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: s
     if options.hot_counters:
         em.count_execution(region.entry)
     em.b.branch(labels[region.entry])
-    dead = flaglive.dead_at_end(region) if options.user_mode else {}
+    dead = flaglive.dead_at_end(region, options.precise_faults) if options.user_mode else {}
     for pc, block in sorted(region.blocks.items()):
         em.b.position_at_end(labels[pc])
         lift_block(em, block, options, result, dead.get(pc, flaglive.NONE))
@@ -86,8 +87,10 @@ def lift_block(em: FunctionEmitter, block: Block, options: LiftOptions, result: 
     block's end leaves them uncomputed."""
     last = block.insns[-1] if block.insns else None
     em.begin_block(block.start)
-    for insn in block.insns:
+    for index, insn in enumerate(block.insns):
         result.insn_count += 1
+        if em.commits is not None:
+            em.dead_at_commit = functools.partial(flaglive.dead_for_commit, block, index, dead_flags)
         em.begin_insn(insn.address)
         # a call or return that stays in the region is no loop of its own
         # (a loop around it has its own back edge): no signal poll there
