@@ -44,6 +44,7 @@ the region's entry state, so nothing).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from llvmlite import ir
 
@@ -52,6 +53,10 @@ _M64 = (1 << 64) - 1
 REGISTER_FILE = object()
 # The root of absolute (constant) guest addresses.
 _ABSOLUTE = object()
+# A read carried over from another block whose address is not known here.
+_UNKNOWN = object()
+# Carried-over reads beyond this many are summed up as one unknown.
+_MAX_CARRIED = 64
 
 
 def split_address(addr: ir.Value) -> tuple[object, int]:
@@ -110,10 +115,18 @@ class CommitPoints:
     def __init__(self) -> None:
         # (root, lo, hi) of the reads since the last commit in this block
         self._reads: list[tuple[object, int, int]] = []
-        # and whether code before the block may have read anything since
-        self._inherited = False
-        # rsp where the current guest block started, once something reads it
+        # the reads since the last commit made before the block began, as
+        # (register name, lo, hi) relative to the register's value at the
+        # block's start (or _ABSOLUTE, REGISTER_FILE, _UNKNOWN); None:
+        # anything (a block that a later-lifted block may branch to)
+        self._inherited: list[tuple[object, int, int]] | None = []
+        # id of a register's value at the block's start -> its name
+        self.block_values: dict[int, str] = {}
         self.block_rsp: ir.Value | None = None
+        self._set_in_block: set[str] = set()
+        # blocks that a block lifted at or after them may branch to
+        self.late: frozenset[int] = frozenset()
+        self._incoming: dict[int, list[tuple[object, int, int]] | None] = {}
         self.due = False
         self._block = _Block()
         self._at = -1
@@ -124,12 +137,24 @@ class CommitPoints:
 
     # -- while lifting ---------------------------------------------------
     def begin_block(self, pc: int) -> None:
-        """A guest block starts (its IR block may be reached from anywhere)."""
+        """A guest block starts: what was read before it is what the
+        branches to it carried (all of them lifted already, unless a later
+        block may branch here; entered from outside, nothing)."""
         self._at = pc
         self._block = self._blocks.setdefault(pc, _Block())
-        self._reads, self._inherited = [], True
+        self._reads = []
+        carried = self._incoming.get(pc, [])
+        self._inherited = None if pc in self.late or carried is None else list(carried)
+        self.block_values = {}
         self.block_rsp = None
+        self._set_in_block = set()
         self.due = False
+
+    def block_value(self, value: ir.Value, name: str) -> None:
+        """``value`` is register ``name`` as it was where the block began."""
+        self.block_values[id(value)] = name
+        if name == "rsp":
+            self.block_rsp = value
 
     def note_read(self, root: object, lo: int, size: int) -> None:
         self._reads.append((root, lo, lo + size))
@@ -143,9 +168,27 @@ class CommitPoints:
         if self.due:
             return
         hi = lo + size
-        if (self._inherited and not below_block_stack) or any(
-                _may_overlap(r, a, b, root, lo, hi) for r, a, b in self._reads):
+        if any(_may_overlap(r, a, b, root, lo, hi) for r, a, b in self._reads):
             self.due = True
+        elif self._inherited is None:
+            self.due = not below_block_stack
+        else:
+            self.due = any(self._may_overlap_carried(r, a, b, root, lo, hi, below_block_stack)
+                           for r, a, b in self._inherited)
+
+    def _may_overlap_carried(self, r: object, lo1: int, hi1: int, root: object, lo2: int,
+                             hi2: int, below_block_stack: bool) -> bool:
+        """Whether a write (root, [lo2, hi2)) may meet a read carried from
+        before the block (r, [lo1, hi1))."""
+        if r is _UNKNOWN:
+            return not below_block_stack
+        if r is _ABSOLUTE or r is REGISTER_FILE:
+            return _may_overlap(r, lo1, hi1, root, lo2, hi2)
+        if root is REGISTER_FILE:
+            return False
+        if self.block_values.get(id(root)) == r:
+            return lo1 < hi2 and lo2 < hi1
+        return True
 
     def note_read_write(self) -> None:
         """An access that reads and writes the same location at once (an
@@ -154,6 +197,7 @@ class CommitPoints:
 
     def note_set(self, name: str) -> None:
         self._block.since.add(name)
+        self._set_in_block.add(name)
 
     def committed(self, block: ir.Block, cont: ir.Block, rip: int,
                   skip: frozenset[str] = frozenset()) -> None:
@@ -163,13 +207,44 @@ class CommitPoints:
         self.commits.append(_Commit(block, cont, rip, self._at, not b.committed,
                                     frozenset(b.since), skip))
         b.committed, b.since = True, set()
-        self._reads, self._inherited = [], False
+        self._reads, self._inherited = [], []
         self.due = False
 
-    def edge(self, target: int) -> None:
-        """A branch from the current guest block to the region's block at ``target``."""
+    def edge(self, target: int, holder: Callable[[ir.Value], str | None]) -> None:
+        """A branch from the current guest block to the region's block at
+        ``target``; ``holder(v)``: the register that holds SSA value ``v``
+        at the branch, if any."""
         b = self._block
         self._edges.append((self._at, target, b.committed, frozenset(b.since)))
+        if target in self._incoming and self._incoming[target] is None:
+            return
+        carried = self._carried(holder)
+        have = self._incoming.setdefault(target, [])
+        if carried is None or len(have) + len(carried) > _MAX_CARRIED:
+            self._incoming[target] = None if carried is None else [(_UNKNOWN, 0, 0)]
+        else:
+            have.extend(c for c in carried if c not in have)
+
+    def _carried(self, holder: Callable[[ir.Value], str | None]) -> list | None:
+        """The reads since the last commit as a successor block sees them."""
+        if self._inherited is None:
+            return None
+        out = []
+        for r, a, b in self._inherited:
+            if r is _UNKNOWN or r is _ABSOLUTE or r is REGISTER_FILE or r not in self._set_in_block:
+                out.append((r, a, b))
+            else:
+                out.append((_UNKNOWN, 0, 0))
+        for root, a, b in self._reads:
+            if root is _ABSOLUTE or root is REGISTER_FILE:
+                out.append((root, a, b))
+                continue
+            name = holder(root)
+            if name is None:
+                start = self.block_values.get(id(root))
+                name = start if start is not None and start not in self._set_in_block else None
+            out.append((name, a, b) if name is not None else (_UNKNOWN, 0, 0))
+        return out
 
     # -- when finished ---------------------------------------------------
     def fields(self, commit: _Commit) -> frozenset[str]:

@@ -214,8 +214,8 @@ class FunctionEmitter:
             if v.type == V2I64:
                 v = self.b.bitcast(v, I128)
             self._cache[name] = v
-            if name == "rsp" and self.b.block is self._block_start and self.commits is not None:
-                self.commits.block_rsp = v      # no set before it: see _check_block
+            if self.b.block is self._block_start and self.commits is not None:
+                self.commits.block_value(v, name)   # no set before it: see _check_block
         elif callable(v):
             v = v()
             self._cache[name] = v
@@ -312,6 +312,14 @@ class FunctionEmitter:
                 b.add(self.unit_base(), const(64, rip - self.pic_base)), self._state_gep(b, "rip"))
         b.fence("seq_cst", "singlethread")
         b.branch(commit.cont)
+
+    def _holder(self, value: ir.Value) -> str | None:
+        """The register whose current value is ``value``, if known here."""
+        if self._cache_block is self.b.block:
+            for name, v in self._cache.items():
+                if v is value:
+                    return name
+        return None
 
     def note_register_file(self, write: bool) -> None:
         """An access to the x87/MMX register file, which lives in the state
@@ -439,7 +447,7 @@ class FunctionEmitter:
             if self.commits is not None:
                 if self.commits.due:
                     self._commit(rip)
-                self.commits.edge(rip)
+                self.commits.edge(rip, self._holder)
             if rip <= self.current_pc:   # a loop back-edge
                 if self.hot_counters:
                     self.count_execution(rip)

@@ -50,6 +50,8 @@ def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: s
                 em.indirect_targets[b.insns[-1].address] = sites
     if options.hot_counters:
         em.count_execution(region.entry)
+    if em.commits is not None:
+        em.commits.late = _late_targets(region, sites)
     em.b.branch(labels[region.entry])
     dead = flaglive.dead_at_end(region, options.precise_faults) if options.user_mode else {}
     for pc, block in sorted(region.blocks.items()):
@@ -59,6 +61,18 @@ def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: s
     em.finish()
     result.entries[region.entry] = name
     return result
+
+
+def _late_targets(region: Region, return_sites: list[int]) -> frozenset[int]:
+    """Blocks that a block lifted at or after them (in address order) may
+    branch to (ir/commits.py): loop heads, called blocks, and return sites
+    (any return may go there)."""
+    late = set(return_sites)
+    for b in region.blocks.values():
+        for s in list(b.successors) + list(b.table_targets) + list(b.entries):
+            if s in region.blocks and s <= b.start:
+                late.add(s)
+    return frozenset(late)
 
 
 # Instructions that take a LOCK prefix (SDM Vol. 2, "LOCK"), and only with a
