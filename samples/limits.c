@@ -13,6 +13,14 @@
  *   limits brk MIB...      move the break up by MIB MiB for each argument
  *   limits rlimits         getrlimit of the limits above, as the guest sees them
  *   limits fdcheck         the descriptors open (what files exec leaves)
+ *   limits as MIB CMD...   set the soft RLIMIT_AS to MIB MiB, then CMD
+ *   limits data MIB CMD... the same with RLIMIT_DATA
+ *   limits child CMD...    run CMD in a forked child, report how it ended
+ *   limits exec CMD...     execve this program with CMD
+ *   limits stack           how much /proc/self/maps shows of the stack,
+ *                          before and after using 2 MiB of it
+ *   limits scm             receive 4 descriptors (SCM_RIGHTS) with 2 numbers
+ *                          left below RLIMIT_NOFILE: what recvmsg gives
  *
  * Output depends only on the limits, never on how many processes or
  * descriptors exist already (counts that could differ are not printed).
@@ -25,6 +33,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -226,17 +235,148 @@ static void show(const char *name, int which)
         printf(" / %llu\n", (unsigned long long)r.rlim_max);
 }
 
-int main(int argc, char **argv)
+/* The size of the [stack] line of /proc/self/maps, in KiB (-1: none) */
+static long stack_kib(void)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: limits fork MAX | files [ACTION] | recurse MIB | mmap MIB... | brk MIB... | rlimits\n");
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (strstr(line, "[stack]") && sscanf(line, "%lx-%lx", &lo, &hi) == 2)
+            kib = (long)((hi - lo) >> 10);
+    }
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+static int stack_view(void)
+{
+    long before = stack_kib();
+    printf("stack at start: %s\n", before < 0 ? "missing" : before <= 1024 ? "at most 1 MiB" : "more than 1 MiB");
+    recurse(2L << 20);
+    long after = stack_kib();
+    printf("stack after 2 MiB deep: %s\n", after >= 2048 && after <= 4096 ? "2 to 4 MiB" : "other");
+    return 0;
+}
+
+static int scm(void)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) {
+        perror("socketpair");
+        return 1;
+    }
+    int first = -1, last = -1;
+    for (;;) {                          /* take every number ... */
+        int fd = open("/dev/null", O_RDONLY);
+        if (fd < 0)
+            break;
+        if (first < 0)
+            first = fd;
+        last = fd;
+    }
+    if (last - first < 2) {
+        printf("scm: too few descriptors\n");
+        return 1;
+    }
+    close(last);                        /* ... but two */
+    close(last - 1);
+    int pass[4] = {0, 1, 2, 0};
+    union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof pass)]; } u;
+    memset(&u, 0, sizeof u);
+    char byte = 'x';
+    struct iovec iov = {&byte, 1};
+    struct msghdr m = {0};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = u.buf;
+    m.msg_controllen = sizeof u.buf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof pass);
+    memcpy(CMSG_DATA(c), pass, sizeof pass);
+    if (sendmsg(sv[0], &m, 0) != 1) {
+        perror("sendmsg");
+        return 1;
+    }
+    memset(&u, 0, sizeof u);
+    m.msg_controllen = sizeof u.buf;
+    m.msg_flags = 0;
+    ssize_t n = recvmsg(sv[1], &m, 0);
+    printf("recvmsg: %zd, truncated: %s, control length %zu of %zu\n", n,
+           m.msg_flags & MSG_CTRUNC ? "yes" : "no", (size_t)m.msg_controllen, sizeof u.buf);
+    for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+        int got = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        printf("SCM_RIGHTS with %d descriptors:", got);
+        for (int i = 0; i < got; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+            printf(" %s", fd == last - 1 ? "first free" : fd == last ? "second free" : "other");
+        }
+        printf("\n");
+    }
+    int fd = open("/dev/null", O_RDONLY);
+    printf("open after: %s\n", fd < 0 ? err_name(errno) : "ok");
+    return 0;
+}
+
+static int run(int argc, char **argv, char *self);
+
+/* limits as|data MIB CMD...: the soft limit set (the hard one kept), then CMD */
+static int with_limit(int which, int argc, char **argv, char *self)
+{
+    struct rlimit r;
+    getrlimit(which, &r);
+    r.rlim_cur = (rlim_t)strtoull(argv[0], NULL, 0) << 20;
+    if (setrlimit(which, &r) != 0) {
+        printf("setrlimit: %s\n", err_name(errno));
+        return 1;
+    }
+    return run(argc - 1, argv + 1, self);
+}
+
+static int child(int argc, char **argv, char *self)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(run(argc, argv, self));
+    int st;
+    waitpid(pid, &st, 0);
+    printf("child status %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    return 0;
+}
+
+static int run(int argc, char **argv, char *self)
+{
+    if (argc < 1) {
+        fprintf(stderr, "limits: bad arguments\n");
         return 2;
     }
-    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (!strcmp(argv[0], "as") && argc >= 3)
+        return with_limit(RLIMIT_AS, argc - 1, argv + 1, self);
+    if (!strcmp(argv[0], "data") && argc >= 3)
+        return with_limit(RLIMIT_DATA, argc - 1, argv + 1, self);
+    if (!strcmp(argv[0], "child") && argc >= 2)
+        return child(argc - 1, argv + 1, self);
+    if (!strcmp(argv[0], "exec") && argc >= 2) {
+        argv[0] = self;
+        execv(self, argv);
+        printf("exec: %s\n", err_name(errno));
+        return 1;
+    }
+    if (!strcmp(argv[0], "stack"))
+        return stack_view();
+    if (!strcmp(argv[0], "scm"))
+        return scm();
+    argv--;                 /* the commands below index from argv[1] */
+    argc++;
     if (!strcmp(argv[1], "fork") && argc == 3)
         return fork_storm(atoi(argv[2]));
     if (!strcmp(argv[1], "files"))
-        return files(argc > 2 ? argv[2] : NULL, argv[0]);
+        return files(argc > 2 ? argv[2] : NULL, self);
     if (!strcmp(argv[1], "recurse") && argc == 3) {
         int r = recurse(atol(argv[2]) << 20);
         printf("recursed %s MiB and returned (%d)\n", argv[2], r > 0);
@@ -258,4 +398,15 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "limits: bad arguments\n");
     return 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: limits fork MAX | files [ACTION] | recurse MIB | mmap MIB... | brk MIB... | rlimits"
+                " | as|data MIB CMD... | child CMD... | exec CMD... | stack | scm\n");
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    return run(argc - 1, argv + 1, argv[0]);
 }

@@ -204,3 +204,33 @@ def test_new_cache_keeps_low_descriptors_free(samples_dir, tmp_path):
     native = _run(argv, limits, tmp_path)
     translated = _run(programs.bttool_command(argv, tmp_path / "new-cache"), limits, tmp_path)
     programs.assert_same(native, translated)
+
+
+# The guest's own RLIMIT_AS and RLIMIT_DATA (runtime/guestlimits.py): set by
+# the program itself, they hold its mmap and brk where Linux would, and never
+# bttool (whose window alone is larger than any of these limits); a forked
+# child keeps them, and so does the program an execve starts.
+_AS_DATA_CASES = [
+    ["as", "64", "mmap", "16", "32", "32", "8"],
+    ["data", "32", "brk", "8", "16", "16"],
+    ["data", "32", "mmap", "8", "16", "16", "4"],
+    ["as", "64", "child", "mmap", "16", "32", "32"],
+    ["as", "64", "exec", "mmap", "16", "64"],
+    ["as", "64", "data", "48", "exec", "rlimits"],
+]
+
+
+@pytest.mark.parametrize("args", _AS_DATA_CASES, ids=lambda a: "-".join(a))
+def test_guest_address_space_and_data_limits(samples_dir, tmp_path, args):
+    native, _ = _compare(samples_dir, tmp_path, args, {})
+    assert b"ENOMEM" in native.stdout or b"as: 67108864" in native.stdout, native.stdout
+
+
+def test_stack_in_proc_maps_is_what_was_used(samples_dir, tmp_path):
+    """/proc/self/maps shows the stack as far as it has grown (about 132 KiB
+    at start, 2 MiB more after recursing that deep), not the whole
+    RLIMIT_STACK that bttool maps at start."""
+    native, _ = _compare(samples_dir, tmp_path, ["stack"],
+                         {resource.RLIMIT_STACK: (64 << 20, resource.RLIM_INFINITY)})
+    assert native.stdout == b"stack at start: at most 1 MiB\nstack after 2 MiB deep: 2 to 4 MiB\n", \
+        native.stdout

@@ -47,6 +47,12 @@ _libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_
                        ctypes.c_int, ctypes.c_long]
 _libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+# What Linux maps of a new process's stack below its arguments
+# (setup_arg_pages' stack_expand); the stack grows from there as it is touched.
+STACK_EXPAND = 128 << 10
+# Pages mincore looks at in one call (stack_low)
+_MINCORE_CHUNK = 1 << 18
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
 
@@ -106,6 +112,7 @@ class Mapping:
     end: int
     prot: int
     name: str = ""
+    shared: bool = False
 
 
 class GuestMemory:
@@ -126,6 +133,9 @@ class GuestMemory:
         self.brk_start = 0
         self.brk_cur = 0
         self.mmap_hint = MMAP_TOP
+        # the stack's lowest address as Linux has it at exec (page_down of
+        # the initial rsp less STACK_EXPAND), set by process.build_stack
+        self.stack_start = 0
         # told of every write bttool makes on the guest's behalf, before it
         # (runtime/codepages.py: a page of translated code must be released)
         self.before_write: Callable[[int, int], None] | None = None
@@ -141,9 +151,9 @@ class GuestMemory:
                 out.append(m)
                 continue
             if m.start < start:
-                out.append(Mapping(m.start, start, m.prot, m.name))
+                out.append(Mapping(m.start, start, m.prot, m.name, m.shared))
             if m.end > end:
-                out.append(Mapping(end, m.end, m.prot, m.name))
+                out.append(Mapping(end, m.end, m.prot, m.name, m.shared))
         self._set(out)
 
     def _set(self, maps: list[Mapping]) -> None:
@@ -151,9 +161,9 @@ class GuestMemory:
         self._maps = maps
         self._starts = [m.start for m in maps]
 
-    def _add(self, start: int, end: int, prot: int, name: str) -> None:
+    def _add(self, start: int, end: int, prot: int, name: str, shared: bool = False) -> None:
         self._remove_range(start, end)
-        self._maps.append(Mapping(start, end, prot, name))
+        self._maps.append(Mapping(start, end, prot, name, shared))
         self._set(self._maps)
 
     def find(self, addr: int) -> Mapping | None:
@@ -165,6 +175,55 @@ class GuestMemory:
     def is_free(self, start: int, end: int) -> bool:
         i = bisect.bisect_left(self._starts, end) - 1
         return not (i >= 0 and self._maps[i].end > start)
+
+    def stack_low(self, m: Mapping) -> int:
+        """Where the ``[stack]`` mapping ``m`` (mapped whole to RLIMIT_STACK
+        at start: process._map_stack) begins as Linux would show it: the
+        lowest page the guest has touched (resident, mincore), or the
+        initial extent when it has touched nothing below it."""
+        low = max(m.start, min(self.stack_start or m.start, m.end))
+        pos = m.start
+        while pos < low:
+            n = min(_MINCORE_CHUNK, (low - pos) // PAGE)
+            vec = ctypes.create_string_buffer(n)
+            if _libc.mincore(self.base + pos, n * PAGE, vec) != 0:
+                return low
+            raw = vec.raw
+            rest = raw.lstrip(b"\0")
+            if rest:
+                return pos + (n - len(rest)) * PAGE
+            pos += n * PAGE
+        return low
+
+    def usage(self) -> tuple[int, int]:
+        """The guest's (total_vm, data_vm) in bytes as Linux counts them:
+        every mapping (the stack as far as stack_low), and the private
+        writable ones that are not the stack."""
+        total = data = 0
+        for m in self._maps:
+            if m.name == "[stack]":
+                total += m.end - self.stack_low(m)
+                continue
+            total += m.end - m.start
+            if m.prot & PROT_WRITE and not m.shared:
+                data += m.end - m.start
+        return total, data
+
+    def usage_in(self, start: int, end: int) -> tuple[int, int]:
+        """(total, data) bytes of the guest's mappings within [start, end)
+        (what a MAP_FIXED mapping there replaces)."""
+        total = data = 0
+        i = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        for m in self._maps[i:]:
+            if m.start >= end:
+                break
+            n = min(m.end, end) - max(m.start, start)
+            if n <= 0:
+                continue
+            total += n
+            if m.prot & PROT_WRITE and not m.shared and m.name != "[stack]":
+                data += n
+        return total, data
 
     # -- host operations ----------------------------------------------------
     def _check_range(self, start: int, length: int) -> None:
@@ -193,7 +252,7 @@ class GuestMemory:
         r = _libc.mmap(self.base + start, length, self.host_prot(prot), flags, fd, offset)
         if r in (None, _MAP_FAILED):
             raise GuestMemoryError(ctypes.get_errno(), "mmap failed")
-        self._add(start, start + length, prot, name)
+        self._add(start, start + length, prot, name, shared)
         return start
 
     def unmap(self, start: int, length: int) -> None:
@@ -220,7 +279,7 @@ class GuestMemory:
         pieces = []
         for m in self._maps:
             if m.end > start and m.start < end:
-                pieces.append(Mapping(max(m.start, start), min(m.end, end), prot, m.name))
+                pieces.append(Mapping(max(m.start, start), min(m.end, end), prot, m.name, m.shared))
         self._remove_range(start, end)
         self._set(self._maps + pieces)
 

@@ -14,7 +14,7 @@ from bttool.errors import CannotRun, ExecFault
 from bttool.ir.window import MAP_LIMIT
 from bttool.runtime import cpuid
 from bttool.runtime.memory import (MMAP_TOP, PAGE, PIE_BASE, PROT_EXEC, PROT_READ, PROT_WRITE,
-                                   STACK_SIZE, STACK_TOP, GuestMemory, GuestMemoryError,
+                                   STACK_EXPAND, STACK_SIZE, STACK_TOP, GuestMemory, GuestMemoryError,
                                    page_down, page_up, stack_size)
 from bttool.translator.loader import PF_R, PF_W, PF_X, GuestImage
 
@@ -197,6 +197,9 @@ def build_stack(mem: GuestMemory, image: GuestImage, base: int, argv: list[bytes
         + [b"x86_64\0", random16]
     total = sum(len(b) for b in blobs)
     pos = (top - total) & ~15
+    # what Linux maps of the stack at exec: the argument pages and
+    # STACK_EXPAND below them (the rest appears as the guest touches it)
+    mem.stack_start = page_down(pos) - STACK_EXPAND
     addrs = []
     cur = pos
     for blob in blobs:

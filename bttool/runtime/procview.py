@@ -24,6 +24,7 @@ process) gives:
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import re
@@ -154,7 +155,10 @@ class ProcView:
     # -- contents ---------------------------------------------------------------
     def _maps(self) -> bytes:
         lines = []
-        for m in self.proc.memory.mappings():
+        mem = self.proc.memory
+        for m in mem.mappings():
+            if m.name == "[stack]":     # as far as Linux would have grown it
+                m = dataclasses.replace(m, start=mem.stack_low(m))
             perms = (("r" if m.prot & PROT_READ else "-") + ("w" if m.prot & PROT_WRITE else "-")
                      + ("x" if m.prot & PROT_EXEC else "-") + "p")
             name = m.name if m.name.startswith(("/", "[")) else ""

@@ -63,7 +63,7 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
                 envp: list[bytes] | None = None, ignored: set[int] | None = None,
                 sigmask: int = 0,
                 end: "Callable[[int, int, Stats], None] | None" = None,
-                parked: dict | None = None) -> tuple[int, int, Stats]:
+                parked: dict | None = None, rlimits: dict | None = None) -> tuple[int, int, Stats]:
     """Returns (exit status, fatal signal or 0, statistics).  The guest's
     environment is ``envp``, or bttool's own when it is None (a first run
     passes its environment on, as a shell's exec would); ``ignored`` and
@@ -71,7 +71,9 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
     guest execve kept; a first run takes the ignored ones bttool inherited).
     ``parked``: the guest's descriptors the execve parked (runtime/fdpark.py),
     put back in place before the guest starts, once bttool has given up
-    its own (the guest holds every number then)."""
+    its own (the guest holds every number then).  ``rlimits``: the
+    guest's own RLIMIT_AS and RLIMIT_DATA that an execve passes on
+    (runtime/guestlimits.py)."""
     from bttool.runtime.heap import freeze_startup_heap
     from bttool.runtime.hostsignals import ignored_at_start, install_fault_handler, start_guest_dispositions
     from bttool.runtime.linux import GuestDeath, LinuxProcess
@@ -79,6 +81,8 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
 
     from bttool.runtime.hostfds import make_room
     make_room()         # before bttool opens anything of its own (the cache)
+    from bttool.runtime import guestlimits
+    guestlimits.start(rlimits)
     log = (lambda m: print(f"bttool: {m}", file=sys.stderr, flush=True)) if verbose else None
     store = None
     if use_cache:

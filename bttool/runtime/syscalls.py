@@ -18,10 +18,10 @@ import resource as resource_module
 import struct
 from typing import TYPE_CHECKING, Callable
 
-from bttool.runtime import hostfds, hostsignals
+from bttool.runtime import guestlimits, hostfds, hostsignals
 from bttool.runtime.guestthreads import LOCK, gettid
-from bttool.runtime.memory import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_SHARED, PROT_EXEC,
-                                   PAGE, GuestMemoryError, page_up)
+from bttool.runtime.memory import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_SHARED,
+                                   PROT_EXEC, PROT_WRITE, PAGE, GuestMemoryError, page_up)
 from bttool.runtime.syscall_table import (ARCH_GET_CPUID, ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_FS,
                                           ARCH_SET_GS, FCNTL, FUTEX, IOCTL, MADVISE, MAY_BLOCK, PARSED,
                                           PASSTHROUGH, PRCTL, TASK_SIZE_MAX, parse)  # noqa: F401
@@ -334,7 +334,7 @@ class Syscalls:
         new_top = page_up(addr)
         try:
             if new_top > old_top:
-                if not mem.is_free(old_top, new_top):
+                if not mem.is_free(old_top, new_top) or not self._may_expand(new_top - old_top, True):
                     return mem.brk_cur
                 mem.map(old_top, new_top - old_top, 3, name="[heap]")
             elif new_top < old_top:
@@ -364,6 +364,9 @@ class Syscalls:
         if not anon and hostfds.is_own(_fd(fd)):
             return -EBADF
         replaced = not mem.is_free(start, start + length)
+        more = length - (mem.usage_in(start, start + length)[0] if replaced else 0)
+        if not self._may_expand(more, bool(prot & PROT_WRITE) and not flags & (MAP_SHARED | MAP_GROWSDOWN)):
+            return -errno.ENOMEM
         mem.map(start, length, prot, name="" if anon else f"fd{fd}",
                 fd=-1 if anon else fd, offset=offset if not anon else 0,
                 shared=bool(flags & MAP_SHARED))
@@ -372,6 +375,20 @@ class Syscalls:
         if not anon and prot & PROT_EXEC:
             self.proc.file_mapped(start, length, fd, offset)
         return start
+
+    def _may_expand(self, size: int, data: bool) -> bool:
+        """Whether the guest may map ``size`` more bytes (``data``: private
+        and writable) under its own RLIMIT_AS and RLIMIT_DATA
+        (runtime/guestlimits.py), as Linux's may_expand_vm decides."""
+        as_limit = guestlimits.soft(guestlimits.RLIMIT_AS)
+        data_limit = guestlimits.soft(guestlimits.RLIMIT_DATA)
+        if size <= 0 or as_limit == guestlimits.INF and (data_limit == guestlimits.INF or not data):
+            return True
+        total, data_vm = self.mem.usage()
+        pages = size // PAGE
+        if total // PAGE + pages > as_limit // PAGE:
+            return False
+        return not data or data_vm // PAGE + pages <= data_limit // PAGE
 
     def munmap(self, addr: int, length: int, *_: int) -> int:
         if addr % PAGE or length == 0:
@@ -401,6 +418,9 @@ class Syscalls:
             if new_len < old_len:
                 mem.unmap(old + new_len, old_len - new_len)
             return old
+        if not self._may_expand(new_len - old_len, bool(m.prot & PROT_WRITE) and not m.shared
+                                and m.name != "[stack]"):
+            return -errno.ENOMEM
         if mem.is_free(old + old_len, old + new_len):
             mem.map(old + old_len, new_len - old_len, m.prot, name=m.name)
             return old
@@ -809,12 +829,17 @@ class Syscalls:
 
     # -- resource limits --------------------------------------------------------
     def getrlimit(self, resource: int, rlim: int, *_: int) -> int:
+        if guestlimits.managed(resource):
+            self.mem.write(rlim, struct.pack("<QQ", *guestlimits.get(resource)))
+            return 0
         if hostfds.guest_limit is None or resource & 0xFFFFFFFF != RLIMIT_NOFILE:
             return self.passthrough(97, PARSED[97], [resource, rlim])
         self.mem.write(rlim, struct.pack("<QQ", *self._nofile()))       # EFAULT for NULL too
         return 0
 
     def setrlimit(self, resource: int, rlim: int, *_: int) -> int:
+        if guestlimits.managed(resource):
+            return guestlimits.set_limit(resource, *struct.unpack("<QQ", self.mem.read(rlim, 16)))
         if hostfds.guest_limit is None or resource & 0xFFFFFFFF != RLIMIT_NOFILE:
             return self.passthrough(160, PARSED[160], [resource, rlim])
         return hostfds.set_guest_limit(*struct.unpack("<QQ", self.mem.read(rlim, 16)))
@@ -828,7 +853,18 @@ class Syscalls:
         """The guest's own RLIMIT_NOFILE is the one it set (or started
         with), not bttool's, which keeps room above it for bttool's own
         descriptors (hostfds.make_room); every other limit, and every other
-        process's, is the host's."""
+        process's, is the host's.  So are its RLIMIT_AS and RLIMIT_DATA
+        (runtime/guestlimits.py)."""
+        if guestlimits.managed(resource) and _fd(pid) in (0, os.getpid()):
+            want = struct.unpack("<QQ", self.mem.read(new, 16)) if new else None
+            current = guestlimits.get(resource)
+            if want is not None:
+                r = guestlimits.set_limit(resource, *want)
+                if r < 0:
+                    return r
+            if old:
+                self.mem.write(old, struct.pack("<QQ", *current))
+            return 0
         if hostfds.guest_limit is None or resource & 0xFFFFFFFF != RLIMIT_NOFILE \
                 or _fd(pid) not in (0, os.getpid()):
             return self.passthrough(302, PARSED[302], [pid, resource, new, old])
@@ -973,7 +1009,8 @@ class Syscalls:
         if not os.access(prog, os.X_OK):
             return -errno.EACCES
         self.proc.before_fork_or_exec()
-        handoff = exechandoff.Handoff(prog, args, env, dict(self.proc.exec_options),
+        options = dict(self.proc.exec_options, rlimits=guestlimits.for_exec())
+        handoff = exechandoff.Handoff(prog, args, env, options,
                                       sorted(self.proc.ignored_signals()), self.proc.sigmask)
         handoff.parked = self._park_for_exec()
         try:
