@@ -226,6 +226,14 @@ def test_guest_address_space_and_data_limits(samples_dir, tmp_path, args):
     assert b"ENOMEM" in native.stdout or b"as: 67108864" in native.stdout, native.stdout
 
 
+def test_scm_rights_past_the_nofile_limit_are_truncated(samples_dir, tmp_path):
+    """Four descriptors sent with two numbers left below the guest's
+    RLIMIT_NOFILE (bttool's own limit is higher): two are received, the
+    others dropped, MSG_CTRUNC set, as natively."""
+    native, _ = _compare(samples_dir, tmp_path, ["scm"], {resource.RLIMIT_NOFILE: NOFILE_ROOM})
+    assert b"truncated: yes" in native.stdout and b"2 descriptors" in native.stdout, native.stdout
+
+
 def test_stack_in_proc_maps_is_what_was_used(samples_dir, tmp_path):
     """/proc/self/maps shows the stack as far as it has grown (about 132 KiB
     at start, 2 MiB more after recursing that deep), not the whole

@@ -534,8 +534,48 @@ class Syscalls:
         if r >= 0:                      # what the kernel writes back: the lengths and flags
             out = self._MSGHDR.unpack(bytes(host))
             self.mem.write(msg + 8, struct.pack("<I", out[1]))
-            self.mem.write(msg + 40, struct.pack("<QI", out[5], out[6]))
+            self.mem.write(msg + 40, struct.pack("<QI", *self._rights_within_nofile(msg, out[5], out[6])))
         return r
+
+    def _rights_within_nofile(self, msg: int, controllen: int, flags: int) -> tuple[int, int]:
+        """After a host recvmsg into the guest's msghdr at ``msg`` that
+        wrote ``controllen`` bytes of control data and ``flags``: while
+        bttool keeps room above the guest's RLIMIT_NOFILE (hostfds.make_room)
+        the host may have installed SCM_RIGHTS descriptors at or above the
+        guest's limit, which Linux would not: it installs them in order
+        while it can, drops the rest and sets MSG_CTRUNC (scm_detach_fds).
+        So do we: the descriptors past the limit (each the lowest free
+        number, so the last ones) are closed, the message shortened to the
+        ones kept (left out when none is), and the lengths and flags Linux
+        would give are returned."""
+        limit = hostfds.guest_limit
+        if limit is None or controllen < 16:
+            return controllen, flags
+        control = struct.unpack("<Q", self.mem.read(msg + 32, 8))[0]
+        try:
+            data = self.mem.read(control, controllen)
+        except GuestMemoryError:
+            return controllen, flags
+        off = 0
+        while off + 16 <= len(data):
+            length, level, kind = struct.unpack_from("<Qii", data, off)
+            if length < 16:
+                break
+            if level == 1 and kind == 1:        # SOL_SOCKET, SCM_RIGHTS (the kernel puts it last)
+                body = data[off + 16:off + length]
+                fds = [v for (v,) in struct.iter_unpack("<i", body[:len(body) // 4 * 4])]
+                keep = [fd for fd in fds if fd < limit]
+                if len(keep) == len(fds):
+                    return controllen, flags
+                for fd in fds[len(keep):]:
+                    self.raw(3, fd)
+                MSG_CTRUNC = 8
+                if keep:
+                    self.mem.write(control + off, struct.pack("<Q", 16 + 4 * len(keep)))
+                    return min(controllen, off + ((16 + 4 * len(keep) + 7) & ~7)), flags | MSG_CTRUNC
+                return off, flags | MSG_CTRUNC
+            off += (length + 7) & ~7
+        return controllen, flags
 
     _MMSGHDR_SIZE = 64      # struct mmsghdr: a msghdr and its unsigned msg_len, padded
 
@@ -570,7 +610,8 @@ class Syscalls:
             if nr == 299:
                 out = self._MSGHDR.unpack(entry[:self._MSGHDR.size])
                 self.mem.write(vec + size * i + 8, struct.pack("<I", out[1]))
-                self.mem.write(vec + size * i + 40, struct.pack("<QI", out[5], out[6]))
+                self.mem.write(vec + size * i + 40, struct.pack(
+                    "<QI", *self._rights_within_nofile(vec + size * i, out[5], out[6])))
         return r
 
     def _msghdr(self, msg: int) -> tuple[ctypes.Array, ctypes.Array | None]:
