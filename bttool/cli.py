@@ -55,9 +55,11 @@ def run(verbose: bool, cache_dir: str | None, no_cache: bool, stats: bool,
             from bttool.runtime.system.session import parse_memory, run_kernel
             try:
                 mem = parse_memory(memory)
-            except ValueError as e:
-                _fail(f"--memory {memory}: {e}", EXIT_INTERNAL)
-                return
+            except ValueError as e:     # a usage error (status 2), one line naming the forms
+                why = ("is out of range: give 2 MiB to 64 GiB" if "between" in str(e) else
+                       "is not a size: give bytes or a number with K, M or G, from 2 MiB to 64 GiB")
+                raise click.BadParameter(f"{memory!r} {why} (e.g. 64M, 1G)",
+                                         ctx=click.get_current_context(), param_hint="'--memory'") from None
             if not os.path.exists(program):
                 _fail(f"{program}: No such file or directory", 127)
             status, st = run_kernel(program, list(args), mem, max_resets,

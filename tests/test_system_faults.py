@@ -527,3 +527,18 @@ def test_accesses_beyond_ram(tmp_path, bttool_cache):
     expected = "".join(f"{n} ok\n" for n in ("read", "write", "rmw", "straddle-read", "straddle-write",
                                             "pf-rsvd", "fetch-ud"))
     assert (r.returncode, r.stdout.decode()) == (0, expected), r.stderr
+
+
+# -- bad options ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("value,why", [("BAD", b"is not a size"), ("12Q", b"is not a size"),
+                                       ("1M", b"is out of range")])
+def test_bad_memory_option_is_a_usage_error(tmp_path, bttool_cache, value, why):
+    """--memory BAD: click's usage error (status 2) whose one Error: line
+    names the option and the accepted forms, not Python's int() message
+    with status 125."""
+    r = boot(tmp_path / "no-such-kernel", bttool_cache, "--system", "--memory", value)
+    assert r.returncode == 2, r
+    errors = [line for line in r.stderr.splitlines() if line.startswith(b"Error:")]
+    assert len(errors) == 1 and b"'--memory'" in errors[0] and why in errors[0], r.stderr
+    assert b"64M" in errors[0] and b"1G" in errors[0] and b"int()" not in r.stderr, r.stderr
