@@ -48,6 +48,8 @@ from typing import Callable
 
 from llvmlite import ir
 
+from bttool.ir.memory import constant_offsets
+
 _M64 = (1 << 64) - 1
 # The root of accesses to the state's x87/MMX register file (any index).
 REGISTER_FILE = object()
@@ -61,15 +63,10 @@ _MAX_CARRIED = 64
 
 def split_address(addr: ir.Value) -> tuple[object, int]:
     """(root, d) with addr == root + d: the adds and subtracts of constants
-    that built ``addr`` taken apart; a constant address has the root
-    ``_ABSOLUTE``."""
-    x, d = addr, 0
-    while isinstance(x, ir.Instruction) and x.opname in ("add", "sub") and len(x.operands) == 2:
-        c = x.operands[1]
-        if not isinstance(c, ir.Constant) or not isinstance(c.constant, int):
-            break
-        d = d + c.constant if x.opname == "add" else d - c.constant
-        x = x.operands[0]
+    that built ``addr`` taken apart (memory.constant_offsets, all the way);
+    a constant address has the root ``_ABSOLUTE``."""
+    for x, d in constant_offsets(addr):
+        pass
     if isinstance(x, ir.Constant) and isinstance(x.constant, int):
         return _ABSOLUTE, (x.constant + d) & _M64
     d &= _M64
@@ -122,7 +119,6 @@ class CommitPoints:
         self._inherited: list[tuple[object, int, int]] | None = []
         # id of a register's value at the block's start -> its name
         self.block_values: dict[int, str] = {}
-        self.block_rsp: ir.Value | None = None
         self._set_in_block: set[str] = set()
         # blocks that a block lifted at or after them may branch to
         self.late: frozenset[int] = frozenset()
@@ -146,15 +142,12 @@ class CommitPoints:
         carried = self._incoming.get(pc, [])
         self._inherited = None if pc in self.late or carried is None else list(carried)
         self.block_values = {}
-        self.block_rsp = None
         self._set_in_block = set()
         self.due = False
 
     def block_value(self, value: ir.Value, name: str) -> None:
         """``value`` is register ``name`` as it was where the block began."""
         self.block_values[id(value)] = name
-        if name == "rsp":
-            self.block_rsp = value
 
     def note_read(self, root: object, lo: int, size: int) -> None:
         self._reads.append((root, lo, lo + size))

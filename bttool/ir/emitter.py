@@ -336,7 +336,8 @@ class FunctionEmitter:
             root, d = split_address(addr)
             if write:
                 self.commits.note_write(root, d, size,
-                                        root is self.commits.block_rsp and d + size <= 0)
+                                        d + size <= 0 and
+                                        self.commits.block_values.get(id(root)) == "rsp")
             else:
                 self.commits.note_read(root, d, size)
 

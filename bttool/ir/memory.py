@@ -24,7 +24,7 @@ never leave it.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 from llvmlite import ir
 
@@ -36,22 +36,32 @@ I32 = ir.IntType(32)
 I64 = ir.IntType(64)
 
 
-def _split_displacement(addr: ir.Value) -> tuple[ir.Value, int]:
-    """(x, d) with addr == x + d, d a constant no larger than DISP_GUARD
-    either way, taken from the adds and subtracts of constants that built
-    ``addr`` (d == 0 when there are none)."""
+def constant_offsets(addr: ir.Value) -> Iterator[tuple[ir.Value, int]]:
+    """The pairs (x, d) with addr == x + d (d a signed constant), from
+    (addr, 0) inwards through the adds and subtracts of constants that
+    built ``addr``."""
     x, d = addr, 0
+    yield x, d
     while isinstance(x, ir.Instruction) and x.opname in ("add", "sub") and len(x.operands) == 2:
         c = x.operands[1]
         if not isinstance(c, ir.Constant) or not isinstance(c.constant, int):
-            break
+            return
         v = c.constant & 0xFFFFFFFFFFFFFFFF
         v = v - (1 << 64) if v >> 63 else v
-        nd = d + (v if x.opname == "add" else -v)
-        if abs(nd) > DISP_GUARD - 4096 or isinstance(x.operands[0], ir.Constant):
+        d += v if x.opname == "add" else -v
+        x = x.operands[0]
+        yield x, d
+
+
+def _split_displacement(addr: ir.Value) -> tuple[ir.Value, int]:
+    """(x, d) with addr == x + d, d a constant no larger than DISP_GUARD
+    either way and x no constant (d == 0 when there is none)."""
+    best = (addr, 0)
+    for x, d in constant_offsets(addr):
+        if abs(d) > DISP_GUARD - 4096 or isinstance(x, ir.Constant):
             break
-        x, d = x.operands[0], nd
-    return x, d
+        best = (x, d)
+    return best
 
 
 def host_pointer(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value) -> ir.Value:

@@ -27,6 +27,8 @@ import errno
 import os
 import struct
 
+from bttool.runtime.hostfds import is_free
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 _libc.mmap.restype = ctypes.c_void_p
@@ -223,14 +225,6 @@ def available() -> bool:
     return _available
 
 
-def _is_free(fd: int) -> bool:
-    try:
-        os.stat(fd)         # fstat
-    except OSError:
-        return True
-    return False
-
-
 def park(fds: list[int]) -> dict:
     """Park the guest's descriptors ``fds`` (open, not close-on-exec) for an
     exec: they are closed here, held by an io_uring instance whose
@@ -253,7 +247,7 @@ def park(fds: list[int]) -> dict:
             ring = _Ring.with_fd()
     except OSError:
         if first is not None:
-            if _is_free(fds[0]):
+            if is_free(fds[0]):
                 _back(first, 0, fds[0])
             first.close()
         raise
@@ -294,7 +288,7 @@ def restore(parked: dict) -> None:
     ring = _Ring.inherited(parked["ring"], parked["params"])
     try:
         wanted = set(targets)
-        others = [n for n in range(max(targets)) if n not in wanted and _is_free(n)]
+        others = [n for n in range(max(targets)) if n not in wanted and is_free(n)]
         held = []
         if others:
             null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)

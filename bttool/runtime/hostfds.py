@@ -437,7 +437,8 @@ def at_top() -> bool:
     return guest_limit is None and _soft() <= ROOM_MAX_LIMIT
 
 
-def _is_free(fd: int) -> bool:
+def is_free(fd: int) -> bool:
+    """Whether no descriptor is open at number ``fd`` (asks without opening one)."""
     try:
         fcntl.fcntl(fd, fcntl.F_GETFD)
     except OSError:
@@ -451,7 +452,7 @@ def _highest_free(count: int = 1) -> list[int]:
     out: list[int] = []
     fd = _soft() - 1
     while fd >= 0 and len(out) < count:
-        if _is_free(fd):
+        if is_free(fd):
             out.append(fd)
         fd -= 1
     return out
@@ -551,7 +552,7 @@ def tidy() -> None:
     if not mine:
         return
     for fd in range(mine[0] + 1, _soft()):
-        if _is_free(fd):
+        if is_free(fd):
             _add_spare(fd)
 
 
