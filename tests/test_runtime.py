@@ -220,3 +220,54 @@ def test_entry_block_call_brings_callee_and_return_site_into_the_module():
     assert [r.entry for r in t.regions] == [base, ret_site]
     assert [r.entry for r in translate([callee], read, opts, target, with_entry_call=True).regions] == [callee]
     assert [r.entry for r in translate([base], read, opts, target).regions] == [base]
+
+
+def _colliding_calls(count: int, iterations: int) -> tuple[bytes, list[str]]:
+    """Guest code that calls ``count`` functions in a loop, placed where
+    their entries fall in one lookup-table set (ir/support.py) shared with
+    no other entry of the code; each function adds 1 to its own register."""
+    from bttool.ir.support import table_set
+    from bttool.runtime.snippet import CODE_ADDR
+    regs = ["eax", "ebx", "edx"][:count]
+    adds = {"eax": b"\x83\xc0\x01", "ebx": b"\x83\xc3\x01", "edx": b"\x83\xc2\x01"}
+    loop = 5
+    after = [loop + 5 * (i + 1) for i in range(count)]          # return sites
+    tail = loop + 5 * count                                     # dec ecx; jnz loop; jmp end
+    main_entries = {CODE_ADDR, CODE_ADDR + loop, CODE_ADDR + tail + 4, *(CODE_ADDR + a for a in after)}
+    taken = {table_set(pc) for pc in main_entries}
+    by_set: dict[int, list[int]] = {}
+    for off in range(0x100, 0xF000):
+        by_set.setdefault(table_set(CODE_ADDR + off), []).append(off)
+
+    def apart(offs: list[int]) -> bool:             # room for each 4-byte function
+        return all(b - a >= 8 for a, b in zip(offs, offs[1:]))
+    offs = next(o[:count] for s, o in sorted(by_set.items())
+                if len(o) >= count and s not in taken and apart(o[:count]))
+    end = max(offs) + 4 + 16                                    # past the last function
+    code = bytearray(b"\xcc" * end)
+    code[0:5] = b"\xb9" + iterations.to_bytes(4, "little")      # mov ecx, iterations
+    for i, off in enumerate(offs):                              # call f_i
+        at = loop + 5 * i
+        code[at:at + 5] = b"\xe8" + (off - (at + 5)).to_bytes(4, "little", signed=True)
+        code[off:off + 4] = adds[regs[i]] + b"\xc3"             # add reg, 1; ret
+    code[tail:tail + 4] = b"\xff\xc9\x75" + (loop - (tail + 4)).to_bytes(1, "little", signed=True)
+    code[tail + 4:tail + 9] = b"\xe9" + (end - (tail + 9)).to_bytes(4, "little", signed=True)
+    return bytes(code), regs
+
+
+def test_two_hot_targets_in_one_lookup_set_both_stay_installed():
+    """Two call targets whose entries hash to the same set of the native
+    lookup table both stay in it (two ways): 1000 iterations finish within
+    200 returns to Python, where a direct-mapped table missed twice per
+    iteration."""
+    code, regs = _colliding_calls(2, 1000)
+    r = run_snippet(code, regs={"rax": 0, "rbx": 0}, max_exits=200)
+    assert (r.regs["rax"], r.regs["rbx"], r.regs["rcx"]) == (1000, 1000, 0)
+
+
+def test_three_targets_in_one_lookup_set_still_run_correctly():
+    """A third target in a full set ages the older entry out (installs at
+    every miss); the code still computes what it should."""
+    code, regs = _colliding_calls(3, 300)
+    r = run_snippet(code, regs={"rax": 0, "rbx": 0, "rdx": 0}, max_exits=5000)
+    assert (r.regs["rax"], r.regs["rbx"], r.regs["rdx"], r.regs["rcx"]) == (300, 300, 300, 0)

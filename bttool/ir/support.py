@@ -1,9 +1,14 @@
 """Runtime support code, generated as LLVM IR: the native dispatcher loop and
 the host signal handlers.
 
-``bt_run`` looks the guest rip up in a direct-mapped table of
-(pc, function) pairs and calls translated units until one sets an exit
-reason or misses, so hot code never returns to Python.  ``bt_signal`` is
+``bt_run`` looks the guest rip up in a table of (pc, function) pairs and
+calls translated units until one sets an exit reason or misses, so hot code
+never returns to Python.  The table is two-way set associative: a set is
+two 16-byte entries in one cache line, the most recently installed first
+(``runtime/dispatcher.py`` installs), so two hot targets that hash to the
+same set no longer evict each other on every install (SQLite's interpreter
+loop returned to Python 1.2 million times a run through one such pair when
+the table was direct-mapped).  ``bt_signal`` is
 installed for SIGSEGV/SIGBUS: a fault raised while translated code runs
 jumps back into ``bt_run`` (sigsetjmp/siglongjmp), which reports
 EXIT_HOST_SIGNAL with the faulting address; a fault anywhere else restores
@@ -30,9 +35,11 @@ from __future__ import annotations
 
 from bttool.ir import state
 
-TABLE_BITS = 16
-TABLE_ENTRIES = 1 << TABLE_BITS
+TABLE_SET_BITS = 15
+TABLE_WAYS = 2          # bt_run's IR below spells out both probes
+TABLE_ENTRIES = TABLE_WAYS << TABLE_SET_BITS
 TABLE_ENTRY_SIZE = 16
+TABLE_SET_SIZE = TABLE_WAYS * TABLE_ENTRY_SIZE
 COUNTER_BITS = 16
 HOT_THRESHOLD = 20000   # entries + back-edges before a region is retranslated at tier 2
 TARGET_BITS = 12        # bt_targets: last target of tier-1 indirect calls/jumps, by site
@@ -45,9 +52,20 @@ _EMPTY_ENTRY = EMPTY_PC      # (pc, function) as one i128
 UCONTEXT_ERR = 40 + 8 * 19   # ucontext_t's uc_mcontext.gregs[REG_ERR]: the page-fault error code
 
 
-def table_index(pc: int) -> int:
-    """Same hash as bt_run uses (Fibonacci hashing)."""
-    return ((pc * HASH_MULTIPLIER) & 0xFFFFFFFFFFFFFFFF) >> (64 - TABLE_BITS)
+def table_set(pc: int) -> int:
+    """The lookup-table set of ``pc``: the same hash as ``bt_run`` and
+    ``emit_chain`` use (Fibonacci hashing)."""
+    return ((pc * HASH_MULTIPLIER) & 0xFFFFFFFFFFFFFFFF) >> (64 - TABLE_SET_BITS)
+
+
+def _emit_set_address(b, table, pc):
+    """IR: the address of ``pc``'s set in ``table`` (see ``table_set``)."""
+    from llvmlite import ir
+    i64 = ir.IntType(64)
+    h = b.mul(pc, ir.Constant(i64, HASH_MULTIPLIER))
+    off = b.shl(b.lshr(h, ir.Constant(i64, 64 - TABLE_SET_BITS)),
+                ir.Constant(i64, TABLE_SET_SIZE.bit_length() - 1))
+    return b.gep(table, [off], inbounds=True, source_etype=ir.IntType(8))
 
 
 class _IndirectCallee:
@@ -80,17 +98,19 @@ def emit_chain(b, state_ptr, mem, rip) -> None:
     i64 = ir.IntType(64)
     ptr = ir.PointerType()
     table = _link(b, state_ptr, "table_base")
-    h = b.mul(rip, ir.Constant(i64, HASH_MULTIPLIER))
-    off = b.shl(b.lshr(h, ir.Constant(i64, 64 - TABLE_BITS)), ir.Constant(i64, 4))
-    entry = b.gep(table, [off], inbounds=True, source_etype=ir.IntType(8))
-    # (pc, function) in one load: another thread may be replacing the entry
-    pair = b.load_atomic(entry, "unordered", 16, typ=ir.IntType(128))
-    hit = b.icmp_unsigned("==", b.trunc(pair, i64), rip)
-    with b.if_then(hit, likely=True):
-        fn = b.inttoptr(b.trunc(b.lshr(pair, ir.Constant(ir.IntType(128), 64)), i64), ptr)
-        b.call(_IndirectCallee(fn, ir.FunctionType(ir.VoidType(), [ptr, ptr])),
-               [state_ptr, mem], tail="musttail")
-        b.ret_void()
+    entry = _emit_set_address(b, table, rip)
+    for way in range(TABLE_WAYS):
+        if way:
+            entry = b.gep(entry, [ir.Constant(i64, TABLE_ENTRY_SIZE)], inbounds=True,
+                          source_etype=ir.IntType(8))
+        # (pc, function) in one load: another thread may be replacing the entry
+        pair = b.load_atomic(entry, "unordered", 16, typ=ir.IntType(128))
+        hit = b.icmp_unsigned("==", b.trunc(pair, i64), rip)
+        with b.if_then(hit, likely=True):
+            fn = b.inttoptr(b.trunc(b.lshr(pair, ir.Constant(ir.IntType(128), 64)), i64), ptr)
+            b.call(_IndirectCallee(fn, ir.FunctionType(ir.VoidType(), [ptr, ptr])),
+                   [state_ptr, mem], tail="musttail")
+            b.ret_void()
     b.ret_void()
 
 
@@ -206,14 +226,21 @@ look:
   %pcp = getelementptr inbounds i8, ptr %state, i64 {off('rip')}
   %pc = load i64, ptr %pcp
   %h = mul i64 %pc, {HASH_MULTIPLIER - (1 << 64)}
-  %idx = lshr i64 %h, {64 - TABLE_BITS}
-  %eoff = shl i64 %idx, 4
+  %idx = lshr i64 %h, {64 - TABLE_SET_BITS}
+  %eoff = shl i64 %idx, {TABLE_SET_SIZE.bit_length() - 1}
   %e = getelementptr inbounds i8, ptr @bt_table, i64 %eoff
-  %ev = load atomic i128, ptr %e unordered, align 16
-  %epc = trunc i128 %ev to i64
-  %hit = icmp eq i64 %epc, %pc
-  br i1 %hit, label %call, label %miss
+  %ev0 = load atomic i128, ptr %e unordered, align 16
+  %epc0 = trunc i128 %ev0 to i64
+  %hit0 = icmp eq i64 %epc0, %pc
+  br i1 %hit0, label %call, label %way1
+way1:
+  %e1 = getelementptr inbounds i8, ptr %e, i64 {TABLE_ENTRY_SIZE}
+  %ev1 = load atomic i128, ptr %e1 unordered, align 16
+  %epc1 = trunc i128 %ev1 to i64
+  %hit1 = icmp eq i64 %epc1, %pc
+  br i1 %hit1, label %call, label %miss
 call:
+  %ev = phi i128 [%ev0, %look], [%ev1, %way1]
   %ehi = lshr i128 %ev, 64
   %efn = trunc i128 %ehi to i64
   %fn = inttoptr i64 %efn to ptr

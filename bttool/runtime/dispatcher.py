@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from bttool.ir import codegen, state as st
-from bttool.ir.support import TABLE_ENTRIES, TABLE_ENTRY_SIZE, TARGET_BITS, table_index, target_index
+from bttool.ir.support import (EMPTY_PC, TABLE_ENTRIES, TABLE_ENTRY_SIZE, TABLE_SET_SIZE, TABLE_WAYS,
+                               TARGET_BITS, table_set, target_index)
 from bttool.runtime.engine import Engine, SupportCompiler
 from bttool.runtime.guestthreads import LOCK, PerThread
 from bttool.translator.guestcode import UnmappedCode
@@ -180,8 +181,24 @@ class Executor:
             self.install(pc, a)
 
     def install(self, pc: int, addr: int) -> None:
+        """Publish ``pc``'s translation in the lookup table: in the way that
+        holds ``pc`` already, else an empty way, else the first way, whose
+        entry moves to the second (the set's older entry leaves).  Only
+        Python writes the table (under the runtime lock); each store is one
+        atomic entry, so a racing reader sees an old or a new entry, never a
+        torn one, and at worst misses once."""
         self.known[pc] = addr
-        self.engine.table_put(self._table_base + TABLE_ENTRY_SIZE * table_index(pc), pc, addr)
+        first = self._table_base + TABLE_SET_SIZE * table_set(pc)
+        ways = [first + TABLE_ENTRY_SIZE * w for w in range(TABLE_WAYS)]
+        pcs = [ctypes.c_uint64.from_address(a).value for a in ways]
+        for want in (pc, EMPTY_PC):
+            if want in pcs:
+                self.engine.table_put(ways[pcs.index(want)], pc, addr)
+                return
+        for w in range(TABLE_WAYS - 1, 0, -1):       # age the set by one way
+            prev = ways[w - 1]
+            self.engine.table_put(ways[w], pcs[w - 1], ctypes.c_uint64.from_address(prev + 8).value)
+        self.engine.table_put(first, pc, addr)
 
     def ensure(self, pc: int) -> None:
         """Make ``pc`` runnable: reinstall, load from cache, or translate.
