@@ -1,36 +1,49 @@
-"""Native execution of instruction snippets: the host CPU as the oracle for
-differential tests of the translator (see ``bttool/runtime/snippet.py``).
+"""The oracle harness: one instruction snippet run on the host CPU and under
+translation from one starting state, each returning the state afterwards as
+the same ``Outcome``, so differential tests compare like with like.
 
-``run_native`` runs raw x86-64 machine code in this very process with exactly
-the same architectural starting state as ``run_snippet`` gives translated
-code, and returns the state afterwards in the same shape:
+``run_native`` runs raw x86-64 machine code in this very process with the
+architectural starting state ``run_translated`` (``run_snippet``) gives
+translated code:
 
-* the test code is copied to ``CODE_ADDR`` (0x10000, the address translated
-  snippets run at, so rip-relative operands and pushed return addresses are
-  the same numbers), followed by a ``jmp`` to the trampoline's epilogue;
+* the code is copied to ``CODE_ADDR`` (where translated snippets run, so
+  rip-relative operands and pushed return addresses are the same numbers),
+  followed by a ``jmp`` to the trampoline's epilogue;
 * the data area is mapped at ``DATA_ADDR`` and the stack at ``STACK_ADDR``
   (MAP_FIXED_NOREPLACE), so pointers into them are the same numbers too;
-* a trampoline (assembled once per session with GNU ``as``) saves the
-  callee-saved host registers, loads mxcsr, xmm0-15, rflags and all 16 GPRs
-  from a context block at a fixed address, jumps to the code, and afterwards
-  stores everything back (rflags before it clears DF), then returns to C.
+* the trampoline (assembled once per session) saves the host's
+  callee-saved registers and its x87/SSE state, loads the snippet's
+  context - ``fxrstor`` of the x87 registers, control/status/tag words,
+  MXCSR and xmm0-15, then rflags and all 16 GPRs - jumps to the code, and
+  afterwards stores everything back (rflags before it clears DF;
+  ``fxsave``) and returns to C.
+
+The context is one ctypes structure, ``Context``; its x87/SSE part
+(``FxArea``) is the fxsave image, the 512-byte legacy region of an XSAVE
+area, and comes last, 64-byte aligned.  The translated side reads its final
+state into the same image (``bttool.runtime.fpstate.fxsave_image``) and both
+outcomes are decoded from it by one function.  Extending the harness to ymm
+(AVX) state adds fields after ``Context.fx`` (the 64-byte XSAVE header, then
+the YMM_Hi128 component, which the standard format puts 576 bytes into the
+area), switches ``fxsave``/``fxrstor`` to ``xsave``/``xrstor`` and decodes
+the upper halves in ``_outcome``.
+
+Both sides start from the x87 state ``fninit`` leaves (control word 0x37F,
+every register +0 and empty), as ``run_snippet`` does; xmm registers and
+MXCSR come from the arguments.  Registers missing from ``regs`` start at 0,
+rsp near the stack top.
 
 Never run code natively that faults (division by zero, unmapped accesses):
-it would kill the test process.  Asynchronous signals are blocked while the
-guest code runs, because the kernel would push a signal frame onto whatever
-rsp the code left.
+it would kill the test process (tests/opcode_sweep.py installs its own
+handler, which resumes at ``EPILOGUE_ADDR``).  Asynchronous signals are
+blocked while the guest code runs, because the kernel would push a signal
+frame onto whatever rsp the code left.
 
-``run_translated`` is ``run_snippet`` with all GPRs given explicitly; it
-keeps the translation while consecutive calls run identical code bytes (see
-its docstring; BTTOOL_ISA_FRESH=1 translates every run afresh).  ``compare``
-checks a translated result against a native one (GPRs, a flag mask, the
-data area) with a readable report.
-
-``assemble`` turns Intel-syntax snippets into bytes with one ``as`` call.
-
-The native data area and stack may already be mapped by another harness of
-the same test session (tests/x87_native.py uses the same data address):
-plain read-write memory there is shared, since every run rewrites it.
+``run_translated`` keeps the translation while consecutive calls run
+identical code bytes (see its docstring; BTTOOL_ISA_FRESH=1 translates
+every run afresh).  ``compare`` checks a translated outcome against a
+native one with a readable report; ``assemble`` turns Intel-syntax snippets
+into bytes with one ``as`` call.
 """
 from __future__ import annotations
 
@@ -44,18 +57,22 @@ import tempfile
 from dataclasses import dataclass, field
 
 from bttool.ir import state as st
-from bttool.runtime import snippet
+from bttool.runtime import fpstate, snippet
 from bttool.runtime.snippet import (CODE_ADDR, DATA_ADDR, DATA_SIZE, STACK_ADDR, STACK_SIZE,
-                                    SnippetResult, run_snippet)
+                                    run_snippet)
 
 __all__ = [
     "CODE_ADDR", "DATA_ADDR", "DATA_SIZE", "STACK_ADDR", "STACK_SIZE", "STACK_TOP",
+    "EPILOGUE_ADDR", "SPARE_ADDR", "SPARE_SIZE",
     "GPRS", "CF", "PF", "AF", "ZF", "SF", "DF", "OF", "ARITH", "FLAG_NAMES",
-    "assemble", "run_native", "run_translated", "Outcome", "compare", "default_regs",
-    "flag_str", "stack_bytes", "host_flags", "missing_host_feature", "skip_unless_host_runs",
+    "Context", "FxArea", "Input", "Outcome", "X87",
+    "assemble", "have_toolchain", "run_native", "run_translated", "forget_translation",
+    "ensure_native", "compare", "default_regs", "flag_str",
+    "host_flags", "missing_host_feature", "skip_unless_host_runs",
 ]
 
 GPRS = st.GPR_NAMES
+# rflags bits (architectural)
 CF, PF, AF, ZF, SF, DF, OF = 1 << 0, 1 << 2, 1 << 4, 1 << 6, 1 << 7, 1 << 10, 1 << 11
 ARITH = CF | PF | AF | ZF | SF | OF
 FLAG_NAMES = {CF: "CF", PF: "PF", AF: "AF", ZF: "ZF", SF: "SF", DF: "DF", OF: "OF"}
@@ -63,20 +80,157 @@ FLAG_NAMES = {CF: "CF", PF: "PF", AF: "AF", ZF: "ZF", SF: "SF", DF: "DF", OF: "O
 # TF, AC, ...), plus the always-one bit 1 and IF.
 INPUT_FLAGS = ARITH | DF
 FIXED_FLAGS = 0x202
+MXCSR_EXCEPTIONS = 0x3F         # MXCSR's sticky exception flags (not modelled)
 STACK_TOP = STACK_ADDR + STACK_SIZE
-
-# Native layout (all below DATA_ADDR, all free in a normal process).
-TRAMP_ADDR = 0x20000                 # trampoline code
-EPILOGUE_OFF = 0x400                 # its epilogue (.org in the source)
-CTX_ADDR = 0x22000                   # context block
-CTX_SIZE = 0x2000                    # ... whose upper part is a scratch stack
-_C_GPR, _C_RFLAGS, _C_HOST_RSP, _C_MXCSR, _C_HOST_MXCSR, _C_ENTRY, _C_XMM = (
-    0x000, 0x080, 0x088, 0x090, 0x094, 0x098, 0x100)
-CODE_LIMIT = 0x10000 - 16            # room for the code and the jmp back
+M64 = (1 << 64) - 1
+M128 = (1 << 128) - 1
 
 
 # ---------------------------------------------------------------------------
-# GNU binutils helpers
+# the context: one layout for the trampoline and for Python
+
+class FxArea(ctypes.Structure):
+    """The x87 and SSE state as fxsave stores it and fxrstor loads it: the
+    legacy region of an XSAVE area (Intel SDM vol. 1, 10.5.1 and 13.4.1),
+    ``bttool.runtime.fpstate``'s image.  ``ftw`` is the abridged tag (bit i:
+    physical register i is valid); ``st[i]`` is ST(i) in a 16-byte slot."""
+    _fields_ = [("fcw", ctypes.c_uint16), ("fsw", ctypes.c_uint16), ("ftw", ctypes.c_uint8),
+                ("_reserved0", ctypes.c_uint8), ("fop", ctypes.c_uint16),
+                ("fip", ctypes.c_uint64), ("fdp", ctypes.c_uint64),
+                ("mxcsr", ctypes.c_uint32), ("mxcsr_mask", ctypes.c_uint32),
+                ("st", (ctypes.c_uint8 * 16) * 8), ("xmm", (ctypes.c_uint8 * 16) * st.XMM_COUNT),
+                ("_reserved1", ctypes.c_uint8 * 96)]
+
+
+assert ctypes.sizeof(FxArea) == fpstate.SIZE and FxArea.xmm.offset == 160
+
+
+class Context(ctypes.Structure):
+    """What the trampoline loads before the snippet and stores after it.
+    ``entry``: where it jumps (CODE_ADDR).  ``host_*``: the caller's rsp and
+    x87/SSE state meanwhile.  ``fx`` must stay last and 64-byte aligned (an
+    XSAVE area's alignment): the ymm extension appends to it."""
+    _fields_ = [("gpr", ctypes.c_uint64 * 16), ("rflags", ctypes.c_uint64),
+                ("entry", ctypes.c_uint64), ("host_rsp", ctypes.c_uint64),
+                ("_pad", ctypes.c_uint8 * 40),
+                ("host_fx", FxArea), ("fx", FxArea)]
+
+
+assert Context.host_fx.offset % 64 == 0 and Context.fx.offset % 64 == 0
+
+# Native layout (all below DATA_ADDR, all free in a normal process).
+TRAMP_ADDR = 0x20000                 # trampoline code
+EPILOGUE_ADDR = TRAMP_ADDR + 0x400   # its epilogue (.org in the source)
+SPARE_ADDR = TRAMP_ADDR + 0x1000     # RWX, left alone by the harness: a test's own
+SPARE_SIZE = 0x1000                  # native helpers (opcode_sweep's fault handler)
+CTX_ADDR = 0x22000                   # the Context ...
+CTX_SIZE = 0x2000                    # ... whose page's upper part is a scratch stack
+CODE_LIMIT = 0x10000 - 16            # room for the code and the jmp back
+
+
+def _initial_fx(xmm: list[int] | None, mxcsr: int) -> bytes:
+    """The fxsave image of run_snippet's starting state: fninit's x87 state
+    (the control word bttool's reset gives, every register +0, all empty),
+    ``mxcsr`` and ``xmm`` (missing ones zero)."""
+    fx = FxArea(fcw=fpstate.INIT_FCW, mxcsr=mxcsr)
+    image = bytearray(fx)
+    xs = list(xmm or [])
+    at = FxArea.xmm.offset
+    image[at:at + 16 * len(xs)] = b"".join((v & M128).to_bytes(16, "little") for v in xs)
+    return bytes(image)
+
+
+@dataclass
+class X87:
+    """The x87 part of an outcome, as fxsave stores it (FOP, FIP and FDP are
+    left out: the translator does not track them)."""
+    fcw: int
+    fsw: int            # with TOP in bits 11-13
+    ftw: int            # abridged: bit i set = physical register i valid
+    st: list[int]       # ST(0)..ST(7), 80-bit values
+
+
+@dataclass
+class Input:
+    """A starting state; its fields are the arguments of ``run_native`` and
+    ``run_translated`` (``run_native(code, **vars(inp))``)."""
+    regs: dict[str, int] = field(default_factory=dict)
+    rflags: int = 0x202
+    xmm: list[int] | None = None
+    data: bytes = b""
+    mxcsr: int = 0x1F80
+    stack: bytes | None = None
+
+
+@dataclass
+class Outcome:
+    """The state after a run, native or translated.  ``regs``: the 16 GPRs
+    and rip; ``stack``: the stack area, when the run was given one; the
+    rest describes how a translated run ended (always 0/empty natively)."""
+    regs: dict[str, int]
+    rflags: int
+    xmm: list[int]
+    mxcsr: int
+    x87: X87
+    data: bytes
+    stack: bytes | None = None
+    fault: int = 0             # 0, or an st.FAULT_* kind
+    host_signal: int = 0       # SIGSEGV/SIGBUS from a guest memory access
+    fault_addr: int = 0        # with host_signal: the guest address it reports
+    untranslatable: list = field(default_factory=list)
+
+    def stack_at(self, addr: int, size: int) -> bytes:
+        """``size`` bytes of the stack area from address ``addr``."""
+        assert self.stack is not None and STACK_ADDR <= addr and addr + size <= STACK_TOP
+        return self.stack[addr - STACK_ADDR:addr - STACK_ADDR + size]
+
+    @property
+    def notes(self) -> list[str]:
+        """What went wrong in a translated run (a fault, untranslatable code)."""
+        out = []
+        if self.fault or self.host_signal:
+            out.append(f"translated run faulted: fault={self.fault} host_signal={self.host_signal}")
+        if self.untranslatable:
+            out.append(f"untranslatable: {self.untranslatable}")
+        return out
+
+
+def _outcome(regs: dict[str, int], rflags: int, fx: bytes, data: bytes,
+             stack: bytes | None, **end) -> Outcome:
+    """Either side's state, decoded from the same fxsave image layout."""
+    area = FxArea.from_buffer_copy(fx)
+    at = FxArea.xmm.offset
+    xmm = [int.from_bytes(fx[at + 16 * i:at + 16 * i + 16], "little") for i in range(st.XMM_COUNT)]
+    at = FxArea.st.offset
+    x87 = X87(area.fcw, area.fsw, area.ftw,
+              [int.from_bytes(fx[at + 16 * i:at + 16 * i + 10], "little") for i in range(8)])
+    return Outcome(regs, rflags, xmm, area.mxcsr, x87, data, stack, **end)
+
+
+def _complete(regs: dict[str, int] | None) -> dict[str, int]:
+    full = {r: 0 for r in GPRS}
+    full["rsp"] = STACK_TOP - 256
+    full.update(regs or {})
+    return {r: v & M64 for r, v in full.items()}
+
+
+def default_regs() -> dict[str, int]:
+    """Distinct, recognisable values for every GPR; rsp near the stack top."""
+    regs = {r: 0x0101010101010101 * (i + 1) ^ 0x8040201008040201 for i, r in enumerate(GPRS)}
+    regs["rsp"] = STACK_TOP - 256
+    return regs
+
+
+# ---------------------------------------------------------------------------
+# GNU binutils
+
+_TOOLS = ("as", "objcopy", "nm")
+
+
+def have_toolchain() -> bool:
+    """GNU as, objcopy and nm, which ``assemble`` and the trampoline need."""
+    return all(shutil.which(t) for t in _TOOLS)
+
 
 def _tool(name: str) -> str:
     path = shutil.which(name)
@@ -118,9 +272,10 @@ _asm_cache: dict[str, bytes] = {}
 def assemble(lines: list[str]) -> list[bytes]:
     """Assemble Intel-syntax (``noprefix``) snippets in one ``as`` call.
 
-    Each element is one instruction, or a short sequence separated by
-    newlines or ``;`` (use numeric local labels, ``1:`` / ``jmp 1f``, for
-    branches inside a snippet).  Returns the bytes of each element."""
+    Each element is one instruction, or a sequence separated by newlines or
+    ``;`` (use numeric local labels, ``1:`` / ``jmp 1f``, for branches
+    inside a snippet).  Returns the bytes of each element; each text is
+    assembled once per session."""
     todo = [s for s in dict.fromkeys(lines) if s not in _asm_cache]
     if todo:
         src = [".intel_syntax noprefix", ".text"]
@@ -220,41 +375,38 @@ def skip_unless_host_runs(code: bytes) -> None:
 
 
 # ---------------------------------------------------------------------------
-# the trampoline
+# the native side
 
 def _trampoline_source() -> str:
-    ctx = CTX_ADDR
-    load = [f"    mov {r}, qword ptr [{ctx + _C_GPR + 8 * i:#x}]"
-            for i, r in enumerate(GPRS) if r != "rsp"]
-    store = [f"    mov qword ptr [{ctx + _C_GPR + 8 * i:#x}], {r}" for i, r in enumerate(GPRS)]
-    xload = [f"    movdqu xmm{i}, xmmword ptr [{ctx + _C_XMM + 16 * i:#x}]" for i in range(16)]
-    xstore = [f"    movdqu xmmword ptr [{ctx + _C_XMM + 16 * i:#x}], xmm{i}" for i in range(16)]
-    rsp_slot = ctx + _C_GPR + 8 * GPRS.index("rsp")
+    def at(name: str, index: int = 0, size: int = 8) -> str:
+        return f"[{CTX_ADDR + getattr(Context, name).offset + index * size:#x}]"
+    rsp = GPRS.index("rsp")
+    load = [f"    mov {r}, qword ptr {at('gpr', i)}" for i, r in enumerate(GPRS) if r != "rsp"]
+    store = [f"    mov qword ptr {at('gpr', i)}, {r}" for i, r in enumerate(GPRS)]
     return "\n".join([
         ".intel_syntax noprefix",
         ".text",
         "bt_entry:",
         "    push rbx", "    push rbp", "    push r12", "    push r13", "    push r14", "    push r15",
-        f"    mov qword ptr [{ctx + _C_HOST_RSP:#x}], rsp",
-        f"    stmxcsr dword ptr [{ctx + _C_HOST_MXCSR:#x}]",
-        *xload,
-        f"    ldmxcsr dword ptr [{ctx + _C_MXCSR:#x}]",
-        f"    push qword ptr [{ctx + _C_RFLAGS:#x}]",
+        f"    mov qword ptr {at('host_rsp')}, rsp",
+        f"    fxsave {at('host_fx')}",
+        "    fninit",                   # FOP/FIP/FDP 0 also where fxrstor keeps them (AMD)
+        f"    fxrstor {at('fx')}",
+        f"    push qword ptr {at('rflags')}",
         "    popfq",
         *load,
-        f"    mov rsp, qword ptr [{rsp_slot:#x}]",
-        f"    jmp qword ptr [{ctx + _C_ENTRY:#x}]",
-        f".org {EPILOGUE_OFF:#x}, 0xcc",
+        f"    mov rsp, qword ptr {at('gpr', rsp)}",
+        f"    jmp qword ptr {at('entry')}",
+        f".org {EPILOGUE_ADDR - TRAMP_ADDR:#x}, 0xcc",
         "bt_epilogue:",
         *store,
-        f"    mov rsp, {ctx + CTX_SIZE:#x}",       # scratch stack: the guest's is untouched
+        f"    mov rsp, {CTX_ADDR + CTX_SIZE:#x}",       # scratch stack: the guest's is untouched
         "    pushfq",
-        f"    pop qword ptr [{ctx + _C_RFLAGS:#x}]",
+        f"    pop qword ptr {at('rflags')}",
         "    cld",
-        *xstore,
-        f"    stmxcsr dword ptr [{ctx + _C_MXCSR:#x}]",
-        f"    ldmxcsr dword ptr [{ctx + _C_HOST_MXCSR:#x}]",
-        f"    mov rsp, qword ptr [{ctx + _C_HOST_RSP:#x}]",
+        f"    fxsave {at('fx')}",
+        f"    fxrstor {at('host_fx')}",
+        f"    mov rsp, qword ptr {at('host_rsp')}",
         "    pop r15", "    pop r14", "    pop r13", "    pop r12", "    pop rbp", "    pop rbx",
         "    ret",
     ]) + "\n"
@@ -270,24 +422,7 @@ _RWX = mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC
 _RW = mmap.PROT_READ | mmap.PROT_WRITE
 
 
-def _covered_rw(addr: int, size: int) -> bool:
-    """Is [addr, addr+size) already mapped read-write (e.g. by another test
-    harness that placed its data area at the same address)?"""
-    spans = []
-    with open("/proc/self/maps") as f:
-        for line in f:
-            rng, perms = line.split()[:2]
-            lo, hi = (int(x, 16) for x in rng.split("-"))
-            if perms.startswith("rw"):
-                spans.append((lo, hi))
-    at = addr
-    for lo, hi in sorted(spans):
-        if lo <= at < hi:
-            at = hi
-    return at >= addr + size
-
-
-def _map_fixed(addr: int, size: int, prot: int, shareable: bool = False) -> None:
+def _map_fixed(addr: int, size: int, prot: int) -> None:
     got = _libc.mmap(addr, size, prot, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_FIXED_NOREPLACE,
                      -1, 0)
     if got == addr:
@@ -295,128 +430,76 @@ def _map_fixed(addr: int, size: int, prot: int, shareable: bool = False) -> None
     err = ctypes.get_errno()
     if got not in (None, ctypes.c_void_p(-1).value):
         _libc.munmap(got, size)   # an old kernel ignoring NOREPLACE: not where we need it
-    # Plain data memory that is already there (another harness's data area)
-    # serves as well: every run rewrites all of it.
-    if shareable and err == 17 and _covered_rw(addr, size):   # EEXIST
-        return
     raise OSError(err, f"cannot map {size:#x} bytes at {addr:#x} for the native oracle: "
                        f"{os.strerror(err)}")
 
 
-class _NativeCPU:
-    """The fixed native mappings and the trampoline, created once."""
+_ctx: Context | None = None
 
-    def __init__(self) -> None:
+
+def ensure_native() -> Context:
+    """Map the native code, data and stack areas and load the trampoline
+    (once); the Context at CTX_ADDR."""
+    global _ctx
+    if _ctx is None:
         text, syms = _assemble_text(_trampoline_source())
-        assert syms["bt_epilogue"] == EPILOGUE_OFF, syms
-        assert len(text) <= CTX_ADDR - TRAMP_ADDR
+        assert TRAMP_ADDR + syms["bt_epilogue"] == EPILOGUE_ADDR, syms
+        assert len(text) <= SPARE_ADDR - TRAMP_ADDR
+        assert ctypes.sizeof(Context) <= CTX_SIZE // 2
         _map_fixed(CODE_ADDR, 0x10000, _RWX)
         _map_fixed(TRAMP_ADDR, CTX_ADDR - TRAMP_ADDR + CTX_SIZE, _RWX)
-        _map_fixed(DATA_ADDR, DATA_SIZE, _RW, shareable=True)
-        _map_fixed(STACK_ADDR, STACK_SIZE, _RW, shareable=True)
+        _map_fixed(DATA_ADDR, DATA_SIZE, _RW)
+        _map_fixed(STACK_ADDR, STACK_SIZE, _RW)
         ctypes.memmove(TRAMP_ADDR, text, len(text))
-        self.fn = ctypes.CFUNCTYPE(None)(TRAMP_ADDR)
-        self.epilogue = TRAMP_ADDR + EPILOGUE_OFF
-        self.ctx = (ctypes.c_uint8 * CTX_SIZE).from_address(CTX_ADDR)
-        self.gpr = (ctypes.c_uint64 * 16).from_address(CTX_ADDR + _C_GPR)
-        self.u64 = lambda off: ctypes.c_uint64.from_address(CTX_ADDR + off)
-        self.u32 = lambda off: ctypes.c_uint32.from_address(CTX_ADDR + off)
+        _ctx = Context.from_address(CTX_ADDR)
+    return _ctx
 
 
-_cpu: _NativeCPU | None = None
-
-
-def _native_cpu() -> _NativeCPU:
-    global _cpu
-    if _cpu is None:
-        _cpu = _NativeCPU()
-    return _cpu
-
-
-@dataclass
-class Outcome:
-    """The state after a run, native or translated (SnippetResult's shape)."""
-    regs: dict[str, int]
-    rflags: int
-    xmm: list[int]
-    data: bytes
-    mxcsr: int
-    fault: int = 0
-    host_signal: int = 0
-    untranslatable: list = field(default_factory=list)
-
-
+_trampoline = ctypes.CFUNCTYPE(None)(TRAMP_ADDR)
 _ALL_SIGNALS = set(signal.Signals) - {signal.SIGKILL, signal.SIGSTOP, signal.SIGSEGV,
                                       signal.SIGBUS, signal.SIGFPE, signal.SIGILL,
                                       signal.SIGTRAP}
 
 
-def default_regs() -> dict[str, int]:
-    """Distinct, recognisable values for every GPR; rsp near the stack top."""
-    regs = {r: 0x0101010101010101 * (i + 1) ^ 0x8040201008040201 for i, r in enumerate(GPRS)}
-    regs["rsp"] = STACK_TOP - 256
-    return regs
-
-
-def _complete(regs: dict[str, int] | None) -> dict[str, int]:
-    full = {r: 0 for r in GPRS}
-    full["rsp"] = STACK_TOP - 256
-    full.update(regs or {})
-    return {r: v & 0xFFFFFFFFFFFFFFFF for r, v in full.items()}
-
-
 def run_native(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0x202,
                xmm: list[int] | None = None, data: bytes = b"", mxcsr: int = 0x1F80,
-               stack: bytes | None = None, check_features: bool = True) -> Outcome:
-    """Run ``code`` on the host CPU from the given state.  Registers missing
-    from ``regs`` start at 0 (rsp near the stack top), as in ``run_snippet``.
-    ``stack`` (optional) initialises the stack area.  Code the host CPU has
-    no feature for skips the calling test (``skip_unless_host_runs``),
-    unless ``check_features`` is false (the opcode sweep runs such code on
-    purpose, in a child that catches its SIGILL)."""
+               stack: bytes | None = None, *, check_features: bool = True) -> Outcome:
+    """Run ``code`` on the host CPU from the given state.  ``stack``
+    (optional) initialises the stack area, and the outcome then has the
+    stack area afterwards.  Code the host CPU has no feature for skips the
+    calling test (``skip_unless_host_runs``), unless ``check_features`` is
+    false (the opcode sweep runs such code on purpose, in a child that
+    catches its SIGILL)."""
     if check_features:
         skip_unless_host_runs(code)
-    cpu = _native_cpu()
+    ctx = ensure_native()
     if len(code) > CODE_LIMIT:
         raise ValueError("snippet too long")
     if rflags & ~(INPUT_FLAGS | FIXED_FLAGS):
         raise ValueError(f"refusing to load rflags {rflags:#x} natively (TF/AC/...)")
-    full = _complete(regs)
     jmp_from = CODE_ADDR + len(code) + 5
-    tail = b"\xe9" + (cpu.epilogue - jmp_from).to_bytes(4, "little", signed=True)
+    tail = b"\xe9" + (EPILOGUE_ADDR - jmp_from).to_bytes(4, "little", signed=True)
     ctypes.memmove(CODE_ADDR, code + tail, len(code) + 5)
     ctypes.memmove(DATA_ADDR, data.ljust(DATA_SIZE, b"\0")[:DATA_SIZE], DATA_SIZE)
     if stack is not None:
         ctypes.memmove(STACK_ADDR, stack.ljust(STACK_SIZE, b"\0")[:STACK_SIZE], STACK_SIZE)
+    full = _complete(regs)
     for i, r in enumerate(GPRS):
-        cpu.gpr[i] = full[r]
-    cpu.u64(_C_RFLAGS).value = (rflags & INPUT_FLAGS) | FIXED_FLAGS
-    cpu.u64(_C_ENTRY).value = CODE_ADDR
-    cpu.u32(_C_MXCSR).value = mxcsr
-    xs = list(xmm or []) + [0] * (16 - len(xmm or []))
-    ctypes.memmove(CTX_ADDR + _C_XMM, b"".join((v & ((1 << 128) - 1)).to_bytes(16, "little")
-                                                for v in xs), 256)
+        ctx.gpr[i] = full[r]
+    ctx.rflags = (rflags & INPUT_FLAGS) | FIXED_FLAGS
+    ctx.entry = CODE_ADDR
+    ctypes.memmove(CTX_ADDR + Context.fx.offset, _initial_fx(xmm, mxcsr), ctypes.sizeof(FxArea))
     old = signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
     try:
-        cpu.fn()
+        _trampoline()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
-    out_regs = {r: cpu.gpr[i] for i, r in enumerate(GPRS)}
+    out_regs = {r: ctx.gpr[i] for i, r in enumerate(GPRS)}
     out_regs["rip"] = CODE_ADDR + len(code)  # where the translated run stops
-    xbytes = ctypes.string_at(CTX_ADDR + _C_XMM, 256)
-    return Outcome(
-        regs=out_regs,
-        rflags=cpu.u64(_C_RFLAGS).value,
-        xmm=[int.from_bytes(xbytes[16 * i:16 * i + 16], "little") for i in range(16)],
-        data=ctypes.string_at(DATA_ADDR, DATA_SIZE),
-        mxcsr=cpu.u32(_C_MXCSR).value,
-    )
-
-
-def stack_bytes(start: int, length: int) -> bytes:
-    """Bytes of the native stack area (after ``run_native``)."""
-    assert STACK_ADDR <= start and start + length <= STACK_TOP
-    return ctypes.string_at(start, length)
+    return _outcome(out_regs, ctx.rflags,
+                    ctypes.string_at(CTX_ADDR + Context.fx.offset, ctypes.sizeof(FxArea)),
+                    ctypes.string_at(DATA_ADDR, DATA_SIZE),
+                    ctypes.string_at(STACK_ADDR, STACK_SIZE) if stack is not None else None)
 
 
 # ---------------------------------------------------------------------------
@@ -429,50 +512,55 @@ class _KeepDict(dict):
         pass
 
 
-_last_code: list[tuple[bytes, bool] | None] = [None]
+_last_code: list[tuple | None] = [None]
 REUSE_TRANSLATIONS = os.environ.get("BTTOOL_ISA_FRESH", "") == ""
 
 
-def run_translated(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0x202,
-                   xmm: list[int] | None = None, data: bytes = b"",
-                   mxcsr: int = 0x1F80, reuse: bool | None = None,
-                   precise_faults: bool = False) -> SnippetResult:
-    """``run_snippet`` with every GPR given explicitly (as ``run_native``).
+def forget_translation() -> None:
+    """The next ``run_translated`` translates afresh (after a change to the
+    translator's settings, which a kept translation would not see)."""
+    _last_code[0] = None
 
-    run_snippet ends the code with int3, which does not end a region for the
-    translator (a SIGTRAP handler may return past it), so whatever lies
-    after it in the code page - zeros, i.e. ``add [rax], al`` x hundreds -
-    would be decoded and compiled too.  A ud2 right after the int3 keeps
-    each snippet's region small (and the run ~40x faster).
+
+def run_translated(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0x202,
+                   xmm: list[int] | None = None, data: bytes = b"", mxcsr: int = 0x1F80,
+                   stack: bytes | None = None, *, reuse: bool | None = None,
+                   precise_faults: bool = False, hot_counters: bool = True) -> Outcome:
+    """``run_snippet`` from the state ``run_native`` starts from (every GPR
+    given explicitly; ``stack``, when given, initialises the stack area and
+    the outcome has it afterwards).  ``precise_faults`` and
+    ``hot_counters`` are run_snippet's.
 
     ``reuse`` (default: on unless BTTOOL_ISA_FRESH is set): when ``code`` is
-    the very code of the previous call, keep its translation instead of
-    translating it again (run_snippet drops all translations each time).
-    The first run of each code is always freshly translated, so this only
-    trades the recompilation of identical bytes for speed; it also checks
-    that translated code can be re-entered with other inputs.
-
-    ``untranslatable`` of the result lists only what this run added (the
-    executor's list is cumulative over the process)."""
+    the very code of the previous call (with the same options), keep its
+    translation instead of translating it again (run_snippet drops all
+    translations each time).  The first run of each code is always freshly
+    translated, so this only trades the recompilation of identical bytes
+    for speed; it also checks that translated code can be re-entered with
+    other inputs.  (A kept translation may have been retranslated as hot
+    code meanwhile: pass reuse=False where the tier matters.)"""
     mem, ex = snippet._machine()
     if reuse is None:
         reuse = REUSE_TRANSLATIONS
-    reuse = reuse and _last_code[0] == (code, precise_faults)
-    _last_code[0] = (code, precise_faults)
-    mem.write_force(CODE_ADDR + len(code) + 1, b"\x0f\x0b")
-    before = len(ex.stats.untranslatable)
+    key = (code, precise_faults, hot_counters)
+    reuse = reuse and _last_code[0] == key
+    _last_code[0] = key
+    if stack is not None:
+        mem.write_force(STACK_ADDR, stack.ljust(STACK_SIZE, b"\0")[:STACK_SIZE])
     if reuse:
         ex.known = _KeepDict(ex.known)
         ex.clear_table = lambda: None
     try:
         r = run_snippet(code, _complete(regs), rflags, xmm, data, mxcsr,
-                        precise_faults=precise_faults)
+                        precise_faults=precise_faults, hot_counters=hot_counters)
     finally:
         if reuse:
             ex.known = dict(ex.known)
             del ex.clear_table
-    r.untranslatable = r.untranslatable[before:]
-    return r
+    return _outcome(r.regs, r.rflags, fpstate.fxsave_image(ex.state), r.data,
+                    mem.read(STACK_ADDR, STACK_SIZE) if stack is not None else None,
+                    fault=r.fault, host_signal=r.host_signal, fault_addr=r.fault_addr,
+                    untranslatable=r.untranslatable)
 
 
 # ---------------------------------------------------------------------------
@@ -498,30 +586,30 @@ def _data_diff(a: bytes, b: bytes, limit: int = 6) -> str:
     return "\n".join(lines)
 
 
-def compare(native: Outcome, trans: SnippetResult, flag_mask: int = ARITH | DF,
+def compare(native: Outcome, trans: Outcome, flag_mask: int = ARITH | DF,
             reg_mask: dict[str, int] | None = None, check_data: bool = True,
             what: str = "") -> None:
-    """Assert that the translated run ended like the native one.
-
-    ``flag_mask``: the rflags bits that must agree (leave out what the SDM
-    calls undefined).  ``reg_mask``: per register, the bits that must agree
-    (default: all bits of all 16 GPRs)."""
-    problems = []
-    if trans.fault or trans.host_signal:
-        problems.append(f"translated run faulted: fault={trans.fault} "
-                        f"host_signal={trans.host_signal}")
-    if trans.untranslatable:
-        problems.append(f"untranslatable: {trans.untranslatable}")
+    """Assert that the translated run ended like the native one: no fault,
+    the GPRs, the rflags bits in ``flag_mask`` (leave out what the SDM calls
+    undefined), xmm0-15, MXCSR but its exception flags (not modelled) and
+    the data area.  ``reg_mask``: per GPR, the bits that must agree
+    (default: all bits of all 16)."""
+    problems = list(trans.notes)
     for r in GPRS:
-        m = (reg_mask or {}).get(r, 0xFFFFFFFFFFFFFFFF)
+        m = (reg_mask or {}).get(r, M64)
         if (native.regs[r] ^ trans.regs[r]) & m:
             problems.append(f"  {r:4}: native {native.regs[r]:#018x} translated "
-                            f"{trans.regs[r]:#018x}" + ("" if m == 2**64 - 1 else f" (mask {m:#x})"))
+                            f"{trans.regs[r]:#018x}" + ("" if m == M64 else f" (mask {m:#x})"))
     diff = (native.rflags ^ trans.rflags) & flag_mask
     if diff:
         problems.append(f"  flags differ in [{flag_str(diff)}]: "
                         f"native [{flag_str(native.rflags & flag_mask)}] "
                         f"translated [{flag_str(trans.rflags & flag_mask)}]")
+    for i, (a, b) in enumerate(zip(native.xmm, trans.xmm)):
+        if a != b:
+            problems.append(f"  xmm{i}: native {a:#034x} translated {b:#034x}")
+    if (native.mxcsr ^ trans.mxcsr) & ~MXCSR_EXCEPTIONS:
+        problems.append(f"  mxcsr: native {native.mxcsr:#x} translated {trans.mxcsr:#x}")
     if check_data and native.data != trans.data:
         problems.append(_data_diff(native.data, trans.data))
     if problems:

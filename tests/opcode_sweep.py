@@ -548,10 +548,10 @@ def _changes(before: bytes, after: bytes) -> tuple:
 # ---------------------------------------------------------------------------
 # native runs with a fault handler that resumes in the trampoline's epilogue
 
-_FAULT_SIGNO = N.CTX_ADDR + 0x0A0
-_FAULT_ACTIVE = N.CTX_ADDR + 0x0A4
-_FAULT_RIP = N.CTX_ADDR + 0x0A8
-_HANDLER_ADDR = N.TRAMP_ADDR + 0x1000
+_HANDLER_ADDR = N.SPARE_ADDR
+_FAULT_SIGNO = N.SPARE_ADDR + N.SPARE_SIZE - 0x10
+_FAULT_ACTIVE = N.SPARE_ADDR + N.SPARE_SIZE - 0x0C
+_FAULT_RIP = N.SPARE_ADDR + N.SPARE_SIZE - 0x08
 _ALTSTACK: list = []
 
 
@@ -568,8 +568,8 @@ FAULT_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, si
 
 
 def _install_native_handler() -> None:
-    cpu = N._native_cpu()
-    epilogue = cpu.epilogue
+    N.ensure_native()
+    epilogue = N.EPILOGUE_ADDR
     # rdi = signo, rdx = ucontext: gregs at 40, REG_RIP 16, REG_EFL 17.
     code = _asm([
         f"cmp dword ptr [{_FAULT_ACTIVE:#x}], 0",
@@ -587,7 +587,7 @@ def _install_native_handler() -> None:
         "syscall",
     ])
     ctypes.memmove(_HANDLER_ADDR, code, len(code))
-    libc = N._libc
+    libc = ctypes.CDLL(None, use_errno=True)
     import mmap
     buf = mmap.mmap(-1, 1 << 16)
     _ALTSTACK.append(buf)
@@ -605,7 +605,7 @@ def _install_native_handler() -> None:
 def native_run(e: Encoding, s: dict) -> Run:
     ctypes.c_uint32.from_address(_FAULT_SIGNO).value = 0
     ctypes.c_uint32.from_address(_FAULT_ACTIVE).value = 1
-    out = N.run_native(e.code, s["regs"], s["rflags"], s["xmm"], s["data"], s["mxcsr"], stack=s["stack"],
+    out = N.run_native(e.code, s["regs"], s["rflags"], s["xmm"], s["data"], s["mxcsr"], s["stack"],
                        check_features=False)
     ctypes.c_uint32.from_address(_FAULT_ACTIVE).value = 0
     sig = ctypes.c_uint32.from_address(_FAULT_SIGNO).value
@@ -613,7 +613,7 @@ def native_run(e: Encoding, s: dict) -> Run:
         return Run(signal=sig, fault_rip=ctypes.c_uint64.from_address(_FAULT_RIP).value)
     return Run(regs={r: out.regs[r] for r in N.GPRS}, rflags=out.rflags, xmm=out.xmm, mxcsr=out.mxcsr,
                data=_changes(s["data"], out.data),
-               stack=_changes(s["stack"], N.stack_bytes(STACK_ADDR, STACK_SIZE)))
+               stack=_changes(s["stack"], out.stack))
 
 
 # ---------------------------------------------------------------------------
@@ -629,10 +629,9 @@ def translated_run(e: Encoding, s: dict) -> Run:
     from bttool.ir import intrinsics, state as S
     from bttool.runtime import snippet
     from bttool.runtime.linux import breakpoint_trap
-    mem, _ex = snippet._machine()
-    mem.write_force(STACK_ADDR, s["stack"])
+    _, _ex = snippet._machine()
     try:
-        r = N.run_translated(e.code, s["regs"], s["rflags"], s["xmm"], s["data"], s["mxcsr"])
+        r = N.run_translated(e.code, s["regs"], s["rflags"], s["xmm"], s["data"], s["mxcsr"], s["stack"])
     except Exception as exc:  # noqa: BLE001 - reported as a difference
         st = _ex.state
         if str(exc).startswith(f"snippet exit {S.EXIT_INTRINSIC} ") and st.rip == CODE_ADDR + e.offset:
@@ -653,7 +652,7 @@ def translated_run(e: Encoding, s: dict) -> Run:
         return Run(signal=sig, untranslatable=unt, fault_rip=r.regs["rip"])
     return Run(regs={k: r.regs[k] for k in N.GPRS}, rflags=r.rflags, xmm=r.xmm, mxcsr=r.mxcsr,
                data=_changes(s["data"], r.data),
-               stack=_changes(s["stack"], mem.read(STACK_ADDR, STACK_SIZE)), untranslatable=unt)
+               stack=_changes(s["stack"], r.stack), untranslatable=unt)
 
 
 # ---------------------------------------------------------------------------

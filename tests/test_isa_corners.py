@@ -72,17 +72,12 @@ def same_as_host(code: bytes, regs: dict[str, int], rflags: int = 0x202, data: b
                  flag_mask: int = ALL_FLAGS, what: str = "", stack_check: tuple | None = None):
     """``stack_check`` = (address, size): that stack range must end alike;
     both stacks start zeroed then (not with what earlier tests left)."""
-    from bttool.runtime import snippet
     blank = bytes(N.STACK_SIZE) if stack_check else None
     nat = N.run_native(code, regs, rflags, data=data, stack=blank)
-    nat_stack = N.stack_bytes(*stack_check) if stack_check else None
-    if stack_check:
-        snippet._machine()[0].write_force(N.STACK_ADDR, blank)
-    tr = N.run_translated(code, regs, rflags, data=data)
+    tr = N.run_translated(code, regs, rflags, data=data, stack=blank)
     N.compare(nat, tr, flag_mask=flag_mask, what=what or code.hex())
     if stack_check:
-        mem, _ = snippet._machine()
-        got = mem.read(*stack_check)
+        nat_stack, got = nat.stack_at(*stack_check), tr.stack_at(*stack_check)
         assert got == nat_stack, f"{what or code.hex()}: stack native {nat_stack.hex()} " \
                                  f"translated {got.hex()}"
     return nat, tr
@@ -261,13 +256,9 @@ def _stack_pattern(seed: int) -> bytes:
 def same_stack_as_host(code: bytes, regs: dict[str, int], what: str, seed: int = 0) -> None:
     stack = _stack_pattern(seed)
     nat = N.run_native(code, regs, stack=stack, data=bytes(range(256)) * 4)
-    nat_stack = N.stack_bytes(N.STACK_ADDR, N.STACK_SIZE)
-    from bttool.runtime import snippet
-    mem, _ = snippet._machine()
-    mem.write_force(N.STACK_ADDR, stack)
-    tr = N.run_translated(code, regs, data=bytes(range(256)) * 4)
+    tr = N.run_translated(code, regs, data=bytes(range(256)) * 4, stack=stack)
     N.compare(nat, tr, what=what)
-    got = mem.read(N.STACK_ADDR, N.STACK_SIZE)
+    nat_stack, got = nat.stack, tr.stack
     if got != nat_stack:
         i = next(k for k in range(len(got)) if got[k] != nat_stack[k])
         raise AssertionError(f"{what}: stack differs at {N.STACK_ADDR + i:#x}: native "
@@ -585,7 +576,6 @@ DEAD_LOADS = {
 
 @pytest.mark.parametrize("name", list(DEAD_LOADS))
 def test_dead_load_of_unmapped_memory_faults(name):
-    from bttool.runtime import snippet
     code, = N.assemble([DEAD_LOADS[name]])
     regs = N.default_regs()
     regs.update(rbx=0x1000, rsi=DATA_ADDR)       # rbx: unmapped; [rsi]: MXCSR 0x1f80
@@ -596,7 +586,7 @@ def test_dead_load_of_unmapped_memory_faults(name):
     before = next(i for i, line in enumerate(lines) if "[rbx]" in line)
     at = CODE_ADDR + (len(N.assemble(["\n".join(lines[:before])])[0]) if before else 0)
     for tier1 in (True, False):
-        r = snippet.run_snippet(code, N._complete(regs), data=data, hot_counters=tier1)
+        r = N.run_translated(code, regs, data=data, hot_counters=tier1, reuse=False)
         assert (r.host_signal, r.regs["rip"]) == (signal.SIGSEGV, at), \
             f"{name} (tier {1 if tier1 else 2}): signal {r.host_signal} at {r.regs['rip']:#x}"
 
@@ -608,13 +598,12 @@ def test_pair_load_with_an_unmapped_upper_half_faults(form):
     """A 16-byte load whose low half is mapped and whose high half is not
     faults natively though only the low half is used; so does the
     translation (the load is not narrowed to the half it uses)."""
-    from bttool.runtime import snippet
     code, = N.assemble([form])
     regs = N.default_regs()
     regs["rbx"] = DATA_ADDR + N.DATA_SIZE - 8
     assert native_signal(code, regs) == signal.SIGSEGV, "the oracle"
     for tier1 in (True, False):
-        r = snippet.run_snippet(code, N._complete(regs), hot_counters=tier1)
+        r = N.run_translated(code, regs, hot_counters=tier1, reuse=False)
         assert (r.host_signal, r.regs["rip"]) == (signal.SIGSEGV, CODE_ADDR), (form, tier1)
 
 

@@ -1,10 +1,9 @@
 """MMX semantics against the host CPU (translator/semantics/mmx*.py and the
 64-bit forms of the sse*.py functions).
 
-Every test runs one snippet natively (tests/x87_native.py: the whole x87/SSE
-state is saved around it, and it starts from ``fninit`` as run_snippet does)
-and under translation (run_snippet) over a table of records at rsi, and
-compares the records byte for byte, as tests/test_x87_semantics.py does.
+Every test runs one snippet natively and under translation (tests/native.py:
+both start from the state ``fninit`` leaves) over a table of records at rsi,
+and compares the records byte for byte, as tests/test_x87_semantics.py does.
 Each record's snippet ends with ``fnsave``, so every test also compares the
 x87 view of the MMX work: the tag word, TOP, and all eight registers as
 80-bit values (an mm write sets bits 64-79 to ones), and starts the next
@@ -39,11 +38,11 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-import x87_native  # noqa: E402
+import native as N  # noqa: E402
 from test_sse_semantics import SPECIAL_F32, SPECIAL_F64  # noqa: E402
-from bttool.runtime.snippet import DATA_ADDR, DATA_SIZE, run_snippet  # noqa: E402
+from native import DATA_ADDR, DATA_SIZE  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not x87_native.tools_available(),
+pytestmark = pytest.mark.skipif(not N.have_toolchain(),
                                 reason="needs GNU as, objcopy and nm")
 
 REC = 576
@@ -366,7 +365,7 @@ def _loop(body: str) -> str:
 
 @lru_cache(maxsize=1)
 def _code() -> dict[str, bytes]:
-    return x87_native.assemble({k: _loop(v) for k, v in BODIES.items()})
+    return dict(zip(BODIES, N.assemble([_loop(v) for v in BODIES.values()])))
 
 
 # -- running and comparing ----------------------------------------------------------
@@ -386,9 +385,9 @@ def run_both(name: str, recs: list[dict]) -> None:
     assert 0 < len(recs) <= MAX_RECORDS
     code = _code()[name]
     data = pack(recs)
-    regs = {"rcx": len(recs)}
-    _nregs, _, ndata = x87_native.runner().run(code, regs, data)
-    res = run_snippet(code, regs=dict(regs, rsi=DATA_ADDR), data=data)
+    regs = {"rcx": len(recs), "rsi": DATA_ADDR}
+    ndata = N.run_native(code, regs, data=data).data
+    res = N.run_translated(code, regs, data=data, reuse=False)
     assert res.fault == 0 and res.host_signal == 0, (res.fault, res.host_signal)
     assert not res.untranslatable, res.untranslatable
     for i, r in enumerate(recs):
@@ -507,9 +506,9 @@ def test_fxsave_after_mmx():
     after emms (x87_env.py builds the image from the same state)."""
     for a in (0, 1 << 63, M64, 0x0123456789ABCDEF):
         data = pack([dict(a=a, b=0)])
-        code = x87_native.assemble(_FXSAVE)["fxsave"]
-        _, _, ndata = x87_native.runner().run(code, {}, data)
-        res = run_snippet(code, regs={"rsi": DATA_ADDR}, data=data)
+        code, = N.assemble([_FXSAVE["fxsave"]])
+        ndata = N.run_native(code, {"rsi": DATA_ADDR}, data=data).data
+        res = N.run_translated(code, {"rsi": DATA_ADDR}, data=data, reuse=False)
         assert res.fault == 0 and not res.untranslatable
         for base in (512, 1024, 1536):
             for what, off, n, mask in (("fcw", 0, 2, 0xFFFF), ("fsw", 2, 2, SW_NO_C1),

@@ -1,7 +1,7 @@
 """Differential tests of the fast paths of SSE arithmetic
 (translator/semantics/sse_fpcore.py) in multi-instruction regions: the
 rounding-mode check folded into the NaN check (``rc_nan``) and the host's own
-instructions (``host_op``), each against the host CPU (see sse_native.py).
+instructions (``host_op``), each against the host CPU (see native.py).
 
 Every snippet changes MXCSR.RC with ldmxcsr between its operations (also
 inside a loop), so a mode read too early or hoisted too far shows up; the
@@ -23,9 +23,9 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-import sse_native as N  # noqa: E402
+import native as N  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not N.have_toolchain(), reason="needs GNU as and objcopy")
+pytestmark = pytest.mark.skipif(not N.have_toolchain(), reason="needs GNU as, objcopy and nm")
 
 INPUTS = int(os.environ.get("BTTOOL_SSE_FASTPATH_INPUTS", "120"))
 M32, M64 = (1 << 32) - 1, (1 << 64) - 1
@@ -83,11 +83,12 @@ def _input(rng: random.Random) -> N.Input:
     xmm = [_xmm(rng) for _ in range(16)]
     modes = b"".join(struct.pack("<I", MXCSR_MASKS | rng.randint(0, 3) << 13) for _ in range(4))
     data = modes + b"".join(_xmm(rng).to_bytes(16, "little") for _ in range(3))
-    regs = {g: rng.getrandbits(64) for g in N.GPRS if g not in ("rsp", N.BASE)}
+    regs = {g: rng.getrandbits(64) for g in N.GPRS if g not in ("rsp", "rsi")}
+    regs["rsi"] = N.DATA_ADDR
     return N.Input(xmm=xmm, regs=regs, mxcsr=MXCSR_MASKS | rng.randint(0, 3) << 13, data=data)
 
 
-def _differences(nat: N.Output, tr: N.Output) -> list[str]:
+def _differences(nat: N.Outcome, tr: N.Outcome) -> list[str]:
     errs = list(tr.notes)
     errs += [f"xmm{i}: native {nat.xmm[i]:032x} translated {tr.xmm[i]:032x}"
              for i in range(16) if nat.xmm[i] != tr.xmm[i]]
@@ -106,9 +107,9 @@ def lowering(request, monkeypatch) -> str:
     snippet is translated afresh for either)."""
     from bttool.translator.semantics import sse_fpcore
     monkeypatch.setattr(sse_fpcore, "USE_HOST_INSTRUCTIONS", request.param == "host")
-    N._last_code[0] = None
+    N.forget_translation()
     yield request.param
-    N._last_code[0] = None
+    N.forget_translation()
 
 
 @pytest.mark.parametrize("name", list(SNIPPETS))
@@ -117,7 +118,7 @@ def test_rounding_changes_and_nans_in_region(name: str, lowering: str) -> None:
     rng = random.Random(f"{name}/{lowering}")
     for _ in range(INPUTS):
         inp = _input(rng)
-        errs = _differences(N.run_native(code, inp), N.run_translated(code, inp))
+        errs = _differences(N.run_native(code, **vars(inp)), N.run_translated(code, **vars(inp)))
         if errs:
             pytest.fail(f"{SNIPPETS[name]}\n  mxcsr={inp.mxcsr:#x} modes={inp.data[:16].hex()}\n  "
                         + "\n  ".join(errs))
@@ -166,9 +167,9 @@ PAIR_LOAD = ("movsd qword ptr [rsi+16], xmm1; movupd xmm2, xmmword ptr [rsi+16];
 
 def test_pair_load_results() -> None:
     code = N.assemble([PAIR_LOAD])[0]
-    N._last_code[0] = None
+    N.forget_translation()
     rng = random.Random("pair")
     for _ in range(INPUTS):
         inp = _input(rng)
-        errs = _differences(N.run_native(code, inp), N.run_translated(code, inp))
+        errs = _differences(N.run_native(code, **vars(inp)), N.run_translated(code, **vars(inp)))
         assert not errs, errs

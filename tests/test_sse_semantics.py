@@ -1,7 +1,7 @@
 """Differential tests of the SSE families (translator/semantics/sse*.py):
 each instruction form runs natively (the host CPU is the oracle, see
-sse_native.py) and under translation from the same drawn state; xmm0-15,
-the GPRs (but rsi, the data pointer), the flags the SDM defines, MXCSR
+native.py) and under translation from the same drawn state; xmm0-15,
+the GPRs, the flags the SDM defines, MXCSR
 (except the exception flags, which are not modelled) and the data area
 must agree.
 
@@ -34,9 +34,9 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-import sse_native as N  # noqa: E402
+import native as N  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not N.have_toolchain(), reason="needs GNU as and objcopy")
+pytestmark = pytest.mark.skipif(not N.have_toolchain(), reason="needs GNU as, objcopy and nm")
 
 EXAMPLES = int(os.environ.get("BTTOOL_SSE_EXAMPLES", "15"))
 EXTRA = int(os.environ.get("BTTOOL_SSE_EXTRA", "3"))
@@ -374,7 +374,8 @@ def random_input(rng: random.Random, spec: Spec) -> N.Input:
         blob = b"".join(gen_xmm(rng, dk, like=xmm[1] if dk == kinds[1] else None)
                         .to_bytes(16, "little") for j in range(4))
     regs = {g: gen_gpr(rng, spec.gpr == "len" and g in ("rax", "rdx"))
-            for g in N.GPRS if g not in ("rsp", N.BASE)}
+            for g in N.GPRS if g not in ("rsp", "rsi")}
+    regs["rsi"] = N.DATA_ADDR      # memory operands address the data area through rsi
     rflags = 0x202 | sum(f for f in (N.CF, N.PF, N.AF, N.ZF, N.SF, N.OF) if rng.random() < 0.5)
     mxcsr = MXCSR_MASKS | (rng.randint(0, 3) << 13 if spec.rc else 0)
     return N.Input(xmm=xmm, regs=regs, rflags=rflags, mxcsr=mxcsr, data=blob)
@@ -398,7 +399,7 @@ def _fmt(v: int) -> str:
     return f"{v >> 64:016x}_{v & M64:016x}"
 
 
-def _rcp_ok(spec: Spec, inp: N.Input, nat: N.Output, tr: N.Output) -> bool:
+def _rcp_ok(spec: Spec, inp: N.Input, nat: N.Outcome, tr: N.Outcome) -> bool:
     """rcp/rsqrt: within the architectural relative error; specials exact."""
     lanes = 4 if spec.approx.endswith("ps") else 1
     src = inp.xmm[2] if "xmm2" in spec.asm else int.from_bytes(inp.data[4:8], "little")
@@ -422,15 +423,15 @@ def _rcp_ok(spec: Spec, inp: N.Input, nat: N.Output, tr: N.Output) -> bool:
 
 def check(spec: Spec, inp: N.Input) -> None:
     code = code_of(spec.asm)
-    nat = N.run_native(code, inp)      # (skips when the host lacks the feature)
-    tr = N.run_translated(code, inp)
+    nat = N.run_native(code, **vars(inp))      # (skips when the host lacks the feature)
+    tr = N.run_translated(code, **vars(inp))
     errs = list(tr.notes)
     for i in range(16):
         if nat.xmm[i] != tr.xmm[i]:
             if spec.approx and i == 1 and _rcp_ok(spec, inp, nat, tr):
                 continue
             errs.append(f"xmm{i}: native {_fmt(nat.xmm[i])} translated {_fmt(tr.xmm[i])}")
-    for g in N.CMP_GPRS:
+    for g in N.GPRS:
         if nat.regs[g] != tr.regs[g]:
             errs.append(f"{g}: native {nat.regs[g]:#x} translated {tr.regs[g]:#x}")
     if (nat.rflags ^ tr.rflags) & spec.flags:
@@ -497,18 +498,18 @@ def test_dot_product_nans_inline(asm: str, dest: list[int], src: list[int],
     bits = 128 // len(dest)
     xmm = [0] * 16
     xmm[1], xmm[2] = _pack(dest, bits), _pack(src, bits)
-    inp = N.Input(xmm=xmm, regs={g: 0 for g in N.GPRS if g not in ("rsp", N.BASE)})
+    inp = N.Input(xmm=xmm, regs={"rsi": N.DATA_ADDR})
     code = code_of(asm)
     for generic in (False, True):
         from bttool.translator.semantics import sse_fpcore
         old = sse_fpcore.USE_HOST_INSTRUCTIONS
         sse_fpcore.USE_HOST_INSTRUCTIONS = not generic
-        N._last_code[0] = None
+        N.forget_translation()
         try:
-            tr = N.run_translated(code, inp)
+            tr = N.run_translated(code, **vars(inp))
         finally:
             sse_fpcore.USE_HOST_INSTRUCTIONS = old
-            N._last_code[0] = None
+            N.forget_translation()
         assert not tr.notes, tr.notes
         assert tr.xmm[1] == _pack(want, bits), \
             f"{asm} ({'generic IR' if generic else 'host instructions'}): " \
@@ -527,9 +528,9 @@ def generic_fp(monkeypatch):
     instructions; no translation is shared with the other tests."""
     from bttool.translator.semantics import sse_fpcore
     monkeypatch.setattr(sse_fpcore, "USE_HOST_INSTRUCTIONS", False)
-    N._last_code[0] = None
+    N.forget_translation()
     yield
-    N._last_code[0] = None
+    N.forget_translation()
 
 
 @pytest.mark.parametrize("spec", _HOST_LOWERED, ids=[s.asm for s in _HOST_LOWERED])
@@ -560,7 +561,8 @@ def _pcmp_inputs(rng: random.Random, words: bool, n: int) -> list[N.Input]:
         if k % 5 == 2:      # needle taken from the haystack: equal ordered hits
             off = rng.randrange(0, 8) * bits
             xmm[1] = (xmm[2] >> off) & ((1 << rng.randrange(8, 129 - off, 8)) - 1)
-        regs = {g: rng.getrandbits(64) for g in N.GPRS if g not in ("rsp", N.BASE)}
+        regs = {g: rng.getrandbits(64) for g in N.GPRS if g not in ("rsp", "rsi")}
+        regs["rsi"] = N.DATA_ADDR
         regs["rax"] = rng.choice([rng.randrange(-18, 19) & M64, 0x80000000, 1 << 63, 0xFFFFFFFF])
         regs["rdx"] = rng.choice([rng.randrange(-18, 19) & M64, 0xFFFFFFFF80000000, 7 + (1 << 32)])
         out.append(N.Input(xmm=xmm, regs=regs, rflags=0x202 | rng.choice([0, N.ARITH]),

@@ -1,10 +1,10 @@
 """x87 semantics against the host CPU.
 
-Every test runs one instruction sequence natively (tests/x87_native.py) and
-under translation (run_snippet) over a table of records and compares the
-records byte for byte.  A record is REC bytes at rsi: inputs at fixed
-offsets, outputs written by the body; the snippet loops over the records
-(``rcx`` of them), so one translation checks many operand sets.
+Every test runs one instruction sequence natively and under translation
+(tests/native.py) over a table of records and compares the records byte
+for byte.  A record is REC bytes at rsi: inputs at fixed offsets, outputs
+written by the body; the snippet loops over the records (``rcx`` of them),
+so one translation checks many operand sets.
 
 Record layout (offsets from rsi):
   +0, +16   IN0, IN1: 80-bit inputs (10 bytes used)
@@ -37,10 +37,10 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-import x87_native  # noqa: E402
-from bttool.runtime.snippet import DATA_ADDR, DATA_SIZE, run_snippet  # noqa: E402
+import native as N  # noqa: E402
+from native import DATA_ADDR, DATA_SIZE  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not x87_native.tools_available(),
+pytestmark = pytest.mark.skipif(not N.have_toolchain(),
                                 reason="needs GNU as, objcopy and nm")
 
 REC = 256
@@ -746,7 +746,7 @@ def _loop(body: str, size: int) -> str:
 
 @lru_cache(maxsize=1)
 def _code() -> dict[str, bytes]:
-    return x87_native.assemble({k: _loop(v, REC_OF.get(k, REC)) for k, v in BODIES.items()})
+    return dict(zip(BODIES, N.assemble([_loop(v, REC_OF.get(k, REC)) for k, v in BODIES.items()])))
 
 
 # -- running and comparing ----------------------------------------------------
@@ -766,9 +766,9 @@ def run_both(name: str, recs: list[dict], sw_mask: int = SW_CC_TOP,
     assert 0 < len(recs) * size < DATA_SIZE
     code = _code()[name]
     data = pack(recs, size)
-    regs = {"rcx": len(recs)}
-    nregs, _, ndata = x87_native.runner().run(code, regs, data)
-    res = run_snippet(code, regs=dict(regs, rsi=DATA_ADDR), data=data)
+    regs = {"rcx": len(recs), "rsi": DATA_ADDR}
+    ndata = N.run_native(code, regs, data=data).data
+    res = N.run_translated(code, regs, data=data, reuse=False)
     assert res.fault == 0 and res.host_signal == 0, (res.fault, res.host_signal)
     assert not res.untranslatable, res.untranslatable
     mask = _masks(sw_mask, extra_masks, size)
