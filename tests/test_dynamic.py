@@ -122,9 +122,15 @@ def test_dlopen_and_dlsym_at_run_time(tmp_path, bttool_cache):
 def test_debian_python3_script(tmp_path, bttool_cache):
     """CPython with extension modules loaded by dlopen (slow cold: ~100 s;
     test_dlopen_and_dlsym_at_run_time covers the same path in the default run)."""
-    script = ("import json, re, hashlib, zlib\n"
+    script = ("import json, re, hashlib, zlib, sqlite3, subprocess\n"
               "print(json.dumps({'a': [1, 2]}), re.sub('a+', 'b', 'caaat'),\n"
-              "      hashlib.sha256(b'x').hexdigest()[:16], zlib.crc32(b'abc'))\n")
+              "      hashlib.sha256(b'x').hexdigest()[:16], zlib.crc32(b'abc'))\n"
+              "db = sqlite3.connect(':memory:')\n"
+              "db.execute('create table t (k integer, v text)')\n"
+              "db.executemany('insert into t values (?, ?)', [(i, str(i * i)) for i in range(50)])\n"
+              "print(db.execute('select count(*), sum(k), max(v) from t').fetchone())\n"
+              "r = subprocess.run(['/bin/echo', 'from', 'a child'], capture_output=True, text=True)\n"
+              "print(r.returncode, r.stdout.strip())\n")
     programs.compare_run(["/usr/bin/python3", "-c", script], bttool_cache)
 
 
@@ -205,7 +211,7 @@ HOT_PLT_C = r"""
 #include <string.h>
 static char a[64], b[64];
 /* ends in a tail jump through the PLT into libc: tier 2 follows the jump
-   to the PLT stub and would follow the stub's jmp *GOT into libc */
+   to the PLT stub and the stub's jmp *GOT into libc */
 __attribute__((noinline)) void *copy(void *d, const void *s, size_t n) { return memcpy(d, s, n); }
 int main(void) {
     unsigned long sum = 0;
@@ -222,7 +228,8 @@ int main(void) {
 
 def test_hot_code_calling_into_a_library_is_served_warm(tmp_path):
     """A hot loop in the program calling libc through its PLT: the tier-2
-    region stays inside the program's unit, so the cache can serve it; the
+    region takes libc's memcpy in as code of another file (keyed by that
+    file, placed at its base in each run), so the cache can serve it; the
     third run translates nothing (the second may still translate a little,
     see README "Translation, tiers and the cache")."""
     src, exe = tmp_path / "hot.c", tmp_path / "hot"
@@ -238,6 +245,67 @@ def test_hot_code_calling_into_a_library_is_served_warm(tmp_path):
         runs.append(json.loads(out.read_text()))
     assert runs[0]["regions_translated"] > 0
     assert runs[2]["regions_translated"] == 0, runs[2]
+
+
+CALLBACK_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+static const int weight[16] = {5, 3, 9, 1, 7, 2, 8, 6, 4, 0, 15, 11, 13, 10, 12, 14};
+static long calls;
+/* called by libc's qsort; reads the program's data rip-relative, so code
+   placed at a wrong base computes a wrong order or count */
+static int by_weight(const void *a, const void *b) {
+    unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
+    calls++;
+    if (weight[x & 15] != weight[y & 15]) return weight[x & 15] - weight[y & 15];
+    return (x > y) - (x < y);
+}
+static int descending(const void *a, const void *b) {
+    unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
+    calls += 1000;
+    return (x < y) - (x > y);
+}
+int main(void) {
+    enum { N = 20000 };
+    static unsigned v[N];
+    unsigned s = 12345;
+    unsigned long sum = 0;
+    for (int round = 0; round < 6; round++) {
+        for (int i = 0; i < N; i++) { s = s * 1103515245u + 12345u; v[i] = s >> 8; }
+        /* the same call site in qsort reaches another function now and then */
+        qsort(v, N, sizeof v[0], round % 3 == 2 ? descending : by_weight);
+        for (int i = 0; i < N; i += 97) sum = sum * 31 + v[i];
+    }
+    printf("%lu %ld\n", sum, calls);
+    return 0;
+}
+"""
+
+
+def test_library_code_calling_back_into_the_program(tmp_path):
+    """libc's qsort calling the program's comparison function: the hot
+    tier-2 region in libc.so.6 takes the function in (a span of the
+    program's file, `cache ls --json` lists it under ``foreign_images``),
+    and a warm run with the program at another base places that code at
+    the new base; a call that reaches another function leaves the region
+    as before.  Every run prints what the native run prints."""
+    import hashlib
+    import json
+    src, exe = tmp_path / "cb.c", tmp_path / "cb"
+    src.write_text(CALLBACK_C)
+    subprocess.run(["gcc", "-O2", "-fpie", "-pie", "-o", str(exe), str(src)], check=True,
+                   capture_output=True)
+    cache = tmp_path / "cache"
+    native = programs.run_native([exe])
+    for pie_base in (None, None, "0x7a0000000000"):
+        env = programs.guest_env({"BTTOOL_PIE_BASE": pie_base} if pie_base else None)
+        programs.assert_same(native, programs.run_bttool([exe], cache, env=env))
+    libc = next(p for p in _ld_so_list(str(exe)) if "libc.so" in os.path.basename(p))
+    ls = subprocess.run(programs.bttool_argv("cache", "--cache-dir", cache, "ls", "--image", libc,
+                                             "--json"), capture_output=True, text=True, check=True)
+    program_sha = hashlib.sha256(exe.read_bytes()).hexdigest()
+    holding = [r for r in json.loads(ls.stdout) if r["foreign_images"] == [program_sha]]
+    assert holding, "no region of libc.so.6 holds the program's comparison function"
 
 
 ET_EXEC_INTERP_S = r"""
@@ -268,3 +336,4 @@ def test_interpreter_of_type_et_exec(tmp_path, bttool_cache, pie):
                     f"-Wl,--dynamic-linker={interp}"], check=True, capture_output=True)
     native, _ = programs.compare_run([prog], bttool_cache)
     assert native.returncode == 7 and native.stdout.startswith(b"the interpreter ran.")
+

@@ -9,7 +9,7 @@ state, which lets LLVM keep guest registers in host registers.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 from llvmlite import ir
 
@@ -17,6 +17,12 @@ from bttool.ir import memory, state, support
 from bttool.ir.commits import REGISTER_FILE, CommitPoints, split_address
 from bttool.ir.fastbuilder import FastBuilder
 from bttool.ir.state import FIELDS
+
+# What a foreign unit's base cell holds until the runtime writes it
+# (FunctionEmitter's ``foreign``): no canonical address minus a file offset
+# equals it, so a guard that compares an indirect target with
+# ``base + offset`` never passes.
+UNBOUND_BASE = 1 << 63
 
 I1 = ir.IntType(1)
 I8 = ir.IntType(8)
@@ -107,7 +113,8 @@ class FunctionEmitter:
 
     def __init__(self, module: ir.Module, name: str, pic_base: int | None = None,
                  hot_counters: bool = False, system: bool = False, entry_pc: int | None = None,
-                 precise_faults: bool = False):
+                 precise_faults: bool = False,
+                 foreign: Sequence[tuple[int, int, int, str]] = ()):
         """``pic_base``: for position-independent code, the base of its code
         unit (runtime/codeunits.py) that the guest addresses seen at
         translation time are relative to.  The code then computes every
@@ -121,13 +128,23 @@ class FunctionEmitter:
         faults are precise (see begin_insn) and loops poll for interrupts.
 
         ``precise_faults``: linux-user code that commits the state where a
-        replay after a host fault would be inexact (ir/commits.py)."""
+        replay after a host fault would be inexact (ir/commits.py).
+
+        ``foreign``: (start, end, base, cell) of other code units whose
+        code this function also holds (tier 2, translator/guestcode.Span):
+        addresses in [start, end) are computed from that unit's base in
+        this run, which the runtime writes into the i64 global ``cell``
+        of this object before it installs the function (loaded once, at
+        entry).  Until then the cell holds an address no guest target
+        matches."""
         self.module = module
         self.pic_base = pic_base
         if pic_base is not None and entry_pc is None:
             raise ValueError("position-independent code needs its entry pc")
         self.entry_pc = entry_pc
         self._unit_base: ir.Value | None = None
+        self.foreign = list(foreign)
+        self._foreign_bases: dict[str, ir.Value] = {}
         self.hot_counters = hot_counters
         self.system = system
         self.current_pc = 0   # guest pc of the instruction being lifted
@@ -260,11 +277,30 @@ class FunctionEmitter:
             self._unit_base = eb.sub(rip, const(64, self.entry_pc - self.pic_base))
         return self._unit_base
 
-    def guest_addr(self, addr: int) -> ir.Value:
-        """A guest code/data address known at translation time, as i64."""
+    def _foreign_base(self, cell: str) -> ir.Value:
+        """The run's base of a foreign unit: its cell, read at entry."""
+        v = self._foreign_bases.get(cell)
+        if v is None:
+            g = ir.GlobalVariable(self.module, I64, cell)
+            g.initializer = const(64, UNBOUND_BASE)
+            g.align = 8
+            v = self._foreign_bases[cell] = self._entry_builder.load(g, typ=I64)
+        return v
+
+    def guest_addr(self, addr: int, b: ir.IRBuilder | None = None) -> ir.Value:
+        """A guest code/data address known at translation time, as i64
+        (built with ``b``, the current builder by default)."""
+        b = b or self.b
+        for start, end, base, cell in self.foreign:
+            if start <= addr < end:
+                return b.add(self._foreign_base(cell), const(64, addr - base))
         if self.pic_base is None:
             return const(64, addr)
-        return self.b.add(self.unit_base(), const(64, addr - self.pic_base))
+        return b.add(self.unit_base(), const(64, addr - self.pic_base))
+
+    def is_foreign(self, addr: int) -> bool:
+        """Whether ``addr`` lies in a foreign unit of this function."""
+        return any(start <= addr < end for start, end, _, _ in self.foreign)
 
     def begin_insn(self, pc: int) -> None:
         """Start lifting the instruction at ``pc``.  In system mode the state
@@ -308,8 +344,7 @@ class FunctionEmitter:
         for name in sorted(self.commits.fields(commit) - {"rip"}):
             self._writeback(b, name)
         rip = commit.rip
-        b.store(const(64, rip) if self.pic_base is None else
-                b.add(self.unit_base(), const(64, rip - self.pic_base)), self._state_gep(b, "rip"))
+        b.store(self.guest_addr(rip, b), self._state_gep(b, "rip"))
         b.fence("seq_cst", "singlethread")
         b.branch(commit.cont)
 
@@ -474,8 +509,20 @@ class FunctionEmitter:
     def switch_leave(self, target: ir.Value, candidates: list[int]) -> None:
         """An indirect jump whose likely targets are known: a switch on the
         target, so known targets become direct (often in-region) branches;
-        anything else leaves through the lookup table as usual."""
+        anything else leaves through the lookup table as usual.  Targets
+        in a foreign unit are compared with their address in this run
+        first (one compare each)."""
         b = self.b
+        for t in sorted(c for c in candidates if self.is_foreign(c)):
+            case, other = self.new_block("fg.case"), self.new_block("fg.other")
+            b.cbranch(b.icmp_unsigned("==", target, self.guest_addr(t)), case, other)
+            b.position_at_end(case)
+            self.leave(t)
+            b.position_at_end(other)
+        candidates = [c for c in candidates if not self.is_foreign(c)]
+        if not candidates:
+            self.leave(target)
+            return
         key = target if self.pic_base is None else b.sub(target, self.unit_base())
         default = self.new_block("sw.other")
         keys = sorted({t - (self.pic_base or 0) for t in candidates})

@@ -208,7 +208,7 @@ def translate_program(image: GuestImage, store: CacheStore, target: codegen.Targ
             summary.failed_regions += failed
             for t in translations:
                 store.write_translation(t, image.sha256, os.path.abspath(image.path), target.key(),
-                                        target.triple, options.key(), base)
+                                        target.triple, options.key())
                 summary.regions += len(t.regions)
                 summary.guest_instructions += t.insn_count
                 for r in t.regions:

@@ -45,14 +45,14 @@ import struct
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, TypeVar
 
 from bttool.ir import codegen, objfile
 from bttool.ir.codegen import Target
 from bttool.runtime import cache_index, cache_rows
 from bttool.runtime.hostfds import hold, opening_high, standard_fds_held
-from bttool.translator.guestcode import CodeReader, guest_digest
+from bttool.translator.guestcode import CodeReader, Span, guest_digest, parse_spans, spans_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from bttool.runtime.codeunits import CodeUnits
@@ -130,6 +130,8 @@ class CachedRegion:
     insn_count: int
     rank: int = 0      # index of the variant it belongs to (0 = best tier)
     ranges: list[tuple[int, int]] | None = None     # its guest code, at this run's addresses
+    # its foreign units (translator/guestcode.Span): file digest -> base in this run
+    foreign: dict[str, int] = field(default_factory=dict)
 
 
 # connections replaced by CacheStore.reopen, kept from finalisation
@@ -468,7 +470,7 @@ class CacheStore:
         return found[0][3]
 
     def write_translation(self, t: Translation, image: str, image_path: str, target_key: str,
-                          triple: str, options_key: str, base: int) -> str:
+                          triple: str, options_key: str) -> str:
         """Store an object and its regions (each with its row checksum);
         returns the object id."""
         data = t.object_code
@@ -482,7 +484,7 @@ class CacheStore:
         rows = []
         for r in t.regions:
             covered = (r.key, image, image_path, target_key, triple, options_key, r.entry_rel,
-                       json.dumps([[s - base, e - base] for s, e in r.ranges]), r.digest,
+                       spans_json(r.spans), r.digest,
                        r.insn_count, object_id, r.symbol, sizes.get(r.symbol, 0))
             rows.append(covered + (r.guest_code, now, now, cache_rows.row_checksum(covered)))
 
@@ -803,20 +805,37 @@ class RunCache:
                 continue
             if not self._intact(row):
                 continue
-            try:
-                ranges = [(s + base, e + base) for s, e in json.loads(row[_RANGES])]
-            except (ValueError, TypeError):
-                continue        # intact as written: not a list of pairs is not ours
-            if not all(unit.contains(s) and unit.contains(e - 1) for s, e in ranges):
-                continue            # the unit is smaller here (another file version)
-            if guest_digest(read, ranges, base) != row[_DIGEST]:
+            spans = self._spans_here(row[_RANGES], unit)
+            if spans is None or guest_digest(read, spans) != row[_DIGEST]:
                 continue
             key = row[0]
             self.hits += 1
             self.used.append(key)
-            return CachedRegion(key, row[_OBJECT], row[_SYMBOL], row[_INSNS], rank, ranges)
+            return CachedRegion(key, row[_OBJECT], row[_SYMBOL], row[_INSNS], rank,
+                                [(s.start, s.end) for s in spans],
+                                {s.image: s.base for s in spans if s.image})
         self.misses += 1
         return None
+
+    def _spans_here(self, stored: str, unit) -> list[Span] | None:
+        """A candidate's spans at this run's addresses, or None when its code
+        cannot be here: a unit smaller than the file version it was made
+        from, or a foreign unit (translator/guestcode.Span) that this
+        process has not mapped."""
+        try:
+            rel = parse_spans(stored)
+        except ValueError:
+            return None         # intact as written: not spans is not ours
+        spans = []
+        for start, end, image in rel:
+            u = self.units.by_image(image) if image else unit
+            if u is None:
+                return None
+            s = Span(start + u.base, end + u.base, u.base, image)
+            if not (u.contains(s.start) and u.contains(s.end - 1)):
+                return None
+            spans.append(s)
+        return spans
 
     def has_entry(self, pc: int) -> bool:
         """Whether some cached region (valid or not) starts at ``pc``."""
@@ -849,7 +868,7 @@ class RunCache:
         if not (self.enabled or released) or self.store.readonly:
             return
         unit = self.units.find(t.regions[0].entry)
-        entry = (t, unit.image, unit.path, target_key, self.triple, options_key, unit.base)
+        entry = (t, unit.image, unit.path, target_key, self.triple, options_key)
         if released:
             self.pending.append(entry)      # finish stores it if the index opens again
             return

@@ -3,7 +3,6 @@ verification (the logic behind `bttool cache ...`)."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sqlite3
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 from bttool.ir import codegen, objfile
 from bttool.runtime import cache_rows
 from bttool.runtime.cache import CacheStore
+from bttool.translator.guestcode import parse_spans
 
 _ROW = ("key, image, image_path, target, triple, options, entry, ranges, insn_count, host_bytes,"
         " object, symbol, created, last_used, hits, guest_code")
@@ -18,13 +18,14 @@ _ROW = ("key, image, image_path, target, triple, options, entry, ranges, insn_co
 
 def _row_dict(r) -> dict:
     try:
-        ranges = [(int(s), int(e)) for s, e in json.loads(r[7])]
-    except (ValueError, TypeError):
-        ranges = []         # a corrupt row (`cache verify` names it): listed, not parsed
+        spans = parse_spans(r[7])
+    except ValueError:
+        spans = []          # a corrupt row (`cache verify` names it): listed, not parsed
+    ranges = [(s, e) for s, e, image in spans if not image]
     return {
         "key": r[0], "image": r[1], "image_path": r[2], "target": r[3], "triple": r[4],
         "options": r[5], "entry": r[6], "guest_start": min((s for s, _ in ranges), default=r[6]),
-        "guest_end": max((e for _, e in ranges), default=r[6]), "ranges": ranges, "insn_count": r[8],
+        "guest_end": max((e for _, e in ranges), default=r[6]), "ranges": ranges, "spans": spans, "insn_count": r[8],
         "host_bytes": r[9], "object": r[10], "symbol": r[11], "created": r[12],
         "last_used": r[13], "hits": r[14], "guest_code": r[15],
     }
@@ -42,6 +43,8 @@ def list_regions(store: CacheStore, image_sha: str | None = None) -> list[dict]:
         d = _row_dict(r)
         d.pop("guest_code")
         d.pop("ranges")
+        # files whose code the region also holds (translator/guestcode.Span)
+        d["foreign_images"] = sorted({image for _, _, image in d.pop("spans") if image})
         out.append(d)
     return out
 
@@ -78,10 +81,11 @@ def guest_disassembly(region: dict) -> str:
     code = region["guest_code"]
     lines = []
     pos = 0
-    for start, end in region["ranges"]:
+    for start, end, image in region["spans"]:
         chunk = code[pos:pos + end - start]
         pos += end - start
-        lines.append(f"{start:#x}:")
+        # a foreign span's addresses are relative to its own file's base
+        lines.append(f"{start:#x}:" + (f"  (in file {image[:12]})" if image else ""))
         for insn in dec.decode_all(chunk, start):
             lines.append(f"  {insn.address:#10x}  {insn.bytes.hex():<24} {insn.mnemonic} {insn.op_str}")
     return "\n".join(lines)
@@ -97,8 +101,9 @@ def regenerate_ir(region: dict, optimise: bool = True) -> str:
     code = region["guest_code"]
     pieces = []
     pos = 0
-    for start, end in region["ranges"]:
-        pieces.append((start, end, code[pos:pos + end - start]))
+    for start, end, image in region["spans"]:
+        if not image:       # foreign spans join only through a run-time guess
+            pieces.append((start, end, code[pos:pos + end - start]))
         pos += end - start
     starts = {s for s, _, _ in pieces}
 

@@ -69,20 +69,15 @@ def object_ok(object_id: object, sha256: object, size: object, data: object) -> 
 
 def guest_code_ok(ranges_json: object, guest_code: object, digest: object) -> bool:
     """Whether a region's stored guest bytes are the ones its digest was
-    made from (translator/guestcode.guest_digest, over ranges relative to
-    the image base): what `cache show` disassembles is what was translated."""
-    import json
-    try:
-        ranges = json.loads(ranges_json)
-        h = hashlib.sha256()
-        pos = 0
-        for start, end in ranges:
-            h.update(start.to_bytes(8, "little", signed=True) + (end - start).to_bytes(4, "little"))
-            h.update(guest_code[pos:pos + end - start])
-            pos += end - start
-    except (ValueError, TypeError, AttributeError, OverflowError):
+    made from (translator/guestcode.guest_digest, over spans relative to
+    their unit's base): what `cache show` disassembles is what was translated."""
+    from bttool.translator.guestcode import parse_spans, stored_digest
+    if not isinstance(guest_code, bytes):
         return False
-    return isinstance(guest_code, bytes) and pos == len(guest_code) and h.hexdigest() == digest
+    try:
+        return stored_digest(parse_spans(ranges_json), guest_code) == digest
+    except (ValueError, OverflowError):
+        return False
 
 
 def text_value(raw: bytes) -> str:

@@ -69,6 +69,11 @@ class CodeUnits:
             return self._units[i]
         return self.default
 
+    def by_image(self, image: str) -> CodeUnit | None:
+        """The unit mapped from the file with digest ``image`` (the first,
+        by address, if the file is mapped twice), or None."""
+        return next((u for u in [self.default] + self._units if u.image == image), None)
+
     def all(self) -> list[CodeUnit]:
         return [self.default] + [u for u in self._units if u != self.default]
 

@@ -18,7 +18,7 @@ from bttool.ir.support import (EMPTY_PC, TABLE_ENTRIES, TABLE_ENTRY_SIZE, TABLE_
                                TARGET_BITS, table_set, target_index)
 from bttool.runtime.engine import Engine, SupportCompiler
 from bttool.runtime.guestthreads import LOCK, PerThread
-from bttool.translator.guestcode import UnmappedCode
+from bttool.translator.guestcode import Span, UnmappedCode, foreign_base_symbol
 from bttool.translator.options import LiftOptions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -267,12 +267,19 @@ class Executor:
 
     def _guess_target(self, site: int) -> int | None:
         """The last target tier-1 code saw at the indirect call/jump at
-        ``site`` (or at a site colliding with it: only a guess)."""
+        ``site`` (or at a site colliding with it: only a guess).  A target
+        in another code unit is taken too (libc's qsort calling the
+        program's comparison function): the region holds that unit's code
+        as a foreign span, placed at the unit's base in each run
+        (translator/guestcode.Span); not when either end lies outside the
+        mapped units (JIT code)."""
         guess = self.target_profile[target_index(site - (self.options_for(site).pic_base or 0))]
         if not guess:
             return None
-        if self.units is not None and self.units.find(guess) is not self.units.find(site):
-            return None         # in another unit: the region could not follow it anyway
+        if self.units is not None:
+            here, there = self.units.find(site), self.units.find(guess)
+            if there is not here and not (here.contains(site) and there.contains(guess)):
+                return None
         return guess
 
     def _reg_value(self, reg_id: int) -> int | None:
@@ -289,14 +296,19 @@ class Executor:
         installed when its object arrives, see ``collect``)."""
         from bttool.translator.translate import lift  # not needed by warm runs
         if self.region_bound is not None:
-            kw["within"] = self.region_bound(pc)
+            kw["within"] = [self.region_bound(pc)]
         elif self.units is not None:
-            # A region never leaves its unit (the program's included): its
-            # cache entry is keyed by one file, and a tier-2 region that
-            # followed a PLT jump into libc could never be served again.
+            # A region's blocks lie in mapped units: the entry's, and (tier
+            # 2, through a guessed indirect target) others as foreign spans;
+            # each span is keyed by its file and placed at its unit's base.
+            # Tier 1 stays in its own unit.  A file mapped twice is one unit
+            # to a region (its cell holds one base): its first mapping.
             u = self.units.find(pc)
             if u.contains(pc):
-                kw["within"] = (u.start, u.end)
+                others = [v for v in self.units.all() if v.image != u.image
+                          and self.units.by_image(v.image) is v] if kw.get("guess_target") else []
+                kw["within"] = [(v.start, v.end) for v in [u] + others]
+                kw["foreign"] = [Span(v.start, v.end, v.base, v.image) for v in others]
         lifted = lift([pc], read, options, target, known=known or self.known.__contains__,
                       read_data=self._read_data, **kw)
 
@@ -337,6 +349,7 @@ class Executor:
                 self.code_ranges[region.entry] = region.ranges
                 if self.on_code is not None:
                     self.on_code(region.ranges)
+                self._bind_foreign(region.symbol, {s.image: s.base for s in region.spans if s.image})
                 self._install_new(region.entry, self.engine.address(region.symbol))
         if self.cache is not None:
             self.cache.store_translation(t, target.key(), options.key())
@@ -366,6 +379,7 @@ class Executor:
             self.code_ranges[pc] = hit.ranges
             if self.on_code is not None:
                 self.on_code(hit.ranges)
+        self._bind_foreign(hit.symbol, hit.foreign)
         self._install_new(pc, self.engine.address(hit.symbol))
         if hit.rank == 0:
             self.promoted.add(pc)
@@ -373,6 +387,14 @@ class Executor:
         self._count(pc, 0, 1)
         self.stats.cache_load_seconds += time.perf_counter() - t0
         return True
+
+    def _bind_foreign(self, symbol: str, bases: dict[str, int]) -> None:
+        """Tell the translation ``symbol`` where its foreign units are in
+        this run (translator/guestcode.Span): written before every install,
+        since the unit may have moved since the object was loaded."""
+        for image, base in bases.items():
+            cell = self.engine.global_address(foreign_base_symbol(symbol, image))
+            ctypes.c_uint64.from_address(cell).value = base
 
     def run(self) -> int:
         """Run until an exit the personality must handle (misses and hot

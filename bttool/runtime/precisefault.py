@@ -51,7 +51,7 @@ class FaultReplay:
             options = ex.options_for(pc).tier2()        # no counters, no profiling
             # within (pc, pc + 1): the block ends after its first instruction
             lifted = lift([pc], ex.memory.read_code, options, ex.target, known=lambda p: True,
-                          max_blocks=1, within=(pc, pc + 1))
+                          max_blocks=1, within=[(pc, pc + 1)])
             t = lifted.compile()
             ex.engine.load_object(t.object_code)
             fn = self._steps[pc] = ex.engine.address(t.regions[0].symbol)

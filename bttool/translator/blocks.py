@@ -8,7 +8,7 @@ direct branches, bounded in count; it is compiled as one LLVM module.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 from capstone import x86_const as X
 
@@ -111,7 +111,7 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
                     reg_value: Callable[[int], int | None] | None = None,
                     follow_calls: bool = False,
                     guess_target: Callable[[int], int | None] | None = None,
-                    within: tuple[int, int] | None = None) -> Region:
+                    within: Sequence[tuple[int, int]] | None = None) -> Region:
     """The entry block and blocks it reaches by direct branches (breadth
     first), skipping blocks that are already translated (``known``).  With
     ``read_data``, a jump table ending a block is resolved and its targets
@@ -124,8 +124,9 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
     would bring their cold paths along).  ``guess_target`` may name the
     likely target of an indirect call or jump by its address (a run-time
     profile): it joins the region and the lifter switches on it.  With
-    ``within`` = (lo, hi), only blocks starting in [lo, hi) join, and none
-    extends past hi (system mode: one guest page)."""
+    ``within`` = [(lo, hi), ...], only blocks starting in one of those
+    ranges join, and none extends past its range's hi (system mode: one
+    guest page; user mode: the code units)."""
     from bttool.translator import jumptables
     blocks: dict[int, Block] = {}
     todo = [entry]
@@ -135,10 +136,13 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
         pc = todo.pop(0)
         if pc in blocks or (pc != entry and known(pc)):
             continue
-        if within is not None and pc != entry and not within[0] <= pc < within[1]:
-            continue
+        end = None
+        if within is not None:
+            end = next((hi for lo, hi in within if lo <= pc < hi), None)
+            if end is None and pc != entry:
+                continue
         try:
-            blk = decode_block(decoder, read, pc, end=within[1] if within else None)
+            blk = decode_block(decoder, read, pc, end=end)
         except UnmappedCode:
             if pc == entry:
                 raise

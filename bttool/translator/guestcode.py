@@ -8,6 +8,8 @@ cache) never imports the translator.
 from __future__ import annotations
 
 import hashlib
+import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -21,13 +23,82 @@ class UnmappedCode(Exception):
     """Instruction fetch from an address that is not mapped executable."""
 
 
-def guest_digest(read: CodeReader, ranges: list[tuple[int, int]], base: int) -> str:
-    """Digest of the guest bytes a translation was made from (addresses
-    relative to the image base, so a moved PIE image digests the same)."""
+@dataclass(frozen=True)
+class Span:
+    """Guest bytes a translation was made from: [start, end) at the address
+    they have in this run, in the code unit whose base is ``base``
+    (runtime/codeunits.py).  ``image`` is "" for the unit the region's
+    entry is in, else the file digest of a *foreign* unit: a tier-2 region
+    may take in a function of another file that an indirect call there
+    usually reaches (a comparison function of the program called by libc's
+    qsort), and that code is placed relative to the foreign unit's base in
+    this run (``foreign_base_symbol``)."""
+    start: int
+    end: int
+    base: int = 0
+    image: str = ""
+
+
+def foreign_base_symbol(function: str, image: str) -> str:
+    """The i64 global in the object of the translation ``function`` that
+    holds the run's base of its foreign unit ``image``; the runtime writes
+    it before the translation is installed.  (The one place for the name.)"""
+    return f"{function}.base.{image[:16]}"
+
+
+def _digest_update(h, rel: int, length: int, data: bytes, image: str) -> None:
+    h.update(rel.to_bytes(8, "little", signed=True) + length.to_bytes(4, "little"))
+    if image:
+        h.update(b"@" + image.encode())
+    h.update(data)
+
+
+def guest_digest(read: CodeReader, spans: list[Span]) -> str:
+    """Digest of the guest bytes a translation was made from (each span's
+    addresses relative to its unit's base, so a moved PIE image or library
+    digests the same; a foreign span also names its file)."""
     h = hashlib.sha256()
-    for start, end in ranges:
-        h.update((start - base).to_bytes(8, "little", signed=True) + (end - start).to_bytes(4, "little"))
-        h.update(read(start, end - start))
+    for s in spans:
+        _digest_update(h, s.start - s.base, s.end - s.start, read(s.start, s.end - s.start), s.image)
+    return h.hexdigest()
+
+
+def spans_json(spans: list[Span]) -> str:
+    """How the cache stores a region's spans: ``[start, end]`` relative to
+    the base of the region's own unit, ``[start, end, image]`` relative to
+    a foreign unit's base, in digest order."""
+    return json.dumps([[s.start - s.base, s.end - s.base] + ([s.image] if s.image else [])
+                       for s in spans])
+
+
+def parse_spans(text: object) -> list[tuple[int, int, str]]:
+    """The stored spans (``spans_json``) as (start, end, image) relative to
+    their unit's base; ValueError when ``text`` is not that."""
+    try:
+        items = json.loads(text)     # type: ignore[arg-type]
+        out = []
+        for item in items:
+            start, end, image = (item + [""])[:3] if len(item) == 2 else item
+            if not (isinstance(start, int) and isinstance(end, int) and isinstance(image, str)
+                    and start < end):
+                raise ValueError(item)
+            out.append((start, end, image))
+        return out
+    except (TypeError, AttributeError, json.JSONDecodeError) as e:
+        raise ValueError(str(e)) from None
+
+
+def stored_digest(spans: list[tuple[int, int, str]], guest_code: bytes) -> str:
+    """``guest_digest`` of stored spans and their concatenated bytes (what
+    `cache verify` checks a row's guest code with); ValueError when the
+    bytes do not fill the spans exactly."""
+    h = hashlib.sha256()
+    pos = 0
+    for start, end, image in spans:
+        _digest_update(h, start, end - start, guest_code[pos:pos + end - start], image)
+        pos += end - start
+    if pos != len(guest_code):
+        raise ValueError("guest code does not match its ranges")
     return h.hexdigest()
 
 

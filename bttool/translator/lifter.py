@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from capstone import x86_const as X
 from capstone.x86_const import X86_INS_CALL, X86_INS_RET
@@ -17,6 +18,7 @@ from bttool.ir.emitter import FunctionEmitter
 from bttool.ir.state import EXIT_FAULT, FAULT_UD
 from bttool.translator import flaglive, registry
 from bttool.translator.blocks import Block, Region
+from bttool.translator.guestcode import Span, foreign_base_symbol
 from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.options import LiftOptions
 
@@ -29,14 +31,18 @@ class LiftResult:
     insn_count: int = 0
 
 
-def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: str) -> LiftResult:
+def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: str,
+                foreign: Sequence[Span] = ()) -> LiftResult:
     """Lift ``region`` into ``module`` as one function called ``name``,
     entered at ``region.entry``; direct branches between its blocks are IR
-    branches."""
+    branches.  ``foreign``: the other code units some of its blocks lie in
+    (translate.lift)."""
     result = LiftResult(module, {})
     em = FunctionEmitter(module, name, options.pic_base, options.hot_counters,
                           system=not options.user_mode, entry_pc=region.entry,
-                          precise_faults=options.precise_faults)
+                          precise_faults=options.precise_faults,
+                          foreign=[(u.start, u.end, u.base, foreign_base_symbol(name, u.image))
+                                   for u in foreign])
     labels = {pc: em.new_block(f"g_{pc:x}") for pc in sorted(region.blocks)}
     em.local_targets = labels
     em.indirect_targets = {b.insns[-1].address: b.table_targets

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 from capstone.x86_const import X86_INS_CALL
 from llvmlite import ir
@@ -17,7 +17,7 @@ from bttool.ir.lifetime import release_module
 from bttool.translator import registry
 from bttool.translator.blocks import Region, discover_region
 from bttool.translator.decoder import Decoder
-from bttool.translator.guestcode import CodeReader, UnmappedCode, guest_digest, region_key
+from bttool.translator.guestcode import CodeReader, Span, UnmappedCode, guest_digest, region_key
 from bttool.translator.lifter import lift_region
 from bttool.translator.options import LiftOptions
 
@@ -29,11 +29,21 @@ class RegionInfo:
     key: str
     symbol: str
     insn_count: int
-    ranges: list[tuple[int, int]]           # absolute [start, end) of every block
-    guest_code: bytes                       # the bytes of those ranges, concatenated
+    spans: list[Span]                       # every block, with its unit's base (and file)
+    guest_code: bytes                       # the bytes of those spans, concatenated
     digest: str
     untranslatable: list[tuple[int, str]] = field(default_factory=list)
     entries: list[int] = field(default_factory=list)   # where execution re-enters next
+
+    @property
+    def ranges(self) -> list[tuple[int, int]]:
+        """Absolute [start, end) of every block."""
+        return [(s.start, s.end) for s in self.spans]
+
+    @property
+    def foreign_images(self) -> list[str]:
+        """The files of the foreign units the region took code from."""
+        return sorted({s.image for s in self.spans if s.image})
 
 
 @dataclass
@@ -49,17 +59,24 @@ class Translation:
 
 
 def _describe(region: Region, read: CodeReader, options: LiftOptions,
-              target: codegen.Target) -> RegionInfo:
+              target: codegen.Target, foreign: Sequence[Span] = ()) -> RegionInfo:
     base = options.pic_base or 0
-    ranges = sorted((b.start, b.end) for b in region.blocks.values())
-    digest = guest_digest(read, ranges, base)
+    spans = []
+    for b in sorted(region.blocks.values(), key=lambda b: b.start):
+        unit = _foreign_unit(b.start, foreign)
+        spans.append(Span(b.start, b.end, unit.base, unit.image) if unit else Span(b.start, b.end, base))
+    digest = guest_digest(read, spans)
     key = region_key(digest, region.entry - base, options, target)
     entries = sorted({e for b in region.blocks.values() for e in b.entries}
                      | {s for b in region.blocks.values() for s in b.successors
                         if s not in region.blocks})
     return RegionInfo(region.entry, region.entry - base, key, f"bt_{region.entry - base:x}_{key[:16]}",
-                      region.insn_count, ranges, b"".join(read(s, e - s) for s, e in ranges), digest,
-                      [], entries)
+                      region.insn_count, spans, b"".join(read(s.start, s.end - s.start) for s in spans),
+                      digest, [], entries)
+
+
+def _foreign_unit(pc: int, foreign: Sequence[Span]) -> Span | None:
+    return next((u for u in foreign if u.start <= pc < u.end), None)
 
 
 @dataclass
@@ -103,15 +120,20 @@ def lift(entries: list[int], read: CodeReader, options: LiftOptions, target: cod
          reg_value: Callable[[int], int | None] | None = None,
          follow_calls: bool = False,
          guess_target: Callable[[int], int | None] | None = None,
-         within: tuple[int, int] | None = None,
+         within: Sequence[tuple[int, int]] | None = None,
+         foreign: Sequence[Span] = (),
          with_entry_call: bool = False) -> Lifted:
     """Lift the regions at ``entries`` into one LLVM module.
 
     The first entry must be fetchable (UnmappedCode otherwise); later ones
     that are not are skipped.  For a foreign target, regions using x87
     (which only an x86 host can compile) are skipped and listed in
-    ``skipped``.  ``within`` = (lo, hi) keeps every block inside that
-    address range (system mode: one guest page).
+    ``skipped``.  ``within`` = [(lo, hi), ...] keeps every block inside
+    those address ranges (system mode: one guest page; user mode: the code
+    units).  ``foreign``: the code units other than the entry's, as spans
+    (start, end, base, image), whose blocks a region may take in (tier 2,
+    through ``guess_target``); their code is translated relative to the
+    base that unit has in the run that installs it (ir/emitter.py).
 
     ``with_entry_call``: when a region's entry block ends with a call, the
     direct callee and the return site (the block's ``entries``) join the
@@ -119,12 +141,12 @@ def lift(entries: list[int], read: CodeReader, options: LiftOptions, target: cod
     entry block is about to run, so both are all but certain to run next, and sharing this module saves each of them the fixed cost of a
     translation of its own (Python set-up, an LLVM module, an object, a
     cache write: about half the cost of a small region)."""
-    foreign = not target.triple.startswith(("x86_64", "i386", "i686"))
+    other_host = not target.triple.startswith(("x86_64", "i386", "i686"))
     t0 = time.perf_counter()
     decoder = Decoder(options.mode)
     module = ir.Module(name=f"bt_{entries[0]:x}")
     # What the code may use of the target beyond generic IR (x86 hosts only).
-    module.bt_target_features = "" if foreign else target.features
+    module.bt_target_features = "" if other_host else target.features
     infos: list[RegionInfo] = []
     entries = list(entries)     # may grow (with_entry_call)
     batch = set(entries)
@@ -138,12 +160,13 @@ def lift(entries: list[int], read: CodeReader, options: LiftOptions, target: cod
             if n == 0:
                 raise
             continue
-        if foreign and any(registry.host_only(i.id) for b in region.blocks.values() for i in b.insns):
+        if other_host and any(registry.host_only(i.id) for b in region.blocks.values() for i in b.insns):
             if skipped is not None:
                 skipped.append((pc, "x87 code cannot be translated for " + target.triple))
             continue
-        info = _describe(region, read, options, target)
-        lifted = lift_region(region, options, module, info.symbol)
+        info = _describe(region, read, options, target, foreign)
+        used = [u for u in foreign if u.image in info.foreign_images]
+        lifted = lift_region(region, options, module, info.symbol, used)
         info.untranslatable = lifted.untranslatable
         infos.append(info)
         if with_entry_call and len(entries) < _MAX_BATCH:
