@@ -33,6 +33,10 @@ def main() -> None:
 @click.option("--stats", is_flag=True, help="Print a short summary on stderr at exit.")
 @click.option("--stats-json", type=click.Path(dir_okay=False), help="Write run statistics as JSON.")
 @click.option("--argv0", default=None, help="argv[0] for the guest (default: PROGRAM).")
+@click.option("--sysroot", envvar="BTTOOL_SYSROOT", type=click.Path(exists=True, file_okay=False),
+              help="Look up the guest's absolute paths (its ELF interpreter, the libraries "
+                   "ld.so opens, any file) under this directory first, as qemu-user's -L "
+                   "(also BTTOOL_SYSROOT).")
 @click.option("--system", is_flag=True,
               help="PROGRAM is a bare-metal kernel to boot on a virtual machine (implied by a "
                    "Multiboot header); ARGS become its command line.")
@@ -42,8 +46,8 @@ def main() -> None:
 @click.argument("program")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(verbose: bool, cache_dir: str | None, no_cache: bool, stats: bool,
-        stats_json: str | None, argv0: str | None, system: bool, memory: str, max_resets: int,
-        program: str, args: tuple[str, ...]) -> None:
+        stats_json: str | None, argv0: str | None, sysroot: str | None, system: bool, memory: str,
+        max_resets: int, program: str, args: tuple[str, ...]) -> None:
     """Run PROGRAM (an x86-64 Linux executable, static or dynamically
     linked) with ARGS, or boot a kernel (--system, or any image with a
     Multiboot header)."""
@@ -69,7 +73,7 @@ def run(verbose: bool, cache_dir: str | None, no_cache: bool, stats: bool,
             from bttool.runtime.session import run_program
             status, sig, st = run_program(program, list(args), cache_dir=None if no_cache else cache_dir,
                                           use_cache=not no_cache, verbose=verbose, argv0=argv0,
-                                          end=lambda s, g, r: finish_run(s, g, r, t0, stats, stats_json))
+                                          sysroot_dir=sysroot, end=lambda s, g, r: finish_run(s, g, r, t0, stats, stats_json))
     except BttoolError as e:
         _fail(str(e), e.status)
         return

@@ -337,3 +337,62 @@ def test_interpreter_of_type_et_exec(tmp_path, bttool_cache, pie):
     native, _ = programs.compare_run([prog], bttool_cache)
     assert native.returncode == 7 and native.stdout.startswith(b"the interpreter ran.")
 
+
+SYSROOT_LIB_C = "int bt_value(void) { return 42; }\n"
+SYSROOT_PROG_C = r"""
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+int bt_value(void);
+int main(int argc, char **argv) {
+    char line[64] = "missing";
+    FILE *f = fopen("/etc/btsys-test.conf", "r");
+    if (f) { fgets(line, sizeof line, f); line[strcspn(line, "\n")] = 0; fclose(f); }
+    printf("%s value %d conf %s\n", argc > 1 ? argv[1] : "first", bt_value(), line);
+    fflush(stdout);
+    if (argc == 1) {
+        execl("/opt/btsys/again", "again", "exec'd", (char *)0);
+        perror("execl");
+        return 1;
+    }
+    return 0;
+}
+"""
+
+
+def test_sysroot_holds_the_interpreter_libraries_files_and_programs(tmp_path):
+    """--sysroot DIR (and BTTOOL_SYSROOT), as qemu-user's -L: a program
+    whose interpreter (/opt/btsys/ld.so), library (rpath /usr/lib/btsys),
+    data file and exec'd program exist only under DIR runs as it would in
+    that root, and the exec'd bttool keeps the sysroot; without it the
+    interpreter is missing (status 127, as a shell reports it)."""
+    root = tmp_path / "root"
+    (root / "usr/lib/btsys").mkdir(parents=True)
+    (root / "opt/btsys").mkdir(parents=True)
+    (root / "etc").mkdir()
+    (root / "etc/btsys-test.conf").write_text("hello-from-sysroot\n")
+    shutil.copy(os.path.realpath("/lib64/ld-linux-x86-64.so.2"), root / "opt/btsys/ld.so")
+    lib_src, prog_src = tmp_path / "lib.c", tmp_path / "prog.c"
+    lib_src.write_text(SYSROOT_LIB_C)
+    prog_src.write_text(SYSROOT_PROG_C)
+    libdir = root / "usr/lib/btsys"
+    subprocess.run(["gcc", "-O2", "-shared", "-fpic", "-o", str(libdir / "libbtsys.so"), str(lib_src)],
+                   check=True, capture_output=True)
+    exe = tmp_path / "prog"
+    subprocess.run(["gcc", "-O2", "-o", str(exe), str(prog_src), f"-L{libdir}", "-lbtsys",
+                    "-Wl,-rpath,/usr/lib/btsys", "-Wl,--dynamic-linker=/opt/btsys/ld.so"],
+                   check=True, capture_output=True)
+    shutil.copy(exe, root / "opt/btsys/again")
+    assert not os.path.exists("/opt/btsys/ld.so") and not os.path.exists("/usr/lib/btsys")
+    cache = tmp_path / "cache"
+    plain = programs.run_bttool([exe], cache)
+    assert plain.returncode == 127 and b"/opt/btsys/ld.so" in plain.stderr, plain
+    # the host's own ld.so, told where the library is, gives the library's part natively
+    hosted = subprocess.run(["/lib64/ld-linux-x86-64.so.2", "--library-path", str(libdir), str(exe),
+                             "exec'd"], capture_output=True, text=True, check=True)
+    assert hosted.stdout == "exec'd value 42 conf missing\n"
+    expected = b"first value 42 conf hello-from-sysroot\nexec'd value 42 conf hello-from-sysroot\n"
+    by_option = programs.run_bttool([exe], cache, options=["--sysroot", str(root)])
+    assert (by_option.returncode, by_option.stdout) == (0, expected), by_option
+    by_env = programs.run_bttool([exe], cache, env=programs.guest_env({"BTTOOL_SYSROOT": str(root)}))
+    assert (by_env.returncode, by_env.stdout) == (0, expected), by_env

@@ -5,6 +5,7 @@ import os
 import sys
 from typing import Callable
 
+from bttool.runtime import sysroot
 from bttool.runtime.dispatcher import Stats
 
 
@@ -31,7 +32,7 @@ def load_interpreter(image, known_info=None):
     if not image.interpreter:   # Linux opens "" as the working directory: EACCES
         raise CannotRun(f"{image.path}: bad interpreter: empty name")
     try:
-        interp = load_image(image.interpreter, known_info, as_interpreter=True)
+        interp = load_image(sysroot.resolve(image.interpreter), known_info, as_interpreter=True)
     except NotFound:
         raise NotFound(f"{image.path}: interpreter {image.interpreter}: no such file") from None
     except CannotRun as e:
@@ -63,7 +64,8 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
                 envp: list[bytes] | None = None, ignored: set[int] | None = None,
                 sigmask: int = 0,
                 end: "Callable[[int, int, Stats], None] | None" = None,
-                parked: dict | None = None, rlimits: dict | None = None) -> tuple[int, int, Stats]:
+                parked: dict | None = None, rlimits: dict | None = None,
+                sysroot_dir: str | None = None) -> tuple[int, int, Stats]:
     """Returns (exit status, fatal signal or 0, statistics).  The guest's
     environment is ``envp``, or bttool's own when it is None (a first run
     passes its environment on, as a shell's exec would); ``ignored`` and
@@ -73,12 +75,14 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
     put back in place before the guest starts, once bttool has given up
     its own (the guest holds every number then).  ``rlimits``: the
     guest's own RLIMIT_AS and RLIMIT_DATA that an execve passes on
-    (runtime/guestlimits.py)."""
+    (runtime/guestlimits.py).  ``sysroot_dir``: where the guest's absolute
+    paths are looked up first (runtime/sysroot.py)."""
     from bttool.runtime.heap import freeze_startup_heap
     from bttool.runtime.hostsignals import ignored_at_start, install_fault_handler, start_guest_dispositions
     from bttool.runtime.linux import GuestDeath, LinuxProcess
     from bttool.translator.loader import load_image
 
+    sysroot.set_root(sysroot_dir)
     from bttool.runtime.hostfds import make_room
     make_room()         # before bttool opens anything of its own (the cache)
     from bttool.runtime import guestlimits
@@ -117,7 +121,8 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
         print(f"bttool: {e}", file=sys.stderr, flush=True)
         return 128 + e.signal, e.signal, Stats()
     # what a guest execve needs to start the new program under bttool too
-    proc.exec_options = {"cache_dir": cache_dir, "use_cache": use_cache, "verbose": verbose}
+    proc.exec_options = {"cache_dir": cache_dir, "use_cache": use_cache, "verbose": verbose,
+                         "sysroot": sysroot.root()}
     if store is not None:
         from bttool.runtime.cache import RunCache
         import dataclasses

@@ -18,7 +18,7 @@ import resource as resource_module
 import struct
 from typing import TYPE_CHECKING, Callable
 
-from bttool.runtime import guestlimits, hostfds, hostsignals
+from bttool.runtime import guestlimits, hostfds, hostsignals, sysroot
 from bttool.runtime.guestthreads import LOCK, gettid
 from bttool.runtime.memory import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_SHARED,
                                    PROT_EXEC, PROT_WRITE, PAGE, GuestMemoryError, page_up)
@@ -235,6 +235,7 @@ class Syscalls:
         if isinstance(spec, str):
             spec = parse(spec)
         real = list(args)
+        keep: list = []
         for i, (kind, n, size) in enumerate(spec):
             if kind == "p":
                 real[i] = self.ptr(args[i], size if n < 0 else args[n] * size)
@@ -242,7 +243,7 @@ class Syscalls:
                 dirfd = args[i - 1] if i and spec[i - 1][0] == "f" else AT_FDCWD   # the *at calls
                 if self._hidden_path(args[i], dirfd):
                     return -errno.ENOENT
-                real[i] = self.ptr(args[i], 1)
+                real[i] = self.path(args[i], keep)
             elif kind == "f":
                 real[i] = self.fd(args[i])
             elif kind == "l":
@@ -250,6 +251,22 @@ class Syscalls:
                 length = struct.unpack("<I", self.mem.read(lenp, 4))[0] if lenp and self.mem.readable(lenp, 4) else 1
                 real[i] = self.ptr(args[i], max(length, 1))
         return self.raw(nr, *real)
+
+    def path(self, addr: int, keep: list) -> int:
+        """The host pointer for the guest's path argument at ``addr``: the
+        guest's string, or with a sysroot (runtime/sysroot.py) that has
+        the absolute path, a buffer holding the path there (appended to
+        ``keep``, which the caller holds until the host call returns)."""
+        real = self.ptr(addr, 1)
+        if sysroot.active() and addr:
+            try:
+                host = sysroot.host_path(self.mem.read_cstring(addr))
+            except GuestMemoryError:
+                return real             # the host call answers EFAULT
+            if host is not None:
+                keep.append(ctypes.create_string_buffer(host))
+                return ctypes.addressof(keep[-1])
+        return real
 
     def _hidden_path(self, addr: int, dirfd: int = -100) -> bool:
         """Whether the guest's path at ``addr`` (relative to ``dirfd``) is
@@ -717,14 +734,16 @@ class Syscalls:
     # -- files: the guest's own /proc entries (runtime/procview.py) -------------
     def open(self, path: int, flags: int, mode: int, *_: int) -> int:
         r = self.proc.procview.open(self._resolved(AT_FDCWD, self.mem.read_cstring(path)), flags)
-        return r if r is not None else self._opened(self.raw(2, self.ptr(path), flags, mode), flags)
+        keep: list = []
+        return r if r is not None else self._opened(self.raw(2, self.path(path, keep), flags, mode), flags)
 
     def openat(self, dirfd: int, path: int, flags: int, mode: int, *_: int) -> int:
         name = self._resolved(dirfd, self.mem.read_cstring(path))
         r = self.proc.procview.open(name, flags) if name.startswith(b"/") else None
         if r is not None:
             return r
-        return self._opened(self.raw(257, self.fd(dirfd), self.ptr(path), flags, mode), flags)
+        keep: list = []
+        return self._opened(self.raw(257, self.fd(dirfd), self.path(path, keep), flags, mode), flags)
 
     def openat2(self, dirfd: int, path: int, how: int, size: int, *_: int) -> int:
         name = self._resolved(dirfd, self.mem.read_cstring(path))
@@ -732,7 +751,8 @@ class Syscalls:
         r = self.proc.procview.open(name, flags) if name.startswith(b"/") and flags is not None else None
         if r is not None:
             return r
-        fd = self.raw(437, self.fd(dirfd), self.ptr(path), self.ptr(how, size), size)
+        keep: list = []
+        fd = self.raw(437, self.fd(dirfd), self.path(path, keep), self.ptr(how, size), size)
         return self._opened(fd, flags or 0)
 
     def _opened(self, fd: int, flags: int) -> int:
@@ -858,7 +878,8 @@ class Syscalls:
         r = self._readlink_common(self._resolved(AT_FDCWD, self.mem.read_cstring(path)), buf, size)
         if r is not None:
             return r
-        return self.raw(89, self.ptr(path), self.ptr(buf, size), size)
+        keep: list = []
+        return self.raw(89, self.path(path, keep), self.ptr(buf, size), size)
 
     def readlinkat(self, dirfd: int, path: int, buf: int, size: int, *_: int) -> int:
         if _fd(size) <= 0:
@@ -866,7 +887,8 @@ class Syscalls:
         r = self._readlink_common(self._resolved(dirfd, self.mem.read_cstring(path)), buf, size)
         if r is not None:
             return r
-        return self.raw(267, self.fd(dirfd), self.ptr(path), self.ptr(buf, size), size)
+        keep: list = []
+        return self.raw(267, self.fd(dirfd), self.path(path, keep), self.ptr(buf, size), size)
 
     # -- resource limits --------------------------------------------------------
     def getrlimit(self, resource: int, rlim: int, *_: int) -> int:
@@ -1045,6 +1067,8 @@ class Syscalls:
         own = self.proc.procview.readlink(prog)
         if own is not None:                 # /proc/self/exe and its aliases
             prog = own
+        else:
+            prog = sysroot.host_path(prog) or prog
         if not os.path.exists(prog):
             return -errno.ENOENT
         if not os.access(prog, os.X_OK):
