@@ -1,14 +1,20 @@
 /* A small JIT: machine code written into memory, run, rewritten and run
  * again; in another page and in the page of the running code itself (an
  * instruction that patches the next one), with the page writable and
- * executable at once or switched with mprotect.  Prints every result; the
- * output must be the same natively and under bttool. */
+ * executable at once or switched with mprotect; hot code replaced by
+ * mmap(MAP_FIXED) and by mremap over it, the program's own text made
+ * writable and patched, and a read-modify-write of code.  Prints every
+ * result; the output must be the same natively and under bttool. */
+#define _GNU_SOURCE
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 
 typedef int (*fn_t)(void);
+
+/* in a page of its own in the program's text; noipa: calls really run it */
+__attribute__((noipa, aligned(4096))) int text_fn(void) { return 11; }
 
 /* mov eax, imm32; ret */
 static void emit_return(unsigned char *p, int32_t v)
@@ -70,5 +76,47 @@ int main(void)
     emit_return(wx, 4321);
     mprotect(wx, page, PROT_READ | PROT_EXEC);
     printf("w^x rewritten %d\n", ((fn_t)wx)());
+
+    /* hot code (run often enough to be optimised) replaced by a new
+     * mapping at the same address */
+    unsigned char *a = mmap(NULL, page, PROT_READ | PROT_WRITE | PROT_EXEC,
+                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    emit_return(a, 21);
+    long hot = 0;
+    for (int i = 0; i < 30000; i++)
+        hot += ((fn_t)a)();
+    printf("hot before MAP_FIXED %ld\n", hot);
+    unsigned char *b = mmap(a, page, PROT_READ | PROT_WRITE | PROT_EXEC,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    emit_return(b, 22);
+    printf("after MAP_FIXED %d\n", ((fn_t)a)());
+
+    /* mremap moves one function's page over another's */
+    unsigned char *c = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE | PROT_EXEC,
+                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    emit_return(c, 31);
+    emit_return(c + page, 32);
+    printf("before mremap %d %d\n", ((fn_t)c)(), ((fn_t)(c + page))());
+    unsigned char *d = mremap(c, page, page, MREMAP_MAYMOVE | MREMAP_FIXED, c + page);
+    printf("after mremap %d\n", ((fn_t)d)());
+
+    /* the program's own text made writable and patched */
+    unsigned char *t = (unsigned char *)((uintptr_t)text_fn & ~(uintptr_t)(page - 1));
+    hot = 0;
+    for (int i = 0; i < 30000; i++)
+        hot += text_fn();
+    printf("text %ld\n", hot);
+    if (mprotect(t, page, PROT_READ | PROT_WRITE | PROT_EXEC) == 0) {
+        emit_return((unsigned char *)text_fn, 12);
+        printf("text patched %d\n", text_fn());
+    }
+
+    /* code read, then changed by a read-modify-write (wx made writable
+     * and executable at once) */
+    mprotect(wx, page, PROT_READ | PROT_WRITE | PROT_EXEC);
+    emit_return(wx, 41);
+    int before = ((fn_t)wx)();
+    wx[1] += 1;
+    printf("read-modify-write %d %d\n", before, ((fn_t)wx)());
     return 0;
 }
