@@ -4,14 +4,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 import time
 from typing import Callable
 
 import click
 
 from bttool import __version__
-from bttool.errors import EXIT_INTERNAL, BttoolError
+from bttool.errors import EXIT_INTERNAL, BttoolError, run_guarded
+from bttool.runtime.runend import finish_run
 
 
 def _fail(msg: str, status: int) -> None:
@@ -80,60 +80,10 @@ def run(verbose: bool, cache_dir: str | None, no_cache: bool, stats: bool,
     finish_run(status, sig, st, t0, stats, stats_json)
 
 
-def finish_run(status: int, sig: int, st, t0: float, stats: bool = False,
-               stats_json: str | None = None) -> None:
-    """Report a finished run (--stats, --stats-json) and end bttool as the
-    guest ended: with its exit status, or killed by its fatal signal."""
-    wall = time.perf_counter() - t0
-    summary = {
-        "regions_translated": st.regions_translated,
-        "regions_from_cache": st.regions_from_cache,
-        "guest_instructions_translated": st.guest_instructions_translated,
-        "translate_seconds": round(st.translate_seconds, 6),
-        "cache_load_seconds": round(st.cache_load_seconds, 6),
-        "cache_dropped": getattr(st, "cache_dropped", 0),
-        "exits_to_python": st.exits_to_python,
-        "syscalls": st.syscalls,
-        "untranslatable_instructions": len(st.untranslatable),
-        "wall_seconds": round(wall, 6),
-        "exit_status": status,
-        "threads": getattr(st, "threads", 1),
-        "signal": sig,
-        "images": {path: {"regions_translated": n[0], "regions_from_cache": n[1]}
-                   for path, n in sorted(getattr(st, "by_image", {}).items())},
-    }
-    if stats:
-        click.echo("bttool: " + ", ".join(f"{k}={v}" for k, v in summary.items() if k != "images"),
-                   err=True)
-    if stats_json:
-        try:
-            with open(stats_json, "w") as f:
-                json.dump(summary, f, indent=2, sort_keys=True)
-        except OSError as e:
-            click.echo(f"bttool: warning: cannot write {stats_json}: {e.strerror}", err=True)
-    if sig:
-        from bttool.runtime.hostsignals import die_with_signal
-        die_with_signal(sig)
-    if threading.current_thread() is not threading.main_thread() or threading.active_count() > 1:
-        # guest threads may still run native code: no interpreter shutdown
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
-    sys.exit(status)
-
-
 def entry(command: Callable[[], None] | None = None) -> None:  # pragma: no cover - console script wrapper
-    """Run ``command`` (the click group by default) so that a bug in bttool
-    ends it with one line and status 125, not a traceback."""
-    try:
-        (command or main)()
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as e:  # a bug in bttool: one line, not a traceback
-        if os.environ.get("BTTOOL_DEBUG"):
-            raise
-        click.echo(f"bttool: internal error: {type(e).__name__}: {e}", err=True)
-        sys.exit(EXIT_INTERNAL)
+    """The console script: the click group, with bttool's own bugs ended
+    as one line and status 125 (errors.run_guarded)."""
+    run_guarded(command or main)
 
 
 @main.command()

@@ -5,6 +5,10 @@ program that cannot be run, 127 for a program that is not there.
 """
 from __future__ import annotations
 
+import os
+import sys
+from typing import Callable
+
 EXIT_INTERNAL = 125
 EXIT_CANNOT_RUN = 126
 EXIT_NOT_FOUND = 127
@@ -29,3 +33,18 @@ class ExecFault(BttoolError):
     by the same signal."""
     signal = 11
     status = 128 + 11
+
+
+def run_guarded(command: Callable[[], None]) -> None:
+    """Run ``command`` (a console entry point) so that a bug in bttool ends
+    it with one line and status 125, not a traceback; ^C is status 130.
+    ``BTTOOL_DEBUG=1`` lets the traceback through."""
+    try:
+        command()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:  # a bug in bttool: one line, not a traceback
+        if os.environ.get("BTTOOL_DEBUG"):
+            raise
+        print(f"bttool: internal error: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_INTERNAL)

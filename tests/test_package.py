@@ -30,6 +30,23 @@ def test_the_wheel_ships_every_module_of_the_package():
     assert not missing, f"modules missing from the wheel: {missing}"
 
 
+def test_each_layer_imports_only_the_layers_below_it(tmp_path):
+    """cli above runtime above translator above ir (setup.cfg's import-linter
+    contract): ir/ builds LLVM IR and knows nothing of the translator or the
+    runtime, the translator nothing of the runtime, and nothing imports the
+    command line (an exec'd bttool ends its run through runtime/runend.py).
+    Imports inside functions count too."""
+    import shutil
+    import sys
+    lint = Path(sys.executable).parent / "lint-imports"
+    if not lint.exists():
+        lint = Path(shutil.which("lint-imports") or "lint-imports")
+    r = subprocess.run([str(lint), "--config", str(programs.REPO / "setup.cfg"), "--no-cache"],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "1 kept, 0 broken" in r.stdout, r.stdout[-2000:]
+
+
 def test_every_semantics_family_is_listed():
     """The registry imports the families it is given (translator/semantics
     FAMILIES), not what a directory listing finds: the list must name every

@@ -13,7 +13,7 @@ import time
 
 
 def main() -> None:
-    from bttool.cli import finish_run
+    from bttool.runtime.runend import finish_run
     from bttool.errors import EXIT_INTERNAL, BttoolError
     from bttool.runtime import exechandoff
     from bttool.runtime.session import run_program
@@ -40,5 +40,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from bttool.cli import entry
-    entry(main)
+    from bttool.errors import run_guarded
+    run_guarded(main)

@@ -1,0 +1,53 @@
+"""How a run of a guest program ends: the ``--stats``/``--stats-json``
+report, then bttool's own exit as the guest's (its status, or killed by
+its fatal signal).  Shared by `bttool run` and the bttool a guest execve
+starts (runtime/execstart.py)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+
+
+def finish_run(status: int, sig: int, st, t0: float, stats: bool = False,
+               stats_json: str | None = None) -> None:
+    """Report a finished run (--stats, --stats-json) and end bttool as the
+    guest ended: with its exit status, or killed by its fatal signal."""
+    wall = time.perf_counter() - t0
+    summary = {
+        "regions_translated": st.regions_translated,
+        "regions_from_cache": st.regions_from_cache,
+        "guest_instructions_translated": st.guest_instructions_translated,
+        "translate_seconds": round(st.translate_seconds, 6),
+        "cache_load_seconds": round(st.cache_load_seconds, 6),
+        "cache_dropped": getattr(st, "cache_dropped", 0),
+        "exits_to_python": st.exits_to_python,
+        "syscalls": st.syscalls,
+        "untranslatable_instructions": len(st.untranslatable),
+        "wall_seconds": round(wall, 6),
+        "exit_status": status,
+        "threads": getattr(st, "threads", 1),
+        "signal": sig,
+        "images": {path: {"regions_translated": n[0], "regions_from_cache": n[1]}
+                   for path, n in sorted(getattr(st, "by_image", {}).items())},
+    }
+    if stats:
+        print("bttool: " + ", ".join(f"{k}={v}" for k, v in summary.items() if k != "images"),
+              file=sys.stderr, flush=True)
+    if stats_json:
+        try:
+            with open(stats_json, "w") as f:
+                json.dump(summary, f, indent=2, sort_keys=True)
+        except OSError as e:
+            print(f"bttool: warning: cannot write {stats_json}: {e.strerror}", file=sys.stderr, flush=True)
+    if sig:
+        from bttool.runtime.hostsignals import die_with_signal
+        die_with_signal(sig)
+    if threading.current_thread() is not threading.main_thread() or threading.active_count() > 1:
+        # guest threads may still run native code: no interpreter shutdown
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
