@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 from capstone import x86_const as X
 
-from bttool.translator import registry
+from bttool.translator import conditions, registry
 from bttool.translator.decoder import MAX_INSN_LEN, Decoder
 from bttool.translator.guestcode import CodeReader, UnmappedCode
 
@@ -20,8 +20,8 @@ from bttool.translator.guestcode import CodeReader, UnmappedCode
 MAX_BLOCK_INSNS = 200
 _DIRECT = {X.X86_INS_JMP, X.X86_INS_CALL} | {
     getattr(X, "X86_INS_" + n) for n in (
-        "JA", "JAE", "JB", "JBE", "JE", "JG", "JGE", "JL", "JLE", "JNE", "JNO", "JNP",
-        "JNS", "JO", "JP", "JS", "LOOP", "LOOPE", "LOOPNE", "JRCXZ", "JECXZ")}
+        *("J" + cc.upper() for cc in conditions.CODES),
+        "LOOP", "LOOPE", "LOOPNE", "JRCXZ", "JECXZ")}
 _NO_FALLTHROUGH = {X.X86_INS_JMP, X.X86_INS_RET, X.X86_INS_UD2}
 _NO_RESUME = {X.X86_INS_HLT, X.X86_INS_INT3}
 

@@ -7,7 +7,7 @@ from functools import lru_cache
 import capstone
 from capstone import x86_const as X
 
-from bttool.translator import twins
+from bttool.translator import conditions, twins
 from bttool.translator.encoding import MAX_INSN_LEN, Encoding, encoding, modrm_length  # noqa: F401
 
 @dataclass(frozen=True)
@@ -135,8 +135,7 @@ class _Imm:
         self.imm = imm
 
 
-_JCC_IDS = [getattr(X, "X86_INS_J" + cc) for cc in (
-    "O", "NO", "B", "AE", "E", "NE", "BE", "A", "S", "NS", "P", "NP", "L", "GE", "LE", "G")]
+_JCC_IDS = [getattr(X, "X86_INS_J" + cc.upper()) for cc in conditions.CODES]
 
 
 class Near16:

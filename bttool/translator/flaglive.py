@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bttool.ir.state import FLAG_NAMES
+from bttool.translator import conditions
 
 _X86_OP_MEM = 3         # capstone's X86_OP_MEM (x86_const), without importing capstone here
 
@@ -34,15 +35,6 @@ if TYPE_CHECKING:  # pragma: no cover
 ALL = frozenset(FLAG_NAMES) - {"df"}
 NONE: frozenset[str] = frozenset()
 
-# Flags read by each condition-code suffix (jcc, setcc, cmovcc).
-_CC_READS = {}
-for _names, _flags in (
-        (("o", "no"), ("of",)), (("b", "c", "nae", "ae", "nb", "nc"), ("cf",)),
-        (("e", "z", "ne", "nz"), ("zf",)), (("be", "na", "a", "nbe"), ("cf", "zf")),
-        (("s", "ns"), ("sf",)), (("p", "pe", "np", "po"), ("pf",)),
-        (("l", "nge", "ge", "nl"), ("sf", "of")), (("le", "ng", "g", "nle"), ("zf", "sf", "of"))):
-    for _n in _names:
-        _CC_READS[_n] = frozenset(_flags)
 
 # Instructions whose semantics set these flags on every path (binary.py,
 # logic.py, flags.set_add/set_sub/set_logic); inc/dec read CF to keep it.
@@ -79,8 +71,8 @@ def effects(insn) -> tuple[frozenset[str], frozenset[str]]:
     if m in _TRANSPARENT:
         return NONE, NONE
     for prefix in ("j", "set", "cmov"):
-        if m.startswith(prefix) and m[len(prefix):] in _CC_READS:
-            return _CC_READS[m[len(prefix):]], NONE
+        if m.startswith(prefix) and m[len(prefix):] in conditions.READS:
+            return conditions.READS[m[len(prefix):]], NONE
     return ALL, NONE
 
 

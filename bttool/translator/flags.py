@@ -8,6 +8,7 @@ from __future__ import annotations
 from llvmlite import ir
 
 from bttool.ir.emitter import I1, I8
+from bttool.translator import conditions
 from bttool.translator.operands import Insn
 
 
@@ -88,32 +89,15 @@ def set_sub(ctx: Insn, a: ir.Value, b: ir.Value, res: ir.Value,
 
 
 def condition(ctx: Insn, cc: str) -> ir.Value:
-    """The i1 value of an x86 condition code suffix (e, ne, l, a, ...)."""
+    """The i1 value of an x86 condition code suffix (e, ne, l, a, ...;
+    the table is conditions.py)."""
     b = ctx.b
-    f = ctx.flag
-    neg = False
-    if cc in ("ne", "nz", "ae", "nb", "nc", "nbe", "a", "ns", "no", "np", "po",
-              "ge", "nl", "g", "nle"):
-        neg = True
-        cc = {"ne": "e", "nz": "e", "ae": "b", "nb": "b", "nc": "b", "nbe": "be",
-              "a": "be", "ns": "s", "no": "o", "np": "p", "po": "p",
-              "ge": "l", "nl": "l", "g": "le", "nle": "le"}[cc]
-    if cc in ("e", "z"):
-        v = f("zf")
-    elif cc in ("b", "c", "nae"):
-        v = f("cf")
-    elif cc in ("be", "na"):
-        v = b.or_(f("cf"), f("zf"))
-    elif cc == "s":
-        v = f("sf")
-    elif cc == "o":
-        v = f("of")
-    elif cc in ("p", "pe"):
-        v = f("pf")
-    elif cc in ("l", "nge"):
-        v = b.xor(f("sf"), f("of"))
-    elif cc in ("le", "ng"):
-        v = b.or_(f("zf"), b.xor(f("sf"), f("of")))
-    else:
-        raise ValueError(f"unknown condition {cc}")
+    base, neg = conditions.test(cc)
+    ored, signed = conditions.TESTS[base]
+    v = None
+    for name in ored:
+        v = ctx.flag(name) if v is None else b.or_(v, ctx.flag(name))
+    if signed:
+        lt = b.xor(ctx.flag("sf"), ctx.flag("of"))
+        v = lt if v is None else b.or_(v, lt)
     return b.not_(v) if neg else v

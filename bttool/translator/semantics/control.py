@@ -8,12 +8,10 @@ from __future__ import annotations
 from llvmlite import ir
 
 from bttool.ir.emitter import I64
-from bttool.translator import flags
+from bttool.translator import conditions, flags
 from bttool.translator.operands import Insn
 from bttool.translator.registry import semantic
 
-_JCC = ("ja", "jae", "jb", "jbe", "je", "jg", "jge", "jl", "jle", "jne", "jno", "jnp",
-        "jns", "jo", "jp", "js")
 
 
 def near16(ctx: Insn) -> bool:
@@ -73,8 +71,8 @@ def _cond_leave16(ctx: Insn, cond: ir.Value) -> None:
     ctx.leave(ctx.next_pc)
 
 
-for _name in _JCC:
-    semantic(_name, terminal=True)(_jcc(_name[1:]))
+for _cc in conditions.CODES:
+    semantic("j" + _cc, terminal=True)(_jcc(_cc))
 
 
 @semantic("call", terminal=True)

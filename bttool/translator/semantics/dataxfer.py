@@ -6,14 +6,13 @@ from __future__ import annotations
 from llvmlite import ir
 
 from bttool.ir.state import EXIT_FAULT, FAULT_GP, FAULT_UD
-from bttool.translator import flags
+from bttool.translator import conditions, flags
 from bttool.translator.decoder import encoding
 from bttool.translator.linux_gdt import DATA_LOADABLE, STACK_LOADABLE
 from bttool.translator.operands import Insn
 from bttool.translator.registry import semantic
 from bttool.translator.semantics.system import exit_to_runtime
 
-_CC = ("a", "ae", "b", "be", "e", "g", "ge", "l", "le", "ne", "no", "np", "ns", "o", "p", "s")
 
 
 _SEGMENT_REGS = ("cs", "ds", "es", "fs", "gs", "ss")
@@ -161,7 +160,7 @@ def _setcc(cc: str):
     return fn
 
 
-for _cc in _CC:
+for _cc in conditions.CODES:
     semantic("cmov" + _cc)(_cmov(_cc))
     semantic("set" + _cc)(_setcc(_cc))
 
