@@ -12,6 +12,16 @@ from dataclasses import dataclass
 GPR_NAMES = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
              "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
 FLAG_NAMES = ("cf", "pf", "af", "zf", "sf", "of", "df")
+# RFLAGS, the architectural layout: the bit of each flag the state keeps (in
+# bit order), and the bits only the system-mode virtual CPU keeps
+# (runtime/system/vcpu.py).  Bit 1 is reserved and always one; user code
+# always sees IF set.
+FLAG_BITS = (("cf", 0), ("pf", 2), ("af", 4), ("zf", 6), ("sf", 7), ("df", 10), ("of", 11))
+FLAGS_MASK = sum(1 << bit for _, bit in FLAG_BITS)   # CF PF AF ZF SF DF OF
+RFLAGS_RESERVED, RFLAGS_TF, RFLAGS_IF = 1 << 1, 1 << 8, 1 << 9
+RFLAGS_IOPL_SHIFT = 12
+RFLAGS_NT, RFLAGS_RF, RFLAGS_AC, RFLAGS_ID = 1 << 14, 1 << 16, 1 << 18, 1 << 21
+RFLAGS_USER_FIXED = RFLAGS_RESERVED | RFLAGS_IF
 # Not CPU state: the addresses of the runtime's tables in the support object
 # (ir/support.py), which translated code reads through the state pointer.
 # LLVM's fast instruction selector (tier 1) cannot address an external
@@ -184,15 +194,13 @@ def set_xmm(st: "CpuState", i: int, value: int) -> None:
 
 def rflags(st: "CpuState") -> int:
     """Compose the architectural RFLAGS value from the separate flag bytes."""
-    v = 0x2 | 0x200  # reserved bit 1, IF (user mode always sees IF=1)
-    for bit, name in ((0, "cf"), (2, "pf"), (4, "af"), (6, "zf"), (7, "sf"),
-                      (10, "df"), (11, "of")):
+    v = RFLAGS_USER_FIXED
+    for name, bit in FLAG_BITS:
         if getattr(st, name):
             v |= 1 << bit
     return v
 
 
 def set_rflags(st: "CpuState", value: int) -> None:
-    for bit, name in ((0, "cf"), (2, "pf"), (4, "af"), (6, "zf"), (7, "sf"),
-                      (10, "df"), (11, "of")):
+    for name, bit in FLAG_BITS:
         setattr(st, name, (value >> bit) & 1)

@@ -15,9 +15,10 @@ from bttool.ir import state as st
 from bttool.runtime.system.mmu import MMU, PageFault
 
 # RFLAGS bits kept here (the arithmetic ones and DF live in the CPU state)
-TF, IF, DF_BIT, NT, RF, AC, ID = 1 << 8, 1 << 9, 1 << 10, 1 << 14, 1 << 16, 1 << 18, 1 << 21
-IOPL_SHIFT = 12
-ARITH_MASK = 0x8D5 | DF_BIT      # CF PF AF ZF SF OF and DF
+TF, IF, NT, RF, AC, ID = (st.RFLAGS_TF, st.RFLAGS_IF, st.RFLAGS_NT, st.RFLAGS_RF,
+                          st.RFLAGS_AC, st.RFLAGS_ID)
+IOPL_SHIFT = st.RFLAGS_IOPL_SHIFT
+ARITH_MASK = st.FLAGS_MASK       # CF PF AF ZF SF OF and DF
 SYS_WRITABLE = TF | IF | (3 << IOPL_SHIFT) | NT | RF | AC | ID
 
 # exception vectors

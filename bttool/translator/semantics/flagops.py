@@ -4,19 +4,16 @@ from __future__ import annotations
 from llvmlite import ir
 
 from bttool.ir.emitter import I1
+from bttool.ir.state import FLAG_BITS, RFLAGS_USER_FIXED
 from bttool.translator.operands import Insn
 from bttool.translator.registry import semantic
 from bttool.translator.semantics.system import exit_to_runtime
-
-# Architectural bit of each modelled flag in RFLAGS.
-FLAG_BITS = (("cf", 0), ("pf", 2), ("af", 4), ("zf", 6), ("sf", 7), ("df", 10), ("of", 11))
-_USER_FIXED = 0x202  # bit 1 is always one; user code always sees IF set
 
 
 def compose_rflags(ctx: Insn, bits: int = 64) -> ir.Value:
     b = ctx.b
     ty = ir.IntType(bits)
-    v = ir.Constant(ty, _USER_FIXED)
+    v = ir.Constant(ty, RFLAGS_USER_FIXED)
     for name, bit in FLAG_BITS:
         v = b.or_(v, b.shl(b.zext(ctx.flag(name), ty), ir.Constant(ty, bit)))
     return v
