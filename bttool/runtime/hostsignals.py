@@ -37,7 +37,10 @@ def _set_disposition(sig: int, handler: int, flags: int = 0, block_all: bool = F
 
 
 def install_fault_handler(handler_address: int) -> None:
-    """Route SIGSEGV/SIGBUS/SIGFPE to the native handler (ir/support.py)."""
+    """Route SIGSEGV and SIGBUS to the native handler (ir/support.py).
+    Not SIGFPE: translated code never raises it on the host; div and idiv
+    test the divisor and the quotient's range first and exit with FAULT_DE
+    (translator/semantics/muldiv.py)."""
     for sig in (signal.SIGSEGV, signal.SIGBUS):
         sa = _SigAction()
         sa.handler = handler_address

@@ -37,7 +37,7 @@ NONE: frozenset[str] = frozenset()
 
 
 # Instructions whose semantics set these flags on every path (binary.py,
-# logic.py, flags.set_add/set_sub/set_logic); inc/dec read CF to keep it.
+# logical.py, flags.set_add/set_sub/set_logic); inc/dec read CF to keep it.
 _WRITES = {m: (NONE, ALL) for m in ("add", "sub", "cmp", "and", "or", "xor", "test", "neg")}
 _WRITES.update({m: (frozenset({"cf"}), ALL) for m in ("inc", "dec")})
 

@@ -1,6 +1,8 @@
-"""Lifting: guest blocks -> LLVM IR functions, one per block of a region.
+"""Lifting: a region of guest blocks -> one LLVM IR function.
 
-Each block becomes ``void @bt_<pc>(ptr state, ptr mem)`` (see ir/emitter.py).
+The region becomes one ``void @<name>(ptr state, ptr mem)`` (ir/emitter.py)
+entered at the region's entry; each guest block is a labelled IR block of it
+and direct branches between them are IR branches.
 An instruction without semantics, or one whose operands cannot be expressed,
 becomes a #UD exit at its address, so it traps only if it is reached.
 """

@@ -1,7 +1,11 @@
 """Control transfer family: jmp jcc call ret loop jrcxz.
 
-Every control transfer ends the unit: it sets rip and leaves.  Direct
-targets are constants, so a later chaining pass can patch them.
+Every control transfer ends the guest block.  A direct target inside the
+region is an IR branch to its block; any other target sets rip and leaves
+through the exit block, which chains to the next translation through the
+lookup table (ir/emitter.py ``leave``/``finish``).  An indirect one with
+likely targets known (tier 2, jump tables, in-region returns) is a switch
+over them first.
 """
 from __future__ import annotations
 
