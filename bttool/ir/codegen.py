@@ -82,10 +82,6 @@ def _quick_pipeline(tm: llvm.TargetMachine) -> llvm.ModulePassManager:
     return mpm
 
 
-def with_opt_level(target: Target, level: int) -> Target:
-    return Target(target.triple, target.cpu, target.features, level)
-
-
 def compile_module(module: "ir.Module | str", target: Target,
                    want_ir: bool = False) -> tuple[bytes, str | None]:
     """Optimise and emit an object file; returns (object bytes, optimised IR

@@ -4,7 +4,8 @@ Translated code never executes such an instruction itself.  Each entry says
 what the operation means, whether it is privileged (a user-mode guest gets
 #GP, i.e. SIGSEGV, as Linux would deliver), and where it is implemented:
 
-* ``native``: expanded inline into IR by the lifter (cheap, hot);
+* ``native``: expanded inline into IR by its semantic function
+  (translator/semantics/system.py; cheap, hot);
 * ``runtime``: the unit ends with ``EXIT_INTRINSIC``, rip at the instruction
   and ``exit_info`` = the intrinsic id and the instruction's length
   (``exit_info``/``split_exit_info`` below); the runtime (runtime/linux.py for
@@ -88,8 +89,6 @@ TABLE: dict[str, Intrinsic] = {
     for i, (name, mn, priv, impl, doc) in enumerate(_ENTRIES + _SYSTEM_ONLY)
 }
 BY_ID: dict[int, Intrinsic] = {e.id: e for e in TABLE.values()}
-BY_MNEMONIC: dict[str, Intrinsic] = {m: e for e in TABLE.values() for m in e.mnemonics
-                                     if not e.system_only}
 
 # exit_info of EXIT_INTRINSIC: the id in the low bits, the instruction's
 # length above them, so the runtime can step over the instruction without

@@ -38,7 +38,7 @@ EXIT_SYSCALL = 2     # `syscall` executed; rip already points after it
 EXIT_INTRINSIC = 3   # an intrinsic implemented in Python; exit_info = its id
 EXIT_FAULT = 4       # guest fault; exit_info = fault kind, rip = faulting insn
 EXIT_HOST_SIGNAL = 5  # a host SIGSEGV/SIGBUS hit guest memory (fault_addr set)
-EXIT_HLT = 6
+# (6 is free: hlt is an intrinsic, EXIT_INTRINSIC)
 EXIT_HOT = 7         # a tier-1 counter passed its threshold at rip (retranslate)
 EXIT_IRQ = 8         # an interrupt (system) or a caught host signal (user) is pending; rip is where to resume
 

@@ -643,17 +643,8 @@ class CacheStore:
         return sorted(r[2] for r in self._checked("codemap", "image = ? AND options = ?", (image, options_key)))
 
     def codemap_rows(self, image: str, options_key: str, entries: Iterable[int]) -> list[tuple]:
-        """Rows for the code map (with their checksums), for add_codemap and
-        RunCache.finish."""
+        """Rows for the code map (with their checksums), for RunCache.finish."""
         return [(image, options_key, e, cache_rows.row_checksum((image, options_key, e))) for e in entries]
-
-    def add_codemap(self, image: str, options_key: str, entries: Iterable[int]) -> None:
-        rows = self.codemap_rows(image, options_key, entries)
-
-        def op() -> None:
-            with self.transaction():
-                self.db.executemany("INSERT OR IGNORE INTO codemap VALUES (?,?,?,?)", rows)
-        self.write("codemap", op)
 
     def close(self) -> None:
         self._close_quietly()
