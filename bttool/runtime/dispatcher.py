@@ -36,7 +36,6 @@ class Stats:
     translate_seconds: float = 0.0
     cache_load_seconds: float = 0.0
     exits_to_python: int = 0
-    regions_promoted: int = 0
     syscalls: int = 0
     threads: int = 1            # guest threads that ran (the first included)
     cache_dropped: int = 0      # cache rows and objects found corrupt and dropped
@@ -239,7 +238,6 @@ class Executor:
         if any(s <= pc < e for ranges in self.compiling.values() for s, e in ranges):
             return      # the region being compiled covers pc; count again later
         self.promoted.add(pc)
-        self.stats.regions_promoted += 1
         read = self.memory.read_code
         opts = self.options_for(pc).tier2()
         if self.cache is not None:
