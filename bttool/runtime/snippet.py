@@ -55,7 +55,7 @@ def _machine() -> tuple[GuestMemory, Executor]:
     return _executor_cache["m"]
 
 
-def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0x202,
+def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = st.RFLAGS_USER_FIXED,
                 xmm: list[int] | None = None, data: bytes = b"", mxcsr: int = 0x1F80,
                 max_exits: int = 10000, hot_counters: bool = True,
                 precise_faults: bool = False) -> SnippetResult:
