@@ -3,13 +3,16 @@
  * instruction that patches the next one), with the page writable and
  * executable at once or switched with mprotect; hot code replaced by
  * mmap(MAP_FIXED) and by mremap over it, the program's own text made
- * writable and patched, and a read-modify-write of code.  Prints every
- * result; the output must be the same natively and under bttool. */
+ * writable and patched, a read-modify-write of code, and code written
+ * through a second, writable mapping of the same memfd (mapped before the
+ * code runs, after it, and made writable later).  Prints every result; the
+ * output must be the same natively and under bttool. */
 #define _GNU_SOURCE
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 typedef int (*fn_t)(void);
 
@@ -118,5 +121,27 @@ int main(void)
     int before = ((fn_t)wx)();
     wx[1] += 1;
     printf("read-modify-write %d %d\n", before, ((fn_t)wx)());
+
+    /* double mapping: write through one view of a memfd, run the other */
+    int mfd = memfd_create("jit", 0);
+    if (mfd < 0 || ftruncate(mfd, page) != 0)
+        return 1;
+    unsigned char *rw = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    unsigned char *rx = mmap(NULL, page, PROT_READ | PROT_EXEC, MAP_SHARED, mfd, 0);
+    emit_return(rw, 51);
+    hot = 0;
+    for (int i = 0; i < 30000; i++)
+        hot += ((fn_t)rx)();
+    printf("double mapped %ld\n", hot);
+    emit_return(rw, 52);
+    printf("rewritten through the other view %d\n", ((fn_t)rx)());
+    unsigned char *late = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    emit_return(late, 53);
+    printf("through a view mapped later %d\n", ((fn_t)rx)());
+    unsigned char *ro = mmap(NULL, page, PROT_READ, MAP_SHARED, mfd, 0);
+    printf("still %d\n", ((fn_t)rx)());
+    mprotect(ro, page, PROT_READ | PROT_WRITE);
+    emit_return(ro, 54);
+    printf("through a view made writable %d\n", ((fn_t)rx)());
     return 0;
 }

@@ -5,11 +5,16 @@ bytes (self-modifying and generated code).
 
 A page is watched when code on it is translated and its guest mapping is
 writable; code in read-only or execute-only pages (every program's text)
-costs nothing.  The watch ends when the page is written (by the guest's
-store, which then runs: runtime/linux.py, by bttool itself on the guest's
-behalf, or by a system call, which would otherwise get EFAULT), unmapped,
-remapped or made read-only.  Not covered: a write through a second mapping
-of the same file or memfd.
+costs nothing.  A page of a MAP_SHARED file or memfd mapping has
+*aliases*: other guest pages mapping the same file page (a JIT that writes
+its code through a writable view and runs it through an executable one).
+Each writable alias is watched too, now and when it is mapped later, and a
+store there drops the translations of the code page it aliases.  The watch
+ends when the page is written (by the guest's store, which then runs:
+runtime/linux.py, by bttool itself on the guest's behalf, or by a system
+call, which would otherwise get EFAULT), unmapped, remapped or made
+read-only.  Not covered: a write by another process to a file or memory
+shared with the guest.
 """
 from __future__ import annotations
 
@@ -29,20 +34,51 @@ class CodePages:
         """``changed(addr, length)``: guest code there changed (translations go)."""
         self.memory = memory
         self.changed = changed
-        self.pages: set[int] = set()
+        # watched page -> the pages of translated code a store there changes
+        # (the page itself, or the code pages it is an alias of)
+        self.pages: dict[int, set[int]] = {}
+        # (file, file offset) of code pages in shared file mappings -> those
+        # pages: a later mapping of the same file page is an alias to watch
+        self._shared_code: dict[tuple[tuple[int, int], int], set[int]] = {}
 
     def watch(self, ranges: list[tuple[int, int]]) -> None:
-        """Code in ``ranges`` was translated: watch its writable pages."""
+        """Code in ``ranges`` was translated: watch its writable pages and
+        the writable aliases of its pages."""
         mem = self.memory
         for start, end in ranges:
             page = start & ~(PAGE - 1)
             while page < end:
-                if page not in self.pages:
-                    m = mem.find(page)
-                    if m is not None and m.prot & PROT_WRITE:
-                        self._host_protect(page, _PROT_READ)
-                        self.pages.add(page)
+                m = mem.find(page)
+                if m is not None:
+                    if m.prot & PROT_WRITE:
+                        self._watch(page, page)
+                    if m.file is not None:
+                        self._shared_code.setdefault((m.file, m.offset + page - m.start), set()).add(page)
+                        for alias in mem.aliases(page):
+                            a = mem.find(alias)
+                            if a is not None and a.prot & PROT_WRITE:
+                                self._watch(alias, page)
                 page += PAGE
+
+    def new_aliases(self, start: int, length: int) -> None:
+        """[start, start+length) was just mapped, or made writable: its
+        writable pages that alias translated code are watched."""
+        if not self._shared_code:
+            return
+        mem = self.memory
+        for page in range(start, start + length, PAGE):
+            m = mem.find(page)
+            if m is None or m.file is None or not m.prot & PROT_WRITE:
+                continue
+            for code in self._shared_code.get((m.file, m.offset + page - m.start), ()):
+                self._watch(page, code)
+
+    def _watch(self, page: int, code: int) -> None:
+        codes = self.pages.get(page)
+        if codes is None:
+            self._host_protect(page, _PROT_READ)
+            codes = self.pages[page] = set()
+        codes.add(code)
 
     def _host_protect(self, page: int, prot: int) -> None:
         _libc.mprotect(ctypes.c_void_p(self.memory.base + page), PAGE, prot)
@@ -52,16 +88,18 @@ class CodePages:
 
     def release(self, addr: int, length: int) -> None:
         """[addr, addr+length) is about to be written: its watched pages
-        become writable again and their translations go."""
+        become writable again and the translations of the code they hold
+        or alias go."""
         if not self.pages or length <= 0:
             return
         page = addr & ~(PAGE - 1)
         while page < addr + length:
-            if page in self.pages:
-                self.pages.discard(page)
+            codes = self.pages.pop(page, None)
+            if codes is not None:
                 m = self.memory.find(page)
                 self._host_protect(page, self.memory.host_prot(m.prot) if m is not None else 0)
-                self.changed(page, PAGE)
+                for code in sorted(codes):
+                    self.changed(code, PAGE)
             page += PAGE
 
     def reprotect(self, addr: int, length: int) -> None:
@@ -73,12 +111,16 @@ class CodePages:
             if m is not None and m.prot & PROT_WRITE:
                 self._host_protect(page, _PROT_READ)
             else:
-                self.pages.discard(page)
+                del self.pages[page]
 
     def forget(self, addr: int, length: int) -> None:
         """The mapping of [addr, addr+length) changed (unmapped, remapped,
         protected anew): its pages are not watched any more (the new host
         protection stands; translations there went with the change)."""
+        end = addr + length
         if self.pages:
-            end = addr + length
-            self.pages = {p for p in self.pages if not addr <= p < end}
+            self.pages = {p: c for p, c in self.pages.items() if not addr <= p < end}
+        if self._shared_code:
+            for codes in self._shared_code.values():
+                codes.difference_update([c for c in codes if addr <= c < end])
+            self._shared_code = {k: v for k, v in self._shared_code.items() if v}

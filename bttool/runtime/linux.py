@@ -225,6 +225,7 @@ class LinuxProcess:
         self.codepages.reprotect(addr, length)
         if not prot & PROT_WRITE:
             return              # nothing there can be written now
+        self.codepages.new_aliases(addr, length)
         end = addr + length
         self.codepages.watch([(max(s, addr), min(e, end))
                               for ranges in self.executor.code_ranges.values()

@@ -113,6 +113,16 @@ class Mapping:
     prot: int
     name: str = ""
     shared: bool = False
+    # a MAP_SHARED mapping of a file (memfd included): its (st_dev, st_ino)
+    # and the file offset at ``start``; other mappings of the same file
+    # pages are aliases of it (runtime/codepages.py)
+    file: tuple[int, int] | None = None
+    offset: int = 0
+
+    def piece(self, start: int, end: int, prot: int | None = None) -> "Mapping":
+        """The part [start, end) of this mapping (its file offset kept)."""
+        return Mapping(start, end, self.prot if prot is None else prot, self.name, self.shared,
+                       self.file, self.offset + (start - self.start))
 
 
 class GuestMemory:
@@ -151,9 +161,9 @@ class GuestMemory:
                 out.append(m)
                 continue
             if m.start < start:
-                out.append(Mapping(m.start, start, m.prot, m.name, m.shared))
+                out.append(m.piece(m.start, start))
             if m.end > end:
-                out.append(Mapping(end, m.end, m.prot, m.name, m.shared))
+                out.append(m.piece(end, m.end))
         self._set(out)
 
     def _set(self, maps: list[Mapping]) -> None:
@@ -161,9 +171,10 @@ class GuestMemory:
         self._maps = maps
         self._starts = [m.start for m in maps]
 
-    def _add(self, start: int, end: int, prot: int, name: str, shared: bool = False) -> None:
+    def _add(self, start: int, end: int, prot: int, name: str, shared: bool = False,
+             file: tuple[int, int] | None = None, offset: int = 0) -> None:
         self._remove_range(start, end)
-        self._maps.append(Mapping(start, end, prot, name, shared))
+        self._maps.append(Mapping(start, end, prot, name, shared, file, offset))
         self._set(self._maps)
 
     def find(self, addr: int) -> Mapping | None:
@@ -252,8 +263,24 @@ class GuestMemory:
         r = _libc.mmap(self.base + start, length, self.host_prot(prot), flags, fd, offset)
         if r in (None, _MAP_FAILED):
             raise GuestMemoryError(ctypes.get_errno(), "mmap failed")
-        self._add(start, start + length, prot, name, shared)
+        file = None
+        if shared and fd >= 0:
+            st = os.fstat(fd)
+            file = (st.st_dev, st.st_ino)
+        self._add(start, start + length, prot, name, shared, file, offset)
         return start
+
+    def aliases(self, page: int) -> list[int]:
+        """The other guest pages that map the same file page as ``page``
+        (MAP_SHARED mappings of one file or memfd: a JIT's writable view of
+        its executable code)."""
+        m = self.find(page)
+        if m is None or m.file is None:
+            return []
+        at = m.offset + (page - m.start)
+        return [o.start + (at - o.offset) for o in self._maps
+                if o.file == m.file and o.offset <= at < o.offset + (o.end - o.start)
+                and o.start + (at - o.offset) != page]
 
     def unmap(self, start: int, length: int) -> None:
         length = page_up(length)
@@ -279,7 +306,7 @@ class GuestMemory:
         pieces = []
         for m in self._maps:
             if m.end > start and m.start < end:
-                pieces.append(Mapping(max(m.start, start), min(m.end, end), prot, m.name, m.shared))
+                pieces.append(m.piece(max(m.start, start), min(m.end, end), prot))
         self._remove_range(start, end)
         self._set(self._maps + pieces)
 

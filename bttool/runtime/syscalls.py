@@ -389,6 +389,8 @@ class Syscalls:
                 shared=bool(flags & MAP_SHARED))
         if replaced:        # MAP_FIXED over earlier code: its translations go
             self.proc.code_unmapped(start, length)
+        if not anon and flags & MAP_SHARED:     # a writable view of translated code?
+            self.proc.codepages.new_aliases(start, length)
         if not anon and prot & PROT_EXEC:
             self.proc.file_mapped(start, length, fd, offset)
         return start
