@@ -73,7 +73,8 @@ def run(verbose: bool, cache_dir: str | None, no_cache: bool, stats: bool,
             from bttool.runtime.session import run_program
             status, sig, st = run_program(program, list(args), cache_dir=None if no_cache else cache_dir,
                                           use_cache=not no_cache, verbose=verbose, argv0=argv0,
-                                          sysroot_dir=sysroot, end=lambda s, g, r: finish_run(s, g, r, t0, stats, stats_json))
+                                          sysroot_dir=sysroot,
+                                          end=lambda s, g, r: finish_run(s, g, r, t0, stats, stats_json))
     except BttoolError as e:
         _fail(str(e), e.status)
         return

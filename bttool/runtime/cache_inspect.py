@@ -25,7 +25,8 @@ def _row_dict(r) -> dict:
     return {
         "key": r[0], "image": r[1], "image_path": r[2], "target": r[3], "triple": r[4],
         "options": r[5], "entry": r[6], "guest_start": min((s for s, _ in ranges), default=r[6]),
-        "guest_end": max((e for _, e in ranges), default=r[6]), "ranges": ranges, "spans": spans, "insn_count": r[8],
+        "guest_end": max((e for _, e in ranges), default=r[6]), "ranges": ranges, "spans": spans,
+        "insn_count": r[8],
         "host_bytes": r[9], "object": r[10], "symbol": r[11], "created": r[12],
         "last_used": r[13], "hits": r[14], "guest_code": r[15],
     }

@@ -52,11 +52,11 @@ class CodePages:
                 if m is not None:
                     if m.prot & PROT_WRITE:
                         self._watch(page, page)
-                    if m.file is not None:
-                        self._shared_code.setdefault((m.file, m.offset + page - m.start), set()).add(page)
-                        for alias in mem.aliases(page):
-                            a = mem.find(alias)
-                            if a is not None and a.prot & PROT_WRITE:
+                    key = m.file_page(page)
+                    if key is not None:
+                        self._shared_code.setdefault(key, set()).add(page)
+                        for alias, a in mem.aliases(page):
+                            if a.prot & PROT_WRITE:
                                 self._watch(alias, page)
                 page += PAGE
 
@@ -68,9 +68,9 @@ class CodePages:
         mem = self.memory
         for page in range(start, start + length, PAGE):
             m = mem.find(page)
-            if m is None or m.file is None or not m.prot & PROT_WRITE:
+            if m is None or not m.prot & PROT_WRITE:
                 continue
-            for code in self._shared_code.get((m.file, m.offset + page - m.start), ()):
+            for code in self._shared_code.get(m.file_page(page), ()):
                 self._watch(page, code)
 
     def _watch(self, page: int, code: int) -> None:

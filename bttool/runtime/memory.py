@@ -119,6 +119,10 @@ class Mapping:
     file: tuple[int, int] | None = None
     offset: int = 0
 
+    def file_page(self, addr: int) -> tuple[tuple[int, int], int] | None:
+        """(file, offset in it) of ``addr`` in a shared file mapping, else None."""
+        return None if self.file is None else (self.file, self.offset + (addr - self.start))
+
     def piece(self, start: int, end: int, prot: int | None = None) -> "Mapping":
         """The part [start, end) of this mapping (its file offset kept)."""
         return Mapping(start, end, self.prot if prot is None else prot, self.name, self.shared,
@@ -270,17 +274,22 @@ class GuestMemory:
         self._add(start, start + length, prot, name, shared, file, offset)
         return start
 
-    def aliases(self, page: int) -> list[int]:
-        """The other guest pages that map the same file page as ``page``
-        (MAP_SHARED mappings of one file or memfd: a JIT's writable view of
-        its executable code)."""
+    def aliases(self, page: int) -> list[tuple[int, Mapping]]:
+        """The other guest pages that map the same file page as ``page``,
+        each with its mapping (MAP_SHARED mappings of one file or memfd: a
+        JIT's writable view of its executable code)."""
         m = self.find(page)
-        if m is None or m.file is None:
+        key = m.file_page(page) if m is not None else None
+        if key is None:
             return []
-        at = m.offset + (page - m.start)
-        return [o.start + (at - o.offset) for o in self._maps
-                if o.file == m.file and o.offset <= at < o.offset + (o.end - o.start)
-                and o.start + (at - o.offset) != page]
+        file, at = key
+        out = []
+        for o in self._maps:
+            if o.file == file and o.offset <= at < o.offset + (o.end - o.start):
+                alias = o.start + (at - o.offset)
+                if alias != page:
+                    out.append((alias, o))
+        return out
 
     def unmap(self, start: int, length: int) -> None:
         length = page_up(length)

@@ -41,7 +41,8 @@ def finish_run(status: int, sig: int, st, t0: float, stats: bool = False,
             with open(stats_json, "w") as f:
                 json.dump(summary, f, indent=2, sort_keys=True)
         except OSError as e:
-            print(f"bttool: warning: cannot write {stats_json}: {e.strerror}", file=sys.stderr, flush=True)
+            print(f"bttool: warning: cannot write {stats_json}: {e.strerror}", file=sys.stderr,
+                  flush=True)
     if sig:
         from bttool.runtime.hostsignals import die_with_signal
         die_with_signal(sig)

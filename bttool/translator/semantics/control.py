@@ -17,7 +17,6 @@ from bttool.translator.operands import Insn
 from bttool.translator.registry import semantic
 
 
-
 def near16(ctx: Insn) -> bool:
     """A near branch with a 16-bit operand size (66, no REX.W, 64-bit mode).
     On the host (AMD Zen 4) it truncates the target to 16 bits and call/ret

@@ -14,7 +14,6 @@ from bttool.translator.registry import semantic
 from bttool.translator.semantics.system import exit_to_runtime
 
 
-
 _SEGMENT_REGS = ("cs", "ds", "es", "fs", "gs", "ss")
 # The control and debug registers of x86-64: a mov from/to any other (CR1,
 # CR5-7, CR9-15, DR8-15) is #UD at every privilege level, before the
