@@ -5,7 +5,9 @@
  * mmap(MAP_FIXED) and by mremap over it, the program's own text made
  * writable and patched, a read-modify-write of code, and code written
  * through a second, writable mapping of the same memfd (mapped before the
- * code runs, after it, and made writable later).  Prints every result; the
+ * code runs, after it, and made writable later), and hot code replaced
+ * while its optimised translation is still being compiled.  Prints every
+ * result; the
  * output must be the same natively and under bttool. */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -93,6 +95,33 @@ int main(void)
                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
     emit_return(b, 22);
     printf("after MAP_FIXED %d\n", ((fn_t)a)());
+
+    /* hot code replaced while its optimised translation is still being
+     * made: a long function (slow to optimise) made hot, replaced at once
+     * by a new mapping and run again and again, with a system call between
+     * runs (where a finished compilation could be installed) */
+    unsigned char *h = mmap(NULL, page, PROT_READ | PROT_WRITE | PROT_EXEC,
+                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    unsigned char *q = h;
+    *q++ = 0x89; *q++ = 0xF8;                               /* mov eax, edi */
+    for (int i = 0; i < 300; i++) {
+        int32_t k = 0x11111 * (i + 1);
+        *q++ = 0x05; memcpy(q, &k, 4); q += 4;              /* add eax, k */
+        *q++ = 0x6B; *q++ = 0xC0; *q++ = 0x03;              /* imul eax, eax, 3 */
+    }
+    *q = 0xC3;
+    long long_sum = 0;
+    for (int i = 0; i < 30000; i++)
+        long_sum += ((int (*)(int))h)(i);
+    mmap(h, page, PROT_READ | PROT_WRITE | PROT_EXEC,
+         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    emit_return(h, 61);
+    int wrong = 0;
+    for (int i = 0; i < 20000; i++) {
+        wrong += ((fn_t)h)() != 61;
+        getppid();
+    }
+    printf("replaced while compiling %ld, %d stale\n", long_sum, wrong);
 
     /* mremap moves one function's page over another's */
     unsigned char *c = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE | PROT_EXEC,

@@ -67,12 +67,16 @@ class Executor:
         # Block starts of the tier-2 regions this run translated (see promote).
         self.tier2_blocks: set[int] = set()
         # Tier-2 compilations under way in the compile server (user mode):
-        # entry -> the [start, end) ranges of its blocks, until installed;
-        # and the entries among them whose guest code was forgotten since
-        # they were lifted (not installed when they arrive).
+        # job number -> (entry, the [start, end) ranges of its blocks), until
+        # installed; and the jobs among them whose guest code was forgotten
+        # since they were lifted (not installed when they arrive).  Keyed by
+        # job, not by entry: a tier-1 translation of the same entry made
+        # meanwhile (the code was replaced and ran again) must neither take
+        # nor clear the job's stale mark.
         self.background: "BackgroundCompiler | None" = None
-        self.compiling: dict[int, list[tuple[int, int]]] = {}
+        self.compiling: dict[int, tuple[int, list[tuple[int, int]]]] = {}
         self.stale: set[int] = set()
+        self._jobs = 0
         # The lookup table lives in the support object (native code reads it
         # directly); Python fills it.
         for link, table in zip(st.RUNTIME_LINKS, ("bt_table", "bt_counters", "bt_targets")):
@@ -163,8 +167,9 @@ class Executor:
     def forget(self, pcs) -> None:
         """Drop the translations at ``pcs`` (all when None) from the lookup
         table; they are looked up again (cache, or retranslated) on use."""
-        self.stale.update(self.compiling if pcs is None else
-                          [pc for pc in pcs if pc in self.compiling])
+        wanted = None if pcs is None else set(pcs)
+        self.stale.update(job for job, (pc, _) in self.compiling.items()
+                          if wanted is None or pc in wanted)
         if pcs is None:
             self.known.clear()
             self.code_ranges.clear()
@@ -235,7 +240,7 @@ class Executor:
         the guest goes on in tier-1 code until the result is installed."""
         if pc in self.promoted:
             return
-        if any(s <= pc < e for ranges in self.compiling.values() for s, e in ranges):
+        if any(s <= pc < e for _, ranges in self.compiling.values() for s, e in ranges):
             return      # the region being compiled covers pc; count again later
         self.promoted.add(pc)
         read = self.memory.read_code
@@ -310,22 +315,31 @@ class Executor:
         lifted = lift([pc], read, options, target, known=known or self.known.__contains__,
                       read_data=self._read_data, **kw)
 
+        if not background:
+            self._finish(lifted.compile(), target, options)
+            return lifted.regions[0]
+        self._jobs += 1
+        job = self._jobs
+        self.compiling[job] = (pc, lifted.regions[0].ranges)
+
         def done(t: "Translation") -> None:
-            self.compiling.pop(pc, None)
-            current = pc not in self.stale
+            del self.compiling[job]
+            current = job not in self.stale
             if not current:
-                self.stale.discard(pc)
+                self.stale.discard(job)
                 self.promoted.discard(pc)       # may be promoted again
             self._finish(t, target, options, current=current)
-        if background:
-            self.compiling[pc] = lifted.regions[0].ranges
-            if self.background is None:
-                from bttool.runtime.background import BackgroundCompiler
-                self.background = BackgroundCompiler(self.log)
-            self.background.submit(lifted, done)
-        else:
-            done(lifted.compile())
+        if self.background is None:
+            from bttool.runtime.background import BackgroundCompiler
+            self.background = BackgroundCompiler(self.log)
+        self.background.submit(lifted, done)
         return lifted.regions[0]
+
+    def compiling_over(self, start: int, end: int) -> list[int]:
+        """Entries of the tier-2 compilations under way whose guest code
+        overlaps [start, end)."""
+        return [pc for pc, ranges in self.compiling.values()
+                if any(s < end and start < e for s, e in ranges)]
 
     def _finish(self, t: "Translation", target, options: LiftOptions, current: bool = True) -> None:
         """Load a compiled translation, install its regions (unless guest

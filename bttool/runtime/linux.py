@@ -241,8 +241,7 @@ class LinuxProcess:
             self.replay.forget(addr, length)
         ex.forget([pc for pc in ex.known if addr <= pc < end
                    or any(s < end and addr < e for s, e in ex.code_ranges.get(pc, ()))]
-                  + [pc for pc, ranges in ex.compiling.items()       # tier 2 under way
-                     if any(s < end and addr < e for s, e in ranges)])
+                  + ex.compiling_over(addr, end))                   # tier 2 under way
 
     # -- main loop -------------------------------------------------------------
     def run(self) -> int:
