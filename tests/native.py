@@ -33,11 +33,15 @@ every register +0 and empty), as ``run_snippet`` does; xmm registers and
 MXCSR come from the arguments.  Registers missing from ``regs`` start at 0,
 rsp near the stack top.
 
-Never run code natively that faults (division by zero, unmapped accesses):
-it would kill the test process (tests/opcode_sweep.py installs its own
-handler, which resumes at ``EPILOGUE_ADDR``).  Asynchronous signals are
-blocked while the guest code runs, because the kernel would push a signal
-frame onto whatever rsp the code left.
+Code that faults natively (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP) does
+not kill the test process: while it runs, a handler of the trampoline's
+own (on an alternate stack: the code's rsp may be anything) records the
+signal and resumes in the epilogue, and ``run_native`` raises
+``NativeFault``.  A test that expects a fault catches it; any other test
+fails with the signal and where it came, instead of taking pytest down
+(an instruction that one vendor runs and the other refuses, say).
+Asynchronous signals are blocked while the guest code runs, because the
+kernel would push a signal frame onto whatever rsp the code left.
 
 ``run_translated`` keeps the translation while consecutive calls run
 identical code bytes (see its docstring; BTTOOL_ISA_FRESH=1 translates
@@ -66,7 +70,8 @@ __all__ = [
     "EPILOGUE_ADDR", "SPARE_ADDR", "SPARE_SIZE",
     "GPRS", "CF", "PF", "AF", "ZF", "SF", "DF", "OF", "ARITH", "FLAG_NAMES",
     "Context", "FxArea", "Input", "Outcome", "X87",
-    "assemble", "have_toolchain", "run_native", "run_translated", "forget_translation",
+    "assemble", "have_toolchain", "run_native", "NativeFault", "install_fault_guard",
+    "FAULT_SIGNALS", "run_translated", "forget_translation",
     "ensure_native", "compare", "default_regs", "flag_str",
     "host_flags", "missing_host_feature", "skip_unless_host_runs",
 ]
@@ -112,7 +117,11 @@ class Context(ctypes.Structure):
     XSAVE area's alignment): the ymm extension appends to it."""
     _fields_ = [("gpr", ctypes.c_uint64 * 16), ("rflags", ctypes.c_uint64),
                 ("entry", ctypes.c_uint64), ("host_rsp", ctypes.c_uint64),
-                ("_pad", ctypes.c_uint8 * 40),
+                # the fault guard's: armed (1 while the code runs), the
+                # signal it caught, and the rip of the fault
+                ("fault_armed", ctypes.c_uint32), ("fault_signo", ctypes.c_uint32),
+                ("fault_rip", ctypes.c_uint64),
+                ("_pad", ctypes.c_uint8 * 24),
                 ("host_fx", FxArea), ("fx", FxArea)]
 
 
@@ -122,7 +131,7 @@ assert Context.host_fx.offset % 64 == 0 and Context.fx.offset % 64 == 0
 TRAMP_ADDR = 0x20000                 # trampoline code
 EPILOGUE_ADDR = TRAMP_ADDR + 0x400   # its epilogue (.org in the source)
 SPARE_ADDR = TRAMP_ADDR + 0x1000     # RWX, left alone by the harness: a test's own
-SPARE_SIZE = 0x1000                  # native helpers (opcode_sweep's fault handler)
+SPARE_SIZE = 0x1000                  # native helpers
 CTX_ADDR = 0x22000                   # the Context ...
 CTX_SIZE = 0x2000                    # ... whose page's upper part is a scratch stack
 CODE_LIMIT = 0x10000 - 16            # room for the code and the jmp back
@@ -409,6 +418,23 @@ def _trampoline_source() -> str:
         f"    mov rsp, qword ptr {at('host_rsp')}",
         "    pop r15", "    pop r14", "    pop r13", "    pop r12", "    pop rbp", "    pop rbx",
         "    ret",
+        # the fault guard (SA_SIGINFO: rdi = signo, rdx = ucontext, whose
+        # gregs start at 40: REG_RIP at 168, REG_EFL at 176); a fault while
+        # not armed is the test process's own: it exits with 100 + signo
+        "bt_fault:",
+        f"    cmp dword ptr {at('fault_armed', size=4)}, 0",
+        "    je 1f",
+        f"    mov dword ptr {at('fault_signo', size=4)}, edi",
+        f"    mov dword ptr {at('fault_armed', size=4)}, 0",
+        "    mov rax, qword ptr [rdx + 168]",
+        f"    mov qword ptr {at('fault_rip')}, rax",
+        f"    mov rax, {EPILOGUE_ADDR:#x}",
+        "    mov qword ptr [rdx + 168], rax",
+        "    and qword ptr [rdx + 176], -0x40101",       # TF and AC off
+        "    ret",
+        "1:  add edi, 100",
+        "    mov eax, 231",                             # exit_group
+        "    syscall",
     ]) + "\n"
 
 
@@ -435,12 +461,65 @@ def _map_fixed(addr: int, size: int, prot: int) -> None:
 
 
 _ctx: Context | None = None
+_fault_handler = 0              # address of bt_fault once loaded
+_guard_kept = False             # install_fault_guard: the guard stays in place
+_altstack: list = []
+
+
+class NativeFault(Exception):
+    """The host CPU raised a fault signal running the code natively."""
+
+    def __init__(self, signo: int, rip: int) -> None:
+        super().__init__(f"natively, {signal.Signals(signo).name} at {rip:#x}"
+                         + (f" (code offset {rip - CODE_ADDR:#x})"
+                            if CODE_ADDR <= rip < CODE_ADDR + CODE_LIMIT else ""))
+        self.signo = signo
+        self.rip = rip
+
+
+class _SigAction(ctypes.Structure):
+    """glibc's struct sigaction on x86-64."""
+    _fields_ = [("handler", ctypes.c_void_p), ("mask", ctypes.c_uint64 * 16),
+                ("flags", ctypes.c_int), ("restorer", ctypes.c_void_p)]
+
+
+class _StackT(ctypes.Structure):
+    _fields_ = [("sp", ctypes.c_void_p), ("flags", ctypes.c_int), ("size", ctypes.c_size_t)]
+
+
+FAULT_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP)
+_SA_SIGINFO, _SA_ONSTACK = 0x4, 0x08000000
+
+
+def _set_actions(new: list, old: list | None = None) -> None:
+    for i, sig in enumerate(FAULT_SIGNALS):
+        if _libc.sigaction(int(sig), ctypes.byref(new[i]),
+                           ctypes.byref(old[i]) if old is not None else None) != 0:
+            raise OSError(ctypes.get_errno(), "sigaction")
+
+
+def _guard_actions() -> list:
+    sa = _SigAction()
+    sa.handler = _fault_handler
+    sa.flags = _SA_SIGINFO | _SA_ONSTACK
+    return [sa] * len(FAULT_SIGNALS)
+
+
+def install_fault_guard() -> None:
+    """Keep the fault guard in place for good (forked workers that run
+    nothing but native code: tests/opcode_sweep.py), instead of around each
+    native run."""
+    global _guard_kept
+    ensure_native()
+    _set_actions(_guard_actions())
+    _guard_kept = True
 
 
 def ensure_native() -> Context:
     """Map the native code, data and stack areas and load the trampoline
-    (once); the Context at CTX_ADDR."""
-    global _ctx
+    (once); the Context at CTX_ADDR.  Also gives this thread an alternate
+    signal stack for the fault guard."""
+    global _ctx, _fault_handler
     if _ctx is None:
         text, syms = _assemble_text(_trampoline_source())
         assert TRAMP_ADDR + syms["bt_epilogue"] == EPILOGUE_ADDR, syms
@@ -451,6 +530,12 @@ def ensure_native() -> Context:
         _map_fixed(DATA_ADDR, DATA_SIZE, _RW)
         _map_fixed(STACK_ADDR, STACK_SIZE, _RW)
         ctypes.memmove(TRAMP_ADDR, text, len(text))
+        _fault_handler = TRAMP_ADDR + syms["bt_fault"]
+        buf = mmap.mmap(-1, 1 << 16)
+        _altstack.append(buf)
+        ss = _StackT(ctypes.addressof(ctypes.c_char.from_buffer(buf)), 0, 1 << 16)
+        if _libc.sigaltstack(ctypes.byref(ss), None) != 0:
+            raise OSError(ctypes.get_errno(), "sigaltstack")
         _ctx = Context.from_address(CTX_ADDR)
     return _ctx
 
@@ -468,8 +553,8 @@ def run_native(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0x
     (optional) initialises the stack area, and the outcome then has the
     stack area afterwards.  Code the host CPU has no feature for skips the
     calling test (``skip_unless_host_runs``), unless ``check_features`` is
-    false (the opcode sweep runs such code on purpose, in a child that
-    catches its SIGILL)."""
+    false (the opcode sweep runs such code on purpose).  Raises
+    NativeFault when the code faults (see the module docstring)."""
     if check_features:
         skip_unless_host_runs(code)
     ctx = ensure_native()
@@ -489,11 +574,22 @@ def run_native(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0x
     ctx.rflags = (rflags & INPUT_FLAGS) | FIXED_FLAGS
     ctx.entry = CODE_ADDR
     ctypes.memmove(CTX_ADDR + Context.fx.offset, _initial_fx(xmm, mxcsr), ctypes.sizeof(FxArea))
+    saved = None
+    if not _guard_kept:
+        saved = [_SigAction() for _ in FAULT_SIGNALS]
+        _set_actions(_guard_actions(), saved)
+    ctx.fault_signo = 0
+    ctx.fault_armed = 1
     old = signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
     try:
         _trampoline()
     finally:
+        ctx.fault_armed = 0
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        if saved is not None:
+            _set_actions(saved)
+    if ctx.fault_signo:
+        raise NativeFault(ctx.fault_signo, ctx.fault_rip)
     out_regs = {r: ctx.gpr[i] for i, r in enumerate(GPRS)}
     out_regs["rip"] = CODE_ADDR + len(code)  # where the translated run stops
     return _outcome(out_regs, ctx.rflags,

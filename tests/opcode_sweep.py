@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import ctypes
 import json
 import os
 import pickle
@@ -546,71 +545,17 @@ def _changes(before: bytes, after: bytes) -> tuple:
 
 
 # ---------------------------------------------------------------------------
-# native runs with a fault handler that resumes in the trampoline's epilogue
+# native runs (a fault resumes in the trampoline's epilogue: native.NativeFault)
 
-_HANDLER_ADDR = N.SPARE_ADDR
-_FAULT_SIGNO = N.SPARE_ADDR + N.SPARE_SIZE - 0x10
-_FAULT_ACTIVE = N.SPARE_ADDR + N.SPARE_SIZE - 0x0C
-_FAULT_RIP = N.SPARE_ADDR + N.SPARE_SIZE - 0x08
-_ALTSTACK: list = []
-
-
-class _SigAction(ctypes.Structure):
-    _fields_ = [("handler", ctypes.c_void_p), ("mask", ctypes.c_uint64 * 16),
-                ("flags", ctypes.c_int), ("restorer", ctypes.c_void_p)]
-
-
-class _StackT(ctypes.Structure):
-    _fields_ = [("sp", ctypes.c_void_p), ("flags", ctypes.c_int), ("size", ctypes.c_size_t)]
-
-
-FAULT_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP)
-
-
-def _install_native_handler() -> None:
-    N.ensure_native()
-    epilogue = N.EPILOGUE_ADDR
-    # rdi = signo, rdx = ucontext: gregs at 40, REG_RIP 16, REG_EFL 17.
-    code = _asm([
-        f"cmp dword ptr [{_FAULT_ACTIVE:#x}], 0",
-        "je 1f",
-        f"mov dword ptr [{_FAULT_SIGNO:#x}], edi",
-        f"mov dword ptr [{_FAULT_ACTIVE:#x}], 0",
-        "mov rax, qword ptr [rdx + 168]",
-        f"mov qword ptr [{_FAULT_RIP:#x}], rax",
-        f"movabs rax, {epilogue:#x}",
-        "mov qword ptr [rdx + 168], rax",
-        "and qword ptr [rdx + 176], -0x40101",       # clear TF and AC
-        "ret",
-        "1: add edi, 100",
-        "mov eax, 231",
-        "syscall",
-    ])
-    ctypes.memmove(_HANDLER_ADDR, code, len(code))
-    libc = ctypes.CDLL(None, use_errno=True)
-    import mmap
-    buf = mmap.mmap(-1, 1 << 16)
-    _ALTSTACK.append(buf)
-    ss = _StackT(ctypes.addressof(ctypes.c_char.from_buffer(buf)), 0, 1 << 16)
-    if libc.sigaltstack(ctypes.byref(ss), None) != 0:
-        raise OSError(ctypes.get_errno(), "sigaltstack")
-    for sig in FAULT_SIGNALS:
-        sa = _SigAction()
-        sa.handler = _HANDLER_ADDR
-        sa.flags = 0x4 | 0x08000000     # SA_SIGINFO | SA_ONSTACK
-        if libc.sigaction(int(sig), ctypes.byref(sa), None) != 0:
-            raise OSError(ctypes.get_errno(), "sigaction")
+FAULT_SIGNALS = N.FAULT_SIGNALS
 
 
 def native_run(e: Encoding, s: dict) -> Run:
-    ctypes.c_uint32.from_address(_FAULT_SIGNO).value = 0
-    ctypes.c_uint32.from_address(_FAULT_ACTIVE).value = 1
-    out = N.run_native(e.code, s["regs"], s["rflags"], s["xmm"], s["data"], s["mxcsr"], s["stack"],
-                       check_features=False)
-    ctypes.c_uint32.from_address(_FAULT_ACTIVE).value = 0
-    sig = ctypes.c_uint32.from_address(_FAULT_SIGNO).value
-    if sig:
-        return Run(signal=sig, fault_rip=ctypes.c_uint64.from_address(_FAULT_RIP).value)
+    try:
+        out = N.run_native(e.code, s["regs"], s["rflags"], s["xmm"], s["data"], s["mxcsr"],
+                           s["stack"], check_features=False)
+    except N.NativeFault as f:
+        return Run(signal=f.signo, fault_rip=f.rip)
     return Run(regs={r: out.regs[r] for r in N.GPRS}, rflags=out.rflags, xmm=out.xmm, mxcsr=out.mxcsr,
                data=_changes(s["data"], out.data),
                stack=_changes(s["stack"], out.stack))
@@ -666,7 +611,7 @@ def _child_setup(side: str) -> None:
     for sig in FAULT_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
     if side == "native":
-        _install_native_handler()
+        N.install_fault_guard()
     else:
         # The snippet machine may have been made before the fork (by an
         # earlier test of this pytest process): its engine's fault handler
@@ -891,7 +836,7 @@ class Sweep:
     def table(self) -> str:
         cnt = self.counts()
         total = sum(cnt[c] for c in cnt if c != "skipped")
-        lines = [f"| class | encodings |", "|---|---|"]
+        lines = ["| class | encodings |", "|---|---|"]
         labels = {"same": "run as natively (same result)",
                   "same-signal": "fault natively and under bttool with the same signal",
                   "excepted": "differ, listed in EXCEPTIONS or beyond the CPU model (reasons below)",
