@@ -8,7 +8,6 @@ and stops at the trailing int3 (or at a fault).
 """
 from __future__ import annotations
 
-import ctypes
 from dataclasses import dataclass, field
 
 from bttool.ir import intrinsics, state as st
