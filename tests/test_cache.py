@@ -102,6 +102,33 @@ def test_warm_run_translates_nothing(programs, tmp_path):
     assert 0.9 * s1["regions_translated"] <= s2["regions_from_cache"] <= s1["regions_translated"]
 
 
+def test_warm_run_installs_the_warm_set_at_once(programs, tmp_path):
+    """A warm run takes the regions the last run of the program used in one
+    go (RunCache.warm_hits), not one exit, lookup and object read each; a
+    warm set that is damaged or belongs to other code is only a hint: every
+    region is still checked, and the output stays the native one."""
+    prog, cache = programs / "p", tmp_path / "c"
+    stats_run(cache, prog, tmp_path)                   # cold
+    _, s2 = stats_run(cache, prog, tmp_path)          # warm: what runs, looked up
+    warm_dir = cache / "warm"
+    (sets,) = list(warm_dir.iterdir())
+    keys = sets.read_text().split()
+    assert len(keys) >= s2["regions_from_cache"]
+    r3, s3 = stats_run(cache, prog, tmp_path)
+    same(r3, native(prog))
+    assert s3["regions_translated"] == 0
+    assert s3["regions_from_cache"] >= s2["regions_from_cache"]
+    # a region each used to cost an exit to Python; now the warm set is one
+    assert s3["exits_to_python"] < s3["regions_from_cache"] / 4, s3
+    # garbage, keys of nothing, and another program's set change nothing
+    sets.write_bytes(b"\x00\xff not a key\n" + b"f" * 200 + b"\n" + "\n".join(keys[:5]).encode())
+    r4, s4 = stats_run(cache, prog, tmp_path)
+    same(r4, native(prog))
+    assert s4["regions_translated"] == 0 and s4["cache_dropped"] == 0
+    bttool("cache", "--cache-dir", cache, "clear")
+    assert not warm_dir.exists()
+
+
 def test_warm_run_never_loads_the_translator(programs, tmp_path):
     """A warm run takes everything from the cache, so it must not pay for
     importing the decoder (capstone) or the lifter: that is most of the

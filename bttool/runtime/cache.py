@@ -469,6 +469,52 @@ class CacheStore:
             return None
         return found[0][3]
 
+    def read_objects(self, object_ids: Iterable[str]) -> dict[str, bytes]:
+        """Several objects in one query each 500 (a warm run's start-up
+        reads hundreds): those present and intact, by id."""
+        ids = sorted(set(object_ids))
+        out: dict[str, bytes] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            for row in self.rows("read", "SELECT id, sha256, size, data FROM objects WHERE id IN"
+                                 f" ({','.join('?' * len(chunk))})", chunk):
+                if cache_rows.object_ok(*row):
+                    out[row[0]] = row[3]
+        return out
+
+    # -- warm sets -------------------------------------------------------------
+    def _warm_path(self, program: str) -> str:
+        return os.path.join(self.root, "warm", program[:32])
+
+    def warm_keys(self, program: str) -> frozenset[str]:
+        """The keys of the regions that the last run of ``program`` (its
+        image digest) took from the cache or made: a hint for the next run,
+        which loads those of them that check out as a lookup would, in one
+        go (RunCache.warm_hits).  Empty when there is none or it is not
+        readable as written."""
+        try:
+            with open(self._warm_path(program), "rb") as f:
+                data = f.read(1 << 22)
+        except OSError:
+            return frozenset()
+        keys = data.decode("ascii", "replace").split()
+        return frozenset(k for k in keys if len(k) <= 64 and k.isalnum())
+
+    def write_warm_keys(self, program: str, keys: Iterable[str]) -> None:
+        """Record the warm set of ``program`` (replacing the last one whole:
+        a reader sees the old file or the new one)."""
+        if self.readonly or self.disabled:
+            return
+        path = self._warm_path(program)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(path), delete=False,
+                                             prefix=".warm-") as f:
+                f.write("\n".join(sorted(keys)) + "\n")
+            os.replace(f.name, path)
+        except OSError as e:
+            self.log(f"cache warm set not written ({e})")
+
     def write_translation(self, t: Translation, image: str, image_path: str, target_key: str,
                           triple: str, options_key: str) -> str:
         """Store an object and its regions (each with its row checksum);
@@ -584,6 +630,7 @@ class CacheStore:
                 for table in ("regions", "objects", "images", "codemap", "counters", "files"):
                     self.db.execute(f"DELETE FROM {table}")
         self.write("clear", op)
+        shutil.rmtree(os.path.join(self.root, "warm"), ignore_errors=True)
         for dirpath, _, files in os.walk(os.path.join(self.root, "support")):
             for f in files:
                 try:
@@ -720,6 +767,14 @@ class RunCache:
         self._dropped = 0
         # translations made after the store was released, for finish
         self.pending: list[tuple] = []
+        # The program's warm set (CacheStore.warm_keys), read before the
+        # guest runs (it opens a file); (image, entry, key) of the regions
+        # this run made; objects read ahead by warm_hits, until the engine
+        # takes them.
+        self.program = image_sha
+        self._warm = store.warm_keys(image_sha) if self.enabled else frozenset()
+        self.made: list[tuple[str, int, str]] = []
+        self._read_ahead: dict[str, bytes] = {}
 
     @property
     def enabled(self) -> bool:
@@ -791,22 +846,51 @@ class RunCache:
         base = unit.base
         self.executed.setdefault((unit.image, self.unit_variants(unit.pic)[1]), set()).add(pc - base)
         for row in list(self._loaded_candidates(unit).get(pc - base, ())):
-            rank = row[_RANK]
-            if tier is not None and rank != tier:
+            if tier is not None and row[_RANK] != tier:
                 continue
-            if not self._intact(row):
-                continue
-            spans = self._spans_here(row[_RANGES], unit)
-            if spans is None or guest_digest(read, spans) != row[_DIGEST]:
-                continue
-            key = row[0]
-            self.hits += 1
-            self.used.append(key)
-            return CachedRegion(key, row[_OBJECT], row[_SYMBOL], row[_INSNS], rank,
-                                [(s.start, s.end) for s in spans],
-                                {s.image: s.base for s in spans if s.image})
+            hit = self._hit(row, unit, read)
+            if hit is not None:
+                return hit
         self.misses += 1
         return None
+
+    def _hit(self, row: tuple, unit, read: CodeReader) -> CachedRegion | None:
+        """The region of candidate ``row`` of ``unit`` if it is intact and
+        its guest code is the code there now (counted as a hit), else None."""
+        if not self._intact(row):
+            return None
+        spans = self._spans_here(row[_RANGES], unit)
+        if spans is None or guest_digest(read, spans) != row[_DIGEST]:
+            return None
+        key = row[0]
+        self.hits += 1
+        self.used.append(key)
+        return CachedRegion(key, row[_OBJECT], row[_SYMBOL], row[_INSNS], row[_RANK],
+                            [(s.start, s.end) for s in spans],
+                            {s.image: s.base for s in spans if s.image})
+
+    def warm_hits(self, unit, read: CodeReader, skip: Callable[[int], bool]) -> list[tuple[int, CachedRegion]]:
+        """(pc, region) for the regions of ``unit`` in the program's warm
+        set (CacheStore.warm_keys) that are valid here now, the best tier
+        of each entry, except at pcs ``skip`` names; their objects are read
+        in one query (``read_object`` hands them out).  A warm run's
+        dispatcher installs them all at once when the unit's code first
+        runs, instead of one exit, lookup and object read per region."""
+        if not self.enabled or not self._warm:
+            return []
+        base = unit.base
+        chosen = []
+        for entry, rows in self._loaded_candidates(unit).items():
+            if skip(base + entry):
+                continue
+            for row in sorted((r for r in rows if r[0] in self._warm), key=lambda r: r[_RANK]):
+                hit = self._hit(row, unit, read)
+                if hit is not None:
+                    chosen.append((base + entry, hit))
+                    break
+        if chosen:
+            self._read_ahead.update(self.store.read_objects(h.object_id for _, h in chosen))
+        return chosen
 
     def _spans_here(self, stored: str, unit) -> list[Span] | None:
         """A candidate's spans at this run's addresses, or None when its code
@@ -838,7 +922,9 @@ class RunCache:
     def read_object(self, hit: CachedRegion) -> bytes | None:
         """The object of a hit, verified; a corrupt or missing one is
         dropped with its regions (counted), and the caller translates."""
-        data = self.store.read_object(hit.object_id) if self.enabled else None
+        data = self._read_ahead.pop(hit.object_id, None)
+        if data is None and self.enabled:
+            data = self.store.read_object(hit.object_id)
         if data is None:
             self.log(f"cache object {hit.object_id[:12]} corrupt or missing; retranslating")
             self._dropped += 1
@@ -859,6 +945,7 @@ class RunCache:
         if not (self.enabled or released) or self.store.readonly:
             return
         unit = self.units.find(t.regions[0].entry)
+        self.made.extend((unit.image, r.entry - unit.base, r.key) for r in t.regions)
         entry = (t, unit.image, unit.path, target_key, self.triple, options_key)
         if released:
             self.pending.append(entry)      # finish stores it if the index opens again
@@ -914,6 +1001,13 @@ class RunCache:
                            " WHERE target = ?", (self.hits, self.misses, self.dropped, target))
                 db.executemany("INSERT OR IGNORE INTO codemap VALUES (?,?,?,?)", codemap)
         store.write("finish", op)
+        # what the next run will want at once: the regions it took from
+        # the cache, and those it made that ran (not the ones made along
+        # with them, which may never run)
+        ran = {(image, e) for (image, _), entries in self.executed.items() for e in entries}
+        warm = frozenset(self.used) | {k for image, e, k in self.made if (image, e) in ran}
+        if warm != self._warm:
+            store.write_warm_keys(self.program, warm)
         if store.total_size() > max_size_default():
             store.gc(max_size_default())
 

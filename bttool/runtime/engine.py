@@ -96,12 +96,21 @@ class Engine:
         _libc.pthread_setspecific(ctypes.c_uint32(_state_key()), ctypes.c_void_p(ctypes.addressof(state)))
 
     def load_object(self, data: bytes) -> None:
-        obj = llvm.ObjectFileRef.from_data(data)
-        self._objects.append(obj)
-        self._ee.add_object_file(obj)
+        self.load_objects([data])
+
+    def load_objects(self, datas: list[bytes]) -> None:
+        """Load object files and make their code runnable (one finalisation
+        for all of them)."""
+        if not datas:
+            return
+        for data in datas:
+            obj = llvm.ObjectFileRef.from_data(data)
+            self._objects.append(obj)
+            self._ee.add_object_file(obj)
         self._ee.finalize_object()
         if self._perf_map is not None:
-            self._write_perf_map(data)
+            for data in datas:
+                self._write_perf_map(data)
 
     def _write_perf_map(self, data: bytes) -> None:
         """BTTOOL_PERF_MAP=1: name translated code for `perf report`
