@@ -108,10 +108,12 @@ def dpp_nan_lanes_agree(insn: str, native: int, translated: int) -> bool:
     bits = 32 if insn.startswith("dpps") else 64
     exp = ((1 << (bits - 1)) - 1) & ~((1 << (23 if bits == 32 else 52)) - 1)
     mant = (1 << (23 if bits == 32 else 52)) - 1
+
+    def nan(v: int) -> bool:
+        return v & exp == exp and bool(v & mant)
     for lane in range(128 // bits):
         a = (native >> (lane * bits)) & ((1 << bits) - 1)
         b = (translated >> (lane * bits)) & ((1 << bits) - 1)
-        nan = lambda v: v & exp == exp and v & mant  # noqa: E731
         if a != b and not (nan(a) and nan(b)):
             return False
     return True

@@ -38,7 +38,7 @@ not kill the test process: while it runs, a handler of the trampoline's
 own (on an alternate stack: the code's rsp may be anything) records the
 signal and resumes in the epilogue, and ``run_native`` raises
 ``NativeFault``.  A test that expects a fault catches it; any other test
-fails with the signal and where it came, instead of taking pytest down
+fails with the signal and where it came from, instead of taking pytest down
 (an instruction that one vendor runs and the other refuses, say).
 Asynchronous signals are blocked while the guest code runs, because the
 kernel would push a signal frame onto whatever rsp the code left.

@@ -869,7 +869,8 @@ class RunCache:
                             [(s.start, s.end) for s in spans],
                             {s.image: s.base for s in spans if s.image})
 
-    def warm_hits(self, unit, read: CodeReader, skip: Callable[[int], bool]) -> list[tuple[int, CachedRegion]]:
+    def warm_hits(self, unit, read: CodeReader,
+                  skip: Callable[[int], bool]) -> list[tuple[int, CachedRegion]]:
         """(pc, region) for the regions of ``unit`` in the program's warm
         set (CacheStore.warm_keys) that are valid here now, the best tier
         of each entry, except at pcs ``skip`` names; their objects are read

@@ -397,8 +397,9 @@ class Executor:
         the last run of this program used there (RunCache.warm_hits), each
         checked as a lookup would, their objects read in one query and
         loaded in one batch.  A dynamically linked program's start-up
-        takes hundreds of regions from the cache; one exit, lookup and
-        object read each cost it about a fifth of its warm run time."""
+        takes some 550 regions from the cache; one exit, lookup and object
+        read each made a warm run of one that returns 0 take 204 ms where
+        it now takes 178 (README.md, the warm set)."""
         u = self.units.find(pc)
         key = (u.image, u.base, u.start)
         if key in self._warmed:
