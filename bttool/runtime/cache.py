@@ -486,23 +486,25 @@ class CacheStore:
     def _warm_path(self, program: str) -> str:
         return os.path.join(self.root, "warm", program[:32])
 
-    def warm_keys(self, program: str) -> frozenset[str]:
-        """The keys of the regions that the last run of ``program`` (its
-        image digest) took from the cache or made: a hint for the next run,
-        which loads those of them that check out as a lookup would, in one
-        go (RunCache.warm_hits).  Empty when there is none or it is not
+    def warm_sets(self, program: str) -> tuple[frozenset[str], frozenset[str]]:
+        """The warm sets of the last two runs of ``program`` (its image
+        digest), the latest first: the keys of the regions each took from
+        the cache or made.  A hint for the next run, which installs
+        those that check out as a lookup would in one go
+        (RunCache.warm_hits).  Empty when there is none or it is not
         readable as written."""
         try:
             with open(self._warm_path(program), "rb") as f:
-                data = f.read(1 << 22)
+                data = f.read(1 << 23)
         except OSError:
-            return frozenset()
-        keys = data.decode("ascii", "replace").split()
-        return frozenset(k for k in keys if len(k) <= 64 and k.isalnum())
+            return frozenset(), frozenset()
+        parts = (data.decode("ascii", "replace").split("--\n", 1) + [""])[:2]
+        last, before = (frozenset(k for k in p.split() if len(k) <= 64 and k.isalnum()) for p in parts)
+        return last, before
 
-    def write_warm_keys(self, program: str, keys: Iterable[str]) -> None:
-        """Record the warm set of ``program`` (replacing the last one whole:
-        a reader sees the old file or the new one)."""
+    def write_warm_sets(self, program: str, last: Iterable[str], before: Iterable[str]) -> None:
+        """Record the warm sets of ``program``'s last two runs (replacing
+        the file whole: a reader sees the old one or the new one)."""
         if self.readonly or self.disabled:
             return
         path = self._warm_path(program)
@@ -510,7 +512,8 @@ class CacheStore:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(path), delete=False,
                                              prefix=".warm-") as f:
-                f.write("\n".join(sorted(keys)) + "\n")
+                f.write("".join(k + "\n" for k in sorted(last)) + "--\n"
+                        + "".join(k + "\n" for k in sorted(before)))
             os.replace(f.name, path)
         except OSError as e:
             self.log(f"cache warm set not written ({e})")
@@ -767,13 +770,19 @@ class RunCache:
         self._dropped = 0
         # translations made after the store was released, for finish
         self.pending: list[tuple] = []
-        # The program's warm set (CacheStore.warm_keys), read before the
-        # guest runs (it opens a file); (image, entry, key) of the regions
-        # this run made; objects read ahead by warm_hits, until the engine
-        # takes them.
+        # The program's warm sets (CacheStore.warm_sets), read before the
+        # guest runs (it opens a file).  This run installs at once what
+        # both of the last two runs used (all of the last one's after a
+        # single run): busybox's applets share one image, and installing
+        # the previous applet's regions for the next one made four
+        # alternating applets 8% slower.  Also: the keys of the
+        # regions this run made; objects read ahead by warm_hits, until the
+        # engine takes them.
         self.program = image_sha
-        self._warm = store.warm_keys(image_sha) if self.enabled else frozenset()
-        self.made: list[tuple[str, int, str]] = []
+        last, before = store.warm_sets(image_sha) if self.enabled else (frozenset(), frozenset())
+        self._warm_last, self._warm_before = last, before
+        self._warm = last & before if before else last
+        self.made: list[str] = []
         self._read_ahead: dict[str, bytes] = {}
 
     @property
@@ -872,7 +881,7 @@ class RunCache:
     def warm_hits(self, unit, read: CodeReader,
                   skip: Callable[[int], bool]) -> list[tuple[int, CachedRegion]]:
         """(pc, region) for the regions of ``unit`` in the program's warm
-        set (CacheStore.warm_keys) that are valid here now, the best tier
+        set (see __init__) that are valid here now, the best tier
         of each entry, except at pcs ``skip`` names; their objects are read
         in one query (``read_object`` hands them out).  A warm run's
         dispatcher installs them all at once when the unit's code first
@@ -946,7 +955,7 @@ class RunCache:
         if not (self.enabled or released) or self.store.readonly:
             return
         unit = self.units.find(t.regions[0].entry)
-        self.made.extend((unit.image, r.entry - unit.base, r.key) for r in t.regions)
+        self.made.extend(r.key for r in t.regions)
         entry = (t, unit.image, unit.path, target_key, self.triple, options_key)
         if released:
             self.pending.append(entry)      # finish stores it if the index opens again
@@ -1002,13 +1011,12 @@ class RunCache:
                            " WHERE target = ?", (self.hits, self.misses, self.dropped, target))
                 db.executemany("INSERT OR IGNORE INTO codemap VALUES (?,?,?,?)", codemap)
         store.write("finish", op)
-        # what the next run will want at once: the regions it took from
-        # the cache, and those it made that ran (not the ones made along
-        # with them, which may never run)
-        ran = {(image, e) for (image, _), entries in self.executed.items() for e in entries}
-        warm = frozenset(self.used) | {k for image, e, k in self.made if (image, e) in ran}
-        if warm != self._warm:
-            store.write_warm_keys(self.program, warm)
+        # what the next run will want at once: the regions this one took
+        # from the cache or made (also those made along with others, which
+        # may not have run: which of them ran is not known without lookups)
+        warm = frozenset(self.used) | frozenset(self.made)
+        if (warm, self._warm_last) != (self._warm_last, self._warm_before):
+            store.write_warm_sets(self.program, warm, self._warm_last)
         if store.total_size() > max_size_default():
             store.gc(max_size_default())
 
