@@ -464,10 +464,7 @@ class CacheStore:
     # -- objects ------------------------------------------------------------
     def read_object(self, object_id: str) -> bytes | None:
         """The object's bytes, or None if missing or failing its checksum."""
-        found = self.rows("read", "SELECT id, sha256, size, data FROM objects WHERE id = ?", (object_id,))
-        if not found or not cache_rows.object_ok(*found[0]):
-            return None
-        return found[0][3]
+        return self.read_objects([object_id]).get(object_id)
 
     def read_objects(self, object_ids: Iterable[str]) -> dict[str, bytes]:
         """Several objects in one query each 500 (a warm run's start-up
