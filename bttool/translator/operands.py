@@ -7,6 +7,7 @@ from llvmlite import ir
 from capstone import x86_const as X
 
 from bttool.ir.emitter import FunctionEmitter, I1, I64, I128, const, int_type
+from bttool.translator.addressing import UnknownAddressRegister, address_form
 from bttool.translator.decoder import RegInfo, reg_table
 
 _REGS = reg_table()
@@ -150,40 +151,39 @@ class Insn:
         unless ``segment`` is False (lea wants the bare offset).  The
         displacement is added last, so ir/memory.py can clamp only the
         register part and fold the displacement into the host access."""
-        m = self.ops[i].mem
+        try:
+            form = address_form(self.insn, self.ops[i].mem, self.mode)
+        except UnknownAddressRegister as e:
+            raise UnsupportedOperand(str(e)) from None
         b = self.b
-        wrap32 = self.mode == 32 or (
-            self.insn.addr_size if hasattr(self.insn, "addr_size") else self.mode // 8) == 4
-        seg = None
-        if segment and m.segment in (X.X86_REG_FS, X.X86_REG_GS):
-            seg = self.em.get("fs_base" if m.segment == X.X86_REG_FS else "gs_base")
-        if m.base in (X.X86_REG_RIP, X.X86_REG_EIP):
-            addr = self.em.guest_addr(self.next_pc + m.disp)
-            if m.base == X.X86_REG_EIP or wrap32:
+        seg = self.em.get(form.segment_base) if segment and form.segment_base else None
+        if form.rip_target is not None:
+            addr = self.em.guest_addr(form.rip_target)
+            if form.wrap32:
                 addr = b.and_(addr, const(64, 0xFFFFFFFF))
         else:
             parts = []
-            if m.base != 0:
-                parts.append(self._addr_reg(m.base))
-            if m.index != 0:
-                idx = self._addr_reg(m.index)
-                parts.append(idx if m.scale == 1 else b.mul(idx, const(64, m.scale)))
-            if seg is not None and not wrap32:   # the segment base joins the register part
+            if form.base is not None:
+                parts.append(self._addr_reg(form.base))
+            if form.index is not None:
+                idx = self._addr_reg(form.index)
+                parts.append(idx if form.scale == 1 else b.mul(idx, const(64, form.scale)))
+            if seg is not None and not form.wrap32:   # the segment base joins the register part
                 parts.append(seg)
                 seg = None
-            addr = parts[0] if parts else const(64, m.disp)
+            addr = parts[0] if parts else const(64, form.disp)
             for part in parts[1:]:
                 addr = b.add(addr, part)
-            if parts and m.disp:
-                addr = b.add(addr, const(64, m.disp))
-            if wrap32:
+            if parts and form.disp:
+                addr = b.add(addr, const(64, form.disp))
+            if form.wrap32:
                 addr = b.and_(addr, const(64, 0xFFFFFFFF))
         if seg is not None:
             addr = b.add(addr, seg)
         return addr
 
-    def _addr_reg(self, reg_id: int) -> ir.Value:
-        v = self.get_reg(reg_id)
+    def _addr_reg(self, info: RegInfo) -> ir.Value:
+        v = self._get_part(info)
         return v if v.type.width == 64 else self.b.zext(v, I64)
 
     def load(self, addr: ir.Value, bits: int) -> ir.Value:

@@ -19,6 +19,7 @@ from bttool.ir import intrinsics
 from bttool.runtime import cpuid
 from bttool.runtime.system import vcpu as V
 from bttool.runtime.system.vcpu import GuestException, gp, read_rflags, write_rflags
+from bttool.translator.addressing import address_form, state_register
 from bttool.translator.decoder import Decoder, reg_table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,22 +53,11 @@ class Instructions:
         setattr(s, info.field, (old & ~mask) | ((value << info.shift) & mask))
 
     def ea(self, insn, op) -> int:
-        m = op.mem
-        if m.base in (X.X86_REG_RIP, X.X86_REG_EIP):
-            addr = insn.address + insn.size + m.disp
-        else:
-            addr = m.disp
-            if m.base:
-                addr += self.reg(m.base)
-            if m.index:
-                addr += self.reg(m.index) * m.scale
-        if insn.addr_size == 4:
-            addr &= 0xFFFFFFFF
-        if m.segment == X.X86_REG_FS:
-            addr += self.m.state.fs_base
-        elif m.segment == X.X86_REG_GS:
-            addr += self.m.state.gs_base
-        return addr & MASK64
+        """The linear address of memory operand ``op`` (the translator's
+        reading of it: translator/addressing.py)."""
+        s = self.m.state
+        return address_form(insn, op.mem, self.m.cpu.mode).linear(state_register(s),
+                                                                   lambda f: getattr(s, f))
 
     def read_op(self, insn, i: int) -> int:
         op = insn.operands[i]
