@@ -54,7 +54,7 @@ def run(verbose: bool, cache_dir: str | None, no_cache: bool, stats: bool,
     t0 = time.perf_counter()
     sig = 0
     try:
-        from bttool.runtime.system.boot import is_multiboot
+        from bttool.runtime.programkind import is_multiboot
         if system or is_multiboot(program):
             from bttool.runtime.system.session import parse_memory, run_kernel
             try:

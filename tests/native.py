@@ -610,6 +610,10 @@ class _KeepDict(dict):
 
 _last_code: list[tuple | None] = [None]
 REUSE_TRANSLATIONS = os.environ.get("BTTOOL_ISA_FRESH", "") == ""
+# run_translated's default: translate with the host's own instructions where
+# bttool has such lowerings (LiftOptions.host_instructions); tests of the
+# generic IR switch it off.
+HOST_INSTRUCTIONS = True
 
 
 def forget_translation() -> None:
@@ -621,11 +625,13 @@ def forget_translation() -> None:
 def run_translated(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0x202,
                    xmm: list[int] | None = None, data: bytes = b"", mxcsr: int = 0x1F80,
                    stack: bytes | None = None, *, reuse: bool | None = None,
-                   precise_faults: bool = False, hot_counters: bool = True) -> Outcome:
+                   precise_faults: bool = False, hot_counters: bool = True,
+                   host_instructions: bool | None = None) -> Outcome:
     """``run_snippet`` from the state ``run_native`` starts from (every GPR
     given explicitly; ``stack``, when given, initialises the stack area and
-    the outcome has it afterwards).  ``precise_faults`` and
-    ``hot_counters`` are run_snippet's.
+    the outcome has it afterwards).  ``precise_faults``, ``hot_counters``
+    and ``host_instructions`` are run_snippet's (the last by default
+    ``HOST_INSTRUCTIONS``, which fixtures switch to test the generic IR).
 
     ``reuse`` (default: on unless BTTOOL_ISA_FRESH is set): when ``code`` is
     the very code of the previous call (with the same options), keep its
@@ -636,9 +642,11 @@ def run_translated(code: bytes, regs: dict[str, int] | None = None, rflags: int 
     other inputs.  (A kept translation may have been retranslated as hot
     code meanwhile: pass reuse=False where the tier matters.)"""
     mem, ex = snippet._machine()
+    if host_instructions is None:
+        host_instructions = HOST_INSTRUCTIONS
     if reuse is None:
         reuse = REUSE_TRANSLATIONS
-    key = (code, precise_faults, hot_counters)
+    key = (code, precise_faults, hot_counters, host_instructions)
     reuse = reuse and _last_code[0] == key
     _last_code[0] = key
     if stack is not None:
@@ -648,7 +656,8 @@ def run_translated(code: bytes, regs: dict[str, int] | None = None, rflags: int 
         ex.clear_table = lambda: None
     try:
         r = run_snippet(code, _complete(regs), rflags, xmm, data, mxcsr,
-                        precise_faults=precise_faults, hot_counters=hot_counters)
+                        precise_faults=precise_faults, hot_counters=hot_counters,
+                        host_instructions=host_instructions)
     finally:
         if reuse:
             ex.known = dict(ex.known)

@@ -1,5 +1,5 @@
 """Background compilation of tier-2 regions (runtime/background.py and the
-compile server, ir/compileserver.py): the server's objects are the ones this
+compile server, runtime/compileserver.py): the server's objects are the ones this
 process would make, every job completes whatever happens to the server, and
 a real run compiles its hot code there, still caching both tiers."""
 from __future__ import annotations
@@ -19,7 +19,7 @@ sys.path.insert(0, str(REPO / "tests"))
 import native as N  # noqa: E402
 from bttool.ir import codegen  # noqa: E402
 from bttool.runtime.background import BackgroundCompiler  # noqa: E402
-from bttool.translator.options import LiftOptions  # noqa: E402
+from bttool.runtime.window import user_options  # noqa: E402
 from bttool.translator.translate import Lifted, lift  # noqa: E402
 import programs  # noqa: E402
 
@@ -34,7 +34,7 @@ def _lifted(text: str) -> Lifted:
     code, = N.assemble([text])
     base = 0x1000
     read = lambda a, n: code[a - base:a - base + n] if 0 <= a - base < len(code) else b""  # noqa: E731
-    return lift([base], read, LiftOptions(64, True).tier2(), codegen.host_target(2))
+    return lift([base], read, user_options().tier2(), codegen.host_target(2))
 
 
 def test_server_objects_are_byte_identical_to_local_ones():

@@ -474,7 +474,7 @@ def _leftovers(pid: int, marker: str) -> list[str]:
                 args = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
         except OSError:
             continue
-        if any(marker in a for a in args) or ("bttool.ir.compileserver" in args and args[-1] == str(pid)):
+        if any(marker in a for a in args) or ("bttool.runtime.compileserver" in args and args[-1] == str(pid)):
             out.append(f"{entry}: {' '.join(args)[-160:]}")
     return out
 
@@ -518,10 +518,10 @@ def test_kill_9_fifty_times(many, tmp_path):
 
 SERVER_PROBE = r"""
 import select, socket, subprocess, sys, time
-from bttool.ir.compileserver import encode_request
+from bttool.runtime.compileserver import encode_request
 from bttool.runtime import hostpython
 mine, theirs = socket.socketpair()
-server = subprocess.Popen(hostpython.command("bttool.ir.compileserver"), stdin=theirs.fileno(),
+server = subprocess.Popen(hostpython.command("bttool.runtime.compileserver"), stdin=theirs.fileno(),
                           stdout=theirs.fileno(), stderr=subprocess.DEVNULL)
 theirs.close()
 mine.sendall(encode_request(1, {"triple": "x86_64-unknown-linux-gnu", "cpu": "", "features": "",

@@ -22,6 +22,7 @@ from bttool.translator.blocks import discover_region  # noqa: E402
 from bttool.translator.decoder import Decoder  # noqa: E402
 from bttool.translator.guestcode import UnmappedCode  # noqa: E402
 from bttool.translator.lifter import lift_region  # noqa: E402
+from bttool.runtime.window import CLAMP  # noqa: E402
 from bttool.translator.options import LiftOptions  # noqa: E402
 
 FUNCTIONS_PER_BINARY = 30
@@ -72,7 +73,7 @@ def _shape(text: str) -> str:
 def test_fast_builder_generates_the_same_code(user_mode, tier):
     build = programs.build_samples()
     target = codegen.host_target(tier)
-    options = LiftOptions(64, user_mode, hot_counters=tier == 1)
+    options = LiftOptions(64, user_mode, hot_counters=tier == 1, clamp=CLAMP)
     fast_instructions = compared = 0
     for name in ("floats", "strings", "sortheavy"):
         read, entries = _functions(build / name)

@@ -32,6 +32,7 @@ from bttool.translator.blocks import discover_region  # noqa: E402
 from bttool.translator.decoder import Decoder  # noqa: E402
 from bttool.translator.lifter import lift_region  # noqa: E402
 from bttool.translator.operands import Insn, UnsupportedOperand  # noqa: E402
+from bttool.runtime.window import CLAMP  # noqa: E402
 from bttool.translator.options import LiftOptions  # noqa: E402
 
 PER_MNEMONIC = 6      # instances of each mnemonic lifted by the table check
@@ -87,7 +88,7 @@ def test_tables_match_what_the_lifter_reads_and_writes():
             if fn is None or seen.get(insn.mnemonic, 0) >= PER_MNEMONIC:
                 continue
             seen[insn.mnemonic] = seen.get(insn.mnemonic, 0) + 1
-            em = _Recorder(ir.Module(), "f", None, False)
+            em = _Recorder(ir.Module(), "f", None, False, clamp=CLAMP)
             em.begin_insn(insn.address)
             try:
                 fn(Insn(em, insn, 64, True))
@@ -142,7 +143,7 @@ def test_dead_flags_are_not_computed_at_block_ends():
 
     def flag_stores(user_mode: bool) -> int:
         module = ir.Module()
-        lift_region(region, LiftOptions(64, user_mode), module, "f")
+        lift_region(region, LiftOptions(64, user_mode, clamp=CLAMP), module, "f")
         entry_block = next(b for b in module.get_global("f").blocks if b.name == "g_1000")
         return sum(1 for i in entry_block.instructions
                    if i.opname == "store" and i.operands[0].type == ir.IntType(1))

@@ -17,7 +17,7 @@ sys.path.insert(0, str(REPO / "tests"))
 import native as N  # noqa: E402
 from programs import samples_dir  # noqa: E402,F401  (fixture)
 from bttool.ir import codegen  # noqa: E402
-from bttool.translator.options import LiftOptions  # noqa: E402
+from bttool.runtime.window import user_options  # noqa: E402
 from bttool.translator.translate import lift  # noqa: E402
 import programs  # noqa: E402
 
@@ -41,7 +41,7 @@ def test_a_compiled_module_is_freed_without_the_collector(tier):
     code, = N.assemble([_CODE])
     base = 0x1000
     read = lambda a, n: code[a - base:a - base + n] if 0 <= a - base < len(code) else b""  # noqa: E731
-    options = LiftOptions(64, True, hot_counters=True)
+    options = user_options(hot_counters=True)
     gc.disable()
     try:
         lifted = lift([base], read, options.tier2() if tier == 2 else options, codegen.host_target(tier))

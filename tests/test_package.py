@@ -79,6 +79,20 @@ def test_installed_script_runs_a_sample_from_outside_the_checkout(samples_dir, b
     programs.compare_run([samples_dir / "hello"], bttool_cache, cwd=cwd, env=env)
 
 
+def test_a_linux_user_run_imports_nothing_of_system_mode(samples_dir, bttool_cache):
+    """The command line decides between the modes by a look at the file
+    (runtime/programkind.py) and loads system mode only for a kernel: a
+    Linux program's run imports no module of runtime/system (``python -X
+    importtime`` names every module a run imports, on stderr)."""
+    inst = programs.installed_bttool()
+    r = subprocess.run([str(inst.python), "-X", "importtime", "-m", "bttool", "run", "--cache-dir",
+                        str(bttool_cache), str(samples_dir / "hello")],
+                       capture_output=True, cwd=programs.work_dir(), env=programs.guest_env())
+    assert r.returncode == 0 and r.stdout == b"Hello, world!\n", r.stderr[-2000:]
+    assert b"bttool.runtime.programkind" in r.stderr       # the listing is there
+    assert b"bttool.runtime.system" not in r.stderr
+
+
 @pytest.mark.skipif(not os.path.exists(BUSYBOX), reason="busybox-static not installed")
 def test_installed_script_runs_a_busybox_pipeline(bttool_cache):
     """A pipeline forks and execs: every child is bttool again, started

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bttool.ir.window import DISP_GUARD, GUEST_LIMIT, MAP_LIMIT
+from bttool.runtime.window import DISP_GUARD, GUEST_LIMIT, MAP_LIMIT
 from bttool.runtime.snippet import DATA_ADDR, run_snippet
 import programs  # noqa: E402
 
@@ -206,14 +206,14 @@ def test_entry_block_call_brings_callee_and_return_site_into_the_module():
     sys.path.insert(0, str(REPO / "tests"))
     import native as N
     from bttool.ir import codegen
-    from bttool.translator.options import LiftOptions
+    from bttool.runtime.window import user_options
     from bttool.translator.translate import translate
     code, = N.assemble(["mov eax, 1; call 1f; add eax, 2; ret; 1: add eax, 4; ret"])
     base = 0x1000
     read = lambda a, n: code[a - base:a - base + n] if 0 <= a - base < len(code) else b""
     callee = base + code.index(bytes.fromhex("83c004"))
     ret_site = base + 5 + 5
-    opts, target = LiftOptions(64, True, hot_counters=True), codegen.host_target(1)
+    opts, target = user_options(hot_counters=True), codegen.host_target(1)
     t = translate([base], read, opts, target, with_entry_call=True)
     assert [r.entry for r in t.regions] == [base, callee, ret_site]
     t = translate([base], read, opts, target, with_entry_call=True, known=lambda p: p == callee)
@@ -224,9 +224,9 @@ def test_entry_block_call_brings_callee_and_return_site_into_the_module():
 
 def _colliding_calls(count: int, iterations: int) -> tuple[bytes, list[str]]:
     """Guest code that calls ``count`` functions in a loop, placed where
-    their entries fall in one lookup-table set (ir/support.py) shared with
+    their entries fall in one lookup-table set (ir/tables.py) shared with
     no other entry of the code; each function adds 1 to its own register."""
-    from bttool.ir.support import table_set
+    from bttool.ir.tables import table_set
     from bttool.runtime.snippet import CODE_ADDR
     regs = ["eax", "ebx", "edx"][:count]
     adds = {"eax": b"\x83\xc0\x01", "ebx": b"\x83\xc3\x01", "edx": b"\x83\xc2\x01"}

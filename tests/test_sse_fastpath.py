@@ -104,12 +104,9 @@ def _differences(nat: N.Outcome, tr: N.Outcome) -> list[str]:
 @pytest.fixture(params=["host", "generic"])
 def lowering(request, monkeypatch) -> str:
     """Translate with the host's instructions or with the generic IR (each
-    snippet is translated afresh for either)."""
-    from bttool.translator.semantics import sse_fpcore
-    monkeypatch.setattr(sse_fpcore, "USE_HOST_INSTRUCTIONS", request.param == "host")
-    N.forget_translation()
-    yield request.param
-    N.forget_translation()
+    snippet is translated afresh for either: LiftOptions.host_instructions)."""
+    monkeypatch.setattr(N, "HOST_INSTRUCTIONS", request.param == "host")
+    return request.param
 
 
 @pytest.mark.parametrize("name", list(SNIPPETS))
@@ -128,13 +125,13 @@ def _region_ir(code: bytes) -> str:
     """The optimised IR of the region function translated from ``code``
     for the host (without the cold functions it calls)."""
     from bttool.ir import codegen
-    from bttool.translator.options import LiftOptions
+    from bttool.runtime.window import user_options
     from bttool.translator.translate import translate
     code += b"\xcc\x0f\x0b"
 
     def read(addr: int, n: int) -> bytes:
         return code[addr - 0x1000:addr - 0x1000 + n]
-    text = translate([0x1000], read, LiftOptions(64, True), codegen.host_target(2),
+    text = translate([0x1000], read, user_options(), codegen.host_target(2),
                      want_ir=True).ir_text
     return next(f for f in text.split("\ndefine ")
                 if f.split("(")[0].split("@")[-1].startswith("bt_"))

@@ -504,15 +504,7 @@ def test_dot_product_nans_inline(asm: str, dest: list[int], src: list[int],
     inp = N.Input(xmm=xmm, regs={"rsi": N.DATA_ADDR})
     code = code_of(asm)
     for generic in (False, True):
-        from bttool.translator.semantics import sse_fpcore
-        old = sse_fpcore.USE_HOST_INSTRUCTIONS
-        sse_fpcore.USE_HOST_INSTRUCTIONS = not generic
-        N.forget_translation()
-        try:
-            tr = N.run_translated(code, **vars(inp))
-        finally:
-            sse_fpcore.USE_HOST_INSTRUCTIONS = old
-            N.forget_translation()
+        tr = N.run_translated(code, **vars(inp), host_instructions=not generic)
         assert not tr.notes, tr.notes
         assert tr.xmm[1] == _pack(want, bits), \
             f"{asm} ({'generic IR' if generic else 'host instructions'}): " \
@@ -528,12 +520,8 @@ _HOST_LOWERED = [s for s in SPECS
 @pytest.fixture
 def generic_fp(monkeypatch):
     """Translate SSE arithmetic with the generic IR instead of the host's
-    instructions; no translation is shared with the other tests."""
-    from bttool.translator.semantics import sse_fpcore
-    monkeypatch.setattr(sse_fpcore, "USE_HOST_INSTRUCTIONS", False)
-    N.forget_translation()
-    yield
-    N.forget_translation()
+    instructions (LiftOptions.host_instructions)."""
+    monkeypatch.setattr(N, "HOST_INSTRUCTIONS", False)
 
 
 @pytest.mark.parametrize("spec", _HOST_LOWERED, ids=[s.asm for s in _HOST_LOWERED])
@@ -597,8 +585,7 @@ def test_pcmpstr_all_imm(insn: str, lowering: str, monkeypatch) -> None:
     """Every imm8 (bit 7 is ignored), 16 per translated snippet; both with
     the host's own instruction (x86 targets with SSE4.2) and with the
     generic IR used for other targets."""
-    from bttool.translator.semantics import sse_pcmpstr
-    monkeypatch.setattr(sse_pcmpstr, "USE_HOST_INSTRUCTIONS", lowering == "host")
+    monkeypatch.setattr(N, "HOST_INSTRUCTIONS", lowering == "host")
     rng = random.Random(insn)
     groups = [list(range(g, 128, 8)) for g in range(8)]     # byte and word forms mixed
     asms = [_pcmp_group(insn, imms) for imms in groups]

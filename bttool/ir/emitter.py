@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 from llvmlite import ir
 
-from bttool.ir import memory, state, support
+from bttool.ir import memory, state, tables
 from bttool.ir.commits import REGISTER_FILE, CommitPoints, split_address
 from bttool.ir.fastbuilder import FastBuilder
 from bttool.ir.state import FIELDS
@@ -113,7 +113,8 @@ class FunctionEmitter:
 
     def __init__(self, module: ir.Module, name: str, pic_base: int | None = None,
                  hot_counters: bool = False, system: bool = False, entry_pc: int | None = None,
-                 precise_faults: bool = False,
+                 precise_faults: bool = False, host_features: frozenset[str] = frozenset(),
+                 clamp: memory.AddressClamp | None = None,
                  foreign: Sequence[tuple[int, int, int, str]] = ()):
         """``pic_base``: for position-independent code, the base of its code
         unit (runtime/codeunits.py) that the guest addresses seen at
@@ -129,6 +130,12 @@ class FunctionEmitter:
 
         ``precise_faults``: linux-user code that commits the state where a
         replay after a host fault would be inexact (ir/commits.py).
+
+        ``host_features``: the target's features whose instructions the
+        code may use directly (translator/lifter.lift_region).
+
+        ``clamp``: how linux-user code keeps guest addresses in the host
+        reservation (ir/memory.py); required unless ``system``.
 
         ``foreign``: (start, end, base, cell) of other code units whose
         code this function also holds (tier 2, translator/guestcode.Span):
@@ -147,6 +154,10 @@ class FunctionEmitter:
         self._foreign_bases: dict[str, ir.Value] = {}
         self.hot_counters = hot_counters
         self.system = system
+        self.host_features = host_features
+        if clamp is None and not system:
+            raise ValueError("linux-user code needs an address clamp (ir/memory.AddressClamp)")
+        self.clamp = clamp
         self.current_pc = 0   # guest pc of the instruction being lifted
         # linux-user: whether a back edge of the current instruction polls
         # for signals (the lifter clears it for calls and returns)
@@ -382,7 +393,7 @@ class FunctionEmitter:
         TLB check, which faults, stays whatever becomes of the value)."""
         if not self.system:
             self._note_access(addr, memory.type_bytes(ty), False)
-            return memory.load(self.b, self.mem, addr, ty)
+            return memory.load(self.b, self.mem, addr, ty, self.clamp)
         v = self.b.load(self._system_pointer(addr, memory.type_bytes(ty), False), typ=ty)
         v.align = 1
         return v
@@ -390,7 +401,7 @@ class FunctionEmitter:
     def store(self, addr: ir.Value, value: ir.Value) -> None:
         if not self.system:
             self._note_access(addr, memory.type_bytes(value.type), True)
-            memory.store(self.b, self.mem, addr, value)
+            memory.store(self.b, self.mem, addr, value, self.clamp)
             return
         ptr = self._system_pointer(addr, memory.type_bytes(value.type), True)
         st_ = self.b.store(value, ptr)
@@ -401,7 +412,7 @@ class FunctionEmitter:
         if not self.system:
             if self.commits is not None:
                 self.commits.note_read_write()
-            return memory.host_pointer(self.b, self.mem, addr)
+            return memory.host_pointer(self.b, self.mem, addr, self.clamp)
         return self._system_pointer(addr, size, True)
 
     def atomic_rmw(self, op: str, addr: ir.Value, value: ir.Value) -> ir.Value:
@@ -427,7 +438,7 @@ class FunctionEmitter:
         translated (and may fault) as one write, whatever the mask."""
         if not self.system:
             self._note_access(addr, memory.type_bytes(value.type), True)
-            memory.masked_store(self.b, self.mem, addr, value, mask)
+            memory.masked_store(self.b, self.mem, addr, value, mask, self.clamp)
             return
         ptr = self._system_pointer(addr, memory.type_bytes(value.type), True)
         memory.masked_store_at(self.b, ptr, value, mask)
@@ -461,7 +472,7 @@ class FunctionEmitter:
     def _irq_pending(self, b: ir.IRBuilder) -> ir.Value:
         """i1: the runtime flagged something to take at the next instruction
         boundary: a deliverable interrupt (system mode) or a host signal
-        caught for the guest (linux-user, ir/support.py bt_async).  An
+        caught for the guest (linux-user, runtime/nativeloop.py bt_async).  An
         atomic load: the flag is set by another thread or a signal handler
         and must be re-read in loops."""
         pending = b.load_atomic(self._state_gep(b, "irq_pending"), "monotonic", 4, typ=I32)
@@ -571,14 +582,14 @@ class FunctionEmitter:
     def count_execution(self, pc: int) -> None:
         """Tier 1: count executions of ``pc``; when hot, exit so the runtime
         retranslates from ``pc`` at tier 2."""
-        support.emit_hot_check(self.b, self.state_ptr, pc - (self.pic_base or 0),
+        tables.emit_hot_check(self.b, self.state_ptr, pc - (self.pic_base or 0),
                                lambda: self.leave(pc, state.EXIT_HOT))
 
     def profile_target(self, target: ir.Value) -> None:
         """Tier 1: record the target of the indirect call/jump being lifted
         (tier 2 takes it as a guess)."""
         if self.hot_counters:
-            support.emit_target_record(self.b, self.state_ptr, self.current_pc - (self.pic_base or 0),
+            tables.emit_target_record(self.b, self.state_ptr, self.current_pc - (self.pic_base or 0),
                                        target)
 
     def cond_leave(self, cond: ir.Value, taken: int, fallthrough: int) -> None:
@@ -621,7 +632,7 @@ class FunctionEmitter:
             if self.system:
                 # interrupts are taken between regions too, not only in loops
                 # (in user mode a caught signal empties the table the chain
-                # looks in instead: ir/support.py bt_async)
+                # looks in instead: runtime/nativeloop.py bt_async)
                 irq = self.fn.append_basic_block("irq")
                 go = self.fn.append_basic_block("chain.go")
                 b.cbranch(self._irq_pending(b), irq, go)
@@ -629,7 +640,7 @@ class FunctionEmitter:
                 ib.store(const(32, state.EXIT_IRQ), self._state_gep(ib, "exit_reason"))
                 ib.ret_void()
                 b = FastBuilder(go)
-            support.emit_chain(b, self.state_ptr, self.mem,
+            tables.emit_chain(b, self.state_ptr, self.mem,
                                b.load(self._slot("rip"), typ=I64))
         for bb in self.fn.blocks:
             if not bb.is_terminated:

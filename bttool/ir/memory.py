@@ -1,17 +1,18 @@
 """Guest memory access from generated code: the one place it happens.
 
 In linux-user mode every load and store that translated code makes to guest
-memory is built by ``host_pointer`` below, over the window of ir/window.py,
-and every load is kept even when its value is dead (``load``), so its
-fault is never lost.
-An address ``x + d`` (d a constant displacement, |d| <= DISP_GUARD) maps to
-``base + clamp(x) + d`` with clamp(x) = x for signed x in [-G, GUEST_LIMIT]
-(G = DISP_GUARD) and GUEST_LIMIT otherwise, computed branch-free as
-``umin(x + G, GUEST_LIMIT + G) - G``: however ``x`` was forged, the access
-stays in the host reservation, and outside the guest's mappable range it
-lands on never-mapped pages and faults, as natively (see ir/window.py).
+memory is built by ``host_pointer`` below, clamped as the translation's
+``AddressClamp`` says (the runtime chooses it to fit the host reservation
+that holds guest memory: runtime/window.py), and every load is kept even
+when its value is dead (``load``), so its fault is never lost.
+An address ``x + d`` (d a constant displacement, |d| <= G = the clamp's
+guard) maps to ``base + clamp(x) + d`` with clamp(x) = x for signed x in
+[-G, L] (L = the clamp's limit) and L otherwise, computed branch-free as
+``umin(x + G, L + G) - G``: however ``x`` was forged, the access stays in
+the host reservation, and outside the guest's mappable range it lands on
+never-mapped pages and faults, as natively (see runtime/window.py).
 The memory argument ``membase`` of linux-user code is ``base - G``
-(ir/window.py ARG_BIAS), so the host access is ``[membase + clamped + d]``:
+(``AddressClamp.bias``), so the host access is ``[membase + clamped + d]``:
 ``x + G`` folds into one lea, ``d`` into the addressing mode, and one clamp
 of a register serves every access off it (``[rsp+8]``, ``[rsp+16]``...).
 
@@ -29,7 +30,7 @@ from typing import Callable, Iterator
 from llvmlite import ir
 
 from bttool.ir import state as st
-from bttool.ir.window import ARG_BIAS, DISP_GUARD, GUEST_LIMIT, UNSAFE_NO_CLAMP
+from bttool.ir.clamp import AddressClamp
 
 I8 = ir.IntType(8)
 I32 = ir.IntType(32)
@@ -53,35 +54,35 @@ def constant_offsets(addr: ir.Value) -> Iterator[tuple[ir.Value, int]]:
         yield x, d
 
 
-def _split_displacement(addr: ir.Value) -> tuple[ir.Value, int]:
-    """(x, d) with addr == x + d, d a constant no larger than DISP_GUARD
+def _split_displacement(addr: ir.Value, guard: int) -> tuple[ir.Value, int]:
+    """(x, d) with addr == x + d, d a constant no larger than ``guard``
     either way and x no constant (d == 0 when there is none)."""
     best = (addr, 0)
     for x, d in constant_offsets(addr):
-        if abs(d) > DISP_GUARD - 4096 or isinstance(x, ir.Constant):
+        if abs(d) > guard - 4096 or isinstance(x, ir.Constant):
             break
         best = (x, d)
     return best
 
 
-def host_pointer(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value) -> ir.Value:
+def host_pointer(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, clamp: AddressClamp) -> ir.Value:
     """Map a guest address (i64) to a host pointer inside the reservation
     (see the module docstring)."""
-    if UNSAFE_NO_CLAMP:
+    if clamp.limit is None:
         return b.gep(membase, [addr], source_etype=I8)
-    x, d = _split_displacement(addr)
-    biased = b.add(x, ir.Constant(I64, ARG_BIAS))
+    x, d = _split_displacement(addr, clamp.guard)
+    biased = b.add(x, ir.Constant(I64, clamp.bias))
     # umin(biased, limit), written as compare and select: LLVM's fast
     # instruction selector (tier 1) has no rule for the umin intrinsic and
     # would hand every block with a memory access to the slow one;
     # instcombine (tier 2) turns this back into umin.
-    limit = ir.Constant(I64, GUEST_LIMIT + ARG_BIAS)
+    limit = ir.Constant(I64, clamp.limit + clamp.bias)
     off = b.select(b.icmp_unsigned("<", biased, limit), biased, limit)
     ptr = b.gep(membase, [off], source_etype=I8)
     return b.gep(ptr, [ir.Constant(I64, d)], source_etype=I8) if d else ptr
 
 
-def load(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, ty: ir.Type) -> ir.Value:
+def load(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, ty: ir.Type, clamp: AddressClamp) -> ir.Value:
     """A guest load, volatile: a load from unmapped guest memory faults
     natively whatever becomes of its value, but LLVM deletes a load whose
     value is dead (``fcom [m]`` whose status bits are overwritten, ``fldcw``
@@ -90,18 +91,19 @@ def load(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, ty: ir.Type) -> ir.
     too, but the fast instruction selector of tier 1 drops it.  Volatile
     loads still fold into the instructions that use them; what they give
     up is LLVM merging, forwarding and hoisting guest loads."""
-    ptr = host_pointer(b, membase, addr)
+    ptr = host_pointer(b, membase, addr, clamp)
     return b.load_volatile(ptr, ty, align=1)
 
 
-def store(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, value: ir.Value) -> None:
+def store(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, value: ir.Value,
+          clamp: AddressClamp) -> None:
     """A guest store.  Not volatile: that cost 10-20% on the sort and
     strings benchmarks (no merged or eliminated stores), so LLVM may still
     move a guest store across other guest accesses to provably different
     addresses; another thread or process could see such a pair out of x86
     order (locked instructions and fences are exact: Emitter.atomic_rmw,
     semantics/dataxfer.py)."""
-    ptr = host_pointer(b, membase, addr)
+    ptr = host_pointer(b, membase, addr, clamp)
     s = b.store(value, ptr)
     s.align = 1
 
@@ -122,9 +124,9 @@ def masked_store_at(b: ir.IRBuilder, ptr: ir.Value, value: ir.Value, mask: ir.Va
 
 
 def masked_store(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, value: ir.Value,
-                 mask: ir.Value) -> None:
+                 mask: ir.Value, clamp: AddressClamp) -> None:
     """``masked_store_at`` at guest address ``addr`` (linux-user mode)."""
-    masked_store_at(b, host_pointer(b, membase, addr), value, mask)
+    masked_store_at(b, host_pointer(b, membase, addr, clamp), value, mask)
 
 
 # -- system mode: the software TLB -------------------------------------------

@@ -23,7 +23,7 @@ RFLAGS_IOPL_SHIFT = 12
 RFLAGS_NT, RFLAGS_RF, RFLAGS_AC, RFLAGS_ID = 1 << 14, 1 << 16, 1 << 18, 1 << 21
 RFLAGS_USER_FIXED = RFLAGS_RESERVED | RFLAGS_IF
 # Not CPU state: the addresses of the runtime's tables in the support object
-# (ir/support.py), which translated code reads through the state pointer.
+# (runtime/nativeloop.py), which translated code reads through the state pointer.
 # LLVM's fast instruction selector (tier 1) cannot address an external
 # global under the JIT code model and hands every block that does to the
 # slow selector.  The runtime sets them (runtime/dispatcher.py); ``reset``
@@ -104,14 +104,14 @@ _SPECS: list[tuple[str, int, int]] = (
     + [(f"fpr{i}", 16, 16) for i in range(8)]
     # Set by the virtual interrupt controller when an interrupt is
     # deliverable (system mode: pending, unmasked, IF=1) or by the host
-    # handler that caught a signal for the guest (linux-user, ir/support.py
+    # handler that caught a signal for the guest (linux-user, runtime/nativeloop.py
     # bt_async); translated code polls it at back edges and region exits.
     + [("irq_pending", 4, 4)]
     # System mode software TLB, consulted inline by every guest memory access
     # (ir/memory.py): TLB_ENTRIES entries of (read tag, write tag, addend).
     + [("tlb", TLB_ENTRIES * TLB_ENTRY_SIZE, 64)]
     # The host side of the guest thread that runs on this state
-    # (ir/support.py): bt_run's jump buffer, whether translated code is
+    # (runtime/nativeloop.py): bt_run's jump buffer, whether translated code is
     # running, the last host fault's signal, si_code and x86 page-fault
     # error code, and the signals bt_async caught for this thread (a bit
     # each) with their siginfo.  Per state, because each guest thread runs

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from bttool.errors import BttoolError
 from bttool.ir import codegen
 from bttool.runtime.cache import CacheStore, RunCache
+from bttool.runtime.window import user_options
 from bttool.translator.options import LiftOptions
 from bttool.translator.loader import PF_X, GuestImage
 from bttool.translator.translate import Translation, translate
@@ -169,7 +170,7 @@ def translate_program(image: GuestImage, store: CacheStore, target: codegen.Targ
     base = PIE_BASE if image.pie else 0
     # The quick tier keeps its execution counters, so hot code is still
     # re-optimised (and cached) at run time.
-    options = LiftOptions(64, True, base if image.pie else None, hot_counters=target.opt_level < 2)
+    options = user_options(base if image.pie else None, hot_counters=target.opt_level < 2)
     reader = ImageReader(image, base)
     summary = AotSummary()
     starts = function_starts(image, base)

@@ -3,7 +3,7 @@
 A hot region's O2 compilation takes tens to hundreds of milliseconds; the
 guest need not wait for it, since its tier-1 code is correct meanwhile.  The
 runtime lifts the region (Python, in the main thread: lifting reads guest
-state), sends the IR to a compile server (ir/compileserver.py, a separate
+state), sends the IR to a compile server (runtime/compileserver.py, a separate
 process on the other core) and goes on running the guest; results are
 picked up (``poll``) whenever the guest returns to Python, and all of them
 before exit, fork and exec (``drain``), so both tiers still reach the cache.
@@ -15,7 +15,7 @@ a high descriptor number, close-on-exec, out of the way of the guest's
 descriptors (which are host descriptors, one to one; see hostfds.py), and
 the server keeps none of the guest's descriptors open.  The server dies
 with the process that started it, however that ends (kill -9 included:
-ir/compileserver.py watches its socket and this process's pid), so no run
+runtime/compileserver.py watches its socket and this process's pid), so no run
 leaves one behind.  Whatever goes wrong
 with the server (it cannot start, dies, or reports an error), the job is
 compiled in this process instead: results never depend on the server.
@@ -32,7 +32,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from bttool.ir.compileserver import ERROR, REPLY, encode_request, read_exact
+from bttool.runtime.compileserver import ERROR, REPLY, encode_request, read_exact
 from bttool.runtime import hostpython
 from bttool.runtime.hostfds import hold, move_high, tidy
 
@@ -161,7 +161,7 @@ class BackgroundCompiler:
 
     def _spawn(self) -> None:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        argv = hostpython.command("bttool.ir.compileserver", str(os.getpid()))   # the pid it watches
+        argv = hostpython.command("bttool.runtime.compileserver", str(os.getpid()))   # the pid it watches
         env = hostpython.host_environment()
         sys.stdout.flush()
         sys.stderr.flush()

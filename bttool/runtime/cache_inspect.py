@@ -98,6 +98,7 @@ def regenerate_ir(region: dict, optimise: bool = True) -> str:
 
     from bttool.translator.blocks import discover_region
     from bttool.translator.decoder import Decoder
+    from bttool.runtime.window import CLAMP
     from bttool.translator.lifter import LiftOptions, lift_region
     code = region["guest_code"]
     pieces = []
@@ -116,7 +117,7 @@ def regenerate_ir(region: dict, optimise: bool = True) -> str:
     pic = "|pic" in region["options"]
     mode = region_mode(region)
     options = LiftOptions(mode, "|user" in region["options"], 0 if pic else None,
-                          precise_faults="|precise" in region["options"])
+                          precise_faults="|precise" in region["options"], clamp=CLAMP)
     reg = discover_region(Decoder(mode), read, region["entry"], known=lambda p: p not in starts)
     module = ir.Module(name="show")
     lift_region(reg, options, module, region["symbol"])

@@ -1,5 +1,5 @@
 """Executing translated code: the lookup table, translation on a miss, and
-the loop around the native dispatcher (ir/support.py).
+the loop around the native dispatcher (runtime/nativeloop.py).
 
 Python runs only when the native loop returns: an untranslated target, a
 system call or runtime intrinsic, a fault, or exit.  The guest personality
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from bttool.ir import codegen, state as st
-from bttool.ir.support import (EMPTY_PC, TABLE_ENTRIES, TABLE_ENTRY_SIZE, TABLE_SET_SIZE, TABLE_WAYS,
+from bttool.ir.tables import (EMPTY_PC, TABLE_ENTRIES, TABLE_ENTRY_SIZE, TABLE_SET_SIZE, TABLE_WAYS,
                                TARGET_BITS, table_set, target_index)
 from bttool.runtime.engine import Engine, SupportCompiler
 from bttool.runtime.guestthreads import LOCK, PerThread
@@ -93,7 +93,7 @@ class Executor:
         # System mode: whether a known translation of pc still applies after
         # the table was cleared because guest mappings changed (CR3).
         self.still_valid: Callable[[int], bool] | None = None
-        # Last targets of tier-1 indirect calls and jumps (ir/support.py).
+        # Last targets of tier-1 indirect calls and jumps (ir/tables.py).
         self.target_profile = (ctypes.c_uint64 * (1 << TARGET_BITS)).from_address(
             state.targets_base)
         # User mode: the code units (program, interpreter, libraries), each
@@ -158,7 +158,7 @@ class Executor:
 
     def clear_table(self) -> None:
         """Forget every installed entry (translations stay loaded); each
-        entry is emptied in one atomic store (ir/support.py)."""
+        entry is emptied in one atomic store (runtime/nativeloop.py)."""
         self.engine.table_fill(self._table_base, TABLE_ENTRIES)
 
     def _install_new(self, pc: int, addr: int) -> None:
@@ -172,20 +172,18 @@ class Executor:
         Nothing to drop leaves the table alone (ld.so's mmaps over data
         replace no code, and refilling a table of hundreds of entries for
         each of them cost a dynamically linked program's start-up)."""
-        if pcs is not None:
-            pcs = list(pcs)
-            if not pcs:
-                return
         wanted = None if pcs is None else set(pcs)
+        if wanted is not None and not wanted:
+            return
         self.stale.update(job for job, (pc, _) in self.compiling.items()
                           if wanted is None or pc in wanted)
-        if pcs is None:
+        if wanted is None:
             self.known.clear()
             self.code_ranges.clear()
             self.promoted.clear()
             self.tier2_blocks.clear()
         else:
-            for pc in pcs:
+            for pc in wanted:
                 self.known.pop(pc, None)
                 self.code_ranges.pop(pc, None)
                 self.promoted.discard(pc)
@@ -225,16 +223,18 @@ class Executor:
         read = self.memory.read_code
         if not read(pc, 1):
             raise UnmappedCode(pc)
-        if self.cache is not None and self.units is not None:
-            self._install_warm(pc, read)
-            if pc in self.known:
+        cached: Callable[[int], bool] = lambda p: False
+        if self.cache is not None:
+            if self.units is not None:
+                self._install_warm(pc, read)
+                if pc in self.known:
+                    return
+            if self._from_cache(pc, read):
                 return
-        if self.cache is not None and self._from_cache(pc, read):
-            return
-        # Pcs with a cached region count as known: discovery stops there,
-        # and (user mode) they are not translated along as the entry
-        # block's callee or return site (translator/translate.py).
-        cached = self.cache.has_entry if self.cache is not None else (lambda p: False)
+            # Pcs with a cached region count as known: discovery stops
+            # there, and (user mode) they are not translated along as the
+            # entry block's callee or return site (translator/translate.py).
+            cached = self.cache.has_entry
         self._translate(pc, read, self.options_for(pc), self.target,
                         known=lambda p: p in self.known or cached(p),
                         with_entry_call=self.region_bound is None)
@@ -298,12 +298,10 @@ class Executor:
                 return None
         return guess
 
-    def _reg_value(self, reg_id: int) -> int | None:
-        from bttool.translator.decoder import reg_table
-        info = reg_table().get(reg_id)
-        if info is None or info.bits != 64 or info.field.startswith("xmm"):
-            return None
-        return getattr(self.state, info.field, None)
+    def _reg_value(self, register: str) -> int | None:
+        """The current value of a 64-bit register (a guess for jump-table
+        bases: translator/jumptables.py)."""
+        return getattr(self.state, register, None)
 
     def _translate(self, pc: int, read, options: LiftOptions, target, known=None,
                    background: bool = False, **kw) -> "RegionInfo":

@@ -11,7 +11,8 @@ from typing import Callable
 
 import llvmlite.binding as llvm
 
-from bttool.ir import codegen, support
+from bttool.ir import codegen, tables
+from bttool.runtime import nativeloop
 
 # 128-bit division helpers LLVM may call for 64-bit div/idiv.
 _LIBGCC_SYMBOLS = ("__udivti3", "__umodti3", "__divti3", "__modti3")
@@ -39,7 +40,7 @@ _key: int | None = None
 
 def _state_key() -> int:
     """The pthread key whose value, on each host thread, is the state of the
-    guest thread it runs (ir/support.py): one for the process, so the
+    guest thread it runs (runtime/nativeloop.py): one for the process, so the
     handler of any engine finds the state whichever engine's ``bt_run``
     bound it."""
     global _key
@@ -71,7 +72,7 @@ class Engine:
         self._objects: list[llvm.ObjectFileRef] = []
         self._perf_map = open(f"/tmp/perf-{os.getpid()}.map", "a") \
             if os.environ.get("BTTOOL_PERF_MAP") else None
-        self.load_object((compile_support or _compile_support)(support.support_ir(),
+        self.load_object((compile_support or _compile_support)(nativeloop.support_ir(),
                                                                codegen.host_target(2)))
         self.run_fn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p,
                                        ctypes.c_void_p)(self.address("bt_run"))
@@ -87,7 +88,7 @@ class Engine:
             self.address("bt_take_async"))
         # a lookup table with no entries (see Executor.empty_table)
         self.empty_table = self.global_address("bt_no_table")
-        self.table_fill(self.empty_table, support.TABLE_ENTRIES)
+        self.table_fill(self.empty_table, tables.TABLE_ENTRIES)
 
     @staticmethod
     def bind(state) -> None:

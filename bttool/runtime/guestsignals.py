@@ -6,7 +6,7 @@ The host kernel keeps the books where it can.  The host's signal mask
 follows the guest's, so a blocked signal stays pending in the host kernel
 and rt_sigpending, rt_sigtimedwait, signalfd and rt_sigsuspend pass
 through.  A signal the guest handles is caught on the host by ``bt_async``
-(ir/support.py), which records its siginfo and raises the state's poll
+(runtime/nativeloop.py), which records its siginfo and raises the state's poll
 flag: translated code leaves at its next back edge or region exit, a
 blocking host system call returns EINTR, and ``deliver_pending`` builds the
 guest's frame at that instruction boundary.  Signals with the default
@@ -28,7 +28,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from bttool.ir import state as st
-from bttool.ir.support import SIGINFO_SIZE
+from bttool.ir.state import SIGINFO_SIZE
 from bttool.runtime.guestthreads import PerThread
 from bttool.runtime import fpstate, hostsignals
 from bttool.runtime.memory import GuestMemoryError
@@ -102,7 +102,7 @@ class GuestSignals:
         self._catcher = 0
 
     def attach(self, executor, state) -> None:
-        """Connect to the support object's catcher (ir/support.py), which
+        """Connect to the support object's catcher (runtime/nativeloop.py), which
         records what it catches in the state of the thread it interrupts,
         and bind ``state`` to this host thread."""
         self._engine = executor.engine

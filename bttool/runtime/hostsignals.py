@@ -37,7 +37,7 @@ def _set_disposition(sig: int, handler: int, flags: int = 0, block_all: bool = F
 
 
 def install_fault_handler(handler_address: int) -> None:
-    """Route SIGSEGV and SIGBUS to the native handler (ir/support.py).
+    """Route SIGSEGV and SIGBUS to the native handler (runtime/nativeloop.py).
     Not SIGFPE: translated code never raises it on the host; div and idiv
     test the divisor and the quotient's range first and exit with FAULT_DE
     (translator/semantics/muldiv.py)."""
@@ -107,7 +107,7 @@ def _syscall(nr: int, *args: int) -> int:
 
 def catch_for_guest(sig: int, catcher: int) -> None:
     """``sig`` has a guest handler: the host catches it with ``catcher``
-    (ir/support.py bt_async), every signal blocked while it runs.  No
+    (runtime/nativeloop.py bt_async), every signal blocked while it runs.  No
     SA_RESTART: a blocking call returns EINTR and the guest's own flags
     decide about the restart (runtime/guestsignals.py)."""
     if sig in _NOT_MIRRORED:

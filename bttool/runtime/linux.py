@@ -31,8 +31,8 @@ from bttool.runtime.process import build_stack, image_span, map_image
 from bttool.runtime.procview import ProcView
 from bttool.runtime.syscalls import GuestExit, Syscalls, ThreadExit
 from bttool.runtime.syscalls_i386 import I386Syscalls
+from bttool.runtime.window import user_options
 from bttool.translator.guestcode import UnmappedCode
-from bttool.translator.options import LiftOptions
 from bttool.translator.loader import GuestImage
 
 # The legacy vsyscall page (see LinuxProcess._vsyscall).
@@ -124,7 +124,7 @@ class LinuxProcess:
         self.end_process: Callable[[int, int], None] = _end_now
         base, image_end = map_image(self.memory, image)
         self.executor = Executor(state, self.memory,
-                                 LiftOptions(64, True, base if image.pie else None, hot_counters=True),
+                                 user_options(base if image.pie else None, hot_counters=True),
                                  None, self.log, compile_support)
         self.signals.attach(self.executor, state)
         self.codepages = CodePages(self.memory, self.code_changed)
@@ -527,31 +527,12 @@ class LinuxProcess:
                 data = struct.pack("<HQ", 0, value)
             else:
                 data = struct.pack("<H", value & 0xFFFF)
-            addr = self._effective_address(insn, op.mem, X)
+            from bttool.translator.addressing import address_form, state_register
+            addr = address_form(insn, op.mem).linear(state_register(s), lambda f: getattr(s, f))
             try:
                 self.memory.write(addr, data)
             except (GuestMemoryError, OverflowError):
                 self._page_fault(addr, 0x6, f"{name} at {s.rip:#x}: cannot write {addr:#x}")
-
-    def _effective_address(self, insn, mem, X) -> int:
-        from bttool.translator.decoder import reg_table
-        s = self.state
-        table = reg_table()
-
-        def reg(rid: int) -> int:
-            if rid == X.X86_REG_INVALID:
-                return 0
-            if rid in (X.X86_REG_RIP, X.X86_REG_EIP):
-                return s.rip + insn.size
-            info = table[rid]
-            return getattr(s, info.field) & ((1 << info.bits) - 1)
-        addr = reg(mem.base) + reg(mem.index) * mem.scale + mem.disp
-        addr &= 0xFFFFFFFF if insn.addr_size == 4 else 0xFFFFFFFFFFFFFFFF
-        if mem.segment == X.X86_REG_FS:
-            addr += s.fs_base
-        elif mem.segment == X.X86_REG_GS:
-            addr += s.gs_base
-        return addr & 0xFFFFFFFFFFFFFFFF
 
     def _vsyscall(self, pc: int) -> bool:
         """A jump or call to the legacy vsyscall page, emulated as Linux's

@@ -1,6 +1,6 @@
 """The guest address space: one reserved host region and what is mapped in it.
 
-The guest window and its guard ranges (ir/window.py) are reserved once
+The guest window and its guard ranges (runtime/window.py) are reserved once
 (PROT_NONE, no swap reservation).  Guest mappings are host mappings placed at
 ``base + guest_address`` with MAP_FIXED inside that reservation, below
 MAP_LIMIT; unmapping puts PROT_NONE back, so the reservation is never given
@@ -19,7 +19,7 @@ import resource
 from dataclasses import dataclass
 from typing import Callable
 
-from bttool.ir.window import ARG_BIAS, MAP_LIMIT, RESERVE_BELOW, RESERVE_SIZE
+from bttool.runtime.window import ARG_BIAS, MAP_LIMIT, RESERVE_BELOW, RESERVE_SIZE
 
 PAGE = 4096
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
@@ -93,7 +93,7 @@ def _vm_size() -> int:
 
 def _reservation_error(err: int) -> Exception | None:
     """The one-line error for a guest window that RLIMIT_AS (ulimit -v)
-    leaves no room for: the window (ir/window.py) is a fixed layout that
+    leaves no room for: the window (runtime/window.py) is a fixed layout that
     translated code relies on, so it cannot shrink to fit; the message names
     the limit and what to raise it to.  None for any other failure."""
     from bttool.errors import BttoolError
@@ -140,7 +140,7 @@ class GuestMemory:
             raise _reservation_error(err) or GuestMemoryError(err, "cannot reserve the guest address space")
         self.reservation: tuple[int, int] = (start, start + RESERVE_SIZE)
         self.base: int = start + RESERVE_BELOW
-        # the memory argument of translated code (see ir/window.py)
+        # the memory argument of translated code (see runtime/window.py)
         self.arg_base: int = self.base - ARG_BIAS
         self._starts: list[int] = []
         self._maps: list[Mapping] = []

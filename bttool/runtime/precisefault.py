@@ -9,7 +9,7 @@ commit.  A guest handler must see the state before the faulting instruction
 (rip at it, every register as it was), and a handler that fixes the cause
 and returns must resume at that instruction.  So after a fault the runtime
 runs the code again from there, each instruction translated on its own and
-run by ``bt_step`` (ir/support.py) with the state written back after it,
+run by ``bt_step`` (runtime/nativeloop.py) with the state written back after it,
 until the fault happens again: the state is then exact.
 
 Running the instructions before the fault twice is exact only if none of

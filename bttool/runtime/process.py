@@ -11,7 +11,7 @@ import os
 import struct
 
 from bttool.errors import CannotRun, ExecFault
-from bttool.ir.window import MAP_LIMIT
+from bttool.runtime.window import MAP_LIMIT
 from bttool.runtime import cpuid
 from bttool.runtime.memory import (MMAP_TOP, PAGE, PIE_BASE, PROT_EXEC, PROT_READ, PROT_WRITE,
                                    STACK_EXPAND, STACK_SIZE, STACK_TOP, GuestMemory, GuestMemoryError,

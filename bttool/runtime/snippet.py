@@ -14,7 +14,7 @@ from bttool.ir import intrinsics, state as st
 from bttool.runtime.dispatcher import Executor
 from bttool.runtime.memory import PROT_EXEC, PROT_READ, PROT_WRITE, GuestMemory
 from bttool.translator.guestcode import UnmappedCode
-from bttool.translator.options import LiftOptions
+from bttool.runtime.window import user_options
 
 CODE_ADDR = 0x10000
 DATA_ADDR = 0x200000
@@ -47,7 +47,7 @@ def _machine() -> tuple[GuestMemory, Executor]:
         mem.map(DATA_ADDR, DATA_SIZE, PROT_READ | PROT_WRITE)
         mem.map(STACK_ADDR, STACK_SIZE, PROT_READ | PROT_WRITE)
         state = st.new_state()
-        ex = Executor(state, mem, LiftOptions(64, True, hot_counters=True))
+        ex = Executor(state, mem, user_options(hot_counters=True))
         from bttool.runtime.hostsignals import install_fault_handler
         install_fault_handler(ex.engine.signal_handler)
         _executor_cache["m"] = (mem, ex)
@@ -57,14 +57,17 @@ def _machine() -> tuple[GuestMemory, Executor]:
 def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = st.RFLAGS_USER_FIXED,
                 xmm: list[int] | None = None, data: bytes = b"", mxcsr: int = 0x1F80,
                 max_exits: int = 10000, hot_counters: bool = True,
-                precise_faults: bool = False) -> SnippetResult:
+                precise_faults: bool = False, host_instructions: bool = True) -> SnippetResult:
     mem, ex = _machine()
     # ``hot_counters``: the code of the run-time tier 1 (execution counters,
     # and the IR it prefers for LLVM's fast instruction selector); without,
     # the IR of tier 2 (compiled quickly all the same).  ``precise_faults``:
-    # code with commits (LiftOptions), what a guest with a SIGSEGV handler runs.
-    if (ex.options.hot_counters, ex.options.precise_faults) != (hot_counters, precise_faults):
-        ex.options = LiftOptions(64, True, hot_counters=hot_counters, precise_faults=precise_faults)
+    # code with commits (LiftOptions), what a guest with a SIGSEGV handler
+    # runs.  ``host_instructions``: LiftOptions' (off: generic IR only).
+    options = user_options(hot_counters=hot_counters, precise_faults=precise_faults,
+                           host_instructions=host_instructions)
+    if ex.options != options:
+        ex.options = options
     s = ex.state
     st.reset(s)
     for name, value in (regs or {}).items():

@@ -108,7 +108,7 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
                     max_blocks: int = 24, max_insns: int = 600,
                     known: Callable[[int], bool] = lambda pc: False,
                     read_data: CodeReader | None = None,
-                    reg_value: Callable[[int], int | None] | None = None,
+                    reg_value: Callable[[str], int | None] | None = None,
                     follow_calls: bool = False,
                     guess_target: Callable[[int], int | None] | None = None,
                     within: Sequence[tuple[int, int]] | None = None) -> Region:

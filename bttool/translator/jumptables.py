@@ -21,6 +21,8 @@ from typing import Callable
 
 from capstone import x86_const as X
 
+from bttool.translator.decoder import reg_table
+
 Reader = Callable[[int, int], bytes]
 MAX_ENTRIES = 4096
 
@@ -37,7 +39,7 @@ def bound_after(insns) -> int | None:
     return None
 
 
-RegValue = Callable[[int], "int | None"]   # capstone register id -> current value
+RegValue = Callable[[str], "int | None"]   # 64-bit register (state field name) -> current value
 
 
 def targets(insns, read_data: Reader, executable: Callable[[int], bool],
@@ -113,7 +115,9 @@ def _read_table(insns, read: Reader, executable, bound: int, context=(),
         if lea is not None:
             table = lea.address + lea.size + lea.operands[1].mem.disp
         elif reg_value is not None and _base_unchanged(insns, movsxd, base):
-            table = reg_value(base)
+            info = reg_table().get(base)
+            table = reg_value(info.field) if info is not None and info.bits == 64 \
+                and not info.field.startswith("xmm") else None
             if table is None:
                 return []
         else:

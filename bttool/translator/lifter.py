@@ -34,15 +34,18 @@ class LiftResult:
 
 
 def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: str,
-                foreign: Sequence[Span] = ()) -> LiftResult:
+                foreign: Sequence[Span] = (), host_features: frozenset[str] = frozenset()) -> LiftResult:
     """Lift ``region`` into ``module`` as one function called ``name``,
     entered at ``region.entry``; direct branches between its blocks are IR
     branches.  ``foreign``: the other code units some of its blocks lie in
-    (translate.lift)."""
+    (translate.lift).  ``host_features``: the target's LLVM features
+    ("+sse4.2", ...) that the code may use as the host's own instructions
+    (none: generic IR only)."""
     result = LiftResult(module, {})
     em = FunctionEmitter(module, name, options.pic_base, options.hot_counters,
                           system=not options.user_mode, entry_pc=region.entry,
-                          precise_faults=options.precise_faults,
+                          precise_faults=options.precise_faults, host_features=host_features,
+                          clamp=options.clamp,
                           foreign=[(u.start, u.end, u.base, foreign_base_symbol(name, u.image))
                                    for u in foreign])
     labels = {pc: em.new_block(f"g_{pc:x}") for pc in sorted(region.blocks)}

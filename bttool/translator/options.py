@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from bttool.ir.clamp import AddressClamp
+
 
 @dataclass(frozen=True)
 class LiftOptions:
@@ -24,6 +26,21 @@ class LiftOptions:
     # sees exact registers and memory.  It costs the fault-free path, so
     # other guests do without.
     precise_faults: bool = False
+    # Lower a few guest instructions to the host's same instruction when the
+    # target has it (x86 hosts: SSE4.2's pcmpXstrX, AVX-512's rounding forms
+    # of SSE arithmetic), which gives the host's results bit for bit.  Off:
+    # generic IR only, what other hosts get (tests run both).  Which
+    # instructions the target has is the target's part of the cache key.
+    host_instructions: bool = True
+    # Linux-user code: how guest addresses are kept inside the host
+    # reservation that holds guest memory, which the runtime lays out and
+    # therefore chooses (runtime/window.py); required there, unused by
+    # system-mode code.
+    clamp: AddressClamp | None = None
+
+    def __post_init__(self) -> None:
+        if self.user_mode and self.clamp is None:
+            raise ValueError("linux-user code needs an address clamp (runtime/window.py CLAMP)")
 
     def mode_key(self) -> str:
         """What kind of guest code this is (names the code map)."""
@@ -38,11 +55,12 @@ class LiftOptions:
         key, so neither an edited translator nor a layout change ever reuses
         stale code."""
         from bttool.ir.state import LAYOUT_DIGEST
-        from bttool.ir.window import UNSAFE_NO_CLAMP
         from bttool.translator.identity import translator_identity
         return self.mode_key() + ("|hot" if self.hot_counters else "") + \
             ("|precise" if self.precise_faults else "") + \
-            ("|unsafe-no-clamp" if UNSAFE_NO_CLAMP else "") + f"|t{translator_identity()}" + \
+            ("" if self.host_instructions else "|generic") + \
+            (f"|{self.clamp.key()}" if self.user_mode and self.clamp else "") + \
+            f"|t{translator_identity()}" + \
             f"|state-{LAYOUT_DIGEST}"
 
     def tier2(self) -> "LiftOptions":

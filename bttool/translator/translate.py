@@ -117,7 +117,7 @@ def lift(entries: list[int], read: CodeReader, options: LiftOptions, target: cod
          max_blocks: int = 24, max_insns: int = 600,
          read_data: CodeReader | None = None,
          skipped: list[tuple[int, str]] | None = None,
-         reg_value: Callable[[int], int | None] | None = None,
+         reg_value: Callable[[str], int | None] | None = None,
          follow_calls: bool = False,
          guess_target: Callable[[int], int | None] | None = None,
          within: Sequence[tuple[int, int]] | None = None,
@@ -146,7 +146,8 @@ def lift(entries: list[int], read: CodeReader, options: LiftOptions, target: cod
     decoder = Decoder(options.mode)
     module = ir.Module(name=f"bt_{entries[0]:x}")
     # What the code may use of the target beyond generic IR (x86 hosts only).
-    module.bt_target_features = "" if other_host else target.features
+    host_features = frozenset() if other_host or not options.host_instructions else \
+        frozenset(target.features.split(","))
     infos: list[RegionInfo] = []
     entries = list(entries)     # may grow (with_entry_call)
     batch = set(entries)
@@ -166,7 +167,7 @@ def lift(entries: list[int], read: CodeReader, options: LiftOptions, target: cod
             continue
         info = _describe(region, read, options, target, foreign)
         used = [u for u in foreign if u.image in info.foreign_images]
-        lifted = lift_region(region, options, module, info.symbol, used)
+        lifted = lift_region(region, options, module, info.symbol, used, host_features)
         info.untranslatable = lifted.untranslatable
         infos.append(info)
         if with_entry_call and len(entries) < _MAX_BATCH:

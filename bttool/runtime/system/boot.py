@@ -17,9 +17,9 @@ import struct
 from dataclasses import dataclass
 
 from bttool.errors import CannotRun as BadProgram
-from bttool.runtime.system.imagefile import read_head, read_image
+from bttool.runtime.imagefile import read_image
+from bttool.runtime.programkind import find_multiboot_header
 
-MULTIBOOT_MAGIC = 0x1BADB002
 MULTIBOOT_BOOTLOADER_MAGIC = 0x2BADB002
 MB_AOUT_KLUDGE = 1 << 16
 MB_VIDEO_MODE = 1 << 2
@@ -65,22 +65,6 @@ class KernelImage:
     entry: int
     segments: list[Segment]
     sha256: str
-
-
-def find_multiboot_header(raw: bytes) -> tuple[int, int] | None:
-    """(offset, flags) of a valid Multiboot v1 header in the first 8 KiB."""
-    for off in range(0, min(len(raw), 8192) - 11, 4):
-        magic, flags, checksum = struct.unpack_from("<III", raw, off)
-        if magic == MULTIBOOT_MAGIC and (magic + flags + checksum) & 0xFFFFFFFF == 0:
-            return off, flags
-    return None
-
-
-def is_multiboot(path: str) -> bool:
-    """Whether ``path`` carries a Multiboot header (recognised without
-    --system).  Never blocks: anything but a readable regular file is no."""
-    head = read_head(path, 8192)
-    return head is not None and find_multiboot_header(head) is not None
 
 
 _PHDR_SIZE = {64: 56, 32: 32}

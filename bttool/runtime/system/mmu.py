@@ -39,7 +39,7 @@ from bttool.runtime.system.accesswindows import AccessWindows
 
 PAGE = 4096
 # access windows live this far above the reservation's base: past the largest
-# RAM --memory allows (64 GiB) and inside the reservation (ir/window.py)
+# RAM --memory allows (64 GiB) and inside the reservation (runtime/window.py)
 WINDOWS_OFFSET = 1 << 37
 MASK64 = (1 << 64) - 1
 

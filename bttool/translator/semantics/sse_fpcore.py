@@ -329,21 +329,19 @@ def _directed_arith(ctx: Insn, op: str, rc: ir.Value, a: ir.Value, s: ir.Value,
 
 
 # -- the host's own instructions -----------------------------------------------------
-# Tests switch this off to check the generic IR against the host CPU too.
-USE_HOST_INSTRUCTIONS = True
 # The AVX-512 rounding operand {rn-sae}: round to nearest, exceptions
 # suppressed.  Not 4 ("current direction"): LLVM turns that form back into
 # a generic fadd & co.
 _RN_SAE = 8
 
 
-def _target_features(ctx: Insn) -> set[str]:
-    """The target's features when host instructions may be used, else none."""
-    feats = getattr(ctx.em.module, "bt_target_features", None)
-    return set(feats.split(",")) if USE_HOST_INSTRUCTIONS and feats else set()
+def _target_features(ctx: Insn) -> frozenset[str]:
+    """The target's features when host instructions may be used, else none
+    (LiftOptions.host_instructions)."""
+    return ctx.em.host_features
 
 
-def _wide_is_cheap(feats: set[str]) -> bool:
+def _wide_is_cheap(feats: frozenset[str]) -> bool:
     """Whether a 512-bit operation costs what a 128-bit one does: on AMD
     cores (Zen 4 on, the only AMD parts with AVX-512; SSE4a marks AMD) it
     does, while Intel's AVX-512 cores lower their clock for heavy 512-bit

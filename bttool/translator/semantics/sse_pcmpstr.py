@@ -48,13 +48,9 @@ def _explicit_len(ctx: Insn, reg: str, wide: bool, n: int) -> ir.Value:
     return b.trunc(mag, I32) if v.type.width > 32 else mag
 
 
-# Tests switch this off to check the generic IR against the host CPU too.
-USE_HOST_INSTRUCTIONS = True
-
-
 def _host_sse42(ctx: Insn) -> bool:
-    feats = getattr(ctx.em.module, "bt_target_features", None)
-    return USE_HOST_INSTRUCTIONS and feats is not None and "+sse4.2" in feats.split(",")
+    """Whether the host's own pcmpXstrX may be used (LiftOptions.host_instructions)."""
+    return "+sse4.2" in ctx.em.host_features
 
 
 def _pcmpstr_host(ctx: Insn, explicit: bool, want_index: bool) -> None:

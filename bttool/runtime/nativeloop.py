@@ -1,153 +1,42 @@
-"""Runtime support code, generated as LLVM IR: the native dispatcher loop and
-the host signal handlers.
+"""The native side of the runtime, generated as LLVM IR and compiled once
+per target (the "support object", cached: CacheStore.support_object): the
+dispatch loop and the host signal handlers.
 
-``bt_run`` looks the guest rip up in a table of (pc, function) pairs and
-calls translated units until one sets an exit reason or misses, so hot code
-never returns to Python.  The table is two-way set associative: a set is
-two 16-byte entries in one cache line, the most recently installed first
-(``runtime/dispatcher.py`` installs), so two hot targets that hash to the
-same set no longer evict each other on every install (SQLite's interpreter
-loop returned to Python 1.2 million times a run through one such pair when
-the table was direct-mapped).  ``bt_signal`` is
-installed for SIGSEGV/SIGBUS: a fault raised while translated code runs
-jumps back into ``bt_run`` (sigsetjmp/siglongjmp), which reports
-EXIT_HOST_SIGNAL with the faulting address; a fault anywhere else restores
-the default action so bttool's own bugs still crash loudly.  ``bt_async``
-catches the signals a linux-user guest handles (runtime/guestsignals.py):
-it records the signal and its siginfo, raises the state's poll flag and
-points the state's table link at an empty table, so translated code leaves
-at its next loop back edge (which polls the flag) or region exit (whose
-chain then misses; ``bt_run`` polls the flag too) and the runtime delivers
-the signal at that instruction boundary.  Chaining itself pays nothing.  ``bt_step``
-runs one translated function with the same fault catching and no chaining
-(runtime/precisefault.py).
+``bt_run`` looks the guest rip up in the lookup table of (pc, function)
+pairs (its layout and hash: ir/tables.py) and calls translated units until
+one sets an exit reason or misses, so hot code never returns to Python.
+``bt_signal`` is installed for SIGSEGV/SIGBUS: a fault raised while
+translated code runs jumps back into ``bt_run`` (sigsetjmp/siglongjmp),
+which reports EXIT_HOST_SIGNAL with the faulting address; a fault anywhere
+else restores the default action so bttool's own bugs still crash loudly.
+``bt_async`` catches the signals a linux-user guest handles
+(runtime/guestsignals.py): it records the signal and its siginfo, raises
+the state's poll flag and points the state's table link at an empty table,
+so translated code leaves at its next loop back edge (which polls the flag)
+or region exit (whose chain then misses; ``bt_run`` polls the flag too) and
+the runtime delivers the signal at that instruction boundary.  Chaining
+itself pays nothing.  ``bt_step`` runs one translated function with the
+same fault catching and no chaining (runtime/precisefault.py).
 
 Guest threads run on host threads of their own, each with its own state
 (runtime/guestthreads.py).  So nothing a handler needs is global: the jump
 buffer, the in-guest flag, the fault's details and the caught signals live
 in the state, and a handler finds the state of the thread it interrupted
 through a pthread key (``bt_tls_key``; ``bt_run`` binds the state it is
-given).  The lookup table is shared by all threads: an entry is written and
-read as one 16-byte atomic access (``bt_table_put``; a vector move on x86
-hosts with AVX), so no thread ever sees a pc with another entry's function.
+given).  Lookup-table entries are written and read as one 16-byte atomic
+access (``bt_table_put``; a vector move on x86 hosts with AVX).
 """
 from __future__ import annotations
 
 from bttool.ir import state
+from bttool.ir.tables import (COUNTER_BITS, EMPTY_ENTRY, HASH_MULTIPLIER, TABLE_ENTRIES, TABLE_ENTRY_SIZE,
+                              TABLE_SET_BITS, TABLE_SET_SIZE, TARGET_BITS)
 
-TABLE_SET_BITS = 15
-TABLE_WAYS = 2          # bt_run's IR below spells out both probes
-TABLE_ENTRIES = TABLE_WAYS << TABLE_SET_BITS
-TABLE_ENTRY_SIZE = 16
-TABLE_SET_SIZE = TABLE_WAYS * TABLE_ENTRY_SIZE
-COUNTER_BITS = 16
-HOT_THRESHOLD = 20000   # entries + back-edges before a region is retranslated at tier 2
-TARGET_BITS = 12        # bt_targets: last target of tier-1 indirect calls/jumps, by site
-HASH_MULTIPLIER = 0x9E3779B97F4A7C15
 SIGINFO_SIZE = state.SIGINFO_SIZE
-# A lookup-table entry that matches no pc (outside the guest window): the
-# pc half of an empty entry; its function half is 0.
-EMPTY_PC = 0xFFFFFFFFFFFFFFFF
-_EMPTY_ENTRY = EMPTY_PC      # (pc, function) as one i128
+# Linux's siginfo_t (x86-64): si_code, and si_addr of a fault
+SIGINFO_CODE = 8
+SIGINFO_ADDR = 16
 UCONTEXT_ERR = 40 + 8 * 19   # ucontext_t's uc_mcontext.gregs[REG_ERR]: the page-fault error code
-
-
-def table_set(pc: int) -> int:
-    """The lookup-table set of ``pc``: the same hash as ``bt_run`` and
-    ``emit_chain`` use (Fibonacci hashing)."""
-    return ((pc * HASH_MULTIPLIER) & 0xFFFFFFFFFFFFFFFF) >> (64 - TABLE_SET_BITS)
-
-
-def _emit_set_address(b, table, pc):
-    """IR: the address of ``pc``'s set in ``table`` (see ``table_set``)."""
-    from llvmlite import ir
-    i64 = ir.IntType(64)
-    h = b.mul(pc, ir.Constant(i64, HASH_MULTIPLIER))
-    off = b.shl(b.lshr(h, ir.Constant(i64, 64 - TABLE_SET_BITS)),
-                ir.Constant(i64, TABLE_SET_SIZE.bit_length() - 1))
-    return b.gep(table, [off], inbounds=True, source_etype=ir.IntType(8))
-
-
-class _IndirectCallee:
-    """Lets llvmlite call through a loaded function pointer (it wants a
-    callee that knows its function type)."""
-
-    def __init__(self, value, fnty) -> None:
-        self.value = value
-        self.function_type = fnty
-        self.type = value.type
-
-    def get_reference(self) -> str:
-        return self.value.get_reference()
-
-
-def _link(b, state_ptr, name: str):
-    """The address of one of the runtime's tables, read from the state
-    (see state.RUNTIME_LINKS for why not the global itself)."""
-    from llvmlite import ir
-    field = b.gep(state_ptr, [ir.Constant(ir.IntType(64), state.offset(name))],
-                  inbounds=True, source_etype=ir.IntType(8))
-    return b.load(field, typ=ir.PointerType())
-
-
-def emit_chain(b, state_ptr, mem, rip) -> None:
-    """End a translated function by jumping straight to the translation of
-    ``rip`` when the table has one (a tail call: the host stack never grows),
-    else return to ``bt_run``, which will report the miss."""
-    from llvmlite import ir
-    i64 = ir.IntType(64)
-    ptr = ir.PointerType()
-    table = _link(b, state_ptr, "table_base")
-    entry = _emit_set_address(b, table, rip)
-    for way in range(TABLE_WAYS):
-        if way:
-            entry = b.gep(entry, [ir.Constant(i64, TABLE_ENTRY_SIZE)], inbounds=True,
-                          source_etype=ir.IntType(8))
-        # (pc, function) in one load: another thread may be replacing the entry
-        pair = b.load_atomic(entry, "unordered", 16, typ=ir.IntType(128))
-        hit = b.icmp_unsigned("==", b.trunc(pair, i64), rip)
-        with b.if_then(hit, likely=True):
-            fn = b.inttoptr(b.trunc(b.lshr(pair, ir.Constant(ir.IntType(128), 64)), i64), ptr)
-            b.call(_IndirectCallee(fn, ir.FunctionType(ir.VoidType(), [ptr, ptr])),
-                   [state_ptr, mem], tail="musttail")
-            b.ret_void()
-    b.ret_void()
-
-
-def counter_index(pc_key: int) -> int:
-    return ((pc_key * HASH_MULTIPLIER) & 0xFFFFFFFFFFFFFFFF) >> (64 - COUNTER_BITS)
-
-
-def emit_hot_check(b, state_ptr, pc_key: int, on_hot) -> None:
-    """Count one execution of the code at guest pc ``pc_key`` (relative to
-    the image base); past the threshold call ``on_hot()`` (which must end
-    the path) after resetting the counter."""
-    from llvmlite import ir
-    i32 = ir.IntType(32)
-    counters = _link(b, state_ptr, "counters_base")
-    slot = b.gep(counters, [ir.Constant(ir.IntType(64), 4 * counter_index(pc_key))],
-                 inbounds=True, source_etype=ir.IntType(8))
-    n = b.add(b.load(slot, typ=i32), ir.Constant(i32, 1))
-    b.store(n, slot, 4)
-    with b.if_then(b.icmp_unsigned(">", n, ir.Constant(i32, HOT_THRESHOLD)), likely=False):
-        b.store(ir.Constant(i32, 0), slot, 4)
-        on_hot()
-
-
-def target_index(pc_key: int) -> int:
-    return ((pc_key * HASH_MULTIPLIER) & 0xFFFFFFFFFFFFFFFF) >> (64 - TARGET_BITS)
-
-
-def emit_target_record(b, state_ptr, pc_key: int, target) -> None:
-    """Tier 1: remember ``target`` (i64) as the last target of the indirect
-    call or jump at guest pc ``pc_key`` (relative to the image base); tier 2
-    uses it as a guess (runtime/dispatcher.py)."""
-    from llvmlite import ir
-    i64 = ir.IntType(64)
-    targets = _link(b, state_ptr, "targets_base")
-    slot = b.gep(targets, [ir.Constant(i64, 8 * target_index(pc_key))],
-                 inbounds=True, source_etype=ir.IntType(8))
-    b.store(target, slot, 8)
 
 
 def _fault_exit(off) -> str:
@@ -287,11 +176,11 @@ host:
   %old = call ptr @signal(i32 %sig, ptr null)
   ret void
 guest:
-  %ap = getelementptr inbounds i8, ptr %info, i64 16
+  %ap = getelementptr inbounds i8, ptr %info, i64 {SIGINFO_ADDR}
   %a = load i64, ptr %ap
   %fap = getelementptr inbounds i8, ptr %st, i64 {off('fault_addr')}
   store volatile i64 %a, ptr %fap
-  %cp = getelementptr inbounds i8, ptr %info, i64 8
+  %cp = getelementptr inbounds i8, ptr %info, i64 {SIGINFO_CODE}
   %c = load i32, ptr %cp
   %fcp = getelementptr inbounds i8, ptr %st, i64 {off('fault_code')}
   store volatile i32 %c, ptr %fcp
@@ -353,9 +242,9 @@ entry:
   br i1 %none, label %done, label %loop
 loop:
   %i = phi i64 [0, %entry], [%next, %loop]
-  %off = shl i64 %i, 4
+  %off = shl i64 %i, {TABLE_ENTRY_SIZE.bit_length() - 1}
   %e = getelementptr inbounds i8, ptr %table, i64 %off
-  store atomic i128 {_EMPTY_ENTRY}, ptr %e release, align 16
+  store atomic i128 {EMPTY_ENTRY}, ptr %e release, align 16
   %next = add i64 %i, 1
   %more = icmp ult i64 %next, %n
   br i1 %more, label %loop, label %done

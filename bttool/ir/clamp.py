@@ -1,0 +1,30 @@
+"""The address clamp of linux-user code (how ir/memory.py keeps guest
+addresses inside the host reservation): a value of its own, free of
+llvmlite, because it is part of the translation options
+(translator/options.py) that warm runs build without importing LLVM's IR
+layer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AddressClamp:
+    """How linux-user code keeps guest addresses inside the host
+    reservation (ir/memory.py): the register part of an address
+    is clamped into [-guard, limit] and a displacement of at most ``guard``
+    is added after.  ``limit`` None: no clamp at all (benchmarks of the
+    sandbox's cost only).  Part of the translation's cache key
+    (translator/options.LiftOptions)."""
+    limit: int | None
+    guard: int
+
+    @property
+    def bias(self) -> int:
+        """What code adds to an address before the clamp, and the runtime
+        therefore subtracts from the memory argument (none without the clamp)."""
+        return 0 if self.limit is None else self.guard
+
+    def key(self) -> str:
+        return "unsafe-no-clamp" if self.limit is None else f"clamp{self.limit:x}/{self.guard:x}"

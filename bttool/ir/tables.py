@@ -1,0 +1,133 @@
+"""The runtime's tables as translated code uses them, and the IR that uses
+them: the lookup table of (guest pc, host function) that chaining jumps
+through (``emit_chain``), the execution counters of tier-1 code
+(``emit_hot_check``) and the last targets of indirect branches
+(``emit_target_record``).  The runtime's side (the native dispatch loop,
+which probes the same table, and its installer) is runtime/nativeloop.py
+and runtime/dispatcher.py; the layout and the hash are defined here once
+for both.
+
+The lookup table is two-way set associative: a set is two 16-byte entries
+in one cache line, the most recently installed first
+(``runtime/dispatcher.py`` installs), so two hot targets that hash to the
+same set no longer evict each other on every install (SQLite's interpreter
+loop returned to Python 1.2 million times a run through one such pair when
+the table was direct-mapped).  The table is shared by all guest threads:
+an entry is written and read as one 16-byte atomic access, so no thread
+ever sees a pc with another entry's function.
+"""
+from __future__ import annotations
+
+from bttool.ir import state
+
+TABLE_SET_BITS = 15
+TABLE_WAYS = 2          # bt_run's IR (runtime/nativeloop.py) spells out both probes
+TABLE_ENTRIES = TABLE_WAYS << TABLE_SET_BITS
+TABLE_ENTRY_SIZE = 16
+TABLE_SET_SIZE = TABLE_WAYS * TABLE_ENTRY_SIZE
+COUNTER_BITS = 16
+HOT_THRESHOLD = 20000   # entries + back-edges before a region is retranslated at tier 2
+TARGET_BITS = 12        # bt_targets: last target of tier-1 indirect calls/jumps, by site
+HASH_MULTIPLIER = 0x9E3779B97F4A7C15
+# A lookup-table entry that matches no pc (outside the guest window): the
+# pc half of an empty entry; its function half is 0.
+EMPTY_PC = 0xFFFFFFFFFFFFFFFF
+EMPTY_ENTRY = EMPTY_PC       # (pc, function) as one i128
+
+
+def table_set(pc: int) -> int:
+    """The lookup-table set of ``pc``: the same hash as ``bt_run`` and
+    ``emit_chain`` use (Fibonacci hashing)."""
+    return ((pc * HASH_MULTIPLIER) & 0xFFFFFFFFFFFFFFFF) >> (64 - TABLE_SET_BITS)
+
+
+def _emit_set_address(b, table, pc):
+    """IR: the address of ``pc``'s set in ``table`` (see ``table_set``)."""
+    from llvmlite import ir
+    i64 = ir.IntType(64)
+    h = b.mul(pc, ir.Constant(i64, HASH_MULTIPLIER))
+    off = b.shl(b.lshr(h, ir.Constant(i64, 64 - TABLE_SET_BITS)),
+                ir.Constant(i64, TABLE_SET_SIZE.bit_length() - 1))
+    return b.gep(table, [off], inbounds=True, source_etype=ir.IntType(8))
+
+
+class _IndirectCallee:
+    """Lets llvmlite call through a loaded function pointer (it wants a
+    callee that knows its function type)."""
+
+    def __init__(self, value, fnty) -> None:
+        self.value = value
+        self.function_type = fnty
+        self.type = value.type
+
+    def get_reference(self) -> str:
+        return self.value.get_reference()
+
+
+def _link(b, state_ptr, name: str):
+    """The address of one of the runtime's tables, read from the state
+    (see state.RUNTIME_LINKS for why not the global itself)."""
+    from llvmlite import ir
+    field = b.gep(state_ptr, [ir.Constant(ir.IntType(64), state.offset(name))],
+                  inbounds=True, source_etype=ir.IntType(8))
+    return b.load(field, typ=ir.PointerType())
+
+
+def emit_chain(b, state_ptr, mem, rip) -> None:
+    """End a translated function by jumping straight to the translation of
+    ``rip`` when the table has one (a tail call: the host stack never grows),
+    else return to ``bt_run``, which will report the miss."""
+    from llvmlite import ir
+    i64 = ir.IntType(64)
+    ptr = ir.PointerType()
+    table = _link(b, state_ptr, "table_base")
+    entry = _emit_set_address(b, table, rip)
+    for way in range(TABLE_WAYS):
+        if way:
+            entry = b.gep(entry, [ir.Constant(i64, TABLE_ENTRY_SIZE)], inbounds=True,
+                          source_etype=ir.IntType(8))
+        # (pc, function) in one load: another thread may be replacing the entry
+        pair = b.load_atomic(entry, "unordered", 16, typ=ir.IntType(128))
+        hit = b.icmp_unsigned("==", b.trunc(pair, i64), rip)
+        with b.if_then(hit, likely=True):
+            fn = b.inttoptr(b.trunc(b.lshr(pair, ir.Constant(ir.IntType(128), 64)), i64), ptr)
+            b.call(_IndirectCallee(fn, ir.FunctionType(ir.VoidType(), [ptr, ptr])),
+                   [state_ptr, mem], tail="musttail")
+            b.ret_void()
+    b.ret_void()
+
+
+def counter_index(pc_key: int) -> int:
+    return ((pc_key * HASH_MULTIPLIER) & 0xFFFFFFFFFFFFFFFF) >> (64 - COUNTER_BITS)
+
+
+def emit_hot_check(b, state_ptr, pc_key: int, on_hot) -> None:
+    """Count one execution of the code at guest pc ``pc_key`` (relative to
+    the image base); past the threshold call ``on_hot()`` (which must end
+    the path) after resetting the counter."""
+    from llvmlite import ir
+    i32 = ir.IntType(32)
+    counters = _link(b, state_ptr, "counters_base")
+    slot = b.gep(counters, [ir.Constant(ir.IntType(64), 4 * counter_index(pc_key))],
+                 inbounds=True, source_etype=ir.IntType(8))
+    n = b.add(b.load(slot, typ=i32), ir.Constant(i32, 1))
+    b.store(n, slot, 4)
+    with b.if_then(b.icmp_unsigned(">", n, ir.Constant(i32, HOT_THRESHOLD)), likely=False):
+        b.store(ir.Constant(i32, 0), slot, 4)
+        on_hot()
+
+
+def target_index(pc_key: int) -> int:
+    return ((pc_key * HASH_MULTIPLIER) & 0xFFFFFFFFFFFFFFFF) >> (64 - TARGET_BITS)
+
+
+def emit_target_record(b, state_ptr, pc_key: int, target) -> None:
+    """Tier 1: remember ``target`` (i64) as the last target of the indirect
+    call or jump at guest pc ``pc_key`` (relative to the image base); tier 2
+    uses it as a guess (runtime/dispatcher.py)."""
+    from llvmlite import ir
+    i64 = ir.IntType(64)
+    targets = _link(b, state_ptr, "targets_base")
+    slot = b.gep(targets, [ir.Constant(i64, 8 * target_index(pc_key))],
+                 inbounds=True, source_etype=ir.IntType(8))
+    b.store(target, slot, 8)
