@@ -259,10 +259,14 @@ def cache_ls(ctx: click.Context, program: str | None, as_json: bool) -> None:
 @click.option("--image", "program", help="Interpret IDENT as a guest address in this program.")
 @click.option("--section", type=click.Choice(["guest", "ir", "host"]), multiple=True,
               help="Only these sections (repeatable).")
+@click.option("--optimised", is_flag=True,
+              help="Show the IR after the target's optimisation passes (run again as the "
+                   "compilation ran them) instead of the IR the passes started from.")
 @click.pass_context
-def cache_show(ctx: click.Context, ident: str, program: str | None, section: tuple[str, ...]) -> None:
+def cache_show(ctx: click.Context, ident: str, program: str | None, section: tuple[str, ...],
+               optimised: bool) -> None:
     """Guest code, LLVM IR and host code of one cached region (KEY or ADDRESS --image)."""
-    from bttool.runtime.cache_inspect import find_region, guest_disassembly, host_disassembly, regenerate_ir
+    from bttool.runtime.cache_inspect import find_region, guest_disassembly, host_disassembly, source_ir
     from bttool.runtime.memory import PIE_BASE
     store = _store(ctx)
     try:
@@ -282,8 +286,10 @@ def cache_show(ctx: click.Context, ident: str, program: str | None, section: tup
         click.echo("\n== guest code ==")
         click.echo(guest_disassembly(region))
     if "ir" in sections:
-        click.echo("\n== LLVM IR (regenerated from the stored guest bytes, optimised) ==")
-        click.echo(regenerate_ir(region))
+        click.echo(f"\n== LLVM IR ({'optimised, ' if optimised else ''}the module its host code "
+                   "was compiled from) ==")
+        text = source_ir(store, region, optimised)
+        click.echo(text if text is not None else "(IR missing or corrupt)")
     if "host" in sections:
         click.echo(f"\n== host code ({region['symbol']}) ==")
         click.echo(host_disassembly(store, region))
@@ -297,13 +303,13 @@ def cache_stats(ctx: click.Context, as_json: bool) -> None:
     from bttool.runtime.cache_inspect import stats
     store = _store(ctx)
     st = stats(store) if store else {"directory": None, "entries": 0, "objects": 0, "bytes": 0,
-                                     "images": 0, "hits": 0, "misses": 0, "dropped": 0,
+                                     "ir_bytes": 0, "images": 0, "hits": 0, "misses": 0, "dropped": 0,
                                      "read_only": False, "by_target": {}}
     if as_json:
         click.echo(json.dumps(st, indent=2, sort_keys=True))
         return
     click.echo(f"cache {st['directory']}: {st['entries']} regions in {st['objects']} objects, "
-               f"{_human(st['bytes'])}, {st['images']} images, {st['hits']} hits, {st['misses']} misses, "
+               f"{_human(st['bytes'])} (and {_human(st['ir_bytes'])} of their IR), {st['images']} images, {st['hits']} hits, {st['misses']} misses, "
                f"{st['dropped']} corrupt entries dropped" + (" (read-only)" if st["read_only"] else ""))
     rows = [[t["triple"], t["regions"], t["guest_instructions"], t["host_code_bytes"],
              t.get("hits", 0), t.get("misses", 0)] for t in st["by_target"].values()]

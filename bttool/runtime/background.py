@@ -128,7 +128,8 @@ class BackgroundCompiler:
             job.done(job.lifted.compile())
             return
         from bttool.translator.translate import Translation
-        job.done(Translation(data, job.lifted.regions, job.lifted.seconds + seconds))
+        job.done(Translation(data, job.lifted.regions, job.lifted.seconds + seconds,
+                             source_ir=job.lifted.ir_text()))
 
     def _read(self, n: int) -> bytes | None:
         try:

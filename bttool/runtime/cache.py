@@ -5,7 +5,7 @@ Layout of a cache directory::
     index.sqlite            regions, objects (native object code: one region
                             at run time, or a batch of regions from `bttool
                             translate`), images, code maps, counters
-    support/<sha>.o         the compiled run-time support (ir/support.py),
+    support/<sha>.o         the compiled run-time support (runtime/nativeloop.py),
                             named by the digest of its IR and target
 
 Objects are rows, not files: a cold run stores a few hundred objects of a
@@ -58,15 +58,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from bttool.runtime.codeunits import CodeUnits
     from bttool.translator.translate import Translation
 
-SCHEMA_VERSION = 4
-_DERIVED_SCHEMAS = {"1", "2", "3"}      # older layouts, rebuilt empty (_open): 3 had no row checksums
+SCHEMA_VERSION = 5
+# older layouts, rebuilt empty (_open): 3 had no row checksums, 4 no source IR
+_DERIVED_SCHEMAS = {"1", "2", "3", "4"}
 DEFAULT_MAX_SIZE = 2 << 30           # bytes; BTTOOL_CACHE_MAX_SIZE overrides
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS objects (
     id TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
-    target TEXT NOT NULL, created REAL NOT NULL, last_used REAL NOT NULL, data BLOB NOT NULL);
+    target TEXT NOT NULL, created REAL NOT NULL, last_used REAL NOT NULL, data BLOB NOT NULL,
+    ir BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS regions (
     key TEXT PRIMARY KEY, image TEXT NOT NULL, image_path TEXT NOT NULL,
     target TEXT NOT NULL, triple TEXT NOT NULL, options TEXT NOT NULL,
@@ -462,6 +464,12 @@ class CacheStore:
         return self.guarded(what, lambda: (op(), True)[1], False, write=True)
 
     # -- objects ------------------------------------------------------------
+    def read_source_ir(self, object_id: str) -> str | None:
+        """The LLVM IR that object ``object_id`` was compiled from, or None
+        when the object is missing or its IR unreadable (not kept)."""
+        found = self.rows("read", "SELECT ir FROM objects WHERE id = ?", (object_id,))
+        return cache_rows.unpack_ir(found[0][0]) if found else None
+
     def read_object(self, object_id: str) -> bytes | None:
         """The object's bytes, or None if missing or failing its checksum."""
         return self.read_objects([object_id]).get(object_id)
@@ -534,10 +542,12 @@ class CacheStore:
                        r.insn_count, object_id, r.symbol, sizes.get(r.symbol, 0))
             rows.append(covered + (r.guest_code, now, now, cache_rows.row_checksum(covered)))
 
+        source_ir = cache_rows.pack_ir(t.source_ir)
+
         def op() -> None:
             with self.transaction():
-                self.db.execute("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?)",
-                                (object_id, digest, len(data), target_key, now, now, data))
+                self.db.execute("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?)",
+                                (object_id, digest, len(data), target_key, now, now, data, source_ir))
                 self.db.executemany(
                     f"INSERT OR REPLACE INTO regions ({', '.join(cache_rows.COVERED['regions'])},"
                     " guest_code, created, last_used, checksum, hits) VALUES"
@@ -567,7 +577,8 @@ class CacheStore:
         self.write("drop", op)
 
     def total_size(self) -> int:
-        found = self.rows("size", "SELECT COALESCE(SUM(size), 0) FROM objects")
+        """Bytes the objects take, with the IR kept beside them."""
+        found = self.rows("size", "SELECT COALESCE(SUM(size + length(ir)), 0) FROM objects")
         return found[0][0] if found else 0
 
     def gc(self, max_size: int) -> tuple[int, int]:
@@ -577,7 +588,7 @@ class CacheStore:
         freed = n = 0
         if total <= max_size or self.readonly:
             return 0, 0
-        for object_id, size in self.rows("gc", "SELECT id, size FROM objects"
+        for object_id, size in self.rows("gc", "SELECT id, size + length(ir) FROM objects"
                                                " ORDER BY last_used ASC, created ASC"):
             if total - freed <= max_size:
                 break

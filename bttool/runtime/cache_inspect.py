@@ -92,41 +92,23 @@ def guest_disassembly(region: dict) -> str:
     return "\n".join(lines)
 
 
-def regenerate_ir(region: dict, optimise: bool = True) -> str:
-    """Lift the stored guest bytes again and return the (optimised) IR."""
-    from llvmlite import ir
+def region_target(region: dict) -> codegen.Target:
+    """The code-generation target a cached region was compiled for, from
+    its target key (codegen.Target.key)."""
+    triple, cpu, features, opt = region["target"].split("|")[:4]
+    return codegen.Target(triple, cpu, features, int(opt[1:]))
 
-    from bttool.translator.blocks import discover_region
-    from bttool.translator.decoder import Decoder
-    from bttool.runtime.window import CLAMP
-    from bttool.translator.lifter import LiftOptions, lift_region
-    code = region["guest_code"]
-    pieces = []
-    pos = 0
-    for start, end, image in region["spans"]:
-        if not image:       # foreign spans join only through a run-time guess
-            pieces.append((start, end, code[pos:pos + end - start]))
-        pos += end - start
-    starts = {s for s, _, _ in pieces}
 
-    def read(addr: int, n: int) -> bytes:
-        for s, e, data in pieces:
-            if s <= addr < e:
-                return data[addr - s: addr - s + n]
-        return b""
-    pic = "|pic" in region["options"]
-    mode = region_mode(region)
-    options = LiftOptions(mode, "|user" in region["options"], 0 if pic else None,
-                          precise_faults="|precise" in region["options"], clamp=CLAMP)
-    reg = discover_region(Decoder(mode), read, region["entry"], known=lambda p: p not in starts)
-    module = ir.Module(name="show")
-    lift_region(reg, options, module, region["symbol"])
-    if not optimise:
-        return str(module)
-    target = codegen.host_target() if region["triple"] == codegen.host_target().triple else \
-        codegen.Target(region["triple"], "generic", "", 2)
-    _, text = codegen.compile_module(module, target, want_ir=True)
-    return text or ""
+def source_ir(store: CacheStore, region: dict, optimised: bool = False) -> str | None:
+    """The LLVM IR module that the region's object was compiled from (the
+    cache keeps it with the object; a module may hold several regions), or
+    with ``optimised`` that module after the optimisation passes of the
+    region's target, run again as its compilation ran them.  None when the
+    IR is missing or unreadable."""
+    text = store.read_source_ir(region["object"])
+    if text is None or not optimised:
+        return text
+    return codegen.compile_module(text, region_target(region), want_ir=True)[1]
 
 
 def host_disassembly(store: CacheStore, region: dict) -> str:
@@ -158,12 +140,14 @@ def stats(store: CacheStore) -> dict:
         entry = by_target.setdefault(target, {"triple": target.split("|")[0], "regions": 0,
                                               "guest_instructions": 0, "host_code_bytes": 0})
         entry["hits"], entry["misses"], entry["dropped"] = hits, misses, dropped
-    objects, obytes = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects").fetchone()
+    objects, obytes, irbytes = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0),"
+                                          " COALESCE(SUM(length(ir)), 0) FROM objects").fetchone()
     return {
         "directory": store.root,
         "entries": sum(t["regions"] for t in by_target.values()),
         "objects": objects,
         "bytes": obytes,
+        "ir_bytes": irbytes,            # the compressed IR kept with the objects
         "images": db.execute("SELECT COUNT(DISTINCT image) FROM regions").fetchone()[0],
         "hits": sum(t.get("hits", 0) for t in by_target.values()),
         "misses": sum(t.get("misses", 0) for t in by_target.values()),
@@ -202,12 +186,15 @@ def _check(store: CacheStore) -> list[Problem]:
     rows = db.execute("PRAGMA integrity_check").fetchall()
     problems = [Problem("index", f"integrity check: {r[0]}") for r in rows if r[0] != "ok"]
     objects: dict[str, bytes] = {}
-    for object_id, sha, size, data in db.execute("SELECT id, sha256, size, data FROM objects"):
-        if cache_rows.object_ok(object_id, sha, size, data):
-            objects[object_id] = data
-        else:
+    for object_id, sha, size, data, ir in db.execute("SELECT id, sha256, size, data, ir FROM objects"):
+        if not cache_rows.object_ok(object_id, sha, size, data):
             problems.append(Problem("object", f"{str(object_id)[:32]}: checksum mismatch",
                                     object_id=object_id))
+        elif ir and cache_rows.unpack_ir(ir) is None:
+            problems.append(Problem("object", f"{str(object_id)[:32]}: its IR fails its check",
+                                    object_id=object_id))
+        else:
+            objects[object_id] = data
     symbols: dict[str, set[str]] = {}
     cols = cache_rows.COVERED["regions"]
     for row in db.execute(f"SELECT {', '.join(cols)}, checksum, guest_code, rowid FROM regions"):

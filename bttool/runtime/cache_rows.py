@@ -85,3 +85,22 @@ def text_value(raw: bytes) -> str:
     that are not UTF-8 (a flipped bit) become a string that fails its row's
     checksum instead of an exception in the middle of a query."""
     return raw.decode("utf-8", "surrogateescape")
+
+
+def pack_ir(text: str | None) -> bytes:
+    """The LLVM IR an object was compiled from, as stored beside it:
+    zlib-compressed (IR text is repetitive: about a tenth of its size), its
+    Adler-32 check guarding it; empty when not known."""
+    import zlib
+    return zlib.compress(text.encode(), 1) if text else b""
+
+
+def unpack_ir(blob: object) -> str | None:
+    """``pack_ir``'s text again; None when absent or failing its check."""
+    import zlib
+    if not isinstance(blob, bytes) or not blob:
+        return None
+    try:
+        return zlib.decompress(blob).decode()
+    except (zlib.error, UnicodeDecodeError):
+        return None

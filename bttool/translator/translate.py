@@ -51,7 +51,10 @@ class Translation:
     object_code: bytes
     regions: list[RegionInfo]
     seconds: float = 0.0
-    ir_text: str | None = None
+    ir_text: str | None = None      # the optimised IR, when asked for (want_ir)
+    # The LLVM IR the object was compiled from; the cache keeps it with the
+    # object (`bttool cache show --section ir`).
+    source_ir: str | None = None
 
     @property
     def insn_count(self) -> int:
@@ -99,7 +102,8 @@ class Lifted:
     def compile(self, want_ir: bool = False) -> Translation:
         t0 = time.perf_counter()
         obj, ir_text = codegen.compile_module(self.ir_text(), self.target, want_ir=want_ir)
-        return Translation(obj, self.regions, self.seconds + time.perf_counter() - t0, ir_text)
+        return Translation(obj, self.regions, self.seconds + time.perf_counter() - t0, ir_text,
+                           self.ir_text())
 
 
 _MAX_BATCH = 8     # with_entry_call stops adding once the batch has this many
