@@ -17,7 +17,7 @@ from capstone import x86_const as X
 
 from bttool.ir import intrinsics
 from bttool.runtime import cpuid
-from bttool.runtime.system import vcpu as V
+from bttool.runtime.system import controlbits as C, vcpu as V
 from bttool.runtime.system.vcpu import GuestException, gp, read_rflags, write_rflags
 from bttool.translator.addressing import address_form, state_register
 from bttool.translator.decoder import Decoder, reg_table
@@ -182,7 +182,7 @@ class Instructions:
             self.set_reg(dst.reg, cpu.dr[int(insn.reg_name(src.reg)[2:])])
 
     def do_clts(self, insn) -> None:
-        self.m.cpu.cr0 &= ~V.CR0_TS
+        self.m.cpu.cr0 &= ~C.CR0_TS
 
     def do_lmsw(self, insn) -> None:
         v = self.read_op(insn, 0) & 0xF
@@ -230,7 +230,7 @@ class Instructions:
             table.base &= 0xFFFFFF
 
     def _umip(self) -> None:
-        if self.m.cpu.cpl > 0 and self.m.cpu.cr4 & V.CR4_UMIP:
+        if self.m.cpu.cpl > 0 and self.m.cpu.cr4 & C.CR4_UMIP:
             raise gp(0)
 
     def do_sgdt(self, insn) -> None:

@@ -13,7 +13,7 @@ from bttool.ir import intrinsics, state as st
 from bttool.ir.memory import MMU_FAULT
 from bttool.runtime.dispatcher import Executor
 from bttool.runtime.system import boot
-from bttool.runtime.system import vcpu as V
+from bttool.runtime.system import controlbits as C, vcpu as V
 from bttool.runtime.system.devices import (
     Cmos,
     InterruptController,
@@ -178,7 +178,7 @@ class Machine:
             cpu.mode = 64
         else:
             regs = boot.build_multiboot(self.ram, self.memory_size, self.cmdline)
-            cpu.cr0 = V.CR0_PE | V.CR0_ET
+            cpu.cr0 = C.CR0_PE | C.CR0_ET
             cpu.gdtr = V.DescriptorTable(0, 0)      # the spec: the OS must load its own
             cpu.idtr = V.DescriptorTable(0, 0x3FF)
             cpu.selectors.update(cs=0x08, ds=0x10, es=0x10, ss=0x10, fs=0x10, gs=0x10)
@@ -364,7 +364,7 @@ class Machine:
     def syscall(self) -> None:
         """The syscall instruction (translated code already moved rip past it)."""
         cpu, s = self.cpu, self.state
-        if not cpu.efer & V.EFER_SCE or cpu.mode != 64:
+        if not cpu.efer & C.EFER_SCE or cpu.mode != 64:
             s.rip -= 2
             raise GuestException(V.UD)
         s.rcx = s.rip
@@ -382,7 +382,7 @@ class Machine:
 
     def sysret(self, to64: bool) -> None:
         cpu, s = self.cpu, self.state
-        if not cpu.efer & V.EFER_SCE:
+        if not cpu.efer & C.EFER_SCE:
             raise GuestException(V.UD)
         if not to64:
             raise TripleFault("sysretl to compatibility mode is not modelled")
@@ -406,15 +406,15 @@ class Machine:
     def write_cr(self, n: int, value: int) -> None:
         cpu = self.cpu
         if n == 0:
-            if value & V.CR0_PG and not value & V.CR0_PE:
+            if value & C.CR0_PG and not value & C.CR0_PE:
                 raise V.gp(0)
-            if value & V.CR0_PG and cpu.efer & V.EFER_LME and not cpu.cr4 & V.CR4_PAE:
+            if value & C.CR0_PG and cpu.efer & C.EFER_LME and not cpu.cr4 & C.CR4_PAE:
                 raise V.gp(0)
-            cpu.cr0 = (value & 0xFFFFFFFF) | V.CR0_ET
-            if cpu.cr0 & V.CR0_PG and cpu.efer & V.EFER_LME:
-                cpu.efer |= V.EFER_LMA
-            elif not cpu.cr0 & V.CR0_PG:
-                cpu.efer &= ~V.EFER_LMA
+            cpu.cr0 = (value & 0xFFFFFFFF) | C.CR0_ET
+            if cpu.cr0 & C.CR0_PG and cpu.efer & C.EFER_LME:
+                cpu.efer |= C.EFER_LMA
+            elif not cpu.cr0 & C.CR0_PG:
+                cpu.efer &= ~C.EFER_LMA
             self.mmu.flush()
             self.mappings_changed()
         elif n == 2:
@@ -454,8 +454,8 @@ class Machine:
         elif index == V.MSR_GS_BASE:
             s.gs_base = value
         elif index == V.MSR_EFER:
-            lma = cpu.efer & V.EFER_LMA
-            cpu.efer = (value & (V.EFER_SCE | V.EFER_LME | V.EFER_NXE)) | lma
+            lma = cpu.efer & C.EFER_LMA
+            cpu.efer = (value & (C.EFER_SCE | C.EFER_LME | C.EFER_NXE)) | lma
             self.mmu.flush()
         elif index == V.MSR_TSC:
             cpu.tsc_offset = value - host_tsc()
@@ -489,7 +489,7 @@ class Machine:
         if not desc & (1 << 43) or not desc & (1 << 47):
             raise V.gp(selector & ~3)
         bits = self.desc.code_bits(desc)
-        if bits == 64 and not self.cpu.efer & V.EFER_LMA:
+        if bits == 64 and not self.cpu.efer & C.EFER_LMA:
             bits = 32
         self.cpu.selectors["cs"] = (selector & ~3) | self.cpu.cpl
         self.state.rip = target & (MASK64 if bits == 64 else 0xFFFFFFFF)

@@ -36,6 +36,7 @@ from bttool.runtime.memory import (
     _libc,
 )
 from bttool.runtime.system.accesswindows import AccessWindows
+from bttool.runtime.system.controlbits import CR0_PG, CR0_WP, EFER_LMA, EFER_NXE
 
 PAGE = 4096
 # access windows live this far above the reservation's base: past the largest
@@ -51,8 +52,6 @@ ADDR_MASK = 0x000F_FFFF_FFFF_F000
 # #PF error code bits
 PF_P, PF_W, PF_U, PF_RSVD, PF_I = 1, 2, 4, 8, 16
 
-CR0_PE, CR0_WP, CR0_PG = 1, 1 << 16, 1 << 31
-EFER_LMA, EFER_NXE = 1 << 10, 1 << 11
 
 
 class PageFault(Exception):

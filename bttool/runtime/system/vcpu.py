@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass, field
 
 from bttool.ir import state as st
+from bttool.runtime.system.controlbits import CR0_ET, EFER_LMA
 from bttool.runtime.system.mmu import MMU, PageFault
 
 # RFLAGS bits kept here (the arithmetic ones and DF live in the CPU state)
@@ -38,10 +39,6 @@ KNOWN_MSRS = ({MSR_TSC, MSR_APIC_BASE, MSR_PAT, MSR_MISC_ENABLE, MSR_EFER, MSR_S
                MSR_CSTAR, MSR_FMASK, MSR_FS_BASE, MSR_GS_BASE, MSR_KERNEL_GS_BASE, MSR_TSC_AUX,
                0x8B, 0x3A, 0xFE, 0x2FF, 0x48, 0x49}
               | set(range(0x200, 0x210)) | set(range(0x250, 0x270)))
-EFER_SCE, EFER_LME, EFER_LMA, EFER_NXE = 1, 1 << 8, 1 << 10, 1 << 11
-CR0_PE, CR0_MP, CR0_EM, CR0_TS, CR0_ET, CR0_NE, CR0_WP, CR0_PG = (1, 2, 4, 8, 16, 32,
-                                                                  1 << 16, 1 << 31)
-CR4_PAE, CR4_UMIP = 1 << 5, 1 << 11
 MASK64 = (1 << 64) - 1
 
 
