@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,16 +52,63 @@ def test_server_objects_are_byte_identical_to_local_ones():
         assert got[i].seconds > 0
 
 
+def _servers() -> set[int]:
+    """The compile servers serving this process: their command line ends
+    with the pid of the process they serve (ir/compileserver.py; as
+    tests/test_cache_faults.py finds them)."""
+    me = str(os.getpid())
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+        except OSError:
+            continue
+        if "bttool.ir.compileserver" in args and args[-1] == me:
+            found.add(int(entry))       # (a dead one, a zombie, has no command line)
+    return found
+
+
+def _started_since(before: set[int], seconds: float = 30) -> set[int]:
+    """The compile servers that appeared since ``before`` was taken, waiting
+    for one up to ``seconds`` (it is forked, then runs Python)."""
+    deadline = time.monotonic() + seconds
+    while not (new := _servers() - before) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return new
+
+
+def _wait_dead(pid: int, seconds: float = 30) -> None:
+    """Until process ``pid`` has ended (a zombie, or reaped): its
+    descriptors are closed then."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return
+        except FileNotFoundError:
+            return
+        time.sleep(0.01)
+    pytest.fail(f"compile server {pid} still running {seconds} s after SIGKILL")
+
+
 def test_jobs_complete_when_the_server_goes_away():
+    before = _servers()
     bc = BackgroundCompiler()
     got = []
     bc.submit(_lifted(_SNIPPETS[0]), got.append)
     bc.submit(_lifted(_SNIPPETS[1]), got.append)
-    bc._sock.shutdown(socket.SHUT_RDWR)      # as if the server had died
+    server, = _started_since(before)
+    os.kill(server, signal.SIGKILL)
+    _wait_dead(server)
     bc.drain()
     assert [t.object_code for t in got] == [_lifted(s).compile().object_code for s in _SNIPPETS[:2]]
     bc.submit(_lifted(_SNIPPETS[2]), got.append)   # from now on compiled at once, here
     assert bc.pending == 0 and len(got) == 3
+    assert not _started_since(before, seconds=1)    # and no other server was started
 
 
 def test_a_server_error_is_raised_here():
@@ -76,10 +124,13 @@ def test_a_server_error_is_raised_here():
 
 def test_switched_off_compiles_at_once(monkeypatch):
     monkeypatch.setenv("BTTOOL_BACKGROUND_COMPILE", "0")
+    before = _servers()
     bc = BackgroundCompiler()
     got = []
     bc.submit(_lifted(_SNIPPETS[0]), got.append)
-    assert bc.pending == 0 and len(got) == 1 and bc._sock is None
+    assert bc.pending == 0 and len(got) == 1
+    assert got[0].object_code == _lifted(_SNIPPETS[0]).compile().object_code
+    assert not _started_since(before, seconds=1)      # no server (one would be up by now)
 
 
 def _bttool(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -87,39 +138,67 @@ def _bttool(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           cwd=programs.work_dir(), env={**programs.guest_env(), **(env or {})})
 
 
+def _cached_regions(cache: Path) -> list[dict]:
+    """`bttool cache ls --json`: every region in the cache, with its target
+    (which holds ``|O2|`` for tier 2), entry and hits."""
+    r = _bttool("cache", "--cache-dir", str(cache), "ls", "--json")
+    assert r.returncode == 0, r.stderr.decode()
+    return json.loads(r.stdout)
+
+
+def _tier2(row: dict) -> bool:
+    return "|O2|" in row["target"]
+
+
 def test_a_cold_run_compiles_hot_code_in_the_server_and_caches_both_tiers(tmp_path, samples_dir):
-    """Both tiers reach the cache.  The next run is warm, though not always
-    entirely: it installs each tier-2 region as soon as its code gets hot,
-    where the cold run ran tier-1 code until the compilation arrived, so
-    its path can leave a tier-2 region at a few places that the cold run
-    never reached as region entries."""
+    """Both tiers reach the cache, and the next run takes its hot code at
+    tier 2 from there.  That run is warm, though not always entirely: it
+    installs each tier-2 region as soon as its code gets hot, where the
+    cold run ran tier-1 code until the compilation arrived, so its path
+    can leave a tier-2 region at a few places that the cold run never
+    reached as region entries."""
     exe = str(samples_dir / "sortheavy")
     native = subprocess.run([exe], capture_output=True)
     stats = tmp_path / "stats.json"
-    cold = _bttool("run", "-v", "--cache-dir", str(tmp_path / "c"), "--stats-json", str(stats), exe)
+    cache = tmp_path / "c"
+    cold = _bttool("run", "-v", "--cache-dir", str(cache), "--stats-json", str(stats), exe)
     assert (cold.returncode, cold.stdout) == (native.returncode, native.stdout)
+    # That the server compiled them (it started, and never failed so that
+    # jobs were compiled here) only the -v log tells: neither --stats-json
+    # nor the cache shows where a region was compiled.
     log = cold.stderr.decode()
-    assert "compile server started" in log
-    assert log.count("(O2)") >= 5 and "compiling here" not in log
+    assert "compile server started" in log and "compiling here" not in log
     cold_regions = json.loads(stats.read_text())["regions_translated"]
-    warm = _bttool("run", "--cache-dir", str(tmp_path / "c"), "--stats-json", str(stats), exe)
+    made = _cached_regions(cache)
+    hot = {(r["image"], r["entry"]) for r in made if _tier2(r)}
+    assert len(hot) >= 5 and len(made) - len(hot) > 50, (len(hot), len(made))
+    hits = {r["key"]: r["hits"] for r in made}
+    warm = _bttool("run", "--cache-dir", str(cache), "--stats-json", str(stats), exe)
     assert (warm.returncode, warm.stdout) == (native.returncode, native.stdout)
     s = json.loads(stats.read_text())
     assert s["regions_from_cache"] > 50
     assert s["regions_translated"] <= cold_regions // 20, (s, cold_regions)
+    # the warm run took each hot entry's tier-2 code from the cache
+    used = {(r["image"], r["entry"]) for r in _cached_regions(cache)
+            if _tier2(r) and r["hits"] > hits.get(r["key"], 0)}
+    assert hot <= used, sorted(hex(entry) for _, entry in hot - used)
 
 
 def test_a_server_that_cannot_start_means_compiling_here(monkeypatch):
+    forks = []
+
     def no_fork():
+        forks.append(1)
         raise BlockingIOError(11, "Resource temporarily unavailable")
     monkeypatch.setattr(os, "fork", no_fork)
-    logged = []
-    bc = BackgroundCompiler(logged.append)
+    bc = BackgroundCompiler()
     got = []
     bc.submit(_lifted(_SNIPPETS[0]), got.append)
     assert bc.pending == 0 and len(got) == 1
     assert got[0].object_code == _lifted(_SNIPPETS[0]).compile().object_code
-    assert any("cannot start the compile server" in m for m in logged)
+    # from now on compiled here, without trying to start a server again
+    bc.submit(_lifted(_SNIPPETS[1]), got.append)
+    assert bc.pending == 0 and len(got) == 2 and len(forks) == 1
 
 
 @pytest.fixture(scope="module")

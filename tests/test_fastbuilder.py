@@ -71,6 +71,12 @@ def _shape(text: str) -> str:
 @pytest.mark.parametrize("user_mode,tier", [(True, 1), (True, 2), (False, 1)],
                          ids=["user-tier1", "user-tier2", "system-tier1"])
 def test_fast_builder_generates_the_same_code(user_mode, tier):
+    """The behaviour: byte-identical object code.  The IR text is the
+    builder's own output, compared too.  The count of ``%_N`` values (the
+    names FastInstr gives, ir/fastbuilder.py) guards a performance
+    property: the fast path was really taken, so this does not compare
+    llvmlite's instructions with themselves, and lifting stays as cheap as
+    bench/translate_cost measured."""
     build = programs.build_samples()
     target = codegen.host_target(tier)
     options = LiftOptions(64, user_mode, hot_counters=tier == 1, clamp=CLAMP)

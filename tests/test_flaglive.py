@@ -134,6 +134,13 @@ def test_flags_crossing_blocks_match_the_host(name, regs):
 
 
 def test_dead_flags_are_not_computed_at_block_ends():
+    """An IR-shape test.  In user mode it guards a performance property:
+    storing flags that no one reads gives the same results (which
+    test_flags_crossing_blocks_match_the_host checks), only slower code.
+    In system mode every flag must be stored, since an interrupt or fault
+    between any two instructions pushes RFLAGS (translator/flaglive.py):
+    a correctness property, checked here because no run can time an
+    interrupt to a given block end."""
     # cmp; je A; (B) add; jmp C; A: sub; C: ret -- both successors overwrite
     # every flag before reading one, so the compare's block stores none.
     code, = N.assemble(["cmp rax, rbx; je 1f; add rcx, 1; jmp 2f; 1: sub rcx, 1; 2: ret"])

@@ -343,12 +343,9 @@ def test_near_branches_with_66(hexcode, what):
     flags_in = 0x202 | N.ZF
     if _amd_near16():       # the oracle; on Intel (prefix ignored) only bttool's AMD results
         assert native_signal(code, regs, flags_in) == signal.SIGSEGV
-    from bttool.runtime import snippet
-    mem, _ = snippet._machine()
     stack = _stack_pattern(7)
-    mem.write_force(N.STACK_ADDR, stack)
     data = bytes(range(256)) * 4
-    r = N.run_translated(code, regs, flags_in, data=data)
+    r = N.run_translated(code, regs, flags_in, data=data, stack=stack)
     assert r.fault == S.FAULT_PF, r
     rsp = regs["rsp"]
     nxt = (CODE_ADDR + len(code)) & 0xFFFF
@@ -362,8 +359,8 @@ def test_near_branches_with_66(hexcode, what):
     }[what]
     assert (r.regs["rip"], r.regs["rsp"]) == expect, (hex(r.regs["rip"]), hex(r.regs["rsp"]))
     if what.startswith("call"):
-        assert mem.read(rsp - 2, 2) == nxt.to_bytes(2, "little")
-        assert mem.read(rsp - 10, 8) == stack[rsp - 10 - N.STACK_ADDR:][:8]
+        assert r.stack_at(rsp - 2, 2) == nxt.to_bytes(2, "little")
+        assert r.stack_at(rsp - 10, 8) == stack[rsp - 10 - N.STACK_ADDR:][:8]
 
 
 def test_near_branch_with_66_not_taken_continues():

@@ -38,6 +38,9 @@ _CODE = """
 
 @pytest.mark.parametrize("tier", [1, 2])
 def test_a_compiled_module_is_freed_without_the_collector(tier):
+    """A performance property (nothing left for the cyclic collector to
+    scan; a run is the same either way), so it looks at the lifted IR's
+    objects themselves."""
     code, = N.assemble([_CODE])
     base = 0x1000
     read = lambda a, n: code[a - base:a - base + n] if 0 <= a - base < len(code) else b""  # noqa: E731

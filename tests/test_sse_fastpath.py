@@ -140,8 +140,10 @@ def _region_ir(code: bytes) -> str:
 @pytest.mark.parametrize("name", ["scalar double", "scalar single"])
 def test_host_instructions_are_used(name: str) -> None:
     """On an AVX-512F host the scalar forms are the host's instructions with
-    static rounding and no NaN check (else the test above compared the
-    generic IR twice)."""
+    static rounding and no NaN check.  An IR-shape test guarding a
+    performance property: the generic IR gives the same results, only
+    slower (and the "host" lowering of the results test above would compare
+    the generic IR twice)."""
     from bttool.ir import codegen
     if "+avx512f" not in codegen.host_target().features.split(","):
         pytest.skip("host without AVX-512F")
