@@ -55,6 +55,12 @@ class BackgroundCompiler:
 
     def __init__(self, log: Callable[[str], None] = lambda m: None) -> None:
         self._log = log
+        # Jobs whose object came from the server, and jobs compiled in this
+        # process instead (no server, or it failed, ended or refused one):
+        # the run's statistics (--stats-json background_compiles,
+        # background_fallbacks).
+        self.compiled_by_server = 0
+        self.compiled_here = 0
         self._sock: socket.socket | None = None
         self._jobs: dict[int, _Job] = {}
         self._next = 0
@@ -76,7 +82,7 @@ class BackgroundCompiler:
             else:
                 self._jobs[self._next] = job
                 return
-        job.done(job.lifted.compile())
+        self._compile_here(job)
 
     def poll(self) -> None:
         """Hand over every result that has arrived; never waits."""
@@ -125,9 +131,10 @@ class BackgroundCompiler:
         if status == ERROR:
             # Compiling here raises the same error where it can be reported.
             self._log(f"compile server: {data.decode(errors='replace')}")
-            job.done(job.lifted.compile())
+            self._compile_here(job)
             return
         from bttool.translator.translate import Translation
+        self.compiled_by_server += 1
         job.done(Translation(data, job.lifted.regions, job.lifted.seconds + seconds,
                              source_ir=job.lifted.ir_text()))
 
@@ -148,7 +155,11 @@ class BackgroundCompiler:
             tidy()
         jobs, self._jobs = list(self._jobs.values()), {}
         for job in jobs:
-            job.done(job.lifted.compile())
+            self._compile_here(job)
+
+    def _compile_here(self, job: _Job) -> None:
+        self.compiled_here += 1
+        job.done(job.lifted.compile())
 
     def _start(self) -> bool:
         try:

@@ -169,6 +169,9 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
             proc.executor.collect(wait=True)    # tier-2 compilations still under way go into it
             proc.executor.cache.finish()
             proc.executor.stats.cache_dropped = proc.executor.cache.dropped
+        if proc.executor.background is not None:
+            proc.executor.stats.background_compiles = proc.executor.background.compiled_by_server
+            proc.executor.stats.background_fallbacks = proc.executor.background.compiled_here
         proc.executor.stats.threads = proc.threads.started
         return status, sig, proc.executor.stats
     if end is not None:

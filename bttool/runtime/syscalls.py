@@ -119,6 +119,23 @@ class ThreadExit(GuestExit):
     when it was the last)."""
 
 
+# The system calls the runtime performs itself, by number: the method that
+# does (the others pass through to the host: syscall_table.PASSTHROUGH).
+HANDLERS: dict[int, str] = {
+    9: "mmap", 10: "mprotect", 11: "munmap", 12: "brk", 13: "rt_sigaction", 14: "rt_sigprocmask",
+    19: "readv", 20: "writev", 25: "mremap", 60: "exit_thread", 231: "exit", 62: "kill", 200: "tkill",
+    234: "tgkill", 89: "readlink", 267: "readlinkat", 157: "prctl", 158: "arch_prctl",
+    218: "set_tid_address", 273: "set_robust_list", 131: "sigaltstack", 130: "rt_sigsuspend",
+    16: "ioctl", 72: "fcntl", 28: "madvise", 26: "msync", 295: "preadv", 296: "pwritev", 56: "clone",
+    57: "fork", 58: "fork", 59: "execve", 435: "clone3", 2: "open", 257: "openat", 437: "openat2",
+    3: "close", 0: "read", 1: "write", 17: "pread64", 18: "pwrite64", 8: "lseek", 33: "dup2",
+    292: "dup3", 23: "select", 270: "pselect6", 202: "futex", 436: "close_range", 217: "getdents64",
+    78: "getdents", 46: "sendmsg", 47: "recvmsg", 299: "recvmmsg", 307: "sendmmsg", 101: "ptrace",
+    310: "process_vm_readv", 311: "process_vm_writev", 97: "getrlimit", 160: "setrlimit",
+    302: "prlimit64"
+}
+
+
 class Syscalls:
     """System call dispatch for one linux-user process."""
 
@@ -128,23 +145,8 @@ class Syscalls:
         # the working directory, read at the first relative path after a
         # chdir/fchdir (_proc_dir)
         self._cwd: str | None = None
-        self._special: dict[int, Callable[..., int]] = {
-            9: self.mmap, 10: self.mprotect, 11: self.munmap, 12: self.brk,
-            13: self.rt_sigaction, 14: self.rt_sigprocmask, 19: self.readv, 20: self.writev,
-            25: self.mremap, 60: self.exit_thread, 231: self.exit, 62: self.kill, 200: self.tkill,
-            234: self.tgkill, 89: self.readlink, 267: self.readlinkat, 157: self.prctl,
-            158: self.arch_prctl, 218: self.set_tid_address, 273: self.set_robust_list,
-            131: self.sigaltstack, 130: self.rt_sigsuspend, 16: self.ioctl, 72: self.fcntl,
-            28: self.madvise, 26: self.msync, 295: self.preadv, 296: self.pwritev,
-            56: self.clone, 57: self.fork, 58: self.fork, 59: self.execve, 435: self.clone3,
-            2: self.open, 257: self.openat, 437: self.openat2, 3: self.close, 0: self.read, 1: self.write,
-            17: self.pread64, 18: self.pwrite64, 8: self.lseek, 33: self.dup2, 292: self.dup3,
-            23: self.select, 270: self.pselect6, 202: self.futex, 436: self.close_range,
-            217: self.getdents64, 78: self.getdents, 46: self.sendmsg, 47: self.recvmsg,
-            299: self.recvmmsg, 307: self.sendmmsg, 101: self.ptrace,
-            310: self.process_vm_readv, 311: self.process_vm_writev,
-            97: self.getrlimit, 160: self.setrlimit, 302: self.prlimit64,
-        }
+        self._special: dict[int, Callable[..., int]] = {nr: getattr(self, name)
+                                                       for nr, name in HANDLERS.items()}
 
     # -- dispatch ---------------------------------------------------------
     def dispatch(self, nr: int, args: list[int]) -> int:
