@@ -6,18 +6,20 @@ The host kernel keeps the books where it can.  The host's signal mask
 follows the guest's, so a blocked signal stays pending in the host kernel
 and rt_sigpending, rt_sigtimedwait, signalfd and rt_sigsuspend pass
 through.  A signal the guest handles is caught on the host by ``bt_async``
-(runtime/nativeloop.py), which records its siginfo and raises the state's poll
-flag: translated code leaves at its next back edge or region exit, a
-blocking host system call returns EINTR, and ``deliver_pending`` builds the
-guest's frame at that instruction boundary.  Signals with the default
+(runtime/nativeloop.py), which records its siginfo, leaves the signal
+blocked on the host thread and raises the state's poll flag: translated
+code leaves at its next back edge or region exit, a blocking host system
+call returns EINTR, and ``deliver_pending`` builds the guest's frame at
+that instruction boundary and gives the host thread the guest's mask
+again.  Until then further instances of the signal stay in the host
+kernel's queue, so real-time signals queue (each instance delivered with
+its value, in order) and nothing a native run would deliver is merged.  Signals with the default
 action keep the host's default action, so the host kernel stops, continues
 or ends bttool exactly as it would the guest.  Synchronous signals (guest
 faults, int3) are delivered here directly with Linux's forced semantics.
 
-Not yet: real-time signals queue once per signal number while bttool
-holds them (the host queues them while they are blocked); a signal that
-arrives in the few instructions between bttool's last check and a blocking
-host call waits for that call to end.
+Not yet: a signal that arrives in the few instructions between bttool's
+last check and a blocking host call waits for that call to end.
 """
 from __future__ import annotations
 
@@ -93,6 +95,8 @@ class GuestSignals:
     trap = PerThread((0, 0, 0))
     # rt_sigsuspend's: the mask to restore after the handler it waited for
     saved_mask = PerThread(None)
+    # deliver_pending is setting up frames: the host mask is set once, after
+    delivering = PerThread(False)
 
     def __init__(self, proc: "LinuxProcess") -> None:
         self.proc = proc
@@ -155,7 +159,8 @@ class GuestSignals:
         """The guest's blocked set, mirrored to the host's (see the module
         docstring)."""
         self.mask = mask & ~_KILL_STOP & 0xFFFFFFFFFFFFFFFF
-        hostsignals.set_host_mask(self.mask)
+        if not self.delivering:
+            hostsignals.set_host_mask(self.mask)
 
     def begin_suspend(self, mask: int) -> int:
         """rt_sigsuspend: ``mask`` is the guest's while it waits (the host
@@ -223,15 +228,24 @@ class GuestSignals:
         # each handler's mask may block the ones after it
         order = [sig for sig in _SYNCHRONOUS if bits >> (sig - 1) & 1] + \
             [sig for sig in range(1, 65) if bits >> (sig - 1) & 1 and sig not in _SYNCHRONOUS]
-        for sig in order:
-            info = ctypes.string_at(ctypes.addressof(s) + st.offset("siginfo") + (sig - 1) * SIGINFO_SIZE,
-                                    SIGINFO_SIZE)
-            if self.blocked(sig):
-                # blocked since it was caught: back into the host's pending set
-                hostsignals.requeue(sig, info)
-                continue
-            self.deliver(sig, info, restart=restart)
-            restart = None
+        # bt_async left what it caught blocked on this host thread, and the
+        # host mask stays as it is until every frame is set up: a handler's
+        # mask that unblocked a caught signal before its own frame was made
+        # would let its next instance in ahead of it
+        self.delivering = True
+        try:
+            for sig in order:
+                info = ctypes.string_at(ctypes.addressof(s) + st.offset("siginfo") + (sig - 1) * SIGINFO_SIZE,
+                                        SIGINFO_SIZE)
+                if self.blocked(sig):
+                    # blocked since it was caught: back into the host's pending set
+                    hostsignals.requeue(sig, info)
+                    continue
+                self.deliver(sig, info, restart=restart)
+                restart = None
+        finally:
+            self.delivering = False
+            hostsignals.set_host_mask(self.mask)
 
     def end_suspend(self) -> None:
         """After a system call: an rt_sigsuspend that no handler ended

@@ -10,8 +10,12 @@ translated code runs jumps back into ``bt_run`` (sigsetjmp/siglongjmp),
 which reports EXIT_HOST_SIGNAL with the faulting address; a fault anywhere
 else restores the default action so bttool's own bugs still crash loudly.
 ``bt_async`` catches the signals a linux-user guest handles
-(runtime/guestsignals.py): it records the signal and its siginfo, raises
-the state's poll flag and points the state's table link at an empty table,
+(runtime/guestsignals.py): it records the signal and its siginfo, leaves
+the signal blocked on this host thread (in the mask the kernel restores
+when the handler returns), so that further instances wait in the host
+kernel's queue instead of overwriting the record until the runtime has
+delivered this one, raises the state's poll flag and points the state's
+table link at an empty table,
 so translated code leaves at its next loop back edge (which polls the flag)
 or region exit (whose chain then misses; ``bt_run`` polls the flag too) and
 the runtime delivers the signal at that instruction boundary.  Chaining
@@ -37,6 +41,7 @@ SIGINFO_SIZE = state.SIGINFO_SIZE
 SIGINFO_CODE = 8
 SIGINFO_ADDR = 16
 UCONTEXT_ERR = 40 + 8 * 19   # ucontext_t's uc_mcontext.gregs[REG_ERR]: the page-fault error code
+UCONTEXT_SIGMASK = 40 + 256  # ucontext_t's uc_sigmask: the mask the kernel restores after the handler
 
 
 def _fault_exit(off) -> str:
@@ -210,6 +215,10 @@ record:
   %bit = shl i64 1, %s64
   %pend = getelementptr inbounds i8, ptr %st, i64 {off('async_pending')}
   %old = atomicrmw or ptr %pend, i64 %bit seq_cst
+  %smp = getelementptr inbounds i8, ptr %uc, i64 {UCONTEXT_SIGMASK}
+  %sm = load i64, ptr %smp
+  %sm1 = or i64 %sm, %bit
+  store i64 %sm1, ptr %smp
   %flag = getelementptr inbounds i8, ptr %st, i64 {off('irq_pending')}
   store atomic i32 1, ptr %flag seq_cst, align 4
   %link = getelementptr inbounds i8, ptr %st, i64 {off('table_base')}
