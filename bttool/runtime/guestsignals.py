@@ -119,6 +119,15 @@ class GuestSignals:
         caught on it is that thread's."""
         self._engine.bind(state)
 
+    def after_fork(self) -> None:
+        """In a forked child: what ``bt_async`` caught before the fork was
+        the parent's (a child starts with no pending signals), and the
+        host thread gets the guest's mask again (bt_async may have left a
+        caught signal blocked)."""
+        if self._engine is not None:
+            self._engine.take_async(ctypes.addressof(self.proc.state))
+        hostsignals.set_host_mask(self.mask)
+
     # -- dispositions ------------------------------------------------------
     def handler(self, sig: int) -> int:
         """0 (SIG_DFL), 1 (SIG_IGN) or the address of the guest's handler."""

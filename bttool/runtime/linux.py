@@ -188,8 +188,10 @@ class LinuxProcess:
 
     def after_fork(self) -> None:
         """In a forked child: an SQLite connection must not cross fork(), nor
-        the compile server's socket; only the thread that forked lives."""
+        the compile server's socket; only the thread that forked lives, and
+        no signal is pending."""
         self.threads.after_fork()
+        self.signals.after_fork()
         if self.executor.background is not None:
             self.executor.background.after_fork()
         cache = self.executor.cache
