@@ -262,6 +262,30 @@ def run_bttool(
 # comparing runs
 
 
+def processes() -> list[tuple[int, list[str]]]:
+    """(pid, argv) of every process with a command line (a zombie has
+    none), read from /proc: how tests find the compile servers and workers
+    a bttool started."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+        except OSError:
+            continue
+        if args:
+            out.append((int(entry), args))
+    return out
+
+
+def compile_server_of(args: list[str], pid: int) -> bool:
+    """Whether command line ``args`` is a compile server serving ``pid``
+    (runtime/compileserver.py names its client's pid last)."""
+    return "bttool.runtime.compileserver" in args and args[-1] == str(pid)
+
+
 def describe_status(rc: int) -> str:
     if rc < 0:
         try:

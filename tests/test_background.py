@@ -53,22 +53,9 @@ def test_server_objects_are_byte_identical_to_local_ones():
 
 
 def _servers() -> set[int]:
-    """The compile servers serving this process: their command line ends
-    with the pid of the process they serve (runtime/compileserver.py; as
-    tests/test_cache_faults.py finds them)."""
-    me = str(os.getpid())
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                args = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-        except OSError:
-            continue
-        if "bttool.runtime.compileserver" in args and args[-1] == me:
-            found.add(int(entry))       # (a dead one, a zombie, has no command line)
-    return found
+    """The compile servers serving this process (a dead one, a zombie, has
+    no command line)."""
+    return {pid for pid, args in programs.processes() if programs.compile_server_of(args, os.getpid())}
 
 
 def _started_since(before: set[int], seconds: float = 30) -> set[int]:

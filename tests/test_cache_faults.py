@@ -471,18 +471,8 @@ def _leftovers(pid: int, marker: str) -> list[str]:
     """Processes still running that belong to the killed bttool ``pid``:
     its compile server (which names its client's pid) and anything whose
     command line holds ``marker`` (translate's workers, forked from it)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == pid:
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                args = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-        except OSError:
-            continue
-        if any(marker in a for a in args) or ("bttool.runtime.compileserver" in args and args[-1] == str(pid)):
-            out.append(f"{entry}: {' '.join(args)[-160:]}")
-    return out
+    return [f"{p}: {' '.join(args)[-160:]}" for p, args in harness.processes()
+            if p != pid and (any(marker in a for a in args) or harness.compile_server_of(args, pid))]
 
 
 def _kill_cases(n: int, many: Path, tmp_path: Path) -> None:
