@@ -103,3 +103,49 @@ def test_timeout_ends_a_busy_loop(bttool_cache, tmp_path):
     ours = programs.run_bttool(argv, bttool_cache, cwd=tmp_path)
     assert native.returncode == -15
     programs.assert_same(native, ours)
+
+
+_LATE_HANDLER = r"""
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+static sigjmp_buf env;
+long counter;
+static void on_segv(int sig) { (void)sig; siglongjmp(env, 1); }
+/* a read-modify-write, then a load that may fault: one region */
+__attribute__((noinline)) long bump_then_load(long *q)
+{
+    __asm__ volatile("addq $1, %0" : "+m"(counter));
+    return *q;
+}
+int main(void)
+{
+    long good = 5, total = 0;
+    for (int i = 0; i < 3; i++)            /* translated before any handler */
+        total += bump_then_load(&good);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_segv;
+    sigaction(SIGSEGV, &sa, NULL);
+    if (sigsetjmp(env, 1) == 0)
+        total += bump_then_load((long *)16);
+    printf("counter %ld total %ld\n", counter, total);
+    return 0;
+}
+"""
+
+
+def test_code_translated_before_the_handler_faults_precisely(bttool_cache, tmp_path):
+    """A function translated before the program installs its SIGSEGV
+    handler, then faulting after a read-modify-write: the fault is made
+    precise by replaying from the last commit, which code made before the
+    handler lacked, so the add ran twice (counter 5 where natively it is 4).
+    Such translations are replaced when next entered
+    (Executor.require_precise_faults)."""
+    src = tmp_path / "late.c"
+    src.write_text(_LATE_HANDLER)
+    exe = tmp_path / "late"
+    subprocess.run(["gcc", "-O2", "-static", "-o", str(exe), str(src)], check=True)
+    native, _ = programs.compare_run([str(exe)], bttool_cache, cwd=tmp_path)
+    assert native.stdout == b"counter 4 total 15\n"

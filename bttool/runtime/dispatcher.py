@@ -86,6 +86,9 @@ class Executor:
         self._table_base = state.table_base
         self.clear_table()
         self.known: dict[int, int] = {}
+        # Known translations made without commits before the guest needed
+        # precise faults: replaced when next entered (require_precise_faults)
+        self.imprecise: set[int] = set()
         self.loaded_objects: set[str] = set()   # cache objects already in the engine
         # System mode: regions stay inside [lo, hi) = region_bound(entry), and
         # on_install(pc) is told of every translation newly made runnable
@@ -149,14 +152,15 @@ class Executor:
     def require_precise_faults(self) -> None:
         """From now on translate with commits (LiftOptions.precise_faults):
         the guest has a handler that will see the state at a host fault.
-        Translations made before stay in use (mostly start-up code, as
-        programs install their handlers early); hot code among them is made
-        precise when tier 2 retranslates it.  (Dropping them all here made
-        bash's job control lose a race, tests/test_signals.py.)"""
+        The translations made before are replaced as they are next entered
+        (``ensure``: from the cache, or translated again), so no code
+        without commits runs once the handler is there."""
         if self.options.precise_faults:
             return
         self.options = dataclasses.replace(self.options, precise_faults=True)
         self._unit_options.clear()
+        self.imprecise.update(self.known)
+        self.clear_table()
 
     def clear_table(self) -> None:
         """Forget every installed entry (translations stay loaded); each
@@ -181,17 +185,20 @@ class Executor:
                           if wanted is None or pc in wanted)
         if wanted is None:
             self.known.clear()
+            self.imprecise.clear()
             self.code_ranges.clear()
             self.promoted.clear()
             self.tier2_blocks.clear()
         else:
             for pc in wanted:
                 self.known.pop(pc, None)
+                self.imprecise.discard(pc)
                 self.code_ranges.pop(pc, None)
                 self.promoted.discard(pc)
         self.clear_table()
         for pc, a in self.known.items():
-            self.install(pc, a)
+            if pc not in self.imprecise:
+                self.install(pc, a)
 
     def install(self, pc: int, addr: int) -> None:
         """Publish ``pc``'s translation in the lookup table: in the way that
@@ -218,10 +225,15 @@ class Executor:
         Raises UnmappedCode when pc is not in executable guest memory."""
         addr = self.known.get(pc)
         if addr is not None:
-            if self.still_valid is None or self.still_valid(pc):
+            if pc in self.imprecise:            # made before precise faults were needed
+                self.imprecise.discard(pc)
+                self.promoted.discard(pc)       # (tier 2 may make it again)
+                del self.known[pc]
+            elif self.still_valid is None or self.still_valid(pc):
                 self.install(pc, addr)
                 return
-            del self.known[pc]
+            else:
+                del self.known[pc]
         read = self.memory.read_code
         if not read(pc, 1):
             raise UnmappedCode(pc)
@@ -358,6 +370,8 @@ class Executor:
         """Load a compiled translation, install its regions (unless guest
         code was forgotten since it was lifted: ``current`` false) and
         store it in the cache."""
+        if self.options.precise_faults and not options.precise_faults:
+            current = False     # lifted before precise faults were needed: cached only
         self.stats.translate_seconds += t.seconds
         self.engine.load_object(t.object_code)
         for region in t.regions:
