@@ -309,7 +309,8 @@ def cache_stats(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(st, indent=2, sort_keys=True))
         return
     click.echo(f"cache {st['directory']}: {st['entries']} regions in {st['objects']} objects, "
-               f"{_human(st['bytes'])} (and {_human(st['ir_bytes'])} of their IR), {st['images']} images, {st['hits']} hits, {st['misses']} misses, "
+               f"{_human(st['bytes'])} (and {_human(st['ir_bytes'])} of their IR), {st['images']} images, "
+               f"{st['hits']} hits, {st['misses']} misses, "
                f"{st['dropped']} corrupt entries dropped" + (" (read-only)" if st["read_only"] else ""))
     rows = [[t["triple"], t["regions"], t["guest_instructions"], t["host_code_bytes"],
              t.get("hits", 0), t.get("misses", 0)] for t in st["by_target"].values()]

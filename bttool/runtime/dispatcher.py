@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable
 
 from bttool.ir import codegen, state as st
 from bttool.ir.tables import (EMPTY_PC, TABLE_ENTRIES, TABLE_ENTRY_SIZE, TABLE_SET_SIZE, TABLE_WAYS,
-                               TARGET_BITS, table_set, target_index)
+                              TARGET_BITS, table_set, target_index)
 from bttool.runtime.engine import Engine, SupportCompiler
 from bttool.runtime.guestthreads import LOCK, PerThread
 from bttool.translator.guestcode import Span, UnmappedCode, foreign_base_symbol

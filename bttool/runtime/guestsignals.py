@@ -13,9 +13,9 @@ call returns EINTR, and ``deliver_pending`` builds the guest's frame at
 that instruction boundary and gives the host thread the guest's mask
 again.  Until then further instances of the signal stay in the host
 kernel's queue, so real-time signals queue (each instance delivered with
-its value, in order) and nothing a native run would deliver is merged.  Signals with the default
-action keep the host's default action, so the host kernel stops, continues
-or ends bttool exactly as it would the guest.  Synchronous signals (guest
+its value, in order) and nothing a native run would deliver is merged.
+Signals with the default action keep the host's default action, so the
+host kernel stops, continues or ends bttool exactly as it would the guest.  Synchronous signals (guest
 faults, int3) are delivered here directly with Linux's forced semantics.
 
 Not yet: a signal that arrives in the few instructions between bttool's
@@ -96,6 +96,7 @@ class GuestSignals:
     # rt_sigsuspend's: the mask to restore after the handler it waited for
     saved_mask = PerThread(None)
     # deliver_pending is setting up frames: the host mask is set once, after
+    # the last of them
     delivering = PerThread(False)
 
     def __init__(self, proc: "LinuxProcess") -> None:
