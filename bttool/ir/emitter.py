@@ -156,7 +156,7 @@ class FunctionEmitter:
         self.system = system
         self.host_features = host_features
         if clamp is None and not system:
-            raise ValueError("linux-user code needs an address clamp (ir/memory.AddressClamp)")
+            raise ValueError("linux-user code needs an address clamp (ir/clamp.AddressClamp)")
         self.clamp = clamp
         self.current_pc = 0   # guest pc of the instruction being lifted
         # linux-user: whether a back edge of the current instruction polls

@@ -529,8 +529,8 @@ class LinuxProcess:
                 data = struct.pack("<HQ", 0, value)
             else:
                 data = struct.pack("<H", value & 0xFFFF)
-            from bttool.translator.addressing import address_form, state_register
-            addr = address_form(insn, op.mem).linear(state_register(s), lambda f: getattr(s, f))
+            from bttool.translator.addressing import address_form
+            addr = address_form(insn, op.mem).linear(s)
             try:
                 self.memory.write(addr, data)
             except (GuestMemoryError, OverflowError):

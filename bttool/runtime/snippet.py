@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from bttool.ir import intrinsics, state as st
 from bttool.runtime.dispatcher import Executor
 from bttool.runtime.memory import PROT_EXEC, PROT_READ, PROT_WRITE, GuestMemory
-from bttool.translator.guestcode import UnmappedCode
 from bttool.runtime.window import user_options
+from bttool.translator.guestcode import UnmappedCode
 
 CODE_ADDR = 0x10000
 DATA_ADDR = 0x200000
@@ -64,10 +64,8 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = s
     # the IR of tier 2 (compiled quickly all the same).  ``precise_faults``:
     # code with commits (LiftOptions), what a guest with a SIGSEGV handler
     # runs.  ``host_instructions``: LiftOptions' (off: generic IR only).
-    options = user_options(hot_counters=hot_counters, precise_faults=precise_faults,
-                           host_instructions=host_instructions)
-    if ex.options != options:
-        ex.options = options
+    ex.options = user_options(hot_counters=hot_counters, precise_faults=precise_faults,
+                              host_instructions=host_instructions)
     s = ex.state
     st.reset(s)
     for name, value in (regs or {}).items():

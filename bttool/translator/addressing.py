@@ -13,7 +13,6 @@ rip-relative operand is the next instruction's address plus ``disp``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 from capstone import x86_const as X
 
@@ -39,9 +38,11 @@ class AddressForm:
     wrap32: bool                # the address is taken modulo 2**32
     segment_base: str | None    # "fs_base" / "gs_base": state field added last
 
-    def offset(self, reg: Callable[[RegInfo], int]) -> int:
-        """The address without its segment base (what lea computes), given
-        ``reg``, the value of a register part."""
+    def linear(self, state) -> int:
+        """The address, segment base included, in CPU state ``state`` (the
+        runtime's ctypes state: one attribute per field)."""
+        def reg(info: RegInfo) -> int:
+            return (getattr(state, info.field) >> info.shift) & ((1 << info.bits) - 1)
         if self.rip_target is not None:
             addr = self.rip_target
         else:
@@ -50,14 +51,9 @@ class AddressForm:
                 addr += reg(self.base)
             if self.index is not None:
                 addr += reg(self.index) * self.scale
-        return addr & (0xFFFFFFFF if self.wrap32 else MASK64)
-
-    def linear(self, reg: Callable[[RegInfo], int], field: Callable[[str], int]) -> int:
-        """The address with its segment base, given ``reg`` (as in
-        ``offset``) and ``field``, the value of a CPU state field."""
-        addr = self.offset(reg)
+        addr &= 0xFFFFFFFF if self.wrap32 else MASK64
         if self.segment_base is not None:
-            addr += field(self.segment_base)
+            addr += getattr(state, self.segment_base)
         return addr & MASK64
 
 
@@ -79,9 +75,3 @@ def _register(insn, reg_id: int) -> RegInfo | None:
     if info is None:
         raise UnknownAddressRegister(f"register {insn.reg_name(reg_id)}")
     return info
-
-
-def state_register(state) -> Callable[[RegInfo], int]:
-    """``reg`` for ``AddressForm.offset`` reading a CPU state object (the
-    runtime's ctypes state: one attribute per field)."""
-    return lambda info: (getattr(state, info.field) >> info.shift) & ((1 << info.bits) - 1)

@@ -19,7 +19,7 @@ from bttool.ir import intrinsics
 from bttool.runtime import cpuid
 from bttool.runtime.system import controlbits as C, vcpu as V
 from bttool.runtime.system.vcpu import GuestException, gp, read_rflags, write_rflags
-from bttool.translator.addressing import address_form, state_register
+from bttool.translator.addressing import address_form
 from bttool.translator.decoder import Decoder, reg_table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,9 +55,7 @@ class Instructions:
     def ea(self, insn, op) -> int:
         """The linear address of memory operand ``op`` (the translator's
         reading of it: translator/addressing.py)."""
-        s = self.m.state
-        return address_form(insn, op.mem, self.m.cpu.mode).linear(state_register(s),
-                                                                   lambda f: getattr(s, f))
+        return address_form(insn, op.mem, self.m.cpu.mode).linear(self.m.state)
 
     def read_op(self, insn, i: int) -> int:
         op = insn.operands[i]

@@ -335,12 +335,6 @@ def _directed_arith(ctx: Insn, op: str, rc: ir.Value, a: ir.Value, s: ir.Value,
 _RN_SAE = 8
 
 
-def _target_features(ctx: Insn) -> frozenset[str]:
-    """The target's features when host instructions may be used, else none
-    (LiftOptions.host_instructions)."""
-    return ctx.em.host_features
-
-
 def _wide_is_cheap(feats: frozenset[str]) -> bool:
     """Whether a 512-bit operation costs what a 128-bit one does: on AMD
     cores (Zen 4 on, the only AMD parts with AVX-512; SSE4a marks AMD) it
@@ -356,7 +350,7 @@ def host_op(ctx: Insn, op: str, args: list[ir.Value]) -> ir.Value | None:
     opaque to LLVM (not commuted, not folded), so the result, NaNs included,
     is the host's -- which is the guest's: the same operation, operands in
     the guest's order."""
-    feats = _target_features(ctx)
+    feats = ctx.em.host_features      # none without LiftOptions.host_instructions
     if "+avx512f" not in feats:
         return None
     if not lanes_of(args[0].type):
