@@ -12,19 +12,31 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class AddressClamp:
     """How linux-user code keeps guest addresses inside the host
-    reservation (ir/memory.py): the register part of an address
-    is clamped into [-guard, limit] and a displacement of at most ``guard``
-    is added after.  ``limit`` None: no clamp at all (benchmarks of the
-    sandbox's cost only).  Part of the translation's cache key
-    (translator/options.LiftOptions)."""
+    reservation (ir/memory.py): the register part of an address is clamped
+    into [low - guard, low + limit] and a displacement of at most ``guard``
+    is added after.  ``low`` is the lowest guest address the reservation
+    holds (runtime/window.py: 0, or higher for a program whose image
+    Linux places above the usual window).  ``limit`` None: no clamp at all
+    (benchmarks of the sandbox's cost only).  Part of the translation's
+    cache key (translator/options.LiftOptions)."""
     limit: int | None
     guard: int
+    low: int = 0
 
     @property
     def bias(self) -> int:
         """What code adds to an address before the clamp, and the runtime
-        therefore subtracts from the memory argument (none without the clamp)."""
-        return 0 if self.limit is None else self.guard
+        therefore subtracts from the memory argument: the guard, less the
+        window's low end (just -low without the clamp)."""
+        return -self.low if self.limit is None else self.guard - self.low
+
+    @property
+    def ceiling(self) -> int:
+        """The largest biased address the clamp lets through (``limit`` above
+        ``low``, biased)."""
+        assert self.limit is not None
+        return self.limit + self.guard
 
     def key(self) -> str:
-        return "unsafe-no-clamp" if self.limit is None else f"clamp{self.limit:x}/{self.guard:x}"
+        at = f"@{self.low:x}" if self.low else ""
+        return ("unsafe-no-clamp" if self.limit is None else f"clamp{self.limit:x}/{self.guard:x}") + at

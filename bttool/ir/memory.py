@@ -8,10 +8,12 @@ when its value is dead (``load``), so its fault is never lost.
 An address ``x + d`` (d a constant displacement, |d| <= G = the clamp's
 guard) maps to ``base + clamp(x) + d`` with clamp(x) = x for signed x in
 [-G, L] (L = the clamp's limit) and L otherwise, computed branch-free as
-``umin(x + G, L + G) - G``: however ``x`` was forged, the access stays in
+``umin(x + G, L + G) - G``; for a window whose guest addresses start at
+``low`` rather than 0 (runtime/window.py), x - low takes x's place, the
+same instructions with another constant.  However ``x`` was forged, the access stays in
 the host reservation, and outside the guest's mappable range it lands on
 never-mapped pages and faults, as natively (see runtime/window.py).
-The memory argument ``membase`` of linux-user code is ``base - G``
+The memory argument ``membase`` of linux-user code is ``base - G + low``
 (``AddressClamp.bias``), so the host access is ``[membase + clamped + d]``:
 ``x + G`` folds into one lea, ``d`` into the addressing mode, and one clamp
 of a register serves every access off it (``[rsp+8]``, ``[rsp+16]``...).
@@ -69,6 +71,8 @@ def host_pointer(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, clamp: Addr
     """Map a guest address (i64) to a host pointer inside the reservation
     (see the module docstring)."""
     if clamp.limit is None:
+        if clamp.bias:
+            addr = b.add(addr, ir.Constant(I64, clamp.bias))
         return b.gep(membase, [addr], source_etype=I8)
     x, d = _split_displacement(addr, clamp.guard)
     biased = b.add(x, ir.Constant(I64, clamp.bias))
@@ -76,7 +80,7 @@ def host_pointer(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, clamp: Addr
     # instruction selector (tier 1) has no rule for the umin intrinsic and
     # would hand every block with a memory access to the slow one;
     # instcombine (tier 2) turns this back into umin.
-    limit = ir.Constant(I64, clamp.limit + clamp.bias)
+    limit = ir.Constant(I64, clamp.ceiling)
     off = b.select(b.icmp_unsigned("<", biased, limit), biased, limit)
     ptr = b.gep(membase, [off], source_etype=I8)
     return b.gep(ptr, [ir.Constant(I64, d)], source_etype=I8) if d else ptr

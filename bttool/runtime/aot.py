@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from bttool.errors import BttoolError
 from bttool.ir import codegen
 from bttool.runtime.cache import CacheStore, RunCache
-from bttool.runtime.window import user_options
 from bttool.translator.options import LiftOptions
 from bttool.translator.loader import PF_X, GuestImage
 from bttool.translator.translate import Translation, translate
@@ -162,6 +161,7 @@ def function_starts(image: GuestImage, base: int) -> list[int]:
 def translate_program(image: GuestImage, store: CacheStore, target: codegen.Target, jobs: int,
                       progress=None, log=None) -> AotSummary:
     from bttool.runtime.memory import PIE_BASE
+    from bttool.runtime.process import program_window
     from bttool.translator.discovery import discover
 
     if store.readonly or store.disabled:
@@ -170,7 +170,10 @@ def translate_program(image: GuestImage, store: CacheStore, target: codegen.Targ
     base = PIE_BASE if image.pie else 0
     # The quick tier keeps its execution counters, so hot code is still
     # re-optimised (and cached) at run time.
-    options = user_options(base if image.pie else None, hot_counters=target.opt_level < 2)
+    # (in the window a run gives the program; an ET_EXEC interpreter that
+    # would move it is not looked at)
+    options = program_window(image).options(base if image.pie else None,
+                                            hot_counters=target.opt_level < 2)
     reader = ImageReader(image, base)
     summary = AotSummary()
     starts = function_starts(image, base)

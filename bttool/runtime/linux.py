@@ -27,11 +27,10 @@ from bttool.runtime.guestsignals import (FPE_INTDIV, ILL_ILLOPN, SEGV_ACCERR, SE
 from bttool.runtime.guestthreads import LOCK, PerThread, ThreadGroup, gettid
 from bttool.runtime.memory import PROT_WRITE, GuestMemory, GuestMemoryError
 from bttool.runtime.precisefault import FaultReplay
-from bttool.runtime.process import build_stack, image_span, map_image
+from bttool.runtime.process import build_stack, image_span, map_image, program_window
 from bttool.runtime.procview import ProcView
 from bttool.runtime.syscalls import GuestExit, Syscalls, ThreadExit
 from bttool.runtime.syscalls_i386 import I386Syscalls
-from bttool.runtime.window import user_options
 from bttool.translator.guestcode import UnmappedCode
 from bttool.translator.loader import GuestImage
 
@@ -112,7 +111,7 @@ class LinuxProcess:
         self.image = image
         self.exe_path = image.path
         self.verbose = verbose
-        self.memory = GuestMemory()
+        self.memory = GuestMemory(program_window(image, interpreter))
         state = st.new_state()
         self.signals = GuestSignals(self)
         self.replay: FaultReplay | None = None      # made on the first handled host fault
@@ -124,7 +123,8 @@ class LinuxProcess:
         self.end_process: Callable[[int, int], None] = _end_now
         base, image_end = map_image(self.memory, image)
         self.executor = Executor(state, self.memory,
-                                 user_options(base if image.pie else None, hot_counters=True),
+                                 self.memory.window.options(base if image.pie else None,
+                                                            hot_counters=True),
                                  None, self.log, compile_support)
         self.signals.attach(self.executor, state)
         self.codepages = CodePages(self.memory, self.code_changed)

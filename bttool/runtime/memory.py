@@ -3,7 +3,7 @@
 The guest window and its guard ranges (runtime/window.py) are reserved once
 (PROT_NONE, no swap reservation).  Guest mappings are host mappings placed at
 ``base + guest_address`` with MAP_FIXED inside that reservation, below
-MAP_LIMIT; unmapping puts PROT_NONE back, so the reservation is never given
+the window's end; unmapping puts PROT_NONE back, so the reservation is never given
 up and generated code (which clamps addresses into it, see ir/memory.py)
 cannot reach anything else.  Pointers a system call receives are translated
 here, with their length checked against the window; the host kernel then
@@ -19,7 +19,7 @@ import resource
 from dataclasses import dataclass
 from typing import Callable
 
-from bttool.runtime.window import ARG_BIAS, MAP_LIMIT, RESERVE_BELOW, RESERVE_SIZE
+from bttool.runtime.window import LOW, RESERVE_BELOW, RESERVE_SIZE, Window
 
 PAGE = 4096
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
@@ -27,9 +27,12 @@ MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
 MAP_NORESERVE, MAP_FIXED_NOREPLACE = 0x4000, 0x100000
 MAP_GROWSDOWN, MAP_STACK = 0x0100, 0x20000
 
-# Guest layout (all inside the window).
+# Guest layout: offsets from the window's low end (all inside the window).
+# As in Linux, the stack is at the top and mmap allocations grow down from
+# below it, so an image at the window's bottom (where a program linked
+# above the usual window gets its window: runtime/window.py) lies below both.
 MMAP_TOP = 0x7F_0000_0000           # mmap allocations grow down from here
-STACK_TOP = 0xFF_7FFF_0000       # just below MAP_LIMIT
+STACK_TOP = 0xFF_7FFF_0000          # just below the window's end (MAP_LIMIT)
 STACK_SIZE = 8 << 20                # the stack when RLIMIT_STACK cannot be had
 # The most stack a guest gets (RLIMIT_STACK unlimited or larger): far below
 # the room between MMAP_TOP and STACK_TOP, mapped without swap reservation.
@@ -132,21 +135,26 @@ class Mapping:
 class GuestMemory:
     """Guest address space for one guest (see module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, window: Window = LOW) -> None:
+        """``window``: which guest addresses it holds (runtime/window.py)."""
+        self.window = window
         start = _libc.mmap(None, RESERVE_SIZE, PROT_NONE,
                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         if start in (None, _MAP_FAILED):
             err = ctypes.get_errno()
             raise _reservation_error(err) or GuestMemoryError(err, "cannot reserve the guest address space")
         self.reservation: tuple[int, int] = (start, start + RESERVE_SIZE)
-        self.base: int = start + RESERVE_BELOW
+        # the host address of guest 0 (of the window's low end, less low)
+        self.base: int = start + RESERVE_BELOW - window.low
         # the memory argument of translated code (see runtime/window.py)
-        self.arg_base: int = self.base - ARG_BIAS
+        self.arg_base: int = self.base - window.clamp.bias
+        # where the stack ends and mmap allocations start, top down
+        self.stack_top = window.low + STACK_TOP
+        self.mmap_top = window.low + MMAP_TOP
         self._starts: list[int] = []
         self._maps: list[Mapping] = []
         self.brk_start = 0
         self.brk_cur = 0
-        self.mmap_hint = MMAP_TOP
         # the stack's lowest address as Linux has it at exec (page_down of
         # the initial rsp less STACK_EXPAND), set by process.build_stack
         self.stack_start = 0
@@ -242,9 +250,9 @@ class GuestMemory:
 
     # -- host operations ----------------------------------------------------
     def _check_range(self, start: int, length: int) -> None:
-        if start % PAGE or length <= 0 or start < 0 or start + length > MAP_LIMIT:
-            raise GuestMemoryError(errno.ENOMEM if start + length > MAP_LIMIT else errno.EINVAL,
-                                   "bad guest range")
+        if start % PAGE or length <= 0 or not self.window.holds(start, length):
+            raise GuestMemoryError(errno.ENOMEM if start >= 0 and start % PAGE == 0 and length > 0
+                                   else errno.EINVAL, "bad guest range")
 
     @staticmethod
     def host_prot(prot: int) -> int:
@@ -322,17 +330,18 @@ class GuestMemory:
     def find_free(self, length: int, hint: int = 0) -> int:
         """A free, page-aligned range of ``length`` bytes (top-down)."""
         length = page_up(length)
-        if hint and hint >= MIN_MMAP_ADDR and hint + length <= MAP_LIMIT \
+        low = self.window.low + MIN_MMAP_ADDR
+        if hint and hint >= low and self.window.holds(hint, length) \
                 and self.is_free(page_down(hint), page_down(hint) + length):
             return page_down(hint)
-        top = MMAP_TOP
+        top = self.mmap_top
         for m in reversed(self._maps):
             if m.start >= top:
                 continue
             if m.end <= top - length:
                 return top - length
             top = m.start
-        if top - length >= MIN_MMAP_ADDR:
+        if top - length >= low:
             return top - length
         raise GuestMemoryError(errno.ENOMEM, "guest address space exhausted")
 
@@ -347,8 +356,8 @@ class GuestMemory:
         return (host_addr - self.base) & 0xFFFFFFFFFFFFFFFF
 
     def host(self, addr: int, length: int = 0) -> int:
-        """Host address of a guest pointer; EFAULT past the window."""
-        if addr < 0 or addr + length > MAP_LIMIT or addr >= MAP_LIMIT:
+        """Host address of a guest pointer; EFAULT outside the window."""
+        if not self.window.holds(addr, max(length, 1)):
             raise GuestMemoryError(errno.EFAULT, "pointer outside the guest")
         return self.base + addr
 

@@ -11,7 +11,7 @@ import os
 import struct
 
 from bttool.errors import CannotRun, ExecFault
-from bttool.runtime.window import MAP_LIMIT
+from bttool.runtime.window import LOW, Window, windows_for
 from bttool.runtime import cpuid
 from bttool.runtime.memory import (MMAP_TOP, PAGE, PIE_BASE, PROT_EXEC, PROT_READ, PROT_WRITE,
                                    STACK_EXPAND, STACK_SIZE, STACK_TOP, GuestMemory, GuestMemoryError,
@@ -37,14 +37,31 @@ def _span(image: GuestImage, base: int) -> list[tuple[int, int]]:
             for s in image.segments if s.memsz or s.filesz]
 
 
-def _outside(image: GuestImage, base: int) -> int | None:
+def _outside(image: GuestImage, base: int, window: Window = LOW) -> int | None:
     """The first segment address that bttool cannot map at ``base`` (outside
     the guest window, or over the stack), or None when all fit."""
-    stack_lo, stack_hi = STACK_TOP - stack_size(), STACK_TOP
+    stack_hi = window.low + STACK_TOP
+    stack_lo = stack_hi - stack_size()
     for lo, hi in _span(image, base):
-        if lo < 0 or hi > MAP_LIMIT or (lo < stack_hi and hi > stack_lo):
+        if not window.holds(lo, hi - lo) or (lo < stack_hi and hi > stack_lo):
             return lo
     return None
+
+
+def program_window(image: GuestImage, interpreter: GuestImage | None = None) -> Window:
+    """The guest window (runtime/window.py) of a program: the usual one,
+    unless its image or its interpreter has fixed addresses (ET_EXEC) that
+    only a higher window holds beside the stack.  An image that no window
+    holds gets the usual one, where map_image refuses it as Linux would or
+    says why."""
+    fixed = [im for im in (image, interpreter) if im is not None and not im.pie and im.segments]
+    spans = [r for im in fixed for r in _span(im, 0)]
+    if not spans:
+        return LOW
+    for window in windows_for(min(lo for lo, _ in spans)):
+        if all(_outside(im, 0, window) is None for im in fixed):
+            return window
+    return LOW
 
 
 def load_base(image: GuestImage) -> int:
@@ -91,13 +108,14 @@ def map_image(mem: GuestMemory, image: GuestImage, base: int | None = None) -> t
     _check_exec(image)
     if base is None:
         base = load_base(image)
-    bad = _outside(image, base)
+    bad = _outside(image, base, mem.window)
     if bad is not None:
         if not all(_host_commits(n) for n in _commit_sizes(image)):
             raise ExecFault(f"{image.path}: cannot commit the memory of its segments: killed by "
                             "SIGSEGV during exec, as Linux kills it")
         raise CannotRun(f"{image.path}: a PT_LOAD segment at {bad:#x} lies outside bttool's guest "
-                        f"address space (below {MAP_LIMIT:#x}, the stack excluded)")
+                        f"address space ({mem.window.low:#x} to {mem.window.end:#x}, the stack "
+                        "excluded; a program's fixed addresses may span at most that much)")
     name = os.path.basename(image.path)
     data = image.data
     eof_page = page_up(len(data))
@@ -175,15 +193,15 @@ def _map_past_eof(mem: GuestMemory, start: int, length: int, prot: int, name: st
 
 
 def _map_stack(mem: GuestMemory) -> None:
-    """The guest's stack: RLIMIT_STACK below STACK_TOP (memory.stack_size),
+    """The guest's stack: RLIMIT_STACK below the window's stack top (memory.stack_size),
     where Linux lets the stack grow, so a guest recursing as deep as its
     limit allows returns, and one going deeper gets SIGSEGV there; when the
     host refuses that much, the 8 MiB default."""
     size = stack_size()
     try:
-        mem.map(STACK_TOP - size, size, PROT_READ | PROT_WRITE, name="[stack]", noreserve=True)
+        mem.map(mem.stack_top - size, size, PROT_READ | PROT_WRITE, name="[stack]", noreserve=True)
     except GuestMemoryError:
-        mem.map(STACK_TOP - STACK_SIZE, STACK_SIZE, PROT_READ | PROT_WRITE, name="[stack]")
+        mem.map(mem.stack_top - STACK_SIZE, STACK_SIZE, PROT_READ | PROT_WRITE, name="[stack]")
 
 
 def build_stack(mem: GuestMemory, image: GuestImage, base: int, argv: list[bytes],
@@ -192,7 +210,7 @@ def build_stack(mem: GuestMemory, image: GuestImage, base: int, argv: list[bytes
     ``interp_base`` is where the program's interpreter (ld.so) was mapped
     (AT_BASE), 0 for a static program."""
     _map_stack(mem)
-    top = STACK_TOP - 16  # a little headroom, like the kernel's end marker
+    top = mem.stack_top - 16  # a little headroom, like the kernel's end marker
     blobs = [execfn + b"\0"] + [a + b"\0" for a in argv] + [e + b"\0" for e in envp] \
         + [b"x86_64\0", random16]
     total = sum(len(b) for b in blobs)

@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import re
 
+from bttool.translator.loader import TASK_SIZE
+
 STAT = "p:144"      # struct stat
 TIMESPEC = "p:16"   # struct timespec, struct timeval
 RLIMIT = "p:16"
@@ -156,7 +158,7 @@ ARCH_PRCTL = {ARCH_SET_GS: "i", ARCH_SET_FS: "i", ARCH_GET_FS: "p:8", ARCH_GET_G
               ARCH_GET_CPUID: "i"}
 # the first address past the user address space (4-level paging): Linux
 # refuses fs/gs bases at or above it with EPERM
-TASK_SIZE_MAX = (1 << 47) - 4096
+TASK_SIZE_MAX = TASK_SIZE
 
 # madvise advice values served; "host" passed to the host kernel for the
 # guest's range; "noop" accepted and not applied.  MADV_DONTFORK would

@@ -25,7 +25,6 @@ from bttool.runtime.memory import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE
 from bttool.runtime.syscall_table import (ARCH_GET_CPUID, ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_FS,
                                           ARCH_SET_GS, FCNTL, FUTEX, IOCTL, MADVISE, MAY_BLOCK, PARSED,
                                           PASSTHROUGH, PRCTL, TASK_SIZE_MAX, parse)  # noqa: F401
-from bttool.runtime.window import MAP_LIMIT
 
 if TYPE_CHECKING:  # pragma: no cover
     from bttool.runtime.linux import LinuxProcess
@@ -221,7 +220,7 @@ class Syscalls:
             return 0
         if addr + max(length, 0) > TASK_SIZE_MAX:
             return 1 << 63      # no user address at all: the host's access_ok fails too
-        if addr + length > MAP_LIMIT:
+        if not self.mem.window.holds(addr, length):
             return self.mem.reservation[0]
         self.proc.codepages.release(addr, length)     # the host kernel may write there
         return self.mem.base + addr
@@ -462,10 +461,11 @@ class Syscalls:
         call on the window's part, ENOMEM where the guest has nothing mapped
         (as Linux), never a host address outside the window."""
         end = addr + page_up(length)
-        if addr >= MAP_LIMIT:
+        window = self.mem.window
+        if not window.holds(addr, 1):
             return -errno.ENOMEM
-        r = self.raw(nr, self.mem.base + addr, min(end, MAP_LIMIT) - addr, *rest)
-        if r == 0 and (end > MAP_LIMIT or not self.mem.mapped(addr, end - addr)):
+        r = self.raw(nr, self.mem.base + addr, min(end, window.end) - addr, *rest)
+        if r == 0 and (end > window.end or not self.mem.mapped(addr, end - addr)):
             return -errno.ENOMEM
         return r
 
@@ -705,7 +705,7 @@ class Syscalls:
         size = self._fdset_size(n)
         holder = None
         if sig:
-            if not self.mem.readable(sig, 16) or sig + 16 > MAP_LIMIT:
+            if not self.mem.readable(sig, 16) or not self.mem.window.holds(sig, 16):
                 host_sig = self.mem.reservation[0]      # the guard: EFAULT where Linux gives it
             else:
                 sp, ss = struct.unpack("<QQ", self.mem.read(sig, 16))
