@@ -36,7 +36,8 @@ def sandbox_dir(tmp_path_factory) -> Path:
 
 # Each case runs in the guest process itself (sysattack CASE), so that a
 # crash of bttool shows as a different status and stderr.
-CASES = ["crashes", "pointers", "fsbase", "close", "close_range", "dup2", "dup3", "procfd", "procvm", "procmem"]
+CASES = ["crashes", "pointers", "fsbase", "close", "close_range", "dup2", "dup3", "procfd", "procvm", "procmem",
+         "threadmem"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -45,6 +46,22 @@ def test_attack_answers_as_linux(sandbox_dir: Path, bttool_cache: Path, tmp_path
                                               cwd=tmp_path)
     assert b"== " + case.encode() in native.stdout
     assert b"internal error" not in translated.stderr
+
+
+def test_another_process_memory_is_out_of_reach(sandbox_dir: Path, bttool_cache: Path, tmp_path: Path) -> None:
+    """A forked child is another bttool process: its /proc/PID/mem, by name,
+    through its task directory, a symlink or a descriptor of /proc/PID, is
+    EACCES (runtime/procview.py), where the host would have given the
+    parent the child's host memory.  Natively the parent reads the child's
+    variable (unless the host's own ptrace policy forbids it)."""
+    argv = [str(sandbox_dir / "sysattack"), "othermem"]
+    native = programs.run_native(argv, cwd=tmp_path)
+    translated = programs.run_bttool(argv, bttool_cache, cwd=tmp_path)
+    lines = translated.stdout.decode().splitlines()
+    ways = ["child", "child rw", "child task", "child symlink", "child dirfd"]
+    assert [ln for ln in lines if ln.startswith("child ") or ln.startswith("child:")] \
+        == [f"{w}: open EACCES" for w in ways] + ["child: exit 0"], translated
+    assert translated.returncode == native.returncode == 0 and not translated.stderr
 
 
 def test_procfd_with_soft_equal_to_hard(sandbox_dir: Path, bttool_cache: Path, tmp_path: Path) -> None:

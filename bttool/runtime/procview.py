@@ -7,8 +7,8 @@ and through /proc/self/mem the whole host address space.  A program that
 reads its own /proc entries (ld.so's $ORIGIN, `ps`, sanitizers, language
 runtimes finding their own image) must see itself, and a hostile guest must
 not reach bttool's memory.  Opening one of these paths (as /proc/self/X,
-/proc/thread-self/X, /proc/PID/X or /proc/PID/task/PID/X for this
-process) gives:
+/proc/thread-self/X, /proc/N/X or /proc/N/task/M/X where N and M are this
+process's pid or the tid of any of its threads, as Linux accepts them) gives:
 
 * ``exe``: the guest's executable (readlink gives its path);
 * ``maps``, ``auxv``, ``cmdline``, ``environ``: the guest's own, as a
@@ -21,6 +21,12 @@ process) gives:
   entries (``/proc/self/fd/N``) do not exist, as for a descriptor the guest
   never opened;
 * anything else under our own /proc directory is the host's file.
+
+Another process's ``mem`` (a forked guest's, which is another bttool
+process, or any other) is EACCES, as Linux answers when ptrace access is
+refused (bttool's ``ptrace`` is Yama's ptrace_scope 3): through it a guest
+would reach that process's host memory.  The rest of another process's
+/proc is the host's (README, "The sandbox").
 """
 from __future__ import annotations
 
@@ -43,31 +49,43 @@ _MAX_IO = 1 << 20        # bytes one read or write of /proc/self/mem moves (shor
 O_ACCMODE, O_CLOEXEC, O_DIRECTORY = 3, 0o2000000, 0o200000
 
 
-def own_entry(path: bytes, pid: int) -> str | None:
+def in_this_process(n: int) -> bool:
+    """Whether ``n`` is this process's pid or the tid of one of its threads
+    (guest threads are host threads of this process, with their own tids,
+    and Linux serves /proc/TID/... and /proc/PID/task/TID/... for each)."""
+    return n == os.getpid() or (n > 0 and os.path.isdir(f"/proc/self/task/{n}"))
+
+
+def _proc_entry(path: bytes, rest: str) -> tuple[bool, re.Match] | None:
+    """(whether it is this process's, the match) when ``path`` is
+    /proc/{self,thread-self,N}[/task/M]/ followed by ``rest`` (a regex)."""
+    p = os.path.normpath(path.decode("utf-8", "surrogateescape"))
+    m = re.fullmatch(r"/proc/(self|thread-self|\d+)(?:/task/(\d+))?/" + rest, p)
+    if m is None:
+        return None
+    who, task = m.group(1), m.group(2)
+    ours = (who in ("self", "thread-self") or in_this_process(int(who))) \
+        and (task is None or in_this_process(int(task)))
+    return ours, m
+
+
+def own_entry(path: bytes) -> str | None:
     """The entry name when ``path`` names this process's /proc/.../NAME
     (NAME of a single component), else None."""
-    p = os.path.normpath(path.decode("utf-8", "surrogateescape"))
-    m = re.fullmatch(r"/proc/(self|thread-self|\d+)(?:/task/(\d+))?/([^/]+)", p)
-    if m is None:
-        return None
-    who, task, name = m.groups()
-    if who not in ("self", "thread-self") and int(who) != pid:
-        return None
-    if task is not None and int(task) != pid:
-        return None
-    return name
+    e = _proc_entry(path, r"([^/]+)")
+    return e[1].group(3) if e is not None and e[0] else None
 
 
-def own_descriptor_entry(path: bytes, pid: int) -> int | None:
+def own_descriptor_entry(path: bytes) -> int | None:
     """N when ``path`` names this process's /proc/.../fd/N or fdinfo/N."""
-    p = os.path.normpath(path.decode("utf-8", "surrogateescape"))
-    m = re.fullmatch(r"/proc/(self|thread-self|\d+)(?:/task/(\d+))?/fd(?:info)?/(\d+)", p)
-    if m is None:
-        return None
-    who, task, n = m.groups()
-    if who not in ("self", "thread-self") and int(who) != pid or task is not None and int(task) != pid:
-        return None
-    return int(n)
+    e = _proc_entry(path, r"fd(?:info)?/(\d+)")
+    return int(e[1].group(3)) if e is not None and e[0] else None
+
+
+def foreign_memory(path: bytes) -> bool:
+    """Whether ``path`` names another process's (or thread's) /proc/.../mem."""
+    e = _proc_entry(path, "mem")
+    return e is not None and not e[0]
 
 
 class ProcView:
@@ -80,20 +98,20 @@ class ProcView:
 
     # -- paths ------------------------------------------------------------------
     def readlink(self, path: bytes) -> bytes | None:
-        if own_entry(path, os.getpid()) == "exe":
+        if own_entry(path) == "exe":
             return os.fsencode(os.path.abspath(self.proc.exe_path))
         return None
 
     def serves(self, path: bytes) -> bool:
         """Whether opening ``path`` is answered here, not by the host."""
-        return self.hides(path) or own_entry(path, os.getpid()) in _SERVED
+        return self.hides(path) or foreign_memory(path) or own_entry(path) in _SERVED
 
     def hides(self, path: bytes) -> bool:
         """Whether ``path`` is the /proc entry of one of bttool's own
         descriptors, which for the guest does not exist (ENOENT)."""
         if not path.startswith(b"/proc/"):
             return False
-        n = own_descriptor_entry(path, os.getpid())
+        n = own_descriptor_entry(path)
         return n is not None and hostfds.is_own(n)
 
     def filter_listing(self, fd: int, buf: int, n: int, name_at: int = 19) -> int:
@@ -106,7 +124,8 @@ class ProcView:
             where = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             return n
-        if not re.fullmatch(rf"/proc/{os.getpid()}(?:/task/\d+)?/fd(?:info)?", where):
+        e = _proc_entry(os.fsencode(where), r"fd(?:info)?")
+        if e is None or not e[0]:
             return n
         data, kept, off = self.proc.memory.read(buf, n), [], 0
         while off + name_at <= n:
@@ -126,7 +145,9 @@ class ProcView:
         """A descriptor (or -errno) for one of our own entries; None: not ours."""
         if self.hides(path):
             return -errno.ENOENT
-        name = own_entry(path, os.getpid())
+        if foreign_memory(path):
+            return -errno.EACCES
+        name = own_entry(path)
         if name is None:
             return None
         cloexec = os.O_CLOEXEC if flags & O_CLOEXEC else 0

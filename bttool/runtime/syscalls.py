@@ -22,6 +22,7 @@ from bttool.runtime import guestlimits, hostfds, hostsignals, sysroot
 from bttool.runtime.guestthreads import LOCK, gettid
 from bttool.runtime.memory import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_SHARED,
                                    PROT_EXEC, PROT_WRITE, PAGE, GuestMemoryError, page_up)
+from bttool.runtime.procview import in_this_process
 from bttool.runtime.syscall_table import (ARCH_GET_CPUID, ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_FS,
                                           ARCH_SET_GS, FCNTL, FUTEX, IOCTL, MADVISE, MAY_BLOCK, PARSED,
                                           PASSTHROUGH, PRCTL, TASK_SIZE_MAX, parse)  # noqa: F401
@@ -516,16 +517,16 @@ class Syscalls:
 
     def _process_vm(self, nr: int, pid: int, local: int, lcnt: int, remote: int, rcnt: int,
                     flags: int) -> int:
-        """process_vm_readv/writev on the guest's own process: the host call
-        on bttool's own pid with both iovec arrays translated, so the
-        kernel's own rules (partial transfers, EFAULT) hold and nothing but
+        """process_vm_readv/writev on the guest's own process (its pid or a
+        thread's tid): the host call on it with both iovec arrays
+        translated, so the kernel's own rules (partial transfers, EFAULT) hold and nothing but
         the guest window is reached.  Another process is EPERM, as ptrace
         access is (see ``ptrace``); a missing one ESRCH."""
         if flags:
             return -errno.EINVAL
         arrays = self._iovec(local, lcnt), self._iovec(remote, rcnt)
         pid = _fd(pid)
-        if pid != os.getpid():
+        if not in_this_process(pid):
             return -errno.ESRCH if pid <= 0 or not _process_exists(pid) else -errno.EPERM
         return self.raw(nr, pid, ctypes.addressof(arrays[0]), lcnt, ctypes.addressof(arrays[1]), rcnt, 0)
 

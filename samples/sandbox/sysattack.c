@@ -22,6 +22,7 @@
 #include <sys/uio.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <pthread.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -389,6 +390,77 @@ static void procmem(void) {
     peek("task/../..", open(path, O_RDONLY));
 }
 
+static volatile int thread_tid;
+static volatile int thread_done;
+
+static void *idle_thread(void *arg) {
+    thread_tid = (int)syscall(SYS_gettid);
+    while (!thread_done)
+        usleep(1000);
+    return arg;
+}
+
+static void threadmem(void) {
+    /* a thread's /proc entries are the process's: its mem is the program's
+     * own memory by every name Linux gives it, and process_vm_readv on the
+     * thread's tid reads the same memory */
+    pthread_t t;
+    pthread_create(&t, NULL, idle_thread, NULL);
+    while (!thread_tid)
+        usleep(1000);
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/mem", (int)getpid(), thread_tid);
+    peek("pid/task/tid", open(path, O_RDONLY));
+    snprintf(path, sizeof path, "/proc/%d/mem", thread_tid);
+    peek("tid", open(path, O_RDONLY));
+    snprintf(path, sizeof path, "/proc/self/task/%d/mem", thread_tid);
+    peek("self/task/tid", open(path, O_RDONLY));
+    unsigned long v = 0;
+    struct iovec l1 = {&v, 8}, r1 = {(void *)&secret, 8};
+    long n = process_vm_readv(thread_tid, &l1, 1, &r1, 1, 0);
+    printf("readv tid: %ld %#lx\n", n, v);
+    thread_done = 1;
+    pthread_join(t, NULL);
+}
+
+static void othermem(void) {
+    /* another process's mem (a forked child is another bttool process):
+     * Linux opens it where ptrace access is allowed; bttool, whose ptrace
+     * is Yama's ptrace_scope 3, answers EACCES by every path, as Linux does
+     * under that policy (through it the guest would reach the child's host
+     * memory) */
+    int p[2];
+    if (pipe(p) != 0)
+        return;
+    pid_t child = fork();
+    if (child == 0) {
+        char b;
+        read(p[0], &b, 1);
+        _exit(0);
+    }
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%d/mem", (int)child);
+    peek("child", open(path, O_RDONLY));
+    peek("child rw", open(path, O_RDWR));
+    snprintf(path, sizeof path, "/proc/%d/task/%d/mem", (int)child, (int)child);
+    peek("child task", open(path, O_RDONLY));
+    unlink("othermem-link");
+    snprintf(path, sizeof path, "/proc/%d/mem", (int)child);
+    if (symlink(path, "othermem-link") == 0) {
+        peek("child symlink", open("othermem-link", O_RDONLY));
+        unlink("othermem-link");
+    }
+    snprintf(path, sizeof path, "/proc/%d", (int)child);
+    int dir = open(path, O_RDONLY | O_DIRECTORY);
+    peek("child dirfd", openat(dir, "mem", O_RDONLY));
+    close(dir);
+    peek("parent", open("/proc/self/../1/mem", O_RDONLY));
+    write(p[1], "x", 1);
+    int st;
+    waitpid(child, &st, 0);
+    printf("child: %s %d\n", WIFEXITED(st) ? "exit" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+}
+
 int main(int argc, char **argv) {
     ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     rw = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -396,7 +468,7 @@ int main(int argc, char **argv) {
     munmap(gone, 4096);
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *cases[] = {"crashes", "pointers", "fsbase", "close", "close_range", "dup2", "dup3",
-                           "procfd", "procvm", "procmem"};
+                           "procfd", "procvm", "procmem", "threadmem", "othermem"};
     for (unsigned i = 0; i < sizeof cases / sizeof *cases; i++) {
         if (argc > 1 && strcmp(argv[1], cases[i]) != 0)
             continue;
@@ -416,6 +488,10 @@ int main(int argc, char **argv) {
                 procvm();
             else if (i == 9)
                 procmem();
+            else if (i == 10)
+                threadmem();
+            else if (i == 11)
+                othermem();
             else
                 fds(cases[i]);
             fflush(stdout);
