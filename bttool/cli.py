@@ -159,6 +159,39 @@ def translate(verbose: bool, cache_dir: str | None, jobs: int | None, triple: st
                               indent=2, sort_keys=True))
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.argument("programs", nargs=-1, required=True)
+def coverage(as_json: bool, programs: tuple[str, ...]) -> None:
+    """List the instructions in the executable sections of PROGRAMS
+    (executables or shared libraries) that bttool cannot translate, with
+    counts and an example address.  Exit status 0 when there is none, 1
+    when there are some."""
+    from bttool.translator.coverage import lifter_check, scan
+    from bttool.translator.loader import load_image
+    lifts = lifter_check(_target_for(None, None, 2))
+    reports = []
+    for path in programs:
+        try:
+            report = scan(load_image(path), lifts)
+        except BttoolError as e:
+            _fail(str(e), e.status)
+            return
+        reports.append(report)
+        if as_json:
+            continue
+        share = 100.0 * report.untranslatable / max(report.instructions, 1)
+        click.echo(f"{path}: {report.instructions} instructions, {report.untranslatable} untranslatable "
+                   f"({share:.2f}%), {report.undecodable} bytes undecodable")
+        if report.gaps:
+            click.echo(_table([[str(g.count), g.mnemonic, g.reason, f"{g.example:#x}", g.text]
+                               for g in report.gaps], ["count", "instruction", "why", "example", ""]))
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in reports], indent=2))
+    if any(r.gaps for r in reports):
+        sys.exit(1)
+
+
 def _target_for(triple: str | None, cpu: str | None, opt: int):
     from bttool.ir import codegen
     host = codegen.host_target(opt)
@@ -184,8 +217,8 @@ def _human(n: int) -> str:
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
-    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     return "\n".join(out)
 
 
