@@ -15,8 +15,9 @@ again.  Until then further instances of the signal stay in the host
 kernel's queue, so real-time signals queue (each instance delivered with
 its value, in order) and nothing a native run would deliver is merged.
 Signals with the default action keep the host's default action, so the
-host kernel stops, continues or ends bttool exactly as it would the guest.  Synchronous signals (guest
-faults, int3) are delivered here directly with Linux's forced semantics.
+host kernel stops, continues or ends bttool exactly as it would the guest.
+Synchronous signals (guest faults, int3) are delivered here directly with
+Linux's forced semantics.
 
 Not yet: a signal that arrives in the few instructions between bttool's
 last check and a blocking host call waits for that call to end.

@@ -250,9 +250,10 @@ class GuestMemory:
 
     # -- host operations ----------------------------------------------------
     def _check_range(self, start: int, length: int) -> None:
-        if start % PAGE or length <= 0 or not self.window.holds(start, length):
-            raise GuestMemoryError(errno.ENOMEM if start >= 0 and start % PAGE == 0 and length > 0
-                                   else errno.EINVAL, "bad guest range")
+        if start % PAGE or length <= 0 or start < 0:
+            raise GuestMemoryError(errno.EINVAL, "bad guest range")
+        if not self.window.holds(start, length):
+            raise GuestMemoryError(errno.ENOMEM, "guest range outside the window")
 
     @staticmethod
     def host_prot(prot: int) -> int:

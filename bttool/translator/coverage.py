@@ -146,8 +146,8 @@ def lifter_check(target):
     from bttool.translator.options import LiftOptions
     from bttool.translator.translate import lift
     from bttool.ir.clamp import AddressClamp
-    # any clamp does: only whether the instruction lifts is asked
-    options = LiftOptions(64, True, None, clamp=AddressClamp(1 << 40, 1 << 30)).tier2()
+    # no clamp: only whether the instruction lifts is asked, not the code
+    options = LiftOptions(64, True, None, clamp=AddressClamp(None, 0)).tier2()
 
     def lifts(pc: int, read) -> bool:
         lifted = lift([pc], read, options, target, known=lambda p: True, max_blocks=1,

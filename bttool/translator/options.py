@@ -40,7 +40,7 @@ class LiftOptions:
 
     def __post_init__(self) -> None:
         if self.user_mode and self.clamp is None:
-            raise ValueError("linux-user code needs an address clamp (runtime/window.py CLAMP)")
+            raise ValueError("linux-user code needs an address clamp (runtime/window.py Window.clamp)")
 
     def mode_key(self) -> str:
         """What kind of guest code this is (names the code map)."""
