@@ -209,6 +209,9 @@ def test_an_interpreter_translated_ahead_of_time_serves_every_program(tmp_path):
 HOT_PLT_C = r"""
 #include <stdio.h>
 #include <string.h>
+#ifndef SCALE
+#define SCALE 1
+#endif
 static char a[64], b[64];
 /* ends in a tail jump through the PLT into libc: tier 2 follows the jump
    to the PLT stub and the stub's jmp *GOT into libc */
@@ -216,7 +219,7 @@ __attribute__((noinline)) void *copy(void *d, const void *s, size_t n) { return 
 int main(void) {
     unsigned long sum = 0;
     for (int i = 0; i < 300000; i++) {
-        a[i & 63] = (char)i;
+        a[i & 63] = (char)(i * SCALE);
         copy(b, a, 16 + (i & 31));
         sum += (unsigned char)b[i & 15];
     }
@@ -245,6 +248,38 @@ def test_hot_code_calling_into_a_library_is_served_warm(tmp_path):
         runs.append(json.loads(out.read_text()))
     assert runs[0]["regions_translated"] > 0
     assert runs[2]["regions_translated"] == 0, runs[2]
+
+
+def test_programs_with_identical_code_keep_their_own_translations(tmp_path):
+    """Every PIE has the same PLT stubs and start-up code, often at the
+    same offsets.  Two programs that share that code, run in turn, are each
+    served their own translations: neither takes over the other's and then
+    misses (regions of position-independent code are keyed by their file
+    too, LiftOptions.unit_image).  Each program's hot loop reaches libc
+    through the shared PLT stub, so the tier-2 regions are the same code."""
+    src = tmp_path / "hot.c"
+    src.write_text(HOT_PLT_C)
+    exes = []
+    for scale in (1, 3):
+        exe = tmp_path / f"hot{scale}"
+        subprocess.run(["gcc", "-O2", f"-DSCALE={scale}", "-o", str(exe), str(src)], check=True,
+                       capture_output=True)
+        exes.append(exe)
+    cache = tmp_path / "cache"
+    import json
+
+    def run(exe, i) -> dict:
+        out = tmp_path / f"s{i}.json"
+        r = programs.run_bttool([exe], cache, options=["--stats-json", str(out)])
+        programs.assert_same(programs.run_native([exe]), r)
+        return json.loads(out.read_text())
+
+    for i, exe in enumerate(exes * 3):
+        stats = run(exe, i)
+    again = [run(exe, 10 + i) for i, exe in enumerate(exes)]
+    for exe, stats in zip(exes, again):
+        assert stats["regions_translated"] == 0, (exe.name, stats)
+        assert _by_name(stats["images"], exe.name)["regions_from_cache"] > 5, stats
 
 
 CALLBACK_C = r"""

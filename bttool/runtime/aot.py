@@ -173,7 +173,8 @@ def translate_program(image: GuestImage, store: CacheStore, target: codegen.Targ
     # (in the window a run gives the program; an ET_EXEC interpreter that
     # would move it is not looked at)
     options = program_window(image).options(base if image.pie else None,
-                                            hot_counters=target.opt_level < 2)
+                                            hot_counters=target.opt_level < 2,
+                                            unit_image=image.sha256 if image.pie else "")
     reader = ImageReader(image, base)
     summary = AotSummary()
     starts = function_starts(image, base)

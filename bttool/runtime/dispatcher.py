@@ -104,7 +104,7 @@ class Executor:
         # User mode: the code units (program, interpreter, libraries), each
         # translated relative to its own base (runtime/codeunits.py).
         self.units: "CodeUnits | None" = None
-        self._unit_options: dict[tuple[int, bool], LiftOptions] = {}
+        self._unit_options: dict[tuple[int, bool, str], LiftOptions] = {}
         # User mode: told the guest ranges of every translation made
         # runnable (runtime/codepages.py watches their writable pages).
         self.on_code: Callable[[list[tuple[int, int]]], None] | None = None
@@ -136,11 +136,12 @@ class Executor:
         if self.units is None:
             return self.options
         u = self.units.find(pc)
-        k = (u.base, u.pic)
+        k = (u.base, u.pic, u.image)
         opts = self._unit_options.get(k)
         if opts is None:
             opts = self._unit_options[k] = dataclasses.replace(
-                self.options, pic_base=u.base if u.pic else None)
+                self.options, pic_base=u.base if u.pic else None,
+                unit_image=u.image if u.pic else "")
         return opts
 
     def _count(self, pc: int, translated: int, cached: int) -> None:

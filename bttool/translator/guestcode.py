@@ -119,7 +119,11 @@ def stored_digest(spans: list[tuple[int, int, str]], guest_code: bytes) -> str:
 
 def region_key(digest: str, entry_rel: int, options: "LiftOptions", target: "Target") -> str:
     """The content address of a translation: everything that changes the
-    generated code (the translator's identity is in ``options.key()``).
-    (The one place this rule lives.)"""
-    text = "|".join([target.key(), options.key(), f"{entry_rel:x}", digest])
+    generated code (the translator's identity is in ``options.key()``), and
+    for position-independent code the file it belongs to
+    (``options.unit_image``).  (The one place this rule lives.)"""
+    parts = [target.key(), options.key(), f"{entry_rel:x}", digest]
+    if options.pic_base is not None and options.unit_image:
+        parts.append(options.unit_image)
+    text = "|".join(parts)
     return hashlib.sha256(text.encode()).hexdigest()

@@ -37,6 +37,13 @@ class LiftOptions:
     # therefore chooses (runtime/window.py); required there, unused by
     # system-mode code.
     clamp: AddressClamp | None = None
+    # Position-independent code: the file digest of the unit it lies in
+    # (the cache row's image).  Part of a region's key (guestcode.region_key)
+    # but not of key(): the cache looks a PIC unit's regions up by its file,
+    # so identical code in two files (every PIE's PLT stubs and start-up
+    # code) must make two rows, not one row that each program takes over
+    # from the other and then misses.
+    unit_image: str = ""
 
     def __post_init__(self) -> None:
         if self.user_mode and self.clamp is None:
