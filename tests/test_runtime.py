@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bttool.runtime.window import DISP_GUARD, GUEST_LIMIT, MAP_LIMIT
-from bttool.runtime.snippet import DATA_ADDR, run_snippet
+from bttool.runtime.snippet import CODE_ADDR, DATA_ADDR, run_snippet
 import programs  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,6 +91,61 @@ def test_register_plus_displacement_reaches_guest_memory(reg, disp):
     assert r.host_signal == 0
     off = ((reg + disp) & M64) - DATA_ADDR
     assert r.regs["rbx"] == int.from_bytes(data[off:off + 8], "little")
+
+
+def _rip_load(target: int, pic: bool):
+    """mov rbx, [rip + disp32] reaching guest address ``target`` from the
+    snippet's first instruction."""
+    disp = _signed((target - (CODE_ADDR + 7)) & M64)
+    return run_snippet(b"\x48\x8b\x1d" + disp.to_bytes(4, "little", signed=True),
+                       data=bytes(range(256)), pic=pic)
+
+
+@pytest.mark.parametrize("pic", [False, True], ids=["absolute", "pic"])
+@pytest.mark.parametrize("target,exact", [
+    ((CODE_ADDR - DISP_GUARD + 0x2000) & M64, True),   # below the window, within the guard
+    (CODE_ADDR + 0x7FFFFFF0, True),                    # above the data, unmapped
+    ((CODE_ADDR - 0x7FFFFFF0) & M64, False),           # further below than the guard
+])
+def test_rip_relative_addresses_outside_guest_memory_fault(target, exact, pic):
+    """Position-independent code adds a rip-relative displacement of up to
+    the guard to the rip it was entered with, unclamped (ir/memory.py
+    host_pointer ``mapped``); a larger one is clamped as any address.
+    Either way the access stays in the reservation and faults, at the
+    address the CPU computes where nothing was clamped."""
+    r = _rip_load(target, pic)
+    assert r.host_signal == 11
+    if exact:
+        assert r.fault_addr == target
+
+
+@pytest.mark.parametrize("pic", [False, True], ids=["absolute", "pic"])
+def test_rip_relative_data_is_read(pic):
+    r = _rip_load(DATA_ADDR + 8, pic)
+    assert r.host_signal == 0
+    assert r.regs["rbx"] == int.from_bytes(bytes(range(8, 16)), "little")
+
+
+def test_rip_relative_accesses_of_pic_code_are_not_clamped():
+    """The other half of the rule above: in position-independent code a
+    rip-relative access within the guard is one add to the entry rip, no
+    compare and select, so PIC code costs what absolute code does (the
+    dynamic builds of bench/); a register-based access keeps its clamp."""
+    from llvmlite import ir
+    from bttool.runtime.window import user_options
+    from bttool.translator.blocks import discover_region
+    from bttool.translator.decoder import Decoder
+    from bttool.translator.lifter import lift_region
+    # mov rbx, [rip + 0x100]; mov rcx, [rip + 0x2000]; mov rdx, [rax]; ud2
+    code = b"\x48\x8b\x1d\x00\x01\x00\x00\x48\x8b\x0d\x00\x20\x00\x00\x48\x8b\x10\x0f\x0b"
+    region = discover_region(Decoder(64), lambda a, n: code[a - 0x1000:a - 0x1000 + n], 0x1000)
+
+    def selects(pic_base) -> int:
+        module = ir.Module()
+        lift_region(region, user_options(pic_base), module, "f")
+        return str(module).count(" select ")
+    assert selects(0x1000) == 1            # [rax] only
+    assert selects(None) == 3              # absolute: constants (LLVM folds them)
 
 
 def test_window_does_not_alias_high_addresses():

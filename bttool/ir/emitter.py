@@ -150,6 +150,9 @@ class FunctionEmitter:
             raise ValueError("position-independent code needs its entry pc")
         self.entry_pc = entry_pc
         self._unit_base: ir.Value | None = None
+        # the rip this function was entered with (read by unit_base): a
+        # mapped guest address (memory.host_pointer ``mapped``)
+        self._entry_rip: ir.Value | None = None
         self.foreign = list(foreign)
         self._foreign_bases: dict[str, ir.Value] = {}
         self.hot_counters = hot_counters
@@ -285,6 +288,7 @@ class FunctionEmitter:
         if self._unit_base is None:
             eb = self._entry_builder
             rip = eb.load(self._state_gep(eb, "rip"), typ=I64)
+            self._entry_rip = rip
             self._unit_base = eb.sub(rip, const(64, self.entry_pc - self.pic_base))
         return self._unit_base
 
@@ -393,7 +397,7 @@ class FunctionEmitter:
         TLB check, which faults, stays whatever becomes of the value)."""
         if not self.system:
             self._note_access(addr, memory.type_bytes(ty), False)
-            return memory.load(self.b, self.mem, addr, ty, self.clamp)
+            return memory.load(self.b, self.mem, addr, ty, self.clamp, self._entry_rip)
         v = self.b.load(self._system_pointer(addr, memory.type_bytes(ty), False), typ=ty)
         v.align = 1
         return v
@@ -401,7 +405,7 @@ class FunctionEmitter:
     def store(self, addr: ir.Value, value: ir.Value) -> None:
         if not self.system:
             self._note_access(addr, memory.type_bytes(value.type), True)
-            memory.store(self.b, self.mem, addr, value, self.clamp)
+            memory.store(self.b, self.mem, addr, value, self.clamp, self._entry_rip)
             return
         ptr = self._system_pointer(addr, memory.type_bytes(value.type), True)
         st_ = self.b.store(value, ptr)
@@ -412,7 +416,7 @@ class FunctionEmitter:
         if not self.system:
             if self.commits is not None:
                 self.commits.note_read_write()
-            return memory.host_pointer(self.b, self.mem, addr, self.clamp)
+            return memory.host_pointer(self.b, self.mem, addr, self.clamp, self._entry_rip)
         return self._system_pointer(addr, size, True)
 
     def atomic_rmw(self, op: str, addr: ir.Value, value: ir.Value) -> ir.Value:

@@ -67,26 +67,38 @@ def _split_displacement(addr: ir.Value, guard: int) -> tuple[ir.Value, int]:
     return best
 
 
-def host_pointer(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, clamp: AddressClamp) -> ir.Value:
+def host_pointer(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, clamp: AddressClamp,
+                 mapped: ir.Value | None = None) -> ir.Value:
     """Map a guest address (i64) to a host pointer inside the reservation
-    (see the module docstring)."""
+    (see the module docstring).  ``mapped``: a value that is a guest
+    address the window maps, whatever the guest did: the rip a translation
+    was entered with (code runs only from guest memory that is mapped, at
+    the address it was translated from).  The clamp leaves such an
+    address as it is, so an address ``mapped + d`` skips it: PIC code's
+    rip-relative accesses (``[rip + d]``, data of the code's own file) then
+    cost what absolute code's do, one register plus a displacement, instead
+    of a clamped value per distinct target held in a register or spilled."""
     if clamp.limit is None:
         if clamp.bias:
             addr = b.add(addr, ir.Constant(I64, clamp.bias))
         return b.gep(membase, [addr], source_etype=I8)
     x, d = _split_displacement(addr, clamp.guard)
     biased = b.add(x, ir.Constant(I64, clamp.bias))
-    # umin(biased, limit), written as compare and select: LLVM's fast
-    # instruction selector (tier 1) has no rule for the umin intrinsic and
-    # would hand every block with a memory access to the slow one;
-    # instcombine (tier 2) turns this back into umin.
-    limit = ir.Constant(I64, clamp.ceiling)
-    off = b.select(b.icmp_unsigned("<", biased, limit), biased, limit)
+    if mapped is not None and x is mapped:
+        off = biased
+    else:
+        # umin(biased, limit), written as compare and select: LLVM's fast
+        # instruction selector (tier 1) has no rule for the umin intrinsic
+        # and would hand every block with a memory access to the slow one;
+        # instcombine (tier 2) turns this back into umin.
+        limit = ir.Constant(I64, clamp.ceiling)
+        off = b.select(b.icmp_unsigned("<", biased, limit), biased, limit)
     ptr = b.gep(membase, [off], source_etype=I8)
     return b.gep(ptr, [ir.Constant(I64, d)], source_etype=I8) if d else ptr
 
 
-def load(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, ty: ir.Type, clamp: AddressClamp) -> ir.Value:
+def load(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, ty: ir.Type, clamp: AddressClamp,
+         mapped: ir.Value | None = None) -> ir.Value:
     """A guest load, volatile: a load from unmapped guest memory faults
     natively whatever becomes of its value, but LLVM deletes a load whose
     value is dead (``fcom [m]`` whose status bits are overwritten, ``fldcw``
@@ -95,19 +107,19 @@ def load(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, ty: ir.Type, clamp:
     too, but the fast instruction selector of tier 1 drops it.  Volatile
     loads still fold into the instructions that use them; what they give
     up is LLVM merging, forwarding and hoisting guest loads."""
-    ptr = host_pointer(b, membase, addr, clamp)
+    ptr = host_pointer(b, membase, addr, clamp, mapped)
     return b.load_volatile(ptr, ty, align=1)
 
 
 def store(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, value: ir.Value,
-          clamp: AddressClamp) -> None:
+          clamp: AddressClamp, mapped: ir.Value | None = None) -> None:
     """A guest store.  Not volatile: that cost 10-20% on the sort and
     strings benchmarks (no merged or eliminated stores), so LLVM may still
     move a guest store across other guest accesses to provably different
     addresses; another thread or process could see such a pair out of x86
     order (locked instructions and fences are exact: Emitter.atomic_rmw,
     semantics/dataxfer.py)."""
-    ptr = host_pointer(b, membase, addr, clamp)
+    ptr = host_pointer(b, membase, addr, clamp, mapped)
     s = b.store(value, ptr)
     s.align = 1
 

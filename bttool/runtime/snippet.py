@@ -57,15 +57,18 @@ def _machine() -> tuple[GuestMemory, Executor]:
 def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = st.RFLAGS_USER_FIXED,
                 xmm: list[int] | None = None, data: bytes = b"", mxcsr: int = 0x1F80,
                 max_exits: int = 10000, hot_counters: bool = True,
-                precise_faults: bool = False, host_instructions: bool = True) -> SnippetResult:
+                precise_faults: bool = False, host_instructions: bool = True,
+                pic: bool = False) -> SnippetResult:
     mem, ex = _machine()
     # ``hot_counters``: the code of the run-time tier 1 (execution counters,
     # and the IR it prefers for LLVM's fast instruction selector); without,
     # the IR of tier 2 (compiled quickly all the same).  ``precise_faults``:
     # code with commits (LiftOptions), what a guest with a SIGSEGV handler
     # runs.  ``host_instructions``: LiftOptions' (off: generic IR only).
-    ex.options = user_options(hot_counters=hot_counters, precise_faults=precise_faults,
-                              host_instructions=host_instructions)
+    # ``pic``: translated as position-independent code whose unit starts
+    # at the snippet (what a PIE or shared library gets).
+    ex.options = user_options(CODE_ADDR if pic else None, hot_counters=hot_counters,
+                              precise_faults=precise_faults, host_instructions=host_instructions)
     s = ex.state
     st.reset(s)
     for name, value in (regs or {}).items():

@@ -27,7 +27,8 @@ Generated code (ir/memory.py, with the window's ``clamp``) clamps an
 address's register part ``x`` (base + index, as a signed number) into
 [low - DISP_GUARD, low + GUEST_LIMIT] and then adds the instruction's
 displacement ``d`` (|d| <= DISP_GUARD), so every access stays inside the
-reservation.  The result is exact whenever ``x`` was inside the clamp
+reservation (an ``x`` known to be mapped, a translation's entry rip, is
+left as the clamp would leave it).  The result is exact whenever ``x`` was inside the clamp
 range, and otherwise the true address x + d is below ``low`` or at least
 ``low + MAP_LIMIT``, where nothing is ever mapped for the guest: it faults
 natively (there is nothing there either, or it is no user address) and it
