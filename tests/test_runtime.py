@@ -69,11 +69,12 @@ def test_forged_register_plus_displacement_faults(reg, disp):
     """The register part of an address is clamped before the displacement is
     added (ir/memory.py): every combination outside guest memory still
     faults inside the reservation, and reports the address the CPU would
-    compute whenever the clamped part was in the clamp range."""
+    compute whenever the clamped part was in the clamp range
+    ([-GUEST_LIMIT, 2*GUEST_LIMIT])."""
     r = _load_disp(reg, disp)
     assert r.host_signal == 11
     clamped = reg if abs(disp) < DISP_GUARD - 4096 else (reg + disp) & M64
-    if -DISP_GUARD <= _signed(clamped) <= GUEST_LIMIT:
+    if -GUEST_LIMIT <= _signed(clamped) <= 2 * GUEST_LIMIT:
         assert r.fault_addr == (reg + disp) & M64
 
 
@@ -146,6 +147,56 @@ def test_rip_relative_accesses_of_pic_code_are_not_clamped():
         return str(module).count(" select ")
     assert selects(0x1000) == 1            # [rax] only
     assert selects(None) == 3              # absolute: constants (LLVM folds them)
+
+
+L = GUEST_LIMIT
+
+
+def _load_base_index(base: int, index: int, disp: int = 0, data: bytes = b""):
+    """mov rbx, [rax + rcx + disp32] with rax = base, rcx = index."""
+    return run_snippet(b"\x48\x8b\x9c\x08" + disp.to_bytes(4, "little", signed=True),
+                       regs={"rax": base & M64, "rcx": index & M64}, data=data)
+
+
+@pytest.mark.parametrize("base,index,disp", [
+    (DATA_ADDR, 8, 0), (8, DATA_ADDR, 0),                  # the pointer in either register
+    (-8, DATA_ADDR + 16, 0),                               # a negative base (table[-1] forms)
+    (DATA_ADDR + L, -L + 0x10, -8),                        # parts far apart, summing into the data
+    (-L, L + DATA_ADDR, 0),
+    (DATA_ADDR - 0x100000, 0x100000 - 0x3FFFF000, 0x3FFFF000),
+])
+def test_base_and_index_inside_the_clamp_range_are_exact(base, index, disp):
+    """Base and index are clamped apart (ir/memory.py), each into
+    [-L, 2L]: within that range any split of an address reads what the
+    CPU reads."""
+    data = bytes(range(256))
+    r = _load_base_index(base, index, disp, data)
+    assert r.host_signal == 0, r
+    off = ((base + index + disp) & M64) - DATA_ADDR
+    assert r.regs["rbx"] == int.from_bytes(data[off:off + 8], "little")
+
+
+@pytest.mark.parametrize("base,index,disp,exact", [
+    (DATA_ADDR, 2 * L + 8, 0, False),              # an index out of range
+    (2 * L + 8, DATA_ADDR, 0, False),              # a base out of range
+    (-L - 8, -L, -0x3FFFF000, False),
+    (1 << 63, 1 << 63, 0, False),                  # both forged; they wrap to 0
+    (1 << 50, DATA_ADDR - (1 << 50), 0, False),    # far out, summing into guest memory
+    (-L, -L, -0x3FFFF000, True),                   # the lowest and highest reachable
+    (2 * L, 2 * L, 0x3FFFF000, True),
+    (MAP_LIMIT - 0x1000, 0x1000, 0, True),         # the window's never-mapped top
+])
+def test_forged_base_and_index_fault(base, index, disp, exact):
+    """Every combination of forged parts stays in the reservation and
+    faults: a part outside the clamp range becomes 2L, which no other part
+    and displacement bring back below MAP_LIMIT.  The address reported is
+    the CPU's when both parts were in range.  The one difference from the
+    CPU is the case of parts far outside the window that sum into it: they
+    fault here (no compiler makes such addresses)."""
+    r = _load_base_index(base, index, disp)
+    assert r.host_signal == 11, r
+    if exact:
+        assert r.fault_addr == (base + index + disp) & M64
 
 
 def test_window_does_not_alias_high_addresses():

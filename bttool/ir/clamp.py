@@ -12,31 +12,43 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class AddressClamp:
     """How linux-user code keeps guest addresses inside the host
-    reservation (ir/memory.py): the register part of an address is clamped
-    into [low - guard, low + limit] and a displacement of at most ``guard``
-    is added after.  ``low`` is the lowest guest address the reservation
-    holds (runtime/window.py: 0, or higher for a program whose image
-    Linux places above the usual window).  ``limit`` None: no clamp at all
-    (benchmarks of the sandbox's cost only).  Part of the translation's
-    cache key (translator/options.LiftOptions)."""
+    reservation (ir/memory.py).  An address is its register parts (a base,
+    an index) plus a displacement of at most ``guard``; each part ``p`` is
+    clamped on its own into [-limit, 2*limit] (relative to ``low`` for the
+    base: ``low`` is the lowest guest address the reservation holds,
+    runtime/window.py), a part outside that range becoming 2*limit, and the
+    displacement is added after.  A result is then either exact or at
+    least ``limit - guard`` above ``low`` where nothing is ever mapped:
+    however the parts were forged, a wrong address is never a mapped one.
+    ``limit`` None: no clamp at all (benchmarks of the sandbox's cost only).
+    Part of the translation's cache key (translator/options.LiftOptions)."""
     limit: int | None
     guard: int
     low: int = 0
 
     @property
     def bias(self) -> int:
-        """What code adds to an address before the clamp, and the runtime
-        therefore subtracts from the memory argument: the guard, less the
+        """What code adds to a base part before its clamp, and the runtime
+        therefore subtracts from the memory argument: the limit, less the
         window's low end (just -low without the clamp)."""
-        return -self.low if self.limit is None else self.guard - self.low
+        return -self.low if self.limit is None else self.limit - self.low
 
     @property
     def ceiling(self) -> int:
-        """The largest biased address the clamp lets through (``limit`` above
-        ``low``, biased)."""
+        """The largest biased part the clamp lets through; a part clamps to
+        ``umin(p + limit, ceiling) - limit``."""
         assert self.limit is not None
-        return self.limit + self.guard
+        return 3 * self.limit
+
+    @property
+    def splits(self) -> bool:
+        """Whether base and index are clamped apart.  Only in a window at 0:
+        in one higher up, the operand that holds the pointer (relative to
+        ``low``) may be either of the two, so base + index is clamped as one
+        part there."""
+        return self.limit is not None and self.low == 0
 
     def key(self) -> str:
         at = f"@{self.low:x}" if self.low else ""
-        return ("unsafe-no-clamp" if self.limit is None else f"clamp{self.limit:x}/{self.guard:x}") + at
+        return ("unsafe-no-clamp" if self.limit is None
+                else f"clamp{self.limit:x}/{self.guard:x}/parts") + at

@@ -6,17 +6,23 @@ memory is built by ``host_pointer`` below, clamped as the translation's
 that holds guest memory: runtime/window.py), and every load is kept even
 when its value is dead (``load``), so its fault is never lost.
 An address ``x + d`` (d a constant displacement, |d| <= G = the clamp's
-guard) maps to ``base + clamp(x) + d`` with clamp(x) = x for signed x in
-[-G, L] (L = the clamp's limit) and L otherwise, computed branch-free as
-``umin(x + G, L + G) - G``; for a window whose guest addresses start at
-``low`` rather than 0 (runtime/window.py), x - low takes x's place, the
-same instructions with another constant.  However ``x`` was forged, the access stays in
-the host reservation, and outside the guest's mappable range it lands on
-never-mapped pages and faults, as natively (see runtime/window.py).
-The memory argument ``membase`` of linux-user code is ``base - G + low``
-(``AddressClamp.bias``), so the host access is ``[membase + clamped + d]``:
-``x + G`` folds into one lea, ``d`` into the addressing mode, and one clamp
-of a register serves every access off it (``[rsp+8]``, ``[rsp+16]``...).
+guard, L = its limit) maps to ``base + clamp(x) + d``.  ``x`` is the
+register part: a base, or base plus index, which are then clamped apart
+(``clamp(b + i) = clamp(b) + clamp(i)``), each part p to p itself when it
+lies in [-L, 2L] and to 2L otherwise, branch-free as ``umin(p + L, 3L) - L``
+(the base relative to the window's ``low``, runtime/window.py; in a window
+above 0 base and index are one part, AddressClamp.splits).  So however
+``x`` was forged, the access stays in the host reservation, and a wrong
+address (a part was out of range) lies at least L - G above ``low``, on
+never-mapped pages, and faults as an access outside guest memory does
+natively (see runtime/window.py).  Clamping the parts apart lets LLVM hoist
+a loop-invariant base's clamp out of the loop and fold away a narrow
+index's, where the sum's clamp would be paid on every access
+(``crc32``'s table lookups ``[rcx + r8*4]``).  The memory argument
+``membase`` of linux-user code is ``base - L + low`` (``AddressClamp.bias``),
+so the host access is ``[membase + umin(b + L - low, 3L) + d]``: ``b + L``
+folds into one lea, ``d`` into the addressing mode, and one clamp of a
+register serves every access off it (``[rsp+8]``, ``[rsp+16]``...).
 
 In system mode guest addresses are virtual and go through the guest's page
 tables: ``tlb_offset`` consults the software TLB held in the CPU state
@@ -83,18 +89,33 @@ def host_pointer(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, clamp: Addr
             addr = b.add(addr, ir.Constant(I64, clamp.bias))
         return b.gep(membase, [addr], source_etype=I8)
     x, d = _split_displacement(addr, clamp.guard)
-    biased = b.add(x, ir.Constant(I64, clamp.bias))
     if mapped is not None and x is mapped:
-        off = biased
+        off = b.add(x, ir.Constant(I64, clamp.bias))
     else:
-        # umin(biased, limit), written as compare and select: LLVM's fast
-        # instruction selector (tier 1) has no rule for the umin intrinsic
-        # and would hand every block with a memory access to the slow one;
-        # instcombine (tier 2) turns this back into umin.
-        limit = ir.Constant(I64, clamp.ceiling)
-        off = b.select(b.icmp_unsigned("<", biased, limit), biased, limit)
+        base, index = _register_parts(x) if clamp.splits else (x, None)
+        off = _clamp_part(b, b.add(base, ir.Constant(I64, clamp.bias)), clamp)
+        if index is not None:
+            lim = ir.Constant(I64, clamp.limit)
+            off = b.add(off, b.sub(_clamp_part(b, b.add(index, lim), clamp), lim))
     ptr = b.gep(membase, [off], source_etype=I8)
     return b.gep(ptr, [ir.Constant(I64, d)], source_etype=I8) if d else ptr
+
+
+def _register_parts(x: ir.Value) -> tuple[ir.Value, ir.Value | None]:
+    """(base, index) when ``x`` is the sum of two values, else (x, None)."""
+    if isinstance(x, ir.Instruction) and x.opname == "add" and len(x.operands) == 2 \
+            and not any(isinstance(o, ir.Constant) for o in x.operands):
+        return x.operands[0], x.operands[1]
+    return x, None
+
+
+def _clamp_part(b: ir.IRBuilder, biased: ir.Value, clamp: AddressClamp) -> ir.Value:
+    """umin(biased, ceiling), written as compare and select: LLVM's fast
+    instruction selector (tier 1) has no rule for the umin intrinsic and
+    would hand every block with a memory access to the slow one;
+    instcombine (tier 2) turns this back into umin."""
+    limit = ir.Constant(I64, clamp.ceiling)
+    return b.select(b.icmp_unsigned("<", biased, limit), biased, limit)
 
 
 def load(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, ty: ir.Type, clamp: AddressClamp,

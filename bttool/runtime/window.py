@@ -5,9 +5,9 @@ A window holds the guest addresses [low, low + MAP_LIMIT); guest address
 reservation's guest ``low``, less ``low``).  One host reservation
 (runtime/memory.py) covers, from low to high (offsets from guest ``low``)::
 
-    [-2*DISP_GUARD, 0)                           guard, never mapped
+    [-2*GUEST_LIMIT - DISP_GUARD, 0)             guard, never mapped
     [0, MAP_LIMIT)                               where guest memory is mapped
-    [MAP_LIMIT, GUEST_LIMIT + DISP_GUARD + GUARD_SIZE)
+    [MAP_LIMIT, 4*GUEST_LIMIT + DISP_GUARD + GUARD_SIZE)
                                                  guard, never mapped
 
 The window holds 1 TiB of Linux's 128 TiB user address space: a host
@@ -24,19 +24,22 @@ give, and is refused with a one-line error; so is a mapping the guest
 asks for at a fixed address outside its window (ENOMEM).
 
 Generated code (ir/memory.py, with the window's ``clamp``) clamps an
-address's register part ``x`` (base + index, as a signed number) into
-[low - DISP_GUARD, low + GUEST_LIMIT] and then adds the instruction's
-displacement ``d`` (|d| <= DISP_GUARD), so every access stays inside the
-reservation (an ``x`` known to be mapped, a translation's entry rip, is
-left as the clamp would leave it).  The result is exact whenever ``x`` was inside the clamp
-range, and otherwise the true address x + d is below ``low`` or at least
-``low + MAP_LIMIT``, where nothing is ever mapped for the guest: it faults
-natively (there is nothing there either, or it is no user address) and it
-faults here.  Translated linux-user code receives ``base - bias`` as its
-memory argument, which absorbs the clamp's bias (ir/memory.py), so the host
-instruction needs no 32-bit displacement for it.  The clamp travels to the
-translator in the translation options (``Window.options``), which are part
-of the cache key.
+address's register parts, its base (relative to ``low``) and its index,
+each into [-GUEST_LIMIT, 2*GUEST_LIMIT] as a signed number (a part outside
+becomes 2*GUEST_LIMIT), and then adds the instruction's displacement ``d``
+(|d| <= DISP_GUARD), so every access stays inside the reservation (the
+entry rip of a translation, known to be mapped, is left as the clamp would
+leave it).  The result is exact whenever both parts were inside the clamp
+range, which compiled code's addresses always are: a pointer into the
+window, an index or a difference of two such pointers.  Otherwise it lies
+at least ``low + MAP_LIMIT`` up, where nothing is ever mapped for the
+guest, and faults.  The one difference from the CPU: an address whose
+parts are far outside the window but sum into it (a base of 2**50 and an
+index of -2**50) faults here.  Translated linux-user code receives
+``base - bias`` as its memory argument, which absorbs the clamp's bias
+(ir/memory.py), so the host instruction needs no 32-bit displacement for
+it.  The clamp travels to the translator in the translation options
+(``Window.options``), which are part of the cache key.
 """
 from __future__ import annotations
 
@@ -52,8 +55,10 @@ GUEST_LIMIT = 1 << GUEST_BITS          # upper end of the clamp range, above low
 DISP_GUARD = 1 << 30                   # |displacement| added after the clamp, at most
 MAP_LIMIT = GUEST_LIMIT - DISP_GUARD   # guest memory is mapped in [low, low + MAP_LIMIT)
 GUARD_SIZE = 1 << 20                   # past the top guard: room for the access's size
-RESERVE_BELOW = 2 * DISP_GUARD         # the reservation starts this far below low
-RESERVE_SIZE = RESERVE_BELOW + GUEST_LIMIT + DISP_GUARD + GUARD_SIZE
+# base and index each clamped into [-GUEST_LIMIT, 2*GUEST_LIMIT], then the
+# displacement: what an access can reach, below and above low
+RESERVE_BELOW = 2 * GUEST_LIMIT + DISP_GUARD   # the reservation starts this far below low
+RESERVE_SIZE = RESERVE_BELOW + 4 * GUEST_LIMIT + DISP_GUARD + GUARD_SIZE
 
 # BTTOOL_UNSAFE_NO_CLAMP=1 (benchmarks only): skip the clamp, so the cost
 # of the sandbox can be measured against an unchecked base+address mapping.
