@@ -471,7 +471,7 @@ class FunctionEmitter:
         b.store(const(64, rip), slot)
         b.store(const(32, reason), self._state_gep(b, "exit_reason"))
         b.store(const(64, info), self._state_gep(b, "exit_info"))
-        ir.IRBuilder.branch(b, self._exit_block())
+        ir.IRBuilder.branch(b, self._exit_block(chains=False))
 
     def _irq_pending(self, b: ir.IRBuilder) -> ir.Value:
         """i1: the runtime flagged something to take at the next instruction
@@ -512,14 +512,20 @@ class FunctionEmitter:
             if info is not None:
                 iv = const(64, info) if isinstance(info, int) else info
                 b.store(iv, self._state_gep(b, "exit_info"))
-        b.branch(self._exit_block())
+        b.branch(self._exit_block(chains=reason == state.EXIT_NONE))
 
-    def _exit_block(self) -> ir.Block:
+    def _exit_block(self, chains: bool = True) -> ir.Block:
         """The exit block a leaving path branches to: its own one in tier 2
-        (split_exits), else the shared one."""
-        if self.split_exits:
+        (split_exits) where the path may chain to the next translation,
+        else the shared one.  A path with an exit reason (a pending signal
+        at a back edge, a fault, a system call) returns to the runtime:
+        its own copy of the write-back would buy no better prediction, and
+        one per back edge made an interpreter's dispatch loop a third
+        larger when LLVM did not merge them (interp-dyn: 44 copies)."""
+        if self.split_exits and chains:
             self._exits.append(self.new_block("exit"))
-        return self._exits[-1]
+            return self._exits[-1]
+        return self._exit
 
     def switch_leave(self, target: ir.Value, candidates: list[int]) -> None:
         """An indirect jump whose likely targets are known: a switch on the

@@ -1,0 +1,43 @@
+"""The exits of tier-2 code (ir/emitter.py _exit_block): a path that may
+chain to the next translation gets its own write-back and chain; paths that
+return to the runtime with a reason (a pending signal polled at a loop's
+back edge, a fault) share one write-back.  Checked on the IR of a loop
+with several back edges, where one write-back per back edge made an
+interpreter's dispatch loop a third larger."""
+from __future__ import annotations
+
+import os
+import sys
+
+from llvmlite import ir
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+import native as N  # noqa: E402
+from bttool.runtime.window import user_options  # noqa: E402
+from bttool.translator.blocks import discover_region  # noqa: E402
+from bttool.translator.decoder import Decoder  # noqa: E402
+from bttool.translator.lifter import lift_region  # noqa: E402
+
+
+def _returning_exits(tier: int) -> int:
+    """How many blocks of a loop's translation return to the runtime: the
+    loop has three back edges (each polls for a pending signal) and leaves
+    by a ret (an indirect jump, which may chain)."""
+    code, = N.assemble(["1: dec rax; jz 3f; test rbx, 1; jz 1b; shr rbx, 1; jc 1b; "
+                        "add rcx, rbx; cmp rcx, 100; jb 1b; 3: ret"])
+    read = lambda a, n: code[a - 0x1000:a - 0x1000 + n] if 0 <= a - 0x1000 < len(code) else b""
+    region = discover_region(Decoder(64), read, 0x1000)
+    module = ir.Module()
+    lift_region(region, user_options(hot_counters=tier == 1), module, "f")
+    return sum(1 for b in module.get_global("f").blocks if b.name.startswith("ret"))
+
+
+def test_exits_with_a_reason_share_one_write_back():
+    # tier 2: the ret's own exit, and one shared by the three polls (there
+    # were five: one per poll, and the unused shared one)
+    assert _returning_exits(tier=2) == 2
+    # tier 1 has one exit for everything
+    assert _returning_exits(tier=1) == 1
