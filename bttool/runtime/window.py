@@ -24,21 +24,22 @@ give, and is refused with a one-line error; so is a mapping the guest
 asks for at a fixed address outside its window (ENOMEM).
 
 Generated code (ir/memory.py, with the window's ``clamp``) clamps an
-address's register parts, its base (relative to ``low``) and its index,
-each into [-GUEST_LIMIT, 2*GUEST_LIMIT] as a signed number (a part outside
-becomes 2*GUEST_LIMIT), and then adds the instruction's displacement ``d``
-(|d| <= DISP_GUARD), so every access stays inside the reservation (the
-entry rip of a translation, known to be mapped, is left as the clamp would
-leave it).  The result is exact whenever both parts were inside the clamp
-range, which compiled code's addresses always are: a pointer into the
-window, an index or a difference of two such pointers.  Otherwise it lies
-at least ``low + MAP_LIMIT`` up, where nothing is ever mapped for the
-guest, and faults.  The one difference from the CPU: an address whose
-parts are far outside the window but sum into it (a base of 2**50 and an
-index of -2**50) faults here.  Translated linux-user code receives
-``base - bias`` as its memory argument, which absorbs the clamp's bias
-(ir/memory.py), so the host instruction needs no 32-bit displacement for
-it.  The clamp travels to the translator in the translation options
+address's register parts, its base (relative to ``low``) and its index (in
+a window above 0, base plus index as one part: either register may hold the
+pointer), each into [-GUEST_LIMIT, 2*GUEST_LIMIT] as a signed number (a
+part outside becomes 2*GUEST_LIMIT), and then adds the instruction's
+displacement ``d`` (|d| <= DISP_GUARD), so every access stays inside the
+reservation (the entry rip of a translation, known to be mapped, is left as
+the clamp would leave it).  The result is exact whenever both parts were
+inside the clamp range, which compiled code's addresses always are: a
+pointer into the window, an index or a difference of two such
+pointers.  Otherwise it lies at least ``low + MAP_LIMIT`` up, where nothing
+is ever mapped for the guest, and faults.  The one difference from the CPU:
+an address whose parts are far outside the window but sum into it (a base
+of 2**50 and an index of -2**50) faults here.  Translated linux-user code
+receives ``base - bias`` as its memory argument, which absorbs the clamp's
+bias (ir/memory.py), so the host instruction needs no 32-bit displacement
+for it.  The clamp travels to the translator in the translation options
 (``Window.options``), which are part of the cache key.
 """
 from __future__ import annotations
@@ -51,7 +52,7 @@ from bttool.translator.loader import TASK_SIZE
 from bttool.translator.options import LiftOptions
 
 GUEST_BITS = 40
-GUEST_LIMIT = 1 << GUEST_BITS          # upper end of the clamp range, above low
+GUEST_LIMIT = 1 << GUEST_BITS          # the clamp's limit L: parts are kept in [-L, 2L]
 DISP_GUARD = 1 << 30                   # |displacement| added after the clamp, at most
 MAP_LIMIT = GUEST_LIMIT - DISP_GUARD   # guest memory is mapped in [low, low + MAP_LIMIT)
 GUARD_SIZE = 1 << 20                   # past the top guard: room for the access's size
