@@ -282,6 +282,59 @@ def test_programs_with_identical_code_keep_their_own_translations(tmp_path):
         assert _by_name(stats["images"], exe.name)["regions_from_cache"] > 5, stats
 
 
+HOT_MALLOC_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+/* a hot loop calling malloc and free through the PLT: the tier-2 region
+   at the PLT stub holds libc's code, which reads libc's own data (the
+   tcache, its flags) rip-relative */
+static unsigned char *ring[8];
+int main(void) {
+    unsigned long sum = 0;
+    for (int i = 0; i < 200000; i++) {
+        free(ring[i & 7]);
+        ring[i & 7] = malloc(24 + (i & 63));
+        ring[i & 7][0] = (unsigned char)i;
+        sum += ring[(i + 3) & 7] ? ring[(i + 3) & 7][0] : 1;
+    }
+    printf("%lu\n", sum);
+    return 0;
+}
+"""
+
+
+def test_library_code_in_a_program_region_finds_its_data_when_the_library_moves(tmp_path):
+    """A region of the program that holds libc's code (malloc reached
+    through the PLT) addresses libc's data from libc's base in the run,
+    not from the program's: an LD_PRELOAD that places libc elsewhere
+    relative to the program leaves the warm run correct (it crashed,
+    reading libc's data at the old distance from the program)."""
+    import json
+    src, exe, pre = tmp_path / "hm.c", tmp_path / "hm", tmp_path / "libpre.so"
+    src.write_text(HOT_MALLOC_C)
+    (tmp_path / "pre.c").write_text("int bt_preloaded[40000] = {1};\n")
+    subprocess.run(["gcc", "-O2", "-o", str(exe), str(src)], check=True, capture_output=True)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(pre), str(tmp_path / "pre.c")],
+                   check=True, capture_output=True)
+    cache = tmp_path / "cache"
+    native = programs.run_native([exe])
+    for _ in range(3):
+        programs.assert_same(native, programs.run_bttool([exe], cache))
+    env = programs.guest_env({"LD_PRELOAD": str(pre)})
+    out = tmp_path / "s.json"
+    r = programs.run_bttool([exe], cache, env=env, options=["--stats-json", str(out)])
+    programs.assert_same(programs.run_native([exe], env=env), r)
+    libc = next(p for p in _ld_so_list(str(exe)) if "libc.so" in os.path.basename(p))
+    ls = subprocess.run(programs.bttool_argv("cache", "--cache-dir", cache, "ls", "--image",
+                                             str(exe), "--json"),
+                        capture_output=True, text=True, check=True)
+    import hashlib
+    libc_sha = hashlib.sha256(Path(libc).read_bytes()).hexdigest()
+    assert any(r["foreign_images"] == [libc_sha] for r in json.loads(ls.stdout)), \
+        "no region of the program holds libc's code"
+    assert _by_name(json.loads(out.read_text())["images"], exe.name)["regions_from_cache"] > 0
+
+
 CALLBACK_C = r"""
 #include <stdio.h>
 #include <stdlib.h>

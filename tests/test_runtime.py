@@ -149,6 +149,43 @@ def test_rip_relative_accesses_of_pic_code_are_not_clamped():
     assert selects(None) == 3              # absolute: constants (LLVM folds them)
 
 
+def test_foreign_code_addresses_its_own_files_data_from_its_base():
+    """A tier-2 region may hold code of another file (libc's malloc reached
+    through the program's PLT stub).  That code's rip-relative data lies
+    past the span of code taken in (libc's .data), and is addressed from
+    the foreign file's base in the run, which the runtime writes, never
+    the guest: so unclamped, as the entry rip is (ir/memory.py
+    host_pointer ``mapped``).  It was addressed from the program's base,
+    which is wrong as soon as the files lie at another distance (an
+    LD_PRELOAD; tests/test_dynamic.py has the run)."""
+    import re
+    from llvmlite import ir
+    from bttool.runtime.window import user_options
+    from bttool.translator.blocks import discover_region
+    from bttool.translator.decoder import Decoder
+    from bttool.translator.guestcode import Span
+    from bttool.translator.lifter import lift_region
+    # own unit at 0x1000: jmp 0x5000 (into the foreign file's code, whose
+    # base is 0x4000); there: mov rbx, [rip + 0x2000] (0x7007); ud2
+    code = {0x1000: b"\xe9\xfb\x3f\x00\x00",
+            0x5000: b"\x48\x8b\x1d\x00\x20\x00\x00\x0f\x0b"}
+
+    def read(a, n):
+        for start, data in code.items():
+            if start <= a < start + len(data):
+                return data[a - start:a - start + n]
+        return b""
+    region = discover_region(Decoder(64), read, 0x1000)
+    assert 0x5000 in region.blocks
+    module = ir.Module()
+    lift_region(region, user_options(0x1000), module, "f",
+                foreign=[Span(0x5000, 0x6000, 0x4000, "ab" * 32)])
+    text = str(module)
+    cell = re.search(r"(%\S+) = load i64, i64\* @\"f\.base\.", text).group(1)
+    assert f"add i64 {cell}, {0x7007 - 0x4000}" in text
+    assert " select " not in text
+
+
 L = GUEST_LIMIT
 
 

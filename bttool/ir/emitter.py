@@ -19,9 +19,9 @@ from bttool.ir.fastbuilder import FastBuilder
 from bttool.ir.state import FIELDS
 
 # What a foreign unit's base cell holds until the runtime writes it
-# (FunctionEmitter's ``foreign``): no canonical address minus a file offset
-# equals it, so a guard that compares an indirect target with
-# ``base + offset`` never passes.
+# (FunctionEmitter's ``foreign``) when there is no clamp: no canonical
+# address minus a file offset equals it, so a guard that compares an
+# indirect target with ``base + offset`` never passes.
 UNBOUND_BASE = 1 << 63
 
 I1 = ir.IntType(1)
@@ -150,9 +150,10 @@ class FunctionEmitter:
             raise ValueError("position-independent code needs its entry pc")
         self.entry_pc = entry_pc
         self._unit_base: ir.Value | None = None
-        # the rip this function was entered with (read by unit_base): a
-        # mapped guest address (memory.host_pointer ``mapped``)
-        self._entry_rip: ir.Value | None = None
+        # values that are guest addresses inside the window whatever the
+        # guest did (memory.host_pointer ``mapped``): the rip this function
+        # was entered with (read by unit_base) and its foreign units' bases
+        self._mapped: list[ir.Value] = []
         self.foreign = list(foreign)
         self._foreign_bases: dict[str, ir.Value] = {}
         self.hot_counters = hot_counters
@@ -288,7 +289,7 @@ class FunctionEmitter:
         if self._unit_base is None:
             eb = self._entry_builder
             rip = eb.load(self._state_gep(eb, "rip"), typ=I64)
-            self._entry_rip = rip
+            self._mapped.append(rip)
             self._unit_base = eb.sub(rip, const(64, self.entry_pc - self.pic_base))
         return self._unit_base
 
@@ -297,10 +298,22 @@ class FunctionEmitter:
         v = self._foreign_bases.get(cell)
         if v is None:
             g = ir.GlobalVariable(self.module, I64, cell)
-            g.initializer = const(64, UNBOUND_BASE)
+            g.initializer = const(64, self._unbound_base())
             g.align = 8
             v = self._foreign_bases[cell] = self._entry_builder.load(g, typ=I64)
+            self._mapped.append(v)
         return v
+
+    def _unbound_base(self) -> int:
+        """A foreign base cell's value until the runtime writes it.  Under
+        a clamp: the window's ``low + limit``, in the never-mapped guard
+        above guest memory (runtime/window.py), so that the base is a
+        trusted one (memory.host_pointer ``mapped``) even then: an access
+        off it stays in the reservation and faults, and no guest code lies
+        at ``base + offset``."""
+        if self.clamp is None or self.clamp.limit is None:
+            return UNBOUND_BASE
+        return self.clamp.low + self.clamp.limit
 
     def guest_addr(self, addr: int, b: ir.IRBuilder | None = None) -> ir.Value:
         """A guest code/data address known at translation time, as i64
@@ -308,6 +321,14 @@ class FunctionEmitter:
         b = b or self.b
         for start, end, base, cell in self.foreign:
             if start <= addr < end:
+                return b.add(self._foreign_base(cell), const(64, addr - base))
+        # Not code of a foreign unit: data, addressed rip-relative by the
+        # instruction being lifted, lies at a fixed offset from that
+        # instruction's own file, wherever the files are placed relative
+        # to each other in a run (libc's malloc reads libc's .data, not
+        # the program's, and an LD_PRELOAD moves libc).
+        for start, end, base, cell in self.foreign:
+            if start <= self.current_pc < end:
                 return b.add(self._foreign_base(cell), const(64, addr - base))
         if self.pic_base is None:
             return const(64, addr)
@@ -397,7 +418,7 @@ class FunctionEmitter:
         TLB check, which faults, stays whatever becomes of the value)."""
         if not self.system:
             self._note_access(addr, memory.type_bytes(ty), False)
-            return memory.load(self.b, self.mem, addr, ty, self.clamp, self._entry_rip)
+            return memory.load(self.b, self.mem, addr, ty, self.clamp, self._mapped)
         v = self.b.load(self._system_pointer(addr, memory.type_bytes(ty), False), typ=ty)
         v.align = 1
         return v
@@ -405,7 +426,7 @@ class FunctionEmitter:
     def store(self, addr: ir.Value, value: ir.Value) -> None:
         if not self.system:
             self._note_access(addr, memory.type_bytes(value.type), True)
-            memory.store(self.b, self.mem, addr, value, self.clamp, self._entry_rip)
+            memory.store(self.b, self.mem, addr, value, self.clamp, self._mapped)
             return
         ptr = self._system_pointer(addr, memory.type_bytes(value.type), True)
         st_ = self.b.store(value, ptr)
@@ -416,7 +437,7 @@ class FunctionEmitter:
         if not self.system:
             if self.commits is not None:
                 self.commits.note_read_write()
-            return memory.host_pointer(self.b, self.mem, addr, self.clamp, self._entry_rip)
+            return memory.host_pointer(self.b, self.mem, addr, self.clamp, self._mapped)
         return self._system_pointer(addr, size, True)
 
     def atomic_rmw(self, op: str, addr: ir.Value, value: ir.Value) -> ir.Value:

@@ -33,7 +33,7 @@ never leave it.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from llvmlite import ir
 
@@ -74,22 +74,25 @@ def _split_displacement(addr: ir.Value, guard: int) -> tuple[ir.Value, int]:
 
 
 def host_pointer(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, clamp: AddressClamp,
-                 mapped: ir.Value | None = None) -> ir.Value:
+                 mapped: Sequence[ir.Value] = ()) -> ir.Value:
     """Map a guest address (i64) to a host pointer inside the reservation
-    (see the module docstring).  ``mapped``: a value that is a guest
-    address the window maps, whatever the guest did: the rip a translation
-    was entered with (code runs only from guest memory that is mapped, at
-    the address it was translated from).  The clamp leaves such an
-    address as it is, so an address ``mapped + d`` skips it: PIC code's
-    rip-relative accesses (``[rip + d]``, data of the code's own file) then
-    cost what absolute code's do, one register plus a displacement, instead
-    of a clamped value per distinct target held in a register or spilled."""
+    (see the module docstring).  ``mapped``: values that are guest
+    addresses inside the window whatever the guest did: the rip a
+    translation was entered with (code runs only from guest memory that is
+    mapped, at the address it was translated from) and the bases of the
+    foreign units it holds (written by the runtime, never by the guest).
+    The clamp leaves such an address as it is, so an address ``m + d``
+    (``m`` one of them) skips it: PIC code's rip-relative accesses
+    (``[rip + d]``, data of the code's own file or of a foreign unit's:
+    libm's tables in a region entered at ``sin@plt``) then cost what
+    absolute code's do, one register plus a displacement, instead of a
+    clamped value per distinct target held in a register or spilled."""
     if clamp.limit is None:
         if clamp.bias:
             addr = b.add(addr, ir.Constant(I64, clamp.bias))
         return b.gep(membase, [addr], source_etype=I8)
     x, d = _split_displacement(addr, clamp.guard)
-    if mapped is not None and x is mapped:
+    if any(x is m for m in mapped):
         off = b.add(x, ir.Constant(I64, clamp.bias))
     else:
         base, index = _register_parts(x) if clamp.splits else (x, None)
@@ -119,7 +122,7 @@ def _clamp_part(b: ir.IRBuilder, biased: ir.Value, clamp: AddressClamp) -> ir.Va
 
 
 def load(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, ty: ir.Type, clamp: AddressClamp,
-         mapped: ir.Value | None = None) -> ir.Value:
+         mapped: Sequence[ir.Value] = ()) -> ir.Value:
     """A guest load, volatile: a load from unmapped guest memory faults
     natively whatever becomes of its value, but LLVM deletes a load whose
     value is dead (``fcom [m]`` whose status bits are overwritten, ``fldcw``
@@ -133,7 +136,7 @@ def load(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, ty: ir.Type, clamp:
 
 
 def store(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, value: ir.Value,
-          clamp: AddressClamp, mapped: ir.Value | None = None) -> None:
+          clamp: AddressClamp, mapped: Sequence[ir.Value] = ()) -> None:
     """A guest store.  Not volatile: that cost 10-20% on the sort and
     strings benchmarks (no merged or eliminated stores), so LLVM may still
     move a guest store across other guest accesses to provably different
