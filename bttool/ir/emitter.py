@@ -168,6 +168,12 @@ class FunctionEmitter:
         self.poll_back_edges = True
         self.fn = ir.Function(module, UNIT_TYPE, name=name)
         self.fn.args[0].add_attribute("noalias")
+        # Nothing unwinds through translated code (faults leave it by
+        # siglongjmp, runtime/nativeloop.py), so it needs no unwind table:
+        # without ``nounwind`` every object carried an .eh_frame that the
+        # JIT registers at load, some 550 of them at a dynamically linked
+        # program's warm start.
+        self.fn.attributes.add("nounwind")
         self.state_ptr, self.mem = self.fn.args
         self.state_ptr.name, self.mem.name = "state", "mem"
         self._entry = self.fn.append_basic_block("entry")
@@ -563,6 +569,19 @@ class FunctionEmitter:
             b.position_at_end(other)
         candidates = [c for c in candidates if not self.is_foreign(c)]
         if not candidates:
+            self.leave(target)
+            return
+        if self.pic_base is not None and len(set(candidates)) == 1:
+            # one likely target (a return to the one call site in the
+            # region): compare with its address in this run, rip plus a
+            # constant that is often live already (the return address the
+            # call pushed), not ``target - base`` with a constant
+            t = candidates[0]
+            case, other = self.new_block("pic.case"), self.new_block("pic.other")
+            b.cbranch(b.icmp_unsigned("==", target, self.guest_addr(t)), case, other)
+            b.position_at_end(case)
+            self.leave(t)
+            b.position_at_end(other)
             self.leave(target)
             return
         key = target if self.pic_base is None else b.sub(target, self.unit_base())
