@@ -615,6 +615,53 @@ for text in ("nop", "nop dword ptr [rax+rax*1+0]", "nop word ptr cs:[rax+rax*1+0
              "xchg ax, ax", "xchg rax, rax"):
     case(f"misc-{text}", text, weight=0.3)
 
+# -- BMI1, BMI2, ADX ---------------------------------------------------------------
+
+def bit_control(bits: int) -> st.SearchStrategy[int]:
+    """A bextr/bzhi control register: start and length bytes near and past
+    the width, garbage above bit 15 (ignored by the CPU)."""
+    b8 = st.one_of(st.sampled_from([0, 1, 7, 8, bits // 2, bits - 1, bits, bits + 1, 255]),
+                   st.integers(0, 255))
+    return st.builds(lambda hi, start, length: (hi & ~0xFFFF) | start | length << 8, U64, b8, b8)
+
+
+ZSOC = ZF | SF | OF | CF | DF          # AF and PF undefined
+for w, d, s1, s2, ptr in ((32, "r8d", "edx", "ecx", "dword"), (64, "rdi", "r11", "rax", "qword")):
+    case(f"bmi-andn-r{w}", f"andn {d}, {s1}, {s2}", mask=ZSOC)
+    case(f"bmi-andn-r{w}-m{w}", f"andn {d}, {s1}, {ptr} ptr [rsi+8]", mask=ZSOC, mem=[(8, w)])
+    for op in ("blsi", "blsmsk", "blsr"):
+        case(f"bmi-{op}-r{w}", f"{op} {d}, {s1}", mask=ZSOC, regs={REG[s1][0]: scan_source(w)})
+        case(f"bmi-{op}-r{w}-m{w}", f"{op} {d}, {ptr} ptr [rsi+8]", mask=ZSOC, mem=[(8, w)],
+             fix=lambda inp, draw, w=w: inp.put(8, draw(scan_source(w)), w))
+    case(f"bmi-bextr-r{w}", f"bextr {d}, {s1}, {s2}", mask=ZF | OF | CF | DF,
+         regs={REG[s2][0]: bit_control(w)})
+    case(f"bmi-bextr-r{w}-m{w}", f"bextr {d}, {ptr} ptr [rsi+8], {s2}", mask=ZF | OF | CF | DF,
+         mem=[(8, w)], regs={REG[s2][0]: bit_control(w)})
+    case(f"bmi-bzhi-r{w}", f"bzhi {d}, {s1}, {s2}", mask=ZSOC, regs={REG[s2][0]: bit_control(w)})
+    case(f"bmi-bzhi-r{w}-m{w}", f"bzhi {d}, {ptr} ptr [rsi+8], {s2}", mask=ZSOC, mem=[(8, w)],
+         regs={REG[s2][0]: bit_control(w)})
+    for op in ("pdep", "pext"):
+        case(f"bmi-{op}-r{w}", f"{op} {d}, {s1}, {s2}")
+        case(f"bmi-{op}-r{w}-m{w}", f"{op} {d}, {s1}, {ptr} ptr [rsi+8]", mem=[(8, w)])
+    for op in ("sarx", "shlx", "shrx"):
+        case(f"bmi-{op}-r{w}", f"{op} {d}, {s1}, {s2}", regs={REG[s2][0]: count_values(w)})
+        case(f"bmi-{op}-r{w}-m{w}", f"{op} {d}, {ptr} ptr [rsi+8], {s2}", mem=[(8, w)],
+             regs={REG[s2][0]: count_values(w)})
+    case(f"bmi-rorx-r{w}-imm8", f"rorx {d}, {s1}, 5", imm=1, imm_strategy=count_values(w))
+    case(f"bmi-rorx-r{w}-m{w}-imm8", f"rorx {d}, {ptr} ptr [rsi+8], 5", imm=1,
+         imm_strategy=count_values(w), mem=[(8, w)])
+    rdx = "edx" if w == 32 else "rdx"
+    case(f"bmi-mulx-r{w}", f"mulx {d}, {s1}, {s2}", regs={"rdx": in_reg(w)})
+    case(f"bmi-mulx-r{w}-m{w}", f"mulx {d}, {s1}, {ptr} ptr [rsi+8]", mem=[(8, w)],
+         regs={"rdx": in_reg(w)})
+    case(f"bmi-mulx-r{w}-same", f"mulx {d}, {d}, {s2}", regs={"rdx": in_reg(w)})
+    case(f"bmi-mulx-r{w}-rdx", f"mulx {rdx}, {s1}, {rdx}", regs={"rdx": in_reg(w)})
+    for op in ("adcx", "adox"):
+        case(f"adx-{op}-r{w}", f"{op} {d}, {s1}")
+        case(f"adx-{op}-r{w}-m{w}", f"{op} {d}, {ptr} ptr [rsi+8]", mem=[(8, w)])
+    # two interleaved carry chains, as big-number code runs them
+    case(f"adx-chains-r{w}", f"adcx {d}, {s1}; adox {s2}, {d}; adcx {s1}, {s2}; adox {d}, {s1}")
+
 # -- stack ------------------------------------------------------------------------
 
 DSTACK = {"rsp": st.just(STACK_IN_DATA)}
@@ -853,6 +900,26 @@ def test_insn(c: Case) -> None:
         run_case(c, draw_inputs(c, data.draw))
 
     check()
+
+
+_BIT_DEPOSIT = [c for c in CASES if c.id.startswith(("bmi-pdep", "bmi-pext"))]
+
+
+@pytest.mark.parametrize("c", _BIT_DEPOSIT, ids=[c.id for c in _BIT_DEPOSIT])
+def test_pdep_pext_without_the_host_instruction(c: Case, monkeypatch) -> None:
+    """pdep and pext as generic IR (a host without BMI2, another
+    architecture), against the host CPU all the same."""
+    monkeypatch.setattr(N, "HOST_INSTRUCTIONS", False)
+    N.forget_translation()
+
+    @settings(max_examples=examples(max(3, EXAMPLES)), deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def check(data) -> None:
+        run_case(c, draw_inputs(c, data.draw))
+
+    check()
+    N.forget_translation()
 
 
 # ---------------------------------------------------------------------------

@@ -263,6 +263,20 @@ def test_mmx(samples_dir, bttool_cache, tmp_path):
     assert native.stdout.endswith(b"fld1 without emms: ff ff c0 00 00 00 00 00 00 00\n")
 
 
+def test_bit_manipulation(samples_dir, bttool_cache, tmp_path):
+    """BMI1, BMI2 and ADX in a compiled program (samples/bitmanip.c: pdep
+    and pext Morton codes, bextr, bzhi, shlx/sarx/rorx, and 512-bit products
+    with mulx and the adcx/adox carry chains), byte for byte as natively;
+    the native run's last line is 3^300, which the test computes too."""
+    import native as N
+    lacking = sorted({"bmi1", "bmi2", "adx", "abm"} - N.host_flags()) if N.host_flags() else []
+    if lacking:
+        pytest.skip(f"the host CPU lacks {', '.join(lacking)}: no oracle here")
+    native, _ = programs.compare_run([sample(samples_dir, "bitmanip")], bttool_cache, cwd=tmp_path)
+    assert native.returncode == 0
+    assert native.stdout.endswith(f"3^300 = {3 ** 300:#x}\n".encode())
+
+
 def test_cxx_exceptions(samples_dir, bttool_cache, tmp_path):
     """A static g++ program (samples/cxx_exceptions.cc): exceptions through
     50 frames (libgcc's unwinder runs rdsspq, a hint-space NOP), RTTI,
