@@ -124,8 +124,7 @@ class LinuxProcess:
         base, image_end = map_image(self.memory, image)
         self.executor = Executor(state, self.memory,
                                  self.memory.window.options(base if image.pie else None,
-                                                            hot_counters=True,
-                                                            unit_image=image.sha256 if image.pie else ""),
+                                                            hot_counters=True),
                                  None, self.log, compile_support)
         self.signals.attach(self.executor, state)
         self.codepages = CodePages(self.memory, self.code_changed)
