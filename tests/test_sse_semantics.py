@@ -290,6 +290,14 @@ add(["pcmpistri xmm1, xmmword ptr [rsi+16], 0x1a", "pcmpistri xmm1, xmmword ptr 
 add(["pcmpestri xmm1, xmmword ptr [rsi+16], 0x0c", "pcmpestrm xmm1, xmm2, 0x25",
      "pcmpestri xmm1, xmm2, 0x5d"], "str8", flags=_PCMP_FLAGS, gpr="len")
 
+# AES-NI and PCLMULQDQ (the host's instructions or generic IR: test_insn_generic_crypto)
+add([f"{op} xmm1, xmm2" for op in ("aesenc", "aesenclast", "aesdec", "aesdeclast", "aesimc")]
+    + [f"{op} xmm9, xmmword ptr [rsi+16]" for op in ("aesenc", "aesdeclast", "aesimc")]
+    + ["aeskeygenassist xmm1, xmm2, 0x1b", "aeskeygenassist xmm3, xmmword ptr [rsi+32], 0x80",
+       "aeskeygenassist xmm1, xmm1, 0x0"]
+    + [f"pclmulqdq xmm1, xmm2, {imm:#x}" for imm in (0x00, 0x01, 0x10, 0x11, 0xee)]
+    + ["pclmulqdq xmm12, xmmword ptr [rsi+16], 0x10", "pclmulqdq xmm1, xmm1, 0x01"])
+
 # ---------------------------------------------------------------------------
 # running and comparing
 
@@ -530,6 +538,21 @@ def generic_fp(monkeypatch):
 def test_insn_generic_fp(spec: Spec, data, generic_fp) -> None:
     """test_insn for the arithmetic forms, lowered to the generic IR (as for
     targets without AVX-512)."""
+    inp, rng = draw_input(data, spec)
+    check(spec, inp)
+    check(spec, random_input(rng, spec))
+
+
+_CRYPTO = [s for s in SPECS if s.asm.startswith(("aes", "pclmul"))]
+
+
+@pytest.mark.parametrize("spec", _CRYPTO, ids=[s.asm for s in _CRYPTO])
+@_SETTINGS
+@given(data=st.data())
+def test_insn_generic_crypto(spec: Spec, data, generic_fp) -> None:
+    """AES-NI and PCLMULQDQ as generic IR (FIPS-197 on byte vectors, the
+    carry-less product bit by bit: a host without them, another
+    architecture), against the host CPU all the same."""
     inp, rng = draw_input(data, spec)
     check(spec, inp)
     check(spec, random_input(rng, spec))

@@ -2,10 +2,12 @@
 
 A fixed, documented model so a guest behaves the same on every host:
 
-* vendor GenuineIntel, family 6 model 0x1A (a Nehalem-class part), which is
-  exactly x86-64-v2: SSE, SSE2, SSE3, SSSE3, SSE4.1, SSE4.2, POPCNT, CX16,
-  LAHF/SAHF in 64-bit mode; no XSAVE/OSXSAVE, so no AVX, and leaf 7 reports
-  no BMI/AVX2/ERMS (glibc picks its SSE2/SSE4 routines);
+* vendor GenuineIntel, family 6 model 0x2C (a Westmere part): x86-64-v2
+  (SSE, SSE2, SSE3, SSSE3, SSE4.1, SSE4.2, POPCNT, CX16, LAHF/SAHF in
+  64-bit mode) and AES-NI and PCLMULQDQ, which Westmere added and OpenSSL's
+  AES and GCM use (translated to the host's own instructions where it has
+  them: translator/semantics/aes.py); no XSAVE/OSXSAVE, so no AVX, and
+  leaf 7 reports no BMI/AVX2/ERMS (glibc picks its SSE2/SSE4 routines);
 * deterministic cache parameters (leaf 4): L1d 32 KiB, L1i 32 KiB,
   L2 1 MiB, L3 8 MiB, 64-byte lines; one core, one thread;
 * brand string "bttool virtual x86-64-v2 CPU".
@@ -18,8 +20,9 @@ from __future__ import annotations
 LEVEL = "x86-64-v2"
 
 _EDX1 = sum(1 << b for b in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 19, 23, 24, 25, 26))
-_ECX1_V2 = sum(1 << b for b in (0, 9, 13, 19, 20, 23))   # SSE3 SSSE3 CX16 SSE4.1 SSE4.2 POPCNT
-_SIGNATURE = 0x000106A5                                  # family 6, model 0x1A, stepping 5
+# SSE3 PCLMULQDQ SSSE3 CX16 SSE4.1 SSE4.2 POPCNT AES
+_ECX1_V2 = sum(1 << b for b in (0, 1, 9, 13, 19, 20, 23, 25))
+_SIGNATURE = 0x000206C2                                  # family 6, model 0x2C, stepping 2
 _BRAND = b"bttool virtual x86-64-v2 CPU".ljust(48, b"\0")
 _VENDOR = b"GenuineIntel"
 
