@@ -130,7 +130,7 @@ BRANCH_REL = {("1", op) for op in list(range(0x70, 0x80)) + [0xE0, 0xE1, 0xE2, 0
 BRANCH_REL |= {("0F", op) for op in range(0x80, 0x90)}
 
 # Features beyond the virtual CPU model (bttool/runtime/cpuid.py: x86-64-v2
-# with AES-NI and PCLMULQDQ): an encoding of these may differ (bttool need
+# with AES-NI, PCLMULQDQ and SHA): an encoding of these may differ (bttool need
 # not implement what it does not advertise) and is reported as excepted.
 NOT_ADVERTISED_GROUPS = {
     X.X86_GRP_3DNOW: "3DNow!", X.X86_GRP_ADX: "ADX",
@@ -138,7 +138,7 @@ NOT_ADVERTISED_GROUPS = {
     X.X86_GRP_BMI: "BMI1", X.X86_GRP_BMI2: "BMI2", X.X86_GRP_F16C: "F16C",
     X.X86_GRP_FMA: "FMA", X.X86_GRP_FMA4: "FMA4", X.X86_GRP_FSGSBASE: "FSGSBASE",
     X.X86_GRP_RTM: "RTM", X.X86_GRP_SGX: "SGX",
-    X.X86_GRP_SHA: "SHA", X.X86_GRP_SSE4A: "SSE4a", X.X86_GRP_TBM: "TBM",
+    X.X86_GRP_SSE4A: "SSE4a", X.X86_GRP_TBM: "TBM",
     X.X86_GRP_XOP: "XOP", X.X86_GRP_VM: "VMX/SVM",
 }
 NOT_ADVERTISED_MNEMONICS = {
@@ -152,7 +152,7 @@ NOT_ADVERTISED_MNEMONICS = {
     "monitor": "MONITOR/MWAIT", "mwait": "MONITOR/MWAIT", "monitorx": "MONITORX",
     "mwaitx": "MONITORX", "clzero": "CLZERO", "rdpkru": "PKU", "wrpkru": "PKU",
     "adcx": "ADX", "adox": "ADX", "crc32": None,   # crc32 is SSE4.2: advertised
-    "sha1rnds4": "SHA", "gf2p8affineqb": "GFNI", "gf2p8affineinvqb": "GFNI",
+    "gf2p8affineqb": "GFNI", "gf2p8affineinvqb": "GFNI",
     "gf2p8mulb": "GFNI", "movdiri": "MOVDIRI", "movdir64b": "MOVDIR64B",
     "xbegin": "RTM", "xend": "RTM", "xabort": "RTM", "xtest": "RTM/HLE",
     "clac": "SMAP", "stac": "SMAP", "encls": "SGX", "enclu": "SGX", "rdfsbase": "FSGSBASE",

@@ -297,6 +297,13 @@ add([f"{op} xmm1, xmm2" for op in ("aesenc", "aesenclast", "aesdec", "aesdeclast
        "aeskeygenassist xmm1, xmm1, 0x0"]
     + [f"pclmulqdq xmm1, xmm2, {imm:#x}" for imm in (0x00, 0x01, 0x10, 0x11, 0xee)]
     + ["pclmulqdq xmm12, xmmword ptr [rsi+16], 0x10", "pclmulqdq xmm1, xmm1, 0x01"])
+# SHA extensions (the host's instructions or generic IR: test_insn_generic_crypto)
+add([f"sha1rnds4 xmm1, xmm2, {k}" for k in range(4)]
+    + ["sha1rnds4 xmm5, xmmword ptr [rsi+16], 2"]
+    + [f"{op} xmm1, xmm2" for op in ("sha1nexte", "sha1msg1", "sha1msg2", "sha256rnds2",
+                                      "sha256msg1", "sha256msg2")]
+    + [f"{op} xmm10, xmmword ptr [rsi+32]" for op in ("sha1msg2", "sha256rnds2", "sha256msg1")]
+    + ["sha256rnds2 xmm0, xmm1", "sha1msg1 xmm1, xmm1"])
 
 # ---------------------------------------------------------------------------
 # running and comparing
@@ -543,16 +550,17 @@ def test_insn_generic_fp(spec: Spec, data, generic_fp) -> None:
     check(spec, random_input(rng, spec))
 
 
-_CRYPTO = [s for s in SPECS if s.asm.startswith(("aes", "pclmul"))]
+_CRYPTO = [s for s in SPECS if s.asm.startswith(("aes", "pclmul", "sha"))]
 
 
 @pytest.mark.parametrize("spec", _CRYPTO, ids=[s.asm for s in _CRYPTO])
 @_SETTINGS
 @given(data=st.data())
 def test_insn_generic_crypto(spec: Spec, data, generic_fp) -> None:
-    """AES-NI and PCLMULQDQ as generic IR (FIPS-197 on byte vectors, the
-    carry-less product bit by bit: a host without them, another
-    architecture), against the host CPU all the same."""
+    """AES-NI, PCLMULQDQ and SHA as generic IR (FIPS-197 on byte vectors,
+    the carry-less product bit by bit, the SDM's SHA pseudocode: a host
+    without them, another architecture), against the host CPU all the
+    same."""
     inp, rng = draw_input(data, spec)
     check(spec, inp)
     check(spec, random_input(rng, spec))

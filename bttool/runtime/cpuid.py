@@ -4,10 +4,12 @@ A fixed, documented model so a guest behaves the same on every host:
 
 * vendor GenuineIntel, family 6 model 0x2C (a Westmere part): x86-64-v2
   (SSE, SSE2, SSE3, SSSE3, SSE4.1, SSE4.2, POPCNT, CX16, LAHF/SAHF in
-  64-bit mode) and AES-NI and PCLMULQDQ, which Westmere added and OpenSSL's
-  AES and GCM use (translated to the host's own instructions where it has
-  them: translator/semantics/aes.py); no XSAVE/OSXSAVE, so no AVX, and
-  leaf 7 reports no BMI/AVX2/ERMS (glibc picks its SSE2/SSE4 routines);
+  64-bit mode), AES-NI and PCLMULQDQ, which Westmere added, and the SHA
+  extensions (leaf 7 EBX bit 29, as Goldmont has them without AVX):
+  OpenSSL's AES, GCM, SHA-1 and SHA-256 use them (each the host's own
+  instruction where it has it: translator/semantics/aes.py, sha.py); no
+  XSAVE/OSXSAVE, so no AVX, and leaf 7 reports no BMI/AVX2/ERMS (glibc
+  picks its SSE2/SSE4 routines);
 * deterministic cache parameters (leaf 4): L1d 32 KiB, L1i 32 KiB,
   L2 1 MiB, L3 8 MiB, 64-byte lines; one core, one thread;
 * brand string "bttool virtual x86-64-v2 CPU".
@@ -23,6 +25,7 @@ _EDX1 = sum(1 << b for b in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 1
 # SSE3 PCLMULQDQ SSSE3 CX16 SSE4.1 SSE4.2 POPCNT AES
 _ECX1_V2 = sum(1 << b for b in (0, 1, 9, 13, 19, 20, 23, 25))
 _SIGNATURE = 0x000206C2                                  # family 6, model 0x2C, stepping 2
+_LEAF7_EBX = 1 << 29                                     # SHA
 _BRAND = b"bttool virtual x86-64-v2 CPU".ljust(48, b"\0")
 _VENDOR = b"GenuineIntel"
 
@@ -58,7 +61,9 @@ def cpuid(leaf: int, sub: int) -> tuple[int, int, int, int]:
         return 0x00FEFF01, 0, 0, 0
     if leaf == 4:
         return _cache_leaf4(sub)
-    if leaf in (3, 5, 6, 7):
+    if leaf == 7:
+        return 0, (_LEAF7_EBX if LEVEL == "x86-64-v2" and sub == 0 else 0), 0, 0
+    if leaf in (3, 5, 6):
         return 0, 0, 0, 0
     if leaf == 0x80000000:
         return 0x80000008, 0, 0, 0
