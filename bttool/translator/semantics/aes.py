@@ -11,6 +11,8 @@ table load per byte, MixColumns GF(2^8) arithmetic on the whole vector.
 """
 from __future__ import annotations
 
+import functools
+
 from llvmlite import ir
 
 from bttool.translator.operands import Insn
@@ -21,34 +23,29 @@ V16 = vec(8, 16)
 V2 = vec(64, 2)
 
 
-def _sbox() -> tuple[list[int], list[int]]:
+@functools.cache
+def sboxes() -> tuple[list[int], list[int]]:
     """The AES S-box and its inverse (FIPS-197 5.1.1): the multiplicative
-    inverse in GF(2^8) mod x^8+x^4+x^3+x+1, then the affine map."""
-    def mul(a: int, b: int) -> int:
-        r = 0
-        while b:
-            if b & 1:
-                r ^= a
-            a = (a << 1) ^ (0x11B if a & 0x80 else 0)
-            b >>= 1
-        return r
-    inv = [0] * 256
-    for a in range(1, 256):
-        inv[a] = next(b for b in range(1, 256) if mul(a, b) == 1)
+    inverse in GF(2^8) mod x^8+x^4+x^3+x+1 (from powers of the generator
+    3), then the affine map.  Made on first use: only the generic IR needs
+    them, and a translator process should not pay for them at import."""
+    exp, log = [0] * 255, [0] * 256
+    x = 1
+    for i in range(255):
+        exp[i], log[x] = x, i
+        x ^= (x << 1) ^ (0x11B if x & 0x80 else 0)      # x * 3
     box = []
     for a in range(256):
-        x = inv[a]
-        s = x
+        inv = exp[(255 - log[a]) % 255] if a else 0
+        s = inv
         for k in range(1, 5):
-            s ^= ((x << k) | (x >> (8 - k))) & 0xFF
+            s ^= ((inv << k) | (inv >> (8 - k))) & 0xFF
         box.append(s ^ 0x63)
     back = [0] * 256
     for a, s in enumerate(box):
         back[s] = a
     return box, back
 
-
-SBOX, INV_SBOX = _sbox()
 
 # ShiftRows and its inverse as byte permutations: row r moves left (right)
 # by r columns
@@ -70,8 +67,7 @@ def _table(ctx: Insn, name: str, values: list[int]) -> ir.GlobalVariable:
 
 def _sub_bytes(ctx: Insn, v: ir.Value, inverse: bool = False) -> ir.Value:
     b = ctx.b
-    table = _table(ctx, "bt_aes_inv_sbox" if inverse else "bt_aes_sbox",
-                   INV_SBOX if inverse else SBOX)
+    table = _table(ctx, "bt_aes_inv_sbox" if inverse else "bt_aes_sbox", sboxes()[inverse])
     out = ir.Constant(V16, ir.Undefined)
     zero = ir.Constant(ir.IntType(64), 0)
     for i in range(16):
