@@ -142,32 +142,21 @@ def shift_x(ctx: Insn) -> None:
     ctx.write(0, op(src, n))
 
 
-def _deposit(ctx: Insn, src: ir.Value, mask: ir.Value) -> ir.Value:
-    """pdep without the host's instruction: the low bits of ``src``, in
-    order, at the set bits of ``mask``."""
+def _bit_by_bit(ctx: Insn, src: ir.Value, mask: ir.Value, deposit: bool) -> ir.Value:
+    """pdep (``deposit``: the low bits of ``src``, in order, at the set bits
+    of ``mask``) or pext (the bits of ``src`` at the set bits of ``mask``,
+    packed into the low bits) without the host's instruction: bit i of the
+    mask moves one bit between position i and position k, the number of
+    set mask bits below i."""
     b = ctx.b
     ty = src.type
     one = ir.Constant(ty, 1)
     r, k = ir.Constant(ty, 0), ir.Constant(ty, 0)
     for i in range(ty.width):
-        m = b.and_(b.lshr(mask, ir.Constant(ty, i)), one)
-        bit = b.and_(b.lshr(src, k), m)
-        r = b.or_(r, b.shl(bit, ir.Constant(ty, i)))
-        k = b.add(k, m)
-    return r
-
-
-def _extract(ctx: Insn, src: ir.Value, mask: ir.Value) -> ir.Value:
-    """pext without the host's instruction: the bits of ``src`` at the set
-    bits of ``mask``, packed into the low bits in order."""
-    b = ctx.b
-    ty = src.type
-    one = ir.Constant(ty, 1)
-    r, k = ir.Constant(ty, 0), ir.Constant(ty, 0)
-    for i in range(ty.width):
-        m = b.and_(b.lshr(mask, ir.Constant(ty, i)), one)
-        bit = b.and_(b.lshr(src, ir.Constant(ty, i)), m)
-        r = b.or_(r, b.shl(bit, k))
+        at = ir.Constant(ty, i)
+        m = b.and_(b.lshr(mask, at), one)
+        bit = b.and_(b.lshr(src, k if deposit else at), m)
+        r = b.or_(r, b.shl(bit, at if deposit else k))
         k = b.add(k, m)
     return r
 
@@ -179,7 +168,7 @@ def pdep_pext(ctx: Insn) -> None:
     if "+bmi2" in ctx.em.host_features:
         r = ctx.em.intrinsic(f"llvm.x86.bmi.{ctx.mnemonic}.{w}", src.type, [src, mask])
     else:
-        r = (_deposit if ctx.mnemonic == "pdep" else _extract)(ctx, src, mask)
+        r = _bit_by_bit(ctx, src, mask, ctx.mnemonic == "pdep")
     ctx.write(0, r)
 
 
