@@ -58,9 +58,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from bttool.runtime.codeunits import CodeUnits
     from bttool.translator.translate import Translation
 
-SCHEMA_VERSION = 5
-# older layouts, rebuilt empty (_open): 3 had no row checksums, 4 no source IR
-_DERIVED_SCHEMAS = {"1", "2", "3", "4"}
+SCHEMA_VERSION = 6
+# older layouts, rebuilt empty (_open): 3 had no row checksums, 4 no source
+# IR, 5 no index by image
+_DERIVED_SCHEMAS = {"1", "2", "3", "4", "5"}
 DEFAULT_MAX_SIZE = 2 << 30           # bytes; BTTOOL_CACHE_MAX_SIZE overrides
 
 _SCHEMA = """
@@ -77,6 +78,7 @@ CREATE TABLE IF NOT EXISTS regions (
     symbol TEXT NOT NULL, host_bytes INTEGER NOT NULL, created REAL NOT NULL,
     last_used REAL NOT NULL, hits INTEGER NOT NULL DEFAULT 0, checksum INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS regions_by_entry ON regions (target, options, entry);
+CREATE INDEX IF NOT EXISTS regions_by_image ON regions (image, target, options);
 CREATE INDEX IF NOT EXISTS regions_by_object ON regions (object);
 CREATE TABLE IF NOT EXISTS images (
     sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, info TEXT NOT NULL, last_used REAL NOT NULL,
@@ -817,7 +819,9 @@ class RunCache:
         linked with the same libc share code at the same addresses; the
         digest check makes a foreign region safe.  Rows are verified when
         they are first considered (``_intact``), not here: a run uses a
-        fraction of what it loads."""
+        fraction of what it loads.  The index by image serves the first
+        kind: only the unit's own rows are read, not every row of the
+        target (in a cache shared by many programs, most are other files')."""
         cands: dict[int, list[tuple]] = {}
         if not self.enabled:
             return cands
