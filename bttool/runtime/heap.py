@@ -7,7 +7,11 @@ none will ever be garbage; during a cold run the collector ran six full
 and sixty-seven middle collections (crc32), mostly prompted by the objects
 that translation builds and drops.  So the start-up heap is frozen (moved
 out of the collector's sight: ``gc.freeze``), and translation releases its
-IR explicitly (ir/lifetime.py), leaving the collector little to do.
+IR explicitly (ir/lifetime.py), leaving the collector little to do.  And every bttool process collects
+rarely from its first import on (``collect_rarely``): the default, a
+collection every 700 new container objects, ran some 60 times in a warm
+start (imports, cache rows: 8.5 ms of a dynamically linked program's 200)
+and 1,460 times (155 ms) in a cold run of it.
 """
 from __future__ import annotations
 
@@ -22,3 +26,10 @@ def freeze_startup_heap() -> None:
     # (lief's nanobind) report objects still alive at shutdown as leaks, on
     # the guest's stderr.
     atexit.register(gc.unfreeze)
+
+
+def collect_rarely() -> None:
+    """Call once, at the process's first import of bttool (bttool/__init__.py):
+    the youngest generation is collected after 100,000 new container
+    objects instead of 700 (bttool makes few reference cycles)."""
+    gc.set_threshold(100_000, 50, 100)
