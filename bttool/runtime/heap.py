@@ -7,11 +7,12 @@ none will ever be garbage; during a cold run the collector ran six full
 and sixty-seven middle collections (crc32), mostly prompted by the objects
 that translation builds and drops.  So the start-up heap is frozen (moved
 out of the collector's sight: ``gc.freeze``), and translation releases its
-IR explicitly (ir/lifetime.py), leaving the collector little to do.  And every bttool process collects
-rarely from its first import on (``collect_rarely``): the default, a
-collection every 700 new container objects, ran some 60 times in a warm
-start (imports, cache rows: 8.5 ms of a dynamically linked program's 200)
-and 1,460 times (155 ms) in a cold run of it.
+IR explicitly (ir/lifetime.py), leaving the collector little to do.  And
+every bttool process collects rarely from its first import on
+(``collect_rarely``): the default, a collection every 700 new container
+objects, ran some 60 times in a warm start (imports, cache rows: 8.5 ms of
+a dynamically linked program's 200) and 1,460 times (155 ms) in a cold run
+of it.
 """
 from __future__ import annotations
 

@@ -97,11 +97,9 @@ def parse_spans(text: object) -> list[tuple[int, int, str]]:
                 (start, end), image = item, ""
             else:
                 start, end, image = item
-            if type(start) is not int or type(end) is not int or type(image) is not str \
-                    or start >= end:
-                if not (isinstance(start, int) and isinstance(end, int)
-                        and isinstance(image, str) and start < end):
-                    raise ValueError(item)
+            if not (isinstance(start, int) and isinstance(end, int) and isinstance(image, str)
+                    and start < end):
+                raise ValueError(item)
             out.append((start, end, image))
         return out
     except (TypeError, AttributeError, json.JSONDecodeError) as e:

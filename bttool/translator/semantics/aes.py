@@ -17,7 +17,8 @@ from llvmlite import ir
 
 from bttool.translator.operands import Insn
 from bttool.translator.registry import semantic
-from bttool.translator.semantics.sse_common import I8, I128, cast, imm8, mask_i32, rd, splat, vec, wr
+from bttool.translator.semantics.sse_common import (
+    I1, I8, I32, I64, I128, cast, imm8, mask_i32, rd, splat, vec, wr)
 
 V16 = vec(8, 16)
 V2 = vec(64, 2)
@@ -69,11 +70,11 @@ def _sub_bytes(ctx: Insn, v: ir.Value, inverse: bool = False) -> ir.Value:
     b = ctx.b
     table = _table(ctx, "bt_aes_inv_sbox" if inverse else "bt_aes_sbox", sboxes()[inverse])
     out = ir.Constant(V16, ir.Undefined)
-    zero = ir.Constant(ir.IntType(64), 0)
+    zero = ir.Constant(I64, 0)
     for i in range(16):
-        byte = b.extract_element(v, ir.Constant(ir.IntType(32), i))
-        slot = b.gep(table, [zero, b.zext(byte, ir.IntType(64))], inbounds=True)
-        out = b.insert_element(out, b.load(slot, typ=I8), ir.Constant(ir.IntType(32), i))
+        byte = b.extract_element(v, ir.Constant(I32, i))
+        slot = b.gep(table, [zero, b.zext(byte, I64)], inbounds=True)
+        out = b.insert_element(out, b.load(slot, typ=I8), ir.Constant(I32, i))
     return out
 
 
@@ -163,13 +164,12 @@ def aeskeygenassist(ctx: Insn) -> None:
         wr(ctx, 0, r)
         return
     sub = b.bitcast(_sub_bytes(ctx, cast(ctx, src, V16)), vec(32, 4))
-    i32 = ir.IntType(32)
     out = ir.Constant(vec(32, 4), ir.Undefined)
     for k, lane in enumerate((1, 3)):
-        w = b.extract_element(sub, ir.Constant(i32, lane))
-        rot = b.or_(b.lshr(w, ir.Constant(i32, 8)), b.shl(w, ir.Constant(i32, 24)))
-        out = b.insert_element(out, w, ir.Constant(i32, 2 * k))
-        out = b.insert_element(out, b.xor(rot, ir.Constant(i32, imm)), ir.Constant(i32, 2 * k + 1))
+        w = b.extract_element(sub, ir.Constant(I32, lane))
+        rot = b.or_(b.lshr(w, ir.Constant(I32, 8)), b.shl(w, ir.Constant(I32, 24)))
+        out = b.insert_element(out, w, ir.Constant(I32, 2 * k))
+        out = b.insert_element(out, b.xor(rot, ir.Constant(I32, imm)), ir.Constant(I32, 2 * k + 1))
     wr(ctx, 0, out)
 
 
@@ -185,14 +185,13 @@ def pclmulqdq(ctx: Insn) -> None:
                              [cast(ctx, dst, V2), cast(ctx, src, V2), ir.Constant(I8, imm)])
         wr(ctx, 0, r)
         return
-    i64 = ir.IntType(64)
 
     def half(v: ir.Value, high: int) -> ir.Value:
-        return b.trunc(b.lshr(v, ir.Constant(I128, 64)) if high else v, i64)
+        return b.trunc(b.lshr(v, ir.Constant(I128, 64)) if high else v, I64)
     a = b.zext(half(dst, imm & 1), I128)
     x = half(src, imm >> 4 & 1)
     r = ir.Constant(I128, 0)
     for i in range(64):
-        bit = b.trunc(b.lshr(x, ir.Constant(i64, i)), ir.IntType(1))
+        bit = b.trunc(b.lshr(x, ir.Constant(I64, i)), I1)
         r = b.xor(r, b.select(bit, b.shl(a, ir.Constant(I128, i)), ir.Constant(I128, 0)))
     wr(ctx, 0, r)

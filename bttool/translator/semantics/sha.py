@@ -14,9 +14,8 @@ from llvmlite import ir
 
 from bttool.translator.operands import Insn
 from bttool.translator.registry import semantic
-from bttool.translator.semantics.sse_common import I8, cast, imm8, rd, vec, wr
+from bttool.translator.semantics.sse_common import I8, I32, cast, imm8, rd, vec, wr
 
-I32 = ir.IntType(32)
 V4 = vec(32, 4)
 
 
