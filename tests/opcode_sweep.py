@@ -143,7 +143,7 @@ NOT_ADVERTISED_GROUPS = {
 }
 NOT_ADVERTISED_MNEMONICS = {
     "movbe": "MOVBE", "lzcnt": "LZCNT (ABM)", "tzcnt": "BMI1", "andn": "BMI1",
-    "rdrand": "RDRAND", "rdseed": "RDSEED", "rdtscp": "RDTSCP", "rdpid": "RDPID",
+    "rdtscp": "RDTSCP", "rdpid": "RDPID",
     "xsave": "XSAVE", "xsave64": "XSAVE", "xrstor": "XSAVE", "xrstor64": "XSAVE",
     "xsaveopt": "XSAVEOPT", "xsaveopt64": "XSAVEOPT", "xsavec": "XSAVEC", "xsavec64": "XSAVEC",
     "xsaves": "XSAVES", "xsaves64": "XSAVES", "xrstors": "XSAVES", "xrstors64": "XSAVES",
@@ -179,6 +179,8 @@ EXCEPTIONS: dict[str, str] = {
     "rdtsc": "time stamp counter: a different value on every read",
     "rdtscp": "time stamp counter and TSC_AUX: a different value on every read",
     "rdpmc": "performance counter: host-specific",
+    "rdrand": "a random value: a different one on every read",
+    "rdseed": "a random value: a different one on every read",
     "xgetbv": "XCR0 of the virtual model (x87+SSE) is not the host's",
     "sgdt": "descriptor-table address of the host kernel (or UMIP)",
     "sidt": "descriptor-table address of the host kernel (or UMIP)",

@@ -1,5 +1,5 @@
 """Differential tests (host CPU as oracle) for the odd integer instructions:
-crc32 (SSE4.2), xlatb, enter, clflush."""
+crc32 (SSE4.2), xlatb, enter, clflush, rdrand and rdseed."""
 from __future__ import annotations
 
 import os
@@ -78,3 +78,34 @@ def test_oracle_skips_without_the_feature(monkeypatch):
     with pytest.raises(pytest.skip.Exception, match="lacks sse4_2 for crc32"):
         N.run_native(CODES["crc32 eax, bl"], {"rax": 1, "rbx": 2})
     assert N.missing_host_feature(CODES["xlatb"]) is None
+
+
+# rdrand/rdseed: (form, destination, bits the instruction replaces)
+_RANDOM_FORMS = [("rdrand ax", "rax", 16), ("rdrand ecx", "rcx", 32), ("rdrand r9", "r9", 64),
+                 ("rdseed r11w", "r11", 16), ("rdseed edx", "rdx", 32), ("rdseed rax", "rax", 64)]
+_RANDOM_CODES = dict(zip([f for f, _, _ in _RANDOM_FORMS], N.assemble([f for f, _, _ in _RANDOM_FORMS])))
+
+
+@pytest.mark.parametrize("form,dest,bits", _RANDOM_FORMS, ids=[f for f, _, _ in _RANDOM_FORMS])
+def test_random_numbers_match_the_host_but_for_the_value(form, dest, bits):
+    """rdrand and rdseed (runtime/randomsource.py) against the host: from
+    every arithmetic flag set, CF=1 and the others clear; every register
+    but the destination's replaced bits as natively (a 16-bit destination
+    keeps its upper 48 bits, a 32-bit one is zero-extended).  A drained
+    host source answers CF=0, so the native run is retried until it
+    delivers, as software does."""
+    regs = {r: 0x0123_4567_89AB_CDEF * (i + 1) & N.M64 for i, r in enumerate(N.GPRS) if r != "rsp"}
+    code = _RANDOM_CODES[form]
+    for _ in range(1000):
+        nat = N.run_native(code, regs, rflags=0x202 | N.ARITH)
+        if nat.rflags & N.CF:
+            break
+    else:
+        pytest.fail(f"the host's {form} never delivered")
+    mask = {dest: N.M64 & ~((1 << bits) - 1)}
+    values = set()
+    for _ in range(4):
+        tr = N.run_translated(code, regs, rflags=0x202 | N.ARITH)
+        N.compare(nat, tr, reg_mask=mask, what=form)
+        values.add(tr.regs[dest] & ((1 << bits) - 1))
+    assert len(values) > 1, f"{form}: four draws gave one value"

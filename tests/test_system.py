@@ -400,6 +400,28 @@ _start:
     cpuid
     mov %eax, %eax
     EXPECT 0x6f747462, cpuid-brand  # "btto": the brand string is "bttool virtual ..."
+    # rdrand: CF=1 with the other flags clear; a 16-bit destination keeps
+    # the rest of the register, a 32-bit one is zero-extended
+    mov $-1, %rbx
+    mov $-1, %rcx
+    pushfq
+    orq $0x8d5, (%rsp)
+    popfq
+    rdrand %bx
+    rdseed %ecx
+    pushfq
+    pop %rax
+    and $0x8d5, %eax
+    shr $16, %rbx
+    shr $32, %rcx
+    shl $4, %rcx
+    or %rcx, %rax
+    mov $0xffffffffffff, %rdx
+    cmp %rdx, %rbx
+    jne 1f
+    or $0x100, %rax
+1:
+    EXPECT 0x101, rdrand
     # string I/O: rep insb from the UART, rep outsb to it
     lea buf(%rip), %rdi
     mov $COM1, %dx
@@ -432,11 +454,12 @@ idt: .fill 0x100, 1, 0
 
 def test_privileged_and_sensitive_instructions(tmp_path, bttool_cache):
     """swapgs, clts, lmsw, wbinvd, mov DRn, rdtsc, rdmsr/wrmsr (#GP on an
-    unknown MSR), cpuid and string port I/O act on the virtual CPU."""
+    unknown MSR), cpuid, rdrand/rdseed and string port I/O act on the
+    virtual CPU."""
     r = boot(assemble(tmp_path, "misc", PRIVILEGED_MISC), bttool_cache, "--system",
              stdin=b"xyz", timeout=60)
     expected = ("swapgs ok\nclts ok\nlmsw ok\ndr0 ok\ndr7 ok\nrdtsc ok\nunknown-msr-gp ok\n"
-                "cpuid-brand ok\nxyzrep-outsb ok\n")
+                "cpuid-brand ok\nrdrand ok\nxyzrep-outsb ok\n")
     assert (r.returncode, r.stdout.decode()) == (0, expected), r.stderr
 
 

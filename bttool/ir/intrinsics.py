@@ -72,6 +72,9 @@ _ENTRIES = [
     ("smsw", ("smsw",), False, "runtime", "store the virtual machine status word"),
     ("far", ("ljmp", "lcall", "retf", "retfq"), False, "runtime",
      "far jump, call or return: loads CS from the virtual GDT (may switch 32/64-bit mode)"),
+    ("rdrand", ("rdrand", "rdseed"), False, "runtime",
+     "random bits from the host's entropy (os.urandom) into a general register, CF=1: the "
+     "virtual CPU's source never runs dry, and the guest never reaches the host's instruction"),
 ]
 
 # Ordinary in linux-user mode, intrinsics in system mode.
@@ -96,10 +99,29 @@ BY_ID: dict[int, Intrinsic] = {e.id: e for e in TABLE.values()}
 _SIZE_SHIFT = 16
 
 
-def exit_info(entry: Intrinsic, insn_size: int) -> int:
-    return entry.id | (insn_size << _SIZE_SHIFT)
+# And, for an intrinsic that writes a general register (rdrand, rdseed),
+# that register above the length: its number in GPR_NAMES (ir/state.py)
+# and its width in bytes, so the runtime needs no decoder for it either.
+_REG_SHIFT = 24
+
+
+def exit_info(entry: Intrinsic, insn_size: int, register: tuple[int, int] | None = None) -> int:
+    """``register``: (number in GPR_NAMES, width in bytes) of the general
+    register the intrinsic writes, if it writes one."""
+    info = entry.id | (insn_size << _SIZE_SHIFT)
+    if register is not None:
+        number, width = register
+        info |= (number | width << 4) << _REG_SHIFT
+    return info
 
 
 def split_exit_info(info: int) -> tuple[Intrinsic, int]:
     """(the intrinsic, the length of its instruction) from ``exit_info``."""
-    return BY_ID[info & ((1 << _SIZE_SHIFT) - 1)], info >> _SIZE_SHIFT
+    return BY_ID[info & ((1 << _SIZE_SHIFT) - 1)], (info >> _SIZE_SHIFT) & 0xFF
+
+
+def exit_register(info: int) -> tuple[int, int]:
+    """(number in GPR_NAMES, width in bytes) of the register that
+    ``exit_info`` names (see ``exit_info``)."""
+    code = info >> _REG_SHIFT
+    return code & 0xF, code >> 4

@@ -7,7 +7,9 @@ A fixed, documented model so a guest behaves the same on every host:
   64-bit mode), AES-NI and PCLMULQDQ, which Westmere added, and the SHA
   extensions (leaf 7 EBX bit 29, as Goldmont has them without AVX):
   OpenSSL's AES, GCM, SHA-1 and SHA-256 use them (each the host's own
-  instruction where it has it: translator/semantics/aes.py, sha.py); no
+  instruction where it has it: translator/semantics/aes.py, sha.py);
+  RDRAND and RDSEED (leaf 1 ECX bit 30, leaf 7 EBX bit 18), served by the
+  runtime from the host kernel's entropy (runtime/randomsource.py); no
   XSAVE/OSXSAVE, so no AVX, and leaf 7 reports no BMI/AVX2/ERMS (glibc
   picks its SSE2/SSE4 routines);
 * deterministic cache parameters (leaf 4): L1d 32 KiB, L1i 32 KiB,
@@ -22,10 +24,10 @@ from __future__ import annotations
 LEVEL = "x86-64-v2"
 
 _EDX1 = sum(1 << b for b in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 19, 23, 24, 25, 26))
-# SSE3 PCLMULQDQ SSSE3 CX16 SSE4.1 SSE4.2 POPCNT AES
-_ECX1_V2 = sum(1 << b for b in (0, 1, 9, 13, 19, 20, 23, 25))
+# SSE3 PCLMULQDQ SSSE3 CX16 SSE4.1 SSE4.2 POPCNT AES RDRAND
+_ECX1_V2 = sum(1 << b for b in (0, 1, 9, 13, 19, 20, 23, 25, 30))
 _SIGNATURE = 0x000206C2                                  # family 6, model 0x2C, stepping 2
-_LEAF7_EBX = 1 << 29                                     # SHA
+_LEAF7_EBX = (1 << 18) | (1 << 29)                       # RDSEED SHA
 _BRAND = b"bttool virtual x86-64-v2 CPU".ljust(48, b"\0")
 _VENDOR = b"GenuineIntel"
 

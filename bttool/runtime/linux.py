@@ -17,7 +17,7 @@ from typing import Callable
 
 from bttool.errors import EXIT_INTERNAL
 from bttool.ir import intrinsics, state as st
-from bttool.runtime import cpuid, guestthreads
+from bttool.runtime import cpuid, guestthreads, randomsource
 from bttool.runtime.codepages import CodePages
 from bttool.runtime.codeunits import CodeUnit, CodeUnits, file_digest
 from bttool.runtime.dispatcher import Executor
@@ -464,6 +464,8 @@ class LinuxProcess:
                 self._general_protection("xgetbv with an invalid XCR index")
             v = cpuid.xcr0()
             s.rax, s.rdx = v & 0xFFFFFFFF, v >> 32
+        elif entry.name == "rdrand":
+            randomsource.rdrand(s, int(s.exit_info))
         elif breakpoint_trap(entry.name, self.memory.read_code(s.rip, size)):
             s.rip += size
             # measured natively: SI_KERNEL for the int3 forms, TRAP_BRKPT for int1

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bttool.ir import intrinsics, state as st
+from bttool.runtime import randomsource
 from bttool.runtime.dispatcher import Executor
 from bttool.runtime.memory import PROT_EXEC, PROT_READ, PROT_WRITE, GuestMemory
 from bttool.runtime.window import user_options
@@ -90,7 +91,7 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = s
     ex.stats.untranslatable.clear()
     end = CODE_ADDR + len(code)
     s.rip = CODE_ADDR
-    int3 = intrinsics.TABLE["int3"].id
+    int3, rdrand = intrinsics.TABLE["int3"].id, intrinsics.TABLE["rdrand"].id
     result_fault = 0
     host_sig = 0
     replay = None
@@ -117,6 +118,10 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = s
         if reason == st.EXIT_INTRINSIC and s.rip == end \
                 and intrinsics.split_exit_info(int(s.exit_info))[0].id == int3:
             break
+        if reason == st.EXIT_INTRINSIC and intrinsics.split_exit_info(int(s.exit_info))[0].id == rdrand:
+            randomsource.rdrand(s, int(s.exit_info))    # as runtime/linux.py serves it
+            s.rip += intrinsics.split_exit_info(int(s.exit_info))[1]
+            continue
         if reason == st.EXIT_HOT:
             continue            # a long loop: stays in this tier
         if reason == st.EXIT_FAULT:

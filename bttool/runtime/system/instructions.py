@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from capstone import x86_const as X
 
 from bttool.ir import intrinsics
-from bttool.runtime import cpuid
+from bttool.runtime import cpuid, randomsource
 from bttool.runtime.system import controlbits as C, vcpu as V
 from bttool.runtime.system.vcpu import GuestException, gp, read_rflags, write_rflags
 from bttool.translator.addressing import address_form
@@ -380,6 +380,12 @@ class Instructions:
         s = self.m.state
         v = cpuid.xcr0()
         s.rax, s.rdx = v & 0xFFFFFFFF, v >> 32
+
+    def do_rdrand(self, insn) -> None:
+        """rdrand/rdseed (runtime/randomsource.py); set_reg zero-extends a
+        32-bit destination and keeps the rest of a 16-bit one."""
+        self.write_op(insn, 0, randomsource.random_bits(insn.operands[0].size))
+        randomsource.set_success_flags(self.m.state)
 
     def do_rdtsc_vm(self, insn) -> None:
         if self.m.cpu.cpl > 0 and self.m.cpu.cr4 & 4:    # CR4.TSD

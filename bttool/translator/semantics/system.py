@@ -5,18 +5,20 @@ from __future__ import annotations
 
 from bttool.ir import intrinsics
 from bttool.ir.emitter import I64
-from bttool.ir.state import (EXIT_FAULT, EXIT_INTRINSIC, EXIT_SYSCALL, FAULT_GP, FAULT_UD)
+from bttool.ir.state import (EXIT_FAULT, EXIT_INTRINSIC, EXIT_SYSCALL, FAULT_GP, FAULT_UD,
+                             GPR_NAMES)
 from bttool.translator.operands import Insn
 from bttool.translator.registry import semantic
 
 
-def exit_to_runtime(ctx: Insn, name: str) -> None:
-    """End the unit so the runtime performs intrinsic ``name`` at this pc."""
+def exit_to_runtime(ctx: Insn, name: str, register: tuple[int, int] | None = None) -> None:
+    """End the unit so the runtime performs intrinsic ``name`` at this pc
+    (``register``: intrinsics.exit_info's)."""
     entry = intrinsics.TABLE[name]
     if entry.privileged and ctx.user_mode:
         ctx.leave(ctx.pc, EXIT_FAULT, FAULT_GP)
     else:
-        ctx.leave(ctx.pc, EXIT_INTRINSIC, intrinsics.exit_info(entry, ctx.size))
+        ctx.leave(ctx.pc, EXIT_INTRINSIC, intrinsics.exit_info(entry, ctx.size, register))
 
 
 @semantic("syscall", terminal=True)
@@ -31,9 +33,18 @@ def _runtime_intrinsic(name: str):
 
 
 for _entry in intrinsics.TABLE.values():
-    if _entry.impl == "runtime" and _entry.name != "syscall" and not _entry.system_only:
+    if _entry.impl == "runtime" and _entry.name not in ("syscall", "rdrand") \
+            and not _entry.system_only:
         for _m in _entry.mnemonics:
             semantic(_m, terminal=True)(_runtime_intrinsic(_entry.name))
+
+
+@semantic("rdrand", "rdseed", terminal=True)
+def rdrand(ctx: Insn) -> None:
+    """The runtime fills the register (runtime/randomsource.py); the exit
+    names it, so a warm run decodes nothing."""
+    info = ctx.reg_info(ctx.ops[0].reg)
+    exit_to_runtime(ctx, "rdrand", (GPR_NAMES.index(info.field), info.bits // 8))
 
 
 @semantic("rdtsc", "rdtscp")
