@@ -168,6 +168,7 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
         if proc.executor.cache is not None:
             proc.executor.collect(wait=True)    # tier-2 compilations still under way go into it
             proc.executor.cache.finish()
+            proc.executor.cache.close()
             proc.executor.stats.cache_dropped = proc.executor.cache.dropped
         if proc.executor.background is not None:
             proc.executor.stats.background_compiles = proc.executor.background.compiled_by_server

@@ -60,6 +60,9 @@ def run_kernel(path: str, args: list[str], memory_size: int, max_resets: int,
                 setattr(stats, k, getattr(stats, k) + v)
             elif isinstance(v, list):
                 getattr(stats, k).extend(v)
+    for ex in machine.executors.values():
+        if ex.cache is not None:
+            ex.cache.close()        # (a store shared by executors closes once, quietly)
     return status, stats
 
 
