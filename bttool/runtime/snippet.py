@@ -115,13 +115,14 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = s
                 result_fault = st.FAULT_PF
                 break
             continue
-        if reason == st.EXIT_INTRINSIC and s.rip == end \
-                and intrinsics.split_exit_info(int(s.exit_info))[0].id == int3:
-            break
-        if reason == st.EXIT_INTRINSIC and intrinsics.split_exit_info(int(s.exit_info))[0].id == rdrand:
-            randomsource.rdrand(s, int(s.exit_info))    # as runtime/linux.py serves it
-            s.rip += intrinsics.split_exit_info(int(s.exit_info))[1]
-            continue
+        if reason == st.EXIT_INTRINSIC:
+            entry, size = intrinsics.split_exit_info(int(s.exit_info))
+            if entry.id == int3 and s.rip == end:
+                break
+            if entry.id == rdrand:          # as runtime/linux.py serves it
+                randomsource.rdrand(s, int(s.exit_info))
+                s.rip += size
+                continue
         if reason == st.EXIT_HOT:
             continue            # a long loop: stays in this tier
         if reason == st.EXIT_FAULT:
