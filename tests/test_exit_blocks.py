@@ -3,7 +3,8 @@ chain to the next translation gets its own write-back and chain; paths that
 return to the runtime with a reason (a pending signal polled at a loop's
 back edge, a fault) share one write-back.  Checked on the IR of a loop
 with several back edges, where one write-back per back edge made an
-interpreter's dispatch loop a third larger."""
+interpreter's dispatch loop a third larger.  Also which callees a tier-2
+region takes in, so that their calls and returns are no exits at all."""
 from __future__ import annotations
 
 import os
@@ -41,3 +42,23 @@ def test_exits_with_a_reason_share_one_write_back():
     assert _returning_exits(tier=2) == 2
     # tier 1 has one exit for everything
     assert _returning_exits(tier=1) == 1
+
+
+def test_tier2_region_takes_in_small_leaf_callees_only():
+    """A tier-2 region (follow_calls) takes in a direct callee that is a
+    small leaf function, so its call and ret become branches, and leaves
+    out one that calls further or is large (translator/blocks.py
+    _small_leaf): those stay regions of their own."""
+    big_leaf = "big: " + "; ".join(f"add rax, {i}" for i in range(120)) + "; ret"
+    code, = N.assemble(["top: call leaf; call caller; call big; dec rcx; jnz top; ret; "
+                        "leaf: lea rax, [rax + 1]; test rax, 1; jz 1f; inc rax; 1: ret; "
+                        "caller: push rbx; call leaf; pop rbx; ret; " + big_leaf])
+    read = lambda a, n: code[a - 0x1000:a - 0x1000 + n] if 0 <= a - 0x1000 < len(code) else b""
+    calls = [i for i in Decoder(64).decode_all(code, 0x1000) if i.mnemonic == "call"][:3]
+    leaf, caller, big = (i.operands[0].imm for i in calls)
+    region = discover_region(Decoder(64), read, 0x1000, max_blocks=64, max_insns=3000,
+                             follow_calls=True)
+    assert leaf in region.blocks
+    assert caller not in region.blocks and big not in region.blocks
+    # without follow_calls (tier 1) no callee joins
+    assert leaf not in discover_region(Decoder(64), read, 0x1000).blocks

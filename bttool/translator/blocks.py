@@ -94,6 +94,50 @@ def _add_successors(block: Block, insn) -> None:
         block.entries.append(nxt)
 
 
+# A callee joins a tier-2 region whole or not at all: at most this many
+# blocks and instructions, and no calls or indirect jumps of its own.
+_LEAF_BLOCKS = 12
+_LEAF_INSNS = 100
+
+
+def _direct_target(insn) -> int | None:
+    ops = insn.operands
+    return ops[0].imm if ops and ops[0].type == X.X86_OP_IMM else None
+
+
+def _small_leaf(decoder: Decoder, read: CodeReader, entry: int,
+                within: Sequence[tuple[int, int]] | None) -> bool:
+    """Whether the code at ``entry`` is a small leaf function: every block
+    reachable from it decodes, lies in ``within`` (when given), and ends in
+    a direct branch or a ``ret`` (no call, no indirect jump, no exit to the
+    runtime), within _LEAF_BLOCKS blocks and _LEAF_INSNS instructions."""
+    seen: set[int] = set()
+    todo, total = [entry], 0
+    while todo:
+        pc = todo.pop()
+        if pc in seen:
+            continue
+        seen.add(pc)
+        end = None
+        if within is not None:
+            end = next((hi for lo, hi in within if lo <= pc < hi), None)
+            if end is None:
+                return False
+        try:
+            blk = decode_block(decoder, read, pc, end=end)
+        except UnmappedCode:
+            return False
+        total += len(blk.insns)
+        if blk.bad_at is not None or blk.entries or not blk.insns or len(seen) > _LEAF_BLOCKS \
+                or total > _LEAF_INSNS:
+            return False
+        last = blk.insns[-1]
+        if last.id == X.X86_INS_CALL or (not blk.successors and last.id != X.X86_INS_RET):
+            return False
+        todo.extend(blk.successors)
+    return True
+
+
 @dataclass
 class Region:
     entry: int
@@ -120,8 +164,13 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
     With ``follow_calls`` (tier 2), a call's return site joins the region
     too (the lifter turns returns into a switch over the region's return
     sites), so a loop around a call stays in the region and a recursive call
-    to the region's entry is an IR branch.  Callees are not taken in (they
-    would bring their cold paths along).  ``guess_target`` may name the
+    to the region's entry is an IR branch.  A direct callee is taken in only
+    when it is a small leaf function (``_small_leaf``), whose ``ret`` then
+    becomes a branch back through that switch: a call and return between
+    regions cost two state write-backs, reloads and table probes (a loop
+    calling a one-line function ran 5 times native, 2.5 with it inside);
+    a larger callee would bring its cold paths along and crowd the
+    region's own blocks out (malloc: slower).  ``guess_target`` may name the
     likely target of an indirect call or jump by its address (a run-time
     profile): it joins the region and the lifter switches on it.  With
     ``within`` = [(lo, hi), ...], only blocks starting in one of those
@@ -129,6 +178,7 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
     guest page; user mode: the code units)."""
     from bttool.translator import jumptables
     blocks: dict[int, Block] = {}
+    leaves: dict[int, bool] = {}       # callee -> _small_leaf
     todo = [entry]
     total = 0
     bounds: dict[int, int] = {}
@@ -151,6 +201,13 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
         total += len(blk.insns)
         if follow_calls and blk.insns and blk.insns[-1].id == X.X86_INS_CALL:
             blk.successors.append(blk.end)     # the return site
+            callee = _direct_target(blk.insns[-1])
+            if callee is not None and callee not in blocks:
+                small = leaves.get(callee)
+                if small is None:
+                    small = leaves[callee] = _small_leaf(decoder, read, callee, within)
+                if small:
+                    blk.successors.append(callee)
         if read_data is not None:
             bound = jumptables.bound_after(blk.insns)
             if bound is not None:
