@@ -301,9 +301,17 @@ def test_no_cache_writes_nothing(hello, tmp_path):
     assert not cache.exists()
 
 
+# The callees call on (g), so no tier-2 region takes them in (only small
+# leaf functions join one: translator/blocks.py _small_leaf); LEAF=1 makes
+# them leaves.
 _CALLS_IN_LOOP = r"""
 #include <stdio.h>
+#ifdef LEAF
 #define F(name, body) static __attribute__((noinline)) long name(long x) { return body; }
+#else
+static __attribute__((noinline)) long g(long x) { return x & 1; }
+#define F(name, body) static __attribute__((noinline)) long name(long x) { return body + g(x); }
+#endif
 F(f1, x * 3 + 1) F(f2, x ^ (x >> 7)) F(f3, x + 12345) F(f4, x * 7 - 5)
 int main(void) {
     long s = 0;
@@ -346,6 +354,29 @@ def test_return_sites_in_a_hot_loop_do_not_copy_the_loop(tmp_path):
     sizes = [r["insn_count"] for r in tier2 if main_lo <= r["entry"] < main_hi]
     assert len(sizes) >= 4, tier2             # the loop, and the return sites made hot
     assert sum(sizes) < 2 * max(sizes), sizes
+
+
+def test_small_leaf_callees_run_inside_the_loops_region(tmp_path):
+    """The same loop calling four small leaf functions: tier 2 takes them
+    into the loop's region, so no return site is re-entered through the
+    lookup table often enough to get a tier-2 region of its own, and the
+    output stays native."""
+    src = tmp_path / "calls.c"
+    src.write_text(_CALLS_IN_LOOP)
+    exe = tmp_path / "calls"
+    subprocess.run(["gcc", "-O2", "-static", "-DLEAF", "-o", str(exe), str(src)], check=True)
+    native = subprocess.run([str(exe)], capture_output=True)
+    cache = tmp_path / "cache"
+    run = _bttool("run", "--cache-dir", str(cache), str(exe), text=True)
+    assert (run.returncode, run.stdout) == (native.returncode, native.stdout.decode())
+    nm = subprocess.run(["nm", str(exe)], capture_output=True, text=True, check=True).stdout
+    syms = {line.split()[2]: int(line.split()[0], 16) for line in nm.splitlines()
+            if len(line.split()) == 3}
+    main_lo, main_hi = syms["main"], min(a for a in syms.values() if a > syms["main"])
+    ls = _bttool("cache", "--cache-dir", str(cache), "ls", "--json", text=True)
+    tier2 = [r for r in json.loads(ls.stdout) if "|O2|" in r["target"]]
+    in_main = [r for r in tier2 if main_lo <= r["entry"] < main_hi]
+    assert len(in_main) == 1, in_main
 
 
 def test_entry_block_call_brings_callee_and_return_site_into_the_module():
