@@ -327,19 +327,15 @@ int main(void) {
 """
 
 
-def test_return_sites_in_a_hot_loop_do_not_copy_the_loop(tmp_path):
-    """Tier 2: the loop in main gets one region; each call's return site
-    (re-entered through the lookup table) gets a region only up to the next
-    call, not another copy of the whole loop (the output stays native).
-
-    A performance property (copies of the loop would run correctly, only
-    compiled at O2 several times over), read from what the run left in its
-    cache: `bttool cache ls --json` lists each region made with its target
-    (``|O2|`` for tier 2), entry and instruction count."""
+def _tier2_regions_in_main(tmp_path, *cflags: str) -> list[dict]:
+    """Build _CALLS_IN_LOOP with ``cflags``, run it under bttool (output as
+    natively) and return the tier-2 regions it left in its cache that start
+    in main.  `bttool cache ls --json` lists each region made with its
+    target (``|O2|`` for tier 2), entry and instruction count."""
     src = tmp_path / "calls.c"
     src.write_text(_CALLS_IN_LOOP)
     exe = tmp_path / "calls"
-    subprocess.run(["gcc", "-O2", "-static", "-o", str(exe), str(src)], check=True)
+    subprocess.run(["gcc", "-O2", "-static", *cflags, "-o", str(exe), str(src)], check=True)
     native = subprocess.run([str(exe)], capture_output=True)
     cache = tmp_path / "cache"
     run = _bttool("run", "--cache-dir", str(cache), str(exe), text=True)
@@ -351,8 +347,18 @@ def test_return_sites_in_a_hot_loop_do_not_copy_the_loop(tmp_path):
     ls = _bttool("cache", "--cache-dir", str(cache), "ls", "--json", text=True)
     assert ls.returncode == 0, ls.stderr
     tier2 = [r for r in json.loads(ls.stdout) if "|O2|" in r["target"]]
-    sizes = [r["insn_count"] for r in tier2 if main_lo <= r["entry"] < main_hi]
-    assert len(sizes) >= 4, tier2             # the loop, and the return sites made hot
+    return [r for r in tier2 if main_lo <= r["entry"] < main_hi]
+
+
+def test_return_sites_in_a_hot_loop_do_not_copy_the_loop(tmp_path):
+    """Tier 2: the loop in main gets one region; each call's return site
+    (re-entered through the lookup table) gets a region only up to the next
+    call, not another copy of the whole loop (the output stays native).
+    A performance property (copies of the loop would run correctly, only
+    compiled at O2 several times over), read from the run's cache."""
+    in_main = _tier2_regions_in_main(tmp_path)
+    sizes = [r["insn_count"] for r in in_main]
+    assert len(sizes) >= 4, in_main           # the loop, and the return sites made hot
     assert sum(sizes) < 2 * max(sizes), sizes
 
 
@@ -361,21 +367,7 @@ def test_small_leaf_callees_run_inside_the_loops_region(tmp_path):
     into the loop's region, so no return site is re-entered through the
     lookup table often enough to get a tier-2 region of its own, and the
     output stays native."""
-    src = tmp_path / "calls.c"
-    src.write_text(_CALLS_IN_LOOP)
-    exe = tmp_path / "calls"
-    subprocess.run(["gcc", "-O2", "-static", "-DLEAF", "-o", str(exe), str(src)], check=True)
-    native = subprocess.run([str(exe)], capture_output=True)
-    cache = tmp_path / "cache"
-    run = _bttool("run", "--cache-dir", str(cache), str(exe), text=True)
-    assert (run.returncode, run.stdout) == (native.returncode, native.stdout.decode())
-    nm = subprocess.run(["nm", str(exe)], capture_output=True, text=True, check=True).stdout
-    syms = {line.split()[2]: int(line.split()[0], 16) for line in nm.splitlines()
-            if len(line.split()) == 3}
-    main_lo, main_hi = syms["main"], min(a for a in syms.values() if a > syms["main"])
-    ls = _bttool("cache", "--cache-dir", str(cache), "ls", "--json", text=True)
-    tier2 = [r for r in json.loads(ls.stdout) if "|O2|" in r["target"]]
-    in_main = [r for r in tier2 if main_lo <= r["entry"] < main_hi]
+    in_main = _tier2_regions_in_main(tmp_path, "-DLEAF")
     assert len(in_main) == 1, in_main
 
 
