@@ -73,20 +73,31 @@ def decode_block(decoder: Decoder, read: CodeReader, pc: int,
     return block
 
 
+def _direct_target(insn) -> int | None:
+    """The target of a jump or call with an immediate operand, else None."""
+    ops = insn.operands
+    return ops[0].imm if ops and ops[0].type == X.X86_OP_IMM else None
+
+
+def _range_end(within: Sequence[tuple[int, int]], pc: int) -> int | None:
+    """The end of the range of ``within`` that holds ``pc``, or None."""
+    return next((hi for lo, hi in within if lo <= pc < hi), None)
+
+
 def _add_successors(block: Block, insn) -> None:
     """Successors are the targets of jumps, which a region may contain.  A
     call's target and return site, and the instruction after an exit to the
     runtime, are entered through the lookup table instead: they are
     ``entries`` (future region entries), not successors."""
-    direct = insn.id in _DIRECT and insn.operands and insn.operands[0].type == X.X86_OP_IMM
+    target = _direct_target(insn) if insn.id in _DIRECT else None
     nxt = insn.address + insn.size
     if insn.id == X.X86_INS_CALL:
-        if direct:
-            block.entries.append(insn.operands[0].imm)
+        if target is not None:
+            block.entries.append(target)
         block.entries.append(nxt)
         return
-    if direct:
-        block.successors.append(insn.operands[0].imm)
+    if target is not None:
+        block.successors.append(target)
         if insn.id != X.X86_INS_JMP:
             block.successors.append(nxt)
         return
@@ -98,11 +109,6 @@ def _add_successors(block: Block, insn) -> None:
 # blocks and instructions, and no calls or indirect jumps of its own.
 _LEAF_BLOCKS = 12
 _LEAF_INSNS = 100
-
-
-def _direct_target(insn) -> int | None:
-    ops = insn.operands
-    return ops[0].imm if ops and ops[0].type == X.X86_OP_IMM else None
 
 
 def _small_leaf(decoder: Decoder, read: CodeReader, entry: int,
@@ -120,7 +126,7 @@ def _small_leaf(decoder: Decoder, read: CodeReader, entry: int,
         seen.add(pc)
         end = None
         if within is not None:
-            end = next((hi for lo, hi in within if lo <= pc < hi), None)
+            end = _range_end(within, pc)
             if end is None:
                 return False
         try:
@@ -188,7 +194,7 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
             continue
         end = None
         if within is not None:
-            end = next((hi for lo, hi in within if lo <= pc < hi), None)
+            end = _range_end(within, pc)
             if end is None and pc != entry:
                 continue
         try:
