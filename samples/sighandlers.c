@@ -255,14 +255,23 @@ static void on_chld(int sig)
         children++;
 }
 
+/* SIGCHLD stays blocked but inside sigsuspend, the race-free wait: with
+ * "while (children < 3) pause();" a SIGCHLD handled between the test and
+ * the pause leaves it waiting for good (natively a window of a few
+ * instructions; translated, one that can hold the translation of pause) */
 static void test_sigchld(void)
 {
+    sigset_t chld, old;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
     signal(SIGCHLD, on_chld);
+    sigprocmask(SIG_BLOCK, &chld, &old);
     for (int i = 0; i < 3; i++)
         if (fork() == 0)
             _exit(i);
     while (children < 3)
-        pause();
+        sigsuspend(&old);
+    sigprocmask(SIG_SETMASK, &old, NULL);
     printf("sigchld: reaped %d\n", (int)children);
     signal(SIGCHLD, SIG_DFL);
 }

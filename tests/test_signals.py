@@ -149,3 +149,69 @@ def test_code_translated_before_the_handler_faults_precisely(bttool_cache, tmp_p
     subprocess.run(["gcc", "-O2", "-static", "-o", str(exe), str(src)], check=True)
     native, _ = programs.compare_run([str(exe)], bttool_cache, cwd=tmp_path)
     assert native.stdout == b"counter 4 total 15\n"
+
+
+# The runtime's blocking host calls (Syscalls.raw) go through the support
+# object's bt_safe_syscall.  In a child interpreter (it installs a host
+# handler and binds a state): a signal for the guest caught before the call
+# begins must end the call, not be held while it waits for good.
+_SAFE_CALL = r"""
+import ctypes, os, signal, threading
+from bttool.ir import state as st
+from bttool.runtime import hostsignals
+from bttool.runtime.engine import Engine
+from bttool.runtime.nativeloop import NOT_STARTED
+from bttool.runtime.syscalls import waits_for_signal
+PAUSE = 34
+engine = Engine()
+s = st.new_state()
+engine.bind(s)
+s.irq_pending = 1
+assert engine.safe_syscall(PAUSE, 0, 0, 0, 0, 0, 0) == -NOT_STARTED
+s.irq_pending = 0
+assert engine.safe_syscall(39, 0, 0, 0, 0, 0, 0) == os.getpid()     # getpid
+hostsignals.catch_for_guest(signal.SIGUSR1, engine.address("bt_async"))
+main, done = threading.get_ident(), threading.Event()
+def sender():
+    while not done.is_set():
+        signal.pthread_kill(main, signal.SIGUSR1)
+threading.Thread(target=sender).start()
+seen = set()
+for _ in range(3000):
+    # each caught signal is taken and unblocked again, as delivery does;
+    # one caught anywhere from here to the pause must end the pause
+    seen.add(engine.safe_syscall(PAUSE, 0, 0, 0, 0, 0, 0))
+    engine.take_async(ctypes.addressof(s))
+    s.irq_pending = 0
+    hostsignals.set_host_mask(0)
+done.set()
+assert seen <= {-4, -NOT_STARTED}, seen
+# caught inside the window (the flag's test up to the syscall instruction):
+# the thread goes on at the cancel label; caught after it: it goes on as is
+catch = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)(engine.address("bt_async"))
+start, end, cancel = (engine.address("bt_safe_syscall_" + n) for n in ("start", "end", "cancel"))
+for rip, goes_on in ((start, cancel), (end - 2, cancel), (end, end)):
+    info, uc = ctypes.create_string_buffer(128), ctypes.create_string_buffer(1024)
+    ctypes.c_uint64.from_buffer(uc, 40 + 8 * 16).value = rip      # uc_mcontext.gregs[REG_RIP]
+    catch(signal.SIGUSR1, ctypes.addressof(info), ctypes.addressof(uc))
+    assert ctypes.c_uint64.from_buffer(uc, 40 + 8 * 16).value == goes_on, (hex(rip), hex(goes_on))
+    engine.take_async(ctypes.addressof(s))
+    s.irq_pending = 0
+r, w = os.pipe()
+import tempfile
+with tempfile.TemporaryFile() as f:
+    assert waits_for_signal(0, (r, 0, 1)) and not waits_for_signal(0, (f.fileno(), 0, 1))
+assert waits_for_signal(PAUSE, ()) and waits_for_signal(202, (0, 128 | 0, 0))     # FUTEX_WAIT_PRIVATE
+assert not waits_for_signal(202, (0, 128 | 1, 1))                                  # FUTEX_WAKE_PRIVATE
+assert waits_for_signal(61, (-1, 0, 0, 0)) and not waits_for_signal(61, (-1, 0, 1, 0))   # WNOHANG
+print("ok", sorted(seen))
+"""
+
+
+def test_a_signal_caught_before_a_blocking_host_call_ends_it():
+    """Without the check-and-syscall window that bt_async knows, a signal
+    caught between the poll flag's test and the host pause() is recorded
+    and blocked, and the pause never returns (the loop then times out)."""
+    r = subprocess.run([sys.executable, "-c", _SAFE_CALL], capture_output=True, text=True, timeout=120,
+                       env={"PYTHONPATH": str(programs.REPO), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0 and r.stdout.startswith("ok"), r.stderr[-2000:]

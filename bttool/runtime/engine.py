@@ -86,6 +86,10 @@ class Engine:
             self.address("bt_table_fill"))
         self.take_async = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p)(
             self.address("bt_take_async"))
+        # (nr, six arguments) -> the host call's result or -errno, or
+        # -nativeloop.NOT_STARTED (see Syscalls.raw)
+        self.safe_syscall = ctypes.CFUNCTYPE(ctypes.c_long, *[ctypes.c_long] * 7)(
+            self.address("bt_safe_syscall"))
         # a lookup table with no entries (see Executor.empty_table)
         self.empty_table = self.global_address("bt_no_table")
         self.table_fill(self.empty_table, tables.TABLE_ENTRIES)

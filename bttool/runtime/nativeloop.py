@@ -42,6 +42,40 @@ SIGINFO_CODE = 8
 SIGINFO_ADDR = 16
 UCONTEXT_ERR = 40 + 8 * 19   # ucontext_t's uc_mcontext.gregs[REG_ERR]: the page-fault error code
 UCONTEXT_SIGMASK = 40 + 256  # ucontext_t's uc_sigmask: the mask the kernel restores after the handler
+UCONTEXT_RIP = 40 + 8 * 16   # ucontext_t's uc_mcontext.gregs[REG_RIP]: where the thread goes on
+# What bt_safe_syscall returns, negated, for a call it did not make because
+# a signal was caught first: Linux's ERESTARTNOINTR, which the kernel never
+# gives user space, so no real result is mistaken for it.
+NOT_STARTED = 513
+
+
+def _safe_syscall_asm() -> str:
+    """``bt_safe_syscall_asm(flag, nr, a1..a6)``: the host system call
+    ``nr``, unless ``*flag`` (the state's irq_pending) says a signal for
+    the guest was caught.  The check and the ``syscall`` instruction are
+    the window ``bt_async`` knows (start, end): a signal caught there moves
+    the thread to ``cancel``, so a signal caught after the guest's call
+    left translated code either stops the host call from starting or
+    interrupts it (EINTR; bttool's host handlers have no SA_RESTART).
+    Without it, a signal caught before a host pause() began was recorded
+    and the pause never woke (QEMU's safe_syscall solves the same race)."""
+    lines = [
+        ".text", ".globl bt_safe_syscall_asm", ".type bt_safe_syscall_asm,@function",
+        ".globl bt_safe_syscall_start", ".globl bt_safe_syscall_end", ".globl bt_safe_syscall_cancel",
+        "bt_safe_syscall_asm:",
+        "movq %rsi, %rax", "movq %rdi, %r11",
+        "movq %rdx, %rdi", "movq %rcx, %rsi", "movq %r8, %rdx", "movq %r9, %r10",
+        "movq 8(%rsp), %r8", "movq 16(%rsp), %r9",
+        "bt_safe_syscall_start:",
+        "cmpl $0, (%r11)", "jne bt_safe_syscall_cancel",
+        "syscall",
+        "bt_safe_syscall_end:",
+        "ret",
+        "bt_safe_syscall_cancel:",
+        f"movq ${-NOT_STARTED}, %rax", "ret",
+        ".size bt_safe_syscall_asm, .-bt_safe_syscall_asm",
+    ]
+    return "\n".join(f'module asm "{line}"' for line in lines)
 
 
 def _fault_exit(off) -> str:
@@ -93,6 +127,12 @@ def support_ir() -> str:
 @bt_targets = global [{1 << TARGET_BITS} x i64] zeroinitializer, align 64
 @bt_no_table = global [{2 * TABLE_ENTRIES} x i64] zeroinitializer, align 64
 @bt_tls_key = global i32 -1
+@bt_no_signal = global i32 0
+{_safe_syscall_asm()}
+@bt_safe_syscall_start = external global i8
+@bt_safe_syscall_end = external global i8
+@bt_safe_syscall_cancel = external global i8
+declare i64 @bt_safe_syscall_asm(ptr, i64, i64, i64, i64, i64, i64, i64)
 
 declare i32 @__sigsetjmp(ptr, i32) returns_twice
 declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)
@@ -223,9 +263,26 @@ record:
   store atomic i32 1, ptr %flag seq_cst, align 4
   %link = getelementptr inbounds i8, ptr %st, i64 {off('table_base')}
   store atomic ptr @bt_no_table, ptr %link seq_cst, align 8
+  %ripp = getelementptr inbounds i8, ptr %uc, i64 {UCONTEXT_RIP}
+  %rip = load i64, ptr %ripp
+  %after = icmp uge i64 %rip, ptrtoint (ptr @bt_safe_syscall_start to i64)
+  %before = icmp ult i64 %rip, ptrtoint (ptr @bt_safe_syscall_end to i64)
+  %between = and i1 %after, %before
+  br i1 %between, label %cancel, label %done
+cancel:
+  store i64 ptrtoint (ptr @bt_safe_syscall_cancel to i64), ptr %ripp
   br label %done
 done:
   ret void
+}}
+
+define i64 @bt_safe_syscall(i64 %nr, i64 %a1, i64 %a2, i64 %a3, i64 %a4, i64 %a5, i64 %a6) {{
+entry:
+{this_state}
+  %own = getelementptr i8, ptr %st, i64 {off('irq_pending')}
+  %flag = select i1 %has, ptr %own, ptr @bt_no_signal
+  %r = call i64 @bt_safe_syscall_asm(ptr %flag, i64 %nr, i64 %a1, i64 %a2, i64 %a3, i64 %a4, i64 %a5, i64 %a6)
+  ret i64 %r
 }}
 
 define i64 @bt_take_async(ptr %state) {{

@@ -196,7 +196,8 @@ FUTEX: dict[int, str] = {
 # Calls that may wait (for a descriptor, a child, another guest thread, a
 # signal, time): they run outside the runtime lock (runtime/guestthreads.py;
 # Syscalls.raw), so a futex wait never keeps out the thread that would wake
-# it.  The rest are quick and keep the lock.
+# it.  The rest are quick and keep the lock.  Those a signal interrupts
+# are the WAIT_ tables below.
 MAY_BLOCK = frozenset({
     0, 1, 2, 7, 16, 17, 18, 19, 20, 23, 24, 34, 35, 40, 42, 43, 44, 45, 46, 47,   # read ... recvmsg
     61, 65, 69, 70, 72, 73, 74, 75,             # wait4 semop msgsnd msgrcv fcntl flock fsync fdatasync
@@ -204,6 +205,29 @@ MAY_BLOCK = frozenset({
     257, 270, 271, 275, 276, 277, 281, 288, 295, 296, 299, 307,     # openat ... sendmmsg
     326, 327, 328, 437, 441, 449,               # copy_file_range ... futex_waitv
 })
+
+# Of those, the calls a signal interrupts (EINTR, or a restart under
+# SA_RESTART), so one caught as the call starts must end it rather than be
+# held until it returns (Syscalls.raw; Linux's signal(7), "Interruption of
+# system calls").  The other MAY_BLOCK calls never wait for a signal's sake
+# (a regular file's read, an open, fsync, FUTEX_WAKE, sched_yield) and run
+# to the end first, as in Linux.
+WAIT_ALWAYS = frozenset({
+    7, 23, 34, 35, 42, 43, 65, 69, 70, 128, 130, 208, 220, 230,     # poll ... clock_nanosleep
+    232, 242, 243, 270, 271, 275, 276, 281, 288, 441, 449,          # epoll_wait ... futex_waitv
+})
+# wait only when argument 0 is a descriptor that can keep them waiting (a
+# pipe, socket, terminal or other character device; not a regular file, a
+# directory or a block device): read, write and their vector and socket forms
+WAIT_ON_FD = frozenset({0, 1, 17, 18, 19, 20, 40, 44, 45, 46, 47, 295, 296, 299, 307, 327, 328})
+# wait unless a flag says not to: number -> (argument, flag): wait4 and
+# waitid WNOHANG, flock LOCK_NB
+WAIT_UNLESS_FLAG = {61: (2, 1), 247: (3, 1), 73: (1, 4)}
+# wait for some commands only: number -> (argument, command mask, commands):
+# fcntl F_SETLKW and F_OFD_SETLKW; futex's waits (WAIT, LOCK_PI,
+# WAIT_BITSET, WAIT_REQUEUE_PI, LOCK_PI2; the mask drops PRIVATE and
+# CLOCK_REALTIME)
+WAIT_COMMANDS = {72: (1, 0xFFFFFFFF, frozenset({7, 38})), 202: (1, 0x7F, frozenset({0, 6, 9, 11, 13}))}
 
 _KIND = re.compile(r"^(?:i|f|s|p(\d)(?:\*(\d+))?|p:(\d+)|l(\d))$")
 

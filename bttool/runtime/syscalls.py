@@ -15,6 +15,7 @@ import errno
 import fcntl
 import os
 import resource as resource_module
+import stat
 import struct
 from typing import TYPE_CHECKING, Callable
 
@@ -23,9 +24,11 @@ from bttool.runtime.guestthreads import LOCK, gettid
 from bttool.runtime.memory import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_SHARED,
                                    PROT_EXEC, PROT_WRITE, PAGE, GuestMemoryError, page_up)
 from bttool.runtime.procview import in_this_process
+from bttool.runtime.nativeloop import NOT_STARTED
 from bttool.runtime.syscall_table import (ARCH_GET_CPUID, ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_FS,
                                           ARCH_SET_GS, FCNTL, FUTEX, IOCTL, MADVISE, MAY_BLOCK, PARSED,
-                                          PASSTHROUGH, PRCTL, TASK_SIZE_MAX, parse)  # noqa: F401
+                                          PASSTHROUGH, PRCTL, TASK_SIZE_MAX, WAIT_ALWAYS, WAIT_COMMANDS,
+                                          WAIT_ON_FD, WAIT_UNLESS_FLAG, parse)  # noqa: F401
 
 if TYPE_CHECKING:  # pragma: no cover
     from bttool.runtime.linux import LinuxProcess
@@ -60,6 +63,27 @@ def _passed_fds(control: bytes) -> list[int]:
             fds += [_fd(v) for (v,) in struct.iter_unpack("<i", data[:len(data) // 4 * 4])]
         off += (length + 7) & ~7
     return fds
+
+
+def waits_for_signal(nr: int, args: tuple[int, ...]) -> bool:
+    """Whether host call ``nr`` with ``args`` (host values) is one a signal
+    interrupts: it may wait, and Linux would end the wait for a signal
+    (syscall_table's WAIT_ tables)."""
+    if nr in WAIT_ALWAYS:
+        return True
+    if nr in WAIT_ON_FD:
+        try:
+            mode = os.fstat(_fd(args[0])).st_mode
+        except OSError:
+            return False            # the call itself answers EBADF
+        return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISBLK(mode))
+    if nr in WAIT_UNLESS_FLAG:
+        i, flag = WAIT_UNLESS_FLAG[nr]
+        return not args[i] & flag
+    if nr in WAIT_COMMANDS:
+        i, mask, commands = WAIT_COMMANDS[nr]
+        return args[i] & mask in commands
+    return False
 
 
 def _process_exists(pid: int) -> bool:
@@ -142,6 +166,7 @@ class Syscalls:
     def __init__(self, proc: "LinuxProcess"):
         self.proc = proc
         self.mem = proc.memory
+        self._safe_call = proc.executor.engine.safe_syscall
         # the working directory, read at the first relative path after a
         # chdir/fchdir (_proc_dir)
         self._cwd: str | None = None
@@ -329,20 +354,34 @@ class Syscalls:
             if kept:
                 return kept
 
-    @staticmethod
-    def raw(nr: int, *args: int) -> int:
+    def raw(self, nr: int, *args: int) -> int:
         """The host call, as is.  One that may block runs outside the
         runtime lock (runtime/guestthreads.py), so other guest threads go
-        on, and the one that would wake this one can."""
+        on, and the one that would wake this one can; and through
+        ``bt_safe_syscall`` (runtime/nativeloop.py), which does not start
+        it once a signal for the guest was caught since the guest's call
+        left translated code.  Such a call, when a signal interrupts it
+        (``waits_for_signal``), ends with EINTR as if the signal had come
+        during the wait, and the signal is delivered (restarting the call
+        under SA_RESTART: GuestSignals); any other is made all the same
+        (the signal is delivered after it, as Linux does)."""
         cargs = [ctypes.c_long(a - (1 << 64) if a >= 1 << 63 else a) for a in args]
-        if nr in MAY_BLOCK and LOCK.shared:
-            with LOCK.released():
-                r = _libc.syscall(ctypes.c_long(nr), *cargs)
-        else:
+        if nr not in MAY_BLOCK:
             r = _libc.syscall(ctypes.c_long(nr), *cargs)
-        if r == -1:
-            return -ctypes.get_errno()
-        return r
+            return -ctypes.get_errno() if r == -1 else r
+        if LOCK.shared:
+            with LOCK.released():
+                return self._blocking(nr, args, cargs)
+        return self._blocking(nr, args, cargs)
+
+    def _blocking(self, nr: int, args: tuple[int, ...], cargs: list) -> int:
+        r = self._safe_call(nr, *cargs, *[0] * (6 - len(cargs)))
+        if r != -NOT_STARTED:
+            return r
+        if waits_for_signal(nr, args):
+            return -errno.EINTR
+        r = _libc.syscall(ctypes.c_long(nr), *cargs)
+        return -ctypes.get_errno() if r == -1 else r
 
     # -- memory -----------------------------------------------------------
     def brk(self, addr: int, *_: int) -> int:
