@@ -9,7 +9,8 @@ through.  A signal the guest handles is caught on the host by ``bt_async``
 (runtime/nativeloop.py), which records its siginfo, leaves the signal
 blocked on the host thread and raises the state's poll flag: translated
 code leaves at its next back edge or region exit, a blocking host system
-call returns EINTR, and ``deliver_pending`` builds the guest's frame at
+call returns EINTR (or does not start, when the signal came after the
+guest's call left translated code: Syscalls.raw), and ``deliver_pending`` builds the guest's frame at
 that instruction boundary and gives the host thread the guest's mask
 again.  Until then further instances of the signal stay in the host
 kernel's queue, so real-time signals queue (each instance delivered with
@@ -18,9 +19,6 @@ Signals with the default action keep the host's default action, so the
 host kernel stops, continues or ends bttool exactly as it would the guest.
 Synchronous signals (guest faults, int3) are delivered here directly with
 Linux's forced semantics.
-
-Not yet: a signal that arrives in the few instructions between bttool's
-last check and a blocking host call waits for that call to end.
 """
 from __future__ import annotations
 
