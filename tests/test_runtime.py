@@ -443,3 +443,32 @@ def test_three_targets_in_one_lookup_set_still_run_correctly():
     code, regs = _colliding_calls(3, 300)
     r = run_snippet(code, regs={"rax": 0, "rbx": 0, "rdx": 0}, max_exits=5000)
     assert (r.regs["rax"], r.regs["rbx"], r.regs["rdx"], r.regs["rcx"]) == (300, 300, 300, 0)
+
+
+def test_code_ranges_find_the_translations_an_unmap_touches():
+    """runtime/coderanges.py against a plain scan of every entry, over
+    ranges that straddle chunk edges, one-byte and empty queries, a query
+    wider than the index (the chunk loop turns into a key scan) and
+    entries replaced and dropped."""
+    import random
+    from bttool.runtime.coderanges import CHUNK_BITS, CodeRanges
+    rng = random.Random(7)
+    chunk = 1 << CHUNK_BITS
+    code, plain = CodeRanges(), {}
+    for pc in range(0x400000, 0x400000 + 40 * chunk, chunk // 3):
+        ranges = [(s, s + rng.randrange(1, 3 * chunk)) for s in (pc, pc + rng.randrange(0, 5 * chunk))]
+        code[pc] = plain[pc] = ranges
+    for pc in list(plain)[::4]:
+        code[pc] = plain[pc] = [(pc + 5, pc + 9)]
+    for pc in list(plain)[1::5]:
+        assert code.pop(pc) == plain.pop(pc)
+    queries = [(0x400000 + rng.randrange(0, 45 * chunk), rng.choice([1, 8, chunk, 7 * chunk])) for _ in range(300)]
+    queries += [(0, 1 << 47), (0x400000 + chunk - 1, 2), (0x400000, 0)]
+    for addr, length in queries:
+        end = addr + length
+        want = {pc for pc, ranges in plain.items()
+                if addr <= pc < end or any(s < end and addr < e for s, e in ranges)}
+        assert set(code.touching(addr, end)) == want, (hex(addr), length)
+    assert len(code) == len(plain) and all(pc in code for pc in plain)
+    code.clear()
+    assert code.touching(0, 1 << 47) == []

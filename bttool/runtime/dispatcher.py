@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable
 from bttool.ir import codegen, state as st
 from bttool.ir.tables import (EMPTY_PC, TABLE_ENTRIES, TABLE_ENTRY_SIZE, TABLE_SET_SIZE, TABLE_WAYS,
                               TARGET_BITS, table_set, target_index)
+from bttool.runtime.coderanges import CodeRanges
 from bttool.runtime.engine import Engine, SupportCompiler
 from bttool.runtime.guestthreads import LOCK, PerThread
 from bttool.translator.guestcode import Span, UnmappedCode, foreign_base_symbol
@@ -108,8 +109,9 @@ class Executor:
         # User mode: told the guest ranges of every translation made
         # runnable (runtime/codepages.py watches their writable pages).
         self.on_code: Callable[[list[tuple[int, int]]], None] | None = None
-        # The guest ranges of the translations at each known pc (where known).
-        self.code_ranges: dict[int, list[tuple[int, int]]] = {}
+        # The guest ranges of the translations at each known pc, findable by
+        # address (an munmap's or mprotect's: runtime/coderanges.py).
+        self.code_ranges = CodeRanges()
         # User mode: the units whose warm set was installed (_install_warm)
         self._warmed: set[tuple[str, int, int]] = set()
 
@@ -443,10 +445,9 @@ class Executor:
                 return False
             self.engine.load_object(data)
             self.loaded_objects.add(hit.object_id)
-        if hit.ranges:
-            self.code_ranges[pc] = hit.ranges
-            if self.on_code is not None:
-                self.on_code(hit.ranges)
+        self.code_ranges[pc] = hit.ranges
+        if hit.ranges and self.on_code is not None:
+            self.on_code(hit.ranges)
         self._bind_foreign(hit.symbol, hit.foreign)
         self._install_new(pc, self.engine.address(hit.symbol))
         if hit.rank == 0:

@@ -229,9 +229,9 @@ class LinuxProcess:
             return              # nothing there can be written now
         self.codepages.new_aliases(addr, length)
         end = addr + length
-        self.codepages.watch([(max(s, addr), min(e, end))
-                              for ranges in self.executor.code_ranges.values()
-                              for s, e in ranges if s < end and addr < e])
+        code = self.executor.code_ranges
+        self.codepages.watch([(max(s, addr), min(e, end)) for pc in code.touching(addr, end)
+                              for s, e in code[pc] if s < end and addr < e])
 
     def code_changed(self, addr: int, length: int) -> None:
         """Guest code in [addr, addr+length) went away or changed."""
@@ -241,8 +241,7 @@ class LinuxProcess:
         end = addr + length
         if self.replay is not None:
             self.replay.forget(addr, length)
-        ex.forget([pc for pc in ex.known if addr <= pc < end
-                   or any(s < end and addr < e for s, e in ex.code_ranges.get(pc, ()))]
+        ex.forget([pc for pc in ex.code_ranges.touching(addr, end) if pc in ex.known]
                   + ex.compiling_over(addr, end))                   # tier 2 under way
 
     # -- main loop -------------------------------------------------------------
