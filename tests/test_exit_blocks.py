@@ -62,3 +62,47 @@ def test_tier2_region_takes_in_small_leaf_callees_only():
     assert caller not in region.blocks and big not in region.blocks
     # without follow_calls (tier 1) no callee joins
     assert leaf not in discover_region(Decoder(64), read, 0x1000).blocks
+
+
+def test_computed_goto_tables_join_the_region():
+    """A computed goto (an interpreter's ``goto *table[op & 3]`` or
+    ``goto *table[byte]``) has no bound check: the mask or the byte bounds
+    the index (translator/jumptables.py _dispatch_table), and the table's
+    code entries become successors, so the handlers dispatch to each other
+    inside one region.  The table's base comes from the run time's guess
+    of r14 or is the jump's displacement; its end is the first entry that
+    is not code."""
+    import struct
+    snippets = N.assemble([
+        "movzx eax, byte ptr [rdi]; inc rdi; mov rax, [r14 + rax*8]; jmp rax",               # entry
+        "add rbx, 1; movzx eax, byte ptr [rdi]; inc rdi; and eax, 3; jmp qword ptr [rax*8 + 0x3000]",
+        "add rbx, 2; movzx eax, byte ptr [rdi]; inc rdi; mov rax, [r14 + rax*8]; jmp rax",
+        "ret",
+    ])
+    starts, at = [], 0x1000
+    for s in snippets:
+        starts.append(at)
+        at += len(s)
+    code = b"".join(snippets)
+    handlers = starts[1:]
+    # four handlers, then code the mask never selects, then the end
+    table = struct.pack("<5Q", handlers[0], handlers[1], handlers[2], handlers[2], starts[0]) + bytes(8) \
+        + struct.pack("<Q", starts[1])          # past the end: not taken
+    data = {0x1000: code, 0x3000: table}
+
+    def read(a, n):
+        for base, blob in data.items():
+            if 0 <= a - base < len(blob):
+                return blob[a - base:a - base + n]
+        return b""
+    r14 = {"r14": 0x3000}.get
+    region = discover_region(Decoder(64), read, 0x1000, max_blocks=64, max_insns=3000,
+                             read_data=read, reg_value=r14)
+    assert set(handlers) <= set(region.blocks)
+    assert region.blocks[0x1000].table_targets == handlers + [0x1000]   # the byte: up to the 0
+    assert region.blocks[handlers[0]].table_targets == handlers          # the mask: 4 entries
+    # an index that nothing bounds is no table
+    unbounded, = N.assemble(["mov eax, [rdi]; mov rax, [r14 + rax*8]; jmp rax"])
+    data = {0x1000: unbounded, 0x3000: table}
+    assert discover_region(Decoder(64), read, 0x1000, read_data=read, reg_value=r14).blocks[0x1000] \
+        .table_targets == []

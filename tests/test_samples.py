@@ -34,6 +34,7 @@ PLAIN = [
     ("hello", 0),
     ("exit42", 0),
     ("jumps", 0),
+    ("gotodispatch", 0),
     ("floats", 0),
     ("strings", 0),
     ("sortheavy", 0),
