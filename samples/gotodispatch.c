@@ -1,9 +1,9 @@
 /* gotodispatch: two bytecode interpreters dispatching by computed goto
  * (GCC's labels as values), as Lua's and CPython's eval loops do: one
  * masks the opcode (table of 8), one indexes a 256-entry table by a byte.
- * Run long enough for tier 2, whose regions resolve such tables into
- * in-region switches (translator/jumptables.py); the sums must match the
- * native run's. */
+ * Run long enough for tier 2, whose regions switch on each dispatch's
+ * profiled target (translator/blocks.py guess_target); the sums must
+ * match the native run's. */
 #include <stdint.h>
 #include <stdio.h>
 

@@ -3,7 +3,6 @@
     cmp idx, N ; ja default ; ... ; jmp [idx*8 + TABLE]                (absolute)
     cmp idx, N ; ja default ; lea base, [rip+T] ; movsxd r, [base+idx*4] ;
         add r, base ; jmp r                                            (PIC)
-    and idx, 2^k-1 (or movzx idx, byte) ; mov r, [T + idx*8] ; jmp r  (computed goto)
 
 The bound check usually ends the previous block (``bound_after``).  Used by
 ahead-of-time discovery and by region formation, which turns a resolved
@@ -55,104 +54,8 @@ def targets(insns, read_data: Reader, executable: Callable[[int], bool],
     own = _bounded_by_own_cmp(insns)
     n = own if own is not None else bound
     if n is None:
-        return list(dict.fromkeys(_dispatch_table(insns, read_data, executable, context, reg_value)))
+        return []
     return list(dict.fromkeys(_read_table(insns, read_data, executable, n, context, reg_value)))
-
-
-# A computed goto's targets are labels of the function that jumps
-NEAR = 1 << 20
-
-
-def _dispatch_table(insns, read: Reader, executable, context=(),
-                    reg_value: RegValue | None = None) -> list[int]:
-    """A computed goto (GCC's labels as values, the dispatch of bytecode
-    interpreters: Lua's luaV_execute, CPython's eval loop) has no bound
-    check: the index is masked (``and idx, 2^k - 1``) or a byte
-    (``movzx idx, r/m8``), then ``mov r, [T + idx*8]; jmp r`` or
-    ``jmp [T + idx*8]``.  The table holds absolute addresses; entries are
-    read while they are code (the table's end is not known: what follows
-    it is other data) and taken when near the jump."""
-    last = insns[-1]
-    op = last.operands[0]
-    if op.type == X.X86_OP_MEM:
-        mem, load_at = op.mem, len(insns) - 1
-    else:
-        load_at = _loaded_by(insns, op.reg)
-        if load_at is None:
-            return []
-        mem = insns[load_at].operands[1].mem
-    if mem.scale != 8 or not mem.index or mem.base == X.X86_REG_RIP:
-        return []
-    n = _index_bound(insns[:load_at], mem.index)
-    if n is None:
-        return []
-    table = _base_value(insns, load_at, mem.base, context, reg_value) if mem.base else 0
-    if table is None:
-        return []
-    table = (table + mem.disp) & 0xFFFFFFFFFFFFFFFF
-    raw = read(table, 8 * n)
-    out = []
-    for i in range(len(raw) // 8):
-        t = struct.unpack_from("<Q", raw, 8 * i)[0]
-        if not executable(t):
-            break
-        if abs(t - last.address) < NEAR:       # (not the labels GCC moved to cold code)
-            out.append(t)
-    return out
-
-
-def _loaded_by(insns, reg: int) -> int | None:
-    """The index of ``mov reg, [mem]`` that last wrote ``reg`` before the
-    final jump (None when something else wrote it last)."""
-    field = _field(reg)
-    for k in range(len(insns) - 2, -1, -1):
-        insn = insns[k]
-        if any(_field(r) == field for r in insn.regs_access()[1]):
-            ok = insn.id == X.X86_INS_MOV and len(insn.operands) == 2 \
-                and insn.operands[0].type == X.X86_OP_REG and insn.operands[0].reg == reg \
-                and insn.operands[1].type == X.X86_OP_MEM and insn.operands[1].size == 8
-            return k if ok else None
-    return None
-
-
-def _index_bound(insns, index: int) -> int | None:
-    """Entries an index can select, from the instruction that last wrote
-    it: a 32/64-bit ``and`` with 2^k - 1 (2^k), a ``movzx`` from a byte (256)."""
-    field = _field(index)
-    for insn in reversed(insns):
-        if not any(_field(r) == field for r in insn.regs_access()[1]):
-            continue
-        dst = insn.operands[0] if insn.operands else None
-        if dst is None or dst.type != X.X86_OP_REG or _field(dst.reg) != field \
-                or reg_table()[dst.reg].bits < 32:
-            return None
-        src = insn.operands[1] if len(insn.operands) == 2 else None
-        if insn.id == X.X86_INS_AND and src is not None and src.type == X.X86_OP_IMM:
-            mask = src.imm & 0xFFFFFFFF
-            return mask + 1 if mask and mask & (mask + 1) == 0 and mask < MAX_ENTRIES else None
-        if insn.id == X.X86_INS_MOVZX and src is not None and src.size == 1:
-            return 256
-        return None
-    return None
-
-
-def _base_value(insns, load_at: int, base: int, context, reg_value: RegValue | None) -> int | None:
-    """The table base register's value at the load: a ``lea base, [rip+T]``
-    in the block or the region, else (unchanged in the block) the run
-    time's guess."""
-    lea = _table_lea(insns, base) or _table_lea(context, base)
-    if lea is not None:
-        return lea.address + lea.size + lea.operands[1].mem.disp
-    field = _field(base)
-    if reg_value is None or any(_field(r) == field for i in insns[:load_at] for r in i.regs_access()[1]):
-        return None
-    info = reg_table().get(base)
-    return reg_value(info.field) if info is not None and info.bits == 64 else None
-
-
-def _field(reg: int) -> str | None:
-    info = reg_table().get(reg)
-    return info.field if info is not None else None
 
 
 def _bounded_by_own_cmp(insns) -> int | None:
