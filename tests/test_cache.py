@@ -104,6 +104,27 @@ def test_warm_run_translates_nothing(programs, tmp_path):
     assert not (tmp_path / "c" / "index.sqlite-wal").exists()
 
 
+def test_warm_runs_record_their_uses_without_rewriting_regions(programs, tmp_path):
+    """A run's uses go into region_use (a small row each), not into the
+    regions' rows, which hold their guest code: those stay as written,
+    while `cache ls` counts every use and gives the last."""
+    prog, cache = programs / "p", tmp_path / "c"
+    stats_run(cache, prog, tmp_path)
+
+    def regions():
+        with sqlite3.connect(cache / "index.sqlite") as db:
+            return sorted(db.execute("SELECT key, last_used, hits, checksum FROM regions"))
+    written = regions()
+    before = {r["key"]: r for r in json.loads(bttool("cache", "--cache-dir", cache, "ls", "--json").stdout)}
+    _, s2 = stats_run(cache, prog, tmp_path)
+    _, s3 = stats_run(cache, prog, tmp_path)
+    assert regions() == written
+    after = json.loads(bttool("cache", "--cache-dir", cache, "ls", "--json").stdout)
+    used_twice = [r for r in after if r["hits"] == before[r["key"]]["hits"] + 2]
+    assert len(used_twice) >= min(s2["regions_from_cache"], s3["regions_from_cache"])
+    assert all(r["last_used"] > before[r["key"]]["last_used"] for r in used_twice)
+
+
 def test_warm_run_installs_the_warm_set_at_once(programs, tmp_path):
     """A warm run takes the regions the last run of the program used in one
     go (RunCache.warm_hits), not one exit, lookup and object read each; a

@@ -237,6 +237,10 @@ def _salvage_from(src_path: str, dst: sqlite3.Connection) -> tuple[int, int]:
                 if row_ok(row[:len(COVERED[table])], row[-1]):
                     dst.execute(f"INSERT OR IGNORE INTO {table} ({', '.join(names)})"
                                 f" VALUES ({','.join('?' * len(row))})", row)
+        # uses are statistics (no checksum): kept when they read as such
+        for key, hits, last_used in _rows(src, "SELECT key, hits, last_used FROM region_use"):
+            if isinstance(key, str) and isinstance(hits, int) and isinstance(last_used, (int, float)):
+                dst.execute("INSERT OR IGNORE INTO region_use VALUES (?,?,?)", (key, hits, last_used))
     finally:
         src.close()
     return kept, seen

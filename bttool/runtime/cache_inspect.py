@@ -12,8 +12,11 @@ from bttool.runtime import cache_rows
 from bttool.runtime.cache import CacheStore
 from bttool.translator.guestcode import parse_spans
 
-_ROW = ("key, image, image_path, target, triple, options, entry, ranges, insn_count, host_bytes,"
-        " object, symbol, created, last_used, hits, guest_code")
+# a region's row with its uses (region_use: RunCache.finish)
+_ROW = ("r.key, r.image, r.image_path, r.target, r.triple, r.options, r.entry, r.ranges, r.insn_count,"
+        " r.host_bytes, r.object, r.symbol, r.created, MAX(r.last_used, COALESCE(u.last_used, 0)) AS last_used,"
+        " r.hits + COALESCE(u.hits, 0), r.guest_code")
+_FROM = "regions r LEFT JOIN region_use u ON u.key = r.key"
 
 
 def _row_dict(r) -> dict:
@@ -33,12 +36,12 @@ def _row_dict(r) -> dict:
 
 
 def list_regions(store: CacheStore, image_sha: str | None = None) -> list[dict]:
-    q = f"SELECT {_ROW} FROM regions"
+    q = f"SELECT {_ROW} FROM {_FROM}"
     args: tuple = ()
     if image_sha:
-        q += " WHERE image = ?"
+        q += " WHERE r.image = ?"
         args = (image_sha,)
-    q += " ORDER BY image_path, entry"
+    q += " ORDER BY r.image_path, r.entry"
     out = []
     for r in store.db.execute(q, args):
         d = _row_dict(r)
@@ -53,17 +56,17 @@ def list_regions(store: CacheStore, image_sha: str | None = None) -> list[dict]:
 def find_region(store: CacheStore, ident: str, image_sha: str | None, pie_base: int) -> dict | None:
     """A region by key (prefix) or by guest address within an image."""
     if image_sha is None:
-        rows = store.db.execute(f"SELECT {_ROW} FROM regions WHERE key LIKE ? ORDER BY last_used DESC",
+        rows = store.db.execute(f"SELECT {_ROW} FROM {_FROM} WHERE r.key LIKE ? ORDER BY last_used DESC",
                                 (ident.lower() + "%",)).fetchall()
         return _row_dict(rows[0]) if rows else None
     addr = int(ident, 0)
     for entry in (addr, addr - pie_base):
-        rows = store.db.execute(f"SELECT {_ROW} FROM regions WHERE image = ? AND entry = ?"
+        rows = store.db.execute(f"SELECT {_ROW} FROM {_FROM} WHERE r.image = ? AND r.entry = ?"
                                 " ORDER BY last_used DESC", (image_sha, entry)).fetchall()
         if rows:
             return _row_dict(rows[0])
     # an address inside a region
-    for r in store.db.execute(f"SELECT {_ROW} FROM regions WHERE image = ?", (image_sha,)):
+    for r in store.db.execute(f"SELECT {_ROW} FROM {_FROM} WHERE r.image = ?", (image_sha,)):
         d = _row_dict(r)
         for a in (addr, addr - pie_base):
             if any(s <= a < e for s, e in d["ranges"]):
