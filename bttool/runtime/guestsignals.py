@@ -10,9 +10,9 @@ through.  A signal the guest handles is caught on the host by ``bt_async``
 blocked on the host thread and raises the state's poll flag: translated
 code leaves at its next back edge or region exit, a blocking host system
 call returns EINTR (or does not start, when the signal came after the
-guest's call left translated code: Syscalls.raw), and ``deliver_pending`` builds the guest's frame at
-that instruction boundary and gives the host thread the guest's mask
-again.  Until then further instances of the signal stay in the host
+guest's call left translated code: Syscalls.raw), and ``deliver_pending``
+builds the guest's frame at that instruction boundary and gives the host
+thread the guest's mask again.  Until then further instances of the signal stay in the host
 kernel's queue, so real-time signals queue (each instance delivered with
 its value, in order) and nothing a native run would deliver is merged.
 Signals with the default action keep the host's default action, so the

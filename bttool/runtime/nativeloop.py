@@ -19,7 +19,9 @@ table link at an empty table,
 so translated code leaves at its next loop back edge (which polls the flag)
 or region exit (whose chain then misses; ``bt_run`` polls the flag too) and
 the runtime delivers the signal at that instruction boundary.  Chaining
-itself pays nothing.  ``bt_step`` runs one translated function with the
+itself pays nothing.  ``bt_safe_syscall`` makes the runtime's blocking host
+calls, which a signal caught before they start must not miss (it moves
+a thread it catches between its flag test and its ``syscall`` away).  ``bt_step`` runs one translated function with the
 same fault catching and no chaining (runtime/precisefault.py).
 
 Guest threads run on host threads of their own, each with its own state
