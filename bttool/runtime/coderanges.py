@@ -10,8 +10,6 @@ it, so a query costs what the chunks it covers hold.
 """
 from __future__ import annotations
 
-from typing import Iterator
-
 CHUNK_BITS = 16
 
 Ranges = list[tuple[int, int]]
@@ -46,12 +44,6 @@ class CodeRanges:
 
     def __len__(self) -> int:
         return len(self._ranges)
-
-    def get(self, pc: int, default: Ranges | None = None) -> Ranges | None:
-        return self._ranges.get(pc, default)
-
-    def values(self) -> Iterator[Ranges]:
-        return iter(self._ranges.values())
 
     def pop(self, pc: int, default: Ranges | None = None) -> Ranges | None:
         ranges = self._ranges.pop(pc, None)

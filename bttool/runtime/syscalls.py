@@ -65,6 +65,12 @@ def _passed_fds(control: bytes) -> list[int]:
     return fds
 
 
+def _host_call(nr: int, cargs: list) -> int:
+    """Host call ``nr`` through libc: its result, or -errno."""
+    r = _libc.syscall(ctypes.c_long(nr), *cargs)
+    return -ctypes.get_errno() if r == -1 else r
+
+
 def waits_for_signal(nr: int, args: tuple[int, ...]) -> bool:
     """Whether host call ``nr`` with ``args`` (host values) is one a signal
     interrupts: it may wait, and Linux would end the wait for a signal
@@ -367,8 +373,7 @@ class Syscalls:
         (the signal is delivered after it, as Linux does)."""
         cargs = [ctypes.c_long(a - (1 << 64) if a >= 1 << 63 else a) for a in args]
         if nr not in MAY_BLOCK:
-            r = _libc.syscall(ctypes.c_long(nr), *cargs)
-            return -ctypes.get_errno() if r == -1 else r
+            return _host_call(nr, cargs)
         if LOCK.shared:
             with LOCK.released():
                 return self._blocking(nr, args, cargs)
@@ -380,8 +385,7 @@ class Syscalls:
             return r
         if waits_for_signal(nr, args):
             return -errno.EINTR
-        r = _libc.syscall(ctypes.c_long(nr), *cargs)
-        return -ctypes.get_errno() if r == -1 else r
+        return _host_call(nr, cargs)
 
     # -- memory -----------------------------------------------------------
     def brk(self, addr: int, *_: int) -> int:
