@@ -58,29 +58,29 @@ if TYPE_CHECKING:  # pragma: no cover
     from bttool.runtime.codeunits import CodeUnits
     from bttool.translator.translate import Translation
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 # older layouts, rebuilt empty (_open): 3 had no row checksums, 4 no source
 # IR, 5 no index by image, 6 recorded each use in the region's own row
-# (a warm run of CPython rewrote 14,000 rows, guest code and all: 0.25 s)
-_DERIVED_SCHEMAS = {"1", "2", "3", "4", "5", "6"}
+# (a warm run of CPython rewrote 14,000 rows, guest code and all: 0.25 s),
+# 7 still had those rows' (unused) last_used and hits columns
+_DERIVED_SCHEMAS = {"1", "2", "3", "4", "5", "6", "7"}
 DEFAULT_MAX_SIZE = 2 << 30           # bytes; BTTOOL_CACHE_MAX_SIZE overrides
 
-# objects.last_used and regions.last_used are when the row was written
-# (regions.hits stays 0): a run records its uses in region_use, a small row
-# per region (RunCache.finish; CacheStore.gc and `cache ls` read both)
+# objects and regions are written once; a run records its uses in
+# region_use, a small row per region (RunCache.finish; CacheStore.gc and
+# `cache ls` read it)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS objects (
     id TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
-    target TEXT NOT NULL, created REAL NOT NULL, last_used REAL NOT NULL, data BLOB NOT NULL,
-    ir BLOB NOT NULL);
+    target TEXT NOT NULL, created REAL NOT NULL, data BLOB NOT NULL, ir BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS regions (
     key TEXT PRIMARY KEY, image TEXT NOT NULL, image_path TEXT NOT NULL,
     target TEXT NOT NULL, triple TEXT NOT NULL, options TEXT NOT NULL,
     entry INTEGER NOT NULL, ranges TEXT NOT NULL, guest_code BLOB NOT NULL,
     digest TEXT NOT NULL, insn_count INTEGER NOT NULL, object TEXT NOT NULL,
     symbol TEXT NOT NULL, host_bytes INTEGER NOT NULL, created REAL NOT NULL,
-    last_used REAL NOT NULL, hits INTEGER NOT NULL DEFAULT 0, checksum INTEGER NOT NULL);
+    checksum INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS regions_by_entry ON regions (target, options, entry);
 CREATE INDEX IF NOT EXISTS regions_by_image ON regions (image, target, options);
 CREATE INDEX IF NOT EXISTS regions_by_object ON regions (object);
@@ -548,18 +548,18 @@ class CacheStore:
             covered = (r.key, image, image_path, target_key, triple, options_key, r.entry_rel,
                        spans_json(r.spans), r.digest,
                        r.insn_count, object_id, r.symbol, sizes.get(r.symbol, 0))
-            rows.append(covered + (r.guest_code, now, now, cache_rows.row_checksum(covered)))
+            rows.append(covered + (r.guest_code, now, cache_rows.row_checksum(covered)))
 
         source_ir = cache_rows.pack_ir(t.source_ir)
 
         def op() -> None:
             with self.transaction():
-                self.db.execute("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?)",
-                                (object_id, digest, len(data), target_key, now, now, data, source_ir))
+                self.db.execute("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?)",
+                                (object_id, digest, len(data), target_key, now, data, source_ir))
                 self.db.executemany(
                     f"INSERT OR REPLACE INTO regions ({', '.join(cache_rows.COVERED['regions'])},"
-                    " guest_code, created, last_used, checksum, hits) VALUES"
-                    f" ({','.join('?' * (len(cache_rows.COVERED['regions']) + 4))}, 0)", rows)
+                    " guest_code, created, checksum) VALUES"
+                    f" ({','.join('?' * (len(cache_rows.COVERED['regions']) + 3))})", rows)
         self.write("store", op)
         return object_id
 
@@ -601,7 +601,7 @@ class CacheStore:
         if total <= max_size or self.readonly:
             return 0, 0
         for object_id, size, _ in self.rows(
-                "gc", "SELECT o.id, o.size + length(o.ir), MAX(o.last_used, COALESCE("
+                "gc", "SELECT o.id, o.size + length(o.ir), MAX(o.created, COALESCE("
                       "(SELECT MAX(u.last_used) FROM regions r JOIN region_use u ON u.key = r.key"
                       " WHERE r.object = o.id), 0)) AS used"
                       " FROM objects o ORDER BY used ASC, o.created ASC"):

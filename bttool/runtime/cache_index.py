@@ -213,15 +213,15 @@ def _salvage_from(src_path: str, dst: sqlite3.Connection) -> tuple[int, int]:
     objects: set[str] = set()
     seen = kept = 0
     try:
-        for object_id, sha, size, target, created, last_used, data, ir in _rows(
-                src, "SELECT id, sha256, size, target, created, last_used, data, ir FROM objects"):
+        for object_id, sha, size, target, created, data, ir in _rows(
+                src, "SELECT id, sha256, size, target, created, data, ir FROM objects"):
             if object_ok(object_id, sha, size, data):
-                dst.execute("INSERT OR IGNORE INTO objects VALUES (?,?,?,?,?,?,?,?)",
-                            (object_id, sha, size, target, created, last_used, data,
+                dst.execute("INSERT OR IGNORE INTO objects VALUES (?,?,?,?,?,?,?)",
+                            (object_id, sha, size, target, created, data,
                              ir if isinstance(ir, bytes) else b""))
                 objects.add(object_id)
         cols = COVERED["regions"]
-        rest = ("guest_code", "created", "last_used", "hits", "checksum")
+        rest = ("guest_code", "created", "checksum")
         for row in _rows(src, f"SELECT {', '.join(cols + rest)} FROM regions"):
             seen += 1
             values = row[:len(cols)]

@@ -14,8 +14,8 @@ from bttool.translator.guestcode import parse_spans
 
 # a region's row with its uses (region_use: RunCache.finish)
 _ROW = ("r.key, r.image, r.image_path, r.target, r.triple, r.options, r.entry, r.ranges, r.insn_count,"
-        " r.host_bytes, r.object, r.symbol, r.created, MAX(r.last_used, COALESCE(u.last_used, 0)) AS last_used,"
-        " r.hits + COALESCE(u.hits, 0), r.guest_code")
+        " r.host_bytes, r.object, r.symbol, r.created, MAX(r.created, COALESCE(u.last_used, 0)) AS last_used,"
+        " COALESCE(u.hits, 0), r.guest_code")
 _FROM = "regions r LEFT JOIN region_use u ON u.key = r.key"
 
 
