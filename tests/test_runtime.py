@@ -186,6 +186,42 @@ def test_foreign_code_addresses_its_own_files_data_from_its_base():
     assert " select " not in text
 
 
+def test_returns_into_foreign_code_switch_on_the_offset_from_its_base():
+    """A PLT region that took in libc's malloc returns to many sites in
+    libc: one switch on the target's offset from libc's base in the run,
+    as for the region's own code (a jump table when dense), not one
+    compare with each site's address in turn (14 compares per return
+    from malloc in recurse-dyn)."""
+    import re
+    from llvmlite import ir
+    from bttool.runtime.window import user_options
+    from bttool.translator.blocks import discover_region
+    from bttool.translator.decoder import Decoder
+    from bttool.translator.guestcode import Span
+    from bttool.translator.lifter import lift_region
+    # own unit at 0x1000: jmp 0x5000; foreign (base 0x4000): three calls
+    # to a leaf at 0x5100 (ret), then ud2
+    call = lambda at: b"\xe8" + (0x5100 - at - 5).to_bytes(4, "little", signed=True)
+    code = {0x1000: b"\xe9\xfb\x3f\x00\x00",
+            0x5000: call(0x5000) + call(0x5005) + call(0x500a) + b"\x0f\x0b",
+            0x5100: b"\xc3"}
+
+    def read(a, n):
+        for start, data in code.items():
+            if start <= a < start + len(data):
+                return data[a - start:a - start + n]
+        return b""
+    region = discover_region(Decoder(64), read, 0x1000, follow_calls=True)
+    assert {0x5000, 0x5005, 0x500a, 0x500f, 0x5100} <= set(region.blocks)
+    module = ir.Module()
+    lift_region(region, user_options(0x1000), module, "f",
+                foreign=[Span(0x5000, 0x6000, 0x4000, "ab" * 32)])
+    text = str(module)
+    switches = re.findall(r"switch i64 [^\]]*\]", text)
+    assert len(switches) == 1
+    assert sorted(map(int, re.findall(r"i64 (\d+), label", switches[0]))) == [0x1005, 0x100a, 0x100f]
+
+
 L = GUEST_LIMIT
 
 

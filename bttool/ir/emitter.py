@@ -557,49 +557,59 @@ class FunctionEmitter:
     def switch_leave(self, target: ir.Value, candidates: list[int]) -> None:
         """An indirect jump whose likely targets are known: a switch on the
         target, so known targets become direct (often in-region) branches;
-        anything else leaves through the lookup table as usual.  Targets
-        in a foreign unit are compared with their address in this run
-        first (one compare each)."""
+        anything else leaves through the lookup table as usual.  Each unit
+        gets one switch on the target's offset from that unit's base in
+        this run: foreign units first (a PLT region that took in libc's
+        malloc returns to a dozen sites in libc: compared one by one they
+        cost a dozen compares per return), then the function's own."""
         b = self.b
-        for t in sorted(c for c in candidates if self.is_foreign(c)):
-            case, other = self.new_block("fg.case"), self.new_block("fg.other")
-            b.cbranch(b.icmp_unsigned("==", target, self.guest_addr(t)), case, other)
-            b.position_at_end(case)
-            self.leave(t)
+        groups: dict[str | None, tuple[int, list[int]]] = {}
+        for c in sorted(set(candidates)):
+            span = next(((base, cell) for start, end, base, cell in self.foreign if start <= c < end), None)
+            base, cell = span if span else (self.pic_base or 0, None)
+            groups.setdefault(cell, (base, []))[1].append(c)
+        local = groups.pop(None, None)
+        for cell, (base, targets) in sorted(groups.items()):
+            other = self.new_block("fg.other")
+            self._switch_to(b.sub(target, self._foreign_base(cell)), base, targets, other)
             b.position_at_end(other)
-        candidates = [c for c in candidates if not self.is_foreign(c)]
-        if not candidates:
+        if local is None:
             self.leave(target)
             return
-        if self.pic_base is not None and len(set(candidates)) == 1:
+        base, targets = local
+        default = self.new_block("sw.other")
+        if self.pic_base is not None and len(targets) == 1:
             # one likely target (a return to the one call site in the
             # region): compare with its address in this run, rip plus a
             # constant that is often live already (the return address the
             # call pushed), not ``target - base`` with a constant
-            t = candidates[0]
-            case, other = self.new_block("pic.case"), self.new_block("pic.other")
-            b.cbranch(b.icmp_unsigned("==", target, self.guest_addr(t)), case, other)
+            case = self.new_block("pic.case")
+            b.cbranch(b.icmp_unsigned("==", target, self.guest_addr(targets[0])), case, default)
             b.position_at_end(case)
-            self.leave(t)
-            b.position_at_end(other)
-            self.leave(target)
-            return
-        key = target if self.pic_base is None else b.sub(target, self.unit_base())
-        default = self.new_block("sw.other")
-        keys = sorted({t - (self.pic_base or 0) for t in candidates})
-        if len(keys) >= _DIRECT_SWITCH_MIN and keys[-1] - keys[0] < _DIRECT_SWITCH_SPAN:
-            self._direct_switch(key, keys, default)
+            self.leave(targets[0])
         else:
-            sw = b.switch(key, default)
-            for k in keys:
-                case = self.new_block("sw.case")
-                sw.add_case(const(64, k), case)
-                b.position_at_end(case)
-                self.leave(k + (self.pic_base or 0))
+            key = target if self.pic_base is None else b.sub(target, self.unit_base())
+            self._switch_to(key, base, targets, default)
         b.position_at_end(default)
         self.leave(target)
 
-    def _direct_switch(self, key: ir.Value, keys: list[int], default: ir.Block) -> None:
+    def _switch_to(self, key: ir.Value, base: int, targets: list[int], default: ir.Block) -> None:
+        """Branch on ``key`` (a target's offset from its unit's base in
+        this run) to the exit to each of ``targets`` (translation-time
+        addresses in a unit placed at ``base``), or to ``default``."""
+        b = self.b
+        keys = [t - base for t in targets]
+        if len(keys) >= _DIRECT_SWITCH_MIN and keys[-1] - keys[0] < _DIRECT_SWITCH_SPAN:
+            self._direct_switch(key, keys, base, default)
+            return
+        sw = b.switch(key, default)
+        for k in keys:
+            case = self.new_block("sw.case")
+            sw.add_case(const(64, k), case)
+            b.position_at_end(case)
+            self.leave(k + base)
+
+    def _direct_switch(self, key: ir.Value, keys: list[int], base: int, default: ir.Block) -> None:
         """Many targets close together (an interpreter's handlers): index a
         table of block addresses by ``key - keys[0]`` and jump indirectly,
         as the guest did (LLVM would test the sparse keys one by one)."""
@@ -627,7 +637,7 @@ class FunctionEmitter:
             br.add_destination(blk)
         for k, blk in cases.items():
             b.position_at_end(blk)
-            self.leave(k + (self.pic_base or 0))
+            self.leave(k + base)
 
     def count_execution(self, pc: int) -> None:
         """Tier 1: count executions of ``pc``; when hot, exit so the runtime
