@@ -40,6 +40,7 @@ class Stats:
     syscalls: int = 0
     threads: int = 1            # guest threads that ran (the first included)
     cache_dropped: int = 0      # cache rows and objects found corrupt and dropped
+    cache_rows_read: int = 0    # region rows read from the cache index
     background_compiles: int = 0    # tier-2 objects made by the compile server
     background_fallbacks: int = 0   # tier-2 jobs compiled in this process instead
     untranslatable: list[tuple[int, str]] = field(default_factory=list)

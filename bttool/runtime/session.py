@@ -170,6 +170,7 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
             proc.executor.cache.finish()
             proc.executor.cache.close()
             proc.executor.stats.cache_dropped = proc.executor.cache.dropped
+            proc.executor.stats.cache_rows_read = proc.executor.cache.rows_read
         if proc.executor.background is not None:
             proc.executor.stats.background_compiles = proc.executor.background.compiled_by_server
             proc.executor.stats.background_fallbacks = proc.executor.background.compiled_here
