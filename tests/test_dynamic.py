@@ -80,10 +80,13 @@ def test_debian_dynamic_program(tree, bttool_cache, argv, stdin):
     programs.compare_run(argv, bttool_cache, stdin=stdin)
 
 
-def test_dynamically_linked_sample(tmp_path, bttool_cache):
-    """A program of ours linked against the host's libc.so.6 and libm."""
-    src = programs.SAMPLES_SRC / "floats.c"
-    exe = tmp_path / "floats-dynamic"
+@pytest.mark.parametrize("name", ["floats", "procself"])
+def test_dynamically_linked_sample(tmp_path, bttool_cache, name):
+    """Programs of ours linked against the host's libc.so.6 and libm
+    (procself: /proc/self/maps names the program, libc and ld.so with
+    their devices, inodes and offsets, as Linux does)."""
+    src = programs.SAMPLES_SRC / f"{name}.c"
+    exe = tmp_path / f"{name}-dynamic"
     subprocess.run(["gcc", "-O2", "-o", str(exe), str(src), "-lm"], check=True, capture_output=True)
     assert programs.elf_info(exe)["interp"]
     programs.compare_run([exe], bttool_cache)

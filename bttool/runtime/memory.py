@@ -121,6 +121,12 @@ class Mapping:
     # pages are aliases of it (runtime/codepages.py)
     file: tuple[int, int] | None = None
     offset: int = 0
+    # the file it maps or was loaded from, as /proc/self/maps names it
+    # (offset above is its file offset then)
+    source: "MappedFile | None" = None
+    # ever writable: Linux keeps such a private file area apart from a
+    # neighbour that never was (RELRO beside read-only data)
+    was_writable: bool = False
 
     def file_page(self, addr: int) -> tuple[tuple[int, int], int] | None:
         """(file, offset in it) of ``addr`` in a shared file mapping, else None."""
@@ -128,8 +134,30 @@ class Mapping:
 
     def piece(self, start: int, end: int, prot: int | None = None) -> "Mapping":
         """The part [start, end) of this mapping (its file offset kept)."""
-        return Mapping(start, end, self.prot if prot is None else prot, self.name, self.shared,
-                       self.file, self.offset + (start - self.start))
+        prot = self.prot if prot is None else prot
+        return Mapping(start, end, prot, self.name, self.shared, self.file, self.offset + (start - self.start),
+                       self.source, self.was_writable or bool(prot & PROT_WRITE))
+
+
+@dataclass(frozen=True)
+class MappedFile:
+    """A file behind guest memory: its device, inode and the path the
+    guest knows it by."""
+    dev: int
+    inode: int
+    path: str
+
+    @staticmethod
+    def of_descriptor(fd: int) -> "MappedFile | None":
+        """The file open on host descriptor ``fd`` (None if it cannot be
+        told)."""
+        from bttool.runtime import sysroot
+        try:
+            st = os.fstat(fd)
+            path = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return None
+        return MappedFile(st.st_dev, st.st_ino, sysroot.guest_path(path))
 
 
 class GuestMemory:
@@ -184,9 +212,10 @@ class GuestMemory:
         self._starts = [m.start for m in maps]
 
     def _add(self, start: int, end: int, prot: int, name: str, shared: bool = False,
-             file: tuple[int, int] | None = None, offset: int = 0) -> None:
+             file: tuple[int, int] | None = None, offset: int = 0,
+             source: MappedFile | None = None) -> None:
         self._remove_range(start, end)
-        self._maps.append(Mapping(start, end, prot, name, shared, file, offset))
+        self._maps.append(Mapping(start, end, prot, name, shared, file, offset, source, bool(prot & PROT_WRITE)))
         self._set(self._maps)
 
     def find(self, addr: int) -> Mapping | None:
@@ -265,9 +294,11 @@ class GuestMemory:
         return p
 
     def map(self, start: int, length: int, prot: int, name: str = "",
-            fd: int = -1, offset: int = 0, shared: bool = False, noreserve: bool = False) -> int:
+            fd: int = -1, offset: int = 0, shared: bool = False, noreserve: bool = False,
+            source: MappedFile | None = None) -> int:
         """Map [start, start+length) (page aligned) in the guest, MAP_FIXED
-        (``noreserve``: without swap reservation, MAP_NORESERVE)."""
+        (``noreserve``: without swap reservation, MAP_NORESERVE);
+        ``source``: the file /proc/self/maps names, at ``offset``."""
         length = page_up(length)
         self._check_range(start, length)
         flags = MAP_FIXED | (MAP_SHARED if shared else MAP_PRIVATE) | (MAP_NORESERVE if noreserve else 0)
@@ -280,7 +311,7 @@ class GuestMemory:
         if shared and fd >= 0:
             st = os.fstat(fd)
             file = (st.st_dev, st.st_ino)
-        self._add(start, start + length, prot, name, shared, file, offset)
+        self._add(start, start + length, prot, name, shared, file, offset, source)
         return start
 
     def aliases(self, page: int) -> list[tuple[int, Mapping]]:

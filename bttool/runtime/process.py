@@ -14,7 +14,7 @@ from bttool.errors import CannotRun, ExecFault
 from bttool.runtime.window import LOW, Window, windows_for
 from bttool.runtime import cpuid
 from bttool.runtime.memory import (MMAP_TOP, PAGE, PIE_BASE, PROT_EXEC, PROT_READ, PROT_WRITE,
-                                   STACK_EXPAND, STACK_SIZE, STACK_TOP, GuestMemory, GuestMemoryError,
+                                   STACK_EXPAND, STACK_SIZE, STACK_TOP, GuestMemory, GuestMemoryError, MappedFile,
                                    page_down, page_up, stack_size)
 from bttool.translator.loader import PF_R, PF_W, PF_X, GuestImage
 
@@ -117,6 +117,7 @@ def map_image(mem: GuestMemory, image: GuestImage, base: int | None = None) -> t
                         f"address space ({mem.window.low:#x} to {mem.window.end:#x}, the stack "
                         "excluded; a program's fixed addresses may span at most that much)")
     name = os.path.basename(image.path)
+    source = _image_file(image.path)
     data = image.data
     eof_page = page_up(len(data))
     try:
@@ -130,10 +131,11 @@ def map_image(mem: GuestMemory, image: GuestImage, base: int | None = None) -> t
                 foff = seg.offset - (va - start)    # page aligned (else exec_fault)
                 backed = max(0, min(fend - start, eof_page - foff))
                 if backed:
-                    mem.map(start, backed, prot, name=name)
+                    mem.map(start, backed, prot, name=name, source=source, offset=foff)
                     mem.write_force(start, data[foff:foff + backed])
                 if start + backed < fend:
-                    _map_past_eof(mem, start + backed, fend - (start + backed), prot, name)
+                    _map_past_eof(mem, start + backed, fend - (start + backed), prot, name,
+                                  source, foff + backed)
                 if seg.memsz > seg.filesz:
                     zs = va + seg.filesz
                     if zs % PAGE and prot & PROT_WRITE and zs < start + backed:
@@ -181,13 +183,25 @@ def _host_commits(size: int) -> bool:
     return True
 
 
-def _map_past_eof(mem: GuestMemory, start: int, length: int, prot: int, name: str) -> None:
+def _image_file(path: str) -> MappedFile | None:
+    """The program's or interpreter's file as /proc/self/maps names the
+    mappings of its segments (the kernel's path: symbolic links resolved)."""
+    from bttool.runtime import sysroot
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return MappedFile(st.st_dev, st.st_ino, sysroot.guest_path(os.path.realpath(path)))
+
+
+def _map_past_eof(mem: GuestMemory, start: int, length: int, prot: int, name: str,
+                  source: MappedFile | None, offset: int) -> None:
     """File pages wholly past the end of the file: mapped from an empty
     file, so that touching them raises SIGBUS (and a system call given
     them fails with EFAULT), as in Linux."""
     fd = os.memfd_create("bttool-past-eof", os.MFD_CLOEXEC)
     try:
-        mem.map(start, length, prot, name=name, fd=fd)
+        mem.map(start, length, prot, name=name, fd=fd, source=source, offset=offset)
     finally:
         os.close(fd)
 

@@ -38,7 +38,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from bttool.runtime import hostfds
-from bttool.runtime.memory import PROT_EXEC, PROT_READ, PROT_WRITE, GuestMemoryError
+from bttool.runtime.memory import PROT_EXEC, PROT_READ, PROT_WRITE, GuestMemoryError, Mapping
 
 if TYPE_CHECKING:  # pragma: no cover
     from bttool.runtime.linux import LinuxProcess
@@ -175,17 +175,21 @@ class ProcView:
 
     # -- contents ---------------------------------------------------------------
     def _maps(self) -> bytes:
-        lines = []
+        """The guest's mappings as Linux lists them: each file's path,
+        device, inode and offset; neighbours that Linux would have merged
+        into one area (the heap grown by brk, adjacent anonymous maps,
+        consecutive pages of one file) as one line."""
         mem = self.proc.memory
+        merged: list[Mapping] = []
         for m in mem.mappings():
             if m.name == "[stack]":     # as far as Linux would have grown it
                 m = dataclasses.replace(m, start=mem.stack_low(m))
-            perms = (("r" if m.prot & PROT_READ else "-") + ("w" if m.prot & PROT_WRITE else "-")
-                     + ("x" if m.prot & PROT_EXEC else "-") + "p")
-            name = m.name if m.name.startswith(("/", "[")) else ""
-            lines.append(f"{m.start:08x}-{m.end:08x} {perms} 00000000 00:00 0"
-                         + (" " * 19 + name if name else " "))
-        return ("\n".join(lines) + "\n").encode() if lines else b""
+            prev = merged[-1] if merged else None
+            if prev is not None and _continues(prev, m):
+                merged[-1] = dataclasses.replace(prev, end=m.end)
+            else:
+                merged.append(m)
+        return "".join(_maps_line(m) for m in merged).encode()
 
     def _auxv(self) -> bytes:
         return self.proc.auxv_bytes
@@ -252,3 +256,29 @@ class ProcView:
         new &= (1 << 64) - 1            # Linux's mem_lseek takes any position
         self.offsets[fd] = new
         return new
+
+
+def _shown_name(m: Mapping) -> str:
+    """What /proc/self/maps names a mapping by: its file, or [heap] and
+    [stack], or nothing (bttool's own names for anonymous memory)."""
+    if m.source is not None:
+        return m.source.path
+    return m.name if m.name.startswith("[") else ""
+
+
+def _continues(prev: Mapping, m: Mapping) -> bool:
+    """Whether Linux would keep ``m`` in the same area as ``prev``."""
+    return (prev.end == m.start and prev.prot == m.prot and prev.shared == m.shared
+            and prev.source == m.source and _shown_name(prev) == _shown_name(m)
+            and (m.source is None or prev.offset + (prev.end - prev.start) == m.offset
+                 and prev.was_writable == m.was_writable))
+
+
+def _maps_line(m: Mapping) -> str:
+    perms = (("r" if m.prot & PROT_READ else "-") + ("w" if m.prot & PROT_WRITE else "-")
+             + ("x" if m.prot & PROT_EXEC else "-") + ("s" if m.shared else "p"))
+    src = m.source
+    dev, inode, offset = (src.dev, src.inode, m.offset) if src is not None else (0, 0, 0)
+    head = f"{m.start:08x}-{m.end:08x} {perms} {offset:08x} {os.major(dev):02x}:{os.minor(dev):02x} {inode} "
+    name = _shown_name(m)
+    return (head.ljust(72) + " " + name if name else head) + "\n"

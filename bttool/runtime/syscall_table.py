@@ -110,6 +110,14 @@ PASSTHROUGH: dict[int, tuple[str, str | None]] = {
     439: ("faccessat2", "f s i i"), 441: ("epoll_pwait2", f"f p2*{EPOLL_EVENT} i {TIMESPEC} p5 i"),
 }
 
+# Path calls that follow a symbolic link their path ends in: nr -> the index
+# of the flags argument whose AT_SYMLINK_NOFOLLOW (0x100) says they do not
+# (None: always follow).  Given the guest's /proc/self/exe, these act on the
+# guest program (the host's link names bttool's Python); lstat and the
+# like see the link itself, which is the host's as well.
+FOLLOWS_LINK: dict[int, int | None] = {4: None, 21: None, 262: 3, 269: None, 332: 2, 439: 3}
+AT_SYMLINK_NOFOLLOW = 0x100
+
 # fcntl(fd, cmd, arg): what ``arg`` is per command ("i" an integer, "p:K" a
 # K-byte structure).  F_SETPIPE_SZ & co. take integers.
 FCNTL: dict[int, str] = {

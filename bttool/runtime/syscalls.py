@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Callable
 from bttool.runtime import guestlimits, hostfds, hostsignals, sysroot
 from bttool.runtime.guestthreads import LOCK, gettid
 from bttool.runtime.memory import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_SHARED,
-                                   PROT_EXEC, PROT_WRITE, PAGE, GuestMemoryError, page_up)
+                                   PROT_EXEC, PROT_WRITE, PAGE, GuestMemoryError, MappedFile, page_up)
 from bttool.runtime.procview import in_this_process
 from bttool.runtime.nativeloop import NOT_STARTED
 from bttool.runtime.syscall_table import (ARCH_GET_CPUID, ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_FS,
-                                          ARCH_SET_GS, FCNTL, FUTEX, IOCTL, MADVISE, MAY_BLOCK, PARSED,
+                                          ARCH_SET_GS, AT_SYMLINK_NOFOLLOW, FCNTL, FOLLOWS_LINK, FUTEX, IOCTL, MADVISE, MAY_BLOCK, PARSED,
                                           PASSTHROUGH, PRCTL, TASK_SIZE_MAX, WAIT_ALWAYS, WAIT_COMMANDS,
                                           WAIT_ON_FD, WAIT_UNLESS_FLAG, parse)  # noqa: F401
 
@@ -276,7 +276,7 @@ class Syscalls:
                 dirfd = args[i - 1] if i and spec[i - 1][0] == "f" else AT_FDCWD   # the *at calls
                 if self._hidden_path(args[i], dirfd):
                     return -errno.ENOENT
-                real[i] = self.path(args[i], keep)
+                real[i] = self._own_exe(nr, args, i, keep) or self.path(args[i], keep)
             elif kind == "f":
                 real[i] = self.fd(args[i])
             elif kind == "l":
@@ -300,6 +300,28 @@ class Syscalls:
                 keep.append(ctypes.create_string_buffer(host))
                 return ctypes.addressof(keep[-1])
         return real
+
+    def _own_exe(self, nr: int, args: list[int], i: int, keep: list) -> int | None:
+        """For a call that follows symbolic links (syscall_table.FOLLOWS_LINK)
+        given the guest's /proc/self/exe (or /proc/PID/exe) as argument
+        ``i``: a host pointer to the guest program's path (held in
+        ``keep``), so stat and access describe the program, as natively;
+        else None."""
+        if nr not in FOLLOWS_LINK:
+            return None
+        flags_at = FOLLOWS_LINK[nr]
+        if flags_at is not None and args[flags_at] & AT_SYMLINK_NOFOLLOW:
+            return None
+        try:
+            if self.mem.read(args[i], 6) != b"/proc/":
+                return None
+            exe = self.proc.procview.readlink(self.mem.read_cstring(args[i]))
+        except GuestMemoryError:
+            return None
+        if exe is None:
+            return None
+        keep.append(ctypes.create_string_buffer(exe))
+        return ctypes.addressof(keep[-1])
 
     def _hidden_path(self, addr: int, dirfd: int = -100) -> bool:
         """Whether the guest's path at ``addr`` (relative to ``dirfd``) is
@@ -431,7 +453,7 @@ class Syscalls:
             return -errno.ENOMEM
         mem.map(start, length, prot, name="" if anon else f"fd{fd}",
                 fd=-1 if anon else fd, offset=offset if not anon else 0,
-                shared=bool(flags & MAP_SHARED))
+                shared=bool(flags & MAP_SHARED), source=None if anon else MappedFile.of_descriptor(_fd(fd)))
         if replaced:        # MAP_FIXED over earlier code: its translations go
             self.proc.code_unmapped(start, length)
         if not anon and flags & MAP_SHARED:     # a writable view of translated code?

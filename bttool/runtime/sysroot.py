@@ -48,3 +48,10 @@ def resolve(path: str) -> str:
     opens: the interpreter, an exec'd program)."""
     found = host_path(os.fsencode(path))
     return os.fsdecode(found) if found is not None else path
+
+
+def guest_path(host: str) -> str:
+    """A host path as the guest names it: without the sysroot's prefix
+    when the file lies under the sysroot (/proc/self/maps)."""
+    root = os.fsdecode(_root)
+    return host[len(root):] if root and host.startswith(root + "/") else host
