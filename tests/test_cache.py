@@ -155,6 +155,68 @@ def test_a_warm_start_reads_its_own_rows_however_full_the_cache(programs, tmp_pa
     assert beside["cache_rows_read"] <= alone["cache_rows_read"] < rows() / 1.5, (alone, beside)
 
 
+def _pack_of(cache: Path) -> Path:
+    packs = list((cache / "warm").glob("*.pack"))
+    assert len(packs) == 1, packs
+    return packs[0]
+
+
+def test_a_warm_run_takes_its_regions_from_the_warm_pack(programs, tmp_path):
+    """Once the warm set settles, a run installs it from the program's warm
+    pack (runtime/warmpack.py): its unit's memory compared with the code
+    the regions were made from, no index row read or checked one by one."""
+    prog, cache = programs / "p", tmp_path / "c"
+    for _ in range(3):
+        stats_run(cache, prog, tmp_path)
+    r, s = stats_run(cache, prog, tmp_path)
+    same(r, native(prog))
+    assert s["regions_translated"] == 0 and s["regions_from_cache"] > 10
+    assert s["cache_rows_read"] == 0, s
+    assert _pack_of(cache).stat().st_size > 0
+
+
+def test_a_damaged_warm_pack_is_not_used(programs, tmp_path):
+    """A pack that fails its checksum is ignored: the run checks its
+    regions one by one, and writes a good pack for the next."""
+    prog, cache = programs / "p", tmp_path / "c"
+    for _ in range(3):
+        stats_run(cache, prog, tmp_path)
+    pack = _pack_of(cache)
+    data = bytearray(pack.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    pack.write_bytes(bytes(data))
+    r, s = stats_run(cache, prog, tmp_path)
+    same(r, native(prog))
+    assert s["regions_translated"] == 0 and s["cache_rows_read"] > 10, s
+    _, s = stats_run(cache, prog, tmp_path)
+    assert s["regions_translated"] == 0 and s["cache_rows_read"] == 0, s
+
+
+def test_a_warm_pack_whose_code_differs_from_memory_serves_nothing(programs, tmp_path):
+    """A pack intact as written whose code is not what the program's
+    memory holds (one byte changed, as if the code had been patched before
+    it ran) serves no region of that unit: each is checked one by one
+    against memory, as without a pack, and the run is still right."""
+    from bttool.runtime import warmpack
+    prog, cache = programs / "p", tmp_path / "c"
+    for _ in range(3):
+        stats_run(cache, prog, tmp_path)
+    path = _pack_of(cache)
+    parts = warmpack.unpack(path.read_bytes())
+    assert parts
+    units = {}
+    for image, part in parts.items():
+        at = part.code[0][0]             # this byte is different in every region holding it
+        units[image] = [(r, [(s, d if not s <= at < s + len(d) else
+                               d[:at - s] + bytes([d[at - s] ^ 0xFF]) + d[at - s + 1:])
+                             for s, d in part.runs_of(r)]) for r in part.regions]
+    path.write_bytes(warmpack.pack(units))
+    r, s = stats_run(cache, prog, tmp_path)
+    same(r, native(prog))
+    assert s["regions_translated"] == 0 and s["regions_from_cache"] > 10
+    assert s["cache_rows_read"] >= s["regions_from_cache"], s
+
+
 def test_warm_run_installs_the_warm_set_at_once(programs, tmp_path):
     """A warm run takes the regions the last run of the program used in one
     go (RunCache.warm_hits), not one exit, lookup and object read each; a
@@ -164,7 +226,7 @@ def test_warm_run_installs_the_warm_set_at_once(programs, tmp_path):
     stats_run(cache, prog, tmp_path)                   # cold
     _, s2 = stats_run(cache, prog, tmp_path)          # warm: what runs, looked up
     warm_dir = cache / "warm"
-    (sets,) = list(warm_dir.iterdir())
+    (sets,) = [f for f in warm_dir.iterdir() if f.suffix != ".pack"]
     keys = sets.read_text().split("--\n")[0].split()     # the last run's set
     assert len(keys) >= s2["regions_from_cache"]
     r3, s3 = stats_run(cache, prog, tmp_path)
@@ -251,25 +313,35 @@ def test_pie_hits_at_another_load_base(programs, tmp_path):
     assert s2["regions_translated"] == 0
 
 
-def test_corrupt_entries_are_rebuilt(programs, tmp_path):
+@pytest.mark.parametrize("pack", [False, True], ids=["rows", "warm-pack"])
+def test_corrupt_entries_are_rebuilt(programs, tmp_path, pack):
+    """Damaged objects and rows are dropped, counted and translated again.
+    Through the warm pack (which carries what it needs of the rows: a
+    damaged row is left to `cache verify`), damaged objects are dropped and
+    counted as well; a missing one is what an eviction leaves, and is
+    translated again without a word."""
     prog = programs / "p"
     cache = tmp_path / "c"
     stats_run(cache, prog, tmp_path)
+    if not pack:
+        _pack_of(cache).unlink()
     db = sqlite3.connect(cache / "index.sqlite")
     objects = [r[0] for r in db.execute("SELECT id FROM objects ORDER BY id")]
     assert len(objects) > 3
     db.execute("UPDATE objects SET data = substr(data, 1, 40) WHERE id = ?", (objects[0],))  # truncated
     db.execute("UPDATE objects SET data = zeroblob(64) WHERE id = ?", (objects[1],))        # garbage
     db.execute("DELETE FROM objects WHERE id = ?", (objects[2],))                           # missing
-    db.execute("UPDATE regions SET ranges = '{not json' WHERE rowid = (SELECT MIN(rowid) FROM regions)")
+    if not pack:
+        db.execute("UPDATE regions SET ranges = '{not json' WHERE rowid = (SELECT MIN(rowid) FROM regions)")
     db.commit()
     db.close()
     r, s = stats_run(cache, prog, tmp_path)
     same(r, native(prog))
-    # every region is in the warm set, so every object is read: the three
-    # bad ones and the bad row are each dropped and counted (three when the
-    # row's region is the only one of a bad object), and translated again
-    assert s["cache_dropped"] >= 3, s
+    # every region is in the warm set, so every object is read: the bad
+    # ones and the bad row are each dropped and counted (without the pack:
+    # three when the row's region is the only one of a bad object), and
+    # translated again
+    assert s["cache_dropped"] >= (2 if pack else 3), s
     assert s["regions_translated"] >= 3, s
     assert bttool("cache", "--cache-dir", cache, "verify").returncode == 0
     # what was translated again is in the cache: the next run is warm

@@ -50,9 +50,9 @@ from typing import TYPE_CHECKING, Callable, Iterable, TypeVar
 
 from bttool.ir import codegen, objfile
 from bttool.ir.codegen import Target
-from bttool.runtime import cache_index, cache_rows
+from bttool.runtime import cache_index, cache_rows, warmpack
 from bttool.runtime.hostfds import hold, opening_high, standard_fds_held
-from bttool.translator.guestcode import CodeReader, Span, guest_digest, parse_spans, spans_json
+from bttool.translator.guestcode import CodeReader, Span, digest_of, guest_code, parse_spans, spans_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from bttool.runtime.codeunits import CodeUnits
@@ -495,6 +495,16 @@ class CacheStore:
                     out[row[0]] = row[3]
         return out
 
+    def objects_present(self, object_ids: Iterable[str]) -> set[str]:
+        """Which of the objects have a row, intact or not."""
+        ids = sorted(set(object_ids))
+        out: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            out.update(r[0] for r in self.rows("read", "SELECT id FROM objects WHERE id IN"
+                                                       f" ({','.join('?' * len(chunk))})", chunk))
+        return out
+
     # -- warm sets -------------------------------------------------------------
     def _warm_path(self, program: str) -> str:
         return os.path.join(self.root, "warm", program[:32])
@@ -516,17 +526,31 @@ class CacheStore:
         return last, before
 
     def write_warm_sets(self, program: str, last: Iterable[str], before: Iterable[str]) -> None:
-        """Record the warm sets of ``program``'s last two runs (replacing
-        the file whole: a reader sees the old one or the new one)."""
+        """Record the warm sets of ``program``'s last two runs."""
+        self._replace(self._warm_path(program), ("".join(k + "\n" for k in sorted(last)) + "--\n"
+                                                 + "".join(k + "\n" for k in sorted(before))).encode())
+
+    def warm_pack(self, program: str) -> bytes:
+        """``program``'s warm pack (runtime/warmpack.py) as written, or b""."""
+        try:
+            with open(self._warm_path(program) + ".pack", "rb") as f:
+                return f.read(1 << 28)
+        except OSError:
+            return b""
+
+    def write_warm_pack(self, program: str, data: bytes) -> None:
+        self._replace(self._warm_path(program) + ".pack", data)
+
+    def _replace(self, path: str, data: bytes) -> None:
+        """Write the file at ``path`` whole (a reader sees the old one or
+        the new one)."""
         if self.readonly or self.disabled:
             return
-        path = self._warm_path(program)
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(path), delete=False,
+            with tempfile.NamedTemporaryFile("wb", dir=os.path.dirname(path), delete=False,
                                              prefix=".warm-") as f:
-                f.write("".join(k + "\n" for k in sorted(last)) + "--\n"
-                        + "".join(k + "\n" for k in sorted(before)))
+                f.write(data)
             os.replace(f.name, path)
         except OSError as e:
             self.log(f"cache warm set not written ({e})")
@@ -537,7 +561,7 @@ class CacheStore:
         returns the object id."""
         data = t.object_code
         digest = hashlib.sha256(data).hexdigest()
-        object_id = digest[:32]
+        object_id = cache_rows.object_id_of(digest)
         now = time.time()
         try:
             sizes = {n: sym.size for n, sym in objfile.symbols(data).items()}
@@ -820,7 +844,16 @@ class RunCache:
         self._warm = last & before if before else last
         self.made: list[str] = []
         self._read_ahead: dict[str, bytes] = {}
-        self._warm_rows_read: list[tuple] | None = None
+        # warm rows by key, as read (None: not in the index, or dropped)
+        self._warm_row_cache: dict[str, tuple | None] = {}
+        # the program's warm pack (runtime/warmpack.py) by unit image, read
+        # when a unit's code first runs; the units whose memory did not
+        # hold its code; the regions this run checked or made, with the
+        # bytes they were checked or made against (what the next pack holds)
+        self._pack: dict[str, warmpack.UnitPart] | None = None
+        self._pack_failed: set[str] = set()
+        self._checked: dict[str, tuple[str, warmpack.PackedRegion, warmpack.Runs | None]] = {}
+        self._present: set[str] = set()         # objects read ahead, found intact
         # per unit (_candidates_at): lookups that queried the index, and
         # the units whose rows were all read
         self._queries: dict[tuple, int] = {}
@@ -898,19 +931,63 @@ class RunCache:
         return n
 
     def _warm_rows(self) -> list[tuple]:
-        """The rows of the warm set's regions (any unit, any variant), read
-        in one query each 500 keys when a unit's code first runs: a warm
-        run reads what it will use, not every row of its units."""
-        if self._warm_rows_read is None:
-            keys = sorted(self._warm)
-            self._warm_rows_read = []
-            for i in range(0, len(keys), 500):
-                chunk = keys[i:i + 500]
-                self._warm_rows_read += self.store.rows(
-                    "lookup", f"SELECT {_REGION_COLUMNS}, checksum, rowid FROM regions"
-                    f" WHERE key IN ({','.join('?' * len(chunk))})", chunk)
-            self.rows_read += len(self._warm_rows_read)
-        return self._warm_rows_read
+        """The rows of the warm set's regions (any unit, any variant) that
+        the warm pack does not serve, read in one query each 500 keys when
+        a unit's code first runs (again for a unit whose pack part failed):
+        a warm run reads what it will use, not every row of its units."""
+        pack = self._pack_parts()
+        packed = {r.key for image, part in pack.items() if image not in self._pack_failed
+                  for r in part.regions}
+        want = sorted(self._warm - packed)
+        missing = [k for k in want if k not in self._warm_row_cache]
+        for i in range(0, len(missing), 500):
+            chunk = missing[i:i + 500]
+            for k in chunk:
+                self._warm_row_cache[k] = None
+            rows = self.store.rows("lookup", f"SELECT {_REGION_COLUMNS}, checksum, rowid FROM regions"
+                                             f" WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            self.rows_read += len(rows)
+            for row in rows:
+                self._warm_row_cache[row[0]] = row
+        return [row for row in map(self._warm_row_cache.get, want) if row is not None]
+
+    def _pack_parts(self) -> dict[str, warmpack.UnitPart]:
+        """The program's warm pack by unit image ({} when there is none or
+        it is damaged), read once."""
+        if self._pack is None:
+            data = self.store.warm_pack(self.program) if self.enabled and self._warm else b""
+            self._pack = warmpack.unpack(data) if data else {}
+            if self._pack is None:
+                self.log("cache warm pack damaged; its regions are checked one by one")
+                self._pack = {}
+        return self._pack
+
+    def _pack_hits(self, unit, read: CodeReader, skip: Callable[[int], bool]) -> list[tuple[int, CachedRegion]]:
+        """(pc, region) for the regions of ``unit`` that the warm pack
+        serves: all of its part, when the unit's memory holds the code they
+        were made from (the best tier of each entry, except at pcs ``skip``
+        names); none otherwise.  Not yet counted as hits."""
+        part = self._pack_parts().get(unit.image)
+        if part is None or unit.image in self._pack_failed:
+            return []
+        if not part.holds_here(read, unit.base):
+            self._pack_failed.add(unit.image)
+            self.log(f"cache warm pack: the code of {unit.path} differs; its regions are checked one by one")
+            return []
+        rank_of = {v: rank for rank, v in enumerate(self.unit_variants(unit.pic)[0])}
+        best: dict[int, tuple[int, warmpack.PackedRegion]] = {}
+        for r in part.regions:
+            rank = rank_of.get((r.target, r.options))
+            if rank is not None and r.key in self._warm and (r.entry not in best or rank < best[r.entry][0]):
+                best[r.entry] = (rank, r)
+        out = []
+        for entry, (rank, r) in best.items():
+            if skip(unit.base + entry):
+                continue
+            self._checked[r.key] = (unit.image, r, None)     # its code is the pack's (_write_pack)
+            out.append((unit.base + entry, CachedRegion(r.key, r.object_id, r.symbol, r.insns, rank,
+                                                        [(unit.base + s, unit.base + e) for s, e in r.spans])))
+        return out
 
     def _intact(self, row: tuple) -> bool:
         """Whether a candidate row passes its checksum; one that fails is
@@ -927,8 +1004,8 @@ class RunCache:
             lst_for = cands.get(row[_ENTRY])
             if lst_for is not None and row in lst_for:
                 lst_for.remove(row)
-        if self._warm_rows_read:
-            self._warm_rows_read = [r for r in self._warm_rows_read if r[_ROWID] != rowid]
+        if self._warm_row_cache.get(row[0]) is not None and self._warm_row_cache[row[0]][_ROWID] == rowid:
+            self._warm_row_cache[row[0]] = None
         self.store.drop_row("regions", "rowid", rowid)
         return False
 
@@ -955,11 +1032,19 @@ class RunCache:
         if not self._intact(row):
             return None
         spans = self._spans_here(row[_RANGES], unit)
-        if spans is None or guest_digest(read, spans) != row[_DIGEST]:
+        if spans is None:
+            return None
+        datas = guest_code(read, spans)
+        if digest_of(spans, datas) != row[_DIGEST]:
             return None
         key = row[0]
         self.hits += 1
         self.used.append(key)
+        if not any(s.image for s in spans):
+            rel = tuple((sp.start - sp.base, sp.end - sp.base) for sp in spans)
+            self._checked[key] = (unit.image, warmpack.PackedRegion(
+                row[_ENTRY], key, row[_OBJECT], row[_SYMBOL], row[_INSNS], row[_TARGET], row[_OPTIONS], rel),
+                warmpack.runs(rel, datas))
         return CachedRegion(key, row[_OBJECT], row[_SYMBOL], row[_INSNS], row[_RANK],
                             [(s.start, s.end) for s in spans],
                             {s.image: s.base for s in spans if s.image})
@@ -975,6 +1060,8 @@ class RunCache:
         if not self.enabled or not self._warm:
             return []
         base = unit.base
+        packed = self._pack_hits(unit, read, skip)
+        taken = {pc for pc, _ in packed}
         variants, _ = self.unit_variants(unit.pic)
         rank_of = {v: rank for rank, v in enumerate(variants)}
         target, options, image = (cache_rows.COVERED["regions"].index(c) for c in ("target", "options", "image"))
@@ -986,16 +1073,28 @@ class RunCache:
                 best.setdefault(row[_ENTRY], []).append(row + (mine, rank))
         chosen = []
         for entry, rows in best.items():
-            if skip(base + entry):
+            if skip(base + entry) or base + entry in taken:
                 continue
             for row in sorted(rows, key=lambda r: (r[_RANK], not r[_MINE])):
                 hit = self._hit(row, unit, read)
                 if hit is not None:
                     chosen.append((base + entry, hit))
                     break
-        if chosen:
-            self._read_ahead.update(self.store.read_objects(h.object_id for _, h in chosen))
-        return chosen
+        wanted = {h.object_id for _, h in chosen + packed} - self._present
+        if wanted:
+            found = self.store.read_objects(wanted)
+            self._read_ahead.update(found)
+            self._present.update(found)
+        # a packed region whose object is gone (evicted since the pack was
+        # written) is not served; one whose object is damaged is, so that
+        # read_object drops and counts it as a row's would be
+        absent = {h.object_id for _, h in packed} - self._present
+        if absent:
+            absent -= self.store.objects_present(absent)
+            packed = [(pc, h) for pc, h in packed if h.object_id not in absent]
+        self.hits += len(packed)
+        self.used.extend(h.key for _, h in packed)
+        return packed + chosen
 
     def _spans_here(self, stored: str, unit) -> list[Span] | None:
         """A candidate's spans at this run's addresses, or None when its code
@@ -1042,8 +1141,9 @@ class RunCache:
         for cands in self._candidates.values():
             for lst in cands.values():
                 lst[:] = [c for c in lst if c[_OBJECT] != object_id]
-        if self._warm_rows_read:
-            self._warm_rows_read = [r for r in self._warm_rows_read if r[_OBJECT] != object_id]
+        for k, r in self._warm_row_cache.items():
+            if r is not None and r[_OBJECT] == object_id:
+                self._warm_row_cache[k] = None
         self.hits -= 1
         self.misses += 1
 
@@ -1053,11 +1153,49 @@ class RunCache:
             return
         unit = self.units.find(t.regions[0].entry)
         self.made.extend(r.key for r in t.regions)
+        self._record_made(t, unit, target_key, options_key)
         entry = (t, unit.image, unit.path, target_key, self.triple, options_key)
         if released:
             self.pending.append(entry)      # finish stores it if the index opens again
             return
         self.store.write_translation(*entry)
+
+    def _record_made(self, t: Translation, unit, target_key: str, options_key: str) -> None:
+        """Keep the code each region of ``t`` was made from, for the next
+        warm pack (regions of the unit alone: runtime/warmpack.py)."""
+        object_id = cache_rows.object_id_of(hashlib.sha256(t.object_code).hexdigest())
+        for r in t.regions:
+            if any(s.image or s.base != unit.base for s in r.spans) or not unit.contains(r.entry):
+                continue
+            datas, at = [], 0
+            for sp in r.spans:
+                datas.append(r.guest_code[at:at + sp.end - sp.start])
+                at += sp.end - sp.start
+            rel = tuple((sp.start - sp.base, sp.end - sp.base) for sp in r.spans)
+            self._checked[r.key] = (unit.image, warmpack.PackedRegion(
+                r.entry_rel, r.key, object_id, r.symbol, r.insn_count, target_key, options_key, rel),
+                warmpack.runs(rel, datas))
+
+    def _write_pack(self, store: CacheStore, warm: frozenset[str], changed: bool) -> None:
+        """The warm pack for the next run, which installs ``warm`` (the
+        regions this run used or made) as far as the run before used them
+        too: written when that set changed, or when this run's pack did not
+        serve all of it that this run could pack (none, damaged, a unit
+        whose code differed)."""
+        following = warm & self._warm_last if self._warm_last else warm
+        keys = sorted(k for k in following if k in self._checked)
+        served = {r.key for image, part in (self._pack or {}).items() if image not in self._pack_failed
+                  for r in part.regions}
+        if not changed and served == set(keys):
+            return
+        units: dict[str, list] = {}
+        for key in keys:
+            image, region, code = self._checked[key]
+            if code is None:
+                code = self._pack[image].runs_of(region) if self._pack else None
+            if code is not None:
+                units.setdefault(image, []).append((region, code))
+        store.write_warm_pack(self.program, warmpack.pack(units))
 
     def _reopened(self) -> CacheStore | None:
         """After the store was released: the index opened again (at exit,
@@ -1113,8 +1251,10 @@ class RunCache:
         # from the cache or made (also those made along with others, which
         # may not have run: which of them ran is not known without lookups)
         warm = frozenset(self.used) | frozenset(self.made)
-        if (warm, self._warm_last) != (self._warm_last, self._warm_before):
+        changed = (warm, self._warm_last) != (self._warm_last, self._warm_before)
+        if changed:
             store.write_warm_sets(self.program, warm, self._warm_last)
+        self._write_pack(store, warm, changed)
         if store.may_exceed(max_size_default()):
             store.gc(max_size_default())
 
@@ -1133,6 +1273,7 @@ _REGION_COLUMNS = ", ".join(cache_rows.COVERED["regions"])
 _ENTRY, _RANGES, _DIGEST, _INSNS, _OBJECT, _SYMBOL = (
     cache_rows.COVERED["regions"].index(c) for c in ("entry", "ranges", "digest", "insn_count", "object",
                                                       "symbol"))
+_TARGET, _OPTIONS = (cache_rows.COVERED["regions"].index(c) for c in ("target", "options"))
 _CHECKSUM = len(cache_rows.COVERED["regions"])
 _ROWID, _MINE, _RANK = _CHECKSUM + 1, _CHECKSUM + 2, _CHECKSUM + 3
 # lookups of a unit between checks whether reading all its rows is cheaper

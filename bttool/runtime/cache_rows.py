@@ -64,11 +64,16 @@ def row_ok(values: Sequence[object], checksum: object) -> bool:
     return isinstance(checksum, int) and row_checksum(values) == checksum
 
 
+def object_id_of(sha256: str) -> str:
+    """An object's id: its bytes' sha256 (hex), shortened."""
+    return sha256[:32]
+
+
 def object_ok(object_id: object, sha256: object, size: object, data: object) -> bool:
     """Whether an object row is intact: its bytes digest to its sha256, its
     id is that digest's prefix, its size is theirs."""
     return (isinstance(data, bytes) and isinstance(sha256, str) and isinstance(object_id, str)
-            and len(sha256) == 64 and object_id == sha256[:32] and size == len(data)
+            and len(sha256) == 64 and object_id == object_id_of(sha256) and size == len(data)
             and hashlib.sha256(data).hexdigest() == sha256)
 
 

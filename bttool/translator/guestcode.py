@@ -53,27 +53,39 @@ def _digest_update(h, rel: int, length: int, data: bytes, image: str) -> None:
     h.update(data)
 
 
-# spans closer together than this are read in one piece (guest_digest)
+# spans closer together than this are read in one piece (guest_code)
 _COVER_MAX = 1 << 16
 
 
 def guest_digest(read: CodeReader, spans: list[Span]) -> str:
     """Digest of the guest bytes a translation was made from (each span's
     addresses relative to its unit's base, so a moved PIE image or library
-    digests the same; a foreign span also names its file).  A region's
-    blocks usually lie close together: they are read with one call when
-    they fit in _COVER_MAX bytes (a warm run digests every region it
-    takes from the cache), each on its own otherwise or where that read
-    came back short (a gap that is not executable)."""
-    h = hashlib.sha256()
+    digests the same; a foreign span also names its file)."""
+    return digest_of(spans, guest_code(read, spans))
+
+
+def guest_code(read: CodeReader, spans: list[Span]) -> list[bytes]:
+    """The guest bytes of each span.  A region's blocks usually lie close
+    together: they are read with one call when they fit in _COVER_MAX
+    bytes (a warm run reads every region it takes from the cache one by
+    one unless a warm pack covers it), each on its own otherwise or where
+    that read came back short (a gap that is not executable)."""
     lo = min(s.start for s in spans) if spans else 0
     hi = max(s.end for s in spans) if spans else 0
     whole = read(lo, hi - lo) if len(spans) > 1 and hi - lo <= _COVER_MAX else b""
+    out = []
     for s in spans:
         if s.end - lo <= len(whole):
-            data = whole[s.start - lo:s.end - lo]
+            out.append(whole[s.start - lo:s.end - lo])
         else:
-            data = read(s.start, s.end - s.start)
+            out.append(read(s.start, s.end - s.start))
+    return out
+
+
+def digest_of(spans: list[Span], datas: list[bytes]) -> str:
+    """``guest_digest`` of the bytes ``datas`` read at ``spans``."""
+    h = hashlib.sha256()
+    for s, data in zip(spans, datas):
         _digest_update(h, s.start - s.base, s.end - s.start, data, s.image)
     return h.hexdigest()
 
