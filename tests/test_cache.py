@@ -176,8 +176,9 @@ def test_a_warm_run_takes_its_regions_from_the_warm_pack(programs, tmp_path):
 
 
 def test_a_damaged_warm_pack_is_not_used(programs, tmp_path):
-    """A pack that fails its checksum is ignored: the run checks its
-    regions one by one, and writes a good pack for the next."""
+    """A pack that fails its checksum is ignored (`cache verify` names it):
+    the run checks its regions one by one, and writes a good pack for the
+    next."""
     prog, cache = programs / "p", tmp_path / "c"
     for _ in range(3):
         stats_run(cache, prog, tmp_path)
@@ -185,11 +186,14 @@ def test_a_damaged_warm_pack_is_not_used(programs, tmp_path):
     data = bytearray(pack.read_bytes())
     data[len(data) // 2] ^= 0x40
     pack.write_bytes(bytes(data))
+    told = bttool("cache", "--cache-dir", cache, "verify")
+    assert told.returncode == 1 and b"warm pack" in told.stdout, told.stdout
     r, s = stats_run(cache, prog, tmp_path)
     same(r, native(prog))
     assert s["regions_translated"] == 0 and s["cache_rows_read"] > 10, s
     _, s = stats_run(cache, prog, tmp_path)
     assert s["regions_translated"] == 0 and s["cache_rows_read"] == 0, s
+    assert bttool("cache", "--cache-dir", cache, "verify").returncode == 0
 
 
 def test_a_warm_pack_whose_code_differs_from_memory_serves_nothing(programs, tmp_path):

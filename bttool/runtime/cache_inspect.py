@@ -219,7 +219,7 @@ def _check(store: CacheStore) -> list[Problem]:
         for row in db.execute(f"SELECT {', '.join(cols)}, checksum, rowid FROM {table}"):
             if not cache_rows.row_ok(row[:-2], row[-2]):
                 problems.append(Problem(table, f"row {row[-1]}: checksum mismatch", rowid=row[-1]))
-    return problems + _check_support(store)
+    return problems + _check_support(store) + _check_warm_packs(store)
 
 
 def _check_support(store: CacheStore) -> list[Problem]:
@@ -237,6 +237,26 @@ def _check_support(store: CacheStore) -> list[Problem]:
             continue
         if len(data) <= 32 or hashlib.sha256(data[:-32]).digest() != data[-32:]:
             problems.append(Problem("support", f"{name}: checksum mismatch", path=path))
+    return problems
+
+
+def _check_warm_packs(store: CacheStore) -> list[Problem]:
+    """The programs' warm packs (runtime/warmpack.py): a damaged one is
+    ignored by runs, and named here."""
+    from bttool.runtime import warmpack
+    problems = []
+    warm = os.path.join(store.root, "warm")
+    for name in sorted(os.listdir(warm)) if os.path.isdir(warm) else ():
+        if name.endswith(".pack"):
+            path = os.path.join(warm, name)
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                problems.append(Problem("warm pack", f"{name}: {e.strerror}", path=path))
+                continue
+            if warmpack.unpack(data) is None:
+                problems.append(Problem("warm pack", f"{name}: checksum mismatch", path=path))
     return problems
 
 
