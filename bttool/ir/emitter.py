@@ -340,9 +340,10 @@ class FunctionEmitter:
             return const(64, addr)
         return b.add(self.unit_base(), const(64, addr - self.pic_base))
 
-    def is_foreign(self, addr: int) -> bool:
-        """Whether ``addr`` lies in a foreign unit of this function."""
-        return any(start <= addr < end for start, end, _, _ in self.foreign)
+    def foreign_of(self, addr: int) -> tuple[int, str] | None:
+        """(translation-time base, base cell) of the foreign unit ``addr``
+        lies in, or None when it is in the function's own unit."""
+        return next(((base, cell) for start, end, base, cell in self.foreign if start <= addr < end), None)
 
     def begin_insn(self, pc: int) -> None:
         """Start lifting the instruction at ``pc``.  In system mode the state
@@ -565,8 +566,7 @@ class FunctionEmitter:
         b = self.b
         groups: dict[str | None, tuple[int, list[int]]] = {}
         for c in sorted(set(candidates)):
-            span = next(((base, cell) for start, end, base, cell in self.foreign if start <= c < end), None)
-            base, cell = span if span else (self.pic_base or 0, None)
+            base, cell = self.foreign_of(c) or (self.pic_base or 0, None)
             groups.setdefault(cell, (base, []))[1].append(c)
         local = groups.pop(None, None)
         for cell, (base, targets) in sorted(groups.items()):

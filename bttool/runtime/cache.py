@@ -1040,7 +1040,7 @@ class RunCache:
         key = row[0]
         self.hits += 1
         self.used.append(key)
-        if not any(s.image for s in spans):
+        if _packable(spans, unit):
             rel = tuple((sp.start - sp.base, sp.end - sp.base) for sp in spans)
             self._checked[key] = (unit.image, warmpack.PackedRegion(
                 row[_ENTRY], key, row[_OBJECT], row[_SYMBOL], row[_INSNS], row[_TARGET], row[_OPTIONS], rel),
@@ -1064,11 +1064,10 @@ class RunCache:
         taken = {pc for pc, _ in packed}
         variants, _ = self.unit_variants(unit.pic)
         rank_of = {v: rank for rank, v in enumerate(variants)}
-        target, options, image = (cache_rows.COVERED["regions"].index(c) for c in ("target", "options", "image"))
         best: dict[int, list[tuple]] = {}
         for row in self._warm_rows():
-            rank = rank_of.get((row[target], row[options]))
-            mine = row[image] == unit.image
+            rank = rank_of.get((row[_TARGET], row[_OPTIONS]))
+            mine = row[_IMAGE] == unit.image
             if rank is not None and (mine or not unit.pic) and isinstance(row[_ENTRY], int):
                 best.setdefault(row[_ENTRY], []).append(row + (mine, rank))
         chosen = []
@@ -1165,7 +1164,7 @@ class RunCache:
         warm pack (regions of the unit alone: runtime/warmpack.py)."""
         object_id = cache_rows.object_id_of(hashlib.sha256(t.object_code).hexdigest())
         for r in t.regions:
-            if any(s.image or s.base != unit.base for s in r.spans) or not unit.contains(r.entry):
+            if not _packable(r.spans, unit):
                 continue
             datas, at = [], 0
             for sp in r.spans:
@@ -1275,11 +1274,20 @@ _REGION_COLUMNS = ", ".join(cache_rows.COVERED["regions"])
 _ENTRY, _RANGES, _DIGEST, _INSNS, _OBJECT, _SYMBOL = (
     cache_rows.COVERED["regions"].index(c) for c in ("entry", "ranges", "digest", "insn_count", "object",
                                                       "symbol"))
-_TARGET, _OPTIONS = (cache_rows.COVERED["regions"].index(c) for c in ("target", "options"))
+_TARGET, _OPTIONS, _IMAGE = (cache_rows.COVERED["regions"].index(c) for c in ("target", "options", "image"))
 _CHECKSUM = len(cache_rows.COVERED["regions"])
 _ROWID, _MINE, _RANK = _CHECKSUM + 1, _CHECKSUM + 2, _CHECKSUM + 3
 # lookups of a unit between checks whether reading all its rows is cheaper
 _BULK_CHECK = 64
+
+
+def _packable(spans: list[Span], unit) -> bool:
+    """Whether a region with ``spans`` can go into ``unit``'s part of a
+    warm pack: all its code in the unit itself (not a foreign unit's, not
+    code outside every unit, such as a JIT's, which the default unit
+    serves)."""
+    return all(not s.image and s.base == unit.base and unit.contains(s.start) and unit.contains(s.end - 1)
+               for s in spans)
 
 
 def _out_of_descriptors() -> bool:

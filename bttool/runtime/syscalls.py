@@ -26,9 +26,10 @@ from bttool.runtime.memory import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE
 from bttool.runtime.procview import in_this_process
 from bttool.runtime.nativeloop import NOT_STARTED
 from bttool.runtime.syscall_table import (ARCH_GET_CPUID, ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_FS,
-                                          ARCH_SET_GS, AT_SYMLINK_NOFOLLOW, FCNTL, FOLLOWS_LINK, FUTEX, IOCTL, MADVISE, MAY_BLOCK, PARSED,
-                                          PASSTHROUGH, PRCTL, TASK_SIZE_MAX, WAIT_ALWAYS, WAIT_COMMANDS,
-                                          WAIT_ON_FD, WAIT_UNLESS_FLAG, parse)  # noqa: F401
+                                          ARCH_SET_GS, AT_SYMLINK_NOFOLLOW, FCNTL, FOLLOWS_LINK, FUTEX,
+                                          IOCTL, MADVISE, MAY_BLOCK, PARSED, PASSTHROUGH, PRCTL,
+                                          TASK_SIZE_MAX, WAIT_ALWAYS, WAIT_COMMANDS, WAIT_ON_FD,
+                                          WAIT_UNLESS_FLAG, parse)  # noqa: F401
 
 if TYPE_CHECKING:  # pragma: no cover
     from bttool.runtime.linux import LinuxProcess
