@@ -149,6 +149,28 @@ def test_rip_relative_accesses_of_pic_code_are_not_clamped():
     assert selects(None) == 3              # absolute: constants (LLVM folds them)
 
 
+def _lifted_with_a_foreign_unit(code: dict[int, bytes], **discover):
+    """The region at 0x1000 over ``code`` (address -> bytes), lifted for a
+    unit at 0x1000 with a foreign unit at [0x5000, 0x6000) whose base is
+    0x4000 (tier 2 taking in another file's code): (region, IR text)."""
+    from llvmlite import ir
+    from bttool.runtime.window import user_options
+    from bttool.translator.blocks import discover_region
+    from bttool.translator.decoder import Decoder
+    from bttool.translator.guestcode import Span
+    from bttool.translator.lifter import lift_region
+
+    def read(a, n):
+        for start, data in code.items():
+            if start <= a < start + len(data):
+                return data[a - start:a - start + n]
+        return b""
+    region = discover_region(Decoder(64), read, 0x1000, **discover)
+    module = ir.Module()
+    lift_region(region, user_options(0x1000), module, "f", foreign=[Span(0x5000, 0x6000, 0x4000, "ab" * 32)])
+    return region, str(module)
+
+
 def test_foreign_code_addresses_its_own_files_data_from_its_base():
     """A tier-2 region may hold code of another file (libc's malloc reached
     through the program's PLT stub).  That code's rip-relative data lies
@@ -159,28 +181,11 @@ def test_foreign_code_addresses_its_own_files_data_from_its_base():
     which is wrong as soon as the files lie at another distance (an
     LD_PRELOAD; tests/test_dynamic.py has the run)."""
     import re
-    from llvmlite import ir
-    from bttool.runtime.window import user_options
-    from bttool.translator.blocks import discover_region
-    from bttool.translator.decoder import Decoder
-    from bttool.translator.guestcode import Span
-    from bttool.translator.lifter import lift_region
     # own unit at 0x1000: jmp 0x5000 (into the foreign file's code, whose
     # base is 0x4000); there: mov rbx, [rip + 0x2000] (0x7007); ud2
-    code = {0x1000: b"\xe9\xfb\x3f\x00\x00",
-            0x5000: b"\x48\x8b\x1d\x00\x20\x00\x00\x0f\x0b"}
-
-    def read(a, n):
-        for start, data in code.items():
-            if start <= a < start + len(data):
-                return data[a - start:a - start + n]
-        return b""
-    region = discover_region(Decoder(64), read, 0x1000)
+    region, text = _lifted_with_a_foreign_unit({0x1000: b"\xe9\xfb\x3f\x00\x00",
+                                                0x5000: b"\x48\x8b\x1d\x00\x20\x00\x00\x0f\x0b"})
     assert 0x5000 in region.blocks
-    module = ir.Module()
-    lift_region(region, user_options(0x1000), module, "f",
-                foreign=[Span(0x5000, 0x6000, 0x4000, "ab" * 32)])
-    text = str(module)
     cell = re.search(r"(%\S+) = load i64, i64\* @\"f\.base\.", text).group(1)
     assert f"add i64 {cell}, {0x7007 - 0x4000}" in text
     assert " select " not in text
@@ -193,30 +198,13 @@ def test_returns_into_foreign_code_switch_on_the_offset_from_its_base():
     compare with each site's address in turn (14 compares per return
     from malloc in recurse-dyn)."""
     import re
-    from llvmlite import ir
-    from bttool.runtime.window import user_options
-    from bttool.translator.blocks import discover_region
-    from bttool.translator.decoder import Decoder
-    from bttool.translator.guestcode import Span
-    from bttool.translator.lifter import lift_region
     # own unit at 0x1000: jmp 0x5000; foreign (base 0x4000): three calls
     # to a leaf at 0x5100 (ret), then ud2
     call = lambda at: b"\xe8" + (0x5100 - at - 5).to_bytes(4, "little", signed=True)
-    code = {0x1000: b"\xe9\xfb\x3f\x00\x00",
-            0x5000: call(0x5000) + call(0x5005) + call(0x500a) + b"\x0f\x0b",
-            0x5100: b"\xc3"}
-
-    def read(a, n):
-        for start, data in code.items():
-            if start <= a < start + len(data):
-                return data[a - start:a - start + n]
-        return b""
-    region = discover_region(Decoder(64), read, 0x1000, follow_calls=True)
+    region, text = _lifted_with_a_foreign_unit(
+        {0x1000: b"\xe9\xfb\x3f\x00\x00", 0x5000: call(0x5000) + call(0x5005) + call(0x500a) + b"\x0f\x0b",
+         0x5100: b"\xc3"}, follow_calls=True)
     assert {0x5000, 0x5005, 0x500a, 0x500f, 0x5100} <= set(region.blocks)
-    module = ir.Module()
-    lift_region(region, user_options(0x1000), module, "f",
-                foreign=[Span(0x5000, 0x6000, 0x4000, "ab" * 32)])
-    text = str(module)
     switches = re.findall(r"switch i64 [^\]]*\]", text)
     assert len(switches) == 1
     assert sorted(map(int, re.findall(r"i64 (\d+), label", switches[0]))) == [0x1005, 0x100a, 0x100f]

@@ -6,6 +6,7 @@ import hashlib
 import os
 import sqlite3
 from dataclasses import dataclass
+from typing import Callable
 
 from bttool.ir import codegen, objfile
 from bttool.runtime import cache_rows
@@ -225,38 +226,35 @@ def _check(store: CacheStore) -> list[Problem]:
 def _check_support(store: CacheStore) -> list[Problem]:
     """The compiled support modules (files ending in the SHA-256 of their
     body, CacheStore.support_object)."""
-    problems = []
-    support = os.path.join(store.root, "support")
-    for name in sorted(os.listdir(support)) if os.path.isdir(support) else ():
-        path = os.path.join(support, name)
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            problems.append(Problem("support", f"{name}: {e.strerror}", path=path))
-            continue
-        if len(data) <= 32 or hashlib.sha256(data[:-32]).digest() != data[-32:]:
-            problems.append(Problem("support", f"{name}: checksum mismatch", path=path))
-    return problems
+    return _check_files(store, "support", "support", "",
+                        lambda data: len(data) > 32 and hashlib.sha256(data[:-32]).digest() == data[-32:])
 
 
 def _check_warm_packs(store: CacheStore) -> list[Problem]:
     """The programs' warm packs (runtime/warmpack.py): a damaged one is
     ignored by runs, and named here."""
     from bttool.runtime import warmpack
+    return _check_files(store, "warm", "warm pack", ".pack", lambda data: warmpack.unpack(data) is not None)
+
+
+def _check_files(store: CacheStore, folder: str, what: str, suffix: str,
+                 intact: Callable[[bytes], bool]) -> list[Problem]:
+    """A problem for each file of ``folder`` ending in ``suffix`` that
+    cannot be read or is not ``intact``."""
     problems = []
-    warm = os.path.join(store.root, "warm")
-    for name in sorted(os.listdir(warm)) if os.path.isdir(warm) else ():
-        if name.endswith(".pack"):
-            path = os.path.join(warm, name)
-            try:
-                with open(path, "rb") as f:
-                    data = f.read()
-            except OSError as e:
-                problems.append(Problem("warm pack", f"{name}: {e.strerror}", path=path))
-                continue
-            if warmpack.unpack(data) is None:
-                problems.append(Problem("warm pack", f"{name}: checksum mismatch", path=path))
+    where = os.path.join(store.root, folder)
+    for name in sorted(os.listdir(where)) if os.path.isdir(where) else ():
+        if not name.endswith(suffix):
+            continue
+        path = os.path.join(where, name)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            problems.append(Problem(what, f"{name}: {e.strerror}", path=path))
+            continue
+        if not intact(data):
+            problems.append(Problem(what, f"{name}: checksum mismatch", path=path))
     return problems
 
 
