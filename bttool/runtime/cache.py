@@ -553,7 +553,7 @@ class CacheStore:
                 f.write(data)
             os.replace(f.name, path)
         except OSError as e:
-            self.log(f"cache warm set not written ({e})")
+            self.log(f"cache {os.path.basename(path)} not written ({e})")
 
     def write_translation(self, t: Translation, image: str, image_path: str, target_key: str,
                           triple: str, options_key: str) -> str:
@@ -1044,7 +1044,7 @@ class RunCache:
             rel = tuple((sp.start - sp.base, sp.end - sp.base) for sp in spans)
             self._checked[key] = (unit.image, warmpack.PackedRegion(
                 row[_ENTRY], key, row[_OBJECT], row[_SYMBOL], row[_INSNS], row[_TARGET], row[_OPTIONS], rel),
-                warmpack.runs(rel, datas))
+                warmpack.runs(rel, b"".join(datas)))
         return CachedRegion(key, row[_OBJECT], row[_SYMBOL], row[_INSNS], row[_RANK],
                             [(s.start, s.end) for s in spans],
                             {s.image: s.base for s in spans if s.image})
@@ -1166,14 +1166,10 @@ class RunCache:
         for r in t.regions:
             if not _packable(r.spans, unit):
                 continue
-            datas, at = [], 0
-            for sp in r.spans:
-                datas.append(r.guest_code[at:at + sp.end - sp.start])
-                at += sp.end - sp.start
             rel = tuple((sp.start - sp.base, sp.end - sp.base) for sp in r.spans)
             self._checked[r.key] = (unit.image, warmpack.PackedRegion(
                 r.entry_rel, r.key, object_id, r.symbol, r.insn_count, target_key, options_key, rel),
-                warmpack.runs(rel, datas))
+                warmpack.runs(rel, r.guest_code))
 
     def _write_pack(self, store: CacheStore, warm: frozenset[str]) -> None:
         """The warm pack for the next run, which installs ``warm`` (the

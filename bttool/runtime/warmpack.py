@@ -47,15 +47,21 @@ class PackedRegion(NamedTuple):
     spans: tuple[tuple[int, int], ...]
 
 
-def runs(spans: Iterable[tuple[int, int]], datas: Iterable[bytes]) -> Runs:
-    """A region's code as runs: its spans' bytes, those that touch joined."""
-    out: list[tuple[int, bytearray]] = []
-    for (s, e), d in sorted(zip(spans, datas), key=lambda x: x[0][0]):
-        if out and out[-1][0] + len(out[-1][1]) == s:
-            out[-1][1].extend(d)
-        else:
-            out.append((s, bytearray(d)))
-    return [(s, bytes(d)) for s, d in out]
+def runs(spans: tuple[tuple[int, int], ...], code: bytes) -> Runs:
+    """A region's code as runs: ``code`` holds its spans' bytes
+    concatenated in the order of ``spans``; spans that touch are joined
+    (as ``UnitPart.runs_of`` joins them)."""
+    pieces, at = [], 0
+    for s, e in spans:
+        pieces.append((s, e, code[at:at + e - s]))
+        at += e - s
+    pieces.sort(key=lambda p: p[0])
+    ordered = b"".join(d for _, _, d in pieces)
+    out, at = [], 0
+    for s, e in _joined((s, e) for s, e, _ in pieces):
+        out.append((s, ordered[at:at + e - s]))
+        at += e - s
+    return out
 
 
 @dataclass
