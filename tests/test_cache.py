@@ -261,7 +261,31 @@ def test_warm_run_never_loads_the_translator(programs, tmp_path):
     imported = {line.split("|")[-1].strip() for line in r.stderr.decode().splitlines()
                 if line.startswith("import time:")}
     assert "bttool.runtime.dispatcher" in imported
-    assert not {"capstone", "bttool.translator.translate", "bttool.translator.lifter"} & imported
+    assert not {"capstone", "bttool.translator.translate", "bttool.translator.lifter",
+                "llvmlite.binding"} & imported
+
+
+def test_a_warm_run_loads_no_llvm(programs, tmp_path):
+    """Cached code is linked by bttool itself (runtime/objloader.py) and the
+    host's target description is remembered in the cache, so a warm run
+    never loads LLVM; a memo that does not match this machine, or is
+    damaged, is asked again, never trusted."""
+    prog, cache = programs / "pie", tmp_path / "c"
+    r, cold = stats_run(cache, prog, tmp_path)
+    same(r, native(prog))
+    assert cold["regions_translated"] > 0 and cold["llvm_loaded"]
+    memo = cache / "host-target.json"
+    good = json.loads(memo.read_text())
+    assert good["triple"].startswith("x86_64") and good["cpu"] and good["features"]
+    r, warm = stats_run(cache, prog, tmp_path)
+    same(r, native(prog))
+    assert warm["regions_translated"] == 0 and not warm["llvm_loaded"]
+    for damaged in ({**good, "fingerprint": "another machine", "features": "-sse2"}, "{not json"):
+        memo.write_text(damaged if isinstance(damaged, str) else json.dumps(damaged))
+        r, s = stats_run(cache, prog, tmp_path)
+        same(r, native(prog))
+        assert s["regions_translated"] == 0 and s["llvm_loaded"]
+        assert json.loads(memo.read_text()) == good
 
 
 def test_support_object_is_cached_and_checked(programs, tmp_path):

@@ -1,28 +1,43 @@
 """LLVM side of translation: target machines, optimisation, object emission.
 
 Producing objects (here) is separate from loading them (runtime/engine.py),
-so the persistent cache sits between the two.
+so the persistent cache sits between the two.  LLVM itself (llvmlite's
+library: tens of milliseconds to import and some 45 MB of memory) is loaded
+only when something is compiled: a warm run whose code all comes from the
+cache never loads it, and learns the host's target description (part of
+every cache key) from a small file that the first run on the machine wrote
+(``remember_host_in``).
 """
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import json
+import os
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-import llvmlite.binding as llvm
-
 if TYPE_CHECKING:  # pragma: no cover
+    import llvmlite.binding
     from llvmlite import ir
 
 _init_lock = threading.Lock()
 _initialised = False
 
 
+def _llvm():
+    """llvmlite's binding, imported on first use."""
+    import llvmlite.binding as llvm
+    return llvm
+
+
 def init_llvm() -> None:
     global _initialised
     with _init_lock:
         if not _initialised:
+            llvm = _llvm()
             llvm.initialize_native_target()
             llvm.initialize_native_asmprinter()
             llvm.initialize_native_asmparser()
@@ -31,8 +46,8 @@ def init_llvm() -> None:
 
 def init_all_targets() -> None:
     init_llvm()
-    llvm.initialize_all_targets()
-    llvm.initialize_all_asmprinters()
+    _llvm().initialize_all_targets()
+    _llvm().initialize_all_asmprinters()
 
 
 @dataclass(frozen=True)
@@ -44,19 +59,91 @@ class Target:
     opt_level: int = 2     # 1: tier-1 quick pipeline, 2: full O2
 
     def key(self) -> str:
-        return f"{self.triple}|{self.cpu}|{self.features}|O{self.opt_level}|llvm{llvm.llvm_version_info}"
+        return f"{self.triple}|{self.cpu}|{self.features}|O{self.opt_level}|llvm{_host()['llvm']}"
+
+
+# -- the host's description, remembered --------------------------------------
+_host_memo_dir: str | None = None
+_host_desc: dict[str, str] | None = None
+_HOST_MEMO = "host-target.json"
+
+
+def remember_host_in(directory: str | None) -> None:
+    """Keep the host's target description in ``directory`` (the run's
+    translation cache): later processes read it there instead of loading
+    LLVM to ask.  Call before the first ``host_target``."""
+    global _host_memo_dir
+    _host_memo_dir = directory
+
+
+def _fingerprint() -> str:
+    """What the host description depends on: the CPU as the kernel reports
+    it (vendor, family, model, stepping, feature flags) and the LLVM library
+    (llvmlite's shared object, by path, size and modification time)."""
+    h = hashlib.sha256()
+    try:
+        with open("/proc/cpuinfo", "rb") as f:
+            first = f.read(1 << 16).split(b"\n\n", 1)[0]
+        h.update(b"\n".join(line for line in first.splitlines()
+                            if line.split(b":")[0].strip() in
+                            (b"vendor_id", b"cpu family", b"model", b"stepping", b"flags", b"microcode")))
+    except OSError:
+        h.update(b"no cpuinfo")
+    spec = importlib.util.find_spec("llvmlite")
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        lib = os.path.join(loc, "binding", "libllvmlite.so")
+        try:
+            st = os.stat(lib)
+        except OSError:
+            continue
+        h.update(f"{lib}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def _host() -> dict[str, str]:
+    """The host's triple, CPU name, CPU features and LLVM version: from the
+    memo when it matches this machine, else from LLVM (and then written)."""
+    global _host_desc
+    if _host_desc is not None:
+        return _host_desc
+    path = os.path.join(_host_memo_dir, _HOST_MEMO) if _host_memo_dir else None
+    fp = _fingerprint() if path else ""
+    if path:
+        try:
+            with open(path) as f:
+                memo = json.load(f)
+            if memo.get("fingerprint") == fp and all(isinstance(memo.get(k), str)
+                                                     for k in ("triple", "cpu", "features", "llvm")):
+                _host_desc = memo
+                return memo
+        except (OSError, ValueError, AttributeError):
+            pass
+    llvm = _llvm()
+    init_llvm()
+    desc = {"fingerprint": fp, "triple": llvm.get_process_triple(), "cpu": llvm.get_host_cpu_name(),
+            "features": llvm.get_host_cpu_features().flatten(), "llvm": str(llvm.llvm_version_info)}
+    if path:
+        try:
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "w") as f:
+                json.dump(desc, f)
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    _host_desc = desc
+    return desc
 
 
 @lru_cache(maxsize=4)
 def host_target(opt_level: int = 1) -> Target:
-    init_llvm()
-    return Target(llvm.get_process_triple(), llvm.get_host_cpu_name(),
-                  llvm.get_host_cpu_features().flatten(), opt_level)
+    h = _host()
+    return Target(h["triple"], h["cpu"], h["features"], opt_level)
 
 
 @lru_cache(maxsize=8)
-def target_machine(target: Target) -> llvm.TargetMachine:
-    if target.triple != llvm.get_process_triple():
+def target_machine(target: Target) -> "llvmlite.binding.TargetMachine":
+    llvm = _llvm()
+    if target.triple != _host()["triple"]:
         init_all_targets()
     else:
         init_llvm()
@@ -68,7 +155,7 @@ def target_machine(target: Target) -> llvm.TargetMachine:
                                    reloc="static", codemodel="jitdefault")
 
 
-def _quick_pipeline(tm: llvm.TargetMachine) -> llvm.ModulePassManager:
+def _quick_pipeline(tm: "llvmlite.binding.TargetMachine") -> "llvmlite.binding.ModulePassManager":
     """Tier 1: turn the state allocas into SSA values and merge trivial
     blocks; nothing else.  Tier-1 code runs a region at most a few thousand
     times before tier 2 replaces it, so what instcombine and dead-store
@@ -76,7 +163,7 @@ def _quick_pipeline(tm: llvm.TargetMachine) -> llvm.ModulePassManager:
     translation (a third of this pipeline's time and ~10% of all tier-1
     translation); dead flags are left out by the lifter already
     (translator/flaglive.py)."""
-    mpm = llvm.create_new_module_pass_manager()
+    mpm = _llvm().create_new_module_pass_manager()
     mpm.add_sroa_pass()
     mpm.add_simplify_cfg_pass()
     return mpm
@@ -86,6 +173,7 @@ def compile_module(module: "ir.Module | str", target: Target,
                    want_ir: bool = False) -> tuple[bytes, str | None]:
     """Optimise and emit an object file; returns (object bytes, optimised IR
     text when ``want_ir``)."""
+    llvm = _llvm()
     tm = target_machine(target)
     ref = llvm.parse_assembly(module if isinstance(module, str) else str(module))
     ref.triple = target.triple

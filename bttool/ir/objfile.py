@@ -1,13 +1,15 @@
-"""Reading the ELF objects that LLVM emits: symbols and their code bytes.
+"""Reading the ELF objects that LLVM emits: sections, symbols, relocations.
 
-A few lines of struct parsing (ELF64 little-endian relocatable objects, as
-MCJIT consumes them) so the cache can report host code sizes and disassemble
-cached code without importing lief on any hot path.
+A few lines of struct parsing (ELF64 little-endian relocatable objects) so
+that the runtime loads cached code itself (runtime/objloader.py) and the
+cache reports host code sizes and disassembles cached code, without
+importing lief or LLVM on any hot path.
 """
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 EM_NAMES = {62: "x86_64", 183: "aarch64"}
 
@@ -20,17 +22,63 @@ class ObjSymbol:
     size: int
 
 
-def _sections(data: bytes) -> list[tuple]:
+class Section(NamedTuple):
+    """One section header of an object (the fields a loader needs; names
+    are not read: types and flags say what a section is)."""
+    type: int
+    flags: int
+    offset: int
+    size: int
+    link: int
+    info: int
+    align: int
+    entsize: int
+
+
+class SymbolEntry(NamedTuple):
+    """One symbol table entry, undefined ones included."""
+    name: str
+    info: int       # binding << 4 | type
+    section: int    # SHN_UNDEF (0), SHN_ABS (0xfff1) or a section index
+    value: int
+    size: int
+
+
+SHT_SYMTAB, SHT_RELA, SHT_NOBITS, SHT_X86_64_UNWIND = 2, 4, 8, 0x70000001
+SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
+
+
+def sections(data: bytes) -> list[Section]:
+    """The section headers of an ELF64 little-endian object."""
     if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
         raise ValueError("not an ELF64 little-endian object")
     shoff, = struct.unpack_from("<Q", data, 0x28)
-    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
-    out = []
-    for i in range(shnum):
-        name, typ, flags, addr, off, size, link, info, align, entsize = struct.unpack_from(
-            "<IIQQQQIIQQ", data, shoff + i * shentsize)
-        out.append((name, typ, off, size, link, entsize))
-    return out
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    if shentsize != 64:
+        raise ValueError("not an ELF64 object (section header size)")
+    return [Section(typ, flags, off, size, link, info, align, entsize)
+            for _name, typ, flags, _addr, off, size, link, info, align, entsize
+            in struct.iter_unpack("<IIQQQQIIQQ", data[shoff:shoff + 64 * shnum])]
+
+
+def symbol_table(data: bytes, secs: list[Section]) -> list[SymbolEntry]:
+    """Every entry of the object's symbol table, in index order (relocations
+    name symbols by that index)."""
+    for sec in secs:
+        if sec.type == SHT_SYMTAB:
+            at = secs[sec.link].offset
+            find = data.index
+            return [SymbolEntry(data[at + name:find(b"\0", at + name)].decode() if name else "",
+                                info, shndx, value, size)
+                    for name, info, _other, shndx, value, size
+                    in struct.iter_unpack("<IBBHQQ", data[sec.offset:sec.offset + sec.size])]
+    return []
+
+
+def relocations(data: bytes, sec: Section) -> list[tuple[int, int, int, int]]:
+    """(offset, symbol index, type, addend) of each entry of a RELA section."""
+    return [(off, info >> 32, info & 0xFFFFFFFF, addend)
+            for off, info, addend in struct.iter_unpack("<QQq", data[sec.offset:sec.offset + sec.size])]
 
 
 def machine(data: bytes) -> str:
@@ -39,24 +87,10 @@ def machine(data: bytes) -> str:
 
 def symbols(data: bytes) -> dict[str, ObjSymbol]:
     """Defined symbols of an ELF64 object, by name."""
-    secs = _sections(data)
-    out: dict[str, ObjSymbol] = {}
-    for name, typ, off, size, link, entsize in secs:
-        if typ != 2:  # SHT_SYMTAB
-            continue
-        str_off = secs[link][2]
-        for j in range(size // (entsize or 24)):
-            st_name, st_info, st_other, st_shndx, st_value, st_size = struct.unpack_from(
-                "<IBBHQQ", data, off + j * 24)
-            if st_shndx == 0 or st_name == 0:
-                continue
-            end = data.index(b"\0", str_off + st_name)
-            out[data[str_off + st_name:end].decode()] = ObjSymbol(
-                data[str_off + st_name:end].decode(), st_shndx, st_value, st_size)
-    return out
+    return {sym.name: ObjSymbol(sym.name, sym.section, sym.value, sym.size)
+            for sym in symbol_table(data, sections(data)) if sym.section and sym.name}
 
 
 def symbol_code(data: bytes, sym: ObjSymbol) -> bytes:
-    secs = _sections(data)
-    off = secs[sym.section][2]
+    off = sections(data)[sym.section].offset
     return data[off + sym.value: off + sym.value + sym.size]

@@ -1300,7 +1300,9 @@ def open_store(cache_dir: str | None, log: Callable[[str], None] | None = None,
     is opened read-only."""
     root = resolve_cache_dir(cache_dir)
     try:
-        return CacheStore(root, warn=_warn_stderr if warn else None, log=log)
+        store = CacheStore(root, warn=_warn_stderr if warn else None, log=log)
+        codegen.remember_host_in(root)      # so a warm run needs no LLVM
+        return store
     except (OSError, CacheError, sqlite3.DatabaseError) as e:
         if _out_of_descriptors():
             # the guest holds every number (it execed with all of them

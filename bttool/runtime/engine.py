@@ -1,7 +1,8 @@
-"""Loading translated code: an MCJIT engine fed with object files.
+"""Loading translated code: the support object and the translations.
 
 Objects come from ir/codegen.py directly or from the persistent cache; this
-module only loads them and resolves their symbols.
+module only loads them (runtime/objloader.py links them itself, so no LLVM
+is needed to run cached code) and finds their entry points.
 """
 from __future__ import annotations
 
@@ -9,30 +10,9 @@ import ctypes
 import os
 from typing import Callable
 
-import llvmlite.binding as llvm
-
 from bttool.ir import codegen, tables
 from bttool.runtime import nativeloop
-
-# 128-bit division helpers LLVM may call for 64-bit div/idiv.
-_LIBGCC_SYMBOLS = ("__udivti3", "__umodti3", "__divti3", "__modti3")
-
-
-def _register_runtime_symbols() -> None:
-    """The helpers come from libgcc_s by its soname (stable since GCC 3.0).
-    ``ctypes.util.find_library`` is not used: it runs ``ldconfig -p`` in a
-    subprocess, which every bttool process (each guest fork and exec) paid."""
-    try:
-        lib = ctypes.CDLL("libgcc_s.so.1")
-    except OSError:
-        return
-    for sym in _LIBGCC_SYMBOLS:
-        try:
-            addr = ctypes.cast(getattr(lib, sym), ctypes.c_void_p).value
-        except AttributeError:
-            continue
-        llvm.add_symbol(sym, addr)
-
+from bttool.runtime.objloader import Linker
 
 _libc = ctypes.CDLL(None)
 _key: int | None = None
@@ -62,14 +42,10 @@ def _compile_support(ir_text: str, target: codegen.Target) -> bytes:
 
 
 class Engine:
-    """One MCJIT instance holding all translated code of a run."""
+    """All translated code of a run, and the support code's entry points."""
 
     def __init__(self, compile_support: SupportCompiler | None = None) -> None:
-        codegen.init_llvm()
-        _register_runtime_symbols()
-        tm = codegen.target_machine(codegen.host_target())
-        self._ee = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
-        self._objects: list[llvm.ObjectFileRef] = []
+        self._linker = Linker()
         self._perf_map = open(f"/tmp/perf-{os.getpid()}.map", "a") \
             if os.environ.get("BTTOOL_PERF_MAP") else None
         self.load_object((compile_support or _compile_support)(nativeloop.support_ir(),
@@ -104,38 +80,24 @@ class Engine:
         self.load_objects([data])
 
     def load_objects(self, datas: list[bytes]) -> None:
-        """Load object files and make their code runnable (one finalisation
-        for all of them)."""
+        """Load object files and make their code runnable (linked as one
+        batch: they may refer to each other)."""
         if not datas:
             return
-        for data in datas:
-            obj = llvm.ObjectFileRef.from_data(data)
-            self._objects.append(obj)
-            self._ee.add_object_file(obj)
-        self._ee.finalize_object()
+        defined = self._linker.load(datas)
         if self._perf_map is not None:
-            for data in datas:
-                self._write_perf_map(data)
-
-    def _write_perf_map(self, data: bytes) -> None:
-        """BTTOOL_PERF_MAP=1: name translated code for `perf report`
-        (/tmp/perf-PID.map, the perf JIT map convention)."""
-        from bttool.ir import objfile
-        for name, sym in objfile.symbols(data).items():
-            if sym.size and name.startswith("bt_"):
-                addr = self._ee.get_function_address(name)
-                if addr:
-                    self._perf_map.write(f"{addr:x} {sym.size:x} {name}\n")
-        self._perf_map.flush()
+            # BTTOOL_PERF_MAP=1: name translated code for `perf report`
+            # (/tmp/perf-PID.map, the perf JIT map convention)
+            for sym in defined:
+                if sym.function and sym.size and sym.name.startswith("bt_"):
+                    self._perf_map.write(f"{sym.address:x} {sym.size:x} {sym.name}\n")
+            self._perf_map.flush()
 
     def global_address(self, symbol: str) -> int:
-        addr = self._ee.get_global_value_address(symbol)
+        """The address of a loaded global (function or data)."""
+        addr = self._linker.address(symbol)
         if not addr:
             raise KeyError(symbol)
         return addr
 
-    def address(self, symbol: str) -> int:
-        addr = self._ee.get_function_address(symbol)
-        if not addr:
-            raise KeyError(symbol)
-        return addr
+    address = global_address

@@ -11,6 +11,7 @@ import threading
 
 from bttool.ir import intrinsics, state as st
 from bttool.ir.memory import MMU_FAULT
+from bttool.runtime import objloader
 from bttool.runtime.dispatcher import Executor
 from bttool.runtime.system import boot
 from bttool.runtime.system import controlbits as C, vcpu as V
@@ -73,8 +74,7 @@ class Machine:
         self.on_new_executor = None
         self.code_phys: dict[int, int] = {}    # virtual pc of a translation -> physical page
         self._fill_cb = _MMU_FILL_TYPE(self._mmu_fill)
-        import llvmlite.binding as llvm
-        llvm.add_symbol("bt_mmu_fill", ctypes.cast(self._fill_cb, ctypes.c_void_p).value)
+        objloader.add_symbol("bt_mmu_fill", ctypes.cast(self._fill_cb, ctypes.c_void_p).value)
 
     def log(self, msg: str) -> None:
         if self.verbose:
