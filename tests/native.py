@@ -531,7 +531,10 @@ def ensure_native() -> Context:
         _map_fixed(STACK_ADDR, STACK_SIZE, _RW)
         ctypes.memmove(TRAMP_ADDR, text, len(text))
         _fault_handler = TRAMP_ADDR + syms["bt_fault"]
-        buf = mmap.mmap(-1, 1 << 16)
+        # private: Python's anonymous mmap is shared by default, and the
+        # opcode sweep's forked native workers would then take their fault
+        # signals on one stack, each overwriting the other's frame
+        buf = mmap.mmap(-1, 1 << 16, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         _altstack.append(buf)
         ss = _StackT(ctypes.addressof(ctypes.c_char.from_buffer(buf)), 0, 1 << 16)
         if _libc.sigaltstack(ctypes.byref(ss), None) != 0:
