@@ -149,7 +149,9 @@ def test_what_it_cannot_link_is_named(text, message):
         Linker().load([_obj(text)])
 
 
-def test_an_object_for_another_machine_is_refused():
+def test_an_object_for_another_machine_or_a_truncated_one_is_refused():
     aarch64 = codegen.Target("aarch64-unknown-linux-gnu", "generic", "", 2)
     with pytest.raises(ObjectLoadError, match="not an x86-64"):
         Linker().load([_obj(PICK, aarch64)])
+    with pytest.raises(ObjectLoadError, match="not a readable object"):
+        Linker().load([_obj(PICK)[:200]])

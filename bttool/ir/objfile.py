@@ -45,7 +45,7 @@ class SymbolEntry(NamedTuple):
 
 
 SHT_SYMTAB, SHT_RELA, SHT_NOBITS, SHT_X86_64_UNWIND = 2, 4, 8, 0x70000001
-SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
+SHF_WRITE, SHF_ALLOC = 0x1, 0x2
 
 
 def sections(data: bytes) -> list[Section]:
@@ -54,11 +54,14 @@ def sections(data: bytes) -> list[Section]:
         raise ValueError("not an ELF64 little-endian object")
     shoff, = struct.unpack_from("<Q", data, 0x28)
     shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
-    if shentsize != 64:
-        raise ValueError("not an ELF64 object (section header size)")
-    return [Section(typ, flags, off, size, link, info, align, entsize)
+    if shentsize != 64 or shoff + 64 * shnum > len(data):
+        raise ValueError("truncated or not an ELF64 object (section headers)")
+    secs = [Section(typ, flags, off, size, link, info, align, entsize)
             for _name, typ, flags, _addr, off, size, link, info, align, entsize
             in struct.iter_unpack("<IIQQQQIIQQ", data[shoff:shoff + 64 * shnum])]
+    if any(sec.type != SHT_NOBITS and sec.offset + sec.size > len(data) for sec in secs):
+        raise ValueError("truncated object (a section runs past its end)")
+    return secs
 
 
 def symbol_table(data: bytes, secs: list[Section]) -> list[SymbolEntry]:

@@ -16,10 +16,11 @@ tables).  No page is ever writable and executable at once, and after a
 fork both processes keep their own copies, as with any private memory.
 Unwind tables are not loaded: nothing unwinds through translated code.
 
-Symbols are one process-wide namespace, as the MCJIT's were: the global
-symbols each batch defines, the runtime's own (``add_symbol``), then the
-host's libraries (libgcc's 128-bit division helpers, libc's setjmp and
-pthread calls the support code makes).
+An undefined symbol resolves, as the MCJIT resolved it, to a global symbol
+of an earlier object or of the same batch (one namespace per Linker, i.e.
+per engine), else to one the runtime defined (``add_symbol``, for the whole
+process), else to the host's libraries (libgcc's 128-bit division helpers,
+libc's setjmp and pthread calls that the support code makes).
 """
 from __future__ import annotations
 
@@ -120,10 +121,13 @@ class Linker:
         placed, code_size, data_size = [], 0, 0
         layout: list[tuple[_Placed, int, bool, int]] = []   # (object, section, writable, offset)
         for data in datas:
-            if struct.unpack_from("<H", data, 18)[0] != 62 or struct.unpack_from("<H", data, 16)[0] != 1:
-                raise ObjectLoadError("not an x86-64 relocatable object")
-            secs = objfile.sections(data)
-            p = _Placed(data, secs, objfile.symbol_table(data, secs), {}, 0)
+            try:
+                if data[16:20] != b"\x01\x00\x3e\x00":     # ET_REL, EM_X86_64
+                    raise ObjectLoadError("not an x86-64 relocatable object")
+                secs = objfile.sections(data)
+                p = _Placed(data, secs, objfile.symbol_table(data, secs), {}, 0)
+            except (ValueError, IndexError, struct.error) as e:
+                raise ObjectLoadError(f"not a readable object ({e})") from None
             for i, sec in enumerate(secs):
                 if not sec.flags & SHF_ALLOC or not sec.size or sec.type == SHT_X86_64_UNWIND:
                     continue
