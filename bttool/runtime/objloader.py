@@ -27,7 +27,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bttool.ir import objfile
 from bttool.ir.objfile import SHF_ALLOC, SHF_WRITE, SHT_NOBITS, SHT_RELA, SHT_X86_64_UNWIND
@@ -101,8 +101,10 @@ class _Placed:
     data: bytes
     secs: list[objfile.Section]
     syms: list[objfile.SymbolEntry]
-    base: dict[int, int]          # section index -> address (loaded sections)
-    stubs: int                    # stub slots reserved for it in the code mapping
+    # (index of the section they apply to, its entries), per RELA section
+    relas: list[tuple[int, list[tuple[int, int, int, int]]]]
+    base: dict[int, int] = field(default_factory=dict)   # section index -> address (loaded ones)
+    stubs: int = 0                # stub slots reserved for it in the code mapping
 
 
 class Linker:
@@ -125,7 +127,11 @@ class Linker:
                 if data[16:20] != b"\x01\x00\x3e\x00":     # ET_REL, EM_X86_64
                     raise ObjectLoadError("not an x86-64 relocatable object")
                 secs = objfile.sections(data)
-                p = _Placed(data, secs, objfile.symbol_table(data, secs), {}, 0)
+                p = _Placed(data, secs, objfile.symbol_table(data, secs),
+                            [(sec.info, objfile.relocations(data, sec)) for sec in secs
+                             if sec.type == SHT_RELA and sec.size])
+                p.stubs = sum(1 for _i, entries in p.relas for _o, sym, typ, _a in entries
+                              if typ in (R_X86_64_PC32, R_X86_64_PLT32) and p.syms[sym].section == 0)
             except (ValueError, IndexError, struct.error) as e:
                 raise ObjectLoadError(f"not a readable object ({e})") from None
             for i, sec in enumerate(secs):
@@ -139,9 +145,6 @@ class Linker:
                     code_size = _align(code_size, sec.align or 1)
                     layout.append((p, i, False, code_size))
                     code_size += sec.size
-            p.stubs = sum(1 for sec in secs if sec.type == SHT_RELA and sec.size
-                          for _o, sym, typ, _a in objfile.relocations(data, sec)
-                          if typ in (R_X86_64_PC32, R_X86_64_PLT32) and p.syms[sym].section == 0)
             placed.append(p)
         stub_at = code_size = _align(code_size, _STUB)
         code_size += _STUB * sum(p.stubs for p in placed)
@@ -204,13 +207,12 @@ class Linker:
         """Apply ``p``'s relocations (written through the mappings before
         the code becomes executable); ``stub_at``: the offset of the next
         free stub slot in the code mapping, returned updated."""
-        for sec in p.secs:
-            if sec.type != SHT_RELA or sec.info not in p.base:
-                continue
-            target = p.secs[sec.info]
-            place0 = p.base[sec.info]
-            buf = code if not target.flags & SHF_WRITE else None
-            for off, index, typ, addend in objfile.relocations(p.data, sec):
+        for applies_to, entries in p.relas:
+            if applies_to not in p.base:
+                continue            # an unloaded section's (.eh_frame)
+            place0 = p.base[applies_to]
+            buf = code if not p.secs[applies_to].flags & SHF_WRITE else None
+            for off, index, typ, addend in entries:
                 s = self._resolve(p, index)
                 place = place0 + off
                 if typ == R_X86_64_64:
@@ -243,5 +245,5 @@ class Linker:
         if code is not None:
             struct.pack_into(fmt, code, place - code_addr, value)
         else:
-            n = struct.calcsize(fmt)
-            ctypes.memmove(place, struct.pack(fmt, value), n)
+            packed = struct.pack(fmt, value)
+            ctypes.memmove(place, packed, len(packed))
