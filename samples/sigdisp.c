@@ -1,8 +1,10 @@
 /* sigdisp: signal dispositions and the mask as Linux keeps them.  A program
  * that ignores SIGPIPE gets EPIPE from a write to a closed pipe, not death;
  * across execve, ignored signals stay ignored, handled ones return to the
- * default action, and the blocked set is kept; signals ignored by whoever
- * started the program (nohup's SIGHUP) are ignored in it too.
+ * default action, the blocked set is kept and so is a blocked signal
+ * pending at the exec (delivered once the new program unblocks it);
+ * signals ignored by whoever started the program (nohup's SIGHUP) are
+ * ignored in it too.
  *
  *   sigdisp          report, set dispositions, exec itself as "sigdisp after"
  *   sigdisp after    report only */
@@ -34,13 +36,31 @@ static void report(const char *when) {
     for (int sig = 1; sig < 32; sig++)
         if (sigismember(&blocked, sig))
             printf(" %d", sig);
+    sigset_t pending;
+    sigpending(&pending);
+    printf("; pending");
+    for (int sig = 1; sig < 32; sig++)
+        if (sigismember(&pending, sig))
+            printf(" %d", sig);
     printf("\n");
+}
+
+static void announce(int sig) {
+    static const char msg[] = "SIGALRM delivered after the exec\n";
+    (void)sig;
+    write(1, msg, sizeof msg - 1);
 }
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc > 1) {
         report("after exec");
+        signal(SIGALRM, announce);
+        sigset_t alrm;
+        sigemptyset(&alrm);
+        sigaddset(&alrm, SIGALRM);
+        sigprocmask(SIG_UNBLOCK, &alrm, NULL);
+        report("after unblocking SIGALRM");
         return 0;
     }
     report("at start");
@@ -60,6 +80,7 @@ int main(int argc, char **argv) {
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGALRM);
     sigprocmask(SIG_BLOCK, &set, NULL);
+    raise(SIGALRM);             /* blocked: pending across the exec */
     report("before exec");
     execl(argv[0], argv[0], "after", (char *)NULL);
     perror("execl");

@@ -1049,12 +1049,14 @@ class RunCache:
                             [(s.start, s.end) for s in spans],
                             {s.image: s.base for s in spans if s.image})
 
-    def warm_hits(self, unit, read: CodeReader,
-                  skip: Callable[[int], bool]) -> list[tuple[int, CachedRegion]]:
+    def warm_hits(self, unit, read: CodeReader, skip: Callable[[int], bool],
+                  loaded: frozenset[str] | set[str] = frozenset()) -> list[tuple[int, CachedRegion]]:
         """(pc, region) for the regions of ``unit`` in the program's warm
         set (see __init__) that are valid here now, the best tier
         of each entry, except at pcs ``skip`` names; their objects are read
-        in one query (``read_object`` hands them out).  A warm run's
+        in one query (``read_object`` hands them out), except those
+        ``loaded`` names (already in the engine: a program an execve
+        started in the same process, runtime/execinplace.py).  A warm run's
         dispatcher installs them all at once when the unit's code first
         runs, instead of one exit, lookup and object read per region."""
         if not self.enabled or not self._warm:
@@ -1079,6 +1081,7 @@ class RunCache:
                 if hit is not None:
                     chosen.append((base + entry, hit))
                     break
+        self._present.update(loaded.intersection(h.object_id for _, h in chosen + packed))
         wanted = {h.object_id for _, h in chosen + packed} - self._present
         if wanted:
             found = self.store.read_objects(wanted)

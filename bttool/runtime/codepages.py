@@ -45,20 +45,18 @@ class CodePages:
         """Code in ``ranges`` was translated: watch its writable pages and
         the writable aliases of its pages."""
         mem = self.memory
-        for start, end in ranges:
-            page = start & ~(PAGE - 1)
-            while page < end:
-                m = mem.find(page)
-                if m is not None:
-                    if m.prot & PROT_WRITE:
-                        self._watch(page, page)
-                    key = m.file_page(page)
-                    if key is not None:
-                        self._shared_code.setdefault(key, set()).add(page)
-                        for alias, a in mem.aliases(page):
-                            if a.prot & PROT_WRITE:
-                                self._watch(alias, page)
-                page += PAGE
+        pages = {page for start, end in ranges for page in range(start & ~(PAGE - 1), end, PAGE)}
+        for page in sorted(pages):
+            m = mem.find(page)
+            if m is not None:
+                if m.prot & PROT_WRITE:
+                    self._watch(page, page)
+                key = m.file_page(page)
+                if key is not None:
+                    self._shared_code.setdefault(key, set()).add(page)
+                    for alias, a in mem.aliases(page):
+                        if a.prot & PROT_WRITE:
+                            self._watch(alias, page)
 
     def new_aliases(self, start: int, length: int) -> None:
         """[start, start+length) was just mapped, or made writable: its

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from bttool.ir import codegen, state as st
-from bttool.ir.tables import (EMPTY_PC, TABLE_ENTRIES, TABLE_ENTRY_SIZE, TABLE_SET_SIZE, TABLE_WAYS,
-                              TARGET_BITS, table_set, target_index)
+from bttool.ir.tables import (COUNTER_BITS, EMPTY_PC, TABLE_ENTRIES, TABLE_ENTRY_SIZE, TABLE_SET_SIZE,
+                              TABLE_WAYS, TARGET_BITS, table_set, target_index)
 from bttool.runtime.coderanges import CodeRanges
 from bttool.runtime.engine import Engine, SupportCompiler
 from bttool.runtime.guestthreads import LOCK, PerThread
@@ -43,6 +43,7 @@ class Stats:
     cache_rows_read: int = 0    # region rows read from the cache index
     background_compiles: int = 0    # tier-2 objects made by the compile server
     background_fallbacks: int = 0   # tier-2 jobs compiled in this process instead
+    execs_in_place: int = 0     # guest execve served in this process before this program
     untranslatable: list[tuple[int, str]] = field(default_factory=list)
     # per code unit's file path: [regions translated, regions from the cache]
     by_image: dict[str, list[int]] = field(default_factory=dict)
@@ -57,14 +58,18 @@ class Executor:
 
     def __init__(self, state, memory, options: LiftOptions, cache: "RunCache | None" = None,
                  log: Callable[[str], None] | None = None,
-                 compile_support: SupportCompiler | None = None) -> None:
+                 compile_support: SupportCompiler | None = None,
+                 engine: Engine | None = None) -> None:
+        """``engine``: the loaded code of the guest an execve in this
+        process replaced (runtime/execinplace.py), kept, its tables
+        emptied: what is loaded there need not be read and linked again."""
         self.state = state
         self.memory = memory
         self.options = options
         self.cache = cache
         self.log = log or (lambda msg: None)
         self.stats = Stats()
-        self.engine = Engine(compile_support)
+        self.engine = engine or Engine(compile_support)
         self.target = codegen.host_target(1)     # tier 1: quick
         self.target2 = codegen.host_target(2)    # tier 2: hot regions, full O2
         self.promoted: set[int] = set()
@@ -87,6 +92,9 @@ class Executor:
             setattr(state, link, self.engine.global_address(table))
         self._table_base = state.table_base
         self.clear_table()
+        if engine is not None:          # the last guest's counts and targets
+            ctypes.memset(state.counters_base, 0, 4 << COUNTER_BITS)
+            ctypes.memset(state.targets_base, 0, 8 << TARGET_BITS)
         self.known: dict[int, int] = {}
         # Known translations made without commits before the guest needed
         # precise faults: replaced when next entered (require_precise_faults)
@@ -423,7 +431,7 @@ class Executor:
         if key in self._warmed:
             return
         self._warmed.add(key)
-        hits = self.cache.warm_hits(u, read, self.known.__contains__)
+        hits = self.cache.warm_hits(u, read, self.known.__contains__, self.loaded_objects)
         fresh = {h.object_id: h for _, h in hits if h.object_id not in self.loaded_objects}
         datas = []
         for object_id, hit in fresh.items():
@@ -434,11 +442,17 @@ class Executor:
         t0 = time.perf_counter()
         self.engine.load_objects(datas)
         self.stats.cache_load_seconds += time.perf_counter() - t0
+        code: list[tuple[int, int]] = []
         for at, hit in hits:
-            if hit.object_id in self.loaded_objects:
-                self._load_hit(at, hit)
+            if hit.object_id in self.loaded_objects and self._load_hit(at, hit, watch=False):
+                code += hit.ranges
+        if code and self.on_code is not None:
+            self.on_code(code)          # (once: most regions share their pages)
 
-    def _load_hit(self, pc: int, hit) -> bool:
+    def _load_hit(self, pc: int, hit, watch: bool = True) -> bool:
+        """Install a region from the cache (its object read and loaded if
+        it is not yet); ``watch``: tell on_code of its ranges now (else
+        the caller does, for many at once)."""
         t0 = time.perf_counter()
         if hit.object_id not in self.loaded_objects:
             data = self.cache.read_object(hit)
@@ -447,7 +461,7 @@ class Executor:
             self.engine.load_object(data)
             self.loaded_objects.add(hit.object_id)
         self.code_ranges[pc] = hit.ranges
-        if hit.ranges and self.on_code is not None:
+        if watch and hit.ranges and self.on_code is not None:
             self.on_code(hit.ranges)
         self._bind_foreign(hit.symbol, hit.foreign)
         self._install_new(pc, self.engine.address(hit.symbol))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Callable
+from typing import Callable, TextIO
 
 from bttool.ir import codegen, tables
 from bttool.runtime import nativeloop
@@ -32,6 +32,23 @@ def _state_key() -> int:
     return _key
 
 
+_perf_maps: dict[int, TextIO] = {}
+
+
+def _perf_map() -> TextIO:
+    """/tmp/perf-PID.map (the perf JIT map convention), one per process
+    and registered as bttool's descriptor (runtime/hostfds.py): every
+    engine of the process appends to it, and an execve served in the
+    process leaves it open (runtime/execinplace.py)."""
+    pid = os.getpid()
+    f = _perf_maps.get(pid)
+    if f is None:
+        from bttool.runtime import hostfds
+        f = _perf_maps[pid] = open(f"/tmp/perf-{pid}.map", "a")
+        hostfds.register(f.fileno())
+    return f
+
+
 # (support IR text, target) -> its object code; the cache provides one
 # (runtime/cache.py CacheStore.support_object) so warm runs skip compiling.
 SupportCompiler = Callable[[str, codegen.Target], bytes]
@@ -46,8 +63,7 @@ class Engine:
 
     def __init__(self, compile_support: SupportCompiler | None = None) -> None:
         self._linker = Linker()
-        self._perf_map = open(f"/tmp/perf-{os.getpid()}.map", "a") \
-            if os.environ.get("BTTOOL_PERF_MAP") else None
+        self._perf_map = _perf_map() if os.environ.get("BTTOOL_PERF_MAP") else None
         self.load_object((compile_support or _compile_support)(nativeloop.support_ir(),
                                                                codegen.host_target(2)))
         self.run_fn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p,

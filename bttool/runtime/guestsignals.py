@@ -231,21 +231,13 @@ class GuestSignals:
         s.table_base = self._table          # chaining again (bt_async emptied it)
         if s.irq_pending:                   # caught between the two
             s.table_base = self.proc.executor.empty_table
-        bits = self._engine.take_async(ctypes.addressof(s)) if self._engine is not None else 0
-        # Linux's order: the synchronous ones, then by number; each frame
-        # goes on top of the last (so the last set up runs first), and
-        # each handler's mask may block the ones after it
-        order = [sig for sig in _SYNCHRONOUS if bits >> (sig - 1) & 1] + \
-            [sig for sig in range(1, 65) if bits >> (sig - 1) & 1 and sig not in _SYNCHRONOUS]
         # bt_async left what it caught blocked on this host thread, and the
         # host mask stays as it is until every frame is set up: a handler's
         # mask that unblocked a caught signal before its own frame was made
         # would let its next instance in ahead of it
         self.delivering = True
         try:
-            for sig in order:
-                info = ctypes.string_at(ctypes.addressof(s) + st.offset("siginfo") + (sig - 1) * SIGINFO_SIZE,
-                                        SIGINFO_SIZE)
+            for sig, info in self.take_caught():
                 if self.blocked(sig):
                     # blocked since it was caught: back into the host's pending set
                     hostsignals.requeue(sig, info)
@@ -255,6 +247,31 @@ class GuestSignals:
         finally:
             self.delivering = False
             hostsignals.set_host_mask(self.mask)
+
+    def take_caught(self) -> list[tuple[int, bytes]]:
+        """What ``bt_async`` caught on this thread and nobody took yet,
+        (signal, siginfo) in Linux's order of delivery: the synchronous
+        ones, then by number (each frame goes on top of the last, so the
+        last set up runs first, and each handler's mask may block the ones
+        after it)."""
+        s = self.proc.state
+        bits = self._engine.take_async(ctypes.addressof(s)) if self._engine is not None else 0
+        order = [sig for sig in _SYNCHRONOUS if bits >> (sig - 1) & 1] + \
+            [sig for sig in range(1, 65) if bits >> (sig - 1) & 1 and sig not in _SYNCHRONOUS]
+        return [(sig, ctypes.string_at(ctypes.addressof(s) + st.offset("siginfo") + (sig - 1) * SIGINFO_SIZE,
+                                       SIGINFO_SIZE)) for sig in order]
+
+    def leave_for_exec(self) -> tuple[set[int], int, list[tuple[int, bytes]]]:
+        """An execve in this host process (runtime/execinplace.py): what
+        Linux's exec keeps of the signal state, (the ignored signals, the
+        mask, the signals caught and not yet delivered, which stay
+        pending); every signal the guest handled gets the host's default
+        disposition back (its catcher is in code about to be unloaded)."""
+        caught = self.take_caught()
+        for sig in list(self.actions):
+            if self.handler(sig) not in (0, 1):
+                hostsignals.mirror_disposition(sig, False)
+        return self.ignored(), self.mask, caught
 
     def end_suspend(self) -> None:
         """After a system call: an rt_sigsuspend that no handler ended

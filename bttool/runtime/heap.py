@@ -20,13 +20,20 @@ import atexit
 import gc
 
 
+_frozen = False
+
+
 def freeze_startup_heap() -> None:
-    """Call once, when start-up is over and the guest is about to run."""
+    """Call when start-up is over and the guest is about to run (again
+    for each program an execve starts in the process)."""
+    global _frozen
     gc.freeze()
-    # At exit the frozen objects must be ordinary again: extension modules
-    # (lief's nanobind) report objects still alive at shutdown as leaks, on
-    # the guest's stderr.
-    atexit.register(gc.unfreeze)
+    if not _frozen:
+        # At exit the frozen objects must be ordinary again: extension
+        # modules (lief's nanobind) report objects still alive at shutdown
+        # as leaks, on the guest's stderr.
+        atexit.register(gc.unfreeze)
+        _frozen = True
 
 
 def collect_rarely() -> None:

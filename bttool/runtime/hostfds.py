@@ -126,6 +126,25 @@ def _open_fds() -> set[int]:
         return set()
 
 
+def close_on_exec() -> None:
+    """What an execve does to the descriptor table, for an execve served in
+    this host process (runtime/execinplace.py): the guest's close-on-exec
+    descriptors are closed; bttool's own stay open (they are not the
+    guest's, and the run goes on using them)."""
+    for fd in sorted(_open_fds()):
+        if is_own(fd):
+            continue
+        try:
+            flags = fcntl.fcntl(fd, fcntl.F_GETFD)
+        except OSError:
+            continue            # the listing's own descriptor, closed by now
+        if flags & fcntl.FD_CLOEXEC:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 # Descriptors bttool adds above the guest's RLIMIT_NOFILE when the hard
 # limit leaves room (make_room): its own files, and whatever a lazy import or
 # an execve's handoff opens while the guest holds every number it may.

@@ -21,7 +21,7 @@ from bttool.runtime import cpuid, guestthreads, randomsource
 from bttool.runtime.codepages import CodePages
 from bttool.runtime.codeunits import CodeUnit, CodeUnits, file_digest
 from bttool.runtime.dispatcher import Executor
-from bttool.runtime.engine import SupportCompiler
+from bttool.runtime.engine import Engine, SupportCompiler
 from bttool.runtime.guestsignals import (FPE_INTDIV, ILL_ILLOPN, SEGV_ACCERR, SEGV_MAPERR, SI_KERNEL,
                                          TRAP_BRKPT, GuestSignals)
 from bttool.runtime.guestthreads import LOCK, PerThread, ThreadGroup, gettid
@@ -104,10 +104,11 @@ class LinuxProcess:
 
     def __init__(self, image: GuestImage, argv: list[bytes], envp: list[bytes],
                  verbose: bool = False, compile_support: SupportCompiler | None = None,
-                 interpreter: GuestImage | None = None) -> None:
+                 interpreter: GuestImage | None = None, engine: Engine | None = None) -> None:
         """``interpreter``: the ELF interpreter (ld.so) a dynamically linked
         ``image`` names; it is mapped below the mmap area's top, as Linux
-        maps it, and the guest starts at its entry point."""
+        maps it, and the guest starts at its entry point.  ``engine``: the
+        loaded code an execve in this process leaves (Executor)."""
         self.image = image
         self.exe_path = image.path
         self.verbose = verbose
@@ -125,7 +126,7 @@ class LinuxProcess:
         self.executor = Executor(state, self.memory,
                                  self.memory.window.options(base if image.pie else None,
                                                             hot_counters=True),
-                                 None, self.log, compile_support)
+                                 None, self.log, compile_support, engine)
         self.signals.attach(self.executor, state)
         self.codepages = CodePages(self.memory, self.code_changed)
         self.executor.on_code = self.codepages.watch

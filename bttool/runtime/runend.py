@@ -29,6 +29,9 @@ def finish_run(status: int, sig: int, st, t0: float, stats: bool = False,
         # from the cache does not: runtime/objloader.py, ir/codegen.py)
         "llvm_loaded": "llvmlite.binding" in sys.modules,
         "exits_to_python": st.exits_to_python,
+        # guest execve served in this process (runtime/execinplace.py); the
+        # figures above are the last program's
+        "execs_in_place": getattr(st, "execs_in_place", 0),
         "syscalls": st.syscalls,
         "untranslatable_instructions": len(st.untranslatable),
         "wall_seconds": round(wall, 6),

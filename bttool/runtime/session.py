@@ -76,11 +76,11 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
     its own (the guest holds every number then).  ``rlimits``: the
     guest's own RLIMIT_AS and RLIMIT_DATA that an execve passes on
     (runtime/guestlimits.py).  ``sysroot_dir``: where the guest's absolute
-    paths are looked up first (runtime/sysroot.py)."""
-    from bttool.runtime.heap import freeze_startup_heap
-    from bttool.runtime.hostsignals import ignored_at_start, install_fault_handler, start_guest_dispositions
-    from bttool.runtime.linux import GuestDeath, LinuxProcess
-    from bttool.translator.loader import load_image
+    paths are looked up first (runtime/sysroot.py).  A guest execve served
+    in this process (runtime/execinplace.py) starts the new program here;
+    what is returned is then the last program's."""
+    from bttool.runtime.execinplace import ExecInPlace
+    from bttool.runtime.hostsignals import ignored_at_start
 
     sysroot.set_root(sysroot_dir)
     from bttool.runtime.hostfds import make_room
@@ -92,6 +92,46 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
     if use_cache:
         from bttool.runtime.cache import open_store
         store = open_store(cache_dir, log)
+    argv = [os.fsencode(argv0 if argv0 is not None else path)] + [os.fsencode(a) for a in args]
+    if envp is None:
+        envp = initial_environment()
+    # the guest's signals start as Linux starts them after exec: ignored
+    # ones stay ignored, the rest take their default actions, so bttool ends
+    # as the guest would
+    if ignored is None:
+        ignored = ignored_at_start()
+    running: list = []          # the LinuxProcess running now
+    from bttool.runtime import hostfds
+    hostfds.on_give_back(lambda: _give_back(running[0]))
+    options = {"cache_dir": cache_dir, "use_cache": use_cache, "verbose": verbose, "log": log}
+    arriving: ExecInPlace | None = None
+    execs = 0
+    while True:
+        try:
+            return _run_image(path, argv, envp, ignored, sigmask, store, options, running, end,
+                              parked, arriving, execs)
+        except ExecInPlace as request:
+            path, argv, envp = request.program, request.argv, request.envp
+            # (not its traceback: the old guest's frames would live on)
+            ignored, sigmask, parked, arriving = request.ignored, request.mask, None, \
+                request.with_traceback(None)
+            execs += 1
+
+
+def _run_image(path: str, argv: list[bytes], envp: list[bytes], ignored: set[int], sigmask: int,
+               store, options: dict, running: list, end, parked: dict | None,
+               arriving, execs: int) -> tuple[int, int, Stats]:
+    """Load and run one program in this process (run_program's loop), the
+    ``execs``-th execve served in place (``arriving``: its request); an
+    execve served in place leaves it by ExecInPlace, the old guest taken
+    down (execinplace.leave)."""
+    from bttool.runtime.execinplace import ExecInPlace, arrive, engine_left, leave
+    from bttool.runtime.heap import freeze_startup_heap
+    from bttool.runtime.hostsignals import install_fault_handler, start_guest_dispositions
+    from bttool.runtime.linux import GuestDeath, LinuxProcess
+    from bttool.translator.loader import load_image
+
+    cache_dir, use_cache, verbose, log = (options[k] for k in ("cache_dir", "use_cache", "verbose", "log"))
     cached_info: dict[str, dict | None] = {}
 
     def known_info(sha: str) -> dict | None:
@@ -109,14 +149,11 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
                 print(f"bttool: warning: cache directory {store.root} not writable ({e}); "
                       "running without caching", file=sys.stderr)
                 store = None
-    argv = [os.fsencode(argv0 if argv0 is not None else path)] + [os.fsencode(a) for a in args]
-    if envp is None:
-        envp = initial_environment()
     from bttool.errors import ExecFault
     try:
         proc = LinuxProcess(image, argv, envp, verbose=verbose,
                             compile_support=store.support_object if store is not None else None,
-                            interpreter=interpreter)
+                            interpreter=interpreter, engine=engine_left(arriving))
     except ExecFault as e:     # Linux kills the program during the exec
         print(f"bttool: {e}", file=sys.stderr, flush=True)
         return 128 + e.signal, e.signal, Stats()
@@ -143,18 +180,14 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
                             proc.load_base, log, units=proc.units, unit_variants=unit_variants)
         proc.known_file_digest = store.known_file_digest
         proc.remember_file_digest = store.remember_file_digest
-    from bttool.runtime import hostfds
-    hostfds.on_give_back(lambda: _give_back(proc))
+    running[:] = [proc]
     install_fault_handler(proc.executor.engine.signal_handler)
-    # the guest's signals start as Linux starts them after exec: ignored
-    # ones stay ignored, the rest take their default actions, so bttool ends
-    # as the guest would
-    if ignored is None:
-        ignored = ignored_at_start()
     start_guest_dispositions(ignored)
     proc.start_signals(ignored, sigmask)
+    if arriving is not None:
+        arrive(arriving, proc)
     if parked:
-        from bttool.runtime import fdpark
+        from bttool.runtime import fdpark, hostfds
         hostfds.give_back()
         hostfds.preload()
         try:
@@ -175,6 +208,7 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
             proc.executor.stats.background_compiles = proc.executor.background.compiled_by_server
             proc.executor.stats.background_fallbacks = proc.executor.background.compiled_here
         proc.executor.stats.threads = proc.threads.started
+        proc.executor.stats.execs_in_place = execs
         return status, sig, proc.executor.stats
     if end is not None:
         proc.end_process = lambda status, sig: end(*conclude(status, sig))
@@ -184,4 +218,7 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
         if d.note:
             print(f"bttool: {d.note}", file=sys.stderr, flush=True)
         status, sig = 128 + d.sig, d.sig
+    except ExecInPlace as request:
+        leave(proc, request)
+        raise
     return conclude(status, sig)

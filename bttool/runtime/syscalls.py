@@ -1124,26 +1124,26 @@ class Syscalls:
         return -errno.ENOSYS      # glibc falls back to clone
 
     def execve(self, path: int, argv: int, envp: int, *_: int, pointer_size: int = 8) -> int:
-        """Replace this process by bttool running the new program (the new
-        image is translated too: guest code never runs natively).  The new
-        host process is bttool's own: an isolated Python with bttool's
-        environment; the guest's argv and environment travel in a handoff
-        descriptor (runtime/exechandoff.py), so the new guest gets exactly
-        what this one passed and nothing of bttool's.  ``pointer_size``: of
-        the argv and envp arrays (4 for the i386 call, int 0x80)."""
-        from bttool.runtime import exechandoff, hostpython
+        """Replace the guest by the new program, translated too (guest code
+        never runs natively).  Served in this process where it can be
+        (runtime/execinplace.py: the session starts the new program in the
+        same Python); otherwise the host process becomes a new bttool: an
+        isolated Python with bttool's environment, the guest's argv and
+        environment in a handoff descriptor (runtime/exechandoff.py), so the
+        new guest gets exactly what this one passed and nothing of bttool's.
+        ``pointer_size``: of the argv and envp arrays (4 for the i386 call,
+        int 0x80)."""
+        from bttool.runtime import binfmtscript, exechandoff, execinplace, hostpython
         prog = self.mem.read_cstring(path)
         args = self._string_array(argv, pointer_size)
         env = self._string_array(envp, pointer_size)
-        own = self.proc.procview.readlink(prog)
-        if own is not None:                 # /proc/self/exe and its aliases
-            prog = own
-        else:
-            prog = sysroot.host_path(prog) or prog
-        if not os.path.exists(prog):
-            return -errno.ENOENT
-        if not os.access(prog, os.X_OK):
-            return -errno.EACCES
+        try:
+            # a #! script runs its interpreter, as Linux's binfmt_script decides
+            prog, args = binfmtscript.resolve(prog, args, self._exec_host_path)
+        except OSError as e:
+            return -(e.errno or errno.ENOEXEC)
+        if execinplace.possible(self.proc):
+            raise execinplace.ExecInPlace(os.fsdecode(prog), args, env)
         self.proc.before_fork_or_exec()
         options = dict(self.proc.exec_options, rlimits=guestlimits.for_exec())
         handoff = exechandoff.Handoff(prog, args, env, options,
@@ -1163,6 +1163,15 @@ class Syscalls:
             self._unpark(handoff.parked)
             return -(e.errno or errno.ENOEXEC)
         return 0  # not reached
+
+    def _exec_host_path(self, path: bytes) -> bytes:
+        """Where the host finds a program the guest execs: /proc/self/exe
+        (and its aliases) is the guest's own program; an absolute path may
+        lie in the sysroot."""
+        own = self.proc.procview.readlink(path)
+        if own is not None:
+            return own
+        return sysroot.host_path(path) or path
 
     def _park_for_exec(self) -> dict:
         """Room for the bttool an execve starts, which needs EXEC_ROOM free
