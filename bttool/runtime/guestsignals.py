@@ -266,7 +266,7 @@ class GuestSignals:
         Linux's exec keeps of the signal state, (the ignored signals, the
         mask, the signals caught and not yet delivered, which stay
         pending); every signal the guest handled gets the host's default
-        disposition back (its catcher is in code about to be unloaded)."""
+        disposition back (the new program has no handler yet)."""
         caught = self.take_caught()
         for sig in list(self.actions):
             if self.handler(sig) not in (0, 1):
