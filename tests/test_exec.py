@@ -54,6 +54,11 @@ def _scripts(d: Path, interp: str) -> list[str]:
     for n in range(1, 7):
         prev = _write(d / f"nested-{n}", b"#!" + prev + b" level" + str(n).encode() + b"\n").encode()
     out += [str(d / "nested-1"), str(d / "nested-5"), str(d / "nested-6")]
+    # an ELF whose ELF interpreter is missing: ENOENT from execve itself
+    dyn = Path(shutil.which("true") or "/bin/true").read_bytes()
+    ld_so = b"/lib64/ld-linux-x86-64.so.2"
+    assert ld_so in dyn
+    out.append(_write(d / "missing-elf-interpreter", dyn.replace(ld_so, ld_so[:-1] + b"9")))
     # a relative interpreter is found from the working directory
     shutil.copy(interp, d / "interp-copy")
     out.append(_write(d / "relative", b"#!./interp-copy rel\n"))
@@ -74,7 +79,7 @@ def test_scripts_run_as_the_kernel_runs_them(samples_dir, bttool_cache, tmp_path
     assert "argv[1]=[one arg  with spaces]" in out
     for errno_case in ("== cut-off-name\nexecve: ENOEXEC", "== missing-interpreter\nexecve: ENOENT",
                        "== not-executable\nexecve: EACCES", "== text\nexecve: ENOEXEC",
-                       "== nested-6\nexecve: ELOOP"):
+                       "== nested-6\nexecve: ELOOP", "== missing-elf-interpreter\nexecve: ENOENT"):
         assert errno_case in out
     assert "== nested-5\nargc=13\n" in out and "== trailing-blank-no-newline\nargc=5\nargv[0]" in out
 

@@ -29,6 +29,7 @@ for the other route with ``BTTOOL_EXEC=process``.
 """
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from dataclasses import dataclass, field
@@ -48,6 +49,9 @@ class ExecInPlace(Exception):
     mask: int = 0
     caught: list[tuple[int, bytes]] = field(default_factory=list)
     old: object = None          # the LinuxProcess left, until retire()
+    # set by load(): the program's image and its interpreter's, when known
+    image: object = None
+    interpreter: object = None
 
 
 def possible(proc) -> bool:
@@ -60,6 +64,29 @@ def possible(proc) -> bool:
         return False
     cache = proc.executor.cache
     return not (cache is not None and cache.store is not None and cache.store.released)
+
+
+def load(request: ExecInPlace) -> int:
+    """Load the new program and its ELF interpreter before the point of no
+    return, as Linux does (for either route): a missing interpreter is
+    execve's ENOENT, which the caller gets (a shell says so and goes on).
+    0, or that errno.  An image bttool cannot run (where Linux might) is
+    left to the session, which says why and ends as before."""
+    from bttool.errors import CannotRun, NotFound
+    from bttool.runtime.session import load_interpreter
+    from bttool.translator.loader import load_image
+    try:
+        image = load_image(request.program)
+    except (CannotRun, NotFound):
+        return 0
+    try:
+        interpreter = load_interpreter(image) if image.interpreter is not None else None
+    except NotFound:
+        return errno.ENOENT
+    except CannotRun:
+        return 0
+    request.image, request.interpreter = image, interpreter
+    return 0
 
 
 def leave(proc, request: ExecInPlace) -> None:

@@ -137,10 +137,16 @@ def _run_image(path: str, argv: list[bytes], envp: list[bytes], ignored: set[int
     def known_info(sha: str) -> dict | None:
         cached_info[sha] = store.image_info(sha)
         return cached_info[sha]
-    image = load_image(path, known_info if store else None)
-    interpreter = None
-    if image.interpreter is not None:
-        interpreter = load_interpreter(image, known_info if store else None)
+    if arriving is not None and arriving.image is not None:
+        image, interpreter = arriving.image, arriving.interpreter       # (execinplace.load)
+        for img in (image, interpreter):
+            if store is not None and img is not None:
+                known_info(img.sha256)
+    else:
+        image = load_image(path, known_info if store else None)
+        interpreter = None
+        if image.interpreter is not None:
+            interpreter = load_interpreter(image, known_info if store else None)
     for img in (image, interpreter):
         if store is not None and img is not None and cached_info.get(img.sha256) is None:
             try:

@@ -1142,8 +1142,12 @@ class Syscalls:
             prog, args = binfmtscript.resolve(prog, args, self._exec_host_path)
         except OSError as e:
             return -(e.errno or errno.ENOEXEC)
+        request = execinplace.ExecInPlace(os.fsdecode(prog), args, env)
+        err = execinplace.load(request)         # (a missing ELF interpreter: ENOENT)
+        if err:
+            return -err
         if execinplace.possible(self.proc):
-            raise execinplace.ExecInPlace(os.fsdecode(prog), args, env)
+            raise request
         self.proc.before_fork_or_exec()
         options = dict(self.proc.exec_options, rlimits=guestlimits.for_exec())
         handoff = exechandoff.Handoff(prog, args, env, options,
