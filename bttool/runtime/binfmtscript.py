@@ -99,18 +99,14 @@ def _head(host: bytes) -> bytes | None:
     descriptor is free to read them (the guest holds every number: the
     program is taken as it is and the exec route finds out what it is).
     OSError ENOENT/EACCES as execve gives them."""
-    try:
-        st = os.stat(host)
-    except OSError as e:
-        raise OSError(e.errno, os.strerror(e.errno or errno.ENOENT)) from None
-    if not stat.S_ISREG(st.st_mode) or not os.access(host, os.X_OK):
+    if not stat.S_ISREG(os.stat(host).st_mode) or not os.access(host, os.X_OK):
         raise OSError(errno.EACCES, os.strerror(errno.EACCES))
     try:
         fd = os.open(host, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
         if e.errno in (errno.EMFILE, errno.ENFILE):
             return None
-        raise OSError(e.errno, os.strerror(e.errno or errno.EACCES)) from None
+        raise
     try:
         return os.pread(fd, BINPRM_BUF_SIZE, 0)
     finally:

@@ -32,21 +32,13 @@ def _state_key() -> int:
     return _key
 
 
-_perf_maps: dict[int, TextIO] = {}
-
-
-def _perf_map() -> TextIO:
-    """/tmp/perf-PID.map (the perf JIT map convention), one per process
-    and registered as bttool's descriptor (runtime/hostfds.py): every
-    engine of the process appends to it, and an execve served in the
-    process leaves it open (runtime/execinplace.py)."""
-    pid = os.getpid()
-    f = _perf_maps.get(pid)
-    if f is None:
-        from bttool.runtime import hostfds
-        f = _perf_maps[pid] = open(f"/tmp/perf-{pid}.map", "a")
-        hostfds.register(f.fileno())
-    return f
+def _open_perf_map() -> TextIO:
+    """/tmp/perf-PID.map (the perf JIT map convention), as one of bttool's
+    descriptors (runtime/hostfds.py: high up, hidden from the guest, kept
+    open by an execve served in this process, runtime/execinplace.py)."""
+    from bttool.runtime import hostfds
+    fd = os.open(f"/tmp/perf-{os.getpid()}.map", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    return os.fdopen(hostfds.move_high(fd), "a")
 
 
 # (support IR text, target) -> its object code; the cache provides one
@@ -63,7 +55,7 @@ class Engine:
 
     def __init__(self, compile_support: SupportCompiler | None = None) -> None:
         self._linker = Linker()
-        self._perf_map = _perf_map() if os.environ.get("BTTOOL_PERF_MAP") else None
+        self._perf_map = _open_perf_map() if os.environ.get("BTTOOL_PERF_MAP") else None
         self.load_object((compile_support or _compile_support)(nativeloop.support_ir(),
                                                                codegen.host_target(2)))
         self.run_fn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p,
