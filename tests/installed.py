@@ -15,6 +15,7 @@ package's sources are unchanged (faster local iterations; CI never sets it).
 from __future__ import annotations
 
 import atexit
+import fcntl
 import hashlib
 import os
 import shutil
@@ -127,23 +128,32 @@ def installed() -> Installed:
     fixed = os.environ.get("BTTOOL_TEST_VENV")
     if fixed:
         venv = Path(fixed).resolve()
-        digest = _digest()
-        stamp = venv / _STAMP
-        wheels = sorted((venv / "wheel").glob("bttool-*.whl"))
-        if stamp.exists() and stamp.read_text() == digest and (venv / "bin" / "bttool").exists() \
-                and len(wheels) == 1:
-            _installed = Installed(venv, venv / "bin" / "python", venv / "bin" / "bttool", wheels[0])
-            return _installed
-        work = Path(tempfile.mkdtemp(prefix="bttool-wheel-"))
-        try:
-            _installed = create_venv(venv, build_wheel(work))
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        stamp.write_text(digest)
-        return _installed
+        # pytest-xdist's workers share it: one checks and rebuilds at a time
+        with open(venv.parent / f".{venv.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return _fixed_venv(venv)
     work = Path(tempfile.mkdtemp(prefix="bttool-installed-"))
     atexit.register(shutil.rmtree, work, True)
     _installed = create_venv(work / "venv", build_wheel(work))
+    return _installed
+
+
+def _fixed_venv(venv: Path) -> Installed:
+    """BTTOOL_TEST_VENV's environment, rebuilt if the sources changed."""
+    global _installed
+    digest = _digest()
+    stamp = venv / _STAMP
+    wheels = sorted((venv / "wheel").glob("bttool-*.whl"))
+    if stamp.exists() and stamp.read_text() == digest and (venv / "bin" / "bttool").exists() \
+            and len(wheels) == 1:
+        _installed = Installed(venv, venv / "bin" / "python", venv / "bin" / "bttool", wheels[0])
+        return _installed
+    work = Path(tempfile.mkdtemp(prefix="bttool-wheel-"))
+    try:
+        _installed = create_venv(venv, build_wheel(work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    stamp.write_text(digest)
     return _installed
 
 

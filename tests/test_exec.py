@@ -127,3 +127,39 @@ def test_a_trap_is_reset_by_exec(bttool_cache, tmp_path):
     native, _ = programs.compare_run([BUSYBOX, "sh", "-c", script], bttool_cache, cwd=tmp_path,
                                      env=_env("in-place"))
     assert native.returncode in (-10, 138) and native.stdout == b"before kill\n"
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_an_exec_never_keeps_translations_of_code_the_new_program_lacks(samples_dir, bttool_cache,
+                                                                       tmp_path, route):
+    """execkeep patches one of its functions, runs it, and execs itself: the
+    new program has the file's code again and must run that, not the kept
+    translation of the patched code (runtime/keptcode.py); its other code
+    is kept (--stats-json: regions_kept), and each of its own execs of
+    the unchanged program keeps what it had."""
+    stats = tmp_path / "stats.json"
+    native, result = programs.compare_run([sample(samples_dir, "execkeep")], bttool_cache, cwd=tmp_path,
+                                          env=_env(route), options=["--stats-json", str(stats)])
+    assert native.stdout.count(b"child: patched() = 1,") == 3
+    assert b"after patch: patched() = 7," in native.stdout
+    if route == "in-place":
+        summary = json.loads(stats.read_text())
+        assert summary["execs_in_place"] == 3
+        assert summary["regions_kept"] > 100
+
+
+def test_a_shell_exec_of_busybox_keeps_its_translations(bttool_cache, tmp_path):
+    """busybox sh execs a busybox applet: the same file at the same
+    addresses, so the new program starts with the regions the shell had
+    installed (no warm-set install), and a warm run of it translates
+    nothing."""
+    stats = tmp_path / "stats.json"
+    cmd = [BUSYBOX, "sh", "-c", f"exec {BUSYBOX} echo kept"]
+    for _ in range(3):
+        r = programs.run_bttool(cmd, bttool_cache, cwd=tmp_path, options=["--stats-json", str(stats)],
+                                env=_env("in-place"))
+        assert (r.returncode, r.stdout) == (0, b"kept\n"), r.stderr
+    summary = json.loads(stats.read_text())
+    assert summary["execs_in_place"] == 1 and summary["regions_translated"] == 0
+    assert summary["regions_kept"] > 300
+    assert summary["regions_kept"] > 0.8 * summary["regions_from_cache"]

@@ -789,6 +789,25 @@ class _Transaction:
             pass
 
 
+@dataclass
+class KeptRecords:
+    """RunCache.keep_records: a unit's regions as a run that ends by an
+    execve in the same process saw them."""
+    program: str
+    image: str                          # the unit's
+    base: int                           # and where it was
+    records: dict[str, tuple]           # key -> RunCache._checked's entry
+    part: "warmpack.UnitPart | None"    # the unit's part of that run's pack
+    pack: "dict[str, warmpack.UnitPart] | None"
+
+    def regions(self) -> list[warmpack.PackedRegion]:
+        return [rec[1] for rec in self.records.values()]
+
+    def only(self, pcs) -> None:
+        """Keep the records of the regions at ``pcs`` alone."""
+        self.records = {k: rec for k, rec in self.records.items() if self.base + rec[1].entry in pcs}
+
+
 class RunCache:
     """The cache as one run sees it (what the dispatcher uses).
 
@@ -843,6 +862,9 @@ class RunCache:
         self._warm_last, self._warm_before = last, before
         self._warm = last & before if before else last
         self.made: list[str] = []
+        # regions installed as the program this one's execve replaced had
+        # them (adopt_records): in the next warm set, but not cache hits
+        self.kept: set[str] = set()
         self._read_ahead: dict[str, bytes] = {}
         # warm rows by key, as read (None: not in the index, or dropped)
         self._warm_row_cache: dict[str, tuple | None] = {}
@@ -854,6 +876,9 @@ class RunCache:
         self._pack_failed: set[str] = set()
         self._checked: dict[str, tuple[str, warmpack.PackedRegion, warmpack.Runs | None]] = {}
         self._present: set[str] = set()         # objects read ahead, found intact
+        # pack parts of units a program that this one's execve replaced
+        # had from its pack (adopt_records), for regions it kept
+        self._kept_parts: dict[str, warmpack.UnitPart] = {}
         # per unit (_candidates_at): lookups that queried the index, and
         # the units whose rows were all read
         self._queries: dict[tuple, int] = {}
@@ -1098,6 +1123,38 @@ class RunCache:
         self.used.extend(h.key for _, h in packed)
         return packed + chosen
 
+    def keep_records(self, units) -> "list[tuple[object, KeptRecords]]":
+        """What this run knows of the regions it checked or made, per unit
+        of ``units`` (code units of one unit only: warm pack material), for
+        a program an execve starts in this process that keeps them
+        (runtime/keptcode.py, ``adopt_records``): an execve ends this run
+        without ``finish``, so the new run puts them in its warm set."""
+        by_image: dict[str, dict[str, tuple]] = {}
+        for key, rec in self._checked.items():
+            by_image.setdefault(rec[0], {})[key] = rec
+        out = []
+        for image, records in by_image.items():
+            unit = units.by_image(image)
+            if unit is not None:
+                part = self._pack.get(image) if self._pack and image not in self._pack_failed else None
+                out.append((unit, KeptRecords(self.program, image, unit.base, records, part, self._pack)))
+        return out
+
+    def adopt_records(self, kept: "KeptRecords") -> None:
+        """The regions ``kept`` describes are installed in this run without
+        a lookup (keep_records): they go into the next warm set and pack
+        with the code they were checked or made against (their use is the
+        old run's, not a hit of this one: the shell that forked it records
+        its own).  The same program's pack, as the old run read it, serves
+        this run too (without it, ``finish`` would find no pack and write a
+        new one)."""
+        self._checked.update(kept.records)
+        self.kept.update(kept.records)
+        if kept.part is not None:
+            self._kept_parts.setdefault(kept.image, kept.part)
+        if self._pack is None and kept.program == self.program and kept.pack is not None:
+            self._pack = kept.pack
+
     def _spans_here(self, stored: str, unit) -> list[Span] | None:
         """A candidate's spans at this run's addresses, or None when its code
         cannot be here: a unit smaller than the file version it was made
@@ -1193,7 +1250,8 @@ class RunCache:
         for key in keys:
             image, region, code = self._checked[key]
             if code is None:
-                code = self._pack[image].runs_of(region) if self._pack else None
+                part = (self._pack or {}).get(image) or self._kept_parts.get(image)
+                code = part.runs_of(region) if part is not None else None
             if code is not None:
                 units.setdefault(image, []).append((region, code))
         store.write_warm_pack(self.program, warmpack.pack(units))
@@ -1236,6 +1294,8 @@ class RunCache:
                    for row in store.codemap_rows(image, mode_key, entries)]
 
         def op() -> None:
+            if not (self.used or codemap or self.hits or self.misses or self.dropped):
+                return
             with store.transaction() as db:
                 if self.used:
                     # in region_use, not the regions' or objects' rows: an
@@ -1251,7 +1311,7 @@ class RunCache:
         # what the next run will want at once: the regions this one took
         # from the cache or made (also those made along with others, which
         # may not have run: which of them ran is not known without lookups)
-        warm = frozenset(self.used) | frozenset(self.made)
+        warm = frozenset(self.used) | frozenset(self.made) | self.kept
         if (warm, self._warm_last) != (self._warm_last, self._warm_before):
             store.write_warm_sets(self.program, warm, self._warm_last)
         self._write_pack(store, warm)

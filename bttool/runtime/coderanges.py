@@ -57,6 +57,17 @@ class CodeRanges:
                     del self._by_chunk[c]
         return ranges
 
+    def merge(self, other: "CodeRanges", pcs: list[int]) -> None:
+        """Take ``other``'s entries at ``pcs`` (none of them here yet),
+        chunk index and all: an execve that keeps the translations of the
+        program it replaces (runtime/keptcode.py) takes hundreds at once."""
+        wanted = set(pcs)
+        self._ranges.update((pc, other._ranges[pc]) for pc in pcs)
+        for c, group in other._by_chunk.items():
+            add = group & wanted
+            if add:
+                self._by_chunk.setdefault(c, set()).update(add)
+
     def clear(self) -> None:
         self._ranges.clear()
         self._by_chunk.clear()

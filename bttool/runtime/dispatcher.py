@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bttool.runtime.background import BackgroundCompiler
     from bttool.runtime.cache import RunCache
     from bttool.runtime.codeunits import CodeUnits
+    from bttool.runtime.keptcode import KeptUnit
     from bttool.translator.translate import RegionInfo, Translation
 
 
@@ -44,6 +45,7 @@ class Stats:
     background_compiles: int = 0    # tier-2 objects made by the compile server
     background_fallbacks: int = 0   # tier-2 jobs compiled in this process instead
     execs_in_place: int = 0     # guest execve served in this process before this program
+    regions_kept: int = 0       # installed as the program that execve replaced had them (keptcode.py)
     untranslatable: list[tuple[int, str]] = field(default_factory=list)
     # per code unit's file path: [regions translated, regions from the cache]
     by_image: dict[str, list[int]] = field(default_factory=dict)
@@ -61,8 +63,10 @@ class Executor:
                  compile_support: SupportCompiler | None = None,
                  engine: Engine | None = None) -> None:
         """``engine``: the loaded code of the guest an execve in this
-        process replaced (runtime/execinplace.py), kept, its tables
-        emptied: what is loaded there need not be read and linked again."""
+        process replaced (runtime/execinplace.py), kept: what is loaded
+        there need not be read and linked again.  Its counters and targets
+        are emptied here, its lookup table by runtime/keptcode.settle
+        unless the new guest keeps every entry."""
         self.state = state
         self.memory = memory
         self.options = options
@@ -91,7 +95,10 @@ class Executor:
         for link, table in zip(st.RUNTIME_LINKS, ("bt_table", "bt_counters", "bt_targets")):
             setattr(state, link, self.engine.global_address(table))
         self._table_base = state.table_base
-        self.clear_table()
+        if engine is None:
+            self.clear_table()
+        # (else the table holds the old guest's entries until
+        # runtime/keptcode.settle keeps them all or empties it)
         if engine is not None:          # the last guest's counts and targets
             ctypes.memset(state.counters_base, 0, 4 << COUNTER_BITS)
             ctypes.memset(state.targets_base, 0, 8 << TARGET_BITS)
@@ -123,6 +130,10 @@ class Executor:
         self.code_ranges = CodeRanges()
         # User mode: the units whose warm set was installed (_install_warm)
         self._warmed: set[tuple[str, int, int]] = set()
+        # User mode: the translations of the guest an execve in this process
+        # replaced, of units mapped since, by unit, for _install_warm to
+        # keep (runtime/keptcode.py)
+        self.kept: "dict[tuple[str, int, int], KeptUnit]" = {}
 
     @property
     def empty_table(self) -> int:
@@ -431,6 +442,9 @@ class Executor:
         if key in self._warmed:
             return
         self._warmed.add(key)
+        kept = self.kept.pop(key, None)
+        if kept is not None and kept.matches(u) and self.keep(kept, u, kept.usable(read), False):
+            return
         hits = self.cache.warm_hits(u, read, self.known.__contains__, self.loaded_objects)
         fresh = {h.object_id: h for _, h in hits if h.object_id not in self.loaded_objects}
         datas = []
@@ -448,6 +462,34 @@ class Executor:
                 code += hit.ranges
         if code and self.on_code is not None:
             self.on_code(code)          # (once: most regions share their pages)
+
+    def keep(self, kept: "KeptUnit", unit, entries: dict[int, tuple[int, bool]], in_place: bool) -> bool:
+        """Install ``entries``, translations of ``unit`` that the guest an
+        execve in this process replaced had installed, and whose code this
+        guest holds too (runtime/keptcode.py); ``in_place``: the lookup
+        table still holds them, and nothing else.  Whether that was all of
+        them (else the unit's warm set is installed too, for the rest)."""
+        self._warmed.add(kept.key)
+        whole = len(entries) == len(kept.entries)
+        if in_place:
+            self.known.update((pc, addr) for pc, (addr, _) in entries.items())
+            fresh = list(entries)
+        else:
+            fresh = [pc for pc in entries if pc not in self.known]
+            for pc in fresh:
+                self._install_new(pc, entries[pc][0])
+        self.code_ranges.merge(kept.index, fresh)
+        self.promoted.update(pc for pc in fresh if entries[pc][1])
+        n = len(fresh)
+        if self.on_code is not None:        # (its code's pages in one go, when all are kept)
+            self.on_code(kept.pages() if whole else [r for pc in fresh for r in kept.index[pc]])
+        if self.cache is not None and kept.records is not None:
+            self.cache.adopt_records(kept.records)
+        self.stats.regions_from_cache += n
+        self.stats.regions_kept += n
+        if n:
+            self._count(fresh[0], 0, n)
+        return whole
 
     def _load_hit(self, pc: int, hit, watch: bool = True) -> bool:
         """Install a region from the cache (its object read and loaded if

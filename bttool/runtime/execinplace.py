@@ -34,7 +34,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 
-from bttool.runtime import hostfds, hostsignals
+from bttool.runtime import hostfds, hostsignals, keptcode
 
 
 @dataclass
@@ -49,6 +49,7 @@ class ExecInPlace(Exception):
     mask: int = 0
     caught: list[tuple[int, bytes]] = field(default_factory=list)
     old: object = None          # the LinuxProcess left, until retire()
+    kept: object = None         # what its translations leave the new one (keptcode.take)
     # set by load(): the program's image and its interpreter's, when known
     image: object = None
     interpreter: object = None
@@ -73,10 +74,10 @@ def load(request: ExecInPlace) -> int:
     0, or that errno.  An image bttool cannot run (where Linux might) is
     left to the session, which says why and ends as before."""
     from bttool.errors import CannotRun, NotFound
+    from bttool.runtime import imagememo
     from bttool.runtime.session import load_interpreter
-    from bttool.translator.loader import load_image
     try:
-        image = load_image(request.program)
+        image = imagememo.load(request.program)
     except (CannotRun, NotFound):
         return 0
     try:
@@ -97,6 +98,7 @@ def leave(proc, request: ExecInPlace) -> None:
     request.ignored, request.mask, request.caught = proc.signals.leave_for_exec()
     hostfds.close_on_exec()
     request.old = proc
+    request.kept = keptcode.take(proc.executor)
 
 
 def engine_left(request: ExecInPlace | None):
@@ -110,9 +112,10 @@ def engine_left(request: ExecInPlace | None):
 
 def arrive(request: ExecInPlace, proc) -> None:
     """The new guest ``proc`` is set up (its signal dispositions and fault
-    handler too): unmap the old one's memory, give the new one the compile
-    server and the old one's loaded objects, and put the signals that were
-    pending back."""
+    handler too): give it the compile server, the old guest's loaded
+    objects and the translations of code it holds unchanged
+    (runtime/keptcode.py), unmap the old guest's memory, and put the
+    signals that were pending back."""
     old = request.old
     request.old = None
     if old is not None:
@@ -121,6 +124,7 @@ def arrive(request: ExecInPlace, proc) -> None:
             ex.background = old_ex.background
         if old_ex.engine is ex.engine:
             ex.loaded_objects |= old_ex.loaded_objects
+        keptcode.settle(request.kept, ex, old.memory)
         retire(old)
     for sig, info in request.caught:
         hostsignals.requeue(sig, info)

@@ -24,7 +24,7 @@ from bttool.runtime.window import LOW, RESERVE_BELOW, RESERVE_SIZE, Window
 PAGE = 4096
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
-MAP_NORESERVE, MAP_FIXED_NOREPLACE = 0x4000, 0x100000
+MAP_NORESERVE, MAP_FIXED_NOREPLACE, MAP_POPULATE = 0x4000, 0x100000, 0x8000
 MAP_GROWSDOWN, MAP_STACK = 0x0100, 0x20000
 
 # Guest layout: offsets from the window's low end (all inside the window).
@@ -313,6 +313,26 @@ class GuestMemory:
             file = (st.st_dev, st.st_ino)
         self._add(start, start + length, prot, name, shared, file, offset, source)
         return start
+
+    def map_filled(self, start: int, length: int, data: bytes, at: int, prot: int, name: str = "",
+                   source: MappedFile | None = None, offset: int = 0) -> None:
+        """Map [start, start+length) (page aligned) private, holding the
+        bytes of ``data`` from ``at`` on and zeros after its end (an
+        image's file pages, copied in without an intermediate copy;
+        ``source`` and ``offset`` as for ``map``).  The host pages come in
+        one call (MAP_POPULATE) instead of a page fault each: busybox's
+        image took a thousand at every exec."""
+        length = page_up(length)
+        self._check_range(start, length)
+        r = _libc.mmap(self.base + start, length, PROT_READ | PROT_WRITE,
+                       MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0)
+        if r in (None, _MAP_FAILED):
+            raise GuestMemoryError(ctypes.get_errno(), "mmap failed")
+        n = max(0, min(len(data) - at, length))
+        ctypes.memmove(self.base + start, ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value + at, n)
+        if self.host_prot(prot) != PROT_READ | PROT_WRITE:
+            _libc.mprotect(self.base + start, length, self.host_prot(prot))
+        self._add(start, start + length, prot, name, False, None, offset, source)
 
     def aliases(self, page: int) -> list[tuple[int, Mapping]]:
         """The other guest pages that map the same file page as ``page``,

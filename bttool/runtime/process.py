@@ -131,8 +131,7 @@ def map_image(mem: GuestMemory, image: GuestImage, base: int | None = None) -> t
                 foff = seg.offset - (va - start)    # page aligned (else exec_fault)
                 backed = max(0, min(fend - start, eof_page - foff))
                 if backed:
-                    mem.map(start, backed, prot, name=name, source=source, offset=foff)
-                    mem.write_force(start, data[foff:foff + backed])
+                    mem.map_filled(start, backed, data, foff, prot, name=name, source=source, offset=foff)
                 if start + backed < fend:
                     _map_past_eof(mem, start + backed, fend - (start + backed), prot, name,
                                   source, foff + backed)

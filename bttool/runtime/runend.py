@@ -32,6 +32,9 @@ def finish_run(status: int, sig: int, st, t0: float, stats: bool = False,
         # guest execve served in this process (runtime/execinplace.py); the
         # figures above are the last program's
         "execs_in_place": getattr(st, "execs_in_place", 0),
+        # of regions_from_cache: installed as the program the execve
+        # replaced had them (runtime/keptcode.py)
+        "regions_kept": getattr(st, "regions_kept", 0),
         "syscalls": st.syscalls,
         "untranslatable_instructions": len(st.untranslatable),
         "wall_seconds": round(wall, 6),

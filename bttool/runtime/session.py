@@ -28,11 +28,11 @@ def load_interpreter(image, known_info=None):
     names, from the host's file system; NotFound as Linux's ENOENT when it
     is missing (a shell then says "No such file or directory", status 127)."""
     from bttool.errors import CannotRun, NotFound
-    from bttool.translator.loader import load_image
+    from bttool.runtime import imagememo
     if not image.interpreter:   # Linux opens "" as the working directory: EACCES
         raise CannotRun(f"{image.path}: bad interpreter: empty name")
     try:
-        interp = load_image(sysroot.resolve(image.interpreter), known_info, as_interpreter=True)
+        interp = imagememo.load(sysroot.resolve(image.interpreter), known_info, as_interpreter=True)
     except NotFound:
         raise NotFound(f"{image.path}: interpreter {image.interpreter}: no such file") from None
     except CannotRun as e:
@@ -128,8 +128,8 @@ def _run_image(path: str, argv: list[bytes], envp: list[bytes], ignored: set[int
     from bttool.runtime.execinplace import ExecInPlace, arrive, engine_left, leave
     from bttool.runtime.heap import freeze_startup_heap
     from bttool.runtime.hostsignals import install_fault_handler, start_guest_dispositions
+    from bttool.runtime import imagememo
     from bttool.runtime.linux import GuestDeath, LinuxProcess
-    from bttool.translator.loader import load_image
 
     cache_dir, use_cache, verbose, log = (options[k] for k in ("cache_dir", "use_cache", "verbose", "log"))
     cached_info: dict[str, dict | None] = {}
@@ -143,7 +143,7 @@ def _run_image(path: str, argv: list[bytes], envp: list[bytes], ignored: set[int
             if store is not None and img is not None:
                 known_info(img.sha256)
     else:
-        image = load_image(path, known_info if store else None)
+        image = imagememo.load(path, known_info if store else None)
         interpreter = None
         if image.interpreter is not None:
             interpreter = load_interpreter(image, known_info if store else None)
