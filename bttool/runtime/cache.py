@@ -214,6 +214,12 @@ class CacheStore:
         self.rebuilt: str | None = None      # why this process rebuilt the index
         self.dropped_rows = 0                # rows that failed their checksum
         self._ident: tuple[int, int] | None = None
+        self._db: _Index | None = None
+        self._connect_on_use = False         # reopen_later: connect at the next access
+        # warm set files as read, by path, with the file's identity: a
+        # program that an execve starts in this process (or in a forked
+        # child) reads them again only if they changed
+        self._warm_sets_read: dict[str, tuple[tuple, tuple[frozenset[str], frozenset[str]]]] = {}
         if create:
             try:
                 os.makedirs(root, exist_ok=True)
@@ -230,6 +236,21 @@ class CacheStore:
             if not self._rebuild(problem):
                 raise CacheError(f"cache index {self.index_path} is damaged ({problem}) and could not "
                                  "be rebuilt")
+
+    @property
+    def db(self) -> _Index:
+        """The connection (opened now if ``reopen_later`` asked for it; an
+        error doing so is the access's, which ``guarded`` handles)."""
+        if self._connect_on_use:
+            self._connect_on_use = False
+            self._connect()
+            if not self.readonly:
+                self._db.execute("PRAGMA synchronous = NORMAL")
+        return self._db
+
+    @db.setter
+    def db(self, connection: _Index) -> None:
+        self._db = connection
 
     # -- opening, rebuilding -----------------------------------------------
     def _open(self) -> str | None:
@@ -371,7 +392,8 @@ class CacheStore:
         return self._rebuild(why)
 
     def _close_quietly(self) -> None:
-        db = getattr(self, "db", None)
+        self._connect_on_use = False
+        db = self._db
         if db is not None:
             try:
                 db.close()
@@ -394,7 +416,13 @@ class CacheStore:
         """The guest dups onto ``fd``, one of the connection's descriptors
         (hostfds.vacate): the connection is reopened at other numbers.  When
         the guest holds every other number, the store is released instead
-        (as by hostfds.give_back)."""
+        (as by hostfds.give_back).  Before ``reopen_later``'s connection
+        is made, the descriptor is the replaced connection's, which is
+        never used again: it is closed."""
+        if self._connect_on_use:
+            os.close(fd)
+            hold(fd)
+            return
         self.db.close()
         hold(fd)
         if not self.reopen():
@@ -412,12 +440,25 @@ class CacheStore:
         opened (a released store is not)."""
         if self.released:
             return False
-        _REPLACED_CONNECTIONS.append(self.db)
+        if self._db is not None:
+            _REPLACED_CONNECTIONS.append(self._db)
+        self._connect_on_use = False
         try:
             self._connect()
         except sqlite3.DatabaseError:
             return False    # later accesses report it, as they would have
         return True
+
+    def reopen_later(self) -> None:
+        """As ``reopen``, with the connection made at the next access (a
+        forked child: most are busybox sh's, which exec at once and may
+        not need the index at all; connecting cost each 3.5 ms)."""
+        if self.released or self._connect_on_use:
+            return
+        if self._db is not None:
+            _REPLACED_CONNECTIONS.append(self._db)
+        self._db = None
+        self._connect_on_use = True
 
     def release(self) -> None:
         """Give the index's descriptors to the guest, which needs their
@@ -516,13 +557,20 @@ class CacheStore:
         those that check out as a lookup would in one go
         (RunCache.warm_hits).  Empty when there is none or it is not
         readable as written."""
+        path = self._warm_path(program)
         try:
-            with open(self._warm_path(program), "rb") as f:
+            ident = _file_identity(os.stat(path))
+            known = self._warm_sets_read.get(path)
+            if known is not None and known[0] == ident:
+                return known[1]
+            with open(path, "rb") as f:
+                ident = _file_identity(os.fstat(f.fileno()))
                 data = f.read(1 << 23)
         except OSError:
             return frozenset(), frozenset()
         parts = (data.decode("ascii", "replace").split("--\n", 1) + [""])[:2]
         last, before = (frozenset(k for k in p.split() if len(k) <= 64 and k.isalnum()) for p in parts)
+        self._warm_sets_read[path] = (ident, (last, before))
         return last, before
 
     def write_warm_sets(self, program: str, last: Iterable[str], before: Iterable[str]) -> None:
@@ -863,8 +911,9 @@ class RunCache:
         self._warm = last & before if before else last
         self.made: list[str] = []
         # regions installed as the program this one's execve replaced had
-        # them (adopt_records): in the next warm set, but not cache hits
-        self.kept: set[str] = set()
+        # them (adopt_records), by key: in the next warm set, but not
+        # cache hits
+        self.kept: list[dict[str, tuple]] = []
         self._read_ahead: dict[str, bytes] = {}
         # warm rows by key, as read (None: not in the index, or dropped)
         self._warm_row_cache: dict[str, tuple | None] = {}
@@ -1148,8 +1197,11 @@ class RunCache:
         its own).  The same program's pack, as the old run read it, serves
         this run too (without it, ``finish`` would find no pack and write a
         new one)."""
-        self._checked.update(kept.records)
-        self.kept.update(kept.records)
+        if self._checked:
+            self._checked.update(kept.records)
+        else:           # (taken over, not copied: see keptcode.prepare)
+            self._checked = kept.records
+        self.kept.append(kept.records)
         if kept.part is not None:
             self._kept_parts.setdefault(kept.image, kept.part)
         if self._pack is None and kept.program == self.program and kept.pack is not None:
@@ -1311,7 +1363,7 @@ class RunCache:
         # what the next run will want at once: the regions this one took
         # from the cache or made (also those made along with others, which
         # may not have run: which of them ran is not known without lookups)
-        warm = frozenset(self.used) | frozenset(self.made) | self.kept
+        warm = frozenset(self.used).union(self.made, *self.kept)
         if (warm, self._warm_last) != (self._warm_last, self._warm_before):
             store.write_warm_sets(self.program, warm, self._warm_last)
         self._write_pack(store, warm)
@@ -1338,6 +1390,11 @@ _CHECKSUM = len(cache_rows.COVERED["regions"])
 _ROWID, _MINE, _RANK = _CHECKSUM + 1, _CHECKSUM + 2, _CHECKSUM + 3
 # lookups of a unit between checks whether reading all its rows is cheaper
 _BULK_CHECK = 64
+
+
+def _file_identity(st: os.stat_result) -> tuple:
+    """What tells a replaced or rewritten file from the one read before."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _packable(spans: list[Span], unit) -> bool:

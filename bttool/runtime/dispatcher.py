@@ -95,6 +95,10 @@ class Executor:
         for link, table in zip(st.RUNTIME_LINKS, ("bt_table", "bt_counters", "bt_targets")):
             setattr(state, link, self.engine.global_address(table))
         self._table_base = state.table_base
+        # bumped at every change of what is installed (runtime/keptcode.py
+        # reuses what it worked out while nothing changed)
+        self.generation = 0
+        self.kept_memo: tuple | None = None
         if engine is None:
             self.clear_table()
         # (else the table holds the old guest's entries until
@@ -188,6 +192,7 @@ class Executor:
     def clear_table(self) -> None:
         """Forget every installed entry (translations stay loaded); each
         entry is emptied in one atomic store (runtime/nativeloop.py)."""
+        self.generation += 1
         self.engine.table_fill(self._table_base, TABLE_ENTRIES)
 
     def _install_new(self, pc: int, addr: int) -> None:
@@ -204,6 +209,7 @@ class Executor:
         wanted = None if pcs is None else set(pcs)
         if wanted is not None and not wanted:
             return
+        self.generation += 1
         self.stale.update(job for job, (pc, _) in self.compiling.items()
                           if wanted is None or pc in wanted)
         if wanted is None:
@@ -231,6 +237,7 @@ class Executor:
         atomic entry, so a racing reader sees an old or a new entry, never a
         torn one, and at worst misses once."""
         self.known[pc] = addr
+        self.generation += 1
         first = self._table_base + TABLE_SET_SIZE * table_set(pc)
         ways = [first + TABLE_ENTRY_SIZE * w for w in range(TABLE_WAYS)]
         pcs = [ctypes.c_uint64.from_address(a).value for a in ways]
@@ -463,32 +470,38 @@ class Executor:
         if code and self.on_code is not None:
             self.on_code(code)          # (once: most regions share their pages)
 
-    def keep(self, kept: "KeptUnit", unit, entries: dict[int, tuple[int, bool]], in_place: bool) -> bool:
+    def keep(self, kept: "KeptUnit", unit, entries: dict[int, tuple[int, bool]],
+             installed: tuple | None = None) -> bool:
         """Install ``entries``, translations of ``unit`` that the guest an
         execve in this process replaced had installed, and whose code this
-        guest holds too (runtime/keptcode.py); ``in_place``: the lookup
-        table still holds them, and nothing else.  Whether that was all of
-        them (else the unit's warm set is installed too, for the rest)."""
+        guest holds too (runtime/keptcode.py).  ``installed``: the old
+        executor's known entries and tier-2 pcs, when the lookup table
+        still holds them, they are all kept and this executor has none
+        yet: taken over as they are, with its code ranges.  Whether that
+        was all of them (else the unit's warm set is installed too, for
+        the rest)."""
         self._warmed.add(kept.key)
         whole = len(entries) == len(kept.entries)
-        if in_place:
-            self.known.update((pc, addr) for pc, (addr, _) in entries.items())
-            fresh = list(entries)
+        if installed is not None and whole and not self.known:
+            self.known, self.promoted = installed
+            self.code_ranges = kept.index
+            self.generation += 1
+            n = len(entries)
         else:
             fresh = [pc for pc in entries if pc not in self.known]
             for pc in fresh:
                 self._install_new(pc, entries[pc][0])
-        self.code_ranges.merge(kept.index, fresh)
-        self.promoted.update(pc for pc in fresh if entries[pc][1])
-        n = len(fresh)
+            self.code_ranges.merge(kept.index, fresh)
+            self.promoted.update(pc for pc in fresh if entries[pc][1])
+            n = len(fresh)
         if self.on_code is not None:        # (its code's pages in one go, when all are kept)
-            self.on_code(kept.pages() if whole else [r for pc in fresh for r in kept.index[pc]])
+            self.on_code(kept.pages() if whole else [r for pc in entries for r in kept.index[pc]])
         if self.cache is not None and kept.records is not None:
             self.cache.adopt_records(kept.records)
         self.stats.regions_from_cache += n
         self.stats.regions_kept += n
         if n:
-            self._count(fresh[0], 0, n)
+            self._count(unit.start, 0, n)
         return whole
 
     def _load_hit(self, pc: int, hit, watch: bool = True) -> bool:

@@ -106,6 +106,9 @@ class Kept:
     options: object                     # the old guest's lift options
     engine: object
     whole_table: bool                   # the old table held these entries and no others
+    # then: the old executor's known entries and tier-2 pcs, which the new
+    # one takes over as they are (Executor.keep)
+    installed: tuple | None = None
 
     def compatible(self, new) -> bool:
         """Whether executor ``new`` may run the old translations: the same
@@ -118,15 +121,20 @@ class Kept:
             and not (new.options.precise_faults and not old.precise_faults)
 
 
-def take(old) -> Kept:
-    """The candidates among executor ``old``'s installed translations, by
-    unit; none when the old run had no cache (whose records say which
-    translation is which region's)."""
-    out: dict[UnitKey, KeptUnit] = {}
+def prepare(old) -> None:
+    """Work out ``take``'s candidates for executor ``old`` now, unless
+    nothing was installed or dropped since they were last worked out
+    (``Executor.generation``).  Called in the parent at a fork: a shell
+    forks from the same state for every command, and each child that
+    execs then takes them as they are, instead of going over every entry
+    (and writing the pages of every object it touches, which the fork
+    shares with the parent: 3 ms and 600 page faults a command)."""
     if old.units is None or old.cache is None:
-        return Kept(out, old.options, old.engine, False)
+        return
+    if old.kept_memo is not None and old.kept_memo[0] == old.generation:
+        return
     known, address = old.known, old.engine.address
-    taken = 0
+    candidates = []
     for unit, records in old.cache.keep_records(old.units):
         entries: Entries = {}
         for region in records.regions():
@@ -137,11 +145,28 @@ def take(old) -> Kept:
                 entries[pc] = (addr, pc in old.promoted)
         if entries:
             records.only(entries)
-            key = (unit.image, unit.base, unit.start)
-            out[key] = KeptUnit(key, unit.end, entries, old.code_ranges,
-                                _executable(old.memory, unit), records=records)
-            taken += len(entries)
-    return Kept(out, old.options, old.engine, len(out) == 1 and taken == len(known))
+            candidates.append((unit, entries, records))
+    old.kept_memo = (old.generation, candidates)
+
+
+def take(old) -> Kept:
+    """The candidates among executor ``old``'s installed translations, by
+    unit; none when the old run had no cache (whose records say which
+    translation is which region's)."""
+    out: dict[UnitKey, KeptUnit] = {}
+    prepare(old)
+    if old.kept_memo is None:
+        return Kept(out, old.options, old.engine, False)
+    taken = 0
+    for unit, entries, records in old.kept_memo[1]:
+        key = (unit.image, unit.base, unit.start)
+        out[key] = KeptUnit(key, unit.end, entries, old.code_ranges, _executable(old.memory, unit),
+                            records=records)
+        taken += len(entries)
+    kept = Kept(out, old.options, old.engine, len(out) == 1 and taken == len(old.known))
+    if kept.whole_table:
+        kept.installed = (old.known, old.promoted)
+    return kept
 
 
 def settle(kept: Kept | None, new, old_memory) -> None:
@@ -167,7 +192,7 @@ def settle(kept: Kept | None, new, old_memory) -> None:
     if not in_place:
         new.clear_table()
     for k, unit, entries in now:
-        new.keep(k, unit, entries, in_place)
+        new.keep(k, unit, entries, kept.installed if in_place else None)
 
 
 def _differing(old_memory, new_memory, start: int, end: int) -> set[int]:

@@ -197,7 +197,7 @@ class LinuxProcess:
             self.executor.background.after_fork()
         cache = self.executor.cache
         if cache is not None and cache.store is not None:
-            cache.store.reopen()
+            cache.store.reopen_later()
 
     def log(self, msg: str) -> None:
         if self.verbose:

@@ -40,6 +40,13 @@ def load_interpreter(image, known_info=None):
     return interp
 
 
+# Images whose parsed headers this process found in the cache or stored
+# there: a program an execve starts in this process (or in one forked from
+# it) does not ask again (a busybox sh child would open the cache's index
+# for nothing else: runtime/cache.py, reopen_later).
+_INFO_STORED: set[str] = set()
+
+
 def _give_back(proc) -> None:
     """hostfds.give_back's hook: the guest needs the numbers of bttool's
     descriptors.  Background compilations still under way are collected
@@ -135,7 +142,10 @@ def _run_image(path: str, argv: list[bytes], envp: list[bytes], ignored: set[int
     cached_info: dict[str, dict | None] = {}
 
     def known_info(sha: str) -> dict | None:
-        cached_info[sha] = store.image_info(sha)
+        if sha in _INFO_STORED:     # (an earlier program of this process: no query)
+            cached_info[sha] = {}
+        else:
+            cached_info[sha] = store.image_info(sha)
         return cached_info[sha]
     if arriving is not None and arriving.image is not None:
         image, interpreter = arriving.image, arriving.interpreter       # (execinplace.load)
@@ -155,6 +165,8 @@ def _run_image(path: str, argv: list[bytes], envp: list[bytes], ignored: set[int
                 print(f"bttool: warning: cache directory {store.root} not writable ({e}); "
                       "running without caching", file=sys.stderr)
                 store = None
+        if store is not None and img is not None:
+            _INFO_STORED.add(img.sha256)
     from bttool.errors import ExecFault
     try:
         proc = LinuxProcess(image, argv, envp, verbose=verbose,

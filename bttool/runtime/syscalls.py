@@ -1072,11 +1072,15 @@ class Syscalls:
     # -- processes --------------------------------------------------------------
     def fork(self, *_: int) -> int:
         """fork/vfork: the host process forks; the child carries on with the
-        very same guest (memory, translations) and sees 0.  What execve
-        imports is imported here first: a forked child usually execs, and
-        each would import it again (and write the pages it lands on)."""
+        very same guest (memory, translations) and sees 0.  A forked
+        child usually execs: what execve imports is imported here first
+        (each child would import it again, and write the pages it lands
+        on), and what it keeps of the translations worked out
+        (runtime/keptcode.py)."""
         self.proc.before_fork_or_exec()
         from bttool.runtime import binfmtscript, exechandoff, execinplace, hostpython  # noqa: F401
+        from bttool.runtime import keptcode
+        keptcode.prepare(self.proc.executor)
         try:
             pid = os.fork()
         except OSError as e:        # RLIMIT_NPROC, no memory: the guest gets what Linux says
