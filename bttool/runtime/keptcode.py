@@ -141,11 +141,13 @@ def prepare(old) -> None:
             pc = unit.base + region.entry
             addr = known.get(pc)
             if addr is not None and addr == address(region.symbol) and pc not in old.imprecise \
-                    and pc in old.code_ranges:
+                    and pc in old.code_ranges and old.code_ranges[pc]:
                 entries[pc] = (addr, pc in old.promoted)
         if entries:
             records.only(entries)
-            candidates.append((unit, entries, records))
+            ranges = [old.code_ranges[pc] for pc in entries]
+            span = (min(min(r)[0] for r in ranges), max(e for r in ranges for _, e in r))
+            candidates.append((unit, entries, records, span))
     old.kept_memo = (old.generation, candidates)
 
 
@@ -158,9 +160,9 @@ def take(old) -> Kept:
     if old.kept_memo is None:
         return Kept(out, old.options, old.engine, False)
     taken = 0
-    for unit, entries, records in old.kept_memo[1]:
+    for unit, entries, records, span in old.kept_memo[1]:
         key = (unit.image, unit.base, unit.start)
-        out[key] = KeptUnit(key, unit.end, entries, old.code_ranges, _executable(old.memory, unit),
+        out[key] = KeptUnit(key, unit.end, entries, old.code_ranges, _executable(old.memory, unit, span),
                             records=records)
         taken += len(entries)
     kept = Kept(out, old.options, old.engine, len(out) == 1 and taken == len(old.known))
@@ -227,7 +229,11 @@ def _pages_differing(start: int, old: bytes, new: bytes) -> set[int]:
     return out
 
 
-def _executable(memory, unit) -> Ranges:
-    """The executable guest memory in ``unit``'s range."""
-    return [(max(m.start, unit.start), min(m.end, unit.end)) for m in memory.mappings()
-            if m.prot & PROT_EXEC and m.start < unit.end and unit.start < m.end]
+def _executable(memory, unit, span: tuple[int, int]) -> Ranges:
+    """The executable guest memory in ``unit``'s range, from the page of
+    the lowest translated code to the page of the highest (``span``):
+    never the pages of a segment past the end of its file, which are
+    mapped to raise SIGBUS and hold no code that ran."""
+    lo, hi = max(unit.start, span[0] & ~(PAGE - 1)), min(unit.end, (span[1] + PAGE - 1) & ~(PAGE - 1))
+    return [(max(m.start, lo), min(m.end, hi)) for m in memory.mappings()
+            if m.prot & PROT_EXEC and m.start < hi and lo < m.end]
