@@ -101,9 +101,9 @@ class Executor:
         self.kept_memo: tuple | None = None
         if engine is None:
             self.clear_table()
-        # (else the table holds the old guest's entries until
-        # runtime/keptcode.settle keeps them all or empties it)
-        if engine is not None:          # the last guest's counts and targets
+        else:
+            # the last guest's counts and targets go; its table holds its
+            # entries until runtime/keptcode.settle keeps them all or empties it
             ctypes.memset(state.counters_base, 0, 4 << COUNTER_BITS)
             ctypes.memset(state.targets_base, 0, 8 << TARGET_BITS)
         self.known: dict[int, int] = {}

@@ -200,22 +200,12 @@ def settle(kept: Kept | None, new, old_memory) -> None:
 def _differing(old_memory, new_memory, start: int, end: int) -> set[int]:
     """The pages of [start, end) whose bytes differ between the two guests'
     memories, or that are not executable in the new one."""
-    if not _exec_through(new_memory, start, end):
+    if not new_memory.executable(start, end - start):
         return set(range(start & ~(PAGE - 1), end, PAGE))
     if _libc.memcmp(old_memory.base + start, new_memory.base + start, end - start) == 0:
         return set()
     return _pages_differing(start, ctypes.string_at(old_memory.base + start, end - start),
                             ctypes.string_at(new_memory.base + start, end - start))
-
-
-def _exec_through(memory, start: int, end: int) -> bool:
-    pos = start
-    while pos < end:
-        m = memory.find(pos)
-        if m is None or not m.prot & PROT_EXEC:
-            return False
-        pos = m.end
-    return True
 
 
 def _pages_differing(start: int, old: bytes, new: bytes) -> set[int]:

@@ -413,14 +413,22 @@ class GuestMemory:
             raise GuestMemoryError(errno.EFAULT, "pointer outside the guest")
         return self.base + addr
 
-    def readable(self, addr: int, length: int) -> bool:
+    def _covered(self, addr: int, length: int, prot: int) -> bool:
+        """Whether every byte of [addr, addr+length) is mapped with one of
+        the ``prot`` bits (with any protection when ``prot`` is 0)."""
         pos = addr
         while pos < addr + length:
             m = self.find(pos)
-            if m is None or not (m.prot & (PROT_READ | PROT_EXEC)):
+            if m is None or prot and not m.prot & prot:
                 return False
             pos = m.end
         return True
+
+    def readable(self, addr: int, length: int) -> bool:
+        return self._covered(addr, length, PROT_READ | PROT_EXEC)
+
+    def executable(self, addr: int, length: int) -> bool:
+        return self._covered(addr, length, PROT_EXEC)
 
     def read(self, addr: int, length: int) -> bytes:
         if not self.readable(addr, length):
@@ -429,13 +437,7 @@ class GuestMemory:
 
     def mapped(self, addr: int, length: int) -> bool:
         """Whether every byte of [addr, addr+length) is mapped (any protection)."""
-        pos = addr
-        while pos < addr + length:
-            m = self.find(pos)
-            if m is None:
-                return False
-            pos = m.end
-        return True
+        return self._covered(addr, length, 0)
 
     def write(self, addr: int, data: bytes) -> None:
         """Write as the kernel writes a system call's results: EFAULT unless

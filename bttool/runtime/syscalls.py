@@ -1078,8 +1078,7 @@ class Syscalls:
         on), and what it keeps of the translations worked out
         (runtime/keptcode.py)."""
         self.proc.before_fork_or_exec()
-        from bttool.runtime import binfmtscript, exechandoff, execinplace, hostpython  # noqa: F401
-        from bttool.runtime import keptcode
+        from bttool.runtime import binfmtscript, exechandoff, execinplace, hostpython, keptcode  # noqa: F401
         keptcode.prepare(self.proc.executor)
         try:
             pid = os.fork()
