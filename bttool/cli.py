@@ -25,6 +25,17 @@ def main() -> None:
     """Run x86-64 programs by binary translation through LLVM."""
 
 
+def _cpu_models() -> list[str]:
+    from bttool.translator.cpumodel import MODELS
+    return list(MODELS)
+
+
+_CPU_OPTION = click.option(
+    "--cpu", envvar="BTTOOL_CPU", type=click.Choice(_cpu_models()), default=None,
+    help="The virtual CPU the guest sees (default x86-64-v2; also BTTOOL_CPU): its CPUID, "
+         "and SIGILL for instructions it lacks.")
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("-v", "--verbose", is_flag=True, help="Describe what the runtime does, on stderr.")
 @click.option("--cache-dir", envvar="BTTOOL_CACHE_DIR", type=click.Path(file_okay=False),
@@ -43,11 +54,12 @@ def main() -> None:
 @click.option("--memory", default="128M", show_default=True, help="System mode: guest RAM size.")
 @click.option("--max-resets", type=click.IntRange(0, 10000), default=8, show_default=True,
               help="System mode: guest resets allowed before the run is stopped.")
+@_CPU_OPTION
 @click.argument("program")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(verbose: bool, cache_dir: str | None, no_cache: bool, stats: bool,
         stats_json: str | None, argv0: str | None, sysroot: str | None, system: bool, memory: str,
-        max_resets: int, program: str, args: tuple[str, ...]) -> None:
+        max_resets: int, cpu: str, program: str, args: tuple[str, ...]) -> None:
     """Run PROGRAM (an x86-64 Linux executable, static or dynamically
     linked) with ARGS, or boot a kernel (--system, or any image with a
     Multiboot header)."""
@@ -73,7 +85,7 @@ def run(verbose: bool, cache_dir: str | None, no_cache: bool, stats: bool,
             from bttool.runtime.session import run_program
             status, sig, st = run_program(program, list(args), cache_dir=None if no_cache else cache_dir,
                                           use_cache=not no_cache, verbose=verbose, argv0=argv0,
-                                          sysroot_dir=sysroot,
+                                          sysroot_dir=sysroot, cpu=cpu,
                                           end=lambda s, g, r: finish_run(s, g, r, t0, stats, stats_json))
     except BttoolError as e:
         _fail(str(e), e.status)
@@ -94,7 +106,9 @@ def entry(command: Callable[[], None] | None = None) -> None:  # pragma: no cove
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=None,
               help="Parallel translation processes (default: number of cores).")
 @click.option("--target", "triple", default=None, help="Translate for another host (LLVM triple).")
-@click.option("--cpu", default=None, help="Host CPU name for code generation (with --target: default generic).")
+@click.option("--host-cpu", default=None,
+              help="Host CPU name for code generation (with --target: default generic).")
+@_CPU_OPTION
 @click.option("--opt", type=click.IntRange(1, 2), default=1, show_default=True,
               help="1: quick tier (hot code is re-optimised at run time), 2: full optimisation now.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -103,7 +117,8 @@ def entry(command: Callable[[], None] | None = None) -> None:  # pragma: no cove
                    "needs (resolved as its ld.so would).")
 @click.argument("program")
 def translate(verbose: bool, cache_dir: str | None, jobs: int | None, triple: str | None,
-              cpu: str | None, opt: int, as_json: bool, deps: bool, program: str) -> None:
+              host_cpu: str | None, cpu: str | None, opt: int, as_json: bool, deps: bool,
+              program: str) -> None:
     """Translate PROGRAM (an executable or a shared library) ahead of time
     into the cache."""
     from bttool.runtime.aot import default_jobs, progress_printer, translate_program
@@ -112,7 +127,9 @@ def translate(verbose: bool, cache_dir: str | None, jobs: int | None, triple: st
     paths = [program]
     missing: list[str] = []
     try:
-        target = _target_for(triple, cpu, opt)
+        target = _target_for(triple, host_cpu, opt)
+        from bttool.runtime import cpuid
+        cpuid.select(cpu)
         first = load_image(program)
         if deps and first.interpreter is not None:
             from bttool.runtime.libdeps import resolve

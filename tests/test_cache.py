@@ -323,7 +323,7 @@ def test_changed_target_misses(programs, tmp_path):
     """Objects made for another CPU (a different cache key) are never used
     for this host."""
     prog = programs / "tiny"
-    r = bttool("translate", "--cache-dir", tmp_path / "c", "--cpu", "x86-64", "--json", prog)
+    r = bttool("translate", "--cache-dir", tmp_path / "c", "--host-cpu", "x86-64", "--json", prog)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["regions_translated"] > 0
     r2, s2 = stats_run(tmp_path / "c", prog, tmp_path)

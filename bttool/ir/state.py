@@ -99,6 +99,10 @@ _SPECS: list[tuple[str, int, int]] = (
     # SS are Linux's constants; semantics/dataxfer.py)
     + [(f"{r}_sel", 2, 2) for r in ("ds", "es", "fs", "gs")]
     + [(f"xmm{i}", 16, 16) for i in range(XMM_COUNT)]
+    # AVX: bits 255:128 of ymm0..ymm15, apart from the xmm halves, as the
+    # XSAVE area keeps them (its YMM_Hi128 component), so legacy SSE code,
+    # fxsave images and signal frames see xmm as before
+    + [(f"ymmh{i}", 16, 16) for i in range(XMM_COUNT)]
     # x87 physical registers R0..R7, each an 80-bit extended value in a
     # 16-byte slot (ST(i) is R[(fpu_top + i) & 7])
     + [(f"fpr{i}", 16, 16) for i in range(8)]
@@ -190,6 +194,16 @@ def get_xmm(st: "CpuState", i: int) -> int:
 
 def set_xmm(st: "CpuState", i: int, value: int) -> None:
     getattr(st, f"xmm{i}")[:] = list((value & ((1 << 128) - 1)).to_bytes(16, "little"))
+
+
+def get_ymm(st: "CpuState", i: int) -> int:
+    """ymm register ``i`` (256 bits): xmm ``i`` below, ``ymmh{i}`` above."""
+    return get_xmm(st, i) | int.from_bytes(bytes(getattr(st, f"ymmh{i}")), "little") << 128
+
+
+def set_ymm(st: "CpuState", i: int, value: int) -> None:
+    set_xmm(st, i, value)
+    getattr(st, f"ymmh{i}")[:] = list(((value >> 128) & ((1 << 128) - 1)).to_bytes(16, "little"))
 
 
 def rflags(st: "CpuState") -> int:

@@ -1,35 +1,62 @@
-"""The virtual CPU model that `cpuid` (and AT_HWCAP, xgetbv) report.
+"""The virtual CPU that `cpuid` (and AT_HWCAP, xgetbv) report, for the
+model the run selected (translator/cpumodel.py: ``select``).
 
-A fixed, documented model so a guest behaves the same on every host:
+A fixed, documented CPU so a guest behaves the same on every host:
 
-* vendor GenuineIntel, family 6 model 0x2C (a Westmere part): x86-64-v2
-  (SSE, SSE2, SSE3, SSSE3, SSE4.1, SSE4.2, POPCNT, CX16, LAHF/SAHF in
-  64-bit mode), AES-NI and PCLMULQDQ, which Westmere added, and the SHA
-  extensions (leaf 7 EBX bit 29, as Goldmont has them without AVX):
-  OpenSSL's AES, GCM, SHA-1 and SHA-256 use them (each the host's own
-  instruction where it has it: translator/semantics/aes.py, sha.py);
-  RDRAND and RDSEED (leaf 1 ECX bit 30, leaf 7 EBX bit 18), served by the
-  runtime from the host kernel's entropy (runtime/randomsource.py); no
-  XSAVE/OSXSAVE, so no AVX, and leaf 7 reports no BMI/AVX2/ERMS (glibc
-  picks its SSE2/SSE4 routines);
+* x86-64-v2: vendor GenuineIntel, family 6 model 0x2C (a Westmere part):
+  SSE to SSE4.2, POPCNT, CX16, LAHF/SAHF in 64-bit mode, AES-NI and
+  PCLMULQDQ, which Westmere added, and the SHA extensions (leaf 7 EBX bit
+  29, as Goldmont has them without AVX): OpenSSL's AES, GCM, SHA-1 and
+  SHA-256 use them (each the host's own instruction where it has it:
+  translator/semantics/aes.py, sha.py); RDRAND and RDSEED (leaf 1 ECX bit
+  30, leaf 7 EBX bit 18), served by the runtime from the host kernel's
+  entropy (runtime/randomsource.py); no XSAVE/OSXSAVE, so no AVX, and leaf
+  7 reports no BMI/AVX2/ERMS (glibc picks its SSE2/SSE4 routines);
+* x86-64-v3: family 6 model 0x3C (a Haswell part): the same plus FMA,
+  MOVBE, XSAVE, OSXSAVE, AVX, F16C (leaf 1 ECX), BMI1, AVX2, BMI2 (leaf 7
+  EBX) and LZCNT (leaf 0x80000001 ECX); XCR0 enables x87, SSE and AVX
+  state, and leaf 0xD describes the standard XSAVE layout of those three
+  (832 bytes, the AVX component at 576); no XSAVEOPT/XSAVEC/XSAVES;
 * deterministic cache parameters (leaf 4): L1d 32 KiB, L1i 32 KiB,
   L2 1 MiB, L3 8 MiB, 64-byte lines; one core, one thread;
-* brand string "bttool virtual x86-64-v2 CPU".
-
-``LEVEL`` selects the baseline x86-64 (SSE2 only) subset instead, for
-debugging a guest against the smaller instruction set.
+* brand string "bttool virtual x86-64-v2 CPU" (or -v3).
 """
 from __future__ import annotations
 
-LEVEL = "x86-64-v2"
+from bttool.translator import cpumodel
+
+_model = cpumodel.get(cpumodel.DEFAULT)
 
 _EDX1 = sum(1 << b for b in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 19, 23, 24, 25, 26))
 # SSE3 PCLMULQDQ SSSE3 CX16 SSE4.1 SSE4.2 POPCNT AES RDRAND
 _ECX1_V2 = sum(1 << b for b in (0, 1, 9, 13, 19, 20, 23, 25, 30))
-_SIGNATURE = 0x000206C2                                  # family 6, model 0x2C, stepping 2
-_LEAF7_EBX = (1 << 18) | (1 << 29)                       # RDSEED SHA
-_BRAND = b"bttool virtual x86-64-v2 CPU".ljust(48, b"\0")
+# FMA MOVBE XSAVE OSXSAVE AVX F16C
+_ECX1_V3 = _ECX1_V2 | sum(1 << b for b in (12, 22, 26, 27, 28, 29))
+_LEAF7_EBX_V2 = (1 << 18) | (1 << 29)                    # RDSEED SHA
+_LEAF7_EBX_V3 = _LEAF7_EBX_V2 | (1 << 3) | (1 << 5) | (1 << 8)   # BMI1 AVX2 BMI2
+_SIGNATURE = {cpumodel.V2: 0x000206C2,                   # family 6, model 0x2C, stepping 2
+              cpumodel.V3: 0x000306C3}                   # family 6, model 0x3C, stepping 3
 _VENDOR = b"GenuineIntel"
+# XSAVE state components: x87 (0), SSE (1), AVX (2, YMM_Hi128 at 576)
+XCR0_V2, XCR0_V3 = 0x3, 0x7
+XSAVE_AVX_OFFSET, XSAVE_AVX_SIZE = 576, 256
+XSAVE_SIZE_V3 = XSAVE_AVX_OFFSET + XSAVE_AVX_SIZE
+
+
+def select(name: str | None) -> cpumodel.CpuModel:
+    """Make model ``name`` (None: BTTOOL_CPU or the default) the one this
+    process's guest sees; raises cpumodel.UnknownCpuModel."""
+    global _model
+    _model = cpumodel.get(name)
+    return _model
+
+
+def model() -> cpumodel.CpuModel:
+    return _model
+
+
+def _v3() -> bool:
+    return _model.name == cpumodel.V3
 
 
 def _le(b: bytes) -> int:
@@ -54,25 +81,33 @@ def hwcap() -> int:
 
 def cpuid(leaf: int, sub: int) -> tuple[int, int, int, int]:
     leaf &= 0xFFFFFFFF
-    ecx1 = _ECX1_V2 if LEVEL == "x86-64-v2" else 0
+    v3 = _v3()
     if leaf == 0:
-        return 7, _le(_VENDOR[0:4]), _le(_VENDOR[8:12]), _le(_VENDOR[4:8])
+        return 0xD if v3 else 7, _le(_VENDOR[0:4]), _le(_VENDOR[8:12]), _le(_VENDOR[4:8])
     if leaf == 1:
-        return _SIGNATURE, (8 << 8) | (1 << 16), ecx1, _EDX1
+        return _SIGNATURE[_model.name], (8 << 8) | (1 << 16), _ECX1_V3 if v3 else _ECX1_V2, _EDX1
     if leaf == 2:
         return 0x00FEFF01, 0, 0, 0
     if leaf == 4:
         return _cache_leaf4(sub)
     if leaf == 7:
-        return 0, (_LEAF7_EBX if LEVEL == "x86-64-v2" and sub == 0 else 0), 0, 0
+        return 0, ((_LEAF7_EBX_V3 if v3 else _LEAF7_EBX_V2) if sub == 0 else 0), 0, 0
+    if leaf == 0xD and v3:
+        if sub == 0:        # supported XCR0 bits; size for XCR0 now, largest size
+            return XCR0_V3, XSAVE_SIZE_V3, XSAVE_SIZE_V3, 0
+        if sub == 2:        # the AVX component: size, offset
+            return XSAVE_AVX_SIZE, XSAVE_AVX_OFFSET, 0, 0
+        return 0, 0, 0, 0
     if leaf in (3, 5, 6):
         return 0, 0, 0, 0
     if leaf == 0x80000000:
         return 0x80000008, 0, 0, 0
     if leaf == 0x80000001:
-        return 0, 0, 1, (1 << 11) | (1 << 20) | (1 << 29)   # LAHF; SYSCALL, NX, LM
+        # LAHF (and LZCNT on v3); SYSCALL, NX, LM
+        return 0, 0, 1 | ((1 << 5) if v3 else 0), (1 << 11) | (1 << 20) | (1 << 29)
     if 0x80000002 <= leaf <= 0x80000004:
-        chunk = _BRAND[(leaf - 0x80000002) * 16:][:16]
+        brand = f"bttool virtual {_model.name} CPU".encode().ljust(48, b"\0")
+        chunk = brand[(leaf - 0x80000002) * 16:][:16]
         return tuple(_le(chunk[i:i + 4]) for i in range(0, 16, 4))  # type: ignore[return-value]
     if leaf == 0x80000006:
         return 0, 0, (1024 << 16) | (0x6 << 12) | 64, 0
@@ -82,5 +117,5 @@ def cpuid(leaf: int, sub: int) -> tuple[int, int, int, int]:
 
 
 def xcr0() -> int:
-    """XCR0: x87 and SSE state only (no AVX state enabled)."""
-    return 0x3
+    """XCR0: x87 and SSE state, and AVX state on v3."""
+    return XCR0_V3 if _v3() else XCR0_V2

@@ -32,6 +32,7 @@ def main() -> None:
                                       verbose=bool(opts.get("verbose")), argv0=argv0, envp=h.envp,
                                       ignored=set(h.ignored), sigmask=h.sigmask, parked=h.parked,
                                       rlimits=opts.get("rlimits"), sysroot_dir=opts.get("sysroot"),
+                                      cpu=opts.get("cpu"),
                                       end=lambda s, g, r: finish_run(s, g, r, t0))
     except BttoolError as e:
         print(f"bttool: error: {e}", file=sys.stderr)

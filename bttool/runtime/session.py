@@ -5,7 +5,7 @@ import os
 import sys
 from typing import Callable
 
-from bttool.runtime import sysroot
+from bttool.runtime import cpuid, sysroot
 from bttool.runtime.dispatcher import Stats
 
 
@@ -72,7 +72,7 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
                 sigmask: int = 0,
                 end: "Callable[[int, int, Stats], None] | None" = None,
                 parked: dict | None = None, rlimits: dict | None = None,
-                sysroot_dir: str | None = None) -> tuple[int, int, Stats]:
+                sysroot_dir: str | None = None, cpu: str | None = None) -> tuple[int, int, Stats]:
     """Returns (exit status, fatal signal or 0, statistics).  The guest's
     environment is ``envp``, or bttool's own when it is None (a first run
     passes its environment on, as a shell's exec would); ``ignored`` and
@@ -83,13 +83,16 @@ def run_program(path: str, args: list[str], cache_dir: str | None, use_cache: bo
     its own (the guest holds every number then).  ``rlimits``: the
     guest's own RLIMIT_AS and RLIMIT_DATA that an execve passes on
     (runtime/guestlimits.py).  ``sysroot_dir``: where the guest's absolute
-    paths are looked up first (runtime/sysroot.py).  A guest execve served
+    paths are looked up first (runtime/sysroot.py).  ``cpu``: the virtual
+    CPU model (translator/cpumodel.py; None: BTTOOL_CPU or the default).
+    A guest execve served
     in this process (runtime/execinplace.py) starts the new program here;
     what is returned is then the last program's."""
     from bttool.runtime.execinplace import ExecInPlace
     from bttool.runtime.hostsignals import ignored_at_start
 
     sysroot.set_root(sysroot_dir)
+    cpuid.select(cpu)
     from bttool.runtime.hostfds import make_room
     make_room()         # before bttool opens anything of its own (the cache)
     from bttool.runtime import guestlimits
@@ -177,7 +180,7 @@ def _run_image(path: str, argv: list[bytes], envp: list[bytes], ignored: set[int
         return 128 + e.signal, e.signal, Stats()
     # what a guest execve needs to start the new program under bttool too
     proc.exec_options = {"cache_dir": cache_dir, "use_cache": use_cache, "verbose": verbose,
-                         "sysroot": sysroot.root()}
+                         "sysroot": sysroot.root(), "cpu": cpuid.model().name}
     if store is not None:
         from bttool.runtime.cache import RunCache
         import dataclasses

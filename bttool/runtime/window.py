@@ -48,6 +48,7 @@ import os
 from dataclasses import dataclass
 
 from bttool.ir.clamp import AddressClamp
+from bttool.runtime import cpuid
 from bttool.translator.loader import TASK_SIZE
 from bttool.translator.options import LiftOptions
 
@@ -87,6 +88,7 @@ class Window:
     def options(self, pic_base: int | None = None, **kw) -> LiftOptions:
         """The options of linux-user x86-64 code in this window (``pic_base``
         and the rest as LiftOptions has them)."""
+        kw.setdefault("cpu", cpuid.model().name)
         return LiftOptions(64, True, pic_base, clamp=self.clamp, **kw)
 
 

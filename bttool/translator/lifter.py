@@ -20,6 +20,7 @@ from bttool.ir.emitter import FunctionEmitter
 from bttool.ir.state import EXIT_FAULT, FAULT_UD
 from bttool.translator import flaglive, registry
 from bttool.translator.blocks import Block, Region
+from bttool.translator.cpumodel import MODELS as CPU_MODELS
 from bttool.translator.guestcode import Span, foreign_base_symbol
 from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.options import LiftOptions
@@ -130,7 +131,7 @@ def lift_block(em: FunctionEmitter, block: Block, options: LiftOptions, result: 
             result.untranslatable.append((insn.address, f"{insn.mnemonic} {insn.op_str}".strip()))
             em.leave(insn.address, EXIT_FAULT, FAULT_UD)
             return
-        ctx = Insn(em, insn, options.mode, options.user_mode)
+        ctx = Insn(em, insn, options.mode, options.user_mode, CPU_MODELS[options.cpu])
         try:
             fn(ctx)
         except UnsupportedOperand:

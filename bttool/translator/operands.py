@@ -8,6 +8,7 @@ from capstone import x86_const as X
 
 from bttool.ir.emitter import FunctionEmitter, I1, I64, I128, const, int_type
 from bttool.translator.addressing import UnknownAddressRegister, address_form
+from bttool.translator.cpumodel import DEFAULT as DEFAULT_CPU, MODELS as CPU_MODELS, CpuModel
 from bttool.translator.decoder import RegInfo, reg_table
 
 _REGS = reg_table()
@@ -23,8 +24,11 @@ class UnsupportedOperand(Exception):
 class Insn:
     """Lifting context of one guest instruction."""
 
-    def __init__(self, em: FunctionEmitter, insn, mode: int = 64, user_mode: bool = True):
+    def __init__(self, em: FunctionEmitter, insn, mode: int = 64, user_mode: bool = True,
+                 model: CpuModel | None = None):
         self.em = em
+        # the virtual CPU: a semantic whose feature it lacks raises #UD
+        self.model: CpuModel = model or CPU_MODELS[DEFAULT_CPU]
         self.insn = insn
         self.mode = mode
         self.user_mode = user_mode
@@ -187,8 +191,8 @@ class Insn:
         return v if v.type.width == 64 else self.b.zext(v, I64)
 
     def load(self, addr: ir.Value, bits: int) -> ir.Value:
-        if bits == 128:   # as a vector, so LLVM uses a vector register
-            return self.b.bitcast(self.em.load(addr, _V2I64), I128)
+        if bits in (128, 256):   # as a vector, so LLVM uses a vector register
+            return self.b.bitcast(self.em.load(addr, ir.VectorType(I64, bits // 64)), int_type(bits))
         return self.em.load(addr, int_type(bits))
 
     def probe(self, addr: ir.Value) -> None:
@@ -198,8 +202,8 @@ class Insn:
         self.em.load(addr, int_type(8))
 
     def store(self, addr: ir.Value, value: ir.Value) -> None:
-        if value.type == I128:
-            value = self.b.bitcast(value, _V2I64)
+        if isinstance(value.type, ir.IntType) and value.type.width in (128, 256):
+            value = self.b.bitcast(value, ir.VectorType(I64, value.type.width // 64))
         self.em.store(addr, value)
 
     # -- generic operand access -----------------------------------------
@@ -260,7 +264,5 @@ class Insn:
     def is_true(self, v: ir.Value) -> ir.Value:
         return self.b.icmp_unsigned("!=", v, ir.Constant(v.type, 0))
 
-
-_V2I64 = ir.VectorType(I64, 2)
 
 __all__ = ["Insn", "UnsupportedOperand", "I1", "I64", "I128"]

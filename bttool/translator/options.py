@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from bttool.ir.clamp import AddressClamp
+from bttool.translator.cpumodel import DEFAULT as DEFAULT_CPU
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class LiftOptions:
     # code) must make two rows, not one row that each program takes over
     # from the other and then misses.
     unit_image: str = ""
+    # The virtual CPU model (translator/cpumodel.py): instructions of
+    # features it lacks are #UD.
+    cpu: str = DEFAULT_CPU
 
     def __post_init__(self) -> None:
         if self.user_mode and self.clamp is None:
@@ -64,6 +68,7 @@ class LiftOptions:
         from bttool.ir.state import LAYOUT_DIGEST
         from bttool.translator.identity import translator_identity
         return self.mode_key() + ("|hot" if self.hot_counters else "") + \
+            ("" if self.cpu == DEFAULT_CPU else f"|{self.cpu}") + \
             ("|precise" if self.precise_faults else "") + \
             ("" if self.host_instructions else "|generic") + \
             (f"|{self.clamp.key()}" if self.user_mode and self.clamp else "") + \

@@ -1,0 +1,54 @@
+"""The virtual CPU models a guest can run on (``--cpu``, ``BTTOOL_CPU``).
+
+A model is a fixed, documented set of instruction-set features,
+independent of the host: the runtime's CPUID, XCR0 and AT_HWCAP answer
+from it (runtime/cpuid.py), and the lifter gives an instruction whose
+feature the model lacks the #UD (SIGILL) a CPU without it would raise
+(translator/avxtable.py).  It shapes generated code, so its name is part
+of every cache key (LiftOptions.cpu).
+
+* ``x86-64-v2``: SSE to SSE4.2, POPCNT, CX16, LAHF/SAHF, plus AES-NI,
+  PCLMULQDQ, SHA, RDRAND and RDSEED.  No XSAVE, so no AVX.
+* ``x86-64-v3``: v2 plus XSAVE/OSXSAVE with XCR0 = x87|SSE|AVX, AVX,
+  AVX2, FMA, F16C, BMI1, BMI2, LZCNT and MOVBE (the psABI's level 3).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+V2, V3 = "x86-64-v2", "x86-64-v3"
+# The default stays v2 until every v3 instruction is translated (bttool
+# coverage shows what is missing); a guest on v3 whose code takes a
+# missing one dies with SIGILL where it does.
+DEFAULT = V2
+ENV = "BTTOOL_CPU"
+
+_V2 = frozenset({"sse", "sse2", "sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "cx16", "lahf",
+                 "aes", "pclmul", "sha", "rdrand", "rdseed"})
+_V3 = _V2 | {"xsave", "osxsave", "avx", "avx2", "fma", "f16c", "bmi1", "bmi2", "lzcnt", "movbe"}
+
+
+@dataclass(frozen=True)
+class CpuModel:
+    name: str
+    features: frozenset[str]
+
+    def has(self, feature: str) -> bool:
+        return feature in self.features
+
+
+MODELS = {V2: CpuModel(V2, _V2), V3: CpuModel(V3, _V3)}
+
+
+class UnknownCpuModel(ValueError):
+    pass
+
+
+def get(name: str | None = None) -> CpuModel:
+    """Model ``name``; None: ``BTTOOL_CPU`` or the default."""
+    name = name or os.environ.get(ENV) or DEFAULT
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise UnknownCpuModel(f"unknown CPU model {name!r} (choose {', '.join(MODELS)})") from None
