@@ -178,19 +178,23 @@ def translate(verbose: bool, cache_dir: str | None, jobs: int | None, triple: st
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_CPU_OPTION
 @click.argument("programs", nargs=-1, required=True)
-def coverage(as_json: bool, programs: tuple[str, ...]) -> None:
+def coverage(as_json: bool, cpu: str | None, programs: tuple[str, ...]) -> None:
     """List the instructions in the executable sections of PROGRAMS
     (executables or shared libraries) that bttool cannot translate, with
-    counts and an example address.  Exit status 0 when there is none, 1
-    when there are some."""
+    counts and an example address, and those of features the CPU model
+    lacks (SIGILL, as on such a CPU).  Exit status 0 when bttool can
+    translate every instruction of the model, 1 when it cannot."""
     from bttool.translator.coverage import lifter_check, scan
     from bttool.translator.loader import load_image
-    lifts = lifter_check(_target_for(None, None, 2))
+    from bttool.translator.cpumodel import get as cpu_model
+    model = cpu_model(cpu)
+    lifts = lifter_check(_target_for(None, None, 2), model)
     reports = []
     for path in programs:
         try:
-            report = scan(load_image(path), lifts)
+            report = scan(load_image(path), lifts, model)
         except BttoolError as e:
             _fail(str(e), e.status)
             return
@@ -199,13 +203,14 @@ def coverage(as_json: bool, programs: tuple[str, ...]) -> None:
             continue
         share = 100.0 * report.untranslatable / max(report.instructions, 1)
         click.echo(f"{path}: {report.instructions} instructions, {report.untranslatable} untranslatable "
-                   f"({share:.2f}%), {report.undecodable} bytes undecodable")
+                   f"({share:.2f}%), {report.outside_model} of features {model.name} lacks, "
+                   f"{report.undecodable} bytes undecodable")
         if report.gaps:
             click.echo(_table([[str(g.count), g.mnemonic, g.reason, f"{g.example:#x}", g.text]
                                for g in report.gaps], ["count", "instruction", "why", "example", ""]))
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in reports], indent=2))
-    if any(r.gaps for r in reports):
+    if any(r.untranslatable for r in reports):
         sys.exit(1)
 
 

@@ -475,6 +475,30 @@ class FunctionEmitter:
         ptr = self._system_pointer(addr, memory.type_bytes(value.type), True)
         memory.masked_store_at(self.b, ptr, value, mask)
 
+    def masked_load(self, addr: ir.Value, ty: ir.VectorType, mask: ir.Value) -> ir.Value:
+        """Load the lanes of ``ty`` selected by ``mask``, the others zero (see
+        memory.masked_load_at).  In system mode the whole extent is
+        translated (and may fault) as one read, whatever the mask."""
+        if not self.system:
+            self._note_access(addr, memory.type_bytes(ty), False)
+            ptr = memory.host_pointer(self.b, self.mem, addr, self.clamp)
+        else:
+            ptr = self._system_pointer(addr, memory.type_bytes(ty), False)
+        return memory.masked_load_at(self.b, ptr, ty, mask)
+
+    def masked_gather(self, addrs: list[ir.Value], ty: ir.VectorType, mask: ir.Value,
+                      passthru: ir.Value) -> ir.Value:
+        """Lane k of ``ty`` from guest address ``addrs[k]`` where ``mask``
+        selects it, else ``passthru``'s (see memory.masked_gather_at;
+        linux-user mode only)."""
+        if self.system:
+            raise NotImplementedError("gathers in system mode")
+        size = memory.type_bytes(ty.element)
+        for a in addrs:
+            self._note_access(a, size, False)
+        ptrs = [memory.host_pointer(self.b, self.mem, a, self.clamp) for a in addrs]
+        return memory.masked_gather_at(self.b, ptrs, ty, mask, passthru)
+
     def _system_pointer(self, addr: ir.Value, size: int, write: bool) -> ir.Value:
         """Host pointer for a virtual address through the software TLB.  The
         TLB's hit/miss/join blocks are all dominated by the current block,

@@ -163,6 +163,35 @@ def masked_store_at(b: ir.IRBuilder, ptr: ir.Value, value: ir.Value, mask: ir.Va
     b.call(fn, [value, ptr, ir.Constant(I32, 1), mask])
 
 
+def masked_load_at(b: ir.IRBuilder, ptr: ir.Value, ty: ir.VectorType, mask: ir.Value) -> ir.Value:
+    """Load the lanes of vector type ``ty`` whose bit in ``mask`` is set
+    from host pointer ``ptr``, the others zero; their bytes are not accessed
+    (vmaskmov, vpmaskmov: a masked-off lane on an unmapped page does not
+    fault)."""
+    name = f"llvm.masked.load.v{ty.count}i{ty.element.width}.p0"
+    fn = b.module.globals.get(name)
+    if fn is None:
+        fnty = ir.FunctionType(ty, [ptr.type, I32, mask.type, ty])
+        fn = ir.Function(b.module, fnty, name=name)
+    return b.call(fn, [ptr, ir.Constant(I32, 1), mask, ir.Constant(ty, None)])
+
+
+def masked_gather_at(b: ir.IRBuilder, ptrs: list[ir.Value], ty: ir.VectorType, mask: ir.Value,
+                     passthru: ir.Value) -> ir.Value:
+    """Lane k of ``ty`` loaded from host pointer ``ptrs[k]`` where ``mask``
+    has bit k set, else ``passthru``'s lane (vpgather*: masked-off lanes are
+    not accessed)."""
+    pty = ir.VectorType(ptrs[0].type, len(ptrs))
+    vec = ir.Constant(pty, ir.Undefined)
+    for k, p in enumerate(ptrs):
+        vec = b.insert_element(vec, p, ir.Constant(I32, k))
+    name = f"llvm.masked.gather.v{ty.count}i{ty.element.width}.v{ty.count}p0"
+    fn = b.module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(b.module, ir.FunctionType(ty, [pty, I32, mask.type, ty]), name=name)
+    return b.call(fn, [vec, ir.Constant(I32, 1), mask, passthru])
+
+
 def masked_store(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, value: ir.Value,
                  mask: ir.Value, clamp: AddressClamp) -> None:
     """``masked_store_at`` at guest address ``addr`` (linux-user mode)."""

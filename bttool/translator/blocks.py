@@ -66,7 +66,7 @@ def decode_block(decoder: Decoder, read: CodeReader, pc: int,
             return block
         block.insns.append(insn)
         cur = insn.address + insn.size
-        if registry.is_terminal(insn.id) or registry.lookup(insn.id) is None:
+        if registry.is_terminal(insn.id) or not registry.known(insn.id):
             _add_successors(block, insn)
             return block
     block.successors.append(cur)
@@ -101,7 +101,7 @@ def _add_successors(block: Block, insn) -> None:
         if insn.id != X.X86_INS_JMP:
             block.successors.append(nxt)
         return
-    if insn.id not in _NO_FALLTHROUGH and insn.id not in _NO_RESUME and registry.lookup(insn.id):
+    if insn.id not in _NO_FALLTHROUGH and insn.id not in _NO_RESUME and registry.known(insn.id):
         block.entries.append(nxt)
 
 

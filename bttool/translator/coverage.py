@@ -17,14 +17,18 @@ decoder mostly finds no instruction there at all).
 A linear sweep also meets what is not code (padding, data in .text); bytes
 where the decoder finds no instruction count as undecodable, separately,
 and the sweep goes on at the next byte.  The virtual CPU model is
-runtime/cpuid.py's: instructions it does not advertise (AVX and later)
-have no semantics and show as gaps, which is what a program that used
-them would meet.
+the chosen one (``--cpu``, translator/cpumodel.py): instructions of
+features it does not advertise show as gaps ("not in x86-64-v2 (avx2)"),
+which is what a program that used them would meet.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from capstone import x86_const as X
+
+from bttool.translator import cpumodel, vex
+from bttool.translator.cpumodel import CpuModel
 from bttool.translator.decoder import Decoder
 from bttool.translator.loader import GuestImage, PF_X
 
@@ -36,10 +40,13 @@ _MAX_INSN = 15
 class Gap:
     """One mnemonic bttool cannot translate, in one image."""
     mnemonic: str
-    reason: str                 # "no semantics" or "operand form"
+    reason: str                 # "no semantics", "operand form", "not in MODEL (feature)"
     count: int
     example: int                # an address where it occurs
     text: str                   # that instruction, disassembled
+    # a feature the CPU model lacks: SIGILL, as on such a CPU (no gap of
+    # bttool's, and apart in the totals)
+    outside_model: bool = False
 
 
 @dataclass
@@ -52,12 +59,19 @@ class Coverage:
 
     @property
     def untranslatable(self) -> int:
-        return sum(g.count for g in self.gaps)
+        """Instructions of the model that bttool cannot translate."""
+        return sum(g.count for g in self.gaps if not g.outside_model)
+
+    @property
+    def outside_model(self) -> int:
+        """Instructions of features the CPU model lacks."""
+        return sum(g.count for g in self.gaps if g.outside_model)
 
     def as_dict(self) -> dict:
         return {"path": self.path, "instructions": self.instructions, "undecodable_bytes": self.undecodable,
-                "untranslatable": self.untranslatable,
+                "untranslatable": self.untranslatable, "outside_model": self.outside_model,
                 "gaps": [{"mnemonic": g.mnemonic, "reason": g.reason, "count": g.count,
+                          "outside_model": g.outside_model,
                           "example": g.example, "text": g.text} for g in self.gaps]}
 
 
@@ -80,6 +94,29 @@ def executable_ranges(image: GuestImage) -> list[tuple[int, bytes]]:
     return out
 
 
+# capstone's groups of the AVX-512 family (EVEX forms and the VEX-encoded
+# mask-register instructions); these, AMD's FMA4, TSX and protection keys
+# are features no model of bttool's has
+_AVX512_GROUPS = frozenset(getattr(X, "X86_GRP_" + g) for g in (
+    "AVX512", "BWI", "CDI", "DQI", "ERI", "PFI", "VLX"))
+_RTM = frozenset(("xbegin", "xend", "xabort", "xtest"))
+
+
+def _outside_models(insn, raw: bytes) -> str | None:
+    """The feature of an instruction that no CPU model has, or None."""
+    groups = getattr(insn, "groups", ())
+    if vex.is_evex(raw) or _AVX512_GROUPS.intersection(groups) or any(
+            op.type == X.X86_OP_REG and X.X86_REG_K0 <= op.reg <= X.X86_REG_K7 for op in insn.operands):
+        return "avx512"
+    if X.X86_GRP_FMA4 in groups:
+        return "fma4"
+    if insn.mnemonic in _RTM:
+        return "rtm"
+    if insn.mnemonic in ("rdpkru", "wrpkru"):
+        return "pku"
+    return None
+
+
 def _form(insn) -> tuple:
     """What distinguishes one operand form of an instruction from another
     for the lifter: its id, prefixes and each operand's kind and size."""
@@ -87,13 +124,15 @@ def _form(insn) -> tuple:
     return insn.id, tuple(getattr(insn, "prefix", ())), ops
 
 
-def scan(image: GuestImage, lifts) -> Coverage:
+def scan(image: GuestImage, lifts, model: CpuModel | None = None) -> Coverage:
     """Sweep ``image`` (see the module docstring).  ``lifts(pc, read)``
     answers whether the one instruction at ``pc`` lifts (``read(addr, n)``
-    gives the image's bytes)."""
-    from bttool.translator import registry
+    gives the image's bytes); ``model``: the virtual CPU (default: the
+    default model), whose missing features are gaps too."""
+    from bttool.translator import avxtable, registry
     from bttool.translator.lifter import lock_is_invalid
 
+    model = model or cpumodel.get(cpumodel.DEFAULT)
     dec = Decoder(64)
     result = Coverage(image.path)
     gaps: dict[str, Gap] = {}
@@ -106,11 +145,11 @@ def scan(image: GuestImage, lifts) -> Coverage:
                 return code[addr - start:addr - start + n]
         return b""
 
-    def gap(insn, reason: str) -> None:
+    def gap(insn, reason: str, outside: bool = False) -> None:
         g = gaps.get(insn.mnemonic)
         if g is None:
             gaps[insn.mnemonic] = Gap(insn.mnemonic, reason, 1, insn.address,
-                                      f"{insn.mnemonic} {insn.op_str}".strip())
+                                      f"{insn.mnemonic} {insn.op_str}".strip(), outside)
         else:
             g.count += 1
 
@@ -126,8 +165,19 @@ def scan(image: GuestImage, lifts) -> Coverage:
             result.instructions += 1
             if lock_is_invalid(insn):
                 continue
-            if registry.lookup(insn.id) is None:
+            raw = bytes(insn.bytes)
+            outside = _outside_models(insn, raw)
+            if outside is not None:
+                gap(insn, f"not in {model.name} ({outside})", True)
+                continue
+            v = vex.parse(raw)
+            form = avxtable.find(v) if v is not None else None
+            if form is None and registry.lookup(insn.id) is None:
                 gap(insn, "no semantics")
+                continue
+            lacking = avxtable.missing_feature(form, v, model) if form is not None else None
+            if lacking is not None:
+                gap(insn, f"not in {model.name} ({lacking})", True)
                 continue
             key = _form(insn)
             ok = forms.get(key)
@@ -135,11 +185,11 @@ def scan(image: GuestImage, lifts) -> Coverage:
                 ok = forms[key] = lifts(insn.address, read)
             if not ok:
                 gap(insn, "operand form")
-    result.gaps = sorted(gaps.values(), key=lambda g: (-g.count, g.mnemonic))
+    result.gaps = sorted(gaps.values(), key=lambda g: (g.outside_model, -g.count, g.mnemonic))
     return result
 
 
-def lifter_check(target):
+def lifter_check(target, model: CpuModel | None = None):
     """A ``lifts`` for ``scan``: lift the one instruction as a region of its
     own, as the runtime's single-step replay does, and see whether the
     lifter gave up on it."""
@@ -147,7 +197,8 @@ def lifter_check(target):
     from bttool.translator.translate import lift
     from bttool.ir.clamp import AddressClamp
     # no clamp: only whether the instruction lifts is asked, not the code
-    options = LiftOptions(64, True, None, clamp=AddressClamp(None, 0)).tier2()
+    options = LiftOptions(64, True, None, clamp=AddressClamp(None, 0),
+                          cpu=(model or cpumodel.get(cpumodel.DEFAULT)).name).tier2()
 
     def lifts(pc: int, read) -> bool:
         lifted = lift([pc], read, options, target, known=lambda p: True, max_blocks=1,

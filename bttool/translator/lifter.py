@@ -18,7 +18,7 @@ from llvmlite import ir
 
 from bttool.ir.emitter import FunctionEmitter
 from bttool.ir.state import EXIT_FAULT, FAULT_UD
-from bttool.translator import flaglive, registry
+from bttool.translator import avxtable, flaglive, registry
 from bttool.translator.blocks import Block, Region
 from bttool.translator.cpumodel import MODELS as CPU_MODELS
 from bttool.translator.guestcode import Span, foreign_base_symbol
@@ -126,14 +126,20 @@ def lift_block(em: FunctionEmitter, block: Block, options: LiftOptions, result: 
         if lock_is_invalid(insn):
             em.leave(insn.address, EXIT_FAULT, FAULT_UD)
             return
-        fn = registry.lookup(insn.id)
-        if fn is None:
-            result.untranslatable.append((insn.address, f"{insn.mnemonic} {insn.op_str}".strip()))
+        model = CPU_MODELS[options.cpu]
+        lift_insn = avxtable.bind(em, insn, options, model)
+        if lift_insn == "ud":         # what the virtual CPU does with it: no gap of bttool's
             em.leave(insn.address, EXIT_FAULT, FAULT_UD)
             return
-        ctx = Insn(em, insn, options.mode, options.user_mode, CPU_MODELS[options.cpu])
+        if lift_insn is None:
+            fn = registry.lookup(insn.id)
+            if fn is None:
+                result.untranslatable.append((insn.address, f"{insn.mnemonic} {insn.op_str}".strip()))
+                em.leave(insn.address, EXIT_FAULT, FAULT_UD)
+                return
+            lift_insn = functools.partial(fn, Insn(em, insn, options.mode, options.user_mode, model))
         try:
-            fn(ctx)
+            lift_insn()
         except UnsupportedOperand:
             # Abandon this instruction: branch to a block that traps at it
             # (blocks the instruction opened are sealed as unreachable).

@@ -155,8 +155,13 @@ class Insn:
         unless ``segment`` is False (lea wants the bare offset).  The
         displacement is added last, so ir/memory.py can clamp only the
         register part and fold the displacement into the host access."""
+        return self.ea_of(self.ops[i], segment)
+
+    def ea_of(self, op, segment: bool = True) -> ir.Value:
+        """``ea`` of a capstone memory operand (one a semantic's view of the
+        operands may leave out: translator/vex.py)."""
         try:
-            form = address_form(self.insn, self.ops[i].mem, self.mode)
+            form = address_form(self.insn, op.mem, self.mode)
         except UnknownAddressRegister as e:
             raise UnsupportedOperand(str(e)) from None
         b = self.b

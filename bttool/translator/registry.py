@@ -44,6 +44,16 @@ def lookup(insn_id: int) -> SemanticFn | None:
     return _TABLE.get(insn_id)
 
 
+def known(insn_id: int) -> bool:
+    """Whether the lifter has semantics for some form of this instruction:
+    a registered one, or a row of the AVX decode table (translator/avxtable.py,
+    which decides by the encoding, and the CPU model, at lift time)."""
+    if lookup(insn_id) is not None:
+        return True
+    from bttool.translator.avxtable import table_ids
+    return insn_id in table_ids()
+
+
 def table() -> dict[int, SemanticFn]:
     if not _loaded:
         _load_families()

@@ -6,7 +6,7 @@
 # every instruction untranslatable.  tests/test_package.py keeps the list
 # equal to the files.
 FAMILIES = (
-    "aes", "binary", "bits", "bmi", "control", "dataxfer", "flagops", "logical", "mmx",
+    "aes", "avx", "binary", "bits", "bmi", "control", "dataxfer", "flagops", "logical", "mmx",
     "mmx_regs", "muldiv", "segcheck", "sha", "shift", "sse", "sse_common", "sse_convert",
     "sse_float", "sse_fpcore", "sse_int", "sse_pcmpstr", "string", "system", "x87", "x87_env",
     "x87_math",

@@ -22,11 +22,12 @@ from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.registry import semantic
 from bttool.translator.semantics.sse_common import (
     I32, I128, V2I64, V4I32, V8I16, cast, fit, has_xmm, imm8, is_vreg, is_xmm, lanes,
-    mask_i32, merge_low, rd, set_mxcsr, splat, vec, vec_bits, wr)
+    mask_i32, merge_low, rd, set_mxcsr, splat, vec, vec_bits, width_generic, wr)
 
 # -- plain moves -----------------------------------------------------------------
 @semantic("movaps", "movapd", "movups", "movupd", "movdqa", "movdqu", "lddqu",
           "movntdq", "movntps", "movntpd", "movntdqa")
+@width_generic
 def mov128(ctx: Insn) -> None:
     v = rd(ctx, 1)
     if is_xmm(ctx, 0):
@@ -161,37 +162,44 @@ def _write_gpr_zext(ctx: Insn, i: int, v: ir.Value) -> None:
 
 
 @semantic("movmskps")
+@width_generic
 def movmskps(ctx: Insn) -> None:
     _write_gpr_zext(ctx, 0, _sign_mask(ctx, rd(ctx, 1), 32))
 
 
 @semantic("movmskpd")
+@width_generic
 def movmskpd(ctx: Insn) -> None:
     _write_gpr_zext(ctx, 0, _sign_mask(ctx, rd(ctx, 1), 64))
 
 
 @semantic("pmovmskb")
+@width_generic
 def pmovmskb(ctx: Insn) -> None:
     _write_gpr_zext(ctx, 0, _sign_mask(ctx, rd(ctx, 1), 8))
 
 
 # -- logic ------------------------------------------------------------------------
 @semantic("pand", "andps", "andpd")
+@width_generic
 def pand(ctx: Insn) -> None:
     wr(ctx, 0, ctx.b.and_(rd(ctx, 0), rd(ctx, 1)))
 
 
 @semantic("pandn", "andnps", "andnpd")
+@width_generic
 def pandn(ctx: Insn) -> None:
     wr(ctx, 0, ctx.b.and_(ctx.b.not_(rd(ctx, 0)), rd(ctx, 1)))
 
 
 @semantic("por", "orps", "orpd")
+@width_generic
 def por(ctx: Insn) -> None:
     wr(ctx, 0, ctx.b.or_(rd(ctx, 0), rd(ctx, 1)))
 
 
 @semantic("pxor", "xorps", "xorpd")
+@width_generic
 def pxor(ctx: Insn) -> None:
     if is_vreg(ctx, 1) and ctx.ops[0].reg == ctx.ops[1].reg:
         wr(ctx, 0, ir.Constant(ir.IntType(vec_bits(ctx)), 0))   # zeroing idiom

@@ -23,7 +23,6 @@ from capstone import x86_const as X
 
 from bttool.ir.emitter import I1, I8, I16, I32, I64, I128
 from bttool.ir.state import EXIT_FAULT, FAULT_GP, MXCSR_MASK
-from bttool.translator.decoder import reg_table
 from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.semantics.mmx_regs import is_mm, mm_number, names_mm, read_mm, write_mm
 
@@ -112,15 +111,25 @@ def call(ctx: Insn, name: str, ty: ir.Type, args: list, ret: ir.Type | None = No
 
 
 # -- operands ------------------------------------------------------------------
+_XMM0, _YMM0 = X.X86_REG_XMM0, X.X86_REG_YMM0
+
+
+def vreg_number(reg_id: int) -> tuple[int, int] | None:
+    """(register number, width in bits) of an xmm or ymm register id."""
+    if _XMM0 <= reg_id < _XMM0 + 16:
+        return reg_id - _XMM0, 128
+    if _YMM0 <= reg_id < _YMM0 + 16:
+        return reg_id - _YMM0, 256
+    return None
+
+
 def is_xmm(ctx: Insn, i: int) -> bool:
-    if not ctx.is_reg(i):
-        return False
-    info = reg_table().get(ctx.ops[i].reg)
-    return info is not None and info.field.startswith("xmm")
+    """Is operand ``i`` a register of the xmm/ymm file?"""
+    return ctx.is_reg(i) and vreg_number(ctx.ops[i].reg) is not None
 
 
 def is_vreg(ctx: Insn, i: int) -> bool:
-    """Is operand ``i`` a vector register (xmm or mm)?"""
+    """Is operand ``i`` a vector register (xmm, ymm or mm)?"""
     return is_xmm(ctx, i) or is_mm(ctx, i)
 
 
@@ -128,10 +137,20 @@ def has_xmm(ctx: Insn) -> bool:
     return any(is_xmm(ctx, i) for i in range(len(ctx.ops)))
 
 
+def width_generic(fn):
+    """Mark semantic ``fn`` as written for any vector width (it types its
+    values with ``lanes``/``vec_bits``), so a 256-bit VEX form runs it once
+    on the whole register instead of once per 128-bit lane (vex.run)."""
+    fn.width_generic = True
+    return fn
+
+
 def vec_bits(ctx: Insn) -> int:
     """The width of the instruction's vector operation: 64 for the MMX
-    forms (any operand an mm register), else 128."""
-    return 64 if names_mm(ctx) else 128
+    forms (any operand an mm register), 256 for a VEX.256 form, else 128."""
+    if names_mm(ctx):
+        return 64
+    return getattr(ctx, "vex_bits", 128)
 
 
 def lanes(ctx: Insn, bits: int) -> ir.VectorType:
@@ -147,18 +166,61 @@ def imm8(ctx: Insn) -> int:
     return ctx.insn.bytes[-1]
 
 
+def read_ymm(ctx: Insn, n: int) -> ir.Value:
+    """ymm register ``n`` as an i256 (xmm ``n`` below ``ymmh{n}``)."""
+    return concat_lanes(ctx, ctx.em.get(f"xmm{n}"), ctx.em.get(f"ymmh{n}"))
+
+
+def concat_lanes(ctx: Insn, lo: ir.Value, hi: ir.Value) -> ir.Value:
+    """Two 128-bit values as one i256 (a vector shuffle: LLVM keeps it in
+    vector registers)."""
+    b = ctx.b
+    lo, hi = b.bitcast(as_int(ctx, lo), V2I64), b.bitcast(as_int(ctx, hi), V2I64)
+    return b.bitcast(b.shuffle_vector(lo, hi, mask_i32([0, 1, 2, 3])), ir.IntType(256))
+
+
+def half(ctx: Insn, v256: ir.Value, which: int) -> ir.Value:
+    """The low (0) or high (1) 128 bits of a 256-bit value, as an i128."""
+    b = ctx.b
+    v = b.bitcast(as_int(ctx, v256), vec(64, 4))
+    return b.bitcast(b.shuffle_vector(v, v, mask_i32([2 * which, 2 * which + 1])), I128)
+
+
+def as_int(ctx: Insn, v: ir.Value) -> ir.Value:
+    """A vector value as the integer of its width."""
+    if isinstance(v.type, ir.VectorType):
+        e = v.type.element
+        width = (32 if e == F32 else 64 if e == F64 else e.width) * v.type.count
+        return ctx.b.bitcast(v, ir.IntType(width))
+    return v
+
+
 def rd(ctx: Insn, i: int, mem_bits: int | None = None, bits: int | None = None) -> ir.Value:
     """Operand i as an integer of ``bits`` (default ``vec_bits(ctx)``): a
     vector register in full (its low ``bits`` when it is wider: the low
     quadword of an xmm in an MMX form), a memory operand of ``mem_bits``
-    (default ``bits``) zero-extended, a GPR zero-extended."""
+    (default ``bits``) zero-extended, a GPR zero-extended.  While a VEX.256
+    form runs per 128-bit lane, a 256-bit operand reads as that lane."""
     bits = bits or vec_bits(ctx)
     op = ctx.ops[i]
+    lane = getattr(ctx, "lane", None)
+    wide = lane is not None and op.size == 32
     if op.type == X.X86_OP_MEM:
-        v = ctx.load(ctx.ea(i), mem_bits or bits)
+        addr = ctx.ea(i)
+        if wide and lane:
+            addr = ctx.b.add(addr, ir.Constant(I64, 16 * lane))
+        v = ctx.load(addr, mem_bits or bits)
     elif op.type == X.X86_OP_REG:
         n = mm_number(op.reg)
-        v = read_mm(ctx, n) if n is not None else ctx.get_reg(op.reg)
+        vr = vreg_number(op.reg)
+        if n is not None:
+            v = read_mm(ctx, n)
+        elif vr is not None and vr[1] == 256:
+            v = ctx.em.get(f"{'ymmh' if lane else 'xmm'}{vr[0]}") if wide else read_ymm(ctx, vr[0])
+        elif vr is not None:
+            v = ctx.em.get(f"xmm{vr[0]}")
+        else:
+            v = ctx.get_reg(op.reg)
     else:
         raise UnsupportedOperand("SSE immediate source")
     return fit(ctx, v, bits)
@@ -166,13 +228,36 @@ def rd(ctx: Insn, i: int, mem_bits: int | None = None, bits: int | None = None) 
 
 def wr(ctx: Insn, i: int, value: ir.Value) -> None:
     """Write a vector-register destination: an xmm (i128 or any 128-bit
-    vector) or an mm register (i64 or any 64-bit vector)."""
-    if is_mm(ctx, i):
+    vector) or an mm register (i64 or any 64-bit vector).  A VEX form
+    writes its destination register (vex.VexInsn.dest) whole: a 128-bit
+    result zeroes bits 255:128 (a legacy SSE write leaves them)."""
+    dest = getattr(ctx, "dest", None)
+    if dest is not None and i == 0:
+        value = as_int(ctx, value)
+        if ctx.lane is not None:
+            ctx.lane_out[ctx.lane] = fit(ctx, value, 128)
+            return
+        vr = vreg_number(dest.reg) if dest.type == X.X86_OP_REG else None
+        if vr is None:
+            raise UnsupportedOperand("VEX destination is not a vector register")
+        write_ymm(ctx, vr[0], value)
+    elif is_mm(ctx, i):
         write_mm(ctx, mm_number(ctx.ops[i].reg), cast(ctx, value, I64))
     elif is_xmm(ctx, i):
-        ctx.set_reg(ctx.ops[i].reg, cast(ctx, value, I128))
+        ctx.em.set(f"xmm{vreg_number(ctx.ops[i].reg)[0]}", cast(ctx, value, I128))
     else:
         raise UnsupportedOperand("SSE destination is not a vector register")
+
+
+def write_ymm(ctx: Insn, n: int, value: ir.Value) -> None:
+    """ymm ``n`` = ``value`` (an integer of 256 bits, or fewer: zero-extended)."""
+    value = as_int(ctx, value)
+    if value.type.width == 256:
+        ctx.em.set(f"xmm{n}", half(ctx, value, 0))
+        ctx.em.set(f"ymmh{n}", half(ctx, value, 1))
+    else:
+        ctx.em.set(f"xmm{n}", fit(ctx, value, 128))
+        ctx.em.set(f"ymmh{n}", ir.Constant(I128, 0))
 
 
 def cast(ctx: Insn, v: ir.Value, ty: ir.Type) -> ir.Value:

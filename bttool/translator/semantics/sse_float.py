@@ -94,7 +94,11 @@ semantic("rsqrtss", "rsqrtps")(_recip_fn(True))
 
 # -- compares -------------------------------------------------------------------------
 _PREDICATES = ("eq", "lt", "le", "unord", "neq", "nlt", "nle", "ord")
-_FCMP = ("oeq", "olt", "ole", "uno", "une", "uge", "ugt", "ord")
+# imm8 0-7 (SSE), and 8-15 of the VEX forms (EQ_UQ NGE_US NGT_US FALSE_OQ
+# NEQ_OQ GE_OS GT_OS TRUE_UQ); 16-31 repeat 0-15 with the other signalling
+# behaviour, which changes no result
+_FCMP = ("oeq", "olt", "ole", "uno", "une", "uge", "ugt", "ord",
+         "ueq", "ult", "ule", "false", "one", "oge", "ogt", "true")
 
 
 def cmp_fp(ctx: Insn) -> None:
@@ -105,10 +109,11 @@ def cmp_fp(ctx: Insn) -> None:
     if sfx not in _KIND or not m.startswith("cmp"):
         raise UnsupportedOperand(f"compare {m}")
     pred_name = m[3:-2]
-    pred = _PREDICATES.index(pred_name) if pred_name else _imm(ctx) & 7
+    vex = getattr(ctx, "vex", None) is not None
+    pred = _PREDICATES.index(pred_name) if pred_name else _imm(ctx) & (0xF if vex else 7)
     bits, packed = _KIND[sfx]
     a128, a, s = _operands(ctx, bits, packed)
-    c = ctx.b.fcmp_unordered(_FCMP[pred], a, s) if _FCMP[pred][0] == "u" \
+    c = ctx.b.fcmp_unordered(_FCMP[pred], a, s) if _FCMP[pred][0] in "ut" \
         else ctx.b.fcmp_ordered(_FCMP[pred], a, s)
     mask = ctx.b.sext(c, int_of(a.type))
     wr(ctx, 0, fp.from_float(ctx, a128, ctx.b.bitcast(mask, a.type), packed))

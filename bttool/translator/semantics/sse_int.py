@@ -15,7 +15,7 @@ from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.registry import semantic
 from bttool.translator.semantics.sse_common import (
     I1, I8, I16, I32, I64, I128, V16I8, V8I16, call, cast, fit, imm8, is_vreg, lanes, mask_i32,
-    rd, retype, sat_signed, sat_unsigned, splat, vec, wr)
+    rd, retype, sat_signed, sat_unsigned, splat, vec, width_generic, wr)
 
 
 def _ab(ctx: Insn, bits: int) -> tuple[ir.Value, ir.Value]:
@@ -27,6 +27,7 @@ def _ab(ctx: Insn, bits: int) -> tuple[ir.Value, ir.Value]:
 
 
 def _binop(bits: int, op):
+    @width_generic
     def fn(ctx: Insn) -> None:
         a, s = _ab(ctx, bits)
         wr(ctx, 0, op(ctx, a, s))
@@ -406,10 +407,11 @@ for _pair in ("bw", "bd", "bq", "wd", "wq", "dq"):
 
 # -- ptest, phminposuw --------------------------------------------------------------------------
 @semantic("ptest")
+@width_generic
 def ptest(ctx: Insn) -> None:
     b = ctx.b
     a, s = rd(ctx, 0), rd(ctx, 1)
-    zero = ir.Constant(I128, 0)
+    zero = ir.Constant(a.type, 0)
     ctx.set_flag("zf", b.icmp_unsigned("==", b.and_(a, s), zero))
     ctx.set_flag("cf", b.icmp_unsigned("==", b.and_(b.not_(a), s), zero))
     f = ir.Constant(I1, 0)
