@@ -13,25 +13,30 @@ translated code:
   (MAP_FIXED_NOREPLACE), so pointers into them are the same numbers too;
 * the trampoline (assembled once per session) saves the host's
   callee-saved registers and its x87/SSE state, loads the snippet's
-  context - ``fxrstor`` of the x87 registers, control/status/tag words,
-  MXCSR and xmm0-15, then rflags and all 16 GPRs - jumps to the code, and
-  afterwards stores everything back (rflags before it clears DF;
-  ``fxsave``) and returns to C.
+  context - ``xrstor`` (x87, SSE and AVX components) of the x87 registers,
+  control/status/tag words, MXCSR and ymm0-15, then rflags and all 16
+  GPRs - jumps to the code, and afterwards stores everything back (rflags
+  before it clears DF; ``xsave``) and returns to C.
 
-The context is one ctypes structure, ``Context``; its x87/SSE part
-(``FxArea``) is the fxsave image, the 512-byte legacy region of an XSAVE
-area, and comes last, 64-byte aligned.  The translated side reads its final
-state into the same image (``bttool.runtime.fpstate.fxsave_image``) and both
-outcomes are decoded from it by one function.  Extending the harness to ymm
-(AVX) state adds fields after ``Context.fx`` (the 64-byte XSAVE header, then
-the YMM_Hi128 component, which the standard format puts 576 bytes into the
-area), switches ``fxsave``/``fxrstor`` to ``xsave``/``xrstor`` and decodes
-the upper halves in ``_outcome``.
+The context is one ctypes structure, ``Context``; its x87/SSE/AVX part is
+a standard-format XSAVE area and comes last, 64-byte aligned: ``fx``
+(``FxArea``, the fxsave image, the area's 512-byte legacy region), then
+``xsave_header`` (``XsaveHeader``) and ``ymmh`` (the YMM_Hi128 component,
+bits 255:128 of ymm0-15, 576 bytes into the area).  The translated side
+reads its final state into the same fxsave image
+(``bttool.runtime.fpstate.fxsave_image``) plus the upper halves of its
+``ymmh0..15`` fields, and both outcomes are decoded by one function
+(``_outcome``, which also reads the XSAVE header: a component the host
+left in its init state reads as its init values).  On a host without AVX
+(``NATIVE_YMM`` false; ``BTTOOL_NATIVE_FXSAVE=1`` forces it) the
+trampoline uses ``fxsave``/``fxrstor`` as before: native outcomes then
+have ``ymmh`` None and ``compare`` leaves the upper halves alone.
 
 Both sides start from the x87 state ``fninit`` leaves (control word 0x37F,
-every register +0 and empty), as ``run_snippet`` does; xmm registers and
-MXCSR come from the arguments.  Registers missing from ``regs`` start at 0,
-rsp near the stack top.
+every register +0 and empty), as ``run_snippet`` does; xmm registers (or
+whole ymm registers: ``ymm``, 256-bit values; the upper halves are zero
+otherwise) and MXCSR come from the arguments.  Registers missing from
+``regs`` start at 0, rsp near the stack top.
 
 Code that faults natively (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP) does
 not kill the test process: while it runs, a handler of the trampoline's
@@ -69,10 +74,10 @@ __all__ = [
     "CODE_ADDR", "DATA_ADDR", "DATA_SIZE", "STACK_ADDR", "STACK_SIZE", "STACK_TOP",
     "EPILOGUE_ADDR", "SPARE_ADDR", "SPARE_SIZE",
     "GPRS", "CF", "PF", "AF", "ZF", "SF", "DF", "OF", "ARITH", "FLAG_NAMES",
-    "Context", "FxArea", "Input", "Outcome", "X87",
+    "Context", "FxArea", "XsaveHeader", "Input", "Outcome", "X87", "NATIVE_YMM",
     "assemble", "have_toolchain", "run_native", "NativeFault", "install_fault_guard",
     "FAULT_SIGNALS", "run_translated", "forget_translation",
-    "ensure_native", "compare", "default_regs", "flag_str",
+    "ensure_native", "compare", "default_regs", "flag_str", "initial_outcome",
     "host_flags", "missing_host_feature", "skip_unless_host_runs",
 ]
 
@@ -89,6 +94,13 @@ MXCSR_EXCEPTIONS = 0x3F         # MXCSR's sticky exception flags (not modelled)
 STACK_TOP = STACK_ADDR + STACK_SIZE
 M64 = (1 << 64) - 1
 M128 = (1 << 128) - 1
+M256 = (1 << 256) - 1
+
+# The native side saves and loads ymm state (xsave/xrstor) when the host and
+# its kernel support AVX (the kernel shows the avx flag only when XCR0
+# enables the AVX state); BTTOOL_NATIVE_FXSAVE=1 forces the fxsave path.
+XSAVE_MASK = 0x7                    # x87 | SSE | AVX
+XSAVE_AVX_OFFSET = 576              # the YMM_Hi128 component, standard format
 
 
 # ---------------------------------------------------------------------------
@@ -110,11 +122,22 @@ class FxArea(ctypes.Structure):
 assert ctypes.sizeof(FxArea) == fpstate.SIZE and FxArea.xmm.offset == 160
 
 
+class XsaveHeader(ctypes.Structure):
+    """The XSAVE header (SDM vol. 1, 13.4.2), after the legacy region:
+    XSTATE_BV bit i set = component i is loaded from (or was saved to) the
+    area, clear = in its init state; XCOMP_BV 0 = the standard format."""
+    _fields_ = [("xstate_bv", ctypes.c_uint64), ("xcomp_bv", ctypes.c_uint64),
+                ("_reserved", ctypes.c_uint8 * 48)]
+
+
 class Context(ctypes.Structure):
     """What the trampoline loads before the snippet and stores after it.
     ``entry``: where it jumps (CODE_ADDR).  ``host_*``: the caller's rsp and
     x87/SSE state meanwhile.  ``fx`` must stay last and 64-byte aligned (an
-    XSAVE area's alignment): the ymm extension appends to it."""
+    XSAVE area's alignment), followed by the rest of the XSAVE area: its
+    header and the YMM_Hi128 component (``ymmh``, bits 255:128 of ymm0-15).
+    ``host_fx`` is only ever an fxsave image (the host's upper halves are
+    the caller's to lose: every vector register is call-clobbered)."""
     _fields_ = [("gpr", ctypes.c_uint64 * 16), ("rflags", ctypes.c_uint64),
                 ("entry", ctypes.c_uint64), ("host_rsp", ctypes.c_uint64),
                 # the fault guard's: armed (1 while the code runs), the
@@ -122,10 +145,14 @@ class Context(ctypes.Structure):
                 ("fault_armed", ctypes.c_uint32), ("fault_signo", ctypes.c_uint32),
                 ("fault_rip", ctypes.c_uint64),
                 ("_pad", ctypes.c_uint8 * 24),
-                ("host_fx", FxArea), ("fx", FxArea)]
+                ("host_fx", FxArea), ("fx", FxArea), ("xsave_header", XsaveHeader),
+                ("ymmh", (ctypes.c_uint8 * 16) * st.XMM_COUNT)]
 
 
 assert Context.host_fx.offset % 64 == 0 and Context.fx.offset % 64 == 0
+assert Context.ymmh.offset - Context.fx.offset == XSAVE_AVX_OFFSET
+XSAVE_SIZE = XSAVE_AVX_OFFSET + 16 * st.XMM_COUNT             # 832 bytes
+assert ctypes.sizeof(Context) - Context.fx.offset == XSAVE_SIZE
 
 # Native layout (all below DATA_ADDR, all free in a normal process).
 TRAMP_ADDR = 0x20000                 # trampoline code
@@ -137,15 +164,31 @@ CTX_SIZE = 0x2000                    # ... whose page's upper part is a scratch 
 CODE_LIMIT = 0x10000 - 16            # room for the code and the jmp back
 
 
-def _initial_fx(xmm: list[int] | None, mxcsr: int) -> bytes:
-    """The fxsave image of run_snippet's starting state: fninit's x87 state
+def _vector_inputs(xmm: list[int] | None, ymm: list[int] | None) -> list[int]:
+    """The starting ymm0.. values (256 bits) from run_native's ``xmm``
+    (upper halves zero) or ``ymm`` arguments."""
+    if xmm is not None and ymm is not None:
+        raise ValueError("give xmm or ymm values, not both")
+    if ymm is not None:
+        return [v & M256 for v in ymm]
+    return [v & M128 for v in xmm or []]
+
+
+def _initial_area(vectors: list[int], mxcsr: int) -> bytes:
+    """The XSAVE area of run_snippet's starting state: fninit's x87 state
     (the control word bttool's reset gives, every register +0, all empty),
-    ``mxcsr`` and ``xmm`` (missing ones zero)."""
+    ``mxcsr`` and ymm0.. from ``vectors`` (missing ones zero); every
+    component loaded from the area (XSTATE_BV = x87|SSE|AVX).  Its first
+    512 bytes are the fxsave image of that state."""
     fx = FxArea(fcw=fpstate.INIT_FCW, mxcsr=mxcsr)
-    image = bytearray(fx)
-    xs = list(xmm or [])
+    image = bytearray(fx) + bytearray(XSAVE_SIZE - ctypes.sizeof(FxArea))
     at = FxArea.xmm.offset
-    image[at:at + 16 * len(xs)] = b"".join((v & M128).to_bytes(16, "little") for v in xs)
+    image[at:at + 16 * len(vectors)] = b"".join((v & M128).to_bytes(16, "little")
+                                                for v in vectors)
+    image[512:520] = XSAVE_MASK.to_bytes(8, "little")
+    at = XSAVE_AVX_OFFSET
+    image[at:at + 16 * len(vectors)] = b"".join((v >> 128).to_bytes(16, "little")
+                                                for v in vectors)
     return bytes(image)
 
 
@@ -169,13 +212,16 @@ class Input:
     data: bytes = b""
     mxcsr: int = 0x1F80
     stack: bytes | None = None
+    ymm: list[int] | None = None        # instead of xmm: 256-bit ymm0.. values
 
 
 @dataclass
 class Outcome:
     """The state after a run, native or translated.  ``regs``: the 16 GPRs
-    and rip; ``stack``: the stack area, when the run was given one; the
-    rest describes how a translated run ended (always 0/empty natively)."""
+    and rip; ``stack``: the stack area, when the run was given one;
+    ``ymmh``: bits 255:128 of ymm0-15 (None natively on a host without AVX,
+    ``NATIVE_YMM``); the rest describes how a translated run ended (always
+    0/empty natively)."""
     regs: dict[str, int]
     rflags: int
     xmm: list[int]
@@ -187,6 +233,14 @@ class Outcome:
     host_signal: int = 0       # SIGSEGV/SIGBUS from a guest memory access
     fault_addr: int = 0        # with host_signal: the guest address it reports
     untranslatable: list = field(default_factory=list)
+    ymmh: list[int] | None = None
+
+    @property
+    def ymm(self) -> list[int]:
+        """ymm0-15, 256 bits each (xmm below, ``ymmh`` above)."""
+        if self.ymmh is None:
+            raise ValueError("no ymm upper halves: the host has no AVX (NATIVE_YMM)")
+        return [x | h << 128 for x, h in zip(self.xmm, self.ymmh)]
 
     def stack_at(self, addr: int, size: int) -> bytes:
         """``size`` bytes of the stack area from address ``addr``."""
@@ -205,15 +259,33 @@ class Outcome:
 
 
 def _outcome(regs: dict[str, int], rflags: int, fx: bytes, data: bytes,
-             stack: bytes | None, **end) -> Outcome:
-    """Either side's state, decoded from the same fxsave image layout."""
+             stack: bytes | None, ymmh: list[int] | None = None, **end) -> Outcome:
+    """Either side's state, decoded from the same fxsave image layout.
+    ``fx`` may be a whole XSAVE area (the native side's with NATIVE_YMM):
+    then the upper halves come from it, and a component its XSTATE_BV says
+    is in its init state reads as the init values, whatever the area holds
+    there (x87: fninit's state; SSE: xmm zero; AVX: upper halves zero)."""
+    if len(fx) > ctypes.sizeof(FxArea):
+        bv = int.from_bytes(fx[512:520], "little")
+        image = bytearray(fx[:ctypes.sizeof(FxArea)])
+        if not bv & 1:
+            head, lo, hi = FxArea.mxcsr.offset, FxArea.st.offset, FxArea.xmm.offset
+            image[:head] = bytes(FxArea(fcw=fpstate.INIT_FCW))[:head]
+            image[lo:hi] = bytes(hi - lo)
+        if not bv & 2:
+            at = FxArea.xmm.offset
+            image[at:at + 16 * st.XMM_COUNT] = bytes(16 * st.XMM_COUNT)
+        at = XSAVE_AVX_OFFSET
+        ymmh = [int.from_bytes(fx[at + 16 * i:at + 16 * i + 16], "little") if bv & 4 else 0
+                for i in range(st.XMM_COUNT)]
+        fx = bytes(image)
     area = FxArea.from_buffer_copy(fx)
     at = FxArea.xmm.offset
     xmm = [int.from_bytes(fx[at + 16 * i:at + 16 * i + 16], "little") for i in range(st.XMM_COUNT)]
     at = FxArea.st.offset
     x87 = X87(area.fcw, area.fsw, area.ftw,
               [int.from_bytes(fx[at + 16 * i:at + 16 * i + 10], "little") for i in range(8)])
-    return Outcome(regs, rflags, xmm, area.mxcsr, x87, data, stack, **end)
+    return Outcome(regs, rflags, xmm, area.mxcsr, x87, data, stack, ymmh=ymmh, **end)
 
 
 def _complete(regs: dict[str, int] | None) -> dict[str, int]:
@@ -221,6 +293,22 @@ def _complete(regs: dict[str, int] | None) -> dict[str, int]:
     full["rsp"] = STACK_TOP - 256
     full.update(regs or {})
     return {r: v & M64 for r, v in full.items()}
+
+
+def initial_outcome(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0x202,
+                    xmm: list[int] | None = None, data: bytes = b"", mxcsr: int = 0x1F80,
+                    stack: bytes | None = None, *, ymm: list[int] | None = None) -> Outcome:
+    """The starting state ``run_native`` and ``run_translated`` give ``code``
+    from these arguments, as the Outcome of a run that changed nothing (rip
+    at the end of the code): what recorded expectations are relative to."""
+    full = _complete(regs)
+    full["rip"] = CODE_ADDR + len(code)
+    vectors = _vector_inputs(xmm, ymm)
+    vectors += [0] * (st.XMM_COUNT - len(vectors))
+    return Outcome(full, (rflags & INPUT_FLAGS) | FIXED_FLAGS, [v & M128 for v in vectors], mxcsr,
+                   X87(fpstate.INIT_FCW, 0, 0, [0] * 8), data.ljust(DATA_SIZE, b"\0")[:DATA_SIZE],
+                   None if stack is None else stack.ljust(STACK_SIZE, b"\0")[:STACK_SIZE],
+                   ymmh=[v >> 128 for v in vectors])
 
 
 def default_regs() -> dict[str, int]:
@@ -374,6 +462,18 @@ def missing_host_feature(code: bytes) -> str | None:
     return why
 
 
+def _host_has_ymm() -> bool:
+    if os.environ.get("BTTOOL_NATIVE_FXSAVE", "") not in ("", "0"):
+        return False
+    have = host_flags()
+    return "avx" in have and "xsave" in have
+
+
+# run_native saves and loads the ymm registers (xsave/xrstor), and its
+# outcomes have their upper halves
+NATIVE_YMM = _host_has_ymm()
+
+
 def skip_unless_host_runs(code: bytes) -> None:
     """The host CPU is the oracle: a test whose code needs a feature the host
     lacks is skipped with the reason, never failed (nor killed by SIGILL)."""
@@ -400,7 +500,8 @@ def _trampoline_source() -> str:
         f"    mov qword ptr {at('host_rsp')}, rsp",
         f"    fxsave {at('host_fx')}",
         "    fninit",                   # FOP/FIP/FDP 0 also where fxrstor keeps them (AMD)
-        f"    fxrstor {at('fx')}",
+        *([f"    mov eax, {XSAVE_MASK}", "    xor edx, edx", f"    xrstor {at('fx')}"]
+          if NATIVE_YMM else [f"    fxrstor {at('fx')}"]),
         f"    push qword ptr {at('rflags')}",
         "    popfq",
         *load,
@@ -413,8 +514,12 @@ def _trampoline_source() -> str:
         "    pushfq",
         f"    pop qword ptr {at('rflags')}",
         "    cld",
-        f"    fxsave {at('fx')}",
+        *([f"    mov eax, {XSAVE_MASK}", "    xor edx, edx", f"    xsave {at('fx')}"]
+          if NATIVE_YMM else [f"    fxsave {at('fx')}"]),
         f"    fxrstor {at('host_fx')}",
+        # the guest's upper halves are no state of the host's (and dirty
+        # ones slow its SSE code down)
+        *(["    vzeroupper"] if NATIVE_YMM else []),
         f"    mov rsp, qword ptr {at('host_rsp')}",
         "    pop r15", "    pop r14", "    pop r13", "    pop r12", "    pop rbp", "    pop rbx",
         "    ret",
@@ -551,13 +656,17 @@ _ALL_SIGNALS = set(signal.Signals) - {signal.SIGKILL, signal.SIGSTOP, signal.SIG
 
 def run_native(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0x202,
                xmm: list[int] | None = None, data: bytes = b"", mxcsr: int = 0x1F80,
-               stack: bytes | None = None, *, check_features: bool = True) -> Outcome:
-    """Run ``code`` on the host CPU from the given state.  ``stack``
-    (optional) initialises the stack area, and the outcome then has the
-    stack area afterwards.  Code the host CPU has no feature for skips the
-    calling test (``skip_unless_host_runs``), unless ``check_features`` is
-    false (the opcode sweep runs such code on purpose).  Raises
-    NativeFault when the code faults (see the module docstring)."""
+               stack: bytes | None = None, *, ymm: list[int] | None = None,
+               check_features: bool = True) -> Outcome:
+    """Run ``code`` on the host CPU from the given state.  ``xmm``: xmm0..
+    (the ymm upper halves start at zero), or ``ymm``: ymm0.. as 256-bit
+    values (their upper halves are ignored on a host without AVX,
+    ``NATIVE_YMM``).  ``stack`` (optional) initialises the stack area, and
+    the outcome then has the stack area afterwards.  Code the host CPU has
+    no feature for skips the calling test (``skip_unless_host_runs``),
+    unless ``check_features`` is false (the opcode sweep runs such code on
+    purpose).  Raises NativeFault when the code faults (see the module
+    docstring)."""
     if check_features:
         skip_unless_host_runs(code)
     ctx = ensure_native()
@@ -576,7 +685,8 @@ def run_native(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0x
         ctx.gpr[i] = full[r]
     ctx.rflags = (rflags & INPUT_FLAGS) | FIXED_FLAGS
     ctx.entry = CODE_ADDR
-    ctypes.memmove(CTX_ADDR + Context.fx.offset, _initial_fx(xmm, mxcsr), ctypes.sizeof(FxArea))
+    ctypes.memmove(CTX_ADDR + Context.fx.offset, _initial_area(_vector_inputs(xmm, ymm), mxcsr),
+                   XSAVE_SIZE)
     saved = None
     if not _guard_kept:
         saved = [_SigAction() for _ in FAULT_SIGNALS]
@@ -596,7 +706,8 @@ def run_native(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0x
     out_regs = {r: ctx.gpr[i] for i, r in enumerate(GPRS)}
     out_regs["rip"] = CODE_ADDR + len(code)  # where the translated run stops
     return _outcome(out_regs, ctx.rflags,
-                    ctypes.string_at(CTX_ADDR + Context.fx.offset, ctypes.sizeof(FxArea)),
+                    ctypes.string_at(CTX_ADDR + Context.fx.offset,
+                                     XSAVE_SIZE if NATIVE_YMM else ctypes.sizeof(FxArea)),
                     ctypes.string_at(DATA_ADDR, DATA_SIZE),
                     ctypes.string_at(STACK_ADDR, STACK_SIZE) if stack is not None else None)
 
@@ -627,14 +738,16 @@ def forget_translation() -> None:
 
 def run_translated(code: bytes, regs: dict[str, int] | None = None, rflags: int = 0x202,
                    xmm: list[int] | None = None, data: bytes = b"", mxcsr: int = 0x1F80,
-                   stack: bytes | None = None, *, reuse: bool | None = None,
+                   stack: bytes | None = None, *, ymm: list[int] | None = None,
+                   reuse: bool | None = None,
                    precise_faults: bool = False, hot_counters: bool = True,
                    host_instructions: bool | None = None) -> Outcome:
     """``run_snippet`` from the state ``run_native`` starts from (every GPR
-    given explicitly; ``stack``, when given, initialises the stack area and
-    the outcome has it afterwards).  ``precise_faults``, ``hot_counters``
-    and ``host_instructions`` are run_snippet's (the last by default
-    ``HOST_INSTRUCTIONS``, which fixtures switch to test the generic IR).
+    given explicitly; ``xmm`` or ``ymm`` as run_native's; ``stack``, when
+    given, initialises the stack area and the outcome has it afterwards).
+    ``precise_faults``, ``hot_counters`` and ``host_instructions`` are
+    run_snippet's (the last by default ``HOST_INSTRUCTIONS``, which
+    fixtures switch to test the generic IR).
 
     ``reuse`` (default: on unless BTTOOL_ISA_FRESH is set): when ``code`` is
     the very code of the previous call (with the same options), keep its
@@ -658,17 +771,18 @@ def run_translated(code: bytes, regs: dict[str, int] | None = None, rflags: int 
         ex.known = _KeepDict(ex.known)
         ex.clear_table = lambda: None
     try:
-        r = run_snippet(code, _complete(regs), rflags, xmm, data, mxcsr,
+        vectors = _vector_inputs(xmm, ymm)
+        r = run_snippet(code, _complete(regs), rflags, None, data, mxcsr,
                         precise_faults=precise_faults, hot_counters=hot_counters,
-                        host_instructions=host_instructions)
+                        host_instructions=host_instructions, ymm=vectors)
     finally:
         if reuse:
             ex.known = dict(ex.known)
             del ex.clear_table
     return _outcome(r.regs, r.rflags, fpstate.fxsave_image(ex.state), r.data,
                     mem.read(STACK_ADDR, STACK_SIZE) if stack is not None else None,
-                    fault=r.fault, host_signal=r.host_signal, fault_addr=r.fault_addr,
-                    untranslatable=r.untranslatable)
+                    ymmh=r.ymmh, fault=r.fault, host_signal=r.host_signal,
+                    fault_addr=r.fault_addr, untranslatable=r.untranslatable)
 
 
 # ---------------------------------------------------------------------------
@@ -699,8 +813,9 @@ def compare(native: Outcome, trans: Outcome, flag_mask: int = ARITH | DF,
             what: str = "") -> None:
     """Assert that the translated run ended like the native one: no fault,
     the GPRs, the rflags bits in ``flag_mask`` (leave out what the SDM calls
-    undefined), xmm0-15, MXCSR but its exception flags (not modelled) and
-    the data area.  ``reg_mask``: per GPR, the bits that must agree
+    undefined), xmm0-15 and the upper halves of ymm0-15 (when both outcomes
+    have them), MXCSR but its exception flags (not modelled) and the data
+    area.  ``reg_mask``: per GPR, the bits that must agree
     (default: all bits of all 16)."""
     problems = list(trans.notes)
     for r in GPRS:
@@ -716,6 +831,10 @@ def compare(native: Outcome, trans: Outcome, flag_mask: int = ARITH | DF,
     for i, (a, b) in enumerate(zip(native.xmm, trans.xmm)):
         if a != b:
             problems.append(f"  xmm{i}: native {a:#034x} translated {b:#034x}")
+    if native.ymmh is not None and trans.ymmh is not None:
+        for i, (a, b) in enumerate(zip(native.ymmh, trans.ymmh)):
+            if a != b:
+                problems.append(f"  ymm{i}[255:128]: native {a:#034x} translated {b:#034x}")
     if (native.mxcsr ^ trans.mxcsr) & ~MXCSR_EXCEPTIONS:
         problems.append(f"  mxcsr: native {native.mxcsr:#x} translated {trans.mxcsr:#x}")
     if check_data and native.data != trans.data:

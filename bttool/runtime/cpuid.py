@@ -119,3 +119,18 @@ def cpuid(leaf: int, sub: int) -> tuple[int, int, int, int]:
 def xcr0() -> int:
     """XCR0: x87 and SSE state, and AVX state on v3."""
     return XCR0_V3 if _v3() else XCR0_V2
+
+
+def execute(name: str, s) -> bool:
+    """Run intrinsic ``name`` ("cpuid" or "xgetbv") on CPU state ``s``, as
+    the virtual CPU does; False when it raises #GP instead (xgetbv of an XCR
+    other than 0).  The linux-user runtime and the snippet runner both
+    serve the two instructions through this."""
+    if name == "cpuid":
+        s.rax, s.rbx, s.rcx, s.rdx = cpuid(s.rax & 0xFFFFFFFF, s.rcx & 0xFFFFFFFF)
+        return True
+    if s.rcx & 0xFFFFFFFF:
+        return False
+    v = xcr0()
+    s.rax, s.rdx = v & 0xFFFFFFFF, v >> 32
+    return True

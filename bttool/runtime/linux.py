@@ -456,14 +456,9 @@ class LinuxProcess:
 
     def _intrinsic(self, entry: intrinsics.Intrinsic, size: int) -> None:
         s = self.state
-        if entry.name == "cpuid":
-            a, b, c, d = cpuid.cpuid(s.rax & 0xFFFFFFFF, s.rcx & 0xFFFFFFFF)
-            s.rax, s.rbx, s.rcx, s.rdx = a, b, c, d
-        elif entry.name == "xgetbv":
-            if s.rcx & 0xFFFFFFFF != 0:
+        if entry.name in ("cpuid", "xgetbv"):
+            if not cpuid.execute(entry.name, s):
                 self._general_protection("xgetbv with an invalid XCR index")
-            v = cpuid.xcr0()
-            s.rax, s.rdx = v & 0xFFFFFFFF, v >> 32
         elif entry.name == "rdrand":
             randomsource.rdrand(s, int(s.exit_info))
         elif breakpoint_trap(entry.name, self.memory.read_code(s.rip, size)):

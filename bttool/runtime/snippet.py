@@ -3,15 +3,17 @@ against the host CPU and for `bttool` debugging).
 
 The code is placed at ``CODE_ADDR`` followed by ``int3``; a read-write data
 area of ``DATA_SIZE`` bytes sits at ``DATA_ADDR``.  Execution starts at the
-first instruction with the given registers, flags, xmm values and data bytes
-and stops at the trailing int3 (or at a fault).
+first instruction with the given registers, flags, xmm (or whole ymm) values
+and data bytes and stops at the trailing int3 (or at a fault).  ``cpuid``
+and ``xgetbv`` are answered from the selected CPU model (runtime/cpuid.py),
+as the Linux runtime answers them.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from bttool.ir import intrinsics, state as st
-from bttool.runtime import randomsource
+from bttool.runtime import cpuid, randomsource
 from bttool.runtime.dispatcher import Executor
 from bttool.runtime.memory import PROT_EXEC, PROT_READ, PROT_WRITE, GuestMemory
 from bttool.runtime.window import user_options
@@ -35,6 +37,12 @@ class SnippetResult:
     host_signal: int = 0      # SIGSEGV/SIGBUS from a guest memory access
     fault_addr: int = 0       # with host_signal: the guest address it reports
     untranslatable: list = field(default_factory=list)
+    ymmh: list[int] = field(default_factory=list)   # bits 255:128 of ymm0..15
+
+    @property
+    def ymm(self) -> list[int]:
+        """ymm0..15, 256 bits each (xmm below, ``ymmh`` above)."""
+        return [x | h << 128 for x, h in zip(self.xmm, self.ymmh)]
 
 
 _executor_cache: dict[str, tuple[GuestMemory, Executor]] = {}
@@ -59,7 +67,12 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = s
                 xmm: list[int] | None = None, data: bytes = b"", mxcsr: int = 0x1F80,
                 max_exits: int = 10000, hot_counters: bool = True,
                 precise_faults: bool = False, host_instructions: bool = True,
-                pic: bool = False) -> SnippetResult:
+                pic: bool = False, ymm: list[int] | None = None) -> SnippetResult:
+    """``xmm``: starting values of xmm0.. (128 bits each; the upper halves of
+    the ymm registers start at zero); or ``ymm``: of ymm0.. (256 bits each),
+    not both.  Registers not given start at zero."""
+    if xmm is not None and ymm is not None:
+        raise ValueError("run_snippet takes xmm or ymm values, not both")
     mem, ex = _machine()
     # ``hot_counters``: the code of the run-time tier 1 (execution counters,
     # and the IR it prefers for LLVM's fast instruction selector); without,
@@ -82,6 +95,8 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = s
     s.fpu_tag = 0xFF
     for i, v in enumerate(xmm or []):
         st.set_xmm(s, i, v)
+    for i, v in enumerate(ymm or []):
+        st.set_ymm(s, i, v)
     mem.write_force(DATA_ADDR, data.ljust(DATA_SIZE, b"\0")[:DATA_SIZE])
     # Fresh translations for every snippet: the code page is rewritten.
     ex.known.clear()
@@ -123,6 +138,12 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = s
                 randomsource.rdrand(s, int(s.exit_info))
                 s.rip += size
                 continue
+            if entry.name in ("cpuid", "xgetbv"):     # as runtime/linux.py serves them
+                if not cpuid.execute(entry.name, s):
+                    result_fault = st.FAULT_GP
+                    break
+                s.rip += size
+                continue
         if reason == st.EXIT_HOT:
             continue            # a long loop: stays in this tier
         if reason == st.EXIT_FAULT:
@@ -140,4 +161,5 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = s
         data=mem.read(DATA_ADDR, DATA_SIZE), mxcsr=s.mxcsr, fault=result_fault,
         host_signal=host_sig,
         fault_addr=(mem.guest_address(s.fault_addr) or 0) if host_sig else 0,
-        untranslatable=list(ex.stats.untranslatable))
+        untranslatable=list(ex.stats.untranslatable),
+        ymmh=[int.from_bytes(bytes(getattr(s, f"ymmh{i}")), "little") for i in range(16)])
