@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from bttool.ir import state as st
 from bttool.ir.state import SIGINFO_SIZE
 from bttool.runtime.guestthreads import PerThread
-from bttool.runtime import fpstate, hostsignals
+from bttool.runtime import cpuid, fpstate, hostsignals
 from bttool.runtime.memory import GuestMemoryError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,7 +50,7 @@ _MCONTEXT = _UC + 40
 # sigcontext's general registers, in order (then eflags and the selectors)
 _SC_REGS = ("r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rdi", "rsi", "rbp",
             "rbx", "rdx", "rax", "rcx", "rsp", "rip")
-UC_SIGCONTEXT_SS, UC_STRICT_RESTORE_SS = 2, 4
+UC_FP_XSTATE, UC_SIGCONTEXT_SS, UC_STRICT_RESTORE_SS = 1, 2, 4
 USER_CS, USER_SS = 0x33, 0x2B
 # RFLAGS bits rt_sigreturn takes from the frame (Linux's FIX_EFLAGS; the
 # virtual CPU keeps CF PF AF ZF SF DF OF)
@@ -361,7 +361,10 @@ class GuestSignals:
         if flags & SA_ONSTACK and self.altstack_flags(sp) == 0:
             sp = self.altstack[0] + self.altstack[2]
             entering = True
-        buf_fx = (sp - fpstate.SIZE) & ~63
+        # the FPU state, 64-byte aligned below the frame: the XSAVE area on
+        # a CPU with XSAVE (x86-64-v3), else the fxsave image
+        xsave, xcr0 = cpuid.model().has("xsave"), cpuid.xcr0()
+        buf_fx = (sp - fpstate.sigframe_size(xsave, xcr0)) & ~63
         frame = ((buf_fx - FRAME_SIZE) & ~15) - 8
         if (on_stack or entering) and not self.on_altstack(frame):
             raise FrameError("the alternate signal stack overflowed")
@@ -372,10 +375,11 @@ class GuestSignals:
         regs = [getattr(s, r) for r in _SC_REGS]
         sc = struct.pack(f"<{len(regs)}QQHHHHQQQQQ", *regs, st.rflags(s), USER_CS, 0, 0, USER_SS,
                          err, trapno, uc_mask, cr2, buf_fx) + bytes(64)
-        uc = struct.pack("<QQ", UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS, 0) + uc_stack + sc + \
-            struct.pack("<Q", uc_mask)
+        uc_flags = UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS | (UC_FP_XSTATE if xsave else 0)
+        uc = struct.pack("<QQ", uc_flags, 0) + uc_stack + sc + struct.pack("<Q", uc_mask)
         try:
-            mem.write(buf_fx, fpstate.fxsave_image(s))
+            fpu = fpstate.sigframe_xstate(s, xcr0) if xsave else fpstate.fxsave_image(s)
+            mem.write(buf_fx, fpu)
             mem.write(frame, struct.pack("<Q", restorer) + uc + info)
         except (GuestMemoryError, OverflowError) as e:
             raise FrameError(str(e)) from None
@@ -389,28 +393,44 @@ class GuestSignals:
     def sigreturn(self) -> None:
         """rt_sigreturn: the registers, FPU state, mask and alternate stack
         from the frame the handler returned through (rsp is just past its
-        pretcode).  A frame that cannot be read is SIGSEGV."""
+        pretcode).  A frame that cannot be read is SIGSEGV; so is an FPU
+        state that cannot be loaded, after the mask and the registers were
+        (the FPU is then reset, and the alternate stack stays), as Linux
+        does."""
         s = self.proc.state
         mem = self.proc.memory
         frame = (s.rsp - 8) & 0xFFFFFFFFFFFFFFFF
         try:
             uc = mem.read(frame + _UC, _INFO - _UC)
-            n = len(_SC_REGS)
-            vals = struct.unpack_from(f"<{n}QQ", uc, 40)
-            fp = struct.unpack_from("<Q", uc, 40 + 184)[0]
-            fx = mem.read(fp, fpstate.SIZE) if fp else None
         except (GuestMemoryError, OverflowError):
             self.deliver_fault(signal.SIGSEGV, SI_KERNEL, note="rt_sigreturn with a bad frame")
             return
-        if fp and (fp & 15 or not fpstate.load_fxsave_image(s, fx)):
-            self.deliver_fault(signal.SIGSEGV, SI_KERNEL, note="rt_sigreturn with a bad FPU state")
-            return
-        if not fp:
-            fpstate.reset_for_handler(s)
+        n = len(_SC_REGS)
+        vals = struct.unpack_from(f"<{n}QQ", uc, 40)
+        fp = struct.unpack_from("<Q", uc, 40 + 184)[0]
+        self.set_mask(struct.unpack_from("<Q", uc, 40 + 256)[0])
         for name, v in zip(_SC_REGS, vals):
             setattr(s, name, v)
         flags = (st.rflags(s) & ~_FIX_EFLAGS) | (vals[n] & _FIX_EFLAGS)
         st.set_rflags(s, flags)
+        if not self._restore_fpu(fp):
+            fpstate.reset_for_handler(s)
+            self.deliver_fault(signal.SIGSEGV, SI_KERNEL, note="rt_sigreturn with a bad FPU state")
+            return
         ss_sp, ss_flags, ss_size = struct.unpack_from("<Qi4xQ", uc, 16)
-        self.set_mask(struct.unpack_from("<Q", uc, 40 + 256)[0])
         self.sigaltstack((ss_sp, ss_flags & 0xFFFFFFFF, ss_size))
+
+    def _restore_fpu(self, fp: int) -> bool:
+        """Load the FPU state of a frame from guest address ``fp`` (0: the
+        init state); False where Linux fails (fpstate.restore_sigframe)."""
+        s = self.proc.state
+        mem = self.proc.memory
+        if not fp:
+            fpstate.reset_for_handler(s)
+            return True
+        try:
+            if cpuid.model().has("xsave"):
+                return fpstate.restore_sigframe(s, fp, mem.read, cpuid.xcr0())
+            return not fp & 15 and fpstate.load_fxsave_image(s, mem.read(fp, fpstate.SIZE))
+        except (GuestMemoryError, OverflowError):
+            return False

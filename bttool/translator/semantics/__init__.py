@@ -9,5 +9,5 @@ FAMILIES = (
     "aes", "avx", "binary", "bits", "bmi", "control", "dataxfer", "flagops", "logical", "mmx",
     "mmx_regs", "muldiv", "segcheck", "sha", "shift", "sse", "sse_common", "sse_convert",
     "sse_float", "sse_fpcore", "sse_int", "sse_pcmpstr", "string", "system", "x87", "x87_env",
-    "x87_math",
+    "x87_math", "xsave",
 )

@@ -11,8 +11,13 @@
 * fxsave / fxrstor (and the REX.W forms): the 512-byte image with the
   abridged tag byte, MXCSR, MXCSR_MASK (0xFFFF), ST0..ST7 in 16-byte slots and
   xmm0..xmm15 (xmm0..xmm7 in 32-bit mode); bytes 416-511 are not written.
-  FOP/FIP/FDP are stored as 0.  MXCSR is loaded as is (no #GP for reserved
-  bits), the 16-byte alignment is not checked.
+  FOP/FIP/FDP are stored as 0.  A loaded MXCSR with a reserved bit set is
+  #GP; the 16-byte alignment is not checked.  The image is the legacy region
+  of an XSAVE area, and XSAVE/XRSTOR (xsave.py) save and load it by the same
+  three parts: ``store_x87_part``/``load_x87_part`` (bytes 0-23 and
+  ST0..ST7), ``store_mxcsr_part`` (bytes 24-31) and
+  ``store_xmm_part``/``load_xmm_part`` (bytes 160-415).  They copy the
+  registers' 80 bits as integers, so no x86_fp80 value is involved.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from bttool.ir.emitter import I16, I32, I128, const
 from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.registry import semantic
 from bttool.translator.semantics.sse_common import MXCSR_MASK, set_mxcsr
-from bttool.translator.semantics.x87 import FP80, X87, classify, reset
+from bttool.translator.semantics.x87 import FP80, I80, X87, classify, reset
 
 ENV_SIZE = 28
 
@@ -116,42 +121,93 @@ def frstor(ctx: Insn) -> None:
         x.store_phys(x.phys(i), ctx.em.load(_addr(ctx, base, ENV_SIZE + 10 * i), FP80))
 
 
-def _xmm_count(ctx: Insn) -> int:
+def xmm_count(ctx: Insn) -> int:
+    """The xmm registers of the mode: 16 in 64-bit mode, 8 in 32-bit mode."""
     return 16 if ctx.mode == 64 else 8
 
 
-@semantic("fxsave", "fxsave64")
-def fxsave(ctx: Insn) -> None:
-    x = X87(ctx)
+# the legacy region: MXCSR and MXCSR_MASK, ST0 (16 bytes each), xmm0 (16 each)
+LEGACY_MXCSR, LEGACY_ST0, LEGACY_XMM0 = 24, 32, 160
+
+
+def raw_phys(x: X87, j: int | ir.Value) -> ir.Value:
+    """Physical register ``j``'s 80 bits as an integer."""
+    x.em.note_register_file(write=False)
+    v = x.b.load(x.reg_ptr(j), typ=I80)
+    v.align = 16
+    return v
+
+
+def set_raw_phys(x: X87, j: int | ir.Value, v: ir.Value) -> None:
+    """Set physical register ``j`` to the 80 bits of integer ``v`` (its
+    slot's other 6 bytes 0, as a loaded image leaves them)."""
+    x.em.note_register_file(write=True)
+    s = x.b.store(x.b.zext(v, I128), x.reg_ptr(j))
+    s.align = 16
+
+
+def store_x87_part(ctx: Insn, x: X87, base: ir.Value) -> None:
+    """The x87 state into the legacy region at ``base``: FCW, FSW, the
+    abridged tag byte, FOP/FIP/FDP (0) and ST0..ST7 (80 bits, then 6 zero
+    bytes)."""
     b = ctx.b
-    base = ctx.ea(0)
     ctx.store(base, x.cw())
     ctx.store(_addr(ctx, base, 2), x.status_word())
     ctx.store(_addr(ctx, base, 4), b.zext(b.xor(x.tag(), const(8, 0xFF)), I16))
     ctx.store(_addr(ctx, base, 6), const(16, 0))       # FOP
     ctx.store(_addr(ctx, base, 8), const(128, 0))      # FIP, FDP
-    ctx.store(_addr(ctx, base, 24), ctx.em.get("mxcsr"))
-    ctx.store(_addr(ctx, base, 28), const(32, MXCSR_MASK))
     for i in range(8):
-        slot = _addr(ctx, base, 32 + 16 * i)
-        ctx.store(slot, b.zext(b.bitcast(x.load_phys(x.phys(i)), ir.IntType(80)), I128))
-    for i in range(_xmm_count(ctx)):
-        ctx.store(_addr(ctx, base, 160 + 16 * i), ctx.em.get(f"xmm{i}"))
+        ctx.store(_addr(ctx, base, LEGACY_ST0 + 16 * i), b.zext(raw_phys(x, x.phys(i)), I128))
 
 
-@semantic("fxrstor", "fxrstor64")
-def fxrstor(ctx: Insn) -> None:
-    x = X87(ctx)
+def load_x87_part(ctx: Insn, x: X87, base: ir.Value) -> None:
+    """The x87 state from the legacy region at ``base`` (FOP/FIP/FDP are
+    ignored)."""
     b = ctx.b
-    base = ctx.ea(0)
-    set_mxcsr(ctx, ctx.load(_addr(ctx, base, 24), 32))      # first: it may #GP
     x.load_cw(ctx.load(base, 16))
     x.load_status_word(ctx.load(_addr(ctx, base, 2), 16))
     x.set_tag(b.xor(ctx.load(_addr(ctx, base, 4), 8), const(8, 0xFF)))
     for i in range(8):
-        x.store_phys(x.phys(i), ctx.em.load(_addr(ctx, base, 32 + 16 * i), FP80))
-    for i in range(_xmm_count(ctx)):
-        ctx.em.set(f"xmm{i}", ctx.load(_addr(ctx, base, 160 + 16 * i), 128))
+        set_raw_phys(x, x.phys(i), ctx.load(_addr(ctx, base, LEGACY_ST0 + 16 * i), 80))
 
 
-__all__ = ["store_env", "load_env", "full_tag_word"]
+def store_mxcsr_part(ctx: Insn, base: ir.Value) -> None:
+    ctx.store(_addr(ctx, base, LEGACY_MXCSR), ctx.em.get("mxcsr"))
+    ctx.store(_addr(ctx, base, LEGACY_MXCSR + 4), const(32, MXCSR_MASK))
+
+
+def load_mxcsr_part(ctx: Insn, base: ir.Value) -> None:
+    """MXCSR from the legacy region; #GP for a reserved bit (sse_common.
+    set_mxcsr), so before any other write of the instruction."""
+    set_mxcsr(ctx, ctx.load(_addr(ctx, base, LEGACY_MXCSR), 32))
+
+
+def store_xmm_part(ctx: Insn, base: ir.Value) -> None:
+    for i in range(xmm_count(ctx)):
+        ctx.store(_addr(ctx, base, LEGACY_XMM0 + 16 * i), ctx.em.get(f"xmm{i}"))
+
+
+def load_xmm_part(ctx: Insn, base: ir.Value) -> None:
+    for i in range(xmm_count(ctx)):
+        ctx.em.set(f"xmm{i}", ctx.load(_addr(ctx, base, LEGACY_XMM0 + 16 * i), 128))
+
+
+@semantic("fxsave", "fxsave64")
+def fxsave(ctx: Insn) -> None:
+    base = ctx.ea(0)
+    store_x87_part(ctx, X87(ctx), base)
+    store_mxcsr_part(ctx, base)
+    store_xmm_part(ctx, base)
+
+
+@semantic("fxrstor", "fxrstor64")
+def fxrstor(ctx: Insn) -> None:
+    base = ctx.ea(0)
+    load_mxcsr_part(ctx, base)      # first: it may #GP
+    load_x87_part(ctx, X87(ctx), base)
+    load_xmm_part(ctx, base)
+
+
+__all__ = ["store_env", "load_env", "full_tag_word", "xmm_count", "raw_phys", "set_raw_phys",
+           "store_x87_part", "load_x87_part", "store_mxcsr_part", "load_mxcsr_part",
+           "store_xmm_part", "load_xmm_part"]
