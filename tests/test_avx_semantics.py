@@ -1014,7 +1014,10 @@ def model_v2():
 
 V2_UD = ["vpxor xmm1, xmm2, xmm3", "vaddps ymm1, ymm2, ymm3", "vzeroupper",
          "vmovdqu ymm0, ymmword ptr [rsi]", "vfmadd231ps xmm1, xmm2, xmm3",
-         "vcvtph2ps ymm1, xmm2", "vpbroadcastd ymm1, xmm2", "vmovd xmm1, eax"]
+         "vcvtph2ps ymm1, xmm2", "vpbroadcastd ymm1, xmm2", "vmovd xmm1, eax",
+         # BMI1 and BMI2 are VEX-encoded too, and outside v2
+         "andn ecx, ebx, edx", "blsr rcx, rdx", "shlx rax, rbx, rcx", "pdep rax, rbx, rcx",
+         "rorx eax, ebx, 3"]
 
 
 @pytest.mark.parametrize("asm", V2_UD)

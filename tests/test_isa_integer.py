@@ -6,7 +6,8 @@ defines for the instruction, and the 64 KiB data area must agree.
 Each instruction form is one test id (``test_insn[<family>-<form>]``); its
 operands come from hypothesis, weighted towards edge values.  The number of
 examples per form is ``BTTOOL_ISA_EXAMPLES`` (default below) times a
-per-family factor.
+per-family factor.  The virtual CPU is x86-64-v3 here, the model with
+BMI1 and BMI2 (on v2 they are #UD: test_avx_semantics.test_vex_is_ud_on_v2).
 """
 from __future__ import annotations
 
@@ -45,6 +46,19 @@ STACK_IN_DATA = DATA_ADDR + 0xC000   # rsp for tests whose pushes land in the da
 
 # ---------------------------------------------------------------------------
 # registers by name
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cpu_model_v3():
+    """Translate for x86-64-v3 (BMI), and put the model back afterwards."""
+    from bttool.runtime import cpuid
+    from bttool.translator import cpumodel
+    before = cpuid.model().name
+    cpuid.select(cpumodel.V3)
+    N.forget_translation()
+    yield
+    cpuid.select(before)
+    N.forget_translation()
 
 
 def _reg_table() -> dict[str, tuple[str, int, int]]:

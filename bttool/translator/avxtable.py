@@ -306,6 +306,20 @@ ROWS: tuple[tuple[str, str, str | None, str], ...] = (
     ("66.0F38 DB /r",         "vaesimc Vdq,Wdq",                 "aesimc",       AVX_AES),
     ("66.0F3A DF /r ib",      "vaeskeygenassist Vdq,Wdq,Ib",     "aeskeygenassist", AVX_AES),
     ("66.0F3A 44 /r ib",      "vpclmulqdq Vdq,Hdq,Wdq,Ib",       "pclmulqdq",    AVX_PCLMUL),
+    # -- BMI1, BMI2: VEX-encoded GPR instructions (B = the GPR VEX.vvvv names) ---------------------
+    ("0F38.L0 F2 /r",         "andn Gy,By,Ey",                   "andn",         "BMI1"),
+    ("0F38.L0 F7 /r",         "bextr Gy,Ey,By",                  "bextr",        "BMI1"),
+    ("0F38.L0 F3 /3",         "blsi By,Ey",                      "blsi",         "BMI1"),
+    ("0F38.L0 F3 /2",         "blsmsk By,Ey",                    "blsmsk",       "BMI1"),
+    ("0F38.L0 F3 /1",         "blsr By,Ey",                      "blsr",         "BMI1"),
+    ("0F38.L0 F5 /r",         "bzhi Gy,Ey,By",                   "bzhi",         "BMI2"),
+    ("F2.0F38.L0 F6 /r",      "mulx Gy,By,Ey",                   "mulx",         "BMI2"),
+    ("F2.0F38.L0 F5 /r",      "pdep Gy,By,Ey",                   "pdep",         "BMI2"),
+    ("F3.0F38.L0 F5 /r",      "pext Gy,By,Ey",                   "pext",         "BMI2"),
+    ("F2.0F3A.L0 F0 /r ib",   "rorx Gy,Ey,Ib",                   "rorx",         "BMI2"),
+    ("F3.0F38.L0 F7 /r",      "sarx Gy,Ey,By",                   "sarx",         "BMI2"),
+    ("66.0F38.L0 F7 /r",      "shlx Gy,Ey,By",                   "shlx",         "BMI2"),
+    ("F2.0F38.L0 F7 /r",      "shrx Gy,Ey,By",                   "shrx",         "BMI2"),
 )
 
 
@@ -327,6 +341,13 @@ class Form:
 
     @property
     def uses_vvvv(self) -> bool:
+        """Whether VEX.vvvv names an operand (H: a vector, B: a GPR)."""
+        return any(o[0] in "HB" for o in self.operands)
+
+    @property
+    def vector_source_in_vvvv(self) -> bool:
+        """An H operand: the first source of a legacy SSE semantic is there,
+        not in the destination (translator/vex.py VexInsn)."""
         return any(o.startswith("H") for o in self.operands)
 
     def width(self, vex: Vex) -> int:
@@ -446,18 +467,20 @@ def semantic_of(form: Form) -> SemanticFn:
 
 
 def bind(em, insn, options, model: CpuModel):
-    """How the lifter lifts ``insn`` if it is a vector VEX instruction: a
-    thunk that lifts it, the string "ud" when the CPU raises #UD for it (an
+    """How the lifter lifts ``insn`` if it is a VEX instruction: a thunk
+    that lifts it, the string "ud" when the CPU raises #UD for it (an
     encoding that does not exist, or a feature ``model`` lacks), or None
-    when it is no VEX instruction of this table (the registry's semantics
-    apply: BMI and other VEX-encoded GPR instructions)."""
+    when it is no VEX instruction (the registry's semantics apply)."""
     from bttool.translator import vex as vexmod
     v = vexmod.parse(bytes(insn.bytes), options.mode)
     if v is None:
         return None
     form = find(v)
     if form is None:
-        return None if registry.lookup(insn.id) is not None else "ud"
+        # an encoding the table's forms of this instruction exclude (VEX.L,
+        # VEX.W, a prefix, a used VEX.vvvv) is #UD; an instruction the table
+        # lacks is a gap of bttool's (the registry has no semantics either)
+        return "ud" if insn.id in table_ids() else None
     if missing_feature(form, v, model) is not None:
         return "ud"
     fn = semantic_of(form)

@@ -103,7 +103,7 @@ class VexInsn(Insn):
         self.lane: int | None = None
         self.lane_out: list = [None, None]
         self.dest = insn.operands[0] if insn.operands else None
-        if form.uses_vvvv:
+        if form.vector_source_in_vvvv:
             self.ops = insn.operands[1:]
         self.mnemonic = form.semantic or form.mnemonic
 
