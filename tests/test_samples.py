@@ -280,6 +280,20 @@ def test_bit_manipulation(samples_dir, bttool_cache, tmp_path):
     assert native.stdout.endswith(f"3^300 = {3 ** 300:#x}\n".encode())
 
 
+def test_x86_64_v3_code(samples_dir, bttool_cache, tmp_path):
+    """AVX2, FMA, F16C and BMI in a compiled program (samples/avx2.c:
+    vectorised loops, libm, gathers, masked moves, lane permutes, and glibc's
+    AVX2 string functions, which the x86-64-v3 model makes it choose), byte
+    for byte as natively."""
+    import native as N
+    lacking = sorted({"avx2", "fma", "f16c", "bmi2"} - N.host_flags()) if N.host_flags() else []
+    if lacking:
+        pytest.skip(f"the host CPU lacks {', '.join(lacking)}: no oracle here")
+    native, _ = programs.compare_run([sample(samples_dir, "avx2")], bttool_cache, cwd=tmp_path,
+                                     options=["--cpu", "x86-64-v3"])
+    assert native.returncode == 0 and b"gather -1 44 92 -7 20 8 -4 182" in native.stdout
+
+
 def test_random_numbers(samples_dir, bttool_cache, tmp_path):
     """rdrand and rdseed in a program (samples/random.c): advertised by
     CPUID, CF=1 with the other flags clear, 16-bit destinations keep their
