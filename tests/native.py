@@ -56,6 +56,7 @@ into bytes with one ``as`` call.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import mmap
 import os
@@ -728,6 +729,23 @@ REUSE_TRANSLATIONS = os.environ.get("BTTOOL_ISA_FRESH", "") == ""
 # bttool has such lowerings (LiftOptions.host_instructions); tests of the
 # generic IR switch it off.
 HOST_INSTRUCTIONS = True
+
+
+@contextlib.contextmanager
+def cpu_model(name: str):
+    """Translate for virtual CPU model ``name`` (translator/cpumodel.py)
+    inside the block: the snippet runner takes the runtime's model.  The
+    previous model comes back afterwards; kept translations are dropped
+    both times."""
+    from bttool.runtime import cpuid
+    before = cpuid.model().name
+    cpuid.select(name)
+    forget_translation()
+    try:
+        yield
+    finally:
+        cpuid.select(before)
+        forget_translation()
 
 
 def forget_translation() -> None:

@@ -66,14 +66,9 @@ DATA_LEN = 0x200                         # the part of the data area the inputs 
 
 @pytest.fixture(scope="module", autouse=True)
 def v3_model():
-    """Translate under x86-64-v3 (the snippet runner takes the runtime's
-    model), and restore the previous model afterwards."""
-    before = cpuid.model().name
-    cpuid.select(cpumodel.V3)
-    N.forget_translation()
-    yield
-    cpuid.select(before)
-    N.forget_translation()
+    """Translate under x86-64-v3, and restore the previous model afterwards."""
+    with N.cpu_model(cpumodel.V3):
+        yield
 
 
 # ---------------------------------------------------------------------------
@@ -1005,11 +1000,8 @@ def test_forms_cover_ymm_registers() -> None:
 
 @pytest.fixture
 def model_v2():
-    cpuid.select(cpumodel.V2)
-    N.forget_translation()
-    yield
-    cpuid.select(cpumodel.V3)
-    N.forget_translation()
+    with N.cpu_model(cpumodel.V2):
+        yield
 
 
 V2_UD = ["vpxor xmm1, xmm2, xmm3", "vaddps ymm1, ymm2, ymm3", "vzeroupper",

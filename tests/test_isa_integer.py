@@ -51,14 +51,8 @@ STACK_IN_DATA = DATA_ADDR + 0xC000   # rsp for tests whose pushes land in the da
 @pytest.fixture(scope="module", autouse=True)
 def _cpu_model_v3():
     """Translate for x86-64-v3 (BMI), and put the model back afterwards."""
-    from bttool.runtime import cpuid
-    from bttool.translator import cpumodel
-    before = cpuid.model().name
-    cpuid.select(cpumodel.V3)
-    N.forget_translation()
-    yield
-    cpuid.select(before)
-    N.forget_translation()
+    with N.cpu_model("x86-64-v3"):
+        yield
 
 
 def _reg_table() -> dict[str, tuple[str, int, int]]:
