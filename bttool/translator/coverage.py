@@ -100,6 +100,10 @@ def executable_ranges(image: GuestImage) -> list[tuple[int, bytes]]:
 _AVX512_GROUPS = frozenset(getattr(X, "X86_GRP_" + g) for g in (
     "AVX512", "BWI", "CDI", "DQI", "ERI", "PFI", "VLX"))
 _RTM = frozenset(("xbegin", "xend", "xabort", "xtest"))
+# CET shadow-stack instructions that are #UD while the process has no shadow
+# stack (this host: incsspq is SIGILL natively); rdssp is a hint NOP then
+_SHSTK = frozenset(("incsspd", "incsspq", "rstorssp", "saveprevssp", "wrssd", "wrssq",
+                    "wrussd", "wrussq", "setssbsy", "clrssbsy"))
 
 
 def _outside_models(insn, raw: bytes) -> str | None:
@@ -112,6 +116,8 @@ def _outside_models(insn, raw: bytes) -> str | None:
         return "fma4"
     if insn.mnemonic in _RTM:
         return "rtm"
+    if insn.mnemonic in _SHSTK:
+        return "shstk"
     if insn.mnemonic in ("rdpkru", "wrpkru"):
         return "pku"
     return None
