@@ -153,7 +153,7 @@ def _image(x87: bool = True, sse: bool = True, avx: bool = True, bv: int = 7, mx
     """A standard-format area: a state with every component away from its
     initial configuration (those asked for), XSTATE_BV ``bv``."""
     rng = random.Random(seed)
-    a = bytearray(fpstate.xstate_size(7))
+    a = bytearray(cpumodel.xsave_size(7))
     struct.pack_into("<HHB", a, 0, 0x037F, 0, 0)
     struct.pack_into("<I", a, 24, mxcsr)
     if x87:

@@ -37,10 +37,6 @@ _LEAF7_EBX_V3 = _LEAF7_EBX_V2 | (1 << 3) | (1 << 5) | (1 << 8)   # BMI1 AVX2 BMI
 _SIGNATURE = {cpumodel.V2: 0x000206C2,                   # family 6, model 0x2C, stepping 2
               cpumodel.V3: 0x000306C3}                   # family 6, model 0x3C, stepping 3
 _VENDOR = b"GenuineIntel"
-# XSAVE state components: x87 (0), SSE (1), AVX (2, YMM_Hi128 at 576)
-XCR0_V2, XCR0_V3 = 0x3, 0x7
-XSAVE_AVX_OFFSET, XSAVE_AVX_SIZE = 576, 256
-XSAVE_SIZE_V3 = XSAVE_AVX_OFFSET + XSAVE_AVX_SIZE
 
 
 def select(name: str | None) -> cpumodel.CpuModel:
@@ -94,9 +90,10 @@ def cpuid(leaf: int, sub: int) -> tuple[int, int, int, int]:
         return 0, ((_LEAF7_EBX_V3 if v3 else _LEAF7_EBX_V2) if sub == 0 else 0), 0, 0
     if leaf == 0xD and v3:
         if sub == 0:        # supported XCR0 bits; size for XCR0 now, largest size
-            return XCR0_V3, XSAVE_SIZE_V3, XSAVE_SIZE_V3, 0
+            size = cpumodel.xsave_size(_model.xcr0)
+            return _model.xcr0, size, size, 0
         if sub == 2:        # the AVX component: size, offset
-            return XSAVE_AVX_SIZE, XSAVE_AVX_OFFSET, 0, 0
+            return cpumodel.XSAVE_AVX_SIZE, cpumodel.XSAVE_AVX_OFFSET, 0, 0
         return 0, 0, 0, 0
     if leaf in (3, 5, 6):
         return 0, 0, 0, 0
@@ -118,7 +115,7 @@ def cpuid(leaf: int, sub: int) -> tuple[int, int, int, int]:
 
 def xcr0() -> int:
     """XCR0: x87 and SSE state, and AVX state on v3."""
-    return XCR0_V3 if _v3() else XCR0_V2
+    return _model.xcr0
 
 
 def execute(name: str, s) -> bool:

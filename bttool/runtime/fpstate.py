@@ -24,6 +24,7 @@ import struct
 from typing import Callable
 
 from bttool.ir import state as st
+from bttool.translator import cpumodel
 
 SIZE = 512
 _SW_TOP = 0x3800
@@ -32,8 +33,9 @@ _SW_TOP = 0x3800
 INIT_MXCSR, INIT_FCW = 0x1F80, 0x037F
 
 # XSAVE state components (XCR0 bits) and the standard format's offsets
-X87, SSE, AVX = 1, 2, 4
-HEADER, HEADER_SIZE, AVX_OFFSET, AVX_SIZE = 512, 64, 576, 256
+X87, SSE, AVX = cpumodel.XCR0_X87, cpumodel.XCR0_SSE, cpumodel.XCR0_AVX
+HEADER, HEADER_SIZE = cpumodel.XSAVE_HEADER, cpumodel.XSAVE_HEADER_SIZE
+AVX_OFFSET, AVX_SIZE = cpumodel.XSAVE_AVX_OFFSET, cpumodel.XSAVE_AVX_SIZE
 # the legacy region's bytes reserved for software (struct _fpx_sw_bytes)
 SW_BYTES = 464
 FP_XSTATE_MAGIC1, FP_XSTATE_MAGIC2 = 0x46505853, 0x46505845
@@ -79,11 +81,6 @@ def load_fxsave_image(s: "st.CpuState", data: bytes) -> bool:
 
 
 # -- the XSAVE area ------------------------------------------------------------
-def xstate_size(xcr0: int) -> int:
-    """The standard format's size for the components of ``xcr0`` (what
-    CPUID.(0DH,0).EBX reports, and Linux's user_size)."""
-    return AVX_OFFSET + AVX_SIZE if xcr0 & AVX else AVX_OFFSET
-
 
 def _init_x87(s: "st.CpuState") -> None:
     s.fpu_cw, s.fpu_sw, s.fpu_top, s.fpu_tag = INIT_FCW, 0, 0, 0xFF
@@ -160,7 +157,7 @@ def sigframe_size(xsave: bool, xcr0: int) -> int:
     """The bytes the FPU state takes in a signal frame (Linux's
     xstate_sigframe_size): the fxsave image, or the XSAVE area and
     FP_XSTATE_MAGIC2."""
-    return xstate_size(xcr0) + MAGIC2_SIZE if xsave else SIZE
+    return cpumodel.xsave_size(xcr0) + MAGIC2_SIZE if xsave else SIZE
 
 
 def sigframe_xstate(s: "st.CpuState", xcr0: int) -> bytes:
@@ -169,7 +166,7 @@ def sigframe_xstate(s: "st.CpuState", xcr0: int) -> bytes:
     its software bytes, XSTATE_BV with x87 and SSE always set (so that a
     handler that changed only the legacy region gets those back), and
     FP_XSTATE_MAGIC2 at the end."""
-    size = xstate_size(xcr0)
+    size = cpumodel.xsave_size(xcr0)
     area = bytearray(xsave_image(s, xcr0))
     struct.pack_into("<IIQI", area, SW_BYTES, FP_XSTATE_MAGIC1, size + MAGIC2_SIZE, xcr0, size)
     struct.pack_into("<Q", area, HEADER, struct.unpack_from("<Q", area, HEADER)[0] | X87 | SSE)
@@ -187,7 +184,7 @@ def restore_sigframe(s: "st.CpuState", addr: int, read: Callable[[int, int], byt
     initialised.  False (rt_sigreturn's SIGSEGV) where that xrstor or
     fxrstor would fault; unreadable memory raises what ``read`` raises."""
     magic1, extended, features, size = struct.unpack("<IIQI", read(addr + SW_BYTES, 20))
-    xsave = magic1 == FP_XSTATE_MAGIC1 and AVX_OFFSET <= size <= xstate_size(xcr0) \
+    xsave = magic1 == FP_XSTATE_MAGIC1 and AVX_OFFSET <= size <= cpumodel.xsave_size(xcr0) \
         and size <= extended
     if xsave:
         xsave = struct.unpack("<I", read(addr + size, MAGIC2_SIZE))[0] == FP_XSTATE_MAGIC2

@@ -466,13 +466,23 @@ def semantic_of(form: Form) -> SemanticFn:
     return fn
 
 
-def bind(em, insn, options, model: CpuModel):
-    """How the lifter lifts ``insn`` if it is a VEX instruction: a thunk
-    that lifts it, the string "ud" when the CPU raises #UD for it (an
-    encoding that does not exist, or a feature ``model`` lacks), or None
-    when it is no VEX instruction (the registry's semantics apply)."""
+@dataclass(frozen=True)
+class Decision:
+    """What the table says of one instruction for a CPU model: lift it with
+    ``form``, or #UD for ``ud`` (the feature the model lacks, or
+    "encoding" for one no form allows)."""
+    vex: Vex
+    form: Form | None = None
+    ud: str | None = None
+
+
+def decide(insn, mode: int, model: CpuModel) -> Decision | None:
+    """The table's decision on ``insn``, or None when it is no VEX
+    instruction of the table's (the registry's semantics apply, or it is a
+    gap of bttool's).  The one rule the lifter (``bind``) and ``bttool
+    coverage`` follow."""
     from bttool.translator import vex as vexmod
-    v = vexmod.parse(bytes(insn.bytes), options.mode)
+    v = vexmod.parse(bytes(insn.bytes), mode)
     if v is None:
         return None
     form = find(v)
@@ -480,10 +490,23 @@ def bind(em, insn, options, model: CpuModel):
         # an encoding the table's forms of this instruction exclude (VEX.L,
         # VEX.W, a prefix, a used VEX.vvvv) is #UD; an instruction the table
         # lacks is a gap of bttool's (the registry has no semantics either)
-        return "ud" if insn.id in table_ids() else None
-    if missing_feature(form, v, model) is not None:
+        return Decision(v, ud="encoding") if insn.id in table_ids() else None
+    lacking = missing_feature(form, v, model)
+    return Decision(v, form, lacking)
+
+
+def bind(em, insn, options, model: CpuModel):
+    """How the lifter lifts ``insn`` if it is a VEX instruction: a thunk
+    that lifts it, the string "ud" when the CPU raises #UD for it (an
+    encoding that does not exist, or a feature ``model`` lacks), or None
+    when it is no VEX instruction (the registry's semantics apply)."""
+    from bttool.translator import vex as vexmod
+    d = decide(insn, options.mode, model)
+    if d is None:
+        return None
+    if d.ud is not None:
         return "ud"
-    fn = semantic_of(form)
-    ctx = vexmod.VexInsn(em, insn, options.mode, options.user_mode, model, v, form)
+    fn = semantic_of(d.form)
+    ctx = vexmod.VexInsn(em, insn, options.mode, options.user_mode, model, d.vex, d.form)
     per_lane = ctx.vex_bits == 256 and not getattr(fn, "width_generic", False)
     return functools.partial(vexmod.run, fn, ctx, per_lane)

@@ -24,6 +24,22 @@ V2, V3 = "x86-64-v2", "x86-64-v3"
 DEFAULT = V2
 ENV = "BTTOOL_CPU"
 
+# XSAVE state components (the bits of XCR0) and the standard, non-compacted
+# layout of an XSAVE area (SDM vol. 1, 13.4-13.5): the legacy fxsave region,
+# the 64-byte header, the AVX component (bits 255:128 of ymm0-15).  One
+# place for the CPUID leaf 0xD answer (runtime/cpuid.py), the guest's
+# xsave/xrstor (semantics/xsave.py) and the signal frame (runtime/fpstate.py).
+XCR0_X87, XCR0_SSE, XCR0_AVX = 1, 2, 4
+XSAVE_HEADER, XSAVE_HEADER_SIZE = 512, 64
+XSAVE_AVX_OFFSET, XSAVE_AVX_SIZE = 576, 256
+
+
+def xsave_size(xcr0: int) -> int:
+    """The standard format's size for the components of ``xcr0`` (what
+    CPUID.(0DH,0).EBX reports, and Linux's user_size)."""
+    return XSAVE_AVX_OFFSET + XSAVE_AVX_SIZE if xcr0 & XCR0_AVX else XSAVE_AVX_OFFSET
+
+
 _V2 = frozenset({"sse", "sse2", "sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "cx16", "lahf",
                  "aes", "pclmul", "sha", "rdrand", "rdseed"})
 _V3 = _V2 | {"xsave", "osxsave", "avx", "avx2", "fma", "f16c", "bmi1", "bmi2", "lzcnt", "movbe"}
@@ -36,6 +52,12 @@ class CpuModel:
 
     def has(self, feature: str) -> bool:
         return feature in self.features
+
+    @property
+    def xcr0(self) -> int:
+        """XCR0 as the guest finds it: x87 and SSE state, and AVX state
+        where the model has AVX."""
+        return XCR0_X87 | XCR0_SSE | (XCR0_AVX if self.has("avx") else 0)
 
 
 MODELS = {V2: CpuModel(V2, _V2), V3: CpuModel(V3, _V3)}

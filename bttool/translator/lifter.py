@@ -112,6 +112,7 @@ def lift_block(em: FunctionEmitter, block: Block, options: LiftOptions, result: 
     ``dead_flags``: flags no successor reads (translator/flaglive.py); the
     block's end leaves them uncomputed."""
     last = block.insns[-1] if block.insns else None
+    model = CPU_MODELS[options.cpu]
     em.begin_block(block.start)
     for index, insn in enumerate(block.insns):
         result.insn_count += 1
@@ -126,7 +127,6 @@ def lift_block(em: FunctionEmitter, block: Block, options: LiftOptions, result: 
         if lock_is_invalid(insn):
             em.leave(insn.address, EXIT_FAULT, FAULT_UD)
             return
-        model = CPU_MODELS[options.cpu]
         lift_insn = avxtable.bind(em, insn, options, model)
         if lift_insn == "ud":         # what the virtual CPU does with it: no gap of bttool's
             em.leave(insn.address, EXIT_FAULT, FAULT_UD)

@@ -19,7 +19,7 @@ from llvmlite import ir
 from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.semantics import sse_fpcore as fp
 from bttool.translator.semantics.sse_common import (
-    I32, I64, I128, cast, concat_lanes, half, imm8, mask_i32, rd, read_ymm, splat, vec,
+    I32, I64, I128, cast, concat_lanes, half, imm8, mask_i32, rd, read_vreg, splat, vec,
     vec_bits, vreg_number, wr, write_ymm)
 
 AVX, AVX2, AVX_AVX2 = "AVX", "AVX2", "AVX/AVX2"
@@ -125,10 +125,6 @@ def _named(*names: str):
     return register
 
 
-def _vbits(ctx: Insn) -> int:
-    return vec_bits(ctx)
-
-
 # -- vzeroupper, vzeroall -----------------------------------------------------------
 @_named("vzeroupper")
 def vzeroupper(ctx: Insn) -> None:
@@ -148,7 +144,7 @@ def _broadcast(bits: int):
     def fn(ctx: Insn) -> None:
         b = ctx.b
         x = b.trunc(rd(ctx, 1, mem_bits=bits, bits=max(bits, 128)), ir.IntType(bits))
-        ty = vec(bits, _vbits(ctx) // bits)
+        ty = vec(bits, vec_bits(ctx) // bits)
         v = b.insert_element(ir.Constant(ty, ir.Undefined), x, ir.Constant(I32, 0))
         wr(ctx, 0, b.shuffle_vector(v, v, mask_i32([0] * ty.count)))
     return fn
@@ -223,7 +219,7 @@ def permd(ctx: Insn) -> None:
 
 @_named("permilps_imm")
 def permilps_imm(ctx: Insn) -> None:
-    n = _vbits(ctx) // 32
+    n = vec_bits(ctx) // 32
     v = cast(ctx, rd(ctx, 1), vec(32, n))
     imm = imm8(ctx)
     wr(ctx, 0, ctx.b.shuffle_vector(v, v, mask_i32([(k & ~3) + ((imm >> (2 * (k & 3))) & 3)
@@ -232,7 +228,7 @@ def permilps_imm(ctx: Insn) -> None:
 
 @_named("permilpd_imm")
 def permilpd_imm(ctx: Insn) -> None:
-    n = _vbits(ctx) // 64
+    n = vec_bits(ctx) // 64
     v = cast(ctx, rd(ctx, 1), vec(64, n))
     imm = imm8(ctx)
     wr(ctx, 0, ctx.b.shuffle_vector(v, v, mask_i32([(k & ~1) + ((imm >> k) & 1) for k in range(n)])))
@@ -243,7 +239,7 @@ def permilps(ctx: Insn) -> None:
     """vpermilps x1, x2 (table), x3/m (control: bits 1:0 of each dword pick
     within its 128-bit lane)."""
     b = ctx.b
-    n = _vbits(ctx) // 32
+    n = vec_bits(ctx) // 32
     ty = vec(32, n)
     ctl = b.and_(cast(ctx, rd(ctx, 1), ty), splat(ty, 3))
     idx = b.add(ctl, ir.Constant(ty, [ir.Constant(I32, k & ~3) for k in range(n)]))
@@ -254,7 +250,7 @@ def permilps(ctx: Insn) -> None:
 def permilpd(ctx: Insn) -> None:
     """vpermilpd: bit 1 of each qword of the control picks within its lane."""
     b = ctx.b
-    n = _vbits(ctx) // 64
+    n = vec_bits(ctx) // 64
     ty = vec(64, n)
     ctl = b.and_(b.lshr(cast(ctx, rd(ctx, 1), ty), splat(ty, 1)), splat(ty, 1))
     idx = b.add(ctl, ir.Constant(ty, [ir.Constant(I64, k & ~1) for k in range(n)]))
@@ -264,7 +260,7 @@ def permilpd(ctx: Insn) -> None:
 # -- blends --------------------------------------------------------------------------
 def _blend_imm(bits: int):
     def fn(ctx: Insn) -> None:
-        n = _vbits(ctx) // bits
+        n = vec_bits(ctx) // bits
         ty = vec(bits, n)
         a, s = cast(ctx, rd(ctx, 0), ty), cast(ctx, rd(ctx, 1), ty)
         imm = imm8(ctx)
@@ -281,13 +277,13 @@ _named("blend64")(_blend_imm(64))
 def _mask_register(ctx: Insn) -> ir.Value:
     """The register imm8[7:4] names (the is4 operand), at the operation's width."""
     n = imm8(ctx) >> 4
-    return read_ymm(ctx, n) if _vbits(ctx) == 256 else ctx.em.get(f"xmm{n}")
+    return read_vreg(ctx, n, vec_bits(ctx))
 
 
 def _blend_var(bits: int):
     def fn(ctx: Insn) -> None:
         b = ctx.b
-        ty = vec(bits, _vbits(ctx) // bits)
+        ty = vec(bits, vec_bits(ctx) // bits)
         a, s = cast(ctx, rd(ctx, 0), ty), cast(ctx, rd(ctx, 1), ty)
         m = cast(ctx, _mask_register(ctx), ty)
         wr(ctx, 0, b.select(b.icmp_signed("<", m, splat(ty, 0)), s, a))
@@ -303,7 +299,7 @@ _named("blendv64")(_blend_var(64))
 def _shift_v(bits: int, kind: str):
     def fn(ctx: Insn) -> None:
         b = ctx.b
-        ty = vec(bits, _vbits(ctx) // bits)
+        ty = vec(bits, vec_bits(ctx) // bits)
         a, n = cast(ctx, rd(ctx, 0), ty), cast(ctx, rd(ctx, 1), ty)
         big = b.icmp_unsigned(">=", n, splat(ty, bits))
         if kind == "sra":
@@ -326,7 +322,7 @@ def _test(bits: int):
     def fn(ctx: Insn) -> None:
         b = ctx.b
         sign = 0
-        for k in range(_vbits(ctx) // bits):
+        for k in range(vec_bits(ctx) // bits):
             sign |= 1 << (k * bits + bits - 1)
         a, s = rd(ctx, 0), rd(ctx, 1)
         m = ir.Constant(a.type, sign)
@@ -346,7 +342,7 @@ _named("test64")(_test(64))
 def _extend(src_bits: int, dst_bits: int, signed: bool):
     def fn(ctx: Insn) -> None:
         b = ctx.b
-        n = _vbits(ctx) // dst_bits
+        n = vec_bits(ctx) // dst_bits
         v = rd(ctx, 1, mem_bits=n * src_bits, bits=max(128, n * src_bits))
         v = b.trunc(v, ir.IntType(n * src_bits)) if v.type.width > n * src_bits else v
         v = b.bitcast(v, vec(src_bits, n))
@@ -359,16 +355,7 @@ for _s, _d in ((8, 16), (8, 32), (8, 64), (16, 32), (16, 64), (32, 64)):
     _named(f"zx{_s}_{_d}")(_extend(_s, _d, False))
 
 
-__all__ = ["ROWS", "SEMANTICS"]
-
-
 # -- FMA3 -------------------------------------------------------------------------------
-def _dest_value(ctx: Insn, bits: int) -> ir.Value:
-    """The destination register's value (FMA reads it as a source)."""
-    n = vreg_number(ctx.dest.reg)[0]
-    return read_ymm(ctx, n) if bits == 256 else ctx.em.get(f"xmm{n}")
-
-
 def _fma(op: str, order: str, scalar: bool):
     """v{op}{order}{p,s}{s,d}: operands x1 (the destination), x2 (VEX.vvvv),
     x3 (r/m); 132: x1*x3+x2, 213: x2*x1+x3, 231: x2*x3+x1, one rounding.
@@ -378,11 +365,10 @@ def _fma(op: str, order: str, scalar: bool):
     def fn(ctx: Insn) -> None:
         b = ctx.b
         fbits = 64 if ctx.vex.w else 32
-        width = 128 if scalar else _vbits(ctx)
+        width = 128 if scalar else vec_bits(ctx)
         n = width // fbits
         fty = ir.VectorType(ir.DoubleType() if fbits == 64 else ir.FloatType(), n)
-        x1i = _dest_value(ctx, width)
-        x1 = b.bitcast(x1i, fty)
+        x1 = b.bitcast(read_vreg(ctx, vreg_number(ctx.dest.reg)[0], width), fty)   # also a source
         x2 = b.bitcast(rd(ctx, 0, bits=width), fty)
         x3 = b.bitcast(rd(ctx, 1, mem_bits=fbits if scalar else width, bits=width), fty)
         a, m, c = {"132": (x1, x3, x2), "213": (x2, x1, x3), "231": (x2, x3, x1)}[order]
@@ -397,22 +383,11 @@ def _fma(op: str, order: str, scalar: bool):
                                  mask_i32([k if k % 2 == 0 else k + n for k in range(n)]))
         else:
             r = fp.fma(ctx, a, m, neg_c if op in ("fmsub", "fnmsub") else c)
-        r = _nan3(ctx, r, x1, x2, x3)
+        r = fp.nan_fix(ctx, r, x1, x2, x3)
         if scalar:
             r = b.insert_element(x1, b.extract_element(r, ir.Constant(I32, 0)), ir.Constant(I32, 0))
         wr(ctx, 0, r)
     return fn
-
-
-def _nan3(ctx: Insn, r: ir.Value, x1: ir.Value, x2: ir.Value, x3: ir.Value) -> ir.Value:
-    """x86's NaN result of a three-operand operation: the first NaN operand
-    of x1, x2, x3, quiet; else the default NaN if ``r`` is a NaN."""
-    b = ctx.b
-    q = splat(fp.int_of(r.type), fp.quiet_bit(r.type))
-    res = b.select(fp.isnan(ctx, r), splat(fp.int_of(r.type), fp.default_nan(r.type)), fp.as_int(ctx, r))
-    for x in (x3, x2, x1):
-        res = b.select(fp.isnan(ctx, x), b.or_(fp.as_int(ctx, x), q), res)
-    return fp.as_float(ctx, res, r.type)
 
 
 for _order in ("132", "213", "231"):
@@ -453,7 +428,7 @@ _named("cvttpd2dq256")(_pd2dq256(True))
 # -- masked moves ----------------------------------------------------------------------
 def _mask_bits(ctx: Insn, mask: ir.Value, bits: int) -> ir.Value:
     """``<n x i1>``: the sign bit of each ``bits``-wide lane of ``mask``."""
-    ty = vec(bits, _vbits(ctx) // bits)
+    ty = vec(bits, vec_bits(ctx) // bits)
     return ctx.b.icmp_signed("<", cast(ctx, mask, ty), splat(ty, 0))
 
 
@@ -461,7 +436,7 @@ def _maskload(bits: int):
     def fn(ctx: Insn) -> None:
         """v(p)maskmov load: Vx = lanes of Mx where Hx's lane is negative, else 0."""
         m = _mask_bits(ctx, rd(ctx, 0), bits)
-        wr(ctx, 0, ctx.em.masked_load(ctx.ea(1), vec(bits, _vbits(ctx) // bits), m))
+        wr(ctx, 0, ctx.em.masked_load(ctx.ea(1), vec(bits, vec_bits(ctx) // bits), m))
     return fn
 
 
@@ -471,10 +446,10 @@ def _maskstore(bits: int):
         Operands: Mx (the destination, not dropped: it is no register), Hx, Vx."""
         ops = ctx.insn.operands
         n = vreg_number(ops[1].reg)[0]
-        mask = read_ymm(ctx, n) if _vbits(ctx) == 256 else ctx.em.get(f"xmm{n}")
+        mask = read_vreg(ctx, n, vec_bits(ctx))
         v = vreg_number(ops[2].reg)[0]
-        value = read_ymm(ctx, v) if _vbits(ctx) == 256 else ctx.em.get(f"xmm{v}")
-        ty = vec(bits, _vbits(ctx) // bits)
+        value = read_vreg(ctx, v, vec_bits(ctx))
+        ty = vec(bits, vec_bits(ctx) // bits)
         ctx.em.masked_store(ctx.ea_of(ops[0]), cast(ctx, value, ty), _mask_bits(ctx, mask, bits))
     return fn
 
@@ -501,13 +476,13 @@ def _gather(index_bits: int, elem_bits: int):
         count = (128 << ctx.vex.l) // max(index_bits, elem_bits)
         elem_ty = vec(elem_bits, count)
         out_bits = count * elem_bits
-        old = read_ymm(ctx, dest_n) if out_bits == 256 else ctx.em.get(f"xmm{dest_n}")
-        maskv = read_ymm(ctx, mask_n) if out_bits == 256 else ctx.em.get(f"xmm{mask_n}")
+        old = read_vreg(ctx, dest_n, out_bits)
+        maskv = read_vreg(ctx, mask_n, out_bits)
         old = cast(ctx, b.trunc(old, ir.IntType(out_bits)) if old.type.width > out_bits else old,
                    elem_ty)
         maskv = b.trunc(maskv, ir.IntType(out_bits)) if maskv.type.width > out_bits else maskv
         sel = b.icmp_signed("<", cast(ctx, maskv, elem_ty), splat(elem_ty, 0))
-        index = read_ymm(ctx, idx_n) if idx_width == 256 else ctx.em.get(f"xmm{idx_n}")
+        index = read_vreg(ctx, idx_n, idx_width)
         index = cast(ctx, b.trunc(index, ir.IntType(count * index_bits))
                      if index.type.width > count * index_bits else index, vec(index_bits, count))
         base = _vsib_base(ctx, mem)
@@ -552,7 +527,7 @@ _HALF = ir.HalfType()
 @_named("cvtph2ps")
 def cvtph2ps(ctx: Insn) -> None:
     b = ctx.b
-    n = _vbits(ctx) // 32
+    n = vec_bits(ctx) // 32
     v = rd(ctx, 1, mem_bits=16 * n, bits=128)
     v = b.trunc(v, ir.IntType(16 * n)) if 16 * n < 128 else v
     wr(ctx, 0, b.fpext(b.bitcast(v, ir.VectorType(_HALF, n)), ir.VectorType(ir.FloatType(), n)))
@@ -567,10 +542,13 @@ def cvtps2ph(ctx: Insn) -> None:
     imm = imm8(ctx)
     if not imm & 4 and imm & 3:
         raise UnsupportedOperand("vcvtps2ph with a directed rounding mode")
-    n = _vbits(ctx) // 32
+    n = vec_bits(ctx) // 32
     src = cast(ctx, rd(ctx, 1), ir.VectorType(ir.FloatType(), n))
     h = b.bitcast(b.fptrunc(src, ir.VectorType(_HALF, n)), ir.IntType(16 * n))
     if ctx.is_mem(0):
         ctx.store(ctx.ea(0), h)
     else:
         write_ymm(ctx, vreg_number(ctx.ops[0].reg)[0], h)
+
+
+__all__ = ["ROWS", "SEMANTICS"]

@@ -166,8 +166,11 @@ def imm8(ctx: Insn) -> int:
     return ctx.insn.bytes[-1]
 
 
-def read_ymm(ctx: Insn, n: int) -> ir.Value:
-    """ymm register ``n`` as an i256 (xmm ``n`` below ``ymmh{n}``)."""
+def read_vreg(ctx: Insn, n: int, bits: int = 256) -> ir.Value:
+    """Vector register ``n``: ymm as an i256 (xmm ``n`` below ``ymmh{n}``)
+    when ``bits`` is 256, else xmm as an i128."""
+    if bits != 256:
+        return ctx.em.get(f"xmm{n}")
     return concat_lanes(ctx, ctx.em.get(f"xmm{n}"), ctx.em.get(f"ymmh{n}"))
 
 
@@ -216,9 +219,9 @@ def rd(ctx: Insn, i: int, mem_bits: int | None = None, bits: int | None = None) 
         if n is not None:
             v = read_mm(ctx, n)
         elif vr is not None and vr[1] == 256:
-            v = ctx.em.get(f"{'ymmh' if lane else 'xmm'}{vr[0]}") if wide else read_ymm(ctx, vr[0])
+            v = ctx.em.get(f"{'ymmh' if lane else 'xmm'}{vr[0]}") if wide else read_vreg(ctx, vr[0])
         elif vr is not None:
-            v = ctx.em.get(f"xmm{vr[0]}")
+            v = read_vreg(ctx, vr[0], 128)
         else:
             v = ctx.get_reg(op.reg)
     else:

@@ -91,15 +91,15 @@ def bsplat(ctx: Insn, cond: ir.Value, like: ir.Type) -> ir.Value:
     return b.shuffle_vector(v, ir.Constant(vt, None), mask_i32([0] * n))
 
 
-def nan_fix(ctx: Insn, r: ir.Value, a: ir.Value, s: ir.Value | None = None) -> ir.Value:
-    """x86 NaN result rules for ``r = op(a[, s])``."""
+def nan_fix(ctx: Insn, r: ir.Value, a: ir.Value, *rest: ir.Value | None) -> ir.Value:
+    """x86 NaN result rules for ``r = op(a, ...)``: the first NaN operand in
+    the order given, made quiet; else the default NaN if ``r`` is one."""
     b = ctx.b
     ity = int_of(r.type)
     q = splat(ity, quiet_bit(r.type))
     res = b.select(isnan(ctx, r), splat(ity, default_nan(r.type)), as_int(ctx, r))
-    if s is not None:
-        res = b.select(isnan(ctx, s), b.or_(as_int(ctx, s), q), res)
-    res = b.select(isnan(ctx, a), b.or_(as_int(ctx, a), q), res)
+    for x in reversed((a,) + tuple(x for x in rest if x is not None)):
+        res = b.select(isnan(ctx, x), b.or_(as_int(ctx, x), q), res)
     return as_float(ctx, res, r.type)
 
 

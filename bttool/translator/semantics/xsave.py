@@ -40,6 +40,8 @@ from llvmlite import ir
 
 from bttool.ir.emitter import I64, const
 from bttool.ir.state import EXIT_FAULT, FAULT_GP, FAULT_UD
+from bttool.translator.cpumodel import (XCR0_AVX, XCR0_SSE, XCR0_X87, XSAVE_AVX_OFFSET,
+                                       XSAVE_HEADER)
 from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.registry import semantic
 from bttool.translator.semantics.x87 import X87
@@ -47,13 +49,13 @@ from bttool.translator.semantics.x87_env import (load_mxcsr_part, load_x87_part,
                                                  raw_phys, set_raw_phys, store_mxcsr_part,
                                                  store_x87_part, store_xmm_part, xmm_count)
 
-X87_BIT, SSE_BIT, AVX_BIT = 1, 2, 4
-HEADER, AVX_OFFSET = 512, 576
+X87_BIT, SSE_BIT, AVX_BIT = XCR0_X87, XCR0_SSE, XCR0_AVX
+HEADER, AVX_OFFSET = XSAVE_HEADER, XSAVE_AVX_OFFSET
 
 
 def xcr0(ctx: Insn) -> int:
-    """The virtual CPU's XCR0 (runtime/cpuid.py xcr0)."""
-    return X87_BIT | SSE_BIT | (AVX_BIT if ctx.model.has("avx") else 0)
+    """The virtual CPU's XCR0 (cpumodel.CpuModel.xcr0)."""
+    return ctx.model.xcr0
 
 
 def _addr(ctx: Insn, base: ir.Value, off: int) -> ir.Value:
