@@ -35,8 +35,9 @@ VOID = ir.VoidType()
 UNIT_TYPE = ir.FunctionType(VOID, [PTR, PTR])
 
 _FLAGS = set(state.FLAG_NAMES)
-# xmm registers are i128 to the lifter but live in <2 x i64> slots, so LLVM
-# keeps them in vector registers (an i128 SSA value is split into two GPRs).
+# xmm registers and the upper halves of ymm registers (ymmh) are i128 to the
+# lifter but live in <2 x i64> slots, so LLVM keeps them in vector registers
+# (an i128 SSA value is split into two GPRs).
 V2I64 = ir.VectorType(I64, 2)
 
 
@@ -57,7 +58,7 @@ def _value_type(name: str) -> ir.Type:
 
 def _slot_type(name: str) -> ir.Type:
     """The type of the field's alloca (and of its loads and stores)."""
-    if name.startswith("xmm"):
+    if name.startswith(("xmm", "ymmh")):
         return V2I64
     return _value_type(name)
 

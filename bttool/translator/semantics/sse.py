@@ -180,22 +180,30 @@ def pmovmskb(ctx: Insn) -> None:
 
 
 # -- logic ------------------------------------------------------------------------
+def _qwords(ctx: Insn, i: int) -> ir.Value:
+    """Operand ``i`` as a vector of 64-bit lanes.  Bitwise logic is done on
+    vectors, not on an i128/i256: LLVM's x86 backend splits a wide scalar
+    integer into 64-bit GPR pieces and rebuilds the vector byte by byte
+    (measured: 70 instructions for one vpand ymm feeding a vpminub)."""
+    return cast(ctx, rd(ctx, i), lanes(ctx, 64))
+
+
 @semantic("pand", "andps", "andpd")
 @width_generic
 def pand(ctx: Insn) -> None:
-    wr(ctx, 0, ctx.b.and_(rd(ctx, 0), rd(ctx, 1)))
+    wr(ctx, 0, ctx.b.and_(_qwords(ctx, 0), _qwords(ctx, 1)))
 
 
 @semantic("pandn", "andnps", "andnpd")
 @width_generic
 def pandn(ctx: Insn) -> None:
-    wr(ctx, 0, ctx.b.and_(ctx.b.not_(rd(ctx, 0)), rd(ctx, 1)))
+    wr(ctx, 0, ctx.b.and_(ctx.b.not_(_qwords(ctx, 0)), _qwords(ctx, 1)))
 
 
 @semantic("por", "orps", "orpd")
 @width_generic
 def por(ctx: Insn) -> None:
-    wr(ctx, 0, ctx.b.or_(rd(ctx, 0), rd(ctx, 1)))
+    wr(ctx, 0, ctx.b.or_(_qwords(ctx, 0), _qwords(ctx, 1)))
 
 
 @semantic("pxor", "xorps", "xorpd")
@@ -204,7 +212,7 @@ def pxor(ctx: Insn) -> None:
     if is_vreg(ctx, 1) and ctx.ops[0].reg == ctx.ops[1].reg:
         wr(ctx, 0, ir.Constant(ir.IntType(vec_bits(ctx)), 0))   # zeroing idiom
         return
-    wr(ctx, 0, ctx.b.xor(rd(ctx, 0), rd(ctx, 1)))
+    wr(ctx, 0, ctx.b.xor(_qwords(ctx, 0), _qwords(ctx, 1)))
 
 
 # -- shuffles and unpacks ---------------------------------------------------------
