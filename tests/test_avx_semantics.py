@@ -905,33 +905,11 @@ def check_case(form: Form, k: int, inp: N.Input) -> str | None:
     return None
 
 
-def known_gap(form: Form, inp) -> str | None:
-    """Why bttool may not give the CPU's result for this case yet, or None:
-    FMA3 and vcvtps2ph round to nearest whatever MXCSR.RC or imm8 say.  A
-    form whose only differences are such cases is an xfail naming them."""
-    rc = (inp.mxcsr >> 13) & 3
-    if form.asm.startswith("vf") and rc:
-        return "FMA3 ignores MXCSR.RC (rounds to nearest)"
-    if form.asm.startswith("vcvtps2ph"):
-        imm = int(form.asm.rsplit(",", 1)[1], 0)
-        if (imm & 4 and rc) or (not imm & 4 and imm & 3):
-            return "vcvtps2ph rounds to nearest whatever imm8/MXCSR.RC say"
-    return None
-
-
 @pytest.mark.parametrize("form", FORMS, ids=[f.name for f in FORMS])
 def test_form(form: Form) -> None:
-    errs, gaps = [], set()
-    for k, inp in enumerate(inputs(form)):
-        e = check_case(form, k, inp)
-        if e and known_gap(form, inp):
-            gaps.add(known_gap(form, inp))
-        elif e:
-            errs.append(e)
+    errs = [e for k, inp in enumerate(inputs(form)) if (e := check_case(form, k, inp))]
     if errs:
         pytest.fail("\n".join(errs))
-    if gaps:
-        pytest.xfail("; ".join(sorted(gaps)))
 
 
 def test_recording_agrees_with_host() -> None:

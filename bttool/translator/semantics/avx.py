@@ -19,7 +19,7 @@ from llvmlite import ir
 from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.semantics import sse_fpcore as fp
 from bttool.translator.semantics.sse_common import (
-    I32, I64, I128, cast, concat_lanes, half, imm8, mask_i32, rd, read_vreg, splat, vec,
+    HALF, I32, I64, I128, cast, concat_lanes, half, imm8, mask_i32, rd, read_vreg, splat, vec,
     vec_bits, vreg_number, wr, write_ymm)
 
 AVX, AVX2, AVX_AVX2 = "AVX", "AVX2", "AVX/AVX2"
@@ -359,9 +359,9 @@ for _s, _d in ((8, 16), (8, 32), (8, 64), (16, 32), (16, 64), (32, 64)):
 def _fma(op: str, order: str, scalar: bool):
     """v{op}{order}{p,s}{s,d}: operands x1 (the destination), x2 (VEX.vvvv),
     x3 (r/m); 132: x1*x3+x2, 213: x2*x1+x3, 231: x2*x3+x1, one rounding.
-    A NaN operand gives the first NaN of x1, x2, x3, made quiet (not
-    negated by fnmadd/fnmsub).  Round to nearest (MXCSR.RC is not applied
-    yet)."""
+    A NaN operand gives the first NaN of the two factors and the addend, in
+    that order, made quiet (not negated by fnmadd/fnmsub): for 132 that is
+    x1, x3, x2 (measured on the host).  Rounded by MXCSR.RC (sse_fpcore.fused)."""
     def fn(ctx: Insn) -> None:
         b = ctx.b
         fbits = 64 if ctx.vex.w else 32
@@ -372,18 +372,19 @@ def _fma(op: str, order: str, scalar: bool):
         x2 = b.bitcast(rd(ctx, 0, bits=width), fty)
         x3 = b.bitcast(rd(ctx, 1, mem_bits=fbits if scalar else width, bits=width), fty)
         a, m, c = {"132": (x1, x3, x2), "213": (x2, x1, x3), "231": (x2, x3, x1)}[order]
+        nan_order = (a, m, c)
         neg_c = b.fneg(c)
         if op in ("fnmadd", "fnmsub"):
             a = b.fneg(a)
         if op in ("fmaddsub", "fmsubadd"):
-            plus, minus = fp.fma(ctx, a, m, c), fp.fma(ctx, a, m, neg_c)
+            plus, minus = fp.fused(ctx, a, m, c), fp.fused(ctx, a, m, neg_c)
             # fmaddsub subtracts in even lanes, fmsubadd in odd ones
             even_sub = op == "fmaddsub"
             r = b.shuffle_vector(minus if even_sub else plus, plus if even_sub else minus,
                                  mask_i32([k if k % 2 == 0 else k + n for k in range(n)]))
         else:
-            r = fp.fma(ctx, a, m, neg_c if op in ("fmsub", "fnmsub") else c)
-        r = fp.nan_fix(ctx, r, x1, x2, x3)
+            r = fp.fused(ctx, a, m, neg_c if op in ("fmsub", "fnmsub") else c)
+        r = fp.nan_fix(ctx, r, *nan_order)
         if scalar:
             r = b.insert_element(x1, b.extract_element(r, ir.Constant(I32, 0)), ir.Constant(I32, 0))
         wr(ctx, 0, r)
@@ -521,30 +522,23 @@ for _i in (32, 64):
 
 
 # -- F16C --------------------------------------------------------------------------------
-_HALF = ir.HalfType()
-
-
 @_named("cvtph2ps")
 def cvtph2ps(ctx: Insn) -> None:
     b = ctx.b
     n = vec_bits(ctx) // 32
     v = rd(ctx, 1, mem_bits=16 * n, bits=128)
     v = b.trunc(v, ir.IntType(16 * n)) if 16 * n < 128 else v
-    wr(ctx, 0, b.fpext(b.bitcast(v, ir.VectorType(_HALF, n)), ir.VectorType(ir.FloatType(), n)))
+    wr(ctx, 0, b.fpext(b.bitcast(v, ir.VectorType(HALF, n)), ir.VectorType(ir.FloatType(), n)))
 
 
 @_named("cvtps2ph")
 def cvtps2ph(ctx: Insn) -> None:
-    """vcvtps2ph Wh, Vx, Ib: to an xmm (zeroing the rest) or memory.  Rounds
-    to nearest even; imm8's directed modes are not translated yet (imm8
-    bit 2, MXCSR.RC, is taken as round to nearest)."""
-    b = ctx.b
+    """vcvtps2ph Wh, Vx, Ib: to an xmm (zeroing the rest) or memory, rounded
+    by imm8[1:0], or by MXCSR.RC when imm8 bit 2 is set."""
     imm = imm8(ctx)
-    if not imm & 4 and imm & 3:
-        raise UnsupportedOperand("vcvtps2ph with a directed rounding mode")
     n = vec_bits(ctx) // 32
     src = cast(ctx, rd(ctx, 1), ir.VectorType(ir.FloatType(), n))
-    h = b.bitcast(b.fptrunc(src, ir.VectorType(_HALF, n)), ir.IntType(16 * n))
+    h = ctx.b.bitcast(fp.to_half(ctx, src, None if imm & 4 else imm & 3), ir.IntType(16 * n))
     if ctx.is_mem(0):
         ctx.store(ctx.ea(0), h)
     else:

@@ -28,6 +28,7 @@ from bttool.translator.semantics.mmx_regs import is_mm, mm_number, names_mm, rea
 
 F32 = ir.FloatType()
 F64 = ir.DoubleType()
+HALF = ir.HalfType()
 
 
 def vec(bits: int, n: int) -> ir.VectorType:
@@ -81,7 +82,7 @@ def mask_i32(indices) -> ir.Constant:
 def int_of(ty: ir.Type) -> ir.Type:
     """The integer (vector) type with the same lane widths as float (vector) ``ty``."""
     e = elem(ty)
-    bits = 32 if e == F32 else 64 if e == F64 else e.width
+    bits = 32 if e == F32 else 64 if e == F64 else 16 if e == HALF else e.width
     it = ir.IntType(bits)
     return ir.VectorType(it, ty.count) if isinstance(ty, ir.VectorType) else it
 
@@ -99,6 +100,8 @@ def mangle(ty: ir.Type) -> str:
             return "f32"
         if t == F64:
             return "f64"
+        if t == HALF:
+            return "f16"
         return f"i{t.width}"
     if isinstance(ty, ir.VectorType):
         return f"v{ty.count}{one(ty.element)}"

@@ -36,12 +36,13 @@ from llvmlite import ir
 
 from bttool.translator.operands import Insn
 from bttool.translator.semantics.sse_common import (
-    F32, F64, I1, I32, call, elem, int_of, lanes_of, mangle, mask_i32, merge_low, mxcsr_rc,
+    F32, F64, HALF, I1, I32, call, elem, int_of, lanes_of, mangle, mask_i32, merge_low, mxcsr_rc,
     splat)
 
 
 def fbits(ty: ir.Type) -> int:
-    return 32 if elem(ty) == F32 else 64
+    e = elem(ty)
+    return 32 if e == F32 else 16 if e == HALF else 64
 
 
 def sign_bit(ty: ir.Type) -> int:
@@ -328,6 +329,133 @@ def _directed_arith(ctx: Insn, op: str, rc: ir.Value, a: ir.Value, s: ir.Value,
     return directed(ctx, rc, near, above, below)
 
 
+# -- fused multiply-add ------------------------------------------------------------
+def _two_sum(ctx: Insn, x: ir.Value, y: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """(s, t) with s = RN(x + y) and x + y = s + t exactly (Knuth's TwoSum:
+    exact for any finite x, y whose sum does not overflow, subnormals too)."""
+    b = ctx.b
+    s = b.fadd(x, y)
+    bb = b.fsub(s, x)
+    return s, b.fadd(b.fsub(x, b.fsub(s, bb)), b.fsub(y, bb))
+
+
+def _signs(ctx: Insn, e: ir.Value, tie: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """(positive, negative) of ``e``, or of ``tie`` where ``e`` is zero."""
+    b = ctx.b
+    ep, en = _sign_of(ctx, e)
+    tp, tn = _sign_of(ctx, tie)
+    is_zero = b.fcmp_ordered("oeq", e, splat(e.type, 0.0))
+    return b.or_(ep, b.and_(is_zero, tp)), b.or_(en, b.and_(is_zero, tn))
+
+
+def _fma_error_f32(ctx: Insn, a, m, c, near) -> tuple[ir.Value, ir.Value]:
+    """Where a*m + c lies from its nearest float ``near``, in double: the
+    product of two floats is exact there, TwoSum gives the sum exactly as
+    s + t, and s - near is exact (Sterbenz: both round the same value), so
+    the sign of (s - near) + t is the sign of the error.  A float's whole
+    exponent range, subnormals and overflow included, is normal in double."""
+    b = ctx.b
+    dty = ir.VectorType(F64, a.type.count) if lanes_of(a.type) else F64
+    p = b.fmul(b.fpext(a, dty), b.fpext(m, dty))
+    s, t = _two_sum(ctx, p, b.fpext(c, dty))
+    return _sign_of(ctx, b.fadd(b.fsub(s, b.fpext(near, dty)), t))
+
+
+# f64 thresholds (see _fma_error_f64)
+_FMA_TINY_PRODUCT = 2.0 ** -900
+_FMA_TINY_RESULT = 2.0 ** -969
+_FMA_SMALL_ADDEND = 2.0 ** -600
+_FMA_FACTOR_SCALE = 2.0 ** 450
+_FMA_SUM_SCALE = 2.0 ** 900
+_FMA_NEGLIGIBLE = 2.0 ** -177
+
+
+def _fma_error_f64(ctx: Insn, a, m, c, near) -> tuple[ir.Value, ir.Value]:
+    """Where a*m + c lies from its nearest double ``near``, for finite
+    operands: Boldo and Muller's ErrFma ("Exact and approximated error of
+    the FMA", 2011) writes a*m + c = r1 + r2 + r3 exactly with r1 the FMA's
+    nearest result, provided nothing underflows.  Three regimes:
+
+    * product tiny (< 2^-900) beside an addend >= 2^-600: the result is the
+      addend and the error is the product, whose sign is that of a*m;
+    * product or result tiny, addend < 2^-600: then |a*m| < 2^-599 and
+      everything is scaled by 2^900 (each factor by 2^450: the larger one
+      is below 2^475 since the smaller is at least 2^-1074), which is
+      exact and lifts every non-zero value of the exact computation (a
+      multiple of 2^-1183) into the normal range; the error is then
+      (r1' - near') + r2' + r3', r1' - near' being exact (Sterbenz), unless
+      the scaled product is still below 2^-177, when |a*m| < 2^-1077 is
+      less than half the smallest subnormal and the error is the product
+      again;
+    * otherwise ErrFma applies as it is."""
+    b = ctx.b
+    ty = a.type
+
+    def lt(x, k):
+        return b.fcmp_ordered("olt", fabs(ctx, x), splat(ty, k))
+
+    small_c = lt(c, _FMA_SMALL_ADDEND)
+    tiny_product = lt(b.fmul(a, m), _FMA_TINY_PRODUCT)
+    scale = b.and_(b.or_(tiny_product, lt(near, _FMA_TINY_RESULT)), small_c)
+
+    def scaled(x, k):
+        return b.select(scale, b.fmul(x, splat(ty, k)), x)
+
+    a2, m2 = scaled(a, _FMA_FACTOR_SCALE), scaled(m, _FMA_FACTOR_SCALE)
+    c2, n2 = scaled(c, _FMA_SUM_SCALE), scaled(near, _FMA_SUM_SCALE)
+    u1 = b.fmul(a2, m2)
+    u2 = fma(ctx, a2, m2, b.fneg(u1))                 # a2*m2 = u1 + u2
+    alpha1, z = _two_sum(ctx, c2, u2)
+    beta1, beta2 = _two_sum(ctx, u1, alpha1)
+    r1 = fma(ctx, a2, m2, c2)
+    gamma = b.fadd(b.fsub(beta1, r1), beta2)
+    r2 = b.fadd(gamma, z)                              # Fast2Sum(gamma, z)
+    r3 = b.fsub(z, b.fsub(r2, gamma))
+    above, below = _signs(ctx, b.fadd(b.fsub(r1, n2), r2), r3)
+
+    # the product alone decides
+    by_product = b.or_(b.and_(tiny_product, b.not_(small_c)), b.and_(scale, lt(u1, _FMA_NEGLIGIBLE)))
+    ity = int_of(ty)
+    nonzero = b.and_(b.fcmp_unordered("une", a, splat(ty, 0.0)), b.fcmp_unordered("une", m, splat(ty, 0.0)))
+    neg = b.icmp_signed("<", b.xor(as_int(ctx, a), as_int(ctx, m)), splat(ity, 0))
+    return (b.select(by_product, b.and_(nonzero, b.not_(neg)), above),
+            b.select(by_product, b.and_(nonzero, neg), below))
+
+
+def _directed_fma(ctx: Insn, rc: ir.Value, a: ir.Value, m: ir.Value, c: ir.Value,
+                  near: ir.Value) -> ir.Value:
+    """a*m + c rounded once by ``rc`` (any mode), from its nearest result."""
+    b = ctx.b
+    ty = a.type
+    error = _fma_error_f32 if fbits(ty) == 32 else _fma_error_f64
+    above, below = error(ctx, a, m, c, near)
+    # an overflow to infinity from finite operands
+    ovf = b.and_(isinf(ctx, near), b.and_(isfinite(ctx, a), b.and_(isfinite(ctx, m), isfinite(ctx, c))))
+    pos, negr = _sign_of(ctx, near)
+    finite = b.not_(ovf)
+    above = b.or_(b.and_(above, finite), b.and_(ovf, negr))
+    below = b.or_(b.and_(below, finite), b.and_(ovf, pos))
+    r = directed(ctx, rc, near, above, below)
+    # An exact zero is -0 when rounding down, unless it is +0 * x + +0.
+    ity = int_of(ty)
+    zero = splat(ty, 0.0)
+    product_pz = b.and_(b.or_(b.fcmp_ordered("oeq", a, zero), b.fcmp_ordered("oeq", m, zero)),
+                        b.icmp_signed(">=", b.xor(as_int(ctx, a), as_int(ctx, m)), splat(ity, 0)))
+    both_pz = b.and_(product_pz, b.icmp_unsigned("==", as_int(ctx, c), splat(ity, 0)))
+    exact_zero = b.and_(b.fcmp_ordered("oeq", near, zero), b.not_(b.or_(above, below)))
+    down = bsplat(ctx, b.icmp_unsigned("==", rc, ir.Constant(I32, 1)), ty)
+    return b.select(b.and_(b.and_(exact_zero, down), b.not_(both_pz)), splat(ty, -0.0), r)
+
+
+def fused(ctx: Insn, a: ir.Value, m: ir.Value, c: ir.Value) -> ir.Value:
+    """x86 FMA3's a*m + c, rounded once by MXCSR.RC (NaN operands give
+    LLVM's result: callers apply ``nan_fix`` in their operand order)."""
+    def exact(octx: Insn, rc: ir.Value, a: ir.Value, m: ir.Value, c: ir.Value) -> ir.Value:
+        return _directed_fma(octx, rc, a, m, c, fma(octx, a, m, c))
+
+    return guarded(ctx, "fma", fma(ctx, a, m, c), [a, m, c], exact, nan_possible=False)
+
+
 # -- the host's own instructions -----------------------------------------------------
 # The AVX-512 rounding operand {rn-sae}: round to nearest, exceptions
 # suppressed.  Not 4 ("current direction"): LLVM turns that form back into
@@ -502,6 +630,27 @@ def narrow(ctx: Insn, d: ir.Value, fty: ir.Type) -> ir.Value:
         return as_float(octx, b.select(isnan(octx, d), nan, as_int(octx, r)), fty)
 
     return guarded(ctx, "fptrunc", ctx.b.fptrunc(d, fty), [d], exact)
+
+
+def to_half(ctx: Insn, x: ir.Value, rc: int | None) -> ir.Value:
+    """float (vector) -> half (vector) rounded by mode ``rc`` (0 nearest, 1
+    down, 2 up, 3 toward zero), or by MXCSR.RC when ``rc`` is None
+    (vcvtps2ph's imm8).  The nearest half, converted back (exactly), says
+    where ``x`` lay."""
+    hty = ir.VectorType(HALF, x.type.count) if lanes_of(x.type) else HALF
+
+    def exact(octx: Insn, rc: ir.Value, x: ir.Value) -> ir.Value:
+        b = octx.b
+        near = b.fptrunc(x, hty)
+        back = b.fpext(near, x.type)
+        return directed(octx, rc, near, b.fcmp_ordered("ogt", x, back), b.fcmp_ordered("olt", x, back))
+
+    near = ctx.b.fptrunc(x, hty)
+    if rc is None:
+        return guarded(ctx, "fptrunc", near, [x], exact, nan_possible=False)
+    if rc == 0:
+        return near
+    return exact(ctx, ir.Constant(I32, rc), x)
 
 
 def widen(ctx: Insn, f: ir.Value, dty: ir.Type) -> ir.Value:
