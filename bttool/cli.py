@@ -25,15 +25,21 @@ def main() -> None:
     """Run x86-64 programs by binary translation through LLVM."""
 
 
-def _cpu_models() -> list[str]:
-    from bttool.translator.cpumodel import MODELS
-    return list(MODELS)
+def _cpu_model(ctx, param, value: str | None) -> str | None:
+    """--cpu: a model name, checked (cpumodel.get), in its canonical spelling."""
+    if value is None:
+        return None
+    from bttool.translator import cpumodel
+    try:
+        return cpumodel.get(value).name
+    except cpumodel.UnknownCpuModel as e:
+        raise click.BadParameter(str(e)) from None
 
 
 _CPU_OPTION = click.option(
-    "--cpu", envvar="BTTOOL_CPU", type=click.Choice(_cpu_models()), default=None,
-    help="The virtual CPU the guest sees (default x86-64-v2; also BTTOOL_CPU): its CPUID, "
-         "and SIGILL for instructions it lacks.")
+    "--cpu", envvar="BTTOOL_CPU", callback=_cpu_model, default=None, metavar="MODEL",
+    help="The virtual CPU the guest sees: x86-64-v2 (the default) or x86-64-v3, optionally "
+         "with +adx (also BTTOOL_CPU): its CPUID, and SIGILL for instructions it lacks.")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})

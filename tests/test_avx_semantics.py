@@ -537,6 +537,8 @@ F("vmovlps xmm7, xmm8, qword ptr [rsi+8]", "f32")
 F("vmovlps qword ptr [rdi+8], xmm10", "f32")
 F("vmovhpd xmm11, xmm12, qword ptr [rsi+0x18]", "f64")
 F("vmovhpd qword ptr [rdi], xmm13", "f64")
+for imm in (0x00, 0x05, 0x2d, 0x3f):   # the upper lane's offsets are imm8[5:3]
+    V(f"vmpsadbw {{d}}, {{a}}, {{b}}, {imm:#x}", mem=imm == 0x2d)
 V("vmovddup {d}, {b}", "f64")
 F("vmovddup xmm2, qword ptr [rsi+8]", "f64")
 V("vmovshdup {d}, {b}", "f32")
@@ -562,6 +564,12 @@ for imm in (0x08, 0x3a, 0x4a):
     F(f"vpcmpistri xmm4, xmm5, {imm:#x}", "str8")
 F("vpcmpistri xmm12, xmm7, 0x09", "str16")
 F("vpcmpistri xmm6, xmmword ptr [rsi+0x20], 0x1a", "str8")
+for imm in (0x0c, 0x44, 0x5a):     # the mask forms write xmm0 and zero ymm0's upper half
+    F(f"vpcmpestrm xmm3, xmm11, {imm:#x}", "str8", prep=_len_prep)
+F("vpcmpestrm xmm8, xmmword ptr [rsi+0x10], 0x41", "str16", prep=_len_prep)
+for imm in (0x08, 0x4a):
+    F(f"vpcmpistrm xmm13, xmm2, {imm:#x}", "str8")
+F("vpcmpistrm xmm0, xmmword ptr [rsi+0x20], 0x19", "str16")
 F("vaesenc xmm1, xmm2, xmm3")
 F("vaesenc xmm10, xmm10, xmmword ptr [rsi+0x10]")
 for imm in (0x00, 0x11, 0x01):
@@ -1022,7 +1030,7 @@ def test_xgetbv_follows_model(model: str, xcr0: int) -> None:
     assert (tr.regs["rax"], tr.regs["rdx"]) == (xcr0, 0)
 
 
-@pytest.mark.parametrize("model", [cpumodel.V2, cpumodel.V3])
+@pytest.mark.parametrize("model", [cpumodel.V2, cpumodel.V3, cpumodel.V3 + "+adx"])
 def test_cpuid_avx_bits_follow_model(model: str) -> None:
     cpuid.select(model)
     N.forget_translation()
@@ -1032,8 +1040,10 @@ def test_cpuid_avx_bits_follow_model(model: str) -> None:
     finally:
         cpuid.select(cpumodel.V3)
         N.forget_translation()
-    v3 = model == cpumodel.V3
+    v3 = model.startswith(cpumodel.V3)
     ecx1, ebx7 = one.regs["rcx"], seven.regs["rbx"]
+    assert one.regs["rax"] == (0x306C3 if v3 else 0x206C2), "the base model's signature"
+    assert bool(ebx7 >> 19 & 1) == model.endswith("+adx"), f"CPUID.7.0:EBX.ADX {ebx7:#x}"
     assert bool(ecx1 >> 28 & 1) == v3, f"CPUID.1:ECX.AVX {ecx1:#x}"
     assert bool(ecx1 >> 27 & 1) == v3, f"CPUID.1:ECX.OSXSAVE {ecx1:#x}"
     assert bool(ecx1 >> 12 & 1) == v3, f"CPUID.1:ECX.FMA {ecx1:#x}"

@@ -155,9 +155,11 @@ class Case:
     auto_regs: bool = True                        # draw the registers named in asm
     weight: float = 1.0                           # example-count factor
     code: bytes = b""
+    cpu: str | None = None                        # a model other than the module's (v3)
 
 
 CASES: list[Case] = []
+ADX_MODEL = "x86-64-v3+adx"
 
 
 def case(id: str, asm: str, **kw) -> Case:
@@ -664,11 +666,13 @@ for w, d, s1, s2, ptr in ((32, "r8d", "edx", "ecx", "dword"), (64, "rdi", "r11",
          regs={"rdx": in_reg(w)})
     case(f"bmi-mulx-r{w}-same", f"mulx {d}, {d}, {s2}", regs={"rdx": in_reg(w)})
     case(f"bmi-mulx-r{w}-rdx", f"mulx {rdx}, {s1}, {rdx}", regs={"rdx": in_reg(w)})
+    # ADX is in no psABI level: these run on x86-64-v3+adx
     for op in ("adcx", "adox"):
-        case(f"adx-{op}-r{w}", f"{op} {d}, {s1}")
-        case(f"adx-{op}-r{w}-m{w}", f"{op} {d}, {ptr} ptr [rsi+8]", mem=[(8, w)])
+        case(f"adx-{op}-r{w}", f"{op} {d}, {s1}", cpu=ADX_MODEL)
+        case(f"adx-{op}-r{w}-m{w}", f"{op} {d}, {ptr} ptr [rsi+8]", mem=[(8, w)], cpu=ADX_MODEL)
     # two interleaved carry chains, as big-number code runs them
-    case(f"adx-chains-r{w}", f"adcx {d}, {s1}; adox {s2}, {d}; adcx {s1}, {s2}; adox {d}, {s1}")
+    case(f"adx-chains-r{w}", f"adcx {d}, {s1}; adox {s2}, {d}; adcx {s1}, {s2}; adox {d}, {s1}",
+         cpu=ADX_MODEL)
 
 # -- stack ------------------------------------------------------------------------
 
@@ -907,7 +911,11 @@ def test_insn(c: Case) -> None:
     def check(data) -> None:
         run_case(c, draw_inputs(c, data.draw))
 
-    check()
+    if c.cpu is None:
+        check()
+        return
+    with N.cpu_model(c.cpu):
+        check()
 
 
 _BIT_DEPOSIT = [c for c in CASES if c.id.startswith(("bmi-pdep", "bmi-pext"))]
@@ -966,3 +974,42 @@ def test_addr32_rep_zero_count_inline(text: str) -> None:
     assert t.regs["rcx"] == 2 - ran, text
     assert t.regs["rsi"] == (src + ran * elem if moves_si else _HI | src), text
     assert t.regs["rdi"] == (dst + ran * elem if moves_di else _HI | dst), text
+
+
+# -- instructions the model lacks -------------------------------------------------
+
+_SCAN_VALUES = (0, 1, 2, 0x80, 0x8000, 0x80000000, 1 << 63, 0x0F00, 0xFFFFFFFFFFFFFFFF, 0x123456789A0)
+
+
+@pytest.mark.parametrize("op,twin", [("tzcnt", "bsf"), ("lzcnt", "bsr")])
+@pytest.mark.parametrize("dst,src", [("ax", "cx"), ("eax", "ecx"), ("rax", "rcx")])
+def test_count_is_bit_scan_without_its_feature(op: str, twin: str, dst: str, src: str) -> None:
+    """x86-64-v2 has neither BMI1 nor LZCNT: F3 0F BC/BD run as bsf/bsr
+    there (the CPU ignores the F3), so tzcnt/lzcnt translated under v2 must
+    end as the host's own bsf/bsr do (ZF, and the destination kept for a
+    zero source)."""
+    code, twin_code = N.assemble([f"{op} {dst}, {src}", f"{twin} {dst}, {src}"])
+    with N.cpu_model("x86-64-v2"):
+        for value in _SCAN_VALUES:
+            regs = {**N.default_regs(), "rcx": value, "rax": 0x5555AAAA5555AAAA}
+            native = N.run_native(twin_code, regs, 0x202)
+            N.compare(native, N.run_translated(code, regs, 0x202), flag_mask=ZF | DF,
+                      what=f"{op} {dst}, {src} with {value:#x} on x86-64-v2")
+
+
+@pytest.mark.parametrize("model,text,ud", [
+    ("x86-64-v2", "movbe eax, dword ptr [rsi+8]", True),
+    ("x86-64-v3", "movbe eax, dword ptr [rsi+8]", False),
+    ("x86-64-v2", "adcx rax, rbx", True),
+    ("x86-64-v3", "adox rax, rbx", True),
+    ("x86-64-v3+adx", "adcx rax, rbx", False),
+])
+def test_feature_gates_legacy_encodings(model: str, text: str, ud: bool) -> None:
+    """MOVBE and ADX are legacy-encoded instructions of features a model
+    may lack (translator/avxtable.LEGACY): #UD there, as on such a CPU."""
+    code, = N.assemble([text])
+    regs = {**N.default_regs(), "rsi": MEM_BASE}
+    with N.cpu_model(model):
+        t = N.run_translated(code, regs, 0x202, data=BACKGROUND)
+    assert (t.fault == N.st.FAULT_UD) == ud, (model, text, t.fault, t.notes)
+    assert not t.untranslatable

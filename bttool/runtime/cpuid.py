@@ -19,7 +19,9 @@ A fixed, documented CPU so a guest behaves the same on every host:
   (832 bytes, the AVX component at 576); no XSAVEOPT/XSAVEC/XSAVES;
 * deterministic cache parameters (leaf 4): L1d 32 KiB, L1i 32 KiB,
   L2 1 MiB, L3 8 MiB, 64-byte lines; one core, one thread;
-* brand string "bttool virtual x86-64-v2 CPU" (or -v3).
+* brand string "bttool virtual x86-64-v2 CPU" (or -v3);
+* a model with optional features (``x86-64-v3+adx``) reports them too and
+  is otherwise its base model.
 """
 from __future__ import annotations
 
@@ -28,12 +30,18 @@ from bttool.translator import cpumodel
 _model = cpumodel.get(cpumodel.DEFAULT)
 
 _EDX1 = sum(1 << b for b in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 19, 23, 24, 25, 26))
-# SSE3 PCLMULQDQ SSSE3 CX16 SSE4.1 SSE4.2 POPCNT AES RDRAND
-_ECX1_V2 = sum(1 << b for b in (0, 1, 9, 13, 19, 20, 23, 25, 30))
-# FMA MOVBE XSAVE OSXSAVE AVX F16C
-_ECX1_V3 = _ECX1_V2 | sum(1 << b for b in (12, 22, 26, 27, 28, 29))
-_LEAF7_EBX_V2 = (1 << 18) | (1 << 29)                    # RDSEED SHA
-_LEAF7_EBX_V3 = _LEAF7_EBX_V2 | (1 << 3) | (1 << 5) | (1 << 8)   # BMI1 AVX2 BMI2
+# Where CPUID reports each model feature: (leaf, register, bit).  SSE and
+# SSE2 are in leaf 1 EDX with the rest of the baseline (_EDX1).
+_FEATURE_BITS = {
+    "sse3": (1, "ecx", 0), "pclmul": (1, "ecx", 1), "ssse3": (1, "ecx", 9), "fma": (1, "ecx", 12),
+    "cx16": (1, "ecx", 13), "sse4.1": (1, "ecx", 19), "sse4.2": (1, "ecx", 20),
+    "movbe": (1, "ecx", 22), "popcnt": (1, "ecx", 23), "aes": (1, "ecx", 25),
+    "xsave": (1, "ecx", 26), "osxsave": (1, "ecx", 27), "avx": (1, "ecx", 28),
+    "f16c": (1, "ecx", 29), "rdrand": (1, "ecx", 30),
+    "bmi1": (7, "ebx", 3), "avx2": (7, "ebx", 5), "bmi2": (7, "ebx", 8), "rdseed": (7, "ebx", 18),
+    "adx": (7, "ebx", 19), "sha": (7, "ebx", 29),
+    "lahf": (0x80000001, "ecx", 0), "lzcnt": (0x80000001, "ecx", 5),
+}
 _SIGNATURE = {cpumodel.V2: 0x000206C2,                   # family 6, model 0x2C, stepping 2
               cpumodel.V3: 0x000306C3}                   # family 6, model 0x3C, stepping 3
 _VENDOR = b"GenuineIntel"
@@ -51,8 +59,10 @@ def model() -> cpumodel.CpuModel:
     return _model
 
 
-def _v3() -> bool:
-    return _model.name == cpumodel.V3
+def _bits(leaf: int, reg: str) -> int:
+    """The model's feature bits in ``reg`` of ``leaf``."""
+    return sum(1 << bit for f, (lf, r, bit) in _FEATURE_BITS.items()
+               if lf == leaf and r == reg and _model.has(f))
 
 
 def _le(b: bytes) -> int:
@@ -77,18 +87,18 @@ def hwcap() -> int:
 
 def cpuid(leaf: int, sub: int) -> tuple[int, int, int, int]:
     leaf &= 0xFFFFFFFF
-    v3 = _v3()
+    xsave = _model.has("xsave")
     if leaf == 0:
-        return 0xD if v3 else 7, _le(_VENDOR[0:4]), _le(_VENDOR[8:12]), _le(_VENDOR[4:8])
+        return 0xD if xsave else 7, _le(_VENDOR[0:4]), _le(_VENDOR[8:12]), _le(_VENDOR[4:8])
     if leaf == 1:
-        return _SIGNATURE[_model.name], (8 << 8) | (1 << 16), _ECX1_V3 if v3 else _ECX1_V2, _EDX1
+        return _SIGNATURE[_model.family], (8 << 8) | (1 << 16), _bits(1, "ecx"), _EDX1
     if leaf == 2:
         return 0x00FEFF01, 0, 0, 0
     if leaf == 4:
         return _cache_leaf4(sub)
     if leaf == 7:
-        return 0, ((_LEAF7_EBX_V3 if v3 else _LEAF7_EBX_V2) if sub == 0 else 0), 0, 0
-    if leaf == 0xD and v3:
+        return 0, (_bits(7, "ebx") if sub == 0 else 0), 0, 0
+    if leaf == 0xD and xsave:
         if sub == 0:        # supported XCR0 bits; size for XCR0 now, largest size
             size = cpumodel.xsave_size(_model.xcr0)
             return _model.xcr0, size, size, 0
@@ -101,7 +111,7 @@ def cpuid(leaf: int, sub: int) -> tuple[int, int, int, int]:
         return 0x80000008, 0, 0, 0
     if leaf == 0x80000001:
         # LAHF (and LZCNT on v3); SYSCALL, NX, LM
-        return 0, 0, 1 | ((1 << 5) if v3 else 0), (1 << 11) | (1 << 20) | (1 << 29)
+        return 0, 0, _bits(0x80000001, "ecx"), (1 << 11) | (1 << 20) | (1 << 29)
     if 0x80000002 <= leaf <= 0x80000004:
         brand = f"bttool virtual {_model.name} CPU".encode().ljust(48, b"\0")
         chunk = brand[(leaf - 0x80000002) * 16:][:16]

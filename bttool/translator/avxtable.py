@@ -197,6 +197,7 @@ ROWS: tuple[tuple[str, str, str | None, str], ...] = (
     ("66.0F3A 0E /r ib",      "vpblendw Vx,Hx,Wx,Ib",            "pblendw",      AVX_AVX2),
     ("66.0F3A 40 /r ib",      "vdpps Vx,Hx,Wx,Ib",               "dpps",         AVX),
     ("66.0F3A 41 /r ib",      "vdppd Vdq,Hdq,Wdq,Ib",            "dppd",         AVX),
+    ("66.0F3A 42 /r ib",      "vmpsadbw Vx,Hx,Wx,Ib",            "mpsadbw",      AVX_AVX2),
     ("66.0F3A 21 /r ib",      "vinsertps Vdq,Hdq,Wd,Ib",         "insertps",     AVX),
     # -- shifts ----------------------------------------------------------------------------------
     ("66.0F 71 /2 ib",        "vpsrlw Hx,Ux,Ib",                 "psrlw",        AVX_AVX2),
@@ -297,7 +298,9 @@ ROWS: tuple[tuple[str, str, str | None, str], ...] = (
     ("F3.0F.LIG 2D /r",       "vcvtss2si Gy,Wss",                "cvtss2si",     AVX),
     ("F2.0F.LIG 2D /r",       "vcvtsd2si Gy,Wsd",                "cvtsd2si",     AVX),
     # -- string compares, crypto (128 bits) -----------------------------------------------------
+    ("66.0F3A 60 /r ib",      "vpcmpestrm Vdq,Wdq,Ib",           "pcmpestrm",    AVX),
     ("66.0F3A 61 /r ib",      "vpcmpestri Vdq,Wdq,Ib",           "pcmpestri",    AVX),
+    ("66.0F3A 62 /r ib",      "vpcmpistrm Vdq,Wdq,Ib",           "pcmpistrm",    AVX),
     ("66.0F3A 63 /r ib",      "vpcmpistri Vdq,Wdq,Ib",           "pcmpistri",    AVX),
     ("66.0F38 DC /r",         "vaesenc Vdq,Hdq,Wdq",             "aesenc",       AVX_AES),
     ("66.0F38 DD /r",         "vaesenclast Vdq,Hdq,Wdq",         "aesenclast",   AVX_AES),
@@ -466,25 +469,48 @@ def semantic_of(form: Form) -> SemanticFn:
     return fn
 
 
+# Legacy-encoded (non-VEX) instructions that need a CPUID feature, and what
+# a CPU without it does: #UD, or, for tzcnt and lzcnt (F3 0F BC/BD), the
+# instruction the F3 prefix is ignored on (SDM vol. 2: "LZCNT ... on
+# processors that do not support LZCNT, the instruction byte encoding is
+# executed as BSR").  Capstone decodes these bytes as the new instruction.
+LEGACY: dict[str, tuple[str, str | None]] = {
+    # capstone mnemonic: (feature, the twin without it, or None for #UD)
+    "tzcnt": ("bmi1", "bsf"),
+    "lzcnt": ("lzcnt", "bsr"),
+    "movbe": ("movbe", None),
+    "adcx": ("adx", None),
+    "adox": ("adx", None),
+}
+
+
 @dataclass(frozen=True)
 class Decision:
     """What the table says of one instruction for a CPU model: lift it with
-    ``form``, or #UD for ``ud`` (the feature the model lacks, or
-    "encoding" for one no form allows)."""
-    vex: Vex
+    ``form`` (a VEX form) or as its legacy ``twin`` (a mnemonic whose
+    semantic runs on the same operands), or #UD for ``ud`` (the feature the
+    model lacks, or "encoding" for one no form allows)."""
+    vex: Vex | None = None
     form: Form | None = None
     ud: str | None = None
+    twin: str | None = None
+
+
+def _legacy(insn, model: CpuModel) -> Decision | None:
+    rule = LEGACY.get(insn.mnemonic)
+    if rule is None or model.has(rule[0]):
+        return None
+    return Decision(twin=rule[1]) if rule[1] else Decision(ud=rule[0])
 
 
 def decide(insn, mode: int, model: CpuModel) -> Decision | None:
-    """The table's decision on ``insn``, or None when it is no VEX
-    instruction of the table's (the registry's semantics apply, or it is a
-    gap of bttool's).  The one rule the lifter (``bind``) and ``bttool
-    coverage`` follow."""
+    """The table's decision on ``insn``, or None when the registry's
+    semantics apply as they are (or it is a gap of bttool's).  The one rule
+    the lifter (``bind``) and ``bttool coverage`` follow."""
     from bttool.translator import vex as vexmod
     v = vexmod.parse(bytes(insn.bytes), mode)
     if v is None:
-        return None
+        return _legacy(insn, model)
     form = find(v)
     if form is None:
         # an encoding the table's forms of this instruction exclude (VEX.L,
@@ -496,16 +522,22 @@ def decide(insn, mode: int, model: CpuModel) -> Decision | None:
 
 
 def bind(em, insn, options, model: CpuModel):
-    """How the lifter lifts ``insn`` if it is a VEX instruction: a thunk
-    that lifts it, the string "ud" when the CPU raises #UD for it (an
+    """How the lifter lifts ``insn`` if the table decides it (``decide``): a
+    thunk that lifts it, the string "ud" when the CPU raises #UD for it (an
     encoding that does not exist, or a feature ``model`` lacks), or None
-    when it is no VEX instruction (the registry's semantics apply)."""
+    when the registry's semantics apply as they are."""
     from bttool.translator import vex as vexmod
     d = decide(insn, options.mode, model)
     if d is None:
         return None
     if d.ud is not None:
         return "ud"
+    if d.twin is not None:
+        from capstone import x86_const as X
+        from bttool.translator.operands import Insn
+        ctx = Insn(em, insn, options.mode, options.user_mode, model)
+        ctx.mnemonic = d.twin
+        return functools.partial(registry.lookup(getattr(X, "X86_INS_" + d.twin.upper())), ctx)
     fn = semantic_of(d.form)
     ctx = vexmod.VexInsn(em, insn, options.mode, options.user_mode, model, d.vex, d.form)
     per_lane = ctx.vex_bits == 256 and not getattr(fn, "width_generic", False)

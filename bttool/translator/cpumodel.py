@@ -11,6 +11,8 @@ of every cache key (LiftOptions.cpu).
   PCLMULQDQ, SHA, RDRAND and RDSEED.  No XSAVE, so no AVX.
 * ``x86-64-v3``: v2 plus XSAVE/OSXSAVE with XCR0 = x87|SSE|AVX, AVX,
   AVX2, FMA, F16C, BMI1, BMI2, LZCNT and MOVBE (the psABI's level 3).
+* either with ``OPTIONAL`` features added: ``x86-64-v3+adx`` (ADX is in
+  no psABI level; Haswell, which v3 reports itself as, lacks it).
 """
 from __future__ import annotations
 
@@ -45,10 +47,21 @@ _V2 = frozenset({"sse", "sse2", "sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "
 _V3 = _V2 | {"xsave", "osxsave", "avx", "avx2", "fma", "f16c", "bmi1", "bmi2", "lzcnt", "movbe"}
 
 
+# Features bttool translates that neither model has.  A model name may add
+# them, as QEMU's "-cpu Haswell,+adx" does: "x86-64-v3+adx".
+OPTIONAL = frozenset({"adx"})
+
+
 @dataclass(frozen=True)
 class CpuModel:
     name: str
     features: frozenset[str]
+    base: str = ""              # the named model it extends ("": itself)
+
+    @property
+    def family(self) -> str:
+        """The named model (x86-64-v2 or -v3) this one is or extends."""
+        return self.base or self.name
 
     def has(self, feature: str) -> bool:
         return feature in self.features
@@ -68,9 +81,19 @@ class UnknownCpuModel(ValueError):
 
 
 def get(name: str | None = None) -> CpuModel:
-    """Model ``name``; None: ``BTTOOL_CPU`` or the default."""
+    """Model ``name`` ("x86-64-v3", or with optional features added:
+    "x86-64-v3+adx"); None: ``BTTOOL_CPU`` or the default."""
     name = name or os.environ.get(ENV) or DEFAULT
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise UnknownCpuModel(f"unknown CPU model {name!r} (choose {', '.join(MODELS)})") from None
+    base, *extras = name.split("+")
+    model = MODELS.get(base)
+    if model is None:
+        raise UnknownCpuModel(f"unknown CPU model {base!r} (choose {', '.join(MODELS)})")
+    for extra in extras:
+        if extra not in OPTIONAL:
+            raise UnknownCpuModel(f"unknown CPU feature {extra!r} in {name!r} "
+                                  f"(a model can add: {', '.join(sorted(OPTIONAL))})")
+    if not extras:
+        return model
+    extra_set = frozenset(extras)
+    canonical = base + "".join("+" + e for e in sorted(extra_set))   # one cache key per model
+    return CpuModel(canonical, model.features | extra_set, base)

@@ -20,7 +20,7 @@ from bttool.ir.emitter import FunctionEmitter
 from bttool.ir.state import EXIT_FAULT, FAULT_UD
 from bttool.translator import avxtable, flaglive, registry
 from bttool.translator.blocks import Block, Region
-from bttool.translator.cpumodel import MODELS as CPU_MODELS
+from bttool.translator import cpumodel
 from bttool.translator.guestcode import Span, foreign_base_symbol
 from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.options import LiftOptions
@@ -112,7 +112,7 @@ def lift_block(em: FunctionEmitter, block: Block, options: LiftOptions, result: 
     ``dead_flags``: flags no successor reads (translator/flaglive.py); the
     block's end leaves them uncomputed."""
     last = block.insns[-1] if block.insns else None
-    model = CPU_MODELS[options.cpu]
+    model = cpumodel.get(options.cpu)
     em.begin_block(block.start)
     for index, insn in enumerate(block.insns):
         result.insn_count += 1

@@ -189,8 +189,10 @@ def psadbw(ctx: Insn) -> None:
 
 @semantic("mpsadbw")
 def mpsadbw(ctx: Insn) -> None:
+    """Run per 128-bit lane for vmpsadbw ymm: the upper lane takes its
+    offsets from imm8[5:3]."""
     b = ctx.b
-    imm = imm8(ctx)
+    imm = imm8(ctx) >> (3 * (getattr(ctx, "lane", None) or 0))
     a, s = _ab(ctx, 8)
     off_a = ((imm >> 2) & 1) * 4
     off_s = (imm & 3) * 4

@@ -22,7 +22,7 @@ from llvmlite import ir
 from bttool.translator.operands import Insn
 from bttool.translator.registry import semantic
 from bttool.translator.semantics.sse_common import (
-    I1, I32, I128, cast, imm8, mask_i32, rd, splat, vec, vconst)
+    I1, I32, I128, cast, imm8, mask_i32, rd, splat, vec, vconst, write_ymm)
 
 
 def _broadcast(ctx: Insn, v: ir.Value, i: int, n: int) -> ir.Value:
@@ -48,6 +48,23 @@ def _explicit_len(ctx: Insn, reg: str, wide: bool, n: int) -> ir.Value:
     return b.trunc(mag, I32) if v.type.width > 32 else mag
 
 
+def _wide_lengths(ctx: Insn) -> bool:
+    """pcmpestr*: lengths in rax/rdx (REX.W, or VEX.W for the VEX forms)
+    rather than eax/edx."""
+    vex = getattr(ctx, "vex", None)
+    if vex is not None:
+        return bool(vex.w)
+    return bool(ctx.insn.rex & 0x8) if hasattr(ctx.insn, "rex") else False
+
+
+def _write_mask(ctx: Insn, v128: ir.Value) -> None:
+    """pcmp?strm's result to xmm0; the VEX forms zero bits 255:128 of ymm0."""
+    if getattr(ctx, "vex", None) is not None:
+        write_ymm(ctx, 0, v128)
+    else:
+        ctx.set_xmm(0, v128)
+
+
 def _host_sse42(ctx: Insn) -> bool:
     """Whether the host's own pcmpXstrX may be used (LiftOptions.host_instructions)."""
     return "+sse4.2" in ctx.em.host_features
@@ -65,7 +82,7 @@ def _pcmpstr_host(ctx: Insn, explicit: bool, want_index: bool) -> None:
     kind = "e" if explicit else "i"
     if explicit:
         # the saturated lengths (in range, the hardware reads them the same)
-        wide = bool(ctx.insn.rex & 0x8) if hasattr(ctx.insn, "rex") else False
+        wide = _wide_lengths(ctx)
         args = [a, _explicit_len(ctx, "rax", wide, n), s, _explicit_len(ctx, "rdx", wide, n), i8imm]
     else:
         args = [a, s, i8imm]
@@ -82,7 +99,7 @@ def _pcmpstr_host(ctx: Insn, explicit: bool, want_index: bool) -> None:
     if want_index:
         ctx.set_gpr("rcx", op("i", I32))
     else:
-        ctx.set_xmm(0, b.bitcast(op("m", v16), I128))
+        _write_mask(ctx, b.bitcast(op("m", v16), I128))
 
 
 def _pcmpstr(ctx: Insn, explicit: bool, want_index: bool) -> None:
@@ -103,9 +120,9 @@ def _pcmpstr(ctx: Insn, explicit: bool, want_index: bool) -> None:
     s = cast(ctx, rd(ctx, 1), ety)          # the "haystack" (xmm2/m128)
 
     if explicit:
-        wide = ctx.insn.rex & 0x8 if hasattr(ctx.insn, "rex") else 0
-        la = _explicit_len(ctx, "rax", bool(wide), n)
-        lb = _explicit_len(ctx, "rdx", bool(wide), n)
+        wide = _wide_lengths(ctx)
+        la = _explicit_len(ctx, "rax", wide, n)
+        lb = _explicit_len(ctx, "rdx", wide, n)
     else:
         la = _implicit_len(ctx, a, n)
         lb = _implicit_len(ctx, s, n)
@@ -182,9 +199,9 @@ def _pcmpstr(ctx: Insn, explicit: bool, want_index: bool) -> None:
             idx = ctx.em.intrinsic("llvm.cttz.i32", I32, [wide_bits, ir.Constant(I1, 0)])
         ctx.set_gpr("rcx", idx)
     elif msb:
-        ctx.set_xmm(0, b.bitcast(b.sext(res, ety), I128))
+        _write_mask(ctx, b.bitcast(b.sext(res, ety), I128))
     else:
-        ctx.set_xmm(0, b.zext(bits, I128))
+        _write_mask(ctx, b.zext(bits, I128))
 
 
 @semantic("pcmpistri")
