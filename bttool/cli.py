@@ -38,7 +38,7 @@ def _cpu_model(ctx, param, value: str | None) -> str | None:
 
 _CPU_OPTION = click.option(
     "--cpu", envvar="BTTOOL_CPU", callback=_cpu_model, default=None, metavar="MODEL",
-    help="The virtual CPU the guest sees: x86-64-v2 (the default) or x86-64-v3, optionally "
+    help="The virtual CPU the guest sees: x86-64-v3 (the default) or x86-64-v2, optionally "
          "with +adx (also BTTOOL_CPU): its CPUID, and SIGILL for instructions it lacks.")
 
 
