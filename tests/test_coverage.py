@@ -2,9 +2,9 @@
 translate (translator/coverage.py), through the installed script.
 
 A hand-written program holds one of each case: instructions bttool
-translates, an AVX2 instruction twice (a feature the default CPU model,
-x86-64-v2, lacks: SIGILL as on such a CPU, apart from bttool's own gaps; it
-translates on x86-64-v3), a 16-bit ``fnstenv``
+translates, an AVX2 instruction twice (a feature x86-64-v2 lacks: SIGILL
+as on such a CPU, apart from bttool's own gaps; it translates on
+x86-64-v3, the default), a 16-bit ``fnstenv``
 (a semantic that refuses the operand form), a LOCK prefix the CPU rejects
 (no gap: the decoder finds no instruction there and bttool raises #UD as
 the CPU does; the sweep counts the byte as undecodable and goes on) and a
@@ -84,7 +84,7 @@ def _coverage(*args) -> subprocess.CompletedProcess:
 def test_report_names_each_gap_with_its_count_and_address(built):
     path = built["gaps"]
     sym = _symbols(path)
-    r = _coverage("--json", path)
+    r = _coverage("--json", "--cpu", "x86-64-v2", path)
     assert r.returncode == 1, r
     [report] = json.loads(r.stdout)
     gaps = {g["mnemonic"]: g for g in report["gaps"]}
@@ -100,8 +100,9 @@ def test_report_names_each_gap_with_its_count_and_address(built):
 
 
 def test_the_cpu_model_decides_what_is_outside_it(built):
-    """On x86-64-v3 the AVX2 instruction translates: only bttool's gap is left."""
-    r = _coverage("--json", "--cpu", "x86-64-v3", built["gaps"])
+    """On x86-64-v3 (the default) the AVX2 instruction translates: only
+    bttool's gap is left."""
+    r = _coverage("--json", built["gaps"])
     assert r.returncode == 1, r
     [report] = json.loads(r.stdout)
     assert [g["mnemonic"] for g in report["gaps"]] == ["fnstenv"]
@@ -109,7 +110,7 @@ def test_the_cpu_model_decides_what_is_outside_it(built):
 
 
 def test_text_report_and_status(built):
-    r = _coverage(built["clean"], built["gaps"])
+    r = _coverage("--cpu", "x86-64-v2", built["clean"], built["gaps"])
     out = r.stdout.decode()
     assert r.returncode == 1, r
     assert f"{built['clean']}: 3 instructions, 0 untranslatable" in out
@@ -123,7 +124,8 @@ def test_a_reported_gap_is_what_running_it_meets(built, bttool_cache, tmp_path):
     """The first gap in execution order is where the run stops: SIGILL at
     the reported address, as on a CPU without the instruction."""
     path = built["gaps"]
-    res = programs.run_bttool([str(path)], bttool_cache, cwd=tmp_path)
+    res = programs.run_bttool([str(path)], bttool_cache, cwd=tmp_path,
+                              options=["--cpu", "x86-64-v2"])
     assert res.returncode == -4, res          # SIGILL
     assert f"{_symbols(path)['avx']:#x}".encode() in res.stderr, res.stderr
 
