@@ -39,6 +39,19 @@ _FLAGS = set(state.FLAG_NAMES)
 # lifter but live in <2 x i64> slots, so LLVM keeps them in vector registers
 # (an i128 SSA value is split into two GPRs).
 V2I64 = ir.VectorType(I64, 2)
+V4I64 = ir.VectorType(I64, 4)
+
+
+def _mask(*lanes: int) -> ir.Constant:
+    return ir.Constant(ir.VectorType(I32, len(lanes)), list(lanes))
+
+
+# shufflevector masks of the whole-ymm slots: a half out of the whole (by
+# 0/1), two halves into a whole (None); a half widened (its upper lanes are
+# replaced next); a new low or high half beside the old other half
+_LANES = {0: _mask(0, 1), 1: _mask(2, 3), None: _mask(0, 1, 2, 3)}
+_WIDEN = _mask(0, 1, 0, 1)
+_KEEP_HIGH, _KEEP_LOW = _mask(0, 1, 6, 7), _mask(4, 5, 0, 1)
 
 
 def int_type(bits: int) -> ir.IntType:
@@ -116,7 +129,8 @@ class FunctionEmitter:
                  hot_counters: bool = False, system: bool = False, entry_pc: int | None = None,
                  precise_faults: bool = False, host_features: frozenset[str] = frozenset(),
                  clamp: memory.AddressClamp | None = None,
-                 foreign: Sequence[tuple[int, int, int, str]] = ()):
+                 foreign: Sequence[tuple[int, int, int, str]] = (),
+                 whole_ymm: bool = False):
         """``pic_base``: for position-independent code, the base of its code
         unit (runtime/codeunits.py) that the guest addresses seen at
         translation time are relative to.  The code then computes every
@@ -186,6 +200,12 @@ class FunctionEmitter:
         self._entry_builder.position_before(self._entry_br)
         self.b = _HookedBuilder(body, self.flush)
         self._slots: dict[str, ir.AllocaInstr] = {}
+        # whole_ymm (a region with 256-bit instructions): xmm{n} and
+        # ymmh{n} share one <4 x i64> slot, so a ymm register is one SSA
+        # value; apart, every 256-bit result crossing a loop's back edge is
+        # split into halves (vextracti128) and joined again.  Not for SSE
+        # code, where each xmm write would become a blend into the whole.
+        self.whole_ymm = whole_ymm
         self._geps: dict[str, ir.Value] = {}
         self._dirty: set[str] = set()
         self._cache: dict[str, ir.Value | Thunk] = {}   # values valid in _cache_block
@@ -226,17 +246,52 @@ class FunctionEmitter:
             self._geps[name] = ptr
         return ptr
 
+    def _ymm_half(self, name: str) -> tuple[int, int] | None:
+        """(register, 0 low / 1 high) when ``name`` lives in a whole-ymm slot."""
+        if self.whole_ymm and name.startswith(("xmm", "ymmh")):
+            return int(name[4:] if name[3] == "h" else name[3:]), name[3] == "h"
+        return None
+
     def _slot(self, name: str) -> ir.AllocaInstr:
-        slot = self._slots.get(name)
+        half = self._ymm_half(name)
+        key = f"ymm{half[0]}" if half else name
+        slot = self._slots.get(key)
         if slot is None:
             eb = self._entry_builder
-            ty = _slot_type(name)
-            slot = eb.alloca(ty, name=name)
-            raw_ty = ty if ty == V2I64 else ir.IntType(FIELDS[name].size * 8)
-            raw = eb.load(self._state_gep(eb, name), typ=raw_ty)
-            eb.store(eb.trunc(raw, I1) if ty == I1 else raw, slot)
-            self._slots[name] = slot
+            if half:
+                slot = eb.alloca(V4I64, name=key)
+                lo = eb.load(self._state_gep(eb, f"xmm{half[0]}"), typ=V2I64)
+                hi = eb.load(self._state_gep(eb, f"ymmh{half[0]}"), typ=V2I64)
+                eb.store(eb.shuffle_vector(lo, hi, _LANES[None]), slot)
+            else:
+                ty = _slot_type(name)
+                slot = eb.alloca(ty, name=name)
+                raw_ty = ty if ty == V2I64 else ir.IntType(FIELDS[name].size * 8)
+                raw = eb.load(self._state_gep(eb, name), typ=raw_ty)
+                eb.store(eb.trunc(raw, I1) if ty == I1 else raw, slot)
+            self._slots[key] = slot
         return slot
+
+    def _load_field(self, b: ir.IRBuilder, name: str) -> ir.Value:
+        """The field's current value from its slot, in the slot's element
+        type (<2 x i64> for a vector register half)."""
+        half = self._ymm_half(name)
+        if half is None:
+            return b.load(self._slot(name), typ=_slot_type(name))
+        full = b.load(self._slot(name), typ=V4I64)
+        return b.shuffle_vector(full, full, _LANES[half[1]])
+
+    def _store_ymm(self, n: int, lo: ir.Value | None, hi: ir.Value | None) -> None:
+        """Store the new halves of ymm ``n`` (None: keep that half)."""
+        b, slot = self.b, self._slot(f"xmm{n}")
+        if lo is None or hi is None:
+            old = b.load(slot, typ=V4I64)
+            new = lo if lo is not None else hi
+            wide = b.shuffle_vector(new, new, _WIDEN)
+            full = b.shuffle_vector(wide, old, _KEEP_HIGH if lo is not None else _KEEP_LOW)
+        else:
+            full = b.shuffle_vector(lo, hi, _LANES[None])
+        b.store(full, slot)
 
     def _check_block(self) -> None:
         if self._cache_block is not self.b.block:
@@ -249,7 +304,7 @@ class FunctionEmitter:
         self._check_block()
         v = self._cache.get(name)
         if v is None:
-            v = self.b.load(self._slot(name), typ=_slot_type(name))
+            v = self._load_field(self.b, name)
             if v.type == V2I64:
                 v = self.b.bitcast(v, I128)
             self._cache[name] = v
@@ -275,6 +330,7 @@ class FunctionEmitter:
         if not self._pending or self._cache_block is not self.b.block:
             return
         pending, self._pending = self._pending, set()
+        halves: dict[int, list] = {}
         for name in sorted(pending - self.unneeded_at_end):
             v = self._cache[name]
             if callable(v):
@@ -282,10 +338,16 @@ class FunctionEmitter:
                 self._cache[name] = v
             if _slot_type(name) == V2I64:
                 v = self.b.bitcast(v, V2I64)
-            self.b.store(v, self._slots[name])
+            half = self._ymm_half(name)
+            if half is not None:
+                halves.setdefault(half[0], [None, None])[half[1]] = v
+            else:
+                self.b.store(v, self._slots[name])
+        for n, (lo, hi) in sorted(halves.items()):
+            self._store_ymm(n, lo, hi)
 
     def _writeback(self, b: ir.IRBuilder, name: str) -> None:
-        v = b.load(self._slots[name], typ=_slot_type(name))
+        v = self._load_field(b, name)
         if v.type == I1:
             v = b.zext(v, I8)
         b.store(v, self._state_gep(b, name))

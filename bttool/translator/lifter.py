@@ -34,6 +34,20 @@ class LiftResult:
     insn_count: int = 0
 
 
+def _uses_ymm(region: Region, mode: int) -> bool:
+    """Whether any instruction of ``region`` is a 256-bit VEX one (VEX.L=1;
+    the emitter then keeps each ymm register as one value)."""
+    from bttool.translator import vex
+    for block in region.blocks.values():
+        for insn in block.insns:
+            raw = bytes(insn.bytes)
+            if 0xC4 in raw[:6] or 0xC5 in raw[:6]:
+                v = vex.parse(raw, mode)
+                if v is not None and v.l:
+                    return True
+    return False
+
+
 def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: str,
                 foreign: Sequence[Span] = (), host_features: frozenset[str] = frozenset()) -> LiftResult:
     """Lift ``region`` into ``module`` as one function called ``name``,
@@ -48,7 +62,8 @@ def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: s
                           precise_faults=options.precise_faults, host_features=host_features,
                           clamp=options.clamp,
                           foreign=[(u.start, u.end, u.base, foreign_base_symbol(name, u.image))
-                                   for u in foreign])
+                                   for u in foreign],
+                          whole_ymm=_uses_ymm(region, options.mode))
     labels = {pc: em.new_block(f"g_{pc:x}") for pc in sorted(region.blocks)}
     em.local_targets = labels
     em.indirect_targets = {b.insns[-1].address: b.table_targets
