@@ -249,7 +249,7 @@ class FunctionEmitter:
     def _ymm_half(self, name: str) -> tuple[int, int] | None:
         """(register, 0 low / 1 high) when ``name`` lives in a whole-ymm slot."""
         if self.whole_ymm and name.startswith(("xmm", "ymmh")):
-            return int(name[4:] if name[3] == "h" else name[3:]), name[3] == "h"
+            return int(name[4:] if name[3] == "h" else name[3:]), int(name[3] == "h")
         return None
 
     def _slot(self, name: str) -> ir.AllocaInstr:

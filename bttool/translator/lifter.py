@@ -18,9 +18,8 @@ from llvmlite import ir
 
 from bttool.ir.emitter import FunctionEmitter
 from bttool.ir.state import EXIT_FAULT, FAULT_UD
-from bttool.translator import avxtable, flaglive, registry
+from bttool.translator import avxtable, cpumodel, flaglive, registry
 from bttool.translator.blocks import Block, Region
-from bttool.translator import cpumodel
 from bttool.translator.guestcode import Span, foreign_base_symbol
 from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.options import LiftOptions

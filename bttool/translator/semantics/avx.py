@@ -16,7 +16,7 @@ from typing import Callable
 from capstone import x86_const as X
 from llvmlite import ir
 
-from bttool.translator.operands import Insn, UnsupportedOperand
+from bttool.translator.operands import Insn
 from bttool.translator.semantics import sse_fpcore as fp
 from bttool.translator.semantics.sse_common import (
     HALF, I32, I64, I128, cast, concat_lanes, half, imm8, mask_i32, rd, read_vreg, splat, vec,

@@ -380,7 +380,8 @@ def _fma_error_f64(ctx: Insn, a, m, c, near) -> tuple[ir.Value, ir.Value]:
       addend and the error is the product, whose sign is that of a*m;
     * product or result tiny, addend < 2^-600: then |a*m| < 2^-599 and
       everything is scaled by 2^900 (each factor by 2^450: the larger one
-      is below 2^475 since the smaller is at least 2^-1074), which is
+      is below 2^475 since the smaller is at least 2^-1074; a zero factor
+      leaves the result exact, and NaNs make no adjustment), which is
       exact and lifts every non-zero value of the exact computation (a
       multiple of 2^-1183) into the normal range; the error is then
       (r1' - near') + r2' + r3', r1' - near' being exact (Sterbenz), unless
