@@ -456,14 +456,17 @@ def missing_feature(form: Form, vex: Vex, model: CpuModel) -> str | None:
     return None
 
 
+def _registry_semantic(mnemonic: str) -> SemanticFn | None:
+    """The registry's semantic of the instruction called ``mnemonic``."""
+    from capstone import x86_const as X
+    return registry.lookup(getattr(X, "X86_INS_" + mnemonic.upper(), -1))
+
+
 def semantic_of(form: Form) -> SemanticFn:
     """The function that lifts ``form``: a semantics/avx.py function of that
     name, or the legacy SSE semantic of that mnemonic."""
-    from capstone import x86_const as X
     from bttool.translator.semantics import avx
-    fn = avx.SEMANTICS.get(form.semantic or "")
-    if fn is None:
-        fn = registry.lookup(getattr(X, "X86_INS_" + (form.semantic or "").upper()))
+    fn = avx.SEMANTICS.get(form.semantic or "") or _registry_semantic(form.semantic or "")
     if fn is None:
         raise KeyError(f"avxtable: no semantic {form.semantic!r} for {form.mnemonic}")
     return fn
@@ -533,11 +536,10 @@ def bind(em, insn, options, model: CpuModel):
     if d.ud is not None:
         return "ud"
     if d.twin is not None:
-        from capstone import x86_const as X
         from bttool.translator.operands import Insn
         ctx = Insn(em, insn, options.mode, options.user_mode, model)
         ctx.mnemonic = d.twin
-        return functools.partial(registry.lookup(getattr(X, "X86_INS_" + d.twin.upper())), ctx)
+        return functools.partial(_registry_semantic(d.twin), ctx)
     fn = semantic_of(d.form)
     ctx = vexmod.VexInsn(em, insn, options.mode, options.user_mode, model, d.vex, d.form)
     per_lane = ctx.vex_bits == 256 and not getattr(fn, "width_generic", False)

@@ -18,6 +18,7 @@ from llvmlite import ir
 
 from bttool.translator.operands import Insn
 from bttool.translator.semantics import sse_fpcore as fp
+from bttool.translator.semantics.sse_int import test_flags
 from bttool.translator.semantics.sse_common import (
     HALF, I32, I64, I128, cast, concat_lanes, half, imm8, mask_i32, rd, read_vreg, splat, vec,
     vec_bits, vreg_number, wr, write_ymm)
@@ -319,18 +320,11 @@ _named("srav32")(_shift_v(32, "sra"))
 
 # -- vtestps, vtestpd -----------------------------------------------------------------------
 def _test(bits: int):
+    """vtestps/vtestpd: ptest's flags on the sign bits of each element."""
+    sign = sum(1 << (k * bits + bits - 1) for k in range(64 // bits))   # in a 64-bit lane
+
     def fn(ctx: Insn) -> None:
-        b = ctx.b
-        sign = 0
-        for k in range(vec_bits(ctx) // bits):
-            sign |= 1 << (k * bits + bits - 1)
-        a, s = rd(ctx, 0), rd(ctx, 1)
-        m = ir.Constant(a.type, sign)
-        zero = ir.Constant(a.type, 0)
-        ctx.set_flag("zf", b.icmp_unsigned("==", b.and_(b.and_(a, s), m), zero))
-        ctx.set_flag("cf", b.icmp_unsigned("==", b.and_(b.and_(b.not_(a), s), m), zero))
-        for fl in ("af", "of", "pf", "sf"):
-            ctx.set_flag(fl, ir.Constant(ir.IntType(1), 0))
+        test_flags(ctx, sign)
     return fn
 
 

@@ -274,6 +274,28 @@ def _near(ctx: Insn, op: str, a: ir.Value, s: ir.Value) -> ir.Value:
     return getattr(ctx.b, _NEAR_OPS[op])(a, s)
 
 
+def _past_max(ctx: Insn, near: ir.Value, operands: tuple[ir.Value, ...], above: ir.Value,
+              below: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """``above``/``below`` with overflow: a nearest result that is an
+    infinity from finite operands lies beyond the exact one, which a
+    directed mode then rounds to the largest finite value."""
+    b = ctx.b
+    ovf = isinf(ctx, near)
+    for x in operands:
+        ovf = b.and_(ovf, isfinite(ctx, x))
+    pos, negr = _sign_of(ctx, near)
+    return b.or_(above, b.and_(ovf, negr)), b.or_(below, b.and_(ovf, pos))
+
+
+def _zero_sum_sign(ctx: Insn, rc: ir.Value, r: ir.Value, exact_zero: ir.Value,
+                   both_pz: ir.Value) -> ir.Value:
+    """``r``, but an exact zero sum is -0 when rounding down (IEEE 754
+    6.3), unless both terms are +0 (``both_pz``)."""
+    b = ctx.b
+    down = bsplat(ctx, b.icmp_unsigned("==", rc, ir.Constant(I32, 1)), r.type)
+    return b.select(b.and_(b.and_(exact_zero, down), b.not_(both_pz)), splat(r.type, -0.0), r)
+
+
 def _directed_arith(ctx: Insn, op: str, rc: ir.Value, a: ir.Value, s: ir.Value,
                     near: ir.Value) -> ir.Value:
     """``a op s`` rounded by ``rc`` (any mode), from its nearest result."""
@@ -282,20 +304,13 @@ def _directed_arith(ctx: Insn, op: str, rc: ir.Value, a: ir.Value, s: ir.Value,
         s2 = s if op == "add" else b.fneg(s)
         bb = b.fsub(near, a)
         err = b.fadd(b.fsub(a, b.fsub(near, bb)), b.fsub(s2, bb))
-        above_e, below_e = _sign_of(ctx, err)
-        ovf = b.and_(isinf(ctx, near), b.and_(isfinite(ctx, a), isfinite(ctx, s2)))
-        pos, negr = _sign_of(ctx, near)
-        above = b.or_(above_e, b.and_(ovf, negr))
-        below = b.or_(below_e, b.and_(ovf, pos))
+        above, below = _past_max(ctx, near, (a, s2), *_sign_of(ctx, err))
         r = directed(ctx, rc, near, above, below)
-        # An exact zero sum is -0 when rounding down (unless both are +0).
         ity = int_of(a.type)
         both_pz = b.and_(b.icmp_unsigned("==", as_int(ctx, a), splat(ity, 0)),
                          b.icmp_unsigned("==", as_int(ctx, s2), splat(ity, 0)))
-        is_zero = b.fcmp_ordered("oeq", near, splat(a.type, 0.0))
-        down = bsplat(ctx, b.icmp_unsigned("==", rc, ir.Constant(I32, 1)), a.type)
-        fix = b.and_(b.and_(is_zero, down), b.not_(both_pz))
-        return b.select(fix, splat(a.type, -0.0), r)
+        # a zero sum of finite terms is always exact
+        return _zero_sum_sign(ctx, rc, r, b.fcmp_ordered("oeq", near, splat(a.type, 0.0)), both_pz)
     # The FMA residual below is exact unless it underflows; where it
     # could, scale by a power of two first (all scalings are exact).
     bits = fbits(a.type)
@@ -429,23 +444,16 @@ def _directed_fma(ctx: Insn, rc: ir.Value, a: ir.Value, m: ir.Value, c: ir.Value
     b = ctx.b
     ty = a.type
     error = _fma_error_f32 if fbits(ty) == 32 else _fma_error_f64
-    above, below = error(ctx, a, m, c, near)
-    # an overflow to infinity from finite operands
-    ovf = b.and_(isinf(ctx, near), b.and_(isfinite(ctx, a), b.and_(isfinite(ctx, m), isfinite(ctx, c))))
-    pos, negr = _sign_of(ctx, near)
-    finite = b.not_(ovf)
-    above = b.or_(b.and_(above, finite), b.and_(ovf, negr))
-    below = b.or_(b.and_(below, finite), b.and_(ovf, pos))
+    above, below = _past_max(ctx, near, (a, m, c), *error(ctx, a, m, c, near))
     r = directed(ctx, rc, near, above, below)
-    # An exact zero is -0 when rounding down, unless it is +0 * x + +0.
+    # the product is +0 (a zero factor, factors of one sign) and so is c
     ity = int_of(ty)
     zero = splat(ty, 0.0)
     product_pz = b.and_(b.or_(b.fcmp_ordered("oeq", a, zero), b.fcmp_ordered("oeq", m, zero)),
                         b.icmp_signed(">=", b.xor(as_int(ctx, a), as_int(ctx, m)), splat(ity, 0)))
     both_pz = b.and_(product_pz, b.icmp_unsigned("==", as_int(ctx, c), splat(ity, 0)))
     exact_zero = b.and_(b.fcmp_ordered("oeq", near, zero), b.not_(b.or_(above, below)))
-    down = bsplat(ctx, b.icmp_unsigned("==", rc, ir.Constant(I32, 1)), ty)
-    return b.select(b.and_(b.and_(exact_zero, down), b.not_(both_pz)), splat(ty, -0.0), r)
+    return _zero_sum_sign(ctx, rc, r, exact_zero, both_pz)
 
 
 def fused(ctx: Insn, a: ir.Value, m: ir.Value, c: ir.Value) -> ir.Value:

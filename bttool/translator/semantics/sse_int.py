@@ -15,7 +15,7 @@ from bttool.translator.operands import Insn, UnsupportedOperand
 from bttool.translator.registry import semantic
 from bttool.translator.semantics.sse_common import (
     I1, I8, I16, I32, I64, I128, V16I8, V8I16, call, cast, fit, imm8, is_vreg, lanes, mask_i32,
-    rd, retype, sat_signed, sat_unsigned, splat, vec, vec_bits, width_generic, wr)
+    qwords, rd, retype, sat_signed, sat_unsigned, splat, vec, vec_bits, width_generic, wr)
 
 
 def _ab(ctx: Insn, bits: int) -> tuple[ir.Value, ir.Value]:
@@ -411,15 +411,21 @@ for _pair in ("bw", "bd", "bq", "wd", "wq", "dq"):
 @semantic("ptest")
 @width_generic
 def ptest(ctx: Insn) -> None:
+    test_flags(ctx, (1 << 64) - 1)
+
+
+def test_flags(ctx: Insn, lane_mask: int) -> None:
+    """ptest, vtestps, vtestpd: ZF = (dest & src) is zero, CF = (~dest &
+    src) is zero, in the bits ``lane_mask`` selects of every 64-bit lane
+    (all of them, or the sign bits); AF, OF, PF, SF cleared.  The logic on
+    64-bit lanes, then one wide compare: LLVM turns that into ptest."""
     b = ctx.b
-    # The logic on 64-bit lanes, then one wide compare: LLVM turns that into
-    # ptest; an and of two i256 would be split into GPR pieces.
-    ty = lanes(ctx, 64)
-    a, s = cast(ctx, rd(ctx, 0), ty), cast(ctx, rd(ctx, 1), ty)
+    a, s = qwords(ctx, 0), qwords(ctx, 1)
+    m = splat(a.type, lane_mask)
     wide = ir.IntType(vec_bits(ctx))
     zero = ir.Constant(wide, 0)
-    ctx.set_flag("zf", b.icmp_unsigned("==", b.bitcast(b.and_(a, s), wide), zero))
-    ctx.set_flag("cf", b.icmp_unsigned("==", b.bitcast(b.and_(b.not_(a), s), wide), zero))
+    for flag, x in (("zf", a), ("cf", b.not_(a))):
+        ctx.set_flag(flag, b.icmp_unsigned("==", b.bitcast(b.and_(b.and_(x, s), m), wide), zero))
     f = ir.Constant(I1, 0)
     for fl in ("af", "of", "pf", "sf"):
         ctx.set_flag(fl, f)
