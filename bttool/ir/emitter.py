@@ -316,10 +316,13 @@ class FunctionEmitter:
         return v
 
     def set(self, name: str, value: ir.Value | Thunk) -> None:
-        """Set a field; ``value`` may be a thunk computed only when needed."""
+        """Set a field; ``value`` may be a thunk computed only when needed.
+        The field becomes dirty (written back at the exits) only when a
+        flush stores it: a value no later code reads (``unneeded_at_end``,
+        typically flags) leaves the slot, and so the state, as it was, and
+        then the field needs neither its load at entry nor a store at the
+        exits."""
         self._check_block()
-        self._slot(name)
-        self._dirty.add(name)
         if self.commits is not None:
             self.commits.note_set(name)
         self._pending.add(name)
@@ -338,11 +341,12 @@ class FunctionEmitter:
                 self._cache[name] = v
             if _slot_type(name) == V2I64:
                 v = self.b.bitcast(v, V2I64)
+            self._dirty.add(name)
             half = self._ymm_half(name)
             if half is not None:
                 halves.setdefault(half[0], [None, None])[half[1]] = v
             else:
-                self.b.store(v, self._slots[name])
+                self.b.store(v, self._slot(name))
         for n, (lo, hi) in sorted(halves.items()):
             self._store_ymm(n, lo, hi)
 
@@ -770,6 +774,14 @@ class FunctionEmitter:
             b = FastBuilder(bb)
             for name in sorted(self._dirty):
                 self._writeback(b, name)
+            if self.hot_counters:
+                # Tier 1 returns to bt_run, whose loop probes the table
+                # (runtime/nativeloop.py): a chain here is some 25 IR
+                # instructions per function, a tenth of a small region's
+                # translation time, for a few nanoseconds per exit of code
+                # that runs at most HOT_THRESHOLD times before tier 2.
+                b.ret_void()
+                continue
             reason = b.load(self._state_gep(b, "exit_reason"), typ=I32)
             chain = self.fn.append_basic_block("chain")
             ret = self.fn.append_basic_block("ret")

@@ -43,6 +43,7 @@ from bttool.ir.clamp import AddressClamp
 I8 = ir.IntType(8)
 I32 = ir.IntType(32)
 I64 = ir.IntType(64)
+_M64 = (1 << 64) - 1
 
 
 def constant_offsets(addr: ir.Value) -> Iterator[tuple[ir.Value, int]]:
@@ -94,6 +95,10 @@ def host_pointer(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, clamp: Addr
     x, d = _split_displacement(addr, clamp.guard)
     if any(x is m for m in mapped):
         off = b.add(x, ir.Constant(I64, clamp.bias))
+    elif isinstance(x, ir.Constant) and isinstance(x.constant, int):
+        # an absolute address (absolute code's [rip + d], [disp32]):
+        # clamped here, not by three instructions per access at run time
+        off = ir.Constant(I64, min((x.constant + clamp.bias) & _M64, clamp.ceiling))
     else:
         base, index = _register_parts(x) if clamp.splits else (x, None)
         off = _clamp_part(b, b.add(base, ir.Constant(I64, clamp.bias)), clamp)
