@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -385,6 +386,13 @@ int main(int argc, char **argv)
     }
     make_images();
     instructions();
+    /* Linux's AT_MINSIGSTKSZ: its frame overhead (944 bytes on Linux 6.x)
+       plus the XSAVE area CPUID leaf 0xD reports for XCR0, 16-aligned */
+    unsigned a, b, c, d;
+    __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0xd), "c"(0));
+    unsigned long want = (944 + b + 15) & ~15ul;
+    printf("AT_MINSIGSTKSZ is the frame overhead plus the XSAVE size: %s\n",
+           getauxval(AT_MINSIGSTKSZ) == want ? "yes" : "no");
     printf("signal frames:\n");
     frames();
     return 0;

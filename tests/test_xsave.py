@@ -80,6 +80,7 @@ def test_xstate_sample_matches_native(samples_dir, bttool_cache, tmp_path):
     assert b"xrstor xcomp_bv 1: signal 11 code 0x80 trapno 13 err 0, state unchanged" in out
     segv = b"SIGSEGV after rt_sigreturn: code 0x80; the registers are the frame's: yes"
     assert out.count(segv) == 2
+    assert b"AT_MINSIGSTKSZ is the frame overhead plus the XSAVE size: yes" in out
 
 
 def test_xsave_is_sigill_on_v2(samples_dir, bttool_cache, tmp_path):

@@ -160,6 +160,21 @@ def sigframe_size(xsave: bool, xcr0: int) -> int:
     return cpumodel.xsave_size(xcr0) + MAGIC2_SIZE if xsave else SIZE
 
 
+# What Linux's init_sigframe_size adds to the FPU state for AT_MINSIGSTKSZ
+# (the ia32 frame, the fsave header, alignment padding), measured natively
+# on Linux 6.18: 1776 with the 832-byte XSAVE area of x87, SSE and AVX.
+_SIGFRAME_RESERVE = 1776 - 832
+
+
+def min_signal_stack(xsave: bool, xcr0: int) -> int:
+    """AT_MINSIGSTKSZ as Linux computes it for this FPU state (the XSAVE
+    area of the components in ``xcr0``, else the 512-byte fxsave image),
+    rounded up to 16 bytes.  It bounds the frames _setup_frame writes
+    (runtime/guestsignals.py), which are smaller."""
+    fpu = cpumodel.xsave_size(xcr0) if xsave else SIZE
+    return (_SIGFRAME_RESERVE + fpu + 15) & ~15
+
+
 def sigframe_xstate(s: "st.CpuState", xcr0: int) -> bytes:
     """The FPU state of a signal frame on a CPU with XSAVE (Linux's
     copy_fpstate_to_sigframe): the XSAVE area of every enabled component,

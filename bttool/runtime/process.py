@@ -12,7 +12,7 @@ import struct
 
 from bttool.errors import CannotRun, ExecFault
 from bttool.runtime.window import LOW, Window, windows_for
-from bttool.runtime import cpuid
+from bttool.runtime import cpuid, fpstate
 from bttool.runtime.memory import (MMAP_TOP, PAGE, PIE_BASE, PROT_EXEC, PROT_READ, PROT_WRITE,
                                    STACK_EXPAND, STACK_SIZE, STACK_TOP, GuestMemory, GuestMemoryError, MappedFile,
                                    page_down, page_up, stack_size)
@@ -248,7 +248,7 @@ def build_stack(mem: GuestMemory, image: GuestImage, base: int, argv: list[bytes
         (AT_UID, os.getuid()), (AT_EUID, os.geteuid()), (AT_GID, os.getgid()),
         (AT_EGID, os.getegid()), (AT_PLATFORM, platform_addr), (AT_HWCAP, cpuid.hwcap()),
         (AT_CLKTCK, os.sysconf("SC_CLK_TCK")), (AT_SECURE, 0), (AT_RANDOM, random_addr),
-        (AT_HWCAP2, 0), (AT_EXECFN, execfn_addr), (AT_MINSIGSTKSZ, 2048), (AT_NULL, 0),
+        (AT_HWCAP2, 0), (AT_EXECFN, execfn_addr), (AT_MINSIGSTKSZ, fpstate.min_signal_stack(cpuid.model().has("xsave"), cpuid.xcr0())), (AT_NULL, 0),
     ]
     words = [len(argv)] + argv_addrs + [0] + envp_addrs + [0]
     for k, v in auxv:
