@@ -23,25 +23,35 @@ from bttool.translator.decoder import Decoder  # noqa: E402
 from bttool.translator.lifter import lift_region  # noqa: E402
 
 
-def _returning_exits(tier: int) -> int:
-    """How many blocks of a loop's translation return to the runtime: the
-    loop has three back edges (each polls for a pending signal) and leaves
-    by a ret (an indirect jump, which may chain)."""
+def _loop(tier: int) -> ir.Function:
+    """The translation of a loop with three back edges (each polls for a
+    pending signal) that leaves by a ret (an indirect jump, which may
+    chain)."""
     code, = N.assemble(["1: dec rax; jz 3f; test rbx, 1; jz 1b; shr rbx, 1; jc 1b; "
                         "add rcx, rbx; cmp rcx, 100; jb 1b; 3: ret"])
     read = lambda a, n: code[a - 0x1000:a - 0x1000 + n] if 0 <= a - 0x1000 < len(code) else b""
     region = discover_region(Decoder(64), read, 0x1000)
     module = ir.Module()
     lift_region(region, user_options(hot_counters=tier == 1), module, "f")
-    return sum(1 for b in module.get_global("f").blocks if b.name.startswith("ret"))
+    return module.get_global("f")
+
+
+def _returning_exits(tier: int) -> int:
+    """How many blocks of the loop's translation return to the runtime."""
+    return sum(1 for b in _loop(tier).blocks if b.name.startswith("ret"))
 
 
 def test_exits_with_a_reason_share_one_write_back():
     # tier 2: the ret's own exit, and one shared by the three polls (there
     # were five: one per poll, and the unused shared one)
     assert _returning_exits(tier=2) == 2
-    # tier 1 has one exit for everything
-    assert _returning_exits(tier=1) == 1
+    # tier 1 has one exit for everything, which writes the state back and
+    # returns to bt_run (whose loop finds the next translation): no chain
+    tier1 = _loop(1)
+    exits = [b for b in tier1.blocks if b.name == "exit"]
+    assert len(exits) == 1 and exits[0].instructions[-1].opname == "ret"
+    assert not any(b.name.startswith(("chain", "ret")) for b in tier1.blocks)
+    assert "musttail" not in str(tier1) and "musttail" in str(_loop(2))
 
 
 def test_tier2_region_takes_in_small_leaf_callees_only():

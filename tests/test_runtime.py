@@ -146,7 +146,31 @@ def test_rip_relative_accesses_of_pic_code_are_not_clamped():
         lift_region(region, user_options(pic_base), module, "f")
         return str(module).count(" select ")
     assert selects(0x1000) == 1            # [rax] only
-    assert selects(None) == 3              # absolute: constants (LLVM folds them)
+    assert selects(None) == 1              # absolute: constants, clamped when lifted
+
+
+def test_absolute_addresses_are_clamped_when_lifted():
+    """An absolute address ([disp32], absolute code's [rip + d]) is
+    clamped at translation time, as the run-time clamp would: one inside
+    the window stays exact, a forged one far outside lands at the clamp's
+    ceiling, in the guard."""
+    import re
+    from llvmlite import ir
+    from bttool.runtime.window import user_options
+    from bttool.translator.blocks import discover_region
+    from bttool.translator.decoder import Decoder
+    from bttool.translator.lifter import lift_region
+    # mov rbx, [0x2000]; movabs rax, [0x8000000000000000]; ud2
+    code = b"\x48\x8b\x1c\x25\x00\x20\x00\x00\x48\xa1" + bytes(7) + b"\x80\x0f\x0b"
+    region = discover_region(Decoder(64), lambda a, n: code[a - 0x1000:a - 0x1000 + n], 0x1000)
+    options = user_options(None)
+    module = ir.Module()
+    lift_region(region, options, module, "f")
+    text = str(module)
+    offsets = [int(x) for x in re.findall(r'getelementptr i8, ptr %"mem", i64 (\d+)', text)]
+    clamp = options.clamp
+    assert offsets == [0x2000 + clamp.bias, clamp.ceiling], text
+    assert " select " not in text
 
 
 def _lifted_with_a_foreign_unit(code: dict[int, bytes], **discover):
