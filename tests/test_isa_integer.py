@@ -778,6 +778,37 @@ for kind in ("movs", "stos", "lods", "cmps", "scas"):
             text = f"{rep}{kind}{sfx}"
             case(f"string-{text.replace(' ', '-')}", text, regs={"rax": in_reg(64)},
                  fix=_string_fix(kind, elem, bool(rep)), auto_regs=False, weight=0.8)
+
+
+def _wide_string_fix(kind: str, elem: int):
+    """rep movs/stos over hundreds of bytes, where translated code moves
+    whole 32-byte chunks first (semantics/string.py _wide_prefix): counts
+    around the chunk size, and for movs a destination apart from the
+    source, starting inside it (the element loop repeats a pattern, which
+    chunks must not change), below it overlapping, or equal to it."""
+    def fix(inp: Inputs, draw) -> None:
+        df = draw(st.sampled_from([False, False, False, True]))
+        inp.rflags = (inp.rflags & ~DF) | (DF if df else 0)
+        count = draw(st.one_of(st.sampled_from([0, 1, 31 // elem, 32 // elem, 33 // elem + 1,
+                                                64 // elem, 100]), st.integers(0, 1024 // elem)))
+        layout = draw(st.sampled_from(["apart", "inside", "below", "same"])) if kind == "movs" else "apart"
+        shift = draw(st.integers(1, 80))
+        rsi = STR_SRC + 0x800 + draw(st.integers(0, 7))
+        rdi = {"apart": STR_DST + 0x800 + draw(st.integers(0, 7)), "inside": rsi + shift,
+               "below": rsi - shift, "same": rsi}[layout]
+        inp.regs.update(rsi=rsi, rdi=rdi, rcx=count)
+        rng = random.Random(draw(st.integers(0, 2**32)))
+        for at in (STR_SRC, STR_DST):
+            o = at - DATA_ADDR
+            inp.data[o:o + 0x1000] = rng.randbytes(0x1000)
+    return fix
+
+
+for kind, sfx in (("movs", "b"), ("movs", "w"), ("movs", "d"), ("movs", "q"), ("stos", "b"),
+                  ("stos", "q"), ("stos", "d")):
+    text = f"rep {kind}{sfx}"
+    case(f"string-wide-{text.replace(' ', '-')}", text, regs={"rax": in_reg(64)},
+         fix=_wide_string_fix(kind, SIZE[sfx]), auto_regs=False)
 # 32-bit address size (67h): ECX counts, ESI/EDI address, each write
 # zero-extends; with ECX = 0 at the start see implementation_defined.py.
 def _ADDR32_MASK(inp: Inputs) -> dict[str, int] | None:
@@ -916,6 +947,36 @@ def test_insn(c: Case) -> None:
         return
     with N.cpu_model(c.cpu):
         check()
+
+
+_WIDE = {c.asm: c for c in CASES if c.id.startswith("string-wide-")}
+
+
+@pytest.mark.parametrize("text,layout,shift,count", [
+    (text, layout, shift, count)
+    for text in ("rep movsb", "rep movsw", "rep movsd", "rep movsq")
+    for layout, shift in (("apart", 0), ("same", 0), ("inside", 1), ("inside", 3), ("inside", 8),
+                          ("inside", 33), ("below", 1), ("below", 40))
+    for count in (31, 32, 97, 300)
+] + [(text, "apart", 0, count) for text in ("rep stosb", "rep stosd", "rep stosq")
+     for count in (31, 32, 97, 300)])
+def test_rep_string_chunks_as_the_element_loop(text: str, layout: str, shift: int, count: int) -> None:
+    """Every layout the chunked rep movs/stos must tell apart (semantics/
+    string.py _wide_prefix), deterministically: a destination starting
+    inside the source repeats a pattern byte by byte, one below it or
+    apart copies, counts below, at and past whole chunks."""
+    c = _WIDE[text]
+    regs = _base_regs()
+    regs["rax"] = 0x1122334455667788
+    inp = Inputs(regs, 0x202, bytearray(BACKGROUND))
+    rng = random.Random(count * 131 + shift)
+    for at in (STR_SRC, STR_DST):
+        o = at - DATA_ADDR
+        inp.data[o:o + 0x1000] = rng.randbytes(0x1000)
+    rsi = STR_SRC + 0x803
+    rdi = {"apart": STR_DST + 0x805, "inside": rsi + shift, "below": rsi - shift, "same": rsi}[layout]
+    inp.regs.update(rsi=rsi, rdi=rdi, rcx=count)
+    run_case(c, inp)
 
 
 _BIT_DEPOSIT = [c for c in CASES if c.id.startswith(("bmi-pdep", "bmi-pext"))]

@@ -45,7 +45,10 @@ def xsave_size(xcr0: int) -> int:
 
 _V2 = frozenset({"sse", "sse2", "sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "cx16", "lahf",
                  "aes", "pclmul", "sha", "rdrand", "rdseed"})
-_V3 = _V2 | {"xsave", "osxsave", "avx", "avx2", "fma", "f16c", "bmi1", "bmi2", "lzcnt", "movbe"}
+# erms (Haswell has it): glibc then copies and fills large blocks with rep
+# movsb/stosb, which bttool translates a chunk at a time (semantics/string.py)
+_V3 = _V2 | {"xsave", "osxsave", "avx", "avx2", "fma", "f16c", "bmi1", "bmi2", "lzcnt", "movbe",
+             "erms"}
 
 
 # Features bttool translates that neither model has.  A model name may add

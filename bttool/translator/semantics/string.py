@@ -50,6 +50,9 @@ def _string_op(ctx: Insn, size: int, kind: str) -> None:
     repeated = prefix != 0
     step = b.select(ctx.flag("df"), ctx.c(64, -size), ctx.c(64, size))
 
+    if prefix == 0xF3 and kind in ("movs", "stos") and abits == 64 and _wide_ok(ctx):
+        _wide_prefix(ctx, size, kind)
+        b = ctx.b
     done = ctx.em.new_block("str.done")
     body = ctx.em.new_block("str.body")
     if repeated:
@@ -100,6 +103,78 @@ def _string_op(ctx: Insn, size: int, kind: str) -> None:
     else:
         b.branch(done)
     b.position_at_end(done)
+
+
+# rep movs/stos move whole chunks of this many bytes while they can
+# (_wide_prefix); the per-element loop does the rest.
+CHUNK = 32
+_CHUNK_TYPE = ir.VectorType(I64, CHUNK // 8)
+
+
+def _wide_ok(ctx: Insn) -> bool:
+    """Whether the chunked prefix may be used: linux-user code without
+    precise faults.  A fault inside a chunk leaves RCX, RSI and RDI as
+    they were before the instruction rather than at the faulting element,
+    which only a guest's SIGSEGV/SIGBUS handler could see, and such a
+    guest gets code with precise faults (ir/commits.py)."""
+    em = ctx.em
+    return not em.system and em.commits is None
+
+
+def _wide_prefix(ctx: Insn, size: int, kind: str) -> None:
+    """``rep movs``/``rep stos`` with DF clear: copy or fill whole
+    ``CHUNK``-byte pieces first, one vector load and store each, and
+    advance RSI, RDI and RCX past them, leaving the rest (fewer than a
+    chunk's elements, or all of them where chunks would give another
+    result) to the element loop.  A forward copy in chunks gives the
+    element loop's result unless the destination starts inside the
+    source (dst > src and dst < src + n: the element loop then repeats a
+    pattern); otherwise it reads each source byte before any store
+    reaches it.  glibc's memcpy, memmove and memset use rep movsb/stosb
+    for large sizes on CPUs with ERMS (the x86-64-v3 model has it)."""
+    b = ctx.b
+    per = CHUNK // size                           # elements per chunk
+    count = ctx.gpr("rcx")
+    chunks = b.lshr(count, ctx.c(64, per.bit_length() - 1))
+    ok = b.and_(b.not_(ctx.flag("df")), ctx.is_true(chunks))
+    if kind == "movs":
+        src, dst = ctx.gpr("rsi"), ctx.gpr("rdi")
+        n = b.shl(count, ctx.c(64, size.bit_length() - 1))
+        inside = b.and_(b.icmp_unsigned(">", dst, src), b.icmp_unsigned("<", b.sub(dst, src), n))
+        ok = b.and_(ok, b.not_(inside))
+    start = b.block
+    loop, after = ctx.em.new_block("str.chunk"), ctx.em.new_block("str.chunked")
+    b.cbranch(ok, loop, after)
+    b.position_at_end(loop)
+    i = b.phi(I64)
+    i.add_incoming(ctx.c(64, 0), start)
+    off = b.shl(i, ctx.c(64, CHUNK.bit_length() - 1))
+    if kind == "movs":
+        value = ctx.em.load(b.add(ctx.gpr("rsi"), off), _CHUNK_TYPE)
+    else:
+        value = b.bitcast(_splat(ctx, size), _CHUNK_TYPE)
+    ctx.em.store(b.add(ctx.gpr("rdi"), off), value)
+    nxt = b.add(i, ctx.c(64, 1))
+    i.add_incoming(nxt, b.block)
+    b.cbranch(b.icmp_unsigned("<", nxt, chunks), loop, after)
+    b.position_at_end(after)
+    moved = b.phi(I64)
+    moved.add_incoming(ctx.c(64, 0), start)
+    moved.add_incoming(chunks, loop)
+    nbytes = b.shl(moved, ctx.c(64, CHUNK.bit_length() - 1))
+    if kind == "movs":
+        ctx.set_gpr("rsi", b.add(ctx.gpr("rsi"), nbytes))
+    ctx.set_gpr("rdi", b.add(ctx.gpr("rdi"), nbytes))
+    ctx.set_gpr("rcx", b.sub(count, b.mul(moved, ctx.c(64, per))))
+
+
+def _splat(ctx: Insn, size: int) -> ir.Value:
+    """The chunk ``rep stos`` writes: AL, AX, EAX or RAX repeated."""
+    b = ctx.b
+    vty = ir.VectorType(ir.IntType(size * 8), CHUNK // size)
+    one = b.insert_element(ir.Constant(vty, None), ctx.gpr("rax", size * 8), ctx.c(32, 0))
+    lanes = ir.Constant(ir.VectorType(ir.IntType(32), CHUNK // size), None)   # all lane 0
+    return b.shuffle_vector(one, ir.Constant(vty, None), lanes)
 
 
 def _make(kind: str):
