@@ -38,8 +38,8 @@ _FEATURE_BITS = {
     "movbe": (1, "ecx", 22), "popcnt": (1, "ecx", 23), "aes": (1, "ecx", 25),
     "xsave": (1, "ecx", 26), "osxsave": (1, "ecx", 27), "avx": (1, "ecx", 28),
     "f16c": (1, "ecx", 29), "rdrand": (1, "ecx", 30),
-    "bmi1": (7, "ebx", 3), "avx2": (7, "ebx", 5), "bmi2": (7, "ebx", 8), "erms": (7, "ebx", 9), "rdseed": (7, "ebx", 18),
-    "adx": (7, "ebx", 19), "sha": (7, "ebx", 29),
+    "bmi1": (7, "ebx", 3), "avx2": (7, "ebx", 5), "bmi2": (7, "ebx", 8), "erms": (7, "ebx", 9),
+    "rdseed": (7, "ebx", 18), "adx": (7, "ebx", 19), "sha": (7, "ebx", 29),
     "lahf": (0x80000001, "ecx", 0), "lzcnt": (0x80000001, "ecx", 5),
 }
 _SIGNATURE = {cpumodel.V2: 0x000206C2,                   # family 6, model 0x2C, stepping 2

@@ -242,13 +242,14 @@ def build_stack(mem: GuestMemory, image: GuestImage, base: int, argv: list[bytes
     envp_addrs = addrs[1 + len(argv):1 + len(argv) + len(envp)]
     platform_addr, random_addr = addrs[-2], addrs[-1]
 
+    min_sigstk = fpstate.min_signal_stack(cpuid.model().has("xsave"), cpuid.xcr0())
     auxv = [
         (AT_PHDR, base + image.phdr_vaddr), (AT_PHENT, image.phentsize), (AT_PHNUM, image.phnum),
         (AT_PAGESZ, PAGE), (AT_BASE, interp_base), (AT_FLAGS, 0), (AT_ENTRY, base + image.entry),
         (AT_UID, os.getuid()), (AT_EUID, os.geteuid()), (AT_GID, os.getgid()),
         (AT_EGID, os.getegid()), (AT_PLATFORM, platform_addr), (AT_HWCAP, cpuid.hwcap()),
         (AT_CLKTCK, os.sysconf("SC_CLK_TCK")), (AT_SECURE, 0), (AT_RANDOM, random_addr),
-        (AT_HWCAP2, 0), (AT_EXECFN, execfn_addr), (AT_MINSIGSTKSZ, fpstate.min_signal_stack(cpuid.model().has("xsave"), cpuid.xcr0())), (AT_NULL, 0),
+        (AT_HWCAP2, 0), (AT_EXECFN, execfn_addr), (AT_MINSIGSTKSZ, min_sigstk), (AT_NULL, 0),
     ]
     words = [len(argv)] + argv_addrs + [0] + envp_addrs + [0]
     for k, v in auxv:

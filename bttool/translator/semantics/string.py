@@ -1,8 +1,10 @@
 """String family: movs stos lods cmps scas with rep/repe/repne and DF.
 
 Each is an IR loop over rcx (when repeated); the direction flag picks the
-step sign.  ``movsd``/``cmpsd`` share capstone ids with the SSE scalar double
-instructions, so they dispatch on their operands.
+step sign.  ``rep movs`` and ``rep stos`` first move whole 32-byte chunks
+where that gives the loop's result (``_wide_prefix``).  ``movsd``/``cmpsd``
+share capstone ids with the SSE scalar double instructions, so they
+dispatch on their operands.
 """
 from __future__ import annotations
 
@@ -155,12 +157,13 @@ def _wide_prefix(ctx: Insn, size: int, kind: str) -> None:
         value = b.bitcast(_splat(ctx, size), _CHUNK_TYPE)
     ctx.em.store(b.add(ctx.gpr("rdi"), off), value)
     nxt = b.add(i, ctx.c(64, 1))
-    i.add_incoming(nxt, b.block)
+    back = b.block
+    i.add_incoming(nxt, back)
     b.cbranch(b.icmp_unsigned("<", nxt, chunks), loop, after)
     b.position_at_end(after)
     moved = b.phi(I64)
     moved.add_incoming(ctx.c(64, 0), start)
-    moved.add_incoming(chunks, loop)
+    moved.add_incoming(chunks, back)
     nbytes = b.shl(moved, ctx.c(64, CHUNK.bit_length() - 1))
     if kind == "movs":
         ctx.set_gpr("rsi", b.add(ctx.gpr("rsi"), nbytes))
