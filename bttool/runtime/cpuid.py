@@ -13,8 +13,8 @@ A fixed, documented CPU so a guest behaves the same on every host:
   entropy (runtime/randomsource.py); no XSAVE/OSXSAVE, so no AVX, and leaf
   7 reports no BMI/AVX2/ERMS (glibc picks its SSE2/SSE4 routines);
 * x86-64-v3: family 6 model 0x3C (a Haswell part): the same plus FMA,
-  MOVBE, XSAVE, OSXSAVE, AVX, F16C (leaf 1 ECX), BMI1, AVX2, BMI2 (leaf 7
-  EBX) and LZCNT (leaf 0x80000001 ECX); XCR0 enables x87, SSE and AVX
+  MOVBE, XSAVE, OSXSAVE, AVX, F16C (leaf 1 ECX), BMI1, AVX2, BMI2, ERMS
+  (leaf 7 EBX) and LZCNT (leaf 0x80000001 ECX); XCR0 enables x87, SSE and AVX
   state, and leaf 0xD describes the standard XSAVE layout of those three
   (832 bytes, the AVX component at 576); no XSAVEOPT/XSAVEC/XSAVES;
 * deterministic cache parameters (leaf 4): L1d 32 KiB, L1i 32 KiB,

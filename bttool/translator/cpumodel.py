@@ -10,7 +10,8 @@ of every cache key (LiftOptions.cpu).
 * ``x86-64-v2``: SSE to SSE4.2, POPCNT, CX16, LAHF/SAHF, plus AES-NI,
   PCLMULQDQ, SHA, RDRAND and RDSEED.  No XSAVE, so no AVX.
 * ``x86-64-v3`` (the default): v2 plus XSAVE/OSXSAVE with XCR0 = x87|SSE|AVX, AVX,
-  AVX2, FMA, F16C, BMI1, BMI2, LZCNT and MOVBE (the psABI's level 3).
+  AVX2, FMA, F16C, BMI1, BMI2, LZCNT and MOVBE (the psABI's level 3), and
+  ERMS, as the Haswell it reports itself as.
 * either with ``OPTIONAL`` features added: ``x86-64-v3+adx`` (ADX is in
   no psABI level; Haswell, which v3 reports itself as, lacks it).
 """
