@@ -729,6 +729,9 @@ REUSE_TRANSLATIONS = os.environ.get("BTTOOL_ISA_FRESH", "") == ""
 # bttool has such lowerings (LiftOptions.host_instructions); tests of the
 # generic IR switch it off.
 HOST_INSTRUCTIONS = True
+# Tier 1 stitched from stencils (translator/stitch.py) instead of compiled;
+# fixtures switch it on.
+STENCILS = False
 
 
 @contextlib.contextmanager
@@ -780,7 +783,7 @@ def run_translated(code: bytes, regs: dict[str, int] | None = None, rflags: int 
         host_instructions = HOST_INSTRUCTIONS
     if reuse is None:
         reuse = REUSE_TRANSLATIONS
-    key = (code, precise_faults, hot_counters, host_instructions)
+    key = (code, precise_faults, hot_counters, host_instructions, STENCILS)
     reuse = reuse and _last_code[0] == key
     _last_code[0] = key
     if stack is not None:
@@ -792,7 +795,7 @@ def run_translated(code: bytes, regs: dict[str, int] | None = None, rflags: int 
         vectors = _vector_inputs(xmm, ymm)
         r = run_snippet(code, _complete(regs), rflags, None, data, mxcsr,
                         precise_faults=precise_faults, hot_counters=hot_counters,
-                        host_instructions=host_instructions, ymm=vectors)
+                        host_instructions=host_instructions, ymm=vectors, stencils=STENCILS)
     finally:
         if reuse:
             ex.known = dict(ex.known)

@@ -9,7 +9,7 @@ state, which lets LLVM keep guest registers in host registers.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from llvmlite import ir
 
@@ -17,6 +17,9 @@ from bttool.ir import memory, state, tables
 from bttool.ir.commits import REGISTER_FILE, CommitPoints, split_address
 from bttool.ir.fastbuilder import FastBuilder
 from bttool.ir.state import FIELDS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bttool.ir.stencil import StencilPorts
 
 # What a foreign unit's base cell holds until the runtime writes it
 # (FunctionEmitter's ``foreign``) when there is no clamp: no canonical
@@ -130,7 +133,7 @@ class FunctionEmitter:
                  precise_faults: bool = False, host_features: frozenset[str] = frozenset(),
                  clamp: memory.AddressClamp | None = None,
                  foreign: Sequence[tuple[int, int, int, str]] = (),
-                 whole_ymm: bool = False):
+                 whole_ymm: bool = False, stencil: "StencilPorts | None" = None):
         """``pic_base``: for position-independent code, the base of its code
         unit (runtime/codeunits.py) that the guest addresses seen at
         translation time are relative to.  The code then computes every
@@ -158,8 +161,16 @@ class FunctionEmitter:
         this run, which the runtime writes into the i64 global ``cell``
         of this object before it installs the function (loaded once, at
         entry).  Until then the cell holds an address no guest target
-        matches."""
+        matches.
+
+        ``stencil``: the function is a stencil of one guest instruction
+        (ir/stencil.py): entered with rip at that instruction, it computes
+        every guest address from rip and a hole, and goes on at each static
+        target through a continuation of its own instead of returning."""
         self.module = module
+        self.stencil = stencil
+        if stencil is not None and (pic_base is None or pic_base != entry_pc or foreign):
+            raise ValueError("a stencil is its own unit: pic_base = entry_pc, nothing foreign")
         self.pic_base = pic_base
         if pic_base is not None and entry_pc is None:
             raise ValueError("position-independent code needs its entry pc")
@@ -226,6 +237,8 @@ class FunctionEmitter:
         # change, and every exit gets its own (better predicted) jump.
         self.split_exits = not hot_counters
         self._exits: list[ir.Block] = [self._exit]
+        # stencil: the exit block of each continuation, in the order made
+        self._conts: list[ir.Block] = []
         # linux-user: where the state is written back mid-region so that a
         # host fault can be made precise (ir/commits.py); system mode makes
         # its faults precise by exits of its own (begin_insn)
@@ -405,6 +418,8 @@ class FunctionEmitter:
                 return b.add(self._foreign_base(cell), const(64, addr - base))
         if self.pic_base is None:
             return const(64, addr)
+        if self.stencil is not None:
+            return b.add(self.unit_base(), self.stencil.hole("pc", addr - self.pic_base))
         return b.add(self.unit_base(), const(64, addr - self.pic_base))
 
     def foreign_of(self, addr: int) -> tuple[int, str] | None:
@@ -626,6 +641,11 @@ class FunctionEmitter:
             b.branch(self.local_targets[rip])
             return
         self.set("rip", self.guest_addr(rip) if isinstance(rip, int) else rip)
+        if self.stencil is not None and reason == state.EXIT_NONE and isinstance(rip, int):
+            self._conts.append(self.new_block("cont"))
+            self.stencil.conts.append(rip)
+            b.branch(self._conts[-1])
+            return
         if reason != state.EXIT_NONE:
             b.store(const(32, reason), self._state_gep(b, "exit_reason"))
             if info is not None:
@@ -733,13 +753,18 @@ class FunctionEmitter:
     def count_execution(self, pc: int) -> None:
         """Tier 1: count executions of ``pc``; when hot, exit so the runtime
         retranslates from ``pc`` at tier 2."""
+        if self.stencil is not None:
+            raise AssertionError("a stencil counts nothing: the stitched region does")
         tables.emit_hot_check(self.b, self.state_ptr, pc - (self.pic_base or 0),
                                lambda: self.leave(pc, state.EXIT_HOT))
 
     def profile_target(self, target: ir.Value) -> None:
         """Tier 1: record the target of the indirect call/jump being lifted
         (tier 2 takes it as a guess)."""
-        if self.hot_counters:
+        if self.stencil is not None:
+            tables.emit_target_record(self.b, self.state_ptr, 0, target,
+                                      self.stencil.hole("target_slot", 0))
+        elif self.hot_counters:
             tables.emit_target_record(self.b, self.state_ptr, self.current_pc - (self.pic_base or 0),
                                        target)
 
@@ -757,7 +782,7 @@ class FunctionEmitter:
 
     def seal_open_blocks(self) -> None:
         """Mark blocks left open by an abandoned instruction unreachable."""
-        exits = set(map(id, self._exits))
+        exits = set(map(id, self._exits + self._conts))
         exits.update(id(c.block) for c in (self.commits.commits if self.commits is not None else ()))
         for bb in self.fn.blocks:
             if not bb.is_terminated and id(bb) not in exits:
@@ -770,6 +795,12 @@ class FunctionEmitter:
         unless an interrupt is pending)."""
         for commit in self.commits.commits if self.commits is not None else ():
             self._fill_commit(commit)
+        for k, bb in enumerate(self._conts):
+            b = FastBuilder(bb)
+            for name in sorted(self._dirty):
+                self._writeback(b, name)
+            b.call(self.stencil.continuation(k), [self.state_ptr, self.mem], tail="musttail")
+            b.ret_void()
         for bb in self._exits:
             b = FastBuilder(bb)
             for name in sorted(self._dirty):

@@ -101,14 +101,21 @@ def counter_index(pc_key: int) -> int:
     return ((pc_key * HASH_MULTIPLIER) & 0xFFFFFFFFFFFFFFFF) >> (64 - COUNTER_BITS)
 
 
-def emit_hot_check(b, state_ptr, pc_key: int, on_hot) -> None:
+def counter_slot(pc_key: int) -> int:
+    """The byte offset of pc_key's counter in the counters table."""
+    return 4 * counter_index(pc_key)
+
+
+def emit_hot_check(b, state_ptr, pc_key: int, on_hot, slot_offset=None) -> None:
     """Count one execution of the code at guest pc ``pc_key`` (relative to
     the image base); past the threshold call ``on_hot()`` (which must end
-    the path) after resetting the counter."""
+    the path) after resetting the counter.  ``slot_offset``: an i64 value
+    that is ``counter_slot(pc_key)`` (a stencil's hole) instead."""
     from llvmlite import ir
     i32 = ir.IntType(32)
     counters = _link(b, state_ptr, "counters_base")
-    slot = b.gep(counters, [ir.Constant(ir.IntType(64), 4 * counter_index(pc_key))],
+    slot = b.gep(counters, [slot_offset if slot_offset is not None
+                            else ir.Constant(ir.IntType(64), counter_slot(pc_key))],
                  inbounds=True, source_etype=ir.IntType(8))
     n = b.add(b.load(slot, typ=i32), ir.Constant(i32, 1))
     b.store(n, slot, 4)
@@ -121,13 +128,19 @@ def target_index(pc_key: int) -> int:
     return ((pc_key * HASH_MULTIPLIER) & 0xFFFFFFFFFFFFFFFF) >> (64 - TARGET_BITS)
 
 
-def emit_target_record(b, state_ptr, pc_key: int, target) -> None:
+def target_slot(pc_key: int) -> int:
+    """The byte offset of pc_key's slot in the targets table."""
+    return 8 * target_index(pc_key)
+
+
+def emit_target_record(b, state_ptr, pc_key: int, target, slot_offset=None) -> None:
     """Tier 1: remember ``target`` (i64) as the last target of the indirect
     call or jump at guest pc ``pc_key`` (relative to the image base); tier 2
-    uses it as a guess (runtime/dispatcher.py)."""
+    uses it as a guess (runtime/dispatcher.py).  ``slot_offset``: an i64
+    value that is ``target_slot(pc_key)`` (a stencil's hole) instead."""
     from llvmlite import ir
     i64 = ir.IntType(64)
     targets = _link(b, state_ptr, "targets_base")
-    slot = b.gep(targets, [ir.Constant(i64, 8 * target_index(pc_key))],
+    slot = b.gep(targets, [slot_offset if slot_offset is not None else ir.Constant(i64, target_slot(pc_key))],
                  inbounds=True, source_etype=ir.IntType(8))
     b.store(target, slot, 8)

@@ -742,6 +742,7 @@ class CacheStore:
                     self.db.execute(f"DELETE FROM {table}")
         self.write("clear", op)
         shutil.rmtree(os.path.join(self.root, "warm"), ignore_errors=True)
+        shutil.rmtree(os.path.join(self.root, "stencils"), ignore_errors=True)
         for dirpath, _, files in os.walk(os.path.join(self.root, "support")):
             for f in files:
                 try:

@@ -110,6 +110,8 @@ class Executor:
         # Known translations made without commits before the guest needed
         # precise faults: replaced when next entered (require_precise_faults)
         self.imprecise: set[int] = set()
+        # tier 1's stencils (translator/stitch.py), by options and target key
+        self._stencils: dict[tuple[str, str], object] = {}
         self.loaded_objects: set[str] = set()   # cache objects already in the engine
         # System mode: regions stay inside [lo, hi) = region_bound(entry), and
         # on_install(pc) is told of every translation newly made runnable
@@ -367,8 +369,12 @@ class Executor:
                           and self.units.by_image(v.image) is v] if kw.get("guess_target") else []
                 kw["within"] = [(v.start, v.end) for v in [u] + others]
                 kw["foreign"] = [Span(v.start, v.end, v.base, v.image) for v in others]
-        lifted = lift([pc], read, options, target, known=known or self.known.__contains__,
-                      read_data=self._read_data, **kw)
+        lifted = None
+        if options.stitched() and not kw.get("foreign") and not background:
+            lifted = self._stitch(pc, read, options, target, known, kw.get("within"))
+        if lifted is None:
+            lifted = lift([pc], read, options, target, known=known or self.known.__contains__,
+                          read_data=self._read_data, **kw)
 
         if not background:
             self._finish(lifted.compile(), target, options)
@@ -389,6 +395,23 @@ class Executor:
             self.background = BackgroundCompiler(self.log)
         self.background.submit(lifted, done)
         return lifted.regions[0]
+
+    def _stitch(self, pc: int, read, options: LiftOptions, target, known, within):
+        """Tier 1 by copy and patch (translator/stitch.py), or None where
+        the region has an instruction without a stencil."""
+        from bttool.translator.translate import stitch
+        from bttool.translator.stitch import StencilLibrary
+        k = (options.key(), target.key())
+        library = self._stencils.get(k)
+        if library is None:
+            host = frozenset(target.features.split(",")) if options.host_instructions else frozenset()
+            store = None
+            if self.cache is not None and self.cache.store is not None:
+                from bttool.runtime.stencilstore import StencilFile
+                store = StencilFile(self.cache.store.root, "|".join(k))
+            library = self._stencils[k] = StencilLibrary(options, target, host, store)
+        return stitch(pc, read, options, target, library, known=known or self.known.__contains__,
+                      read_data=self._read_data, within=within)
 
     def compiling_over(self, start: int, end: int) -> list[int]:
         """Entries of the tier-2 compilations under way whose guest code

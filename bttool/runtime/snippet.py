@@ -67,7 +67,8 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = s
                 xmm: list[int] | None = None, data: bytes = b"", mxcsr: int = 0x1F80,
                 max_exits: int = 10000, hot_counters: bool = True,
                 precise_faults: bool = False, host_instructions: bool = True,
-                pic: bool = False, ymm: list[int] | None = None) -> SnippetResult:
+                pic: bool = False, ymm: list[int] | None = None,
+                stencils: bool = False) -> SnippetResult:
     """``xmm``: starting values of xmm0.. (128 bits each; the upper halves of
     the ymm registers start at zero); or ``ymm``: of ymm0.. (256 bits each),
     not both.  Registers not given start at zero."""
@@ -80,9 +81,11 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = s
     # code with commits (LiftOptions), what a guest with a SIGSEGV handler
     # runs.  ``host_instructions``: LiftOptions' (off: generic IR only).
     # ``pic``: translated as position-independent code whose unit starts
-    # at the snippet (what a PIE or shared library gets).
+    # at the snippet (what a PIE or shared library gets).  ``stencils``:
+    # tier 1 stitched from stencils (translator/stitch.py).
     ex.options = user_options(CODE_ADDR if pic else None, hot_counters=hot_counters,
-                              precise_faults=precise_faults, host_instructions=host_instructions)
+                              precise_faults=precise_faults, host_instructions=host_instructions,
+                              stencils=stencils)
     s = ex.state
     st.reset(s)
     for name, value in (regs or {}).items():

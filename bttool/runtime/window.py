@@ -89,6 +89,7 @@ class Window:
         """The options of linux-user x86-64 code in this window (``pic_base``
         and the rest as LiftOptions has them)."""
         kw.setdefault("cpu", cpuid.model().name)
+        kw.setdefault("stencils", os.environ.get("BTTOOL_TIER1") == "stencils")
         return LiftOptions(64, True, pic_base, clamp=self.clamp, **kw)
 
 

@@ -48,6 +48,10 @@ class LiftOptions:
     # The virtual CPU model (translator/cpumodel.py): instructions of
     # features it lacks are #UD.
     cpu: str = DEFAULT_CPU
+    # Tier 1 by copy and patch (translator/stitch.py): regions stitched
+    # from per-instruction stencils instead of compiled (hot_counters code
+    # in 64-bit linux-user mode only; other code ignores it).
+    stencils: bool = False
 
     def __post_init__(self) -> None:
         if self.user_mode and self.clamp is None:
@@ -68,6 +72,7 @@ class LiftOptions:
         from bttool.ir.state import LAYOUT_DIGEST
         from bttool.translator.identity import translator_identity
         return self.mode_key() + ("|hot" if self.hot_counters else "") + \
+            ("|cp" if self.stitched() else "") + \
             ("" if self.cpu == DEFAULT_CPU else f"|{self.cpu}") + \
             ("|precise" if self.precise_faults else "") + \
             ("" if self.host_instructions else "|generic") + \
@@ -75,5 +80,9 @@ class LiftOptions:
             f"|t{translator_identity()}" + \
             f"|state-{LAYOUT_DIGEST}"
 
+    def stitched(self) -> bool:
+        """Whether tier-1 regions are stitched from stencils."""
+        return self.stencils and self.hot_counters and self.user_mode and self.mode == 64
+
     def tier2(self) -> "LiftOptions":
-        return replace(self, hot_counters=False)
+        return replace(self, hot_counters=False, stencils=False)

@@ -182,3 +182,36 @@ def lift(entries: list[int], read: CodeReader, options: LiftOptions, target: cod
                     entries.append(nxt)          # the loop goes on to it
                     batch.add(nxt)
     return Lifted(module, infos, target, time.perf_counter() - t0)
+
+
+@dataclass
+class Stitched:
+    """A region stitched from stencils (translator/stitch.py): already
+    machine code; ``compile`` only hands it over like ``Lifted.compile``."""
+    translation: Translation
+
+    @property
+    def regions(self) -> list[RegionInfo]:
+        return self.translation.regions
+
+    def compile(self, want_ir: bool = False) -> Translation:
+        return self.translation
+
+
+def stitch(pc: int, read: CodeReader, options: LiftOptions, target: codegen.Target, library,
+           known: Callable[[int], bool] = lambda pc: False, max_blocks: int = 24,
+           max_insns: int = 600, read_data: CodeReader | None = None,
+           within: Sequence[tuple[int, int]] | None = None) -> Stitched | None:
+    """The region at ``pc`` stitched from ``library``'s stencils
+    (translator/stitch.StencilLibrary), or None when some instruction of
+    it has none (then it is lifted and compiled as usual).  Raises
+    UnmappedCode like ``lift``."""
+    from bttool.translator import stitch as stitching
+    t0 = time.perf_counter()
+    region = discover_region(Decoder(options.mode), read, pc, max_blocks=max_blocks, max_insns=max_insns,
+                             known=known, read_data=read_data, within=within)
+    info = _describe(region, read, options, target)
+    obj = stitching.stitch(region, library, info.symbol, options.pic_base or 0)
+    if obj is None:
+        return None
+    return Stitched(Translation(obj, [info], time.perf_counter() - t0))
