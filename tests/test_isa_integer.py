@@ -933,10 +933,10 @@ def run_case(c: Case, inp: Inputs) -> None:
               reg_mask=c.reg_mask(inp) if c.reg_mask else None, what=describe(c, code, inp))
 
 
-@pytest.mark.parametrize("c", CASES, ids=_ids)
-def test_insn(c: Case) -> None:
-    n = EXAMPLES * c.weight * (IMM_WEIGHT if c.imm else 1)
-    @settings(max_examples=examples(max(3, int(n))), deadline=None, database=None,
+def check_case(c: Case, max_examples: int) -> None:
+    """Run case ``c`` natively and translated on ``max_examples`` drawn
+    inputs (under its CPU model, if it names one)."""
+    @settings(max_examples=max_examples, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(st.data())
     def check(data) -> None:
@@ -947,6 +947,12 @@ def test_insn(c: Case) -> None:
         return
     with N.cpu_model(c.cpu):
         check()
+
+
+@pytest.mark.parametrize("c", CASES, ids=_ids)
+def test_insn(c: Case) -> None:
+    n = EXAMPLES * c.weight * (IMM_WEIGHT if c.imm else 1)
+    check_case(c, examples(max(3, int(n))))
 
 
 _WIDE = {c.asm: c for c in CASES if c.id.startswith("string-wide-")}

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
 
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
@@ -19,7 +18,7 @@ if _HERE not in sys.path:
 import native as N  # noqa: E402
 import programs  # noqa: E402
 from programs import bttool_cache, samples_dir  # noqa: E402,F401  (fixtures)
-from test_isa_integer import CASES, Case, draw_inputs, run_case  # noqa: E402
+from test_isa_integer import CASES, Case, check_case  # noqa: E402
 
 from bttool.runtime.stencilstore import StencilFile  # noqa: E402
 from bttool.translator.decoder import Decoder  # noqa: E402
@@ -63,16 +62,7 @@ def stitched(monkeypatch):
 # inputs each, stitched; every case of the families runs compiled there.
 @pytest.mark.parametrize("c", CASES[::3], ids=[c.id for c in CASES[::3]])
 def test_integer_case_stitched(stitched, c: Case) -> None:
-    @settings(max_examples=2, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(st.data())
-    def check(data) -> None:
-        run_case(c, draw_inputs(c, data.draw))
-
-    if c.cpu is None:
-        check()
-        return
-    with N.cpu_model(c.cpu):
-        check()
+    check_case(c, 2)
 
 
 PLAIN = ["hello", "jumps", "strings", "sighandlers", "atomics", "jit", "segv", "divzero"]
