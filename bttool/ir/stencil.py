@@ -89,7 +89,7 @@ class StencilError(Exception):
     """A stencil whose object uses something the stitcher cannot place."""
 
 
-def _classify(name: str, sec_index: int, text_index: int) -> tuple[str, object] | None:
+def _classify(name: str, sec_index: int) -> tuple[str, object] | None:
     if name.startswith(HOLE_PREFIX) and sec_index == 0:
         return HOLE, int(name[len(HOLE_PREFIX):])
     if name.startswith(CONT_PREFIX) and sec_index == 0:
@@ -129,7 +129,7 @@ def _one(obj, secs, syms, relas, sym) -> StencilCode:
 
     def target(index: int, addend: int, in_data: bool) -> tuple[tuple[str, object], int]:
         s = syms[index]
-        what = _classify(s.name, s.section, sym.section)
+        what = _classify(s.name, s.section)
         if what is not None:
             return what, addend
         if s.section == sym.section:          # the stencil's own code (jump tables)

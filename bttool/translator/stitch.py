@@ -318,7 +318,8 @@ def stitch(region: Region, library: StencilLibrary, symbol: str, unit_base: int)
                 continue
             place = piece_at[n] + off
             if what == HOLE:
-                _patch(text, place, typ, p.holes[idx] + addend)
+                if not _patch(text, place, typ, p.holes[idx] + addend):
+                    return None
             elif what == CONT:
                 d = dest(n, p.conts[idx])
                 relocs.append((place, typ, None, (ret_at if d == _EXIT else piece_at[d]) + addend))
@@ -351,7 +352,9 @@ def stitch(region: Region, library: StencilLibrary, symbol: str, unit_base: int)
     return write_object(bytes(text), symbol, out)
 
 
-def _patch(text: bytearray, place: int, typ: int, value: int) -> None:
+def _patch(text: bytearray, place: int, typ: int, value: int) -> bool:
+    """Write a hole's value; False when it does not fit the relocation
+    (the region is then compiled instead)."""
     if typ == R_X86_64_64:
         struct.pack_into("<Q", text, place, value & _M64)
     elif typ == R_X86_64_32S and -2**31 <= value < 2**31:
@@ -359,4 +362,5 @@ def _patch(text: bytearray, place: int, typ: int, value: int) -> None:
     elif typ == R_X86_64_32 and 0 <= value < 2**32:
         struct.pack_into("<I", text, place, value)
     else:
-        raise StencilError(f"a hole value {value:#x} does not fit relocation type {typ}")
+        return False
+    return True
