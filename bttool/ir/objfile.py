@@ -44,8 +44,13 @@ class SymbolEntry(NamedTuple):
     size: int
 
 
-SHT_SYMTAB, SHT_RELA, SHT_NOBITS, SHT_X86_64_UNWIND = 2, 4, 8, 0x70000001
-SHF_WRITE, SHF_ALLOC = 0x1, 0x2
+SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA, SHT_NOBITS, SHT_X86_64_UNWIND = 1, 2, 3, 4, 8, 0x70000001
+SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
+STB_LOCAL, STB_GLOBAL, STT_FUNC, STT_SECTION = 0, 1, 2, 3
+# Relocation types (System V x86-64 psABI) that LLVM's large code model and
+# the support object's assembly produce (runtime/objloader.py applies them,
+# translator/stitch.py patches stencils with them).
+R_X86_64_64, R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_32, R_X86_64_32S, R_X86_64_PC64 = 1, 2, 4, 10, 11, 24
 
 
 def sections(data: bytes) -> list[Section]:

@@ -29,11 +29,12 @@ from dataclasses import dataclass, field
 from llvmlite import ir
 
 from bttool.ir import objfile
-from bttool.ir.objfile import SHF_ALLOC, SHF_WRITE, SHT_RELA
+from bttool.ir.objfile import (R_X86_64_32, R_X86_64_32S, R_X86_64_64, SHF_ALLOC, SHF_EXECINSTR,
+                               SHF_WRITE, SHT_PROGBITS, SHT_RELA, SHT_STRTAB, SHT_SYMTAB, STB_GLOBAL,
+                               STT_FUNC, STT_SECTION)
 
 HOLE_PREFIX = "bt_hole_"
 CONT_PREFIX = "bt_cont_"
-R_X86_64_64, R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_32, R_X86_64_32S = 1, 2, 4, 10, 11
 _I8, _I64, _PTR, _VOID = ir.IntType(8), ir.IntType(64), ir.PointerType(), ir.VoidType()
 _CONT_TYPE = ir.FunctionType(_VOID, [_PTR, _PTR])
 
@@ -172,9 +173,6 @@ def _one(obj, secs, syms, relas, sym) -> StencilCode:
 
 
 # -- the stitched region as an ELF relocatable object ------------------------
-_SHT_PROGBITS, _SHT_SYMTAB, _SHT_STRTAB = 1, 2, 3
-_SHF_EXECINSTR = 0x4
-_STB_GLOBAL, _STT_FUNC, _STT_SECTION = 1, 2, 3
 
 
 def write_object(code: bytes, symbol: str, relocs: list[tuple[int, int, str | None, int]]) -> bytes:
@@ -190,12 +188,12 @@ def write_object(code: bytes, symbol: str, relocs: list[tuple[int, int, str | No
         return at
     # symbols: null, the section, the function, then undefined externals
     symtab = bytearray(24)
-    symtab += struct.pack("<IBBHQQ", 0, _STT_SECTION, 0, 1, 0, 0)
-    symtab += struct.pack("<IBBHQQ", add_str(symbol), _STB_GLOBAL << 4 | _STT_FUNC, 0, 1, 0, len(code))
+    symtab += struct.pack("<IBBHQQ", 0, STT_SECTION, 0, 1, 0, 0)
+    symtab += struct.pack("<IBBHQQ", add_str(symbol), STB_GLOBAL << 4 | STT_FUNC, 0, 1, 0, len(code))
     index = {}
     for n, name in enumerate(externals):
         index[name] = 3 + n
-        symtab += struct.pack("<IBBHQQ", add_str(name), _STB_GLOBAL << 4, 0, 0, 0, 0)
+        symtab += struct.pack("<IBBHQQ", add_str(name), STB_GLOBAL << 4, 0, 0, 0, 0)
     rela = b"".join(struct.pack("<QQq", off, (1 if name is None else index[name]) << 32 | typ, a)
                     for off, typ, name, a in relocs)
     shstr = b"\0.text\0.rela.text\0.symtab\0.strtab\0.shstrtab\0"
@@ -213,11 +211,11 @@ def write_object(code: bytes, symbol: str, relocs: list[tuple[int, int, str | No
         out[o:o + len(p)] = p
     headers = [
         (0, 0, 0, 0, 0, 0, 0, 0, 0),
-        (1, _SHT_PROGBITS, SHF_ALLOC | _SHF_EXECINSTR, offsets[0], len(code), 0, 0, 16, 0),
+        (1, SHT_PROGBITS, SHF_ALLOC | SHF_EXECINSTR, offsets[0], len(code), 0, 0, 16, 0),
         (7, SHT_RELA, 0, offsets[1], len(rela), 3, 1, 8, 24),
-        (18, _SHT_SYMTAB, 0, offsets[2], len(symtab), 4, 2, 8, 24),
-        (26, _SHT_STRTAB, 0, offsets[3], len(strtab), 0, 0, 1, 0),
-        (34, _SHT_STRTAB, 0, offsets[4], len(shstr), 0, 0, 1, 0),
+        (18, SHT_SYMTAB, 0, offsets[2], len(symtab), 4, 2, 8, 24),
+        (26, SHT_STRTAB, 0, offsets[3], len(strtab), 0, 0, 1, 0),
+        (34, SHT_STRTAB, 0, offsets[4], len(shstr), 0, 0, 1, 0),
     ]
     for n, (name, typ, flags, off, size, link, info, align, entsize) in enumerate(headers):
         struct.pack_into("<IIQQQQIIQQ", out, shoff + 64 * n, name, typ, flags, 0, off, size, link, info,

@@ -30,13 +30,11 @@ import struct
 from dataclasses import dataclass, field
 
 from bttool.ir import objfile
-from bttool.ir.objfile import SHF_ALLOC, SHF_WRITE, SHT_NOBITS, SHT_RELA, SHT_X86_64_UNWIND
+from bttool.ir.objfile import (R_X86_64_32, R_X86_64_32S, R_X86_64_64, R_X86_64_PC32, R_X86_64_PC64,
+                               R_X86_64_PLT32, SHF_ALLOC, SHF_WRITE, SHT_NOBITS, SHT_RELA,
+                               SHT_X86_64_UNWIND, STB_LOCAL)
 
-# Relocation types (System V x86-64 psABI) that LLVM's large code model and
-# the support object's assembly produce.
-R_X86_64_64, R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_32, R_X86_64_32S, R_X86_64_PC64 = 1, 2, 4, 10, 11, 24
 SHN_ABS, SHN_COMMON = 0xFFF1, 0xFFF2
-_STB_LOCAL = 0
 _PAGE = mmap.PAGESIZE
 _STUB = 16        # jmp *0(%rip); .quad target  (6 + 8 bytes, 16-aligned)
 
@@ -158,7 +156,7 @@ class Linker:
         defined: list[LoadedSymbol] = []
         for p in placed:
             for sym in p.syms:
-                if sym.info >> 4 != _STB_LOCAL and sym.section and sym.name:
+                if sym.info >> 4 != STB_LOCAL and sym.section and sym.name:
                     addr = self._value(p, sym)
                     self._symbols.setdefault(sym.name, addr)
                     defined.append(LoadedSymbol(sym.name, addr, sym.size, sym.info & 0xF == 2))

@@ -38,9 +38,9 @@ from llvmlite import ir
 
 from bttool.ir import codegen, tables
 from bttool.ir.emitter import FunctionEmitter
-from bttool.ir.stencil import (CONT, DATA, HOLE, R_X86_64_32, R_X86_64_32S, R_X86_64_64, SELF,
-                               SYMBOL, StencilCode, StencilError, StencilPorts, emit_counter_stencil,
-                               extract, write_object)
+from bttool.ir.objfile import R_X86_64_32, R_X86_64_32S, R_X86_64_64
+from bttool.ir.stencil import (CONT, DATA, HOLE, SELF, SYMBOL, StencilCode, StencilError, StencilPorts,
+                               emit_counter_stencil, extract, write_object)
 from bttool.translator import flaglive
 from bttool.translator.blocks import Block, Region
 from bttool.translator.lifter import LiftResult, _uses_ymm, lift_block
