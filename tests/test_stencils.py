@@ -83,19 +83,25 @@ def _stencil_bytes(cache: Path) -> int:
 
 def test_stencils_are_kept_for_later_runs(samples_dir, bttool_cache, tmp_path, monkeypatch):
     """A run with a new translation cache but the stencils of earlier runs
+    (and the host's description and support object, which any cache keeps)
     stitches its regions from them: it compiles no stencil (the stencil
-    file does not grow) and still translates every region itself."""
+    file does not grow, and LLVM is never loaded) and still translates
+    every region itself."""
     monkeypatch.setenv("BTTOOL_TIER1", "stencils")
     argv = [str(samples_dir / "hello")]
     native = programs.run_native(argv, cwd=tmp_path)
     programs.assert_same(native, programs.run_bttool(argv, bttool_cache, cwd=tmp_path))
     fresh = tmp_path / "fresh"
-    shutil.copytree(Path(bttool_cache) / "stencils", fresh / "stencils")
+    for kept in ("stencils", "support"):
+        shutil.copytree(Path(bttool_cache) / kept, fresh / kept)
+    shutil.copy(Path(bttool_cache) / "host-target.json", fresh)
     size = _stencil_bytes(fresh)
     stats = tmp_path / "stats.json"
     run = programs.run_bttool(argv, fresh, cwd=tmp_path, options=["--stats-json", str(stats)])
     programs.assert_same(native, run)
-    assert json.loads(stats.read_text())["regions_translated"] > 0
+    report = json.loads(stats.read_text())
+    assert report["regions_translated"] > 0
+    assert report["llvm_loaded"] is False
     assert _stencil_bytes(fresh) == size
 
 

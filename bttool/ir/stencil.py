@@ -155,14 +155,16 @@ def _one(obj, secs, syms, relas, sym) -> StencilCode:
     for off, index, typ, addend in relas.get(sym.section, []):
         if lo <= off < hi:
             what, a = target(index, addend, False)
-            if what[0] in (HOLE, CONT, DATA, SELF) and typ not in (R_X86_64_64, R_X86_64_32, R_X86_64_32S):
-                raise StencilError(f"relocation type {typ} against a {what[0]}")
+            _check_placeable(what[0], typ)
             relocs.append((off - lo, typ, what, a))
+    for _off, typ, what, _a in data_relocs:
+        if what[0] not in (SELF, SYMBOL):
+            raise StencilError(f"read-only data that refers to a {what[0]}")
     tail = None
+    end = len(code)
     for off, typ, what, a in relocs:
         # movabs r64, imm64 (REX.W B8+r) then jmp r64 (FF E0+r, with REX.B
         # for r8-r15) as the stencil's last bytes
-        end = len(code)
         if what[0] == CONT and typ == R_X86_64_64 and a == 0 and off >= 2 and code[off - 2] in (0x48, 0x49) \
                 and 0xB8 <= code[off - 1] <= 0xBF:
             reg = (code[off - 1] - 0xB8) | (8 if code[off - 2] == 0x49 else 0)
@@ -170,6 +172,16 @@ def _one(obj, secs, syms, relas, sym) -> StencilCode:
             if code[off + 8:] == jmp and off + 8 + len(jmp) == end:
                 tail = (off - 2, what[1])
     return StencilCode(code, relocs, bytes(data), data_relocs, tail)
+
+
+def _check_placeable(what: str, typ: int) -> None:
+    """The stitcher writes a hole's value into the code (64 bits, or 32 when
+    it fits), and makes a reference to a continuation, to the stencil's own
+    code or to its data a 64-bit relocation against the stitched section;
+    external symbols keep whatever relocation the code generator chose."""
+    ok = {HOLE: (R_X86_64_64, R_X86_64_32, R_X86_64_32S), SYMBOL: None}.get(what, (R_X86_64_64,))
+    if ok is not None and typ not in ok:
+        raise StencilError(f"relocation type {typ} against a {what}")
 
 
 # -- the stitched region as an ELF relocatable object ------------------------

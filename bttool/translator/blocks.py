@@ -18,7 +18,8 @@ from bttool.translator.guestcode import CodeReader, UnmappedCode
 
 
 MAX_BLOCK_INSNS = 200
-_DIRECT = {X.X86_INS_JMP, X.X86_INS_CALL} | {
+# Jumps and calls whose target may be an immediate (relative) operand.
+DIRECT = {X.X86_INS_JMP, X.X86_INS_CALL} | {
     getattr(X, "X86_INS_" + n) for n in (
         *("J" + cc.upper() for cc in conditions.CODES),
         "LOOP", "LOOPE", "LOOPNE", "JRCXZ", "JECXZ")}
@@ -89,7 +90,7 @@ def _add_successors(block: Block, insn) -> None:
     call's target and return site, and the instruction after an exit to the
     runtime, are entered through the lookup table instead: they are
     ``entries`` (future region entries), not successors."""
-    target = _direct_target(insn) if insn.id in _DIRECT else None
+    target = _direct_target(insn) if insn.id in DIRECT else None
     nxt = insn.address + insn.size
     if insn.id == X.X86_INS_CALL:
         if target is not None:

@@ -39,30 +39,37 @@ from llvmlite import ir
 from bttool.ir import codegen, tables
 from bttool.ir.emitter import FunctionEmitter
 from bttool.ir.objfile import R_X86_64_32, R_X86_64_32S, R_X86_64_64
-from bttool.ir.stencil import (CONT, DATA, HOLE, SELF, SYMBOL, StencilCode, StencilError, StencilPorts,
+from bttool.ir.stencil import (CONT, DATA, HOLE, SELF, StencilCode, StencilError, StencilPorts,
                                emit_counter_stencil, extract, write_object)
 from bttool.translator import flaglive
-from bttool.translator.blocks import Block, Region
+from bttool.translator.blocks import DIRECT, Block, Region
 from bttool.translator.lifter import LiftResult, _uses_ymm, lift_block
 from bttool.translator.options import LiftOptions
 
 _M64 = (1 << 64) - 1
-_BRANCHES = frozenset(getattr(X, "X86_INS_" + n) for n in (
-    "JMP", "CALL", "LOOP", "LOOPE", "LOOPNE", "JRCXZ", "JECXZ", "JCXZ",
-    "JA", "JAE", "JB", "JBE", "JE", "JNE", "JG", "JGE", "JL", "JLE", "JO", "JNO", "JP", "JNP",
-    "JS", "JNS"))
+
+
+def _branch_target(insn) -> int | None:
+    """The target of a direct jump or call (capstone gives it absolute)."""
+    ops = insn.operands
+    return ops[0].imm if insn.id in DIRECT and ops and ops[0].type == X.X86_OP_IMM else None
+
+
+def _rip_disp(insn) -> int | None:
+    """The displacement of a rip-relative memory operand, if any."""
+    return next((op.mem.disp for op in insn.operands
+                 if op.type == X.X86_OP_MEM and op.mem.base == X.X86_REG_RIP), None)
 
 
 def _features(insn) -> dict[str, int]:
     """What an instance's holes can be, each relative to its address."""
     f = {"here": 0, "next": insn.size}
     if isinstance(insn, CsInsn):
-        ops = insn.operands
-        if insn.id in _BRANCHES and ops and ops[0].type == X.X86_OP_IMM:
-            f["target"] = ops[0].imm - insn.address
-        for op in ops:
-            if op.type == X.X86_OP_MEM and op.mem.base == X.X86_REG_RIP:
-                f["riprel"] = insn.size + op.mem.disp
+        target, disp = _branch_target(insn), _rip_disp(insn)
+        if target is not None:
+            f["target"] = target - insn.address
+        if disp is not None:
+            f["riprel"] = insn.size + disp
     return f
 
 
@@ -71,10 +78,9 @@ def stencil_key(insn) -> bytes:
     left out (the parts that holes carry)."""
     raw = bytearray(insn.bytes)
     if isinstance(insn, CsInsn):
-        ops = insn.operands
-        if insn.id in _BRANCHES and ops and ops[0].type == X.X86_OP_IMM and insn.imm_size:
+        if _branch_target(insn) is not None and insn.imm_size:
             raw[insn.imm_offset:insn.imm_offset + insn.imm_size] = bytes(insn.imm_size)
-        if any(op.type == X.X86_OP_MEM and op.mem.base == X.X86_REG_RIP for op in ops) and insn.disp_size:
+        if _rip_disp(insn) is not None and insn.disp_size:
             raw[insn.disp_offset:insn.disp_offset + insn.disp_size] = bytes(insn.disp_size)
     return bytes(raw)
 
@@ -82,7 +88,7 @@ def stencil_key(insn) -> bytes:
 @dataclass
 class Stencil:
     code: StencilCode
-    holes: list[str]        # per hole: a feature name, "slot" or "=value" (pinned)
+    holes: list[str]        # per hole: a feature name, "slot", "=value" (pinned) or "counter"
     conts: list[str]        # per continuation: a feature name or "=delta" (pinned)
     pinned: bool
 
@@ -116,6 +122,11 @@ def _from_record(rec) -> Stencil | None:
                    list(holes), list(conts), pinned)
 
 
+def _counter_key(poll: bool) -> tuple[str, bool]:
+    """The key of a counter stencil (no instruction's key is a str pair)."""
+    return "counter", poll
+
+
 class StencilLibrary:
     """The stencils of one run, for one kind of code (lift options and
     target), by key.  A key maps to a Stencil, or to None when the
@@ -129,15 +140,11 @@ class StencilLibrary:
         self.options = options
         self.target = target
         self.host_features = host_features
-        self.stencils: dict[bytes | tuple[int, bytes], Stencil | None] = {}
-        self.compiled = 0
-        self.loaded = 0
-        self._counter: dict[bool, StencilCode] = {}
+        self.stencils: dict[bytes | tuple, Stencil | None] = {}
         self.store = store
         if store is not None:
             for k, rec in store.load():
                 self.stencils[k if isinstance(k, bytes) else tuple(k)] = _from_record(rec)
-            self.loaded = len(self.stencils)
 
     def _key(self, raw: bytes, insn) -> bytes | tuple[int, bytes]:
         """The key a stencil for these (masked) bytes is kept under: the
@@ -179,7 +186,6 @@ class StencilLibrary:
         if not lifted:
             return
         obj, _ = codegen.compile_module(str(module), self.target)
-        self.compiled += len(lifted)
         codes = extract(obj, [name for _k, _i, name, _p, _r in lifted])
         made = [k for k, *_ in lifted]
         for k, insn, name, ports, result in lifted:
@@ -188,28 +194,22 @@ class StencilLibrary:
                 self.stencils[k] = None
                 continue
             feats = _features(insn)
-            holes, conts, pinned = [], [], False
-            for kind, value in ports.holes:
-                if kind == "target_slot":
-                    holes.append("slot")
-                    continue
-                r = _resolve(value, feats)
-                pinned |= r is None
-                holes.append(r or "")
-            for pc in ports.conts:
-                r = _resolve(pc - insn.address, feats)
-                pinned |= r is None
-                conts.append(r or "")
+            holes = ["slot" if kind == "target_slot" else _resolve(v, feats) for kind, v in ports.holes]
+            conts = [_resolve(pc - insn.address, feats) for pc in ports.conts]
+            pinned = None in holes or None in conts
             if pinned:
-                holes = [h if h == "slot" else f"={v}" for h, (_kind, v) in zip(holes, ports.holes)]
+                holes = ["slot" if kind == "target_slot" else f"={v}" for kind, v in ports.holes]
                 conts = [f"={pc - insn.address}" for pc in ports.conts]
                 if k == stencil_key(insn):        # first met unpinned: mark it
                     self.stencils[k] = Stencil(code, holes, conts, True)
                     k = _pinned_key(insn)
                     made.append(k)
             self.stencils[k] = Stencil(code, holes, conts, pinned)
+        self._keep(made)
+
+    def _keep(self, keys: list) -> None:
         if self.store is not None:
-            self.store.append([(k, _to_record(self.stencils.get(k))) for k in made])
+            self.store.append([(k, _to_record(self.stencils.get(k))) for k in keys])
 
     def _lift(self, module: ir.Module, name: str, insn, ports: StencilPorts) -> LiftResult:
         o = self.options
@@ -230,17 +230,20 @@ class StencilLibrary:
 
     def counter(self, poll: bool) -> StencilCode:
         """The stencil that counts a region's entries (or, with ``poll``,
-        a loop head's runs, and polls for signals there)."""
-        code = self._counter.get(poll)
-        if code is None:
+        a loop head's runs, and polls for signals there); kept like the
+        others, so a run whose stencils all exist needs no LLVM."""
+        k = _counter_key(poll)
+        st = self.stencils.get(k)
+        if st is None:
             module = ir.Module(name="counter")
             emit_counter_stencil(module, "counter", StencilPorts(module), poll)
             obj, _ = codegen.compile_module(str(module), self.target)
             code = extract(obj, ["counter"])["counter"]
             if isinstance(code, StencilError):
                 raise code
-            self._counter[poll] = code
-        return code
+            st = self.stencils[k] = Stencil(code, ["counter"], ["next"], False)
+            self._keep([k])
+        return st.code
 
 
 @dataclass
@@ -258,7 +261,7 @@ _EXIT = -1
 
 def stitch(region: Region, library: StencilLibrary, symbol: str, unit_base: int) -> bytes | None:
     """The region as one object (ir/stencil.write_object), or None when one
-    of its instructions has no stencil.  ``unit_base``: the translation-time
+    of its instructions has no stencil (or a hole value does not fit).  ``unit_base``: the translation-time
     base its profiling slots are relative to."""
     blocks = sorted(region.blocks.values(), key=lambda b: (b.start != region.entry, b.start))
     if any(b.bad_at is not None or not b.insns for b in blocks):
@@ -294,11 +297,12 @@ def stitch(region: Region, library: StencilLibrary, symbol: str, unit_base: int)
             return n + 1
         if t in first:
             return first[t]
-        if n + 1 < len(pieces) and pieces[n + 1].pc == t and pieces[n + 1].code is not pieces[0].code:
+        if n + 1 < len(pieces) and pieces[n + 1].pc == t:
             return n + 1
         return _EXIT
     # offsets: a continuation to the piece laid out next drops the
-    # stencil's final jump
+    # stencil's final jump; after the code, one ``ret`` (where every
+    # continuation that leaves the region goes), then each piece's data
     cut, piece_at, at = [], [], 0
     for n, p in enumerate(pieces):
         tail = p.code.tail_cont
@@ -307,49 +311,41 @@ def stitch(region: Region, library: StencilLibrary, symbol: str, unit_base: int)
         piece_at.append(at)
         at += tail[0] if c else len(p.code.code)
     ret_at = at
-    text = bytearray()
+    data_at: dict[int, int] = {}
+    at += 1
+    for n, p in enumerate(pieces):
+        if p.code.data:
+            at = (at + 15) & ~15
+            data_at[n] = at
+            at += len(p.code.data)
+    text = bytearray(at)
+    text[ret_at] = 0xC3
     relocs: list[tuple[int, int, str | None, int]] = []
     for n, p in enumerate(pieces):
-        code = p.code
+        code, base = p.code, piece_at[n]
         keep = code.tail_cont[0] if cut[n] else len(code.code)
-        text += code.code[:keep]
+        text[base:base + keep] = code.code[:keep]
         for off, typ, (what, idx), addend in code.relocs:
             if off >= keep:
                 continue
-            place = piece_at[n] + off
             if what == HOLE:
-                if not _patch(text, place, typ, p.holes[idx] + addend):
+                if not _patch(text, base + off, typ, p.holes[idx] + addend):
                     return None
             elif what == CONT:
                 d = dest(n, p.conts[idx])
-                relocs.append((place, typ, None, (ret_at if d == _EXIT else piece_at[d]) + addend))
+                relocs.append((base + off, typ, None, (ret_at if d == _EXIT else piece_at[d]) + addend))
             elif what == SELF:
-                relocs.append((place, typ, None, piece_at[n] + addend))
+                relocs.append((base + off, typ, None, base + addend))
             elif what == DATA:
-                relocs.append((place, typ, "\0data", (n, addend)))
+                relocs.append((base + off, typ, None, data_at[n] + addend))
             else:
-                relocs.append((place, typ, idx, addend))
-    text.append(0xC3)       # ret: where every continuation that leaves the region goes
-    data_at: dict[int, int] = {}
-    for n, p in enumerate(pieces):
-        if not p.code.data:
-            continue
-        while len(text) % 16:
-            text.append(0xCC)
-        data_at[n] = len(text)
-        text += p.code.data
-        for off, typ, (what, idx), addend in p.code.data_relocs:
-            if what == SELF:
-                relocs.append((data_at[n] + off, typ, None, piece_at[n] + addend))
-            elif what == SYMBOL:
-                relocs.append((data_at[n] + off, typ, idx, addend))
-            else:
-                return None
-    out = [(place, typ, None, data_at[addend[0]] + addend[1]) if name == "\0data"
-           else (place, typ, name, addend) for place, typ, name, addend in relocs]
-    if any(name is None and typ != R_X86_64_64 for _p, typ, name, _a in out):
-        return None
-    return write_object(bytes(text), symbol, out)
+                relocs.append((base + off, typ, idx, addend))
+        if code.data:
+            text[data_at[n]:data_at[n] + len(code.data)] = code.data
+            for off, typ, (what, idx), addend in code.data_relocs:   # SELF or SYMBOL (extract)
+                relocs.append((data_at[n] + off, typ, None if what == SELF else idx,
+                               base + addend if what == SELF else addend))
+    return write_object(bytes(text), symbol, relocs)
 
 
 def _patch(text: bytearray, place: int, typ: int, value: int) -> bool:
