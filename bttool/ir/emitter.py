@@ -363,6 +363,14 @@ class FunctionEmitter:
         for n, (lo, hi) in sorted(halves.items()):
             self._store_ymm(n, lo, hi)
 
+    def _exit_builder(self, bb: ir.Block) -> FastBuilder:
+        """A builder at exit block ``bb`` after it has written back every
+        field the function changed."""
+        b = FastBuilder(bb)
+        for name in sorted(self._dirty):
+            self._writeback(b, name)
+        return b
+
     def _writeback(self, b: ir.IRBuilder, name: str) -> None:
         v = self._load_field(b, name)
         if v.type == I1:
@@ -796,15 +804,11 @@ class FunctionEmitter:
         for commit in self.commits.commits if self.commits is not None else ():
             self._fill_commit(commit)
         for k, bb in enumerate(self._conts):
-            b = FastBuilder(bb)
-            for name in sorted(self._dirty):
-                self._writeback(b, name)
+            b = self._exit_builder(bb)
             b.call(self.stencil.continuation(k), [self.state_ptr, self.mem], tail="musttail")
             b.ret_void()
         for bb in self._exits:
-            b = FastBuilder(bb)
-            for name in sorted(self._dirty):
-                self._writeback(b, name)
+            b = self._exit_builder(bb)
             if self.hot_counters:
                 # Tier 1 returns to bt_run, whose loop probes the table
                 # (runtime/nativeloop.py): a chain here is some 25 IR

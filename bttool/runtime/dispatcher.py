@@ -399,17 +399,17 @@ class Executor:
     def _stitch(self, pc: int, read, options: LiftOptions, target, known, within):
         """Tier 1 by copy and patch (translator/stitch.py), or None where
         the region has an instruction without a stencil."""
-        from bttool.translator.translate import stitch
+        from bttool.translator.translate import host_features, stitch
         from bttool.translator.stitch import StencilLibrary
         k = (options.key(), target.key())
         library = self._stencils.get(k)
         if library is None:
-            host = frozenset(target.features.split(",")) if options.host_instructions else frozenset()
             store = None
             if self.cache is not None and self.cache.store is not None:
                 from bttool.runtime.stencilstore import StencilFile
                 store = StencilFile(self.cache.store.root, "|".join(k))
-            library = self._stencils[k] = StencilLibrary(options, target, host, store)
+            library = self._stencils[k] = StencilLibrary(options, target, host_features(options, target),
+                                                         store)
         return stitch(pc, read, options, target, library, known=known or self.known.__contains__,
                       read_data=self._read_data, within=within)
 

@@ -78,6 +78,18 @@ def _describe(region: Region, read: CodeReader, options: LiftOptions,
                       digest, [], entries)
 
 
+def _other_host(target: codegen.Target) -> bool:
+    return not target.triple.startswith(("x86_64", "i386", "i686"))
+
+
+def host_features(options: LiftOptions, target: codegen.Target) -> frozenset[str]:
+    """What the code may use of the target beyond generic IR (x86 hosts
+    only; see LiftOptions.host_instructions)."""
+    if _other_host(target) or not options.host_instructions:
+        return frozenset()
+    return frozenset(target.features.split(","))
+
+
 def _foreign_unit(pc: int, foreign: Sequence[Span]) -> Span | None:
     return next((u for u in foreign if u.start <= pc < u.end), None)
 
@@ -145,13 +157,11 @@ def lift(entries: list[int], read: CodeReader, options: LiftOptions, target: cod
     entry block is about to run, so both are all but certain to run next, and sharing this module saves each of them the fixed cost of a
     translation of its own (Python set-up, an LLVM module, an object, a
     cache write: about half the cost of a small region)."""
-    other_host = not target.triple.startswith(("x86_64", "i386", "i686"))
+    other_host = _other_host(target)
     t0 = time.perf_counter()
     decoder = Decoder(options.mode)
     module = ir.Module(name=f"bt_{entries[0]:x}")
-    # What the code may use of the target beyond generic IR (x86 hosts only).
-    host_features = frozenset() if other_host or not options.host_instructions else \
-        frozenset(target.features.split(","))
+    features = host_features(options, target)
     infos: list[RegionInfo] = []
     entries = list(entries)     # may grow (with_entry_call)
     batch = set(entries)
@@ -171,7 +181,7 @@ def lift(entries: list[int], read: CodeReader, options: LiftOptions, target: cod
             continue
         info = _describe(region, read, options, target, foreign)
         used = [u for u in foreign if u.image in info.foreign_images]
-        lifted = lift_region(region, options, module, info.symbol, used, host_features)
+        lifted = lift_region(region, options, module, info.symbol, used, features)
         info.untranslatable = lifted.untranslatable
         infos.append(info)
         if with_entry_call and len(entries) < _MAX_BATCH:
