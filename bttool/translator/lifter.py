@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from capstone import x86_const as X
 from capstone.x86_const import X86_INS_CALL, X86_INS_RET
@@ -33,17 +33,16 @@ class LiftResult:
     insn_count: int = 0
 
 
-def _uses_ymm(region: Region, mode: int) -> bool:
-    """Whether any instruction of ``region`` is a 256-bit VEX one (VEX.L=1;
-    the emitter then keeps each ymm register as one value)."""
+def uses_ymm(insns: Iterable, mode: int) -> bool:
+    """Whether any of ``insns`` is a 256-bit VEX instruction (VEX.L=1; the
+    emitter then keeps each ymm register as one value)."""
     from bttool.translator import vex
-    for block in region.blocks.values():
-        for insn in block.insns:
-            raw = bytes(insn.bytes)
-            if 0xC4 in raw[:6] or 0xC5 in raw[:6]:
-                v = vex.parse(raw, mode)
-                if v is not None and v.l:
-                    return True
+    for insn in insns:
+        raw = bytes(insn.bytes)
+        if 0xC4 in raw[:6] or 0xC5 in raw[:6]:
+            v = vex.parse(raw, mode)
+            if v is not None and v.l:
+                return True
     return False
 
 
@@ -62,7 +61,8 @@ def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: s
                           clamp=options.clamp,
                           foreign=[(u.start, u.end, u.base, foreign_base_symbol(name, u.image))
                                    for u in foreign],
-                          whole_ymm=_uses_ymm(region, options.mode))
+                          whole_ymm=uses_ymm((i for b in region.blocks.values() for i in b.insns),
+                                             options.mode))
     labels = {pc: em.new_block(f"g_{pc:x}") for pc in sorted(region.blocks)}
     em.local_targets = labels
     em.indirect_targets = {b.insns[-1].address: b.table_targets

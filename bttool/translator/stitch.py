@@ -43,7 +43,7 @@ from bttool.ir.stencil import (CONT, DATA, HOLE, SELF, StencilCode, StencilError
                                emit_counter_stencil, extract, write_object)
 from bttool.translator import flaglive
 from bttool.translator.blocks import DIRECT, Block, Region
-from bttool.translator.lifter import LiftResult, _uses_ymm, lift_block
+from bttool.translator.lifter import LiftResult, lift_block, uses_ymm
 from bttool.translator.options import LiftOptions
 
 _M64 = (1 << 64) - 1
@@ -217,7 +217,7 @@ class StencilLibrary:
         em = FunctionEmitter(module, name, insn.address, True, system=False, entry_pc=insn.address,
                              precise_faults=o.precise_faults, host_features=self.host_features,
                              clamp=o.clamp,
-                             whole_ymm=_uses_ymm(Region(insn.address, {insn.address: block}), o.mode),
+                             whole_ymm=uses_ymm([insn], o.mode),
                              stencil=ports)
         result = LiftResult(module, {})
         body = em.new_block("g")
