@@ -9,17 +9,15 @@ state, which lets LLVM keep guest registers in host registers.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 from llvmlite import ir
 
 from bttool.ir import memory, state, tables
 from bttool.ir.commits import REGISTER_FILE, CommitPoints, split_address
 from bttool.ir.fastbuilder import FastBuilder
-from bttool.ir.state import FIELDS
-
-if TYPE_CHECKING:  # pragma: no cover
-    from bttool.ir.stencil import StencilPorts
+from bttool.ir.state import FIELDS, GPR_NAMES
+from bttool.ir.stencil import VIRTUAL_PREFIX, StencilPorts, is_virtual
 
 # What a foreign unit's base cell holds until the runtime writes it
 # (FunctionEmitter's ``foreign``) when there is no clamp: no canonical
@@ -38,6 +36,7 @@ VOID = ir.VoidType()
 UNIT_TYPE = ir.FunctionType(VOID, [PTR, PTR])
 
 _FLAGS = set(state.FLAG_NAMES)
+_GPRS = frozenset(GPR_NAMES)
 # xmm registers and the upper halves of ymm registers (ymmh) are i128 to the
 # lifter but live in <2 x i64> slots, so LLVM keeps them in vector registers
 # (an i128 SSA value is split into two GPRs).
@@ -69,6 +68,8 @@ def _value_type(name: str) -> ir.Type:
     """The type the lifter sees."""
     if name in _FLAGS:
         return I1
+    if is_virtual(name):        # a stencil's abstracted general register
+        return I64
     return ir.IntType(FIELDS[name].size * 8)
 
 
@@ -133,7 +134,7 @@ class FunctionEmitter:
                  precise_faults: bool = False, host_features: frozenset[str] = frozenset(),
                  clamp: memory.AddressClamp | None = None,
                  foreign: Sequence[tuple[int, int, int, str]] = (),
-                 whole_ymm: bool = False, stencil: "StencilPorts | None" = None):
+                 whole_ymm: bool = False, stencil: StencilPorts | None = None):
         """``pic_base``: for position-independent code, the base of its code
         unit (runtime/codeunits.py) that the guest addresses seen at
         translation time are relative to.  The code then computes every
@@ -254,8 +255,12 @@ class FunctionEmitter:
         dominates every use)."""
         ptr = self._geps.get(name)
         if ptr is None:
-            ptr = self._entry_builder.gep(self.state_ptr, [const(64, FIELDS[name].offset)],
-                                          inbounds=True, source_etype=I8)
+            if is_virtual(name):       # its offset is the stencil's hole
+                real = next(r for r, v in self.stencil.renames.items() if v == name)
+                offset = self.stencil.hole("reg" + name[len(VIRTUAL_PREFIX):], FIELDS[real].offset)
+            else:
+                offset = const(64, FIELDS[name].offset)
+            ptr = self._entry_builder.gep(self.state_ptr, [offset], inbounds=True, source_etype=I8)
             self._geps[name] = ptr
         return ptr
 
@@ -271,6 +276,8 @@ class FunctionEmitter:
         slot = self._slots.get(key)
         if slot is None:
             eb = self._entry_builder
+            if self.stencil is not None and name in _GPRS:
+                self.stencil.fixed.add(name)
             if half:
                 slot = eb.alloca(V4I64, name=key)
                 lo = eb.load(self._state_gep(eb, f"xmm{half[0]}"), typ=V2I64)
@@ -279,7 +286,7 @@ class FunctionEmitter:
             else:
                 ty = _slot_type(name)
                 slot = eb.alloca(ty, name=name)
-                raw_ty = ty if ty == V2I64 else ir.IntType(FIELDS[name].size * 8)
+                raw_ty = ty if ty in (V2I64, I64) else ir.IntType(FIELDS[name].size * 8)
                 raw = eb.load(self._state_gep(eb, name), typ=raw_ty)
                 eb.store(eb.trunc(raw, I1) if ty == I1 else raw, slot)
             self._slots[key] = slot

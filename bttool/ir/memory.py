@@ -5,8 +5,9 @@ memory is built by ``host_pointer`` below, clamped as the translation's
 ``AddressClamp`` says (the runtime chooses it to fit the host reservation
 that holds guest memory: runtime/window.py), and every load is kept even
 when its value is dead (``load``), so its fault is never lost.
-An address ``x + d`` (d a constant displacement, |d| <= G = the clamp's
-guard, L = its limit) maps to ``base + clamp(x) + d``.  ``x`` is the
+An address ``x + d`` (d a constant displacement, or one known only to lie
+within bounds: ``bounded_displacement``; |d| <= G = the clamp's guard,
+L = its limit) maps to ``base + clamp(x) + d``.  ``x`` is the
 register part: a base, or base plus index, which are then clamped apart
 (``clamp(b + i) = clamp(b) + clamp(i)``), each part p to p itself when it
 lies in [-L, 2L] and to 2L otherwise, branch-free as ``umin(p + L, 3L) - L``
@@ -63,6 +64,29 @@ def constant_offsets(addr: ir.Value) -> Iterator[tuple[ir.Value, int]]:
         yield x, d
 
 
+_BOUND = "bt_displacement_bound"
+
+
+def bounded_displacement(value: ir.Constant, bound: int) -> ir.Constant:
+    """Mark an i64 constant whose value is known only when the code is
+    placed (a stencil's displacement hole, ir/stencil.py) as lying in
+    [-bound, bound]: added last to an address, ``host_pointer`` then adds
+    it after the clamp as it does a known displacement."""
+    setattr(value, _BOUND, bound)
+    return value
+
+
+def _peel_bounded(addr: ir.Value, guard: int) -> tuple[ir.Value, ir.Value | None, int]:
+    """(x, c, bound) with addr == x + c, c a bounded displacement that the
+    guard covers with a page to spare; (addr, None, 0) when there is none."""
+    if isinstance(addr, ir.Instruction) and addr.opname == "add" and len(addr.operands) == 2:
+        c = addr.operands[1]
+        bound = getattr(c, _BOUND, None)
+        if bound is not None and bound <= guard // 2:
+            return addr.operands[0], c, bound
+    return addr, None, 0
+
+
 def _split_displacement(addr: ir.Value, guard: int) -> tuple[ir.Value, int]:
     """(x, d) with addr == x + d, d a constant no larger than ``guard``
     either way and x no constant (d == 0 when there is none)."""
@@ -92,7 +116,8 @@ def host_pointer(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, clamp: Addr
         if clamp.bias:
             addr = b.add(addr, ir.Constant(I64, clamp.bias))
         return b.gep(membase, [addr], source_etype=I8)
-    x, d = _split_displacement(addr, clamp.guard)
+    addr, late, bound = _peel_bounded(addr, clamp.guard)
+    x, d = _split_displacement(addr, clamp.guard - bound)
     if any(x is m for m in mapped):
         off = b.add(x, ir.Constant(I64, clamp.bias))
     elif isinstance(x, ir.Constant) and isinstance(x.constant, int):
@@ -106,7 +131,9 @@ def host_pointer(b: ir.IRBuilder, membase: ir.Value, addr: ir.Value, clamp: Addr
             lim = ir.Constant(I64, clamp.limit)
             off = b.add(off, b.sub(_clamp_part(b, b.add(index, lim), clamp), lim))
     ptr = b.gep(membase, [off], source_etype=I8)
-    return b.gep(ptr, [ir.Constant(I64, d)], source_etype=I8) if d else ptr
+    if d:
+        ptr = b.gep(ptr, [ir.Constant(I64, d)], source_etype=I8)
+    return b.gep(ptr, [late], source_etype=I8) if late is not None else ptr
 
 
 def _register_parts(x: ir.Value) -> tuple[ir.Value, ir.Value | None]:

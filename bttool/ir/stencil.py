@@ -10,6 +10,12 @@ A stencil is an ordinary translated function of one instruction
   hole is ``ptrtoint (ptr @bt_hole_N to i64)``; the code generator turns
   each use into a relocation against ``bt_hole_N``, and the stitcher
   writes the instance's value there.
+* *register holes*: for an instruction whose explicit registers are
+  abstracted (translator/stitch.py ``register_form``), each such register
+  is a virtual state field (``VIRTUAL_PREFIX`` and its number) whose offset
+  in the state is a hole, so one stencil serves ``add rax, rbx`` and
+  ``add rsi, r9``; likewise a memory operand's displacement (of at most
+  ``DISPLACEMENT_BOUND`` either way) can be a hole.
 * *continuations*: where control goes on after the instruction, one per
   static target (``musttail call @bt_cont_K``).  The stitcher points each
   at the next stencil of the region or at a return to ``bt_run``; when the
@@ -29,6 +35,7 @@ from dataclasses import dataclass, field
 from llvmlite import ir
 
 from bttool.ir import objfile
+from bttool.ir.memory import bounded_displacement
 from bttool.ir.objfile import (R_X86_64_32, R_X86_64_32S, R_X86_64_64, SHF_ALLOC, SHF_EXECINSTR,
                                SHF_WRITE, SHT_PROGBITS, SHT_RELA, SHT_STRTAB, SHT_SYMTAB, STB_GLOBAL,
                                STT_FUNC, STT_SECTION)
@@ -39,15 +46,47 @@ _I8, _I64, _PTR, _VOID = ir.IntType(8), ir.IntType(64), ir.PointerType(), ir.Voi
 _CONT_TYPE = ir.FunctionType(_VOID, [_PTR, _PTR])
 
 
+VIRTUAL_PREFIX = "vr"
+# the largest displacement a stencil takes as a hole (either way): far
+# below the clamp's guard, so the hole is added after the clamp
+# (ir/memory.bounded_displacement)
+DISPLACEMENT_BOUND = 1 << 24
+
+
+def virtual_register(k: int) -> str:
+    """The state-field name of a stencil's k-th abstracted register."""
+    return f"{VIRTUAL_PREFIX}{k}"
+
+
+def is_virtual(field_name: str) -> bool:
+    return field_name.startswith(VIRTUAL_PREFIX)
+
+
 class StencilPorts:
     """What one stencil leaves open, recorded while it is lifted: its holes
     (kind and the value the lifted instance has) and the guest target of
-    each continuation (for the lifted instance)."""
+    each continuation (for the lifted instance).
 
-    def __init__(self, module: ir.Module) -> None:
+    ``renames``: the instance's abstracted registers (state field -> virtual
+    field), which operand accesses go through (translator/operands.py);
+    ``fixed``: the general registers the stencil accesses by name all the
+    same (implicit operands such as mul's rdx:rax).  An instance whose
+    abstracted registers include one of those cannot use the stencil: two
+    names for one register would each keep their own copy.
+    ``displacement``: the instance's memory displacement when it is a hole
+    (added to the address of the memory operand with registers, 0
+    included), else None; ``immediate`` likewise its immediate operand's
+    value (for the instructions that only ever read it as a value)."""
+
+    def __init__(self, module: ir.Module, renames: dict[str, str] | None = None,
+                 displacement: int | None = None, immediate: int | None = None) -> None:
         self.module = module
         self.holes: list[tuple[str, int]] = []
         self.conts: list[int] = []
+        self.renames = dict(renames or {})
+        self.fixed: set[str] = set()
+        self.displacement = displacement
+        self.immediate = immediate
 
     def hole(self, kind: str, value: int) -> ir.Constant:
         """A new hole: an i64 the stitcher fills per instance.  ``kind``
@@ -58,6 +97,14 @@ class StencilPorts:
         if g is None:
             g = ir.GlobalVariable(self.module, _I8, name)
         return g.ptrtoint(_I64)
+
+    def displacement_hole(self) -> ir.Constant:
+        """The memory displacement as a hole, bounded for the clamp."""
+        return bounded_displacement(self.hole("disp", self.displacement), DISPLACEMENT_BOUND)
+
+    def immediate_hole(self) -> ir.Constant:
+        """The immediate operand as a hole (i64, sign-extended)."""
+        return self.hole("imm", self.immediate)
 
     def continuation(self, k: int) -> ir.Function:
         name = f"{CONT_PREFIX}{k}"

@@ -87,10 +87,18 @@ class Insn:
 
     # -- registers -------------------------------------------------------
     def reg_info(self, reg_id: int) -> RegInfo:
+        """Where operand register ``reg_id`` lives: its state field, or in a
+        stencil with abstracted registers (ir/stencil.py) its virtual one."""
         info = _REGS.get(reg_id)
         if info is None:
             raise UnsupportedOperand(f"register {self.insn.reg_name(reg_id)}")
-        return info
+        return self._renamed(info)
+
+    def _renamed(self, info: RegInfo) -> RegInfo:
+        stencil = self.em.stencil
+        if stencil is None or info.field not in stencil.renames:
+            return info
+        return RegInfo(stencil.renames[info.field], info.bits, info.shift)
 
     def get_reg(self, reg_id: int) -> ir.Value:
         info = self.reg_info(reg_id)
@@ -183,7 +191,10 @@ class Insn:
             addr = parts[0] if parts else const(64, form.disp)
             for part in parts[1:]:
                 addr = b.add(addr, part)
-            if parts and form.disp:
+            stencil = self.em.stencil
+            if parts and stencil is not None and stencil.displacement is not None:
+                addr = b.add(addr, stencil.displacement_hole())
+            elif parts and form.disp:
                 addr = b.add(addr, const(64, form.disp))
             if form.wrap32:
                 addr = b.and_(addr, const(64, 0xFFFFFFFF))
@@ -192,7 +203,7 @@ class Insn:
         return addr
 
     def _addr_reg(self, info: RegInfo) -> ir.Value:
-        v = self._get_part(info)
+        v = self._get_part(self._renamed(info))
         return v if v.type.width == 64 else self.b.zext(v, I64)
 
     def load(self, addr: ir.Value, bits: int) -> ir.Value:
@@ -222,6 +233,10 @@ class Insn:
                 v = self.b.trunc(v, int_type(width))
             return v
         if op.type == X.X86_OP_IMM:
+            stencil = self.em.stencil
+            if stencil is not None and stencil.immediate is not None:
+                v = stencil.immediate_hole()
+                return self.b.trunc(v, int_type(width)) if width < 64 else v
             return const(width, op.imm)
         if op.type == X.X86_OP_MEM:
             return self.load(self.ea(i), width)

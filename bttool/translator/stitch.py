@@ -6,10 +6,14 @@ with rip at that instruction: it loads the registers it reads from the
 state, stores what it writes and rip (the next instruction's), and goes on
 through a continuation.  Its code depends on the instruction's bytes, not
 on where the instruction lies: every guest address it uses is rip plus a
-hole.  So instructions with the same bytes, apart from their branch
-displacement or rip-relative displacement, share one stencil, and a
-region costs a decode, a dictionary lookup and a copy per instruction once
-its stencils exist.
+hole.  Most instructions are also lifted in an abstract form
+(``abstract_form``): their explicit general registers (by width and
+pattern of equal ones), their memory displacement and the immediate of
+the plain ALU instructions are holes too, so ``mov rax, [rbx+8]`` and
+``mov rdx, [rsi+0x40]`` share one stencil (a program's libc has some 15,000
+distinct instruction byte strings, 6,000 with registers abstracted and
+about 2,000 in abstract form).  A region costs a decode, a dictionary lookup
+and a copy per instruction once its stencils exist.
 
 The stitched code is slower than a compiled region (every instruction goes
 through the state in memory, and computes every flag it writes), which is
@@ -19,13 +23,13 @@ before each loop head counts and polls for signals, as compiled tier-1
 code does).  State in memory at every instruction boundary also makes
 every fault precise: rip is exact when any instruction faults.
 
-How a hole's value is found for another instance: when the stencil is
-lifted, each hole and continuation records its value for the instance
-lifted; the value is matched against what it can be for any instruction
-(its length, its branch target, its rip-relative address, each minus its
-address).  A value that matches exactly one of those is filled in that way
-for every instance; one that matches none or several pins the stencil to
-the one address it was lifted at.
+How a hole's value is found for another instance: a register,
+displacement or immediate hole says which it is; for a guest address, the
+value the lifted instance had is matched against what it can be for any
+instruction (its length, its branch target, its rip-relative address, each
+minus its address).  A value that matches exactly one of those is filled in
+that way for every instance; one that matches none or several pins the
+stencil to the one address it was lifted at.
 """
 from __future__ import annotations
 
@@ -39,10 +43,13 @@ from llvmlite import ir
 from bttool.ir import codegen, tables
 from bttool.ir.emitter import FunctionEmitter
 from bttool.ir.objfile import R_X86_64_32, R_X86_64_32S, R_X86_64_64
-from bttool.ir.stencil import (CONT, DATA, HOLE, SELF, StencilCode, StencilError, StencilPorts,
-                               emit_counter_stencil, extract, write_object)
+from bttool.ir.stencil import (CONT, DATA, DISPLACEMENT_BOUND, HOLE, SELF, StencilCode, StencilError, StencilPorts,
+                               emit_counter_stencil, extract, virtual_register, write_object)
 from bttool.translator import flaglive
+from bttool.ir.state import FIELDS, GPR_NAMES
 from bttool.translator.blocks import DIRECT, Block, Region
+from bttool.translator.decoder import reg_table
+from bttool.translator.encoding import encoding
 from bttool.translator.lifter import LiftResult, lift_block, uses_ymm
 from bttool.translator.options import LiftOptions
 
@@ -85,12 +92,131 @@ def stencil_key(insn) -> bytes:
     return bytes(raw)
 
 
+# general registers a stencil may take as a hole: all but rsp, which push,
+# call and the rest use by name (so it would rarely be abstract anyway)
+_ABSTRACT = frozenset(GPR_NAMES) - {"rsp"}
+_REGS = reg_table()
+_PLUS_R = (range(0x50, 0x60), range(0x90, 0x98), range(0xB0, 0xC0))     # one-byte opcodes
+_VEX_LIKE = (0xC4, 0xC5, 0x62, 0x8F)
+_X87 = range(0xD8, 0xE0)        # their semantics read ModRM.reg (semantics/x87.py)
+# instructions whose semantics read an immediate operand only as a value
+# (Insn.read), so it can be a hole
+_IMMEDIATE_VALUE = frozenset((X.X86_INS_MOV, X.X86_INS_MOVABS, X.X86_INS_ADD, X.X86_INS_SUB,
+                              X.X86_INS_AND, X.X86_INS_OR, X.X86_INS_XOR, X.X86_INS_CMP,
+                              X.X86_INS_TEST, X.X86_INS_ADC, X.X86_INS_SBB))
+
+
+@dataclass(frozen=True)
+class AbstractForm:
+    """An instruction with its explicit general registers and its memory
+    displacement abstracted.  ``key``: the stencil key (the bytes with
+    every register field and the displacement left out, the instruction
+    id, and each operand's type, size and registers, each register as a
+    placeholder number with its width and byte position, or as itself);
+    ``fields``: the state field of each placeholder in this instance;
+    ``disp``, ``imm``: the instance's displacement and immediate when
+    they are holes."""
+    key: tuple
+    fields: tuple[str, ...]
+    disp: int | None
+    imm: int | None = None
+
+
+def abstract_form(insn) -> AbstractForm | None:
+    """The instruction's abstract form, or None when it has nothing to
+    abstract or an encoding whose fields this does not know to leave out
+    (VEX and the like).  Two instructions with one key differ only in
+    which register each placeholder is, in their displacement and in their
+    immediate, so one stencil with those as holes serves both."""
+    if not isinstance(insn, CsInsn):
+        return None
+    raw = bytearray(stencil_key(insn))
+    enc = encoding(bytes(raw))
+    if enc is None or (not enc.escape and enc.opcode in _VEX_LIKE) \
+            or sum(op.type == X.X86_OP_MEM for op in insn.operands) > 1:
+        return None                 # (string instructions: two memory operands, no displacement)
+    shape, fields, disp, imm = _operands(insn, True)
+    if fields:
+        masked = _without_registers(raw, insn, enc)
+        if masked is None:                   # a register implied by the opcode
+            shape, fields, disp, imm = _operands(insn, False)
+        else:
+            raw = masked
+    if not fields and disp is None and imm is None:
+        return None
+    if disp is not None:
+        raw[insn.disp_offset:insn.disp_offset + insn.disp_size] = bytes(insn.disp_size)
+    if imm is not None:
+        raw[insn.imm_offset:insn.imm_offset + insn.imm_size] = bytes(insn.imm_size)
+    return AbstractForm(("r", bytes(raw), insn.id, tuple(shape)), tuple(fields), disp, imm)
+
+
+def _operands(insn, registers: bool) -> tuple[list, list[str], int | None, int | None]:
+    """Each operand's shape (type, size, and registers: a placeholder when
+    ``registers`` and it may be one, else itself), the placeholders' state
+    fields, and the displacement and immediate that can be holes."""
+    fields: list[str] = []
+
+    def ref(reg_id: int):
+        info = _REGS.get(reg_id)
+        if not registers or info is None or info.field not in _ABSTRACT:
+            return reg_id
+        if info.field not in fields:
+            fields.append(info.field)
+        return fields.index(info.field), info.bits, info.shift
+    shape, disp, imm = [], None, None
+    for op in insn.operands:
+        if op.type == X.X86_OP_REG:
+            shape.append((op.size, ref(op.reg)))
+        elif op.type == X.X86_OP_MEM:
+            m = op.mem
+            shape.append((op.size, ref(m.base), ref(m.index), m.scale, m.segment))
+            if (m.base not in (X.X86_REG_INVALID, X.X86_REG_RIP, X.X86_REG_EIP) or m.index != X.X86_REG_INVALID) \
+                    and insn.disp_size and abs(m.disp) < DISPLACEMENT_BOUND:
+                disp = m.disp
+        else:
+            shape.append((op.size, op.type))
+            if op.type == X.X86_OP_IMM and insn.id in _IMMEDIATE_VALUE and insn.imm_size:
+                imm = op.imm
+    return shape, fields, disp, imm
+
+
+def _without_registers(raw: bytearray, insn, enc) -> bytearray | None:
+    """``raw`` with its register fields zeroed (REX.RXB, ModRM.reg and .rm,
+    SIB.index and .base, or the register in a one-byte opcode); None when
+    the instruction has none of those, or capstone's reading of where the
+    ModRM byte is disagrees with ours."""
+    raw = bytearray(raw)
+    if enc.rex:
+        at = enc.opcode_at - 1 - enc.escape
+        if raw[at] != enc.rex:
+            return None
+        raw[at] &= 0xF8
+    if insn.modrm_offset:
+        at = enc.opcode_at + 1 + (enc.escape and enc.opcode in (0x38, 0x3A))
+        if insn.modrm_offset != at or raw[at] != insn.modrm:
+            return None
+        modrm = raw[at]
+        x87 = not enc.escape and enc.opcode in _X87
+        raw[at] &= 0xF8 if x87 else 0xC0      # ModRM.rm (and .reg, not x87's)
+        if modrm >> 6 != 3 and modrm & 7 == 4:
+            raw[at + 1] &= 0xC0               # SIB.index and .base
+        return raw
+    if not enc.escape and any(enc.opcode in r for r in _PLUS_R) or enc.escape and 0xC8 <= enc.opcode <= 0xCF:
+        raw[enc.opcode_at] &= 0xF8
+        return raw
+    return None
+
+
 @dataclass
 class Stencil:
     code: StencilCode
     holes: list[str]        # per hole: a feature name, "slot", "=value" (pinned) or "counter"
     conts: list[str]        # per continuation: a feature name or "=delta" (pinned)
     pinned: bool
+    # the general registers it uses by name (StencilPorts.fixed): no
+    # instance may have one of them as an abstracted register
+    fixed: tuple[str, ...] = ()
 
 
 def _pinned_key(insn) -> tuple[int, bytes]:
@@ -104,22 +230,36 @@ def _resolve(value: int, feats: dict[str, int]) -> str | None:
     return names[0] if len(names) == 1 else None
 
 
+def _form_features(form: AbstractForm | None) -> dict[str, int]:
+    """The holes of an instance's abstract form: each placeholder's state
+    offset, and the displacement."""
+    if form is None:
+        return {}
+    f = {f"reg{k}": FIELDS[name].offset for k, name in enumerate(form.fields)}
+    if form.disp is not None:
+        f["disp"] = form.disp
+    if form.imm is not None:
+        f["imm"] = form.imm
+    return f
+
+
 def _to_record(st: Stencil | None) -> tuple | None:
     """A stencil as plain data (runtime/stencilstore.py marshals it)."""
     if st is None:
         return None
     c = st.code
-    return (c.code, c.relocs, c.data, c.data_relocs, c.tail_cont, st.holes, st.conts, st.pinned)
+    return (c.code, c.relocs, c.data, c.data_relocs, c.tail_cont, st.holes, st.conts, st.pinned,
+            st.fixed)
 
 
 def _from_record(rec) -> Stencil | None:
     if rec is None:
         return None
-    code, relocs, data, data_relocs, tail, holes, conts, pinned = rec
+    code, relocs, data, data_relocs, tail, holes, conts, pinned, fixed = rec
     return Stencil(StencilCode(code, [(o, t, tuple(w), a) for o, t, w, a in relocs], data,
                                [(o, t, tuple(w), a) for o, t, w, a in data_relocs],
                                tuple(tail) if tail is not None else None),
-                   list(holes), list(conts), pinned)
+                   list(holes), list(conts), pinned, tuple(fixed))
 
 
 def _counter_key(poll: bool) -> tuple[str, bool]:
@@ -127,10 +267,19 @@ def _counter_key(poll: bool) -> tuple[str, bool]:
     return "counter", poll
 
 
+_MISSING = object()
+
+
 class StencilLibrary:
     """The stencils of one run, for one kind of code (lift options and
     target), by key.  A key maps to a Stencil, or to None when the
-    instruction cannot be a stencil (its region is compiled instead)."""
+    instruction cannot be a stencil (its region is compiled instead).
+
+    An instruction is looked up under up to three keys, each tried when
+    the one before gives nothing it can use: its register form's (shared
+    by every choice of its explicit registers), its bytes' (stencil_key),
+    and its address and bytes' (a pinned stencil, whose holes hold only
+    there)."""
 
     def __init__(self, options: LiftOptions, target: codegen.Target,
                  host_features: frozenset[str] = frozenset(), store=None) -> None:
@@ -146,65 +295,82 @@ class StencilLibrary:
             for k, rec in store.load():
                 self.stencils[k if isinstance(k, bytes) else tuple(k)] = _from_record(rec)
 
-    def _key(self, raw: bytes, insn) -> bytes | tuple[int, bytes]:
-        """The key a stencil for these (masked) bytes is kept under: the
-        masked bytes, or (when the stencil lifted for them is pinned) the
-        instruction's own bytes and address."""
-        st = self.stencils.get(raw)
-        if st is not None and st.pinned:
-            return _pinned_key(insn)
-        return raw
+    def _key(self, insn, form: AbstractForm | None) -> tuple[bytes | tuple, AbstractForm | None]:
+        """The first key of the instruction whose stencil is usable or not
+        made yet, and the register form the stencil is (to be) lifted with."""
+        if form is not None:
+            st = self.stencils.get(form.key, _MISSING)
+            if st is _MISSING:
+                return form.key, form
+            if st is not None and not st.pinned and not set(st.fixed) & set(form.fields):
+                return form.key, form
+        raw = stencil_key(insn)
+        st = self.stencils.get(raw, _MISSING)
+        if st is not _MISSING and st is not None and st.pinned:
+            return _pinned_key(insn), None
+        return raw, None
 
-    def stencils_for(self, insns: Sequence) -> list[Stencil | None]:
-        """The stencil of each instruction, compiling (in one module) those
-        not made yet."""
-        raws = [stencil_key(i) for i in insns]
-        todo: dict[bytes | tuple[int, bytes], object] = {}
-        for raw, insn in zip(raws, insns):
-            if raw not in self.stencils:
-                todo.setdefault(raw, insn)
-            elif self.stencils[raw] is not None and self.stencils[raw].pinned:
-                pk = _pinned_key(insn)
-                if pk not in self.stencils:
-                    todo.setdefault(pk, insn)
-        if todo:
+    def stencils_for(self, insns: Sequence) -> list[tuple[Stencil, dict[str, int]] | None]:
+        """The stencil of each instruction with the values of its holes'
+        features there, compiling (in one module per round) those not made
+        yet; None for an instruction that has none."""
+        forms = [abstract_form(i) for i in insns]
+        for _round in range(4):          # a key that turns out unusable leads to the next
+            keys = [self._key(i, f) for i, f in zip(insns, forms)]
+            todo: dict = {}
+            for (k, form), insn in zip(keys, insns):
+                if k not in self.stencils:
+                    todo.setdefault(k, (insn, form))
+            if not todo:
+                break
             self._compile(todo)
-        return [self.stencils.get(self._key(raw, i)) for raw, i in zip(raws, insns)]
+        out = []
+        for (k, form), insn in zip(keys, insns):
+            st = self.stencils.get(k)
+            out.append(None if st is None else (st, {**_features(insn), **_form_features(form)}))
+        return out
 
     def _compile(self, todo: dict) -> None:
         module = ir.Module(name="stencils")
         lifted = []
-        for n, (k, insn) in enumerate(todo.items()):
-            ports = StencilPorts(module)
+        for n, (k, (insn, form)) in enumerate(todo.items()):
+            ports = (StencilPorts(module, {f: virtual_register(j) for j, f in enumerate(form.fields)},
+                                  form.disp, form.imm) if form is not None else StencilPorts(module))
             name = f"st_{n}"
             try:
                 result = self._lift(module, name, insn, ports)
             except Exception:       # noqa: BLE001 -- any lifting failure: compile the region
+                module.globals.pop(name, None)      # what it left half made
                 self.stencils[k] = None
                 continue
-            lifted.append((k, insn, name, ports, result))
-        if not lifted:
-            return
-        obj, _ = codegen.compile_module(str(module), self.target)
-        codes = extract(obj, [name for _k, _i, name, _p, _r in lifted])
-        made = [k for k, *_ in lifted]
-        for k, insn, name, ports, result in lifted:
+            lifted.append((k, insn, form, name, ports, result))
+        made = list(todo)
+        if lifted:
+            obj, _ = codegen.compile_module(str(module), self.target)
+            codes = extract(obj, [name for _k, _i, _f, name, _p, _r in lifted])
+        for k, insn, form, name, ports, result in lifted:
             code = codes[name]
             if isinstance(code, StencilError) or result.untranslatable:
                 self.stencils[k] = None
                 continue
             feats = _features(insn)
-            holes = ["slot" if kind == "target_slot" else _resolve(v, feats) for kind, v in ports.holes]
+            # a pc hole is whichever pc feature has its value; the others
+            # say which feature they are
+            holes = [_resolve(v, feats) if kind == "pc" else "slot" if kind == "target_slot"
+                     else kind for kind, v in ports.holes]
             conts = [_resolve(pc - insn.address, feats) for pc in ports.conts]
+            fixed = tuple(sorted(ports.fixed))
             pinned = None in holes or None in conts
             if pinned:
+                # marks this key: the instance's own key holds the stencil
+                self.stencils[k] = Stencil(code, [], [], True)
+                if form is not None:
+                    continue                # lifted again as it is
                 holes = ["slot" if kind == "target_slot" else f"={v}" for kind, v in ports.holes]
                 conts = [f"={pc - insn.address}" for pc in ports.conts]
-                if k == stencil_key(insn):        # first met unpinned: mark it
-                    self.stencils[k] = Stencil(code, holes, conts, True)
-                    k = _pinned_key(insn)
-                    made.append(k)
-            self.stencils[k] = Stencil(code, holes, conts, pinned)
+                k = _pinned_key(insn)
+                made.append(k)
+            self.stencils[k] = Stencil(code, holes, conts, pinned, fixed)
         self._keep(made)
 
     def _keep(self, keys: list) -> None:
@@ -267,10 +433,10 @@ def stitch(region: Region, library: StencilLibrary, symbol: str, unit_base: int)
     if any(b.bad_at is not None or not b.insns for b in blocks):
         return None
     insns = [i for b in blocks for i in b.insns]
-    stencils = library.stencils_for(insns)
-    if any(st is None for st in stencils):
+    found = library.stencils_for(insns)
+    if any(f is None for f in found):
         return None
-    feats = [_features(i) for i in insns]
+    stencils, feats = [st for st, _f in found], [f for _st, f in found]
     conts = [[i.address + (int(c[1:]) if c[0] == "=" else f[c]) for c in st.conts]
              for i, st, f in zip(insns, stencils, feats)]
     starts = {b.start for b in blocks}
