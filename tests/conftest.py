@@ -7,6 +7,10 @@
   virtual environment (tests/installed.py, tests/programs.py).
 * Hypothesis is derandomised unless ``--hypothesis-profile=deep``
   (tests/hypothesis_profiles.py).
+* Stencils (translator/stitch.py), kept per user whatever the translation
+  cache, are kept for the tests in a directory of their own under the
+  system's temporary directory, shared by the suite's runs and workers,
+  never in the user's cache.
 * Programs start with SIGINT and SIGQUIT at their defaults, as from an
   interactive shell, even when the suite itself was started in the
   background by a non-interactive one (which ignores both): the signal
@@ -14,7 +18,9 @@
 """
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
@@ -24,6 +30,9 @@ for p in (str(TESTS), str(REPO)):
         sys.path.insert(0, p)
 
 import hypothesis_profiles  # noqa: E402,F401  (registers "default" and "deep")
+
+os.environ.setdefault("BTTOOL_STENCIL_DIR",
+                      os.path.join(tempfile.gettempdir(), f"bttool-test-stencils-{os.getuid()}"))
 
 import signal  # noqa: E402
 

@@ -184,32 +184,36 @@ def test_sample_stitched(samples_dir, bttool_cache, tmp_path, monkeypatch, name)
     programs.compare_run([str(samples_dir / name)], bttool_cache, cwd=tmp_path, bttool_lines=lines)
 
 
-def _stencil_bytes(cache: Path) -> int:
-    return sum(f.stat().st_size for f in (cache / "stencils").glob("*.bin"))
+def _stencil_bytes(store: Path) -> int:
+    return sum(f.stat().st_size for f in (store / "stencils").glob("*.bin"))
 
 
-def test_stencils_are_kept_for_later_runs(samples_dir, bttool_cache, tmp_path, monkeypatch):
-    """A run with a new translation cache but the stencils of earlier runs
-    (and the host's description and support object, which any cache keeps)
-    stitches its regions from them: it compiles no stencil (the stencil
-    file does not grow, and LLVM is never loaded) and still translates
-    every region itself."""
+def test_stencils_are_kept_for_later_runs(samples_dir, tmp_path, monkeypatch):
+    """A run with a new translation cache (holding only the host's
+    description and support object, which any cache keeps) stitches its
+    regions from the stencils earlier runs with another cache made: it
+    compiles no stencil (the user's stencil file does not grow, and LLVM is
+    never loaded) and still translates every region itself."""
     monkeypatch.setenv("BTTOOL_TIER1", "stencils")
+    store = tmp_path / "store"
+    monkeypatch.setenv("BTTOOL_STENCIL_DIR", str(store))
     argv = [str(samples_dir / "hello")]
     native = programs.run_native(argv, cwd=tmp_path)
-    programs.assert_same(native, programs.run_bttool(argv, bttool_cache, cwd=tmp_path))
+    first = tmp_path / "first"
+    programs.assert_same(native, programs.run_bttool(argv, str(first), cwd=tmp_path))
+    assert not (first / "stencils").exists()
     fresh = tmp_path / "fresh"
-    for kept in ("stencils", "support"):
-        shutil.copytree(Path(bttool_cache) / kept, fresh / kept)
-    shutil.copy(Path(bttool_cache) / "host-target.json", fresh)
-    size = _stencil_bytes(fresh)
+    shutil.copytree(first / "support", fresh / "support")
+    shutil.copy(first / "host-target.json", fresh)
+    size = _stencil_bytes(store)
+    assert size > 0
     stats = tmp_path / "stats.json"
     run = programs.run_bttool(argv, fresh, cwd=tmp_path, options=["--stats-json", str(stats)])
     programs.assert_same(native, run)
     report = json.loads(stats.read_text())
     assert report["regions_translated"] > 0
     assert report["llvm_loaded"] is False
-    assert _stencil_bytes(fresh) == size
+    assert _stencil_bytes(store) == size
 
 
 def test_stencil_file_keeps_intact_records(tmp_path):

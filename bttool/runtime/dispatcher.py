@@ -406,8 +406,8 @@ class Executor:
         if library is None:
             store = None
             if self.cache is not None and self.cache.store is not None:
-                from bttool.runtime.stencilstore import StencilFile
-                store = StencilFile(self.cache.store.root, "|".join(k))
+                from bttool.runtime.stencilstore import StencilFile, stencil_root
+                store = StencilFile(stencil_root(), "|".join(k))
             library = self._stencils[k] = StencilLibrary(options, target, host_features(options, target),
                                                          store)
         return stitch(pc, read, options, target, library, known=known or self.known.__contains__,

@@ -1,9 +1,13 @@
 """Stencils kept on disk (translator/stitch.py): compiled once per machine
 and kind of code, served to every later run and program.
 
-One append-only file per kind of code (the lift options' and the target's
+A stencil is a pure function of its key and of the kind of code, so one
+store serves every translation cache of a user (``stencil_root``): a run
+with a new or cleared cache, another ``--cache-dir``, or a test's own
+cache, still stitches from the stencils earlier runs made.  One
+append-only file per kind of code (the lift options' and the target's
 keys, which carry the translator's identity, and the Python version, whose
-``marshal`` format the records use) under the cache's ``stencils/``.  Each
+``marshal`` format the records use) under the store's ``stencils/``.  Each
 record is a length, a CRC-32 and a marshalled list of (key, stencil)
 pairs, written with one ``write`` under an exclusive ``flock`` on a
 descriptor opened with O_APPEND, so processes that add stencils at once
@@ -26,8 +30,16 @@ import zlib
 _HEADER = struct.Struct("<II")
 
 
+def stencil_root() -> str:
+    """The directory whose ``stencils/`` holds the user's stencils:
+    ``BTTOOL_STENCIL_DIR``, else the default translation cache's (so
+    ``bttool cache clear`` of that cache clears them too)."""
+    from bttool.runtime.cache import resolve_cache_dir
+    return os.environ.get("BTTOOL_STENCIL_DIR") or resolve_cache_dir(None)
+
+
 class StencilFile:
-    """The stencils of one kind of code in one cache."""
+    """The stencils of one kind of code in one store."""
 
     def __init__(self, root: str, kind: str) -> None:
         tag = hashlib.sha256(f"{kind}|py{sys.version_info[:2]}".encode()).hexdigest()[:24]
