@@ -11,7 +11,7 @@ A stencil is an ordinary translated function of one instruction
   each use into a relocation against ``bt_hole_N``, and the stitcher
   writes the instance's value there.
 * *register holes*: for an instruction whose explicit registers are
-  abstracted (translator/stitch.py ``register_form``), each such register
+  abstracted (translator/stitch.py ``abstract_form``), each such register
   is a virtual state field (``VIRTUAL_PREFIX`` and its number) whose offset
   in the state is a hole, so one stencil serves ``add rax, rbx`` and
   ``add rsi, r9``; likewise a memory operand's displacement (of at most
