@@ -98,7 +98,6 @@ def test_abstract_forms_lift_alike(samples_dir):
     from llvmlite import ir
     from bttool.ir import codegen
     from bttool.ir.clamp import AddressClamp
-    from bttool.ir.stencil import StencilPorts, virtual_register
     from bttool.translator.decoder import Decoder
     from bttool.translator.options import LiftOptions
     text = lief.parse(str(samples_dir / "hello")).get_section(".text")
@@ -120,8 +119,7 @@ def test_abstract_forms_lift_alike(samples_dir):
 
     def lifted(insn, form) -> tuple[str, list[str]]:
         module = ir.Module()
-        ports = StencilPorts(module, {f: virtual_register(j) for j, f in enumerate(form.fields)},
-                             form.disp, form.imm)
+        ports = form.ports(module)
         try:
             library._lift(module, "st", insn, ports)
         except Exception as e:      # noqa: BLE001 -- both must fail alike

@@ -17,7 +17,7 @@ from bttool.ir import memory, state, tables
 from bttool.ir.commits import REGISTER_FILE, CommitPoints, split_address
 from bttool.ir.fastbuilder import FastBuilder
 from bttool.ir.state import FIELDS, GPR_NAMES
-from bttool.ir.stencil import VIRTUAL_PREFIX, StencilPorts, is_virtual
+from bttool.ir.stencil import StencilPorts, is_virtual
 
 # What a foreign unit's base cell holds until the runtime writes it
 # (FunctionEmitter's ``foreign``) when there is no clamp: no canonical
@@ -256,8 +256,7 @@ class FunctionEmitter:
         ptr = self._geps.get(name)
         if ptr is None:
             if is_virtual(name):       # its offset is the stencil's hole
-                real = next(r for r, v in self.stencil.renames.items() if v == name)
-                offset = self.stencil.hole("reg" + name[len(VIRTUAL_PREFIX):], FIELDS[real].offset)
+                offset = self.stencil.register_hole(name)
             else:
                 offset = const(64, FIELDS[name].offset)
             ptr = self._entry_builder.gep(self.state_ptr, [offset], inbounds=True, source_etype=I8)

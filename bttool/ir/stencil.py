@@ -36,6 +36,7 @@ from llvmlite import ir
 
 from bttool.ir import objfile
 from bttool.ir.memory import bounded_displacement
+from bttool.ir.state import FIELDS
 from bttool.ir.objfile import (R_X86_64_32, R_X86_64_32S, R_X86_64_64, SHF_ALLOC, SHF_EXECINSTR,
                                SHF_WRITE, SHT_PROGBITS, SHT_RELA, SHT_STRTAB, SHT_SYMTAB, STB_GLOBAL,
                                STT_FUNC, STT_SECTION)
@@ -97,6 +98,13 @@ class StencilPorts:
         if g is None:
             g = ir.GlobalVariable(self.module, _I8, name)
         return g.ptrtoint(_I64)
+
+    def register_hole(self, virtual: str) -> ir.Constant:
+        """The state offset of abstracted register ``virtual`` as a hole
+        whose kind is that name (the stitcher fills it with the offset of
+        the instance's register for that placeholder)."""
+        real = next(r for r, v in self.renames.items() if v == virtual)
+        return self.hole(virtual, FIELDS[real].offset)
 
     def displacement_hole(self) -> ir.Constant:
         """The memory displacement as a hole, bounded for the clamp."""

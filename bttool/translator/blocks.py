@@ -19,7 +19,7 @@ from bttool.translator.guestcode import CodeReader, UnmappedCode
 
 MAX_BLOCK_INSNS = 200
 # Jumps and calls whose target may be an immediate (relative) operand.
-DIRECT = {X.X86_INS_JMP, X.X86_INS_CALL} | {
+_DIRECT = {X.X86_INS_JMP, X.X86_INS_CALL} | {
     getattr(X, "X86_INS_" + n) for n in (
         *("J" + cc.upper() for cc in conditions.CODES),
         "LOOP", "LOOPE", "LOOPNE", "JRCXZ", "JECXZ")}
@@ -74,10 +74,11 @@ def decode_block(decoder: Decoder, read: CodeReader, pc: int,
     return block
 
 
-def _direct_target(insn) -> int | None:
-    """The target of a jump or call with an immediate operand, else None."""
+def direct_target(insn) -> int | None:
+    """The target of a direct jump or call (an immediate operand, which
+    capstone gives absolute), else None."""
     ops = insn.operands
-    return ops[0].imm if ops and ops[0].type == X.X86_OP_IMM else None
+    return ops[0].imm if insn.id in _DIRECT and ops and ops[0].type == X.X86_OP_IMM else None
 
 
 def _range_end(within: Sequence[tuple[int, int]], pc: int) -> int | None:
@@ -90,7 +91,7 @@ def _add_successors(block: Block, insn) -> None:
     call's target and return site, and the instruction after an exit to the
     runtime, are entered through the lookup table instead: they are
     ``entries`` (future region entries), not successors."""
-    target = _direct_target(insn) if insn.id in DIRECT else None
+    target = direct_target(insn)
     nxt = insn.address + insn.size
     if insn.id == X.X86_INS_CALL:
         if target is not None:
@@ -208,7 +209,7 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
         total += len(blk.insns)
         if follow_calls and blk.insns and blk.insns[-1].id == X.X86_INS_CALL:
             blk.successors.append(blk.end)     # the return site
-            callee = _direct_target(blk.insns[-1])
+            callee = direct_target(blk.insns[-1])
             if callee is not None and callee not in blocks:
                 small = leaves.get(callee)
                 if small is None:

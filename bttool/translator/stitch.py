@@ -43,23 +43,18 @@ from llvmlite import ir
 from bttool.ir import codegen, tables
 from bttool.ir.emitter import FunctionEmitter
 from bttool.ir.objfile import R_X86_64_32, R_X86_64_32S, R_X86_64_64
-from bttool.ir.stencil import (CONT, DATA, DISPLACEMENT_BOUND, HOLE, SELF, StencilCode, StencilError, StencilPorts,
-                               emit_counter_stencil, extract, virtual_register, write_object)
-from bttool.translator import flaglive
 from bttool.ir.state import FIELDS, GPR_NAMES
-from bttool.translator.blocks import DIRECT, Block, Region
+from bttool.ir.stencil import (CONT, DATA, DISPLACEMENT_BOUND, HOLE, SELF, StencilCode, StencilError,
+                               StencilPorts, emit_counter_stencil, extract, virtual_register,
+                               write_object)
+from bttool.translator import flaglive
+from bttool.translator.blocks import Block, Region, direct_target
 from bttool.translator.decoder import reg_table
 from bttool.translator.encoding import encoding
 from bttool.translator.lifter import LiftResult, lift_block, uses_ymm
 from bttool.translator.options import LiftOptions
 
 _M64 = (1 << 64) - 1
-
-
-def _branch_target(insn) -> int | None:
-    """The target of a direct jump or call (capstone gives it absolute)."""
-    ops = insn.operands
-    return ops[0].imm if insn.id in DIRECT and ops and ops[0].type == X.X86_OP_IMM else None
 
 
 def _rip_disp(insn) -> int | None:
@@ -72,7 +67,7 @@ def _features(insn) -> dict[str, int]:
     """What an instance's holes can be, each relative to its address."""
     f = {"here": 0, "next": insn.size}
     if isinstance(insn, CsInsn):
-        target, disp = _branch_target(insn), _rip_disp(insn)
+        target, disp = direct_target(insn), _rip_disp(insn)
         if target is not None:
             f["target"] = target - insn.address
         if disp is not None:
@@ -85,7 +80,7 @@ def stencil_key(insn) -> bytes:
     left out (the parts that holes carry)."""
     raw = bytearray(insn.bytes)
     if isinstance(insn, CsInsn):
-        if _branch_target(insn) is not None and insn.imm_size:
+        if direct_target(insn) is not None and insn.imm_size:
             raw[insn.imm_offset:insn.imm_offset + insn.imm_size] = bytes(insn.imm_size)
         if _rip_disp(insn) is not None and insn.disp_size:
             raw[insn.disp_offset:insn.disp_offset + insn.disp_size] = bytes(insn.disp_size)
@@ -120,6 +115,22 @@ class AbstractForm:
     fields: tuple[str, ...]
     disp: int | None
     imm: int | None = None
+
+    def ports(self, module: ir.Module) -> StencilPorts:
+        """The ports to lift this instance's stencil with: its registers
+        renamed to virtual ones, its displacement and immediate as holes."""
+        return StencilPorts(module, {f: virtual_register(k) for k, f in enumerate(self.fields)},
+                            self.disp, self.imm)
+
+    def features(self) -> dict[str, int]:
+        """The values of this instance's holes: each virtual register's
+        state offset, the displacement and the immediate."""
+        f = {virtual_register(k): FIELDS[name].offset for k, name in enumerate(self.fields)}
+        if self.disp is not None:
+            f["disp"] = self.disp
+        if self.imm is not None:
+            f["imm"] = self.imm
+        return f
 
 
 def abstract_form(insn) -> AbstractForm | None:
@@ -230,19 +241,6 @@ def _resolve(value: int, feats: dict[str, int]) -> str | None:
     return names[0] if len(names) == 1 else None
 
 
-def _form_features(form: AbstractForm | None) -> dict[str, int]:
-    """The holes of an instance's abstract form: each placeholder's state
-    offset, and the displacement."""
-    if form is None:
-        return {}
-    f = {f"reg{k}": FIELDS[name].offset for k, name in enumerate(form.fields)}
-    if form.disp is not None:
-        f["disp"] = form.disp
-    if form.imm is not None:
-        f["imm"] = form.imm
-    return f
-
-
 def _to_record(st: Stencil | None) -> tuple | None:
     """A stencil as plain data (runtime/stencilstore.py marshals it)."""
     if st is None:
@@ -276,8 +274,9 @@ class StencilLibrary:
     instruction cannot be a stencil (its region is compiled instead).
 
     An instruction is looked up under up to three keys, each tried when
-    the one before gives nothing it can use: its register form's (shared
-    by every choice of its explicit registers), its bytes' (stencil_key),
+    the one before gives nothing it can use: its abstract form's (shared
+    by every choice of its registers, displacement and immediate), its
+    bytes' (stencil_key),
     and its address and bytes' (a pinned stencil, whose holes hold only
     there)."""
 
@@ -297,7 +296,8 @@ class StencilLibrary:
 
     def _key(self, insn, form: AbstractForm | None) -> tuple[bytes | tuple, AbstractForm | None]:
         """The first key of the instruction whose stencil is usable or not
-        made yet, and the register form the stencil is (to be) lifted with."""
+        made yet, and the abstract form the stencil is (to be) lifted with
+        (None: as the instruction is)."""
         if form is not None:
             st = self.stencils.get(form.key, _MISSING)
             if st is _MISSING:
@@ -327,15 +327,15 @@ class StencilLibrary:
         out = []
         for (k, form), insn in zip(keys, insns):
             st = self.stencils.get(k)
-            out.append(None if st is None else (st, {**_features(insn), **_form_features(form)}))
+            out.append(None if st is None else
+                       (st, {**_features(insn), **(form.features() if form is not None else {})}))
         return out
 
     def _compile(self, todo: dict) -> None:
         module = ir.Module(name="stencils")
         lifted = []
         for n, (k, (insn, form)) in enumerate(todo.items()):
-            ports = (StencilPorts(module, {f: virtual_register(j) for j, f in enumerate(form.fields)},
-                                  form.disp, form.imm) if form is not None else StencilPorts(module))
+            ports = form.ports(module) if form is not None else StencilPorts(module)
             name = f"st_{n}"
             try:
                 result = self._lift(module, name, insn, ports)

@@ -119,6 +119,8 @@ class Lifted:
 
 
 _MAX_BATCH = 8     # with_entry_call stops adding once the batch has this many
+# how far a tier-1 region reaches by default (lift and stitch alike)
+MAX_BLOCKS, MAX_INSNS = 24, 600
 
 
 def translate(entries: list[int], read: CodeReader, options: LiftOptions, target: codegen.Target,
@@ -130,7 +132,7 @@ def translate(entries: list[int], read: CodeReader, options: LiftOptions, target
 
 def lift(entries: list[int], read: CodeReader, options: LiftOptions, target: codegen.Target,
          known: Callable[[int], bool] = lambda pc: False,
-         max_blocks: int = 24, max_insns: int = 600,
+         max_blocks: int = MAX_BLOCKS, max_insns: int = MAX_INSNS,
          read_data: CodeReader | None = None,
          skipped: list[tuple[int, str]] | None = None,
          reg_value: Callable[[str], int | None] | None = None,
@@ -209,8 +211,8 @@ class Stitched:
 
 
 def stitch(pc: int, read: CodeReader, options: LiftOptions, target: codegen.Target, library,
-           known: Callable[[int], bool] = lambda pc: False, max_blocks: int = 24,
-           max_insns: int = 600, read_data: CodeReader | None = None,
+           known: Callable[[int], bool] = lambda pc: False, max_blocks: int = MAX_BLOCKS,
+           max_insns: int = MAX_INSNS, read_data: CodeReader | None = None,
            within: Sequence[tuple[int, int]] | None = None) -> Stitched | None:
     """The region at ``pc`` stitched from ``library``'s stencils
     (translator/stitch.StencilLibrary), or None when some instruction of
