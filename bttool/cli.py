@@ -327,6 +327,7 @@ def cache_ls(ctx: click.Context, program: str | None, as_json: bool) -> None:
 def cache_show(ctx: click.Context, ident: str, program: str | None, section: tuple[str, ...],
                optimised: bool) -> None:
     """Guest code, LLVM IR and host code of one cached region (KEY or ADDRESS --image)."""
+    from bttool.ir.stencil import is_stitched_listing
     from bttool.runtime.cache_inspect import find_region, guest_disassembly, host_disassembly, source_ir
     from bttool.runtime.memory import PIE_BASE
     store = _store(ctx)
@@ -347,9 +348,12 @@ def cache_show(ctx: click.Context, ident: str, program: str | None, section: tup
         click.echo("\n== guest code ==")
         click.echo(guest_disassembly(region))
     if "ir" in sections:
-        click.echo(f"\n== LLVM IR ({'optimised, ' if optimised else ''}the module its host code "
-                   "was compiled from) ==")
         text = source_ir(store, region, optimised)
+        if text is not None and is_stitched_listing(text):
+            click.echo("\n== stencils (its host code was stitched from them, not compiled) ==")
+        else:
+            click.echo(f"\n== LLVM IR ({'optimised, ' if optimised else ''}the module its host code "
+                       "was compiled from) ==")
         click.echo(text if text is not None else "(IR missing or corrupt)")
     if "host" in sections:
         click.echo(f"\n== host code ({region['symbol']}) ==")

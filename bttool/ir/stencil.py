@@ -54,6 +54,15 @@ VIRTUAL_PREFIX = "vr"
 DISPLACEMENT_BOUND = 1 << 24
 
 
+# the first line of a stitched region's listing, which the cache keeps
+# where a compiled region's LLVM IR is (`bttool cache show --section ir`)
+STITCHED_HEADER = "; stitched from stencils (tier 1 by copy and patch): no LLVM module made this code"
+
+
+def is_stitched_listing(text: str) -> bool:
+    return text.startswith(STITCHED_HEADER)
+
+
 def virtual_register(k: int) -> str:
     """The state-field name of a stencil's k-th abstracted register."""
     return f"{VIRTUAL_PREFIX}{k}"

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from bttool.ir import codegen, objfile
+from bttool.ir.stencil import is_stitched_listing
 from bttool.runtime import cache_rows
 from bttool.runtime.cache import CacheStore
 from bttool.translator.guestcode import parse_spans
@@ -107,10 +108,12 @@ def source_ir(store: CacheStore, region: dict, optimised: bool = False) -> str |
     """The LLVM IR module that the region's object was compiled from (the
     cache keeps it with the object; a module may hold several regions), or
     with ``optimised`` that module after the optimisation passes of the
-    region's target, run again as its compilation ran them.  None when the
-    IR is missing or unreadable."""
+    region's target, run again as its compilation ran them.  A region
+    stitched from stencils has its listing instead
+    (ir/stencil.STITCHED_HEADER), with or without ``optimised``.  None
+    when the IR is missing or unreadable."""
     text = store.read_source_ir(region["object"])
-    if text is None or not optimised:
+    if text is None or not optimised or is_stitched_listing(text):
         return text
     return codegen.compile_module(text, region_target(region), want_ir=True)[1]
 

@@ -44,9 +44,9 @@ from bttool.ir import codegen, tables
 from bttool.ir.emitter import FunctionEmitter
 from bttool.ir.objfile import R_X86_64_32, R_X86_64_32S, R_X86_64_64
 from bttool.ir.state import FIELDS, GPR_NAMES
-from bttool.ir.stencil import (CONT, DATA, DISPLACEMENT_BOUND, HOLE, SELF, StencilCode, StencilError,
-                               StencilPorts, emit_counter_stencil, extract, virtual_register,
-                               write_object)
+from bttool.ir.stencil import (CONT, DATA, DISPLACEMENT_BOUND, HOLE, SELF, STITCHED_HEADER, StencilCode,
+                               StencilError, StencilPorts, emit_counter_stencil, extract, is_virtual,
+                               virtual_register, write_object)
 from bttool.translator import flaglive
 from bttool.translator.blocks import Block, Region, direct_target
 from bttool.translator.decoder import reg_table
@@ -230,6 +230,17 @@ class Stencil:
     fixed: tuple[str, ...] = ()
 
 
+def describe_key(k: bytes | tuple) -> str:
+    """A stencil key for a reader: which kind it is and its bytes."""
+    if isinstance(k, bytes):
+        return f"bytes {k.hex()}"
+    if k[0] == "r":
+        return f"abstract {k[1].hex()}"
+    if isinstance(k[0], int) and isinstance(k[1], bytes):
+        return f"pinned {k[1].hex()} at {k[0]:#x}"
+    return "/".join(map(str, k))
+
+
 def _pinned_key(insn) -> tuple[int, bytes]:
     """The key of a stencil that holds only for this instruction at this
     address: the address and its whole bytes."""
@@ -310,10 +321,11 @@ class StencilLibrary:
             return _pinned_key(insn), None
         return raw, None
 
-    def stencils_for(self, insns: Sequence) -> list[tuple[Stencil, dict[str, int]] | None]:
+    def stencils_for(self, insns: Sequence) -> list[tuple[Stencil, dict[str, int], str] | None]:
         """The stencil of each instruction with the values of its holes'
-        features there, compiling (in one module per round) those not made
-        yet; None for an instruction that has none."""
+        features there and a description of its key (``describe_key``),
+        compiling (in one module per round) those not made yet; None for
+        an instruction that has none."""
         forms = [abstract_form(i) for i in insns]
         for _round in range(4):          # a key that turns out unusable leads to the next
             keys = [self._key(i, f) for i, f in zip(insns, forms)]
@@ -328,7 +340,8 @@ class StencilLibrary:
         for (k, form), insn in zip(keys, insns):
             st = self.stencils.get(k)
             out.append(None if st is None else
-                       (st, {**_features(insn), **(form.features() if form is not None else {})}))
+                       (st, {**_features(insn), **(form.features() if form is not None else {})},
+                        describe_key(k)))
         return out
 
     def _compile(self, todo: dict) -> None:
@@ -420,14 +433,18 @@ class _Piece:
     conts: list[int | None]          # guest pc of each continuation (None: the next piece)
     pc: int
     block: int | None = None         # the block it begins
+    what: str = ""                   # for the listing: the instruction and its stencil's key
+    names: tuple[str, ...] = ()      # for the listing: each hole's kind
 
 
 _EXIT = -1
 
 
-def stitch(region: Region, library: StencilLibrary, symbol: str, unit_base: int) -> bytes | None:
-    """The region as one object (ir/stencil.write_object), or None when one
-    of its instructions has no stencil (or a hole value does not fit).  ``unit_base``: the translation-time
+def stitch(region: Region, library: StencilLibrary, symbol: str,
+           unit_base: int) -> tuple[bytes, str] | None:
+    """The region as one object (ir/stencil.write_object) and its listing
+    (``_listing``), or None when one of its instructions has no stencil
+    (or a hole value does not fit).  ``unit_base``: the translation-time
     base its profiling slots are relative to."""
     blocks = sorted(region.blocks.values(), key=lambda b: (b.start != region.entry, b.start))
     if any(b.bad_at is not None or not b.insns for b in blocks):
@@ -436,24 +453,28 @@ def stitch(region: Region, library: StencilLibrary, symbol: str, unit_base: int)
     found = library.stencils_for(insns)
     if any(f is None for f in found):
         return None
-    stencils, feats = [st for st, _f in found], [f for _st, f in found]
+    stencils, feats = [st for st, _f, _k in found], [f for _st, f, _k in found]
     conts = [[i.address + (int(c[1:]) if c[0] == "=" else f[c]) for c in st.conts]
              for i, st, f in zip(insns, stencils, feats)]
     starts = {b.start for b in blocks}
     # loop heads: block starts that an instruction at or after them jumps to
     heads = {t for i, cs in zip(insns, conts) for t in cs if t in starts and t <= i.address}
     slot = lambda pc: tables.counter_slot(pc - unit_base)      # noqa: E731
-    pieces = [_Piece(library.counter(False), [slot(region.entry)], [None], region.entry)]
+    pieces = [_Piece(library.counter(False), [slot(region.entry)], [None], region.entry,
+                     what="(counts the region's entries)", names=("counter",))]
     n = 0
     for b in blocks:
         if b.start in heads:
-            pieces.append(_Piece(library.counter(True), [slot(b.start)], [None], b.start, b.start))
+            pieces.append(_Piece(library.counter(True), [slot(b.start)], [None], b.start, b.start,
+                                 "(counts the loop head's runs, polls for signals)", ("counter",)))
         for i in b.insns:
             st, f = stencils[n], feats[n]
             holes = [tables.target_slot(i.address - unit_base) if h == "slot"
                      else int(h[1:]) if h[0] == "=" else f[h] for h in st.holes]
             pieces.append(_Piece(st.code, holes, conts[n], i.address,
-                                 b.start if i is b.insns[0] and b.start not in heads else None))
+                                 b.start if i is b.insns[0] and b.start not in heads else None,
+                                 f"{i.mnemonic} {i.op_str}".strip() + f"  [{found[n][2]}]",
+                                 tuple(st.holes)))
             n += 1
     first = {p.block: n for n, p in enumerate(pieces) if p.block is not None}
 
@@ -511,7 +532,23 @@ def stitch(region: Region, library: StencilLibrary, symbol: str, unit_base: int)
             for off, typ, (what, idx), addend in code.data_relocs:   # SELF or SYMBOL (extract)
                 relocs.append((data_at[n] + off, typ, None if what == SELF else idx,
                                base + addend if what == SELF else addend))
-    return write_object(bytes(text), symbol, relocs)
+    return write_object(bytes(text), symbol, relocs), _listing(pieces, piece_at)
+
+
+_GPR_AT = {FIELDS[name].offset: name for name in GPR_NAMES}
+
+
+def _listing(pieces: list[_Piece], piece_at: list[int]) -> str:
+    """What a stitched region is made of, one line per stencil copy: its
+    offset in the host code, the guest instruction, its stencil's key and
+    the value written into each hole (a register hole as the register).
+    The cache keeps it where a compiled region's IR is."""
+    lines = [STITCHED_HEADER, ";   host  guest pc    instruction  [stencil key]  holes"]
+    for p, at in zip(pieces, piece_at):
+        holes = " ".join(f"{k}={_GPR_AT.get(v, hex(v))}" if is_virtual(k) else
+                         f"{'pinned' if k[0] == '=' else k}={v:#x}" for k, v in zip(p.names, p.holes))
+        lines.append(f"  {at:#06x}  {p.pc:#x}  {p.what}" + (f"  {holes}" if holes else ""))
+    return "\n".join(lines) + "\n"
 
 
 def _patch(text: bytearray, place: int, typ: int, value: int) -> bool:

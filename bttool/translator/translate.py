@@ -52,8 +52,9 @@ class Translation:
     regions: list[RegionInfo]
     seconds: float = 0.0
     ir_text: str | None = None      # the optimised IR, when asked for (want_ir)
-    # The LLVM IR the object was compiled from; the cache keeps it with the
-    # object (`bttool cache show --section ir`).
+    # The LLVM IR the object was compiled from (a stitched region's
+    # listing instead: ir/stencil.STITCHED_HEADER); the cache keeps it with
+    # the object (`bttool cache show --section ir`).
     source_ir: str | None = None
 
     @property
@@ -223,7 +224,8 @@ def stitch(pc: int, read: CodeReader, options: LiftOptions, target: codegen.Targ
     region = discover_region(Decoder(options.mode), read, pc, max_blocks=max_blocks, max_insns=max_insns,
                              known=known, read_data=read_data, within=within)
     info = _describe(region, read, options, target)
-    obj = stitching.stitch(region, library, info.symbol, options.pic_base or 0)
-    if obj is None:
+    made = stitching.stitch(region, library, info.symbol, options.pic_base or 0)
+    if made is None:
         return None
-    return Stitched(Translation(obj, [info], time.perf_counter() - t0))
+    obj, listing = made
+    return Stitched(Translation(obj, [info], time.perf_counter() - t0, source_ir=listing))
