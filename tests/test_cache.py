@@ -307,8 +307,12 @@ def test_changed_guest_byte_misses_only_its_region(programs, tmp_path):
     """Tier 2 compiles synchronously here: in the background, which hot
     code is promoted depends on when each compilation ends (a pc inside a
     region being compiled is not promoted), so on a loaded machine a run
-    may promote, and miss, a region the runs before it never made."""
-    prog = programs / "p"
+    may promote, and miss, a region the runs before it never made.  Both
+    programs lie in one directory with names of one length: the strings
+    of argv and the environment then lie at the same addresses, and libc
+    (strlen and the like) takes the same paths through its code."""
+    prog = tmp_path / "p1"
+    shutil.copy(programs / "p", prog)
     patched = tmp_path / "p2"
     _patch_immediate(prog, patched)
     sync = {"BTTOOL_BACKGROUND_COMPILE": "0"}
@@ -592,7 +596,8 @@ def test_cache_tools(programs, tmp_path):
 
     entry = ls[0]
     show = bttool("cache", "--cache-dir", cache, "show", entry["key"][:12]).stdout.decode()
-    assert "== guest code ==" in show and "== LLVM IR" in show and "== host code" in show
+    assert "== guest code ==" in show and "== host code" in show
+    assert ("== LLVM IR" in show) != ("== stencils" in show)     # compiled, or stitched
     by_addr = bttool("cache", "--cache-dir", cache, "show", hex(entry["entry"]), "--image", prog,
                      "--section", "guest").stdout.decode()
     assert "== guest code ==" in by_addr and "== host code" not in by_addr

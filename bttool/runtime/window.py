@@ -68,6 +68,12 @@ RESERVE_SIZE = RESERVE_BELOW + 4 * GUEST_LIMIT + DISP_GUARD + GUARD_SIZE
 UNSAFE_NO_CLAMP = os.environ.get("BTTOOL_UNSAFE_NO_CLAMP") == "1"
 
 
+def stitched_tier1() -> bool:
+    """Whether tier-1 regions are stitched from stencils (the default) or,
+    with ``BTTOOL_TIER1=llvm``, compiled by LLVM."""
+    return os.environ.get("BTTOOL_TIER1", "stencils") != "llvm"
+
+
 @dataclass(frozen=True)
 class Window:
     """Which guest addresses the reservation holds: [low, end)."""
@@ -89,7 +95,7 @@ class Window:
         """The options of linux-user x86-64 code in this window (``pic_base``
         and the rest as LiftOptions has them)."""
         kw.setdefault("cpu", cpuid.model().name)
-        kw.setdefault("stencils", os.environ.get("BTTOOL_TIER1") == "stencils")
+        kw.setdefault("stencils", stitched_tier1())
         return LiftOptions(64, True, pic_base, clamp=self.clamp, **kw)
 
 
