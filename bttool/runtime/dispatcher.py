@@ -463,12 +463,15 @@ class Executor:
 
     def collect(self, wait: bool = False) -> None:
         """Install the background compilations that have finished (all of
-        them, waiting, with ``wait``: before exit, fork and exec)."""
+        them, waiting, with ``wait``: before exit, fork and exec, when the
+        translations not yet in the cache are written there too)."""
         if self.background is not None and self.background.pending:
             if wait:
                 self.background.drain()
             else:
                 self.background.poll()
+        if wait and self.cache is not None:
+            self.cache.flush()
 
     def _from_cache(self, pc: int, read) -> bool:
         hit = self.cache.lookup(pc, read)

@@ -59,6 +59,7 @@ def _give_back(proc) -> None:
         ex.collect(wait=True)
         ex.background.release()
     if ex.cache is not None and ex.cache.store is not None:
+        ex.cache.flush()
         ex.cache.store.release()
     if ex.background is None:           # (imported only now: there was no room before)
         from bttool.runtime.background import BackgroundCompiler

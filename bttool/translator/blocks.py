@@ -77,8 +77,10 @@ def decode_block(decoder: Decoder, read: CodeReader, pc: int,
 def direct_target(insn) -> int | None:
     """The target of a direct jump or call (an immediate operand, which
     capstone gives absolute), else None."""
+    if insn.id not in _DIRECT:
+        return None         # (before reading operands, which capstone builds on first use)
     ops = insn.operands
-    return ops[0].imm if insn.id in _DIRECT and ops and ops[0].type == X.X86_OP_IMM else None
+    return ops[0].imm if ops and ops[0].type == X.X86_OP_IMM else None
 
 
 def _range_end(within: Sequence[tuple[int, int]], pc: int) -> int | None:

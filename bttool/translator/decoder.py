@@ -99,7 +99,7 @@ class HintNop:
         return f"<HintNop {self.address:#x} {self.bytes.hex()} {self.text}>"
 
 
-def hint_nop_size(code: bytes, mode: int = 64) -> int | None:
+def hint_nop_size(code: bytes, mode: int = 64, enc: Encoding | None = None) -> int | None:
     """Length of the instruction at ``code`` if it is one that executes as
     a NOP on the modelled CPU without ever touching memory, else None.
 
@@ -109,8 +109,9 @@ def hint_nop_size(code: bytes, mode: int = 64) -> int | None:
     instructions (no MPX), cldemote, reserved NOPs.  ``0F 0D`` (prefetch,
     prefetchw, prefetchwt1 and its /2-/7 aliases) only with a memory
     operand: its register form is #UD on the host (AMD Zen 4), as is LOCK
-    with any of them (tests/test_isa_corners.py checks both natively)."""
-    enc = encoding(code, mode)
+    with any of them (tests/test_isa_corners.py checks both natively).
+    ``enc``: ``encoding(code, mode)``, when the caller has it."""
+    enc = enc or encoding(code, mode)
     if enc is None or not enc.escape or 0xF0 in enc.prefixes:
         return None
     op = enc.opcode
@@ -167,9 +168,10 @@ class Near16:
         return _cs(64).reg_name(reg_id)
 
 
-def near16_branch(code: bytes, address: int) -> Near16 | None:
-    """The 16-bit relative branch at ``code`` (64-bit mode), or None."""
-    enc = encoding(code)
+def near16_branch(code: bytes, address: int, enc: Encoding | None = None) -> Near16 | None:
+    """The 16-bit relative branch at ``code`` (64-bit mode), or None.
+    ``enc``: ``encoding(code)``, when the caller has it."""
+    enc = enc or encoding(code)
     if enc is None or 0x66 not in enc.prefixes or enc.rex & 8:
         return None
     op, at = enc.opcode, enc.opcode_at + 1
@@ -212,13 +214,14 @@ class Decoder:
         """The instruction at ``pc`` (``code`` starts there), or None.
         Hint-space NOPs (``hint_nop_size``) are recognised from their bytes
         first: capstone decodes them to many mnemonics or not at all."""
-        size = hint_nop_size(code, self.mode)
-        if size is None and self.mode == 64:
-            near = near16_branch(code, pc)
+        enc = encoding(code, self.mode)     # (each check below reads it)
+        size = hint_nop_size(code, self.mode, enc) if enc is not None else None
+        if size is None and self.mode == 64 and enc is not None:
+            near = near16_branch(code, pc, enc)
             if near is not None:
                 return near
-        if size is None:
-            twin = twins.twin(code, self.mode)
+        if size is None and enc is not None:
+            twin = twins.twin(code, self.mode, enc)
             if twin is not None:     # decoded as the twin (its bytes, mnemonic)
                 code = twin
         first = None

@@ -300,35 +300,48 @@ class StencilLibrary:
         self.target = target
         self.host_features = host_features
         self.stencils: dict[bytes | tuple, Stencil | None] = {}
+        # what an instruction's bytes say about its stencil (``_describe``)
+        self._described: dict[tuple[type, bytes], tuple] = {}
         self.store = store
         if store is not None:
             for k, rec in store.load():
                 self.stencils[k if isinstance(k, bytes) else tuple(k)] = _from_record(rec)
 
-    def _key(self, insn, form: AbstractForm | None) -> tuple[bytes | tuple, AbstractForm | None]:
+    def _describe(self, insn) -> tuple[AbstractForm | None, bytes, dict[str, int]]:
+        """The instruction's abstract form, its key by bytes and the values
+        of its holes' features: all of them relative to its address, so
+        found once for each distinct instruction (a region's instructions
+        repeat a few thousand byte strings) and then looked up."""
+        k = (type(insn), bytes(insn.bytes))
+        found = self._described.get(k)
+        if found is None:
+            form = abstract_form(insn)
+            found = self._described[k] = (form, stencil_key(insn),
+                                           {**_features(insn), **(form.features() if form else {})})
+        return found
+
+    def _key(self, insn, form: AbstractForm | None, raw: bytes) -> tuple[bytes | tuple, AbstractForm | None]:
         """The first key of the instruction whose stencil is usable or not
         made yet, and the abstract form the stencil is (to be) lifted with
-        (None: as the instruction is)."""
+        (None: as the instruction is); ``raw``: its key by bytes."""
         if form is not None:
             st = self.stencils.get(form.key, _MISSING)
             if st is _MISSING:
                 return form.key, form
             if st is not None and not st.pinned and not set(st.fixed) & set(form.fields):
                 return form.key, form
-        raw = stencil_key(insn)
         st = self.stencils.get(raw, _MISSING)
         if st is not _MISSING and st is not None and st.pinned:
             return _pinned_key(insn), None
         return raw, None
 
-    def stencils_for(self, insns: Sequence) -> list[tuple[Stencil, dict[str, int], str] | None]:
+    def stencils_for(self, insns: Sequence) -> list[tuple[Stencil, dict[str, int], bytes | tuple] | None]:
         """The stencil of each instruction with the values of its holes'
-        features there and a description of its key (``describe_key``),
-        compiling (in one module per round) those not made yet; None for
-        an instruction that has none."""
-        forms = [abstract_form(i) for i in insns]
+        features there and its key, compiling (in one module per round)
+        those not made yet; None for an instruction that has none."""
+        described = [self._describe(i) for i in insns]
         for _round in range(4):          # a key that turns out unusable leads to the next
-            keys = [self._key(i, f) for i, f in zip(insns, forms)]
+            keys = [self._key(i, form, raw) for i, (form, raw, _f) in zip(insns, described)]
             todo: dict = {}
             for (k, form), insn in zip(keys, insns):
                 if k not in self.stencils:
@@ -337,11 +350,9 @@ class StencilLibrary:
                 break
             self._compile(todo)
         out = []
-        for (k, form), insn in zip(keys, insns):
+        for (k, form), (_form, _raw, feats) in zip(keys, described):
             st = self.stencils.get(k)
-            out.append(None if st is None else
-                       (st, {**_features(insn), **(form.features() if form is not None else {})},
-                        describe_key(k)))
+            out.append(None if st is None else (st, feats, k))    # (a stencil reads the holes it has)
         return out
 
     def _compile(self, todo: dict) -> None:
@@ -473,7 +484,7 @@ def stitch(region: Region, library: StencilLibrary, symbol: str,
                      else int(h[1:]) if h[0] == "=" else f[h] for h in st.holes]
             pieces.append(_Piece(st.code, holes, conts[n], i.address,
                                  b.start if i is b.insns[0] and b.start not in heads else None,
-                                 f"{i.mnemonic} {i.op_str}".strip() + f"  [{found[n][2]}]",
+                                 f"{i.mnemonic} {i.op_str}".strip() + f"  [{describe_key(found[n][2])}]",
                                  tuple(st.holes)))
             n += 1
     first = {p.block: n for n, p in enumerate(pieces) if p.block is not None}

@@ -97,10 +97,11 @@ _RULES: tuple[Callable[[bytes, Encoding, int], bytes | None], ...] = (
     _x87, _fence, _stray_f2_bit_scan, _lock_mov_cr, _lock_verw)
 
 
-def twin(code: bytes, mode: int = 64) -> bytes | None:
+def twin(code: bytes, mode: int = 64, enc: Encoding | None = None) -> bytes | None:
     """``code`` with the alias at its start rewritten to its documented twin
-    (same length), or None when it starts with no such alias."""
-    enc = encoding(code, mode)
+    (same length), or None when it starts with no such alias.  ``enc``:
+    ``encoding(code, mode)``, when the caller has it."""
+    enc = enc or encoding(code, mode)
     if enc is None:
         return None
     for rule in _RULES:
