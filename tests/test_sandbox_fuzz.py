@@ -41,8 +41,11 @@ def test_fuzz_invariants(sysfuzz: Path, bttool_cache: Path, tmp_path: Path, seed
     stats = tmp_path / "stats.json"
     work = tmp_path / "work"
     work.mkdir()
+    # stdin is a pipe, never /dev/null: the fuzzer's fchmod and fchown of
+    # descriptor 0 act on whatever it is, as they would natively (a run as
+    # root left the machine's /dev/null mode 000, owned by a random uid)
     r = programs.run_bttool([str(sysfuzz), str(seed), str(CALLS)], bttool_cache,
-                            options=["--stats-json", str(stats)], cwd=work, timeout=120)
+                            options=["--stats-json", str(stats)], cwd=work, timeout=120, stdin=b"")
     assert r.returncode == 0, r
     assert b"Traceback" not in r.stderr
     assert b"internal error" not in r.stderr
