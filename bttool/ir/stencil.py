@@ -320,7 +320,8 @@ def emit_counter_stencil(module: ir.Module, name: str, ports: StencilPorts, poll
     def leave(reason: int) -> None:
         b.store(ir.Constant(i32, reason), field("exit_reason"))
         b.ret_void()
-    tables.emit_hot_check(b, st, 0, lambda: leave(state.EXIT_HOT), ports.hole("counter_slot", 0))
+    tables.emit_hot_check(b, st, 0, lambda: leave(state.EXIT_HOT), ports.hole("counter_slot", 0),
+                          tables.STITCHED_HOT_THRESHOLD)
     if poll:
         pending = b.load_atomic(field("irq_pending"), "monotonic", 4, typ=i32)
         with b.if_then(b.icmp_unsigned("!=", pending, ir.Constant(i32, 0)), likely=False):
