@@ -54,7 +54,7 @@ class BackgroundCompiler:
     be compiled here."""
 
     def __init__(self, log: Callable[[str], None] = lambda m: None) -> None:
-        self._log = log
+        self._log = log     # (its owner's: see ``adopt``)
         # Jobs whose object came from the server, and jobs compiled in this
         # process instead (no server, or it failed, ended or refused one):
         # the run's statistics (--stats-json background_compiles,
@@ -69,6 +69,13 @@ class BackgroundCompiler:
     @property
     def pending(self) -> int:
         return len(self._jobs)
+
+    def adopt(self, log: Callable[[str], None]) -> None:
+        """Serve a new owner (the guest an exec in place starts), logging
+        through its log: the old guest's is cleared when it is retired
+        (runtime/execinplace.retire), and a message through it failed with
+        an AttributeError that ended the new guest."""
+        self._log = log
 
     def submit(self, lifted: "Lifted", done: Done) -> None:
         job = _Job(lifted, done)

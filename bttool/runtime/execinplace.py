@@ -122,6 +122,7 @@ def arrive(request: ExecInPlace, proc) -> None:
         ex, old_ex = proc.executor, old.executor
         if old_ex.background is not None and ex.background is None:
             ex.background = old_ex.background
+            ex.background.adopt(ex.log)
         if old_ex.engine is ex.engine:
             ex.loaded_objects |= old_ex.loaded_objects
         keptcode.settle(request.kept, ex, old.memory)
