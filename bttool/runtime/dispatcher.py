@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from bttool.ir import codegen, state as st
-from bttool.ir.tables import (COUNTER_BITS, EMPTY_PC, HOT_THRESHOLD, TABLE_ENTRIES, TABLE_ENTRY_SIZE,
-                              TABLE_SET_SIZE, TABLE_WAYS, TARGET_BITS, counter_slot, table_set,
-                              target_index)
+from bttool.ir.tables import (COUNTER_BITS, EMPTY_PC, HOT_THRESHOLD, STITCHED_HOT_THRESHOLD, TABLE_ENTRIES,
+                              TABLE_ENTRY_SIZE, TABLE_SET_SIZE, TABLE_WAYS, TARGET_BITS, counter_slot,
+                              table_set, target_index)
 from bttool.runtime.coderanges import CodeRanges
 from bttool.runtime.engine import Engine, SupportCompiler
 from bttool.runtime.guestthreads import LOCK, PerThread
@@ -420,13 +420,14 @@ class Executor:
         """Make the tier-1 code at ``pc`` leave at its next count (as hot:
         ``promote`` then finds pc done and the guest goes on in the tier-2
         code just installed there).  Without, a loop whose head was
-        promoted runs on in tier 1 for up to HOT_THRESHOLD more rounds,
+        promoted runs on in tier 1 for up to a threshold's more rounds,
         and a return site in it, counted as often, may become hot first
         and get a tier-2 region of its own that the new code never needs."""
         counters = self.state.counters_base
         if counters:
             slot = counter_slot(pc - (options.pic_base or 0))
-            ctypes.c_uint32.from_address(counters + slot).value = HOT_THRESHOLD
+            # past either threshold, compiled or stitched
+            ctypes.c_uint32.from_address(counters + slot).value = max(HOT_THRESHOLD, STITCHED_HOT_THRESHOLD)
 
     def compiling_over(self, start: int, end: int) -> list[int]:
         """Entries of the tier-2 compilations under way whose guest code

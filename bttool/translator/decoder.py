@@ -214,16 +214,18 @@ class Decoder:
         """The instruction at ``pc`` (``code`` starts there), or None.
         Hint-space NOPs (``hint_nop_size``) are recognised from their bytes
         first: capstone decodes them to many mnemonics or not at all."""
-        enc = encoding(code, self.mode)     # (each check below reads it)
-        size = hint_nop_size(code, self.mode, enc) if enc is not None else None
-        if size is None and self.mode == 64 and enc is not None:
-            near = near16_branch(code, pc, enc)
-            if near is not None:
-                return near
-        if size is None and enc is not None:
-            twin = twins.twin(code, self.mode, enc)
-            if twin is not None:     # decoded as the twin (its bytes, mnemonic)
-                code = twin
+        size = None
+        enc = encoding(code, self.mode)     # each check reads it; none holds without it
+        if enc is not None:
+            size = hint_nop_size(code, self.mode, enc)
+            if size is None and self.mode == 64:
+                near = near16_branch(code, pc, enc)
+                if near is not None:
+                    return near
+            if size is None:
+                twin = twins.twin(code, self.mode, enc)
+                if twin is not None:     # decoded as the twin (its bytes, mnemonic)
+                    code = twin
         first = None
         for insn in self.cs.disasm(code, pc, 1):
             first = insn
