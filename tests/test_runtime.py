@@ -390,8 +390,7 @@ def _tier2_regions_in_main(tmp_path, *cflags: str) -> list[dict]:
     # that brings control back when a compilation has ended may be a return
     # site's, promoted before the loop's new code is installed (a race
     # that the region formation tested here does not depend on)
-    run = _bttool("run", "--cache-dir", str(cache), str(exe), text=True,
-                  env={"BTTOOL_BACKGROUND_COMPILE": "0"})
+    run = _bttool("run", "--cache-dir", str(cache), str(exe), text=True)
     assert (run.returncode, run.stdout) == (native.returncode, native.stdout.decode())
     nm = subprocess.run(["nm", str(exe)], capture_output=True, text=True, check=True).stdout
     syms = {line.split()[2]: int(line.split()[0], 16) for line in nm.splitlines()

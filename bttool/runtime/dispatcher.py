@@ -392,7 +392,7 @@ class Executor:
                 self.promoted.discard(pc)       # may be promoted again
             self._finish(t, target, options, current=current)
             if current:
-                self._hurry_to(pc, options)
+                self._hurry_to(pc, options, ranges=t.regions[0].ranges)
         if self.background is None:
             from bttool.runtime.background import BackgroundCompiler
             self.background = BackgroundCompiler(self.log)
@@ -416,18 +416,27 @@ class Executor:
         return stitch(pc, read, options, target, library, known=known or self.known.__contains__,
                       read_data=self._read_data, within=within)
 
-    def _hurry_to(self, pc: int, options: LiftOptions) -> None:
+    def _hurry_to(self, pc: int, options: LiftOptions, ranges=()) -> None:
         """Make the tier-1 code at ``pc`` leave at its next count (as hot:
         ``promote`` then finds pc done and the guest goes on in the tier-2
-        code just installed there).  Without, a loop whose head was
-        promoted runs on in tier 1 for up to a threshold's more rounds,
-        and a return site in it, counted as often, may become hot first
-        and get a tier-2 region of its own that the new code never needs."""
+        code just installed there), and the tier-1 code at the other
+        blocks of the new region (``ranges``) count afresh.  Without the
+        first, a loop whose head was promoted runs on in tier 1 for up to
+        a threshold's more rounds; without the second, a return site in
+        the loop, counted about as often as its head, may go hot on the
+        way back to the head and get a tier-2 region of its own that the
+        new code never needs.  A return site the new code does leave to
+        (a call out of the region) counts up again and is promoted then."""
         counters = self.state.counters_base
-        if counters:
-            slot = counter_slot(pc - (options.pic_base or 0))
-            # past either threshold, compiled or stitched
-            ctypes.c_uint32.from_address(counters + slot).value = max(HOT_THRESHOLD, STITCHED_HOT_THRESHOLD)
+        if not counters:
+            return
+        base = options.pic_base or 0
+        for start, _ in ranges:
+            if start != pc:
+                ctypes.c_uint32.from_address(counters + counter_slot(start - base)).value = 0
+        # past either threshold, compiled or stitched
+        ctypes.c_uint32.from_address(counters + counter_slot(pc - base)).value = \
+            max(HOT_THRESHOLD, STITCHED_HOT_THRESHOLD)
 
     def compiling_over(self, start: int, end: int) -> list[int]:
         """Entries of the tier-2 compilations under way whose guest code
