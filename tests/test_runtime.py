@@ -386,10 +386,9 @@ def _tier2_regions_in_main(tmp_path, *cflags: str) -> list[dict]:
     subprocess.run(["gcc", "-O2", "-static", *cflags, "-o", str(exe), str(src)], check=True)
     native = subprocess.run([str(exe)], capture_output=True)
     cache = tmp_path / "cache"
-    # tier 2 compiled at once, not in the background: there, the hot exit
-    # that brings control back when a compilation has ended may be a return
-    # site's, promoted before the loop's new code is installed (a race
-    # that the region formation tested here does not depend on)
+    # (tier 2 compiles in the background, as in any run: a compilation
+    # ending while the loop runs on in tier 1 must not let a return site
+    # of the loop go hot, runtime/dispatcher.py _hurry_to)
     run = _bttool("run", "--cache-dir", str(cache), str(exe), text=True)
     assert (run.returncode, run.stdout) == (native.returncode, native.stdout.decode())
     nm = subprocess.run(["nm", str(exe)], capture_output=True, text=True, check=True).stdout
