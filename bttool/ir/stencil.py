@@ -148,6 +148,9 @@ class StencilCode:
     # those bytes start, K); a next stencil laid out right there makes them
     # needless
     tail_cont: tuple[int, int] | None = None
+    # the alignment ``data`` must start at: its sections' largest (a
+    # 32-byte constant that vmovaps loads must lie on 32 bytes)
+    data_align: int = 1
 
 
 class StencilError(Exception):
@@ -189,6 +192,7 @@ def _one(obj, secs, syms, relas, sym) -> StencilCode:
     lo, hi = sym.value, sym.value + sym.size
     code = obj[text.offset + lo:text.offset + hi]
     data = bytearray()
+    align = 1
     placed: dict[int, int] = {}        # data section index -> offset in data
     relocs, data_relocs = [], []
 
@@ -208,6 +212,8 @@ def _one(obj, secs, syms, relas, sym) -> StencilCode:
         if in_data:
             raise StencilError("read-only data that refers to other data")
         if s.section not in placed:
+            nonlocal align
+            align = max(align, sec.align)
             while len(data) % max(sec.align, 1):
                 data.append(0)
             placed[s.section] = len(data)
@@ -235,7 +241,7 @@ def _one(obj, secs, syms, relas, sym) -> StencilCode:
             jmp = bytes([0xFF, 0xE0 | (reg & 7)]) if reg < 8 else bytes([0x41, 0xFF, 0xE0 | (reg & 7)])
             if code[off + 8:] == jmp and off + 8 + len(jmp) == end:
                 tail = (off - 2, what[1])
-    return StencilCode(code, relocs, bytes(data), data_relocs, tail)
+    return StencilCode(code, relocs, bytes(data), data_relocs, tail, align)
 
 
 def _check_placeable(what: str, typ: int) -> None:
@@ -251,10 +257,12 @@ def _check_placeable(what: str, typ: int) -> None:
 # -- the stitched region as an ELF relocatable object ------------------------
 
 
-def write_object(code: bytes, symbol: str, relocs: list[tuple[int, int, str | None, int]]) -> bytes:
+def write_object(code: bytes, symbol: str, relocs: list[tuple[int, int, str | None, int]],
+                 align: int = 16) -> bytes:
     """An x86-64 ELF relocatable object with one code section holding
-    ``code`` and one global function ``symbol`` at its start.  ``relocs``:
-    (offset, type, symbol name or None for the section itself, addend)."""
+    ``code`` and one global function ``symbol`` at its start, loaded at a
+    multiple of ``align``.  ``relocs``: (offset, type, symbol name or None
+    for the section itself, addend)."""
     externals = sorted({name for _o, _t, name, _a in relocs if name is not None})
     strtab = bytearray(b"\0")
 
@@ -287,7 +295,7 @@ def write_object(code: bytes, symbol: str, relocs: list[tuple[int, int, str | No
         out[o:o + len(p)] = p
     headers = [
         (0, 0, 0, 0, 0, 0, 0, 0, 0),
-        (1, SHT_PROGBITS, SHF_ALLOC | SHF_EXECINSTR, offsets[0], len(code), 0, 0, 16, 0),
+        (1, SHT_PROGBITS, SHF_ALLOC | SHF_EXECINSTR, offsets[0], len(code), 0, 0, align, 0),
         (7, SHT_RELA, 0, offsets[1], len(rela), 3, 1, 8, 24),
         (18, SHT_SYMTAB, 0, offsets[2], len(symtab), 4, 2, 8, 24),
         (26, SHT_STRTAB, 0, offsets[3], len(strtab), 0, 0, 1, 0),

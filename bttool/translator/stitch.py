@@ -257,17 +257,17 @@ def _to_record(st: Stencil | None) -> tuple | None:
     if st is None:
         return None
     c = st.code
-    return (c.code, c.relocs, c.data, c.data_relocs, c.tail_cont, st.holes, st.conts, st.pinned,
-            st.fixed)
+    return (c.code, c.relocs, c.data, c.data_relocs, c.tail_cont, c.data_align, st.holes, st.conts,
+            st.pinned, st.fixed)
 
 
 def _from_record(rec) -> Stencil | None:
     if rec is None:
         return None
-    code, relocs, data, data_relocs, tail, holes, conts, pinned, fixed = rec
+    code, relocs, data, data_relocs, tail, data_align, holes, conts, pinned, fixed = rec
     return Stencil(StencilCode(code, [(o, t, tuple(w), a) for o, t, w, a in relocs], data,
                                [(o, t, tuple(w), a) for o, t, w, a in data_relocs],
-                               tuple(tail) if tail is not None else None),
+                               tuple(tail) if tail is not None else None, data_align),
                    list(holes), list(conts), pinned, tuple(fixed))
 
 
@@ -511,9 +511,12 @@ def stitch(region: Region, library: StencilLibrary, symbol: str,
     ret_at = at
     data_at: dict[int, int] = {}
     at += 1
+    align = 16
     for n, p in enumerate(pieces):
         if p.code.data:
-            at = (at + 15) & ~15
+            a = max(16, p.code.data_align)
+            align = max(align, a)
+            at = (at + a - 1) & -a
             data_at[n] = at
             at += len(p.code.data)
     text = bytearray(at)
@@ -543,7 +546,7 @@ def stitch(region: Region, library: StencilLibrary, symbol: str,
             for off, typ, (what, idx), addend in code.data_relocs:   # SELF or SYMBOL (extract)
                 relocs.append((data_at[n] + off, typ, None if what == SELF else idx,
                                base + addend if what == SELF else addend))
-    return write_object(bytes(text), symbol, relocs), _listing(pieces, piece_at)
+    return write_object(bytes(text), symbol, relocs, align), _listing(pieces, piece_at)
 
 
 _GPR_AT = {FIELDS[name].offset: name for name in GPR_NAMES}
