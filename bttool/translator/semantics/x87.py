@@ -464,6 +464,36 @@ def _apply(b: ir.IRBuilder, kind: int, dst: ir.Value, src: ir.Value) -> ir.Value
     raise AssertionError(kind)
 
 
+def _memory_nan_rule(b: ir.IRBuilder, dst: ir.Value, src: ir.Value, raw: ir.Value, size: int,
+                     result: ir.Value) -> ir.Value:
+    """``result`` of ST(0) OP m32fp/m64fp, with the x87's choice between two
+    NaNs when the memory operand is a signalling NaN.  The host computes
+    ``result`` after widening the operand to fp80, which quiets it, but the
+    x87 picks from the operands as they were: an SNaN against a QNaN gives
+    the QNaN (ST(0)); two SNaNs give the one with the larger significand
+    (the positive one when the significands are equal), quieted.  (LLVM at
+    O2 folds the load into the host's own fmul m64, which then agrees;
+    compiled tier 1 and stencils load and widen first.)  ``src``: the
+    operand widened; ``raw``: its bits, ``size`` bytes."""
+    mbits = 23 if size == 4 else 52
+    ebits = 8 if size == 4 else 11
+    ity = ir.IntType(8 * size)
+    exp_all = b.icmp_unsigned("==", b.and_(b.lshr(raw, ir.Constant(ity, mbits)),
+                                          ir.Constant(ity, (1 << ebits) - 1)),
+                              ir.Constant(ity, (1 << ebits) - 1))
+    mant = b.and_(raw, ir.Constant(ity, (1 << mbits) - 1))
+    quiet_bit = b.icmp_unsigned("!=", b.and_(raw, ir.Constant(ity, 1 << (mbits - 1))), ir.Constant(ity, 0))
+    src_snan = b.and_(b.and_(exp_all, b.icmp_unsigned("!=", mant, ir.Constant(ity, 0))), b.not_(quiet_bit))
+    # the operand's significand as fp80's (integer bit set), not quieted
+    src_sig = b.or_(b.shl(b.zext(mant, I64), const(64, 63 - mbits)), const(64, INT_BIT))
+    dsign, _dexp, dsig = split(b, to_bits(b, dst))
+    dst_quiet = b.icmp_unsigned("!=", b.and_(dsig, const(64, 1 << 62)), const(64, 0))
+    keep_dst = b.or_(b.or_(dst_quiet, b.icmp_unsigned(">", dsig, src_sig)),
+                     b.and_(b.icmp_unsigned("==", dsig, src_sig), b.not_(dsign)))
+    pick = b.select(keep_dst, quiet(b, dst), quiet(b, src))
+    return b.select(b.and_(src_snan, is_nan(b, dst)), pick, result)
+
+
 @semantic("fadd", "fiadd", "fmul", "fmulp", "fimul",
           "fsub", "fsubp", "fisub", "fsubr", "fsubrp", "fisubr",
           "fdiv", "fdivp", "fidiv", "fdivr", "fdivrp", "fidivr")
@@ -474,9 +504,14 @@ def farith(ctx: Insn) -> None:
     x = X87(ctx)
     op = opcode(ctx)
     kind = (modrm(ctx) >> 3) & 7
-    if not reg_form(ctx):
-        src = load_mem_int(ctx) if op in (0xDA, 0xDE) else load_mem_fp(ctx)
-        x.set_st(0, _apply(ctx.b, kind, x.st(0), src))
+    if op in (0xDA, 0xDE) and not reg_form(ctx):
+        x.set_st(0, _apply(ctx.b, kind, x.st(0), load_mem_int(ctx)))
+    elif not reg_form(ctx):
+        size = ctx.ops[0].size
+        raw = ctx.em.load(ctx.ea(0), ir.IntType(8 * size))
+        dst = x.st(0)
+        src = ctx.b.fpext(ctx.b.bitcast(raw, F32 if size == 4 else F64), FP80)
+        x.set_st(0, _memory_nan_rule(ctx.b, dst, src, raw, size, _apply(ctx.b, kind, dst, src)))
     elif op == 0xD8:
         x.set_st(0, _apply(ctx.b, kind, x.st(0), x.st(sti(ctx))))
     else:
