@@ -11,10 +11,6 @@
   cache, are kept for the tests in a directory of their own under the
   system's temporary directory, shared by the suite's runs and workers,
   never in the user's cache.
-* The differential ISA tests take the ``tier`` fixture (by
-  ``pytest.mark.usefixtures("tier")``): each runs under every tier, the
-  translated side being tier 1 compiled by LLVM, tier 1 stitched from
-  stencils, or tier 2 (tests/native.py TIER).
 * Programs start with SIGINT and SIGQUIT at their defaults, as from an
   interactive shell, even when the suite itself was started in the
   background by a non-interactive one (which ignores both): the signal
@@ -33,52 +29,12 @@ for p in (str(TESTS), str(REPO)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-import hypothesis_profiles  # noqa: E402  (registers "default" and "deep")
+import hypothesis_profiles  # noqa: E402,F401  (registers "default" and "deep")
 
 os.environ.setdefault("BTTOOL_STENCIL_DIR",
                       os.path.join(tempfile.gettempdir(), f"bttool-test-stencils-{os.getuid()}"))
 
 import signal  # noqa: E402
-
-import pytest  # noqa: E402
-
-import native  # noqa: E402
-
-
-_GIVEN_SETTINGS: dict = {}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item) -> None:
-    """Draw the share of examples the test's tier takes
-    (hypothesis_profiles.TIER_SHARE), and give a parametrised ``@given``
-    test its own settings back before each invocation: Hypothesis's pytest
-    plugin wraps the function's settings in a new child at every
-    parametrised call, so the chain grows by one per invocation, and past
-    about a thousand invocations of one function (test_sse_semantics'
-    test_insn under every tier) reading ``settings.database`` through it
-    overflows the stack."""
-    callspec = getattr(item, "callspec", None)
-    share = hypothesis_profiles.TIER_SHARE[callspec.params["tier"]] \
-        if callspec is not None and "tier" in callspec.params else 1.0
-    hypothesis_profiles.share[0] = share
-    fn = getattr(getattr(item, "obj", None), "__func__", getattr(item, "obj", None))
-    settings = getattr(fn, "_hypothesis_internal_use_settings", None)
-    if settings is not None:
-        own = _GIVEN_SETTINGS.setdefault(fn, settings)
-        if share != 1.0:
-            from hypothesis import settings as Settings
-            own = Settings(parent=own, max_examples=max(1, round(own.max_examples * share)))
-        fn._hypothesis_internal_use_settings = own
-
-
-@pytest.fixture(params=native.TIERS)
-def tier(request, monkeypatch) -> str:
-    """The tier whose code ``native.run_translated`` runs in this test."""
-    monkeypatch.setattr(native, "TIER", request.param)
-    native.forget_translation()
-    yield request.param
-    native.forget_translation()
 
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
