@@ -810,6 +810,26 @@ def test_arith_corners(op):
         run_both(f"arith_{op}", chunk, sw_mask=SW_NO_C1)
 
 
+# NaNs in memory (m64 and m32, signalling and quiet, of both signs and
+# several significands) against NaNs and numbers in ST(0): between two
+# NaNs the x87 chooses by kind, then significand, then sign, from the
+# operands as they were, before widening quieted the memory one.
+_MEM_NANS = [(0x7FF4_0000_0000_0000, 0x7FA0_0000), (0xFFF4_0000_0000_0000, 0xFFA0_0000),
+             (0x7FF0_0000_0000_0001, 0x7F80_0001), (0xFFF7_FFFF_FFFF_FFFF, 0xFFBF_FFFF),
+             (0x7FF8_0000_0000_0000, 0x7FC0_0000), (0xFFFC_0000_0000_0001, 0xFFE0_0001)]
+_ST0_NANS = [QNAN, SNAN, QNAN | SIGN, INDEF, ONE, f80(0, 0x7FFF, 0xA000_0000_0000_0000),
+             f80(1, 0x7FFF, 0xBFFF_FFFF_FFFF_FFFF), f80(0, 0x7FFF, 0xFFFF_FFFF_FFFF_F800)]
+
+
+@pytest.mark.parametrize("op", ARITH_OPS)
+def test_arith_memory_nans(op):
+    recs = [dict(in0=a, in1=ONE, cw=0x037F,
+                 raw={F64: m64.to_bytes(8, "little"), F32: m32.to_bytes(4, "little")})
+            for a in _ST0_NANS for m64, m32 in _MEM_NANS]
+    for chunk in _chunks(recs):
+        run_both(f"arith_{op}", chunk, sw_mask=SW_NO_C1)
+
+
 @pytest.mark.parametrize("op", ARITH_OPS)
 @PROPERTY
 @given(recs=RECORD_LISTS)
