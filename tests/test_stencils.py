@@ -170,6 +170,33 @@ def test_shared_stencils_stitched(stitched, c: Case) -> None:
     check_case(c, 3)
 
 
+def test_stencil_data_keeps_its_alignment(stitched, monkeypatch) -> None:
+    """A stencil's read-only data lands at the alignment its sections ask
+    for (StencilCode.data_align): the generic pcmpistri stencils load a
+    32-byte constant with vmovaps, which raised #GP when the stitcher placed
+    data at 16 bytes.  The result stayed right only through a precise-fault
+    replay of the region, so this test forbids the replay: a stitched
+    stencil must not fault on the host where the guest does not."""
+    import random
+
+    from test_sse_semantics import ALL_FLAGS, Spec, _pcmp_group, _pcmp_inputs, check
+    from test_sse_semantics import _CODES as SSE_CODES
+
+    from bttool.runtime import precisefault
+
+    def no_replay(self):
+        raise AssertionError("stitched code raised a host fault the guest does not")
+    monkeypatch.setattr(precisefault.FaultReplay, "replay", no_replay)
+    monkeypatch.setattr(N, "HOST_INSTRUCTIONS", False)
+    rng = random.Random(1)
+    groups = [list(range(g, 128, 8)) for g in range(8)]
+    asms = [_pcmp_group("pcmpistri", imms) for imms in groups]
+    for asm, code in zip(asms, N.assemble(asms)):
+        SSE_CODES[asm] = code
+        for inp in _pcmp_inputs(rng, False, 1):
+            check(Spec(asm, flags=ALL_FLAGS), inp)
+
+
 PLAIN = ["hello", "jumps", "strings", "sighandlers", "atomics", "jit", "segv", "divzero"]
 
 
