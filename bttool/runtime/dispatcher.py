@@ -45,6 +45,9 @@ class Stats:
     cache_rows_read: int = 0    # region rows read from the cache index
     background_compiles: int = 0    # tier-2 objects made by the compile server
     background_fallbacks: int = 0   # tier-2 jobs compiled in this process instead
+    # wall time the guest stood still waiting for tier-2 compilations still
+    # under way (before exit, fork and exec: ``collect(wait=True)``)
+    compile_wait_seconds: float = 0.0
     execs_in_place: int = 0     # guest execve served in this process before this program
     regions_kept: int = 0       # installed as the program that execve replaced had them (keptcode.py)
     untranslatable: list[tuple[int, str]] = field(default_factory=list)
@@ -477,7 +480,9 @@ class Executor:
         translations not yet in the cache are written there too)."""
         if self.background is not None and self.background.pending:
             if wait:
+                t0 = time.perf_counter()
                 self.background.drain()
+                self.stats.compile_wait_seconds += time.perf_counter() - t0
             else:
                 self.background.poll()
         if wait and self.cache is not None:

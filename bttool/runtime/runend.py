@@ -25,6 +25,7 @@ def finish_run(status: int, sig: int, st, t0: float, stats: bool = False,
         "cache_rows_read": getattr(st, "cache_rows_read", 0),
         "background_compiles": getattr(st, "background_compiles", 0),
         "background_fallbacks": getattr(st, "background_fallbacks", 0),
+        "compile_wait_seconds": round(getattr(st, "compile_wait_seconds", 0.0), 6),
         # whether this process loaded LLVM (a warm run whose code all came
         # from the cache does not: runtime/objloader.py, ir/codegen.py)
         "llvm_loaded": "llvmlite.binding" in sys.modules,
