@@ -71,6 +71,8 @@ def run(verbose: bool, cache_dir: str | None, no_cache: bool, stats: bool,
     Multiboot header)."""
     t0 = time.perf_counter()
     sig = 0
+    from bttool.runtime import selfprofile
+    selfprofile.start()
     try:
         from bttool.runtime.programkind import is_multiboot
         if system or is_multiboot(program):

@@ -326,6 +326,24 @@ def test_stats_json_and_warm_cache(hello, tmp_path):
     assert 0.9 * a["regions_translated"] <= b["regions_from_cache"] <= a["regions_translated"]
 
 
+def test_profile_of_bttool_itself(hello, tmp_path):
+    """BTTOOL_PROFILE=FILE: a cProfile of the run (written although the
+    run ends with os._exit), naming the translator's work and the native
+    call that runs guest code; the guest behaves as without it."""
+    import pstats
+    prof = tmp_path / "run.prof"
+    native = subprocess.run([str(hello)], capture_output=True)
+    r = _bttool("run", "--cache-dir", str(tmp_path / "cache"), str(hello),
+                env={"BTTOOL_PROFILE": str(prof)})
+    assert (r.returncode, r.stdout, r.stderr) == (native.returncode, native.stdout, b"")
+    names = {fn for (_file, _line, fn) in pstats.Stats(str(prof)).stats}
+    assert {"run_program", "run_once", "ensure"} <= names
+    bad = _bttool("run", "--cache-dir", str(tmp_path / "cache"), str(hello),
+                  env={"BTTOOL_PROFILE": str(tmp_path / "no" / "such" / "dir" / "p")})
+    assert bad.returncode == native.returncode and bad.stdout == native.stdout
+    assert bad.stderr.decode().startswith("bttool: warning: cannot write the profile"), bad.stderr
+
+
 def test_read_only_cache_dir_still_runs(hello, tmp_path):
     if os.geteuid() == 0:
         # root ignores directory permissions; use a path below a regular file

@@ -15,6 +15,8 @@ def finish_run(status: int, sig: int, st, t0: float, stats: bool = False,
     """Report a finished run (--stats, --stats-json) and end bttool as the
     guest ended: with its exit status, or killed by its fatal signal."""
     wall = time.perf_counter() - t0
+    from bttool.runtime import selfprofile
+    selfprofile.dump()
     summary = {
         "regions_translated": st.regions_translated,
         "regions_from_cache": st.regions_from_cache,
