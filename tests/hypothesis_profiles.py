@@ -35,8 +35,23 @@ def factor() -> float:
     return settings.default.max_examples / BASE_EXAMPLES
 
 
+# The share of its examples a differential test draws under each tier
+# (conftest.py's ``isa_tier`` fixture): half under stitched tier 1, the code a
+# linux-user run starts with, a quarter each under compiled tier 1 (the
+# same lifter IR, compiled whole) and tier 2 (its own IR, at O2).  Each
+# tier draws inputs of its own (its seed comes from the test's id, which
+# names the tier), so a case still meets as many inputs as it did under
+# one tier, the instruction semantics the tiers share are tested as hard
+# as before, and the suite stays within CI's time.  conftest.py applies
+# it to a test's ``@settings`` and sets ``share`` for the ``examples`` of
+# settings made while the test runs.
+TIER_SHARE = {"stitched": 0.5, "compiled": 0.25, "optimised": 0.25}
+share = [1.0]
+
+
 def examples(n: int) -> int:
     """``n`` examples in the default profile, scaled by the active profile's
-    ``factor()`` (at least 1).  Read when the settings are made: at import
-    for module-level settings, which is after the profile is loaded."""
-    return max(1, round(n * factor()))
+    ``factor()`` and the running test's tier ``share`` (at least 1).  Read
+    when the settings are made: at import for module-level settings, which
+    is after the profile is loaded (conftest.py scales those per tier)."""
+    return max(1, round(n * factor() * share[0]))

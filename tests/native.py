@@ -235,6 +235,7 @@ class Outcome:
     fault_addr: int = 0        # with host_signal: the guest address it reports
     untranslatable: list = field(default_factory=list)
     ymmh: list[int] | None = None
+    spurious_faults: int = 0   # host signals the guest code did not raise (run_snippet)
 
     @property
     def ymm(self) -> list[int]:
@@ -256,6 +257,9 @@ class Outcome:
             out.append(f"translated run faulted: fault={self.fault} host_signal={self.host_signal}")
         if self.untranslatable:
             out.append(f"untranslatable: {self.untranslatable}")
+        if self.spurious_faults:
+            out.append(f"the translated code faulted {self.spurious_faults} time(s) where the guest "
+                       "instructions, replayed one at a time, did not")
         return out
 
 
@@ -729,9 +733,13 @@ REUSE_TRANSLATIONS = os.environ.get("BTTOOL_ISA_FRESH", "") == ""
 # bttool has such lowerings (LiftOptions.host_instructions); tests of the
 # generic IR switch it off.
 HOST_INSTRUCTIONS = True
-# Tier 1 stitched from stencils (translator/stitch.py) instead of compiled;
-# fixtures switch it on.
-STENCILS = False
+# The tier whose code run_translated runs: "compiled" (tier 1 compiled by
+# LLVM), "stitched" (tier 1 stitched from stencils, translator/stitch.py;
+# what a linux-user run starts with) or "optimised" (tier 2: its IR,
+# without counters, at O2).  The conftest's ``tier`` fixture sets it, and
+# the differential tests run under each.
+TIERS = ("compiled", "stitched", "optimised")
+TIER = os.environ.get("BTTOOL_ISA_TIER", "compiled")
 
 
 @contextlib.contextmanager
@@ -783,7 +791,7 @@ def run_translated(code: bytes, regs: dict[str, int] | None = None, rflags: int 
         host_instructions = HOST_INSTRUCTIONS
     if reuse is None:
         reuse = REUSE_TRANSLATIONS
-    key = (code, precise_faults, hot_counters, host_instructions, STENCILS)
+    key = (code, precise_faults, hot_counters, host_instructions, TIER)
     reuse = reuse and _last_code[0] == key
     _last_code[0] = key
     if stack is not None:
@@ -795,7 +803,8 @@ def run_translated(code: bytes, regs: dict[str, int] | None = None, rflags: int 
         vectors = _vector_inputs(xmm, ymm)
         r = run_snippet(code, _complete(regs), rflags, None, data, mxcsr,
                         precise_faults=precise_faults, hot_counters=hot_counters,
-                        host_instructions=host_instructions, ymm=vectors, stencils=STENCILS)
+                        host_instructions=host_instructions, ymm=vectors,
+                        stencils=TIER == "stitched", optimised=TIER == "optimised")
     finally:
         if reuse:
             ex.known = dict(ex.known)
@@ -803,7 +812,8 @@ def run_translated(code: bytes, regs: dict[str, int] | None = None, rflags: int 
     return _outcome(r.regs, r.rflags, fpstate.fxsave_image(ex.state), r.data,
                     mem.read(STACK_ADDR, STACK_SIZE) if stack is not None else None,
                     ymmh=r.ymmh, fault=r.fault, host_signal=r.host_signal,
-                    fault_addr=r.fault_addr, untranslatable=r.untranslatable)
+                    fault_addr=r.fault_addr, untranslatable=r.untranslatable,
+                    spurious_faults=r.spurious_faults)
 
 
 # ---------------------------------------------------------------------------

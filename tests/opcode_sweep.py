@@ -59,6 +59,7 @@ import signal
 import struct
 import sys
 import time
+import zlib
 from dataclasses import dataclass, field
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -572,11 +573,22 @@ def _fault_signal(kind: int) -> int:
             S.FAULT_BP: signal.SIGTRAP, S.FAULT_PF: signal.SIGSEGV}.get(kind, 1000 + kind)
 
 
+# Each encoding's translated side runs under one tier (tests/native.py TIER),
+# the tiers taking turns by the encoding's bytes: the sweep covers every
+# tier at the cost of one (BTTOOL_ISA_TIER, when set, picks one for all).
+def tier_of(e: Encoding) -> str:
+    """The tier ``e``'s translated side runs under."""
+    if os.environ.get("BTTOOL_ISA_TIER"):
+        return os.environ["BTTOOL_ISA_TIER"]
+    return N.TIERS[zlib.crc32(e.insn_bytes) % len(N.TIERS)]
+
+
 def translated_run(e: Encoding, s: dict) -> Run:
     from bttool.ir import intrinsics, state as S
     from bttool.runtime import snippet
     from bttool.runtime.linux import breakpoint_trap
     _, _ex = snippet._machine()
+    N.TIER = tier_of(e)
     try:
         r = N.run_translated(e.code, s["regs"], s["rflags"], s["xmm"], s["data"], s["mxcsr"], s["stack"])
     except Exception as exc:  # noqa: BLE001 - reported as a difference
@@ -594,6 +606,8 @@ def translated_run(e: Encoding, s: dict) -> Run:
     at = CODE_ADDR + e.offset
     unt = tuple(t if pc == at else f"{t} (in the {e.kind} setup/teardown code)"
                 for pc, t in r.untranslatable)
+    if r.spurious_faults:
+        return Run(error=f"the {N.TIER} code faulted where the guest instructions did not")
     if r.fault or r.host_signal:
         sig = r.host_signal or _fault_signal(r.fault)
         return Run(signal=sig, untranslatable=unt, fault_rip=r.regs["rip"])

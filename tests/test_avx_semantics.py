@@ -913,6 +913,7 @@ def check_case(form: Form, k: int, inp: N.Input) -> str | None:
     return None
 
 
+@pytest.mark.usefixtures("isa_tier")
 @pytest.mark.parametrize("form", FORMS, ids=[f.name for f in FORMS])
 def test_form(form: Form) -> None:
     errs = [e for k, inp in enumerate(inputs(form)) if (e := check_case(form, k, inp))]
@@ -947,6 +948,7 @@ def test_recording_agrees_with_host() -> None:
         + "\n".join(bad[:20] + [f"{c}: recorded, but no such case" for c in extra[:20]]))
 
 
+@pytest.mark.usefixtures("isa_tier")
 def test_harness_ymm_state() -> None:
     """The oracle itself: whole ymm registers in and out on both sides; a
     VEX.128 write zeroes the destination's upper half, a legacy SSE write
@@ -998,6 +1000,7 @@ V2_UD = ["vpxor xmm1, xmm2, xmm3", "vaddps ymm1, ymm2, ymm3", "vzeroupper",
          "rorx eax, ebx, 3"]
 
 
+@pytest.mark.usefixtures("isa_tier")
 @pytest.mark.parametrize("asm", V2_UD)
 def test_vex_is_ud_on_v2(model_v2, asm: str) -> None:
     """Under x86-64-v2, a CPU without AVX: #UD (SIGILL) at the instruction,
@@ -1018,6 +1021,7 @@ def _run_tr(asm: str, **kw) -> N.Outcome:
     return tr
 
 
+@pytest.mark.usefixtures("isa_tier")
 @pytest.mark.parametrize("model,xcr0", [(cpumodel.V2, 3), (cpumodel.V3, 7)])
 def test_xgetbv_follows_model(model: str, xcr0: int) -> None:
     cpuid.select(model)
@@ -1030,6 +1034,7 @@ def test_xgetbv_follows_model(model: str, xcr0: int) -> None:
     assert (tr.regs["rax"], tr.regs["rdx"]) == (xcr0, 0)
 
 
+@pytest.mark.usefixtures("isa_tier")
 @pytest.mark.parametrize("model", [cpumodel.V2, cpumodel.V3, cpumodel.V3 + "+adx"])
 def test_cpuid_avx_bits_follow_model(model: str) -> None:
     cpuid.select(model)
@@ -1068,6 +1073,7 @@ LOOP = """
 """
 
 
+@pytest.mark.usefixtures("isa_tier")
 @pytest.mark.parametrize("precise", [False, True], ids=["plain", "commits"])
 def test_ymm_values_across_a_loop(precise: bool) -> None:
     """A loop mixing 256-bit VEX and legacy SSE writes of the same

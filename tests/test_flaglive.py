@@ -119,6 +119,7 @@ CROSSING = {
 }
 
 
+@pytest.mark.usefixtures("isa_tier")
 @pytest.mark.parametrize("name", sorted(CROSSING))
 @pytest.mark.parametrize("regs", [
     dict(rax=5, rbx=5, rcx=0, rdx=0x8000000000000000, rsi=7, rdi=-1),

@@ -205,6 +205,7 @@ def code() -> bytes:
     return N.assemble(["\n".join(CODE_LINES)])[0]
 
 
+@pytest.mark.usefixtures("isa_tier")
 @pytest.mark.parametrize("rc", range(4), ids=RC_NAMES)
 def test_fma_rounds_exactly(code: bytes, rc: int) -> None:
     rng = random.Random(1000 + rc)

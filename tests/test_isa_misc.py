@@ -20,6 +20,7 @@ CODES = dict(zip(FORMS, N.assemble(FORMS)))
 u64 = st.integers(0, (1 << 64) - 1)
 
 
+@pytest.mark.usefixtures("isa_tier")
 @pytest.mark.parametrize("form", FORMS)
 @settings(max_examples=examples(25), deadline=None)
 @given(rax=u64, rbx=u64, data=st.binary(min_size=64, max_size=64))
@@ -32,6 +33,7 @@ def test_matches_host(form, rax, rbx, data):
     N.compare(nat, tr, what=form)
 
 
+@pytest.mark.usefixtures("isa_tier")
 @pytest.mark.parametrize("hot_counters", [True, False], ids=["tier1-ir", "tier2-ir"])
 def test_parity_flag_of_every_low_byte(hot_counters):
     """PF has two IR shapes (translator/flags.py): shifts and xors in tier-1
@@ -58,6 +60,7 @@ def _crc32c(crc: int, value: int, nbytes: int) -> int:
 _CRC_FORMS = {"crc32 eax, bl": 1, "crc32 eax, bx": 2, "crc32 eax, ebx": 4, "crc32 rax, rbx": 8}
 
 
+@pytest.mark.usefixtures("isa_tier")
 @pytest.mark.parametrize("form", list(_CRC_FORMS))
 @settings(max_examples=examples(10), deadline=None)
 @given(rax=u64, rbx=u64)
@@ -86,6 +89,7 @@ _RANDOM_FORMS = [("rdrand ax", "rax", 16), ("rdrand ecx", "rcx", 32), ("rdrand r
 _RANDOM_CODES = dict(zip([f for f, _, _ in _RANDOM_FORMS], N.assemble([f for f, _, _ in _RANDOM_FORMS])))
 
 
+@pytest.mark.usefixtures("isa_tier")
 @pytest.mark.parametrize("form,dest,bits", _RANDOM_FORMS, ids=[f for f, _, _ in _RANDOM_FORMS])
 def test_random_numbers_match_the_host_but_for_the_value(form, dest, bits):
     """rdrand and rdseed (runtime/randomsource.py) against the host: from

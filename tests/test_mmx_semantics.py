@@ -42,8 +42,8 @@ import native as N  # noqa: E402
 from test_sse_semantics import SPECIAL_F32, SPECIAL_F64  # noqa: E402
 from native import DATA_ADDR, DATA_SIZE  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not N.have_toolchain(),
-                                reason="needs GNU as, objcopy and nm")
+pytestmark = [pytest.mark.skipif(not N.have_toolchain(), reason="needs GNU as, objcopy and nm"),
+              pytest.mark.usefixtures("isa_tier")]      # every test runs under every tier
 
 REC = 576
 MAX_RECORDS = DATA_SIZE // REC - 1

@@ -13,8 +13,10 @@ BTTOOL_SWEEP_JSON=FILE for every encoding's class as JSON.  ~1 minute on
 two cores: the encodings are split over forked workers, one per core."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pickle
 import sys
 
 import pytest
@@ -56,9 +58,30 @@ def _pinned_here() -> None:
                     "and pin its gaps per vendor")
 
 
+def _shared_sweep(tmp_path_factory) -> "O.Sweep":
+    """The sweep, made once per test run: under pytest-xdist each worker
+    that runs a test of this module would sweep again on its own (a
+    module fixture is per process), so the first makes it under a lock in
+    the run's temporary directory, which the workers share, and the others
+    read it from there."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent          # .../pytest-N, above each worker's popen-gwK
+    lock_path, kept = base / "opcode_sweep.lock", base / "opcode_sweep.pickle"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if kept.exists():
+            with open(kept, "rb") as f:
+                return pickle.load(f)
+        s = O.sweep()
+        with open(kept, "wb") as f:
+            pickle.dump(s, f)
+        return s
+
+
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    s = O.sweep()
+    s = _shared_sweep(tmp_path_factory)
     text = s.table() + "\n\n" + s.listing() + f"\n\n{len(s.rows)} encodings in {s.seconds:.1f} s\n"
     out = tmp_path_factory.mktemp("sweep") / "opcode_sweep.txt"
     out.write_text(text)

@@ -109,6 +109,7 @@ def lowering(request, monkeypatch) -> str:
     return request.param
 
 
+@pytest.mark.usefixtures("isa_tier")
 @pytest.mark.parametrize("name", list(SNIPPETS))
 def test_rounding_changes_and_nans_in_region(name: str, lowering: str) -> None:
     code = N.assemble([SNIPPETS[name]])[0]
@@ -164,6 +165,7 @@ PAIR_LOAD = ("movsd qword ptr [rsi+16], xmm1; movupd xmm2, xmmword ptr [rsi+16];
              "movups xmm5, xmmword ptr [rsi+8]")
 
 
+@pytest.mark.usefixtures("isa_tier")
 def test_pair_load_results() -> None:
     code = N.assemble([PAIR_LOAD])[0]
     N.forget_translation()

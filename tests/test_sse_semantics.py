@@ -472,6 +472,7 @@ _SETTINGS = settings(max_examples=examples(EXAMPLES), deadline=None, database=No
                      suppress_health_check=list(HealthCheck))
 
 
+@pytest.mark.usefixtures("isa_tier")
 @pytest.mark.parametrize("spec", SPECS, ids=[s.asm for s in SPECS])
 @_SETTINGS
 @given(data=st.data())
@@ -509,6 +510,7 @@ DOT_NAN_CASES = [
 ]
 
 
+@pytest.mark.usefixtures("isa_tier")
 @pytest.mark.parametrize("asm,dest,src,want", DOT_NAN_CASES,
                          ids=[f"{c[0].split()[0]}-{i}" for i, c in enumerate(DOT_NAN_CASES)])
 def test_dot_product_nans_inline(asm: str, dest: list[int], src: list[int],
@@ -539,6 +541,7 @@ def generic_fp(monkeypatch):
     monkeypatch.setattr(N, "HOST_INSTRUCTIONS", False)
 
 
+@pytest.mark.usefixtures("isa_tier")
 @pytest.mark.parametrize("spec", _HOST_LOWERED, ids=[s.asm for s in _HOST_LOWERED])
 @_SETTINGS
 @given(data=st.data())
@@ -553,6 +556,7 @@ def test_insn_generic_fp(spec: Spec, data, generic_fp) -> None:
 _CRYPTO = [s for s in SPECS if s.asm.startswith(("aes", "pclmul", "sha"))]
 
 
+@pytest.mark.usefixtures("isa_tier")
 @pytest.mark.parametrize("spec", _CRYPTO, ids=[s.asm for s in _CRYPTO])
 @_SETTINGS
 @given(data=st.data())
@@ -609,6 +613,7 @@ def _pcmp_group(insn: str, imms: list[int]) -> str:
     return "; ".join(out)
 
 
+@pytest.mark.usefixtures("isa_tier")
 @pytest.mark.parametrize("lowering", ["host", "generic"])
 @pytest.mark.parametrize("insn", ["pcmpistri", "pcmpistrm", "pcmpestri", "pcmpestrm",
                                   "pcmpestri64", "pcmpestrm64"])
@@ -627,6 +632,7 @@ def test_pcmpstr_all_imm(insn: str, lowering: str, monkeypatch) -> None:
             check(spec, inp)
 
 
+@pytest.mark.usefixtures("isa_tier")
 @_SETTINGS
 @given(data=st.data(), imm=st.integers(0, 127),
        insn=st.sampled_from(["pcmpistri", "pcmpistrm", "pcmpestri", "pcmpestrm"]))

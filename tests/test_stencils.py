@@ -18,7 +18,7 @@ if _HERE not in sys.path:
 import native as N  # noqa: E402
 import programs  # noqa: E402
 from programs import bttool_cache, samples_dir  # noqa: E402,F401  (fixtures)
-from test_isa_integer import CASES, MULF, Case, check_case  # noqa: E402
+from test_isa_integer import MULF, Case, check_case  # noqa: E402
 
 from bttool.runtime.stencilstore import StencilFile  # noqa: E402
 from bttool.translator.decoder import Decoder  # noqa: E402
@@ -136,14 +136,7 @@ def test_abstract_forms_lift_alike(samples_dir):
 
 @pytest.fixture
 def stitched(monkeypatch):
-    monkeypatch.setattr(N, "STENCILS", True)
-
-
-# Every third integer case of test_isa_integer (each family has several), two
-# inputs each, stitched; every case of the families runs compiled there.
-@pytest.mark.parametrize("c", CASES[::3], ids=[c.id for c in CASES[::3]])
-def test_integer_case_stitched(stitched, c: Case) -> None:
-    check_case(c, 2)
+    monkeypatch.setattr(N, "TIER", "stitched")
 
 
 # Regions whose instructions share abstract stencils: the first of a key is

@@ -40,8 +40,8 @@ if _HERE not in sys.path:
 import native as N  # noqa: E402
 from native import DATA_ADDR, DATA_SIZE  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not N.have_toolchain(),
-                                reason="needs GNU as, objcopy and nm")
+pytestmark = [pytest.mark.skipif(not N.have_toolchain(), reason="needs GNU as, objcopy and nm"),
+              pytest.mark.usefixtures("isa_tier")]      # every test runs under every tier
 
 REC = 256
 MAX_RECORDS = DATA_SIZE // REC - 1

@@ -38,6 +38,10 @@ class SnippetResult:
     fault_addr: int = 0       # with host_signal: the guest address it reports
     untranslatable: list = field(default_factory=list)
     ymmh: list[int] = field(default_factory=list)   # bits 255:128 of ymm0..15
+    # host signals in translated code that the guest's instructions, run
+    # one at a time, did not raise again: the run went on (as a program's
+    # would), but the translation faulted where the guest does not
+    spurious_faults: int = 0
 
     @property
     def ymm(self) -> list[int]:
@@ -46,6 +50,8 @@ class SnippetResult:
 
 
 _executor_cache: dict[str, tuple[GuestMemory, Executor]] = {}
+# the executor's own tier-1 target (run_snippet swaps tier 2's in and out)
+_tier1_target: list = []
 
 
 def _machine() -> tuple[GuestMemory, Executor]:
@@ -57,6 +63,7 @@ def _machine() -> tuple[GuestMemory, Executor]:
         mem.map(STACK_ADDR, STACK_SIZE, PROT_READ | PROT_WRITE)
         state = st.new_state()
         ex = Executor(state, mem, user_options(hot_counters=True))
+        _tier1_target.append(ex.target)
         from bttool.runtime.hostsignals import install_fault_handler
         install_fault_handler(ex.engine.signal_handler)
         _executor_cache["m"] = (mem, ex)
@@ -68,7 +75,7 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = s
                 max_exits: int = 10000, hot_counters: bool = True,
                 precise_faults: bool = False, host_instructions: bool = True,
                 pic: bool = False, ymm: list[int] | None = None,
-                stencils: bool = False) -> SnippetResult:
+                stencils: bool = False, optimised: bool = False) -> SnippetResult:
     """``xmm``: starting values of xmm0.. (128 bits each; the upper halves of
     the ymm registers start at zero); or ``ymm``: of ymm0.. (256 bits each),
     not both.  Registers not given start at zero."""
@@ -82,7 +89,11 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = s
     # runs.  ``host_instructions``: LiftOptions' (off: generic IR only).
     # ``pic``: translated as position-independent code whose unit starts
     # at the snippet (what a PIE or shared library gets).  ``stencils``:
-    # tier 1 stitched from stencils (translator/stitch.py).
+    # tier 1 stitched from stencils (translator/stitch.py).  ``optimised``:
+    # tier 2's code, its IR (no counters) compiled at O2 as tier 2 is.
+    if optimised:
+        hot_counters = stencils = False
+    ex.target = ex.target2 if optimised else _tier1_target[0]
     ex.options = user_options(CODE_ADDR if pic else None, hot_counters=hot_counters,
                               precise_faults=precise_faults, host_instructions=host_instructions,
                               stencils=stencils)
@@ -113,6 +124,7 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = s
     result_fault = 0
     host_sig = 0
     replay = None
+    spurious = 0
     pending: int | None = None
     for _ in range(max_exits):
         reason, pending = (pending, None) if pending is not None else (ex.run_once(), None)
@@ -125,6 +137,8 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = s
             pending = replay.replay()
             if pending == st.EXIT_NONE:
                 pending = None
+            if pending not in (st.EXIT_HOST_SIGNAL, st.EXIT_FAULT):
+                spurious += 1
             continue
         if reason == st.EXIT_MISS:
             try:
@@ -164,5 +178,5 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = s
         data=mem.read(DATA_ADDR, DATA_SIZE), mxcsr=s.mxcsr, fault=result_fault,
         host_signal=host_sig,
         fault_addr=(mem.guest_address(s.fault_addr) or 0) if host_sig else 0,
-        untranslatable=list(ex.stats.untranslatable),
+        untranslatable=list(ex.stats.untranslatable), spurious_faults=spurious,
         ymmh=[int.from_bytes(bytes(getattr(s, f"ymmh{i}")), "little") for i in range(16)])
