@@ -190,3 +190,61 @@ def test_a_server_that_cannot_start_means_compiling_here(monkeypatch):
 def samples_dir() -> Path:
     import programs
     return programs.build_samples()
+
+
+FORK_WHILE_COMPILING = r"""
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+__attribute__((noinline)) static unsigned long spin(unsigned long n)
+{
+    unsigned long x = 1;
+    for (unsigned long i = 0; i < n; i++)
+        x = x * 6364136223846793005ul + i;
+    return x;
+}
+int main(void)
+{
+    unsigned long a = spin(20000);      /* hot: its tier-2 job is sent ... */
+    printf("before %lx\n", a);          /* (so the call cannot move past the fork) */
+    fflush(stdout);
+    pid_t pid = fork();                 /* ... and still under way here */
+    if (pid == 0) {
+        printf("child %lx\n", spin(50000000));
+        return 0;
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    printf("parent %lx %d\n", a, status);
+    return 0;
+}
+"""
+
+
+def test_a_fork_right_after_hot_code_runs_as_natively(tmp_path):
+    """A fork no longer waits for the tier-2 compilations under way (the
+    parent installs them as they arrive; runtime/linux.py before_fork):
+    a program that forks right after its code got hot, and whose child
+    runs that code hot again, behaves as natively.  (Whether a job is
+    still under way at the fork depends on the compile server's speed;
+    the next test pins what the child does with one.)"""
+    src, exe = tmp_path / "forkhot.c", tmp_path / "forkhot"
+    src.write_text(FORK_WHILE_COMPILING)
+    subprocess.run(["gcc", "-O1", "-static", "-o", str(exe), str(src)], check=True)
+    native = subprocess.run([str(exe)], capture_output=True)
+    r = _bttool("run", "--cache-dir", str(tmp_path / "c"), str(exe))
+    assert (r.returncode, r.stdout, r.stderr) == (native.returncode, native.stdout, b"")
+
+
+def test_a_forked_child_forgets_the_parents_compilations():
+    """In a forked child the compilations under way are the parent's:
+    their entries leave ``promoted`` (so the child promotes that code
+    itself when it gets hot there) and nothing stays marked as compiling
+    or stale; other promoted entries stay."""
+    from types import SimpleNamespace
+
+    from bttool.runtime.dispatcher import Executor
+    ex = SimpleNamespace(compiling={7: (0x1000, [(0x1000, 0x1010)]), 8: (0x3000, [(0x3000, 0x3004)])},
+                         promoted={0x1000, 0x2000, 0x3000}, stale={8})
+    Executor.forget_compiling(ex)
+    assert (ex.compiling, ex.stale, ex.promoted) == ({}, set(), {0x2000})

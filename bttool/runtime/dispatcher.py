@@ -441,6 +441,15 @@ class Executor:
         ctypes.c_uint32.from_address(counters + counter_slot(pc - base)).value = \
             max(HOT_THRESHOLD, STITCHED_HOT_THRESHOLD)
 
+    def forget_compiling(self) -> None:
+        """In a forked child: the compilations under way are the parent's
+        (runtime/background.py after_fork); their entries may be promoted
+        here again."""
+        for pc, _ranges in self.compiling.values():
+            self.promoted.discard(pc)
+        self.compiling.clear()
+        self.stale.clear()
+
     def compiling_over(self, start: int, end: int) -> list[int]:
         """Entries of the tier-2 compilations under way whose guest code
         overlaps [start, end)."""

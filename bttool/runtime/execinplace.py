@@ -94,7 +94,7 @@ def leave(proc, request: ExecInPlace) -> None:
     """Take the old guest down as far as the new one must not see it (its
     descriptors and signal dispositions); its memory goes in ``retire``,
     once the new guest's fault handler is in place."""
-    proc.before_fork_or_exec()
+    proc.before_exec()
     request.ignored, request.mask, request.caught = proc.signals.leave_for_exec()
     hostfds.close_on_exec()
     request.old = proc

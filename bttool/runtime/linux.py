@@ -179,11 +179,24 @@ class LinuxProcess:
         """What an execve keeps ignored (handlers become the default)."""
         return self.signals.ignored()
 
-    def before_fork_or_exec(self) -> None:
+    def before_exec(self) -> None:
         """Nothing of bttool's own may be buffered twice, and background
-        compilations finish here (a child would not get them; exec would
-        lose them)."""
+        compilations finish here (exec would lose them)."""
         self.executor.collect(wait=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+    def before_fork(self) -> None:
+        """Nothing of bttool's own may be buffered twice.  Background
+        compilations go on: the parent installs and caches them as they
+        arrive, and the child, which drops its copy of the connection
+        (``after_fork``), promotes their code again if it gets hot there.
+        Waiting for them here held every fork of a cold run (a shell
+        starting its commands) until the compile server was idle."""
+        ex = self.executor
+        ex.collect()
+        if ex.cache is not None:
+            ex.cache.flush()
         sys.stdout.flush()
         sys.stderr.flush()
 
@@ -195,6 +208,7 @@ class LinuxProcess:
         self.signals.after_fork()
         if self.executor.background is not None:
             self.executor.background.after_fork()
+            self.executor.forget_compiling()
         cache = self.executor.cache
         if cache is not None and cache.store is not None:
             cache.store.reopen_later()

@@ -1077,7 +1077,7 @@ class Syscalls:
         (each child would import it again, and write the pages it lands
         on), and what it keeps of the translations worked out
         (runtime/keptcode.py)."""
-        self.proc.before_fork_or_exec()
+        self.proc.before_fork()
         from bttool.runtime import binfmtscript, exechandoff, execinplace, hostpython, keptcode  # noqa: F401
         keptcode.prepare(self.proc.executor)
         try:
@@ -1154,7 +1154,7 @@ class Syscalls:
             return -err
         if execinplace.possible(self.proc):
             raise request
-        self.proc.before_fork_or_exec()
+        self.proc.before_exec()
         options = dict(self.proc.exec_options, rlimits=guestlimits.for_exec())
         handoff = exechandoff.Handoff(prog, args, env, options,
                                       sorted(self.proc.ignored_signals()), self.proc.sigmask)
