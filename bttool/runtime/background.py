@@ -6,7 +6,8 @@ runtime lifts the region (Python, in the main thread: lifting reads guest
 state), sends the IR to a compile server (runtime/compileserver.py, a separate
 process on the other core) and goes on running the guest; results are
 picked up (``poll``) whenever the guest returns to Python, and all of them
-before exit, fork and exec (``drain``), so both tiers still reach the cache.
+before exit and exec (``drain``), so both tiers still reach the cache (a fork
+goes on at once: the parent keeps the jobs, runtime/linux.py before_fork).
 
 The server is started at the first submission as a grandchild in its own
 session: the guest's wait4(-1) must never see it, and terminal signals
@@ -105,8 +106,9 @@ class BackgroundCompiler:
                 self._receive()
 
     def after_fork(self) -> None:
-        """In a forked child: the server belongs to the parent (drained
-        before the fork); the child starts its own when it needs one."""
+        """In a forked child: the server and the jobs under way belong to
+        the parent, which receives them; the child starts its own server
+        when it needs one."""
         if self._sock is not None:
             self._sock.close()
             tidy()

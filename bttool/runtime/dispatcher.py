@@ -46,7 +46,7 @@ class Stats:
     background_compiles: int = 0    # tier-2 objects made by the compile server
     background_fallbacks: int = 0   # tier-2 jobs compiled in this process instead
     # wall time the guest stood still waiting for tier-2 compilations still
-    # under way (before exit, fork and exec: ``collect(wait=True)``)
+    # under way (before exit and exec: ``collect(wait=True)``)
     compile_wait_seconds: float = 0.0
     execs_in_place: int = 0     # guest execve served in this process before this program
     regions_kept: int = 0       # installed as the program that execve replaced had them (keptcode.py)
@@ -485,7 +485,7 @@ class Executor:
 
     def collect(self, wait: bool = False) -> None:
         """Install the background compilations that have finished (all of
-        them, waiting, with ``wait``: before exit, fork and exec, when the
+        them, waiting, with ``wait``: before exit and exec, when the
         translations not yet in the cache are written there too)."""
         if self.background is not None and self.background.pending:
             if wait:
