@@ -736,7 +736,7 @@ HOST_INSTRUCTIONS = True
 # The tier whose code run_translated runs: "compiled" (tier 1 compiled by
 # LLVM), "stitched" (tier 1 stitched from stencils, translator/stitch.py;
 # what a linux-user run starts with) or "optimised" (tier 2: its IR,
-# without counters, at O2).  The conftest's ``tier`` fixture sets it, and
+# without counters, at O2).  The conftest's ``isa_tier`` fixture sets it, and
 # the differential tests run under each.
 TIERS = ("compiled", "stitched", "optimised")
 TIER = os.environ.get("BTTOOL_ISA_TIER", "compiled")

@@ -483,10 +483,11 @@ class Executor:
         if self.cache is not None:
             self.cache.store_translation(t, target.key(), options.key())
 
-    def collect(self, wait: bool = False) -> None:
+    def collect(self, wait: bool = False, store: bool = False) -> None:
         """Install the background compilations that have finished (all of
-        them, waiting, with ``wait``: before exit and exec, when the
-        translations not yet in the cache are written there too)."""
+        them, waiting, with ``wait``: before exit and exec).  With ``wait``
+        or ``store`` (before a fork), the translations not yet in the
+        cache are written there too."""
         if self.background is not None and self.background.pending:
             if wait:
                 t0 = time.perf_counter()
@@ -494,7 +495,7 @@ class Executor:
                 self.stats.compile_wait_seconds += time.perf_counter() - t0
             else:
                 self.background.poll()
-        if wait and self.cache is not None:
+        if (wait or store) and self.cache is not None:
             self.cache.flush()
 
     def _from_cache(self, pc: int, read) -> bool:

@@ -180,23 +180,23 @@ class LinuxProcess:
         return self.signals.ignored()
 
     def before_exec(self) -> None:
-        """Nothing of bttool's own may be buffered twice, and background
-        compilations finish here (exec would lose them)."""
-        self.executor.collect(wait=True)
-        sys.stdout.flush()
-        sys.stderr.flush()
+        """Background compilations finish here (exec would lose them)."""
+        self._settle(wait=True)
 
     def before_fork(self) -> None:
-        """Nothing of bttool's own may be buffered twice.  Background
-        compilations go on: the parent installs and caches them as they
-        arrive, and the child, which drops its copy of the connection
-        (``after_fork``), promotes their code again if it gets hot there.
-        Waiting for them here held every fork of a cold run (a shell
-        starting its commands) until the compile server was idle."""
-        ex = self.executor
-        ex.collect()
-        if ex.cache is not None:
-            ex.cache.flush()
+        """Background compilations go on: the parent installs and caches
+        them as they arrive, and the child, which drops its copy of the
+        connection (``after_fork``), promotes their code again if it gets
+        hot there.  Waiting for them here held every fork of a cold run (a
+        shell starting its commands) until the compile server was idle."""
+        self._settle(wait=False)
+
+    def _settle(self, wait: bool) -> None:
+        """Nothing of bttool's own may be buffered twice: what finished
+        compiling is installed (everything, waiting, with ``wait``) and
+        what waits to go into the cache is written, then bttool's streams
+        are flushed."""
+        self.executor.collect(wait=wait, store=True)
         sys.stdout.flush()
         sys.stderr.flush()
 

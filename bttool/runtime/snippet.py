@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bttool.ir import intrinsics, state as st
+from bttool.ir import codegen, intrinsics, state as st
 from bttool.runtime import cpuid, randomsource
 from bttool.runtime.dispatcher import Executor
 from bttool.runtime.memory import PROT_EXEC, PROT_READ, PROT_WRITE, GuestMemory
@@ -50,8 +50,6 @@ class SnippetResult:
 
 
 _executor_cache: dict[str, tuple[GuestMemory, Executor]] = {}
-# the executor's own tier-1 target (run_snippet swaps tier 2's in and out)
-_tier1_target: list = []
 
 
 def _machine() -> tuple[GuestMemory, Executor]:
@@ -63,7 +61,6 @@ def _machine() -> tuple[GuestMemory, Executor]:
         mem.map(STACK_ADDR, STACK_SIZE, PROT_READ | PROT_WRITE)
         state = st.new_state()
         ex = Executor(state, mem, user_options(hot_counters=True))
-        _tier1_target.append(ex.target)
         from bttool.runtime.hostsignals import install_fault_handler
         install_fault_handler(ex.engine.signal_handler)
         _executor_cache["m"] = (mem, ex)
@@ -93,7 +90,7 @@ def run_snippet(code: bytes, regs: dict[str, int] | None = None, rflags: int = s
     # tier 2's code, its IR (no counters) compiled at O2 as tier 2 is.
     if optimised:
         hot_counters = stencils = False
-    ex.target = ex.target2 if optimised else _tier1_target[0]
+    ex.target = ex.target2 if optimised else codegen.host_target(1)    # (the Executor's tier 1)
     ex.options = user_options(CODE_ADDR if pic else None, hot_counters=hot_counters,
                               precise_faults=precise_faults, host_instructions=host_instructions,
                               stencils=stencils)
