@@ -1089,3 +1089,42 @@ def test_ymm_values_across_a_loop(precise: bool) -> None:
     native = N.run_native(code, **vars(inp))
     N.compare(native, N.run_translated(code, **vars(inp), precise_faults=precise),
               what="ymm loop")
+
+
+# LOOP with SHA-NI instructions among its legacy writes (sha256rnds2 reads
+# xmm0 implicitly): OpenSSL's sha256_block_data_order is one region holding
+# its SHA-NI loop and its AVX2 sibling.
+SHA_LOOP = LOOP.replace("    movdqa xmm4, xmm3\n",
+                        "    movdqa xmm4, xmm3\n    sha256rnds2 xmm4, xmm6\n"
+                        "    sha256msg1 xmm7, xmm4\n")
+
+
+def test_ymm_halves_stay_apart_where_the_host_runs_sha_legacy_encoded() -> None:
+    """A region with 256-bit instructions keeps each ymm register whole
+    unless the host runs one of its instructions in a legacy SSE encoding
+    (SHA-NI has no VEX form): there every xmm write to a whole ymm would be
+    a 256-bit blend, and each host SHA instruction after one paid an Intel
+    state transition (OpenSSL's SHA-256 ran 40 times native)."""
+    from bttool.translator.decoder import Decoder
+    from bttool.translator.lifter import whole_ymm_slots
+    assert "sha256rnds2" in SHA_LOOP
+    code, plain = N.assemble([SHA_LOOP, LOOP])
+    insns, plain_insns = (list(Decoder(64).decode_all(c, 0x1000)) for c in (code, plain))
+    host = frozenset({"+avx", "+avx2", "+sha"})
+    assert not whole_ymm_slots(insns, 64, host)
+    assert whole_ymm_slots(insns, 64, host - {"+sha"}), "generic SHA IR: no legacy encoding"
+    assert whole_ymm_slots(plain_insns, 64, host)
+    assert not whole_ymm_slots([i for i in insns if i.mnemonic.startswith("sha")], 64, host)
+
+
+@pytest.mark.usefixtures("isa_tier")
+def test_ymm_loop_with_sha_agrees_with_the_host() -> None:
+    """SHA_LOOP, translated with the ymm halves apart (on a host with SHA)
+    or whole (without), leaves every register and the stores as the host
+    does."""
+    code, = N.assemble([SHA_LOOP])
+    rng = random.Random(7)
+    inp = N.Input(ymm=[rng.getrandbits(256) for _ in range(16)], regs={"rsi": N.DATA_ADDR},
+                  data=bytes(256))
+    native = N.run_native(code, **vars(inp))
+    N.compare(native, N.run_translated(code, **vars(inp)), what="ymm loop with sha")

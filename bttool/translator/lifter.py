@@ -46,6 +46,30 @@ def uses_ymm(insns: Iterable, mode: int) -> bool:
     return False
 
 
+# Guest instructions that become a host instruction with no VEX form when
+# the host has the feature (semantics/sha.py): LLVM emits them in their
+# legacy SSE encoding even for an AVX target.
+_LEGACY_ONLY_ON_HOST = {"+sha": frozenset((
+    X.X86_INS_SHA1RNDS4, X.X86_INS_SHA1NEXTE, X.X86_INS_SHA1MSG1, X.X86_INS_SHA1MSG2,
+    X.X86_INS_SHA256RNDS2, X.X86_INS_SHA256MSG1, X.X86_INS_SHA256MSG2))}
+
+
+def whole_ymm_slots(insns: Sequence, mode: int, host_features: frozenset[str]) -> bool:
+    """Whether a region of ``insns`` keeps each ymm register as one value
+    (emitter ``whole_ymm``): when it has 256-bit instructions, unless the
+    host runs one of them legacy-encoded.  In whole-ymm slots every xmm
+    write is a 256-bit blend, which leaves the host's upper ymm state dirty,
+    and on Intel hosts each legacy SSE instruction after such a write pays a
+    state transition: OpenSSL's SHA-NI loop, in one region with its AVX2
+    sibling, ran some 75 cycles per sha256rnds2 (40 times native) on an
+    Emerald Rapids host."""
+    if not uses_ymm(insns, mode):
+        return False
+    legacy = frozenset().union(*(ids for feat, ids in _LEGACY_ONLY_ON_HOST.items()
+                                 if feat in host_features))
+    return not any(i.id in legacy for i in insns)
+
+
 def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: str,
                 foreign: Sequence[Span] = (), host_features: frozenset[str] = frozenset()) -> LiftResult:
     """Lift ``region`` into ``module`` as one function called ``name``,
@@ -61,8 +85,9 @@ def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: s
                           clamp=options.clamp,
                           foreign=[(u.start, u.end, u.base, foreign_base_symbol(name, u.image))
                                    for u in foreign],
-                          whole_ymm=uses_ymm((i for b in region.blocks.values() for i in b.insns),
-                                             options.mode))
+                          whole_ymm=whole_ymm_slots([i for b in region.blocks.values()
+                                                     for i in b.insns],
+                                                    options.mode, host_features))
     labels = {pc: em.new_block(f"g_{pc:x}") for pc in sorted(region.blocks)}
     em.local_targets = labels
     em.indirect_targets = {b.insns[-1].address: b.table_targets
