@@ -238,8 +238,8 @@ def _exception_for(insn, worst: str) -> str | None:
     if reason:
         return reason
     if X.X86_GRP_BRANCH_RELATIVE in insn.groups and 0x66 in insn.prefix:
-        return ("66-prefixed near branch: AMD hosts truncate rip to 16 bits (SIGSEGV), Intel "
-                "ignores the prefix as bttool does (the virtual CPU is GenuineIntel)")
+        return ("66-prefixed near branch: bttool truncates rip to 16 bits as AMD hosts do "
+                "(SIGSEGV here), Intel hosts ignore the prefix (README, the ISA's corners)")
     if m in ("rcpps", "rcpss", "rsqrtps", "rsqrtss"):
         return "approximation: the SDM bounds only the relative error (1.5 * 2**-12)"
     w16 = 0x66 in insn.prefix and not (insn.rex & 8)
@@ -249,6 +249,26 @@ def _exception_for(insn, worst: str) -> str | None:
         return "16-bit shld/shrd with a count above 16: the SDM leaves result and flags undefined"
     if m in ("rdfsbase", "rdgsbase"):
         return "reads the host thread's TLS base"
+    return None
+
+
+def _undecodable_exception(raw: bytes) -> str | None:
+    """The reason bytes capstone cannot decode (so bttool raises SIGILL)
+    may end otherwise natively, or None: vendor behaviour, or a feature of
+    the host's that the CPU model does not advertise (measured on an Intel
+    Emerald Rapids host, family 6)."""
+    i, prefixes = 0, set()
+    while i < len(raw) and (raw[i] in (0x66, 0xF2, 0xF3) or 0x40 <= raw[i] <= 0x4F):
+        prefixes.add(raw[i])
+        i += 1
+    op = raw[i:]
+    if op[:2] == b"\x0f\x0d" and len(op) > 2 and op[2] >> 6 == 3:
+        return ("0F 0D with a register operand: a reserved NOP on Intel hosts, #UD on AMD "
+                "ones, which bttool gives (tests/test_isa_corners.py pins it)")
+    if op[:3] == b"\x0f\x01\xcc" and 0x66 in prefixes:
+        return "not in the CPU model: TDX (tdcall; the host raises #GP outside a trust domain)"
+    if op[:3] == b"\x0f\x38\xf8" and prefixes & {0xF2, 0xF3}:
+        return "not in the CPU model: ENQCMD (enqcmd, enqcmds)"
     return None
 
 
@@ -801,7 +821,8 @@ def classify(e: Encoding, nats: list[Run], trs: list[Run]) -> tuple[str, str]:
     worst, detail = max(got, key=lambda cd: ORDER.index(cd[0]))
     if worst in ("differs", "untranslatable"):
         reason = _exception_for(e.insn, worst) or (
-            f"not in the CPU model: {e.advertised}" if e.advertised else None)
+            f"not in the CPU model: {e.advertised}" if e.advertised else None) or (
+            _undecodable_exception(e.insn_bytes) if e.insn is None else None)
         if reason and detail == "native SIGSEGV, bttool runs" and "66-prefixed" not in reason:
             reason = None       # a lost memory fault is never what the reasons explain
         if reason:
