@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -438,6 +439,53 @@ def test_small_leaf_callees_run_inside_the_loops_region(tmp_path):
     output stays native."""
     in_main = _tier2_regions_in_main(tmp_path, "-DLEAF")
     assert len(in_main) == 1, in_main
+
+
+_MANY_RETURN_SITES = r"""
+#include <stdio.h>
+#define LEAF(name, body) static __attribute__((noipa)) long name(long x) { return body; }
+LEAF(f1, x * 3 + 1) LEAF(f2, x ^ (x >> 7)) LEAF(f3, x + 12345)
+int main(void) {
+    long s = 0;
+    for (long i = 0; i < 2000000; i++) {
+        s += f1(i); s ^= f2(s); s += f3(i ^ s); s -= f1(s >> 3);
+        s ^= f2(i + 7); s += f3(s & 1023); s -= f1(i * 5); s ^= f2(s >> 11);
+        s += f3(i >> 2); s -= f1(s ^ i); s ^= f2(s + i); s += f3(s >> 5);
+    }
+    printf("%ld\n", s);
+    return 0;
+}
+"""
+
+
+def test_many_return_sites_switch_through_a_small_table(tmp_path):
+    """A loop whose region takes in its small leaf callees: every ret
+    becomes a switch over the loop's twelve return sites (emitter
+    switch_leave), one indirect jump through a table of block addresses
+    indexed by a hash of the return address, with two to four slots per
+    site (not one per byte of the span they cover: SQLite's regions held
+    tables of 2,967 entries per ret).  The output is the native one."""
+    src = tmp_path / "rets.c"
+    src.write_text(_MANY_RETURN_SITES)
+    exe = tmp_path / "rets"
+    subprocess.run(["gcc", "-O2", "-static", "-o", str(exe), str(src)], check=True)
+    native = subprocess.run([str(exe)], capture_output=True)
+    cache = tmp_path / "cache"
+    run = _bttool("run", "--cache-dir", str(cache), str(exe), text=True,
+                  env={"BTTOOL_BACKGROUND_COMPILE": "0"})
+    assert (run.returncode, run.stdout) == (native.returncode, native.stdout.decode())
+    ls = _bttool("cache", "--cache-dir", str(cache), "ls", "--json", text=True)
+    assert ls.returncode == 0, ls.stderr
+    sizes = []
+    for r in json.loads(ls.stdout):
+        if "|O2|" not in r["target"]:
+            continue
+        ir_text = _bttool("cache", "--cache-dir", str(cache), "show", r["key"], "--section", "ir",
+                          text=True).stdout
+        sizes += [int(n) for n in re.findall(r"\.sw(?:\.\d+)?\" = private constant \[(\d+) x ptr\]",
+                                             ir_text)]
+    assert sizes, "no switch table in any tier-2 region"
+    assert max(sizes) <= 4 * 12, sizes
 
 
 def test_entry_block_call_brings_callee_and_return_site_into_the_module():
