@@ -447,10 +447,11 @@ _MANY_RETURN_SITES = r"""
 LEAF(f1, x * 3 + 1) LEAF(f2, x ^ (x >> 7)) LEAF(f3, x + 12345)
 int main(void) {
     long s = 0;
-    for (long i = 0; i < 2000000; i++) {
-        s += f1(i); s ^= f2(s); s += f3(i ^ s); s -= f1(s >> 3);
-        s ^= f2(i + 7); s += f3(s & 1023); s -= f1(i * 5); s ^= f2(s >> 11);
-        s += f3(i >> 2); s -= f1(s ^ i); s ^= f2(s + i); s += f3(s >> 5);
+    for (long i = 0; i < 2000000; i++) {      /* 12 calls, 128 bytes of nops apart */
+#define P __asm__ volatile(".nops 128");
+        s += f1(i); P s ^= f2(s); P s += f3(i ^ s); P s -= f1(s >> 3); P
+        s ^= f2(i + 7); P s += f3(s & 1023); P s -= f1(i * 5); P s ^= f2(s >> 11); P
+        s += f3(i >> 2); P s -= f1(s ^ i); P s ^= f2(s + i); P s += f3(s >> 5);
     }
     printf("%ld\n", s);
     return 0;
@@ -461,10 +462,11 @@ int main(void) {
 def test_many_return_sites_switch_through_a_small_table(tmp_path):
     """A loop whose region takes in its small leaf callees: every ret
     becomes a switch over the loop's twelve return sites (emitter
-    switch_leave), one indirect jump through a table of block addresses
-    indexed by a hash of the return address, with two to four slots per
-    site (not one per byte of the span they cover: SQLite's regions held
-    tables of 2,967 entries per ret).  The output is the native one."""
+    switch_leave), spread over some 1,500 bytes: one indirect jump through
+    a table of block addresses indexed by a hash of the return address,
+    with two to four slots per site (not one per byte of the span they
+    cover: SQLite's regions held tables of 2,967 entries per ret).  The
+    output is the native one."""
     src = tmp_path / "rets.c"
     src.write_text(_MANY_RETURN_SITES)
     exe = tmp_path / "rets"
