@@ -61,8 +61,8 @@ def whole_ymm_slots(insns: Sequence, mode: int, host_features: frozenset[str]) -
     write is a 256-bit blend, which leaves the host's upper ymm state dirty,
     and on Intel hosts each legacy SSE instruction after such a write pays a
     state transition: OpenSSL's SHA-NI loop, in one region with its AVX2
-    sibling, ran some 75 cycles per sha256rnds2 (40 times native) on an
-    Emerald Rapids host."""
+    sibling, ran some 120 cycles per SHA instruction (46 times native) on
+    an Emerald Rapids host."""
     if not uses_ymm(insns, mode):
         return False
     legacy = frozenset().union(*(ids for feat, ids in _LEGACY_ONLY_ON_HOST.items()
