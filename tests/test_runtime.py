@@ -490,6 +490,63 @@ def test_many_return_sites_switch_through_a_small_table(tmp_path):
     assert max(sizes) <= 4 * 12, sizes
 
 
+_FORK_THEN_EXEC_HOT = r"""
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static __attribute__((noipa)) long spin(long n) {
+    long s = 0;
+    for (long i = 0; i < n; i++) s = (s ^ (i * 2654435761u)) >> 1 ^ i;
+    return s;
+}
+static __attribute__((noipa)) long spin2(long n) {
+    long s = 1;
+    for (long i = 0; i < n; i++) s = s * 31 + (i ^ (s >> 9));
+    return s;
+}
+int main(int argc, char **argv) {
+    if (argc > 1) {                 /* after the exec: new hot code */
+        printf("child %ld\n", spin2(20000000));
+        return 7;
+    }
+    long s = spin(20000000);        /* hot: a tier-2 job, and so a compile-server client */
+    printf("parent %ld\n", s);
+    fflush(stdout);
+    pid_t p = fork();
+    if (p == 0) {
+        execl(argv[0], argv[0], "child", (char *)0);
+        _exit(99);
+    }
+    int st;
+    waitpid(p, &st, 0);
+    printf("child status %d\n", WEXITSTATUS(st));
+    return 0;
+}
+"""
+
+
+def test_exec_in_place_after_fork_hands_the_compile_client_over(tmp_path):
+    """A forked child (whose compile-server connection fork closed) execs
+    in place and runs new hot code: the client, handed to the new guest,
+    starts a server of its own and reports that through the new guest's
+    log (BackgroundCompiler.adopt; through the old, retired guest's it
+    ended the run with an internal error).  Output and status native, with
+    and without -v."""
+    src = tmp_path / "forkexec.c"
+    src.write_text(_FORK_THEN_EXEC_HOT)
+    exe = tmp_path / "forkexec"
+    subprocess.run(["gcc", "-O2", "-static", "-o", str(exe), str(src)], check=True)
+    native = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert native.stdout.endswith("child status 7\n"), native.stdout
+    for flags in ([], ["-v"]):
+        run = _bttool("run", *flags, "--cache-dir", str(tmp_path / f"cache{len(flags)}"),
+                      str(exe), text=True)
+        assert (run.returncode, run.stdout) == (native.returncode, native.stdout), run.stderr
+        assert "internal error" not in run.stderr
+        if flags:
+            assert run.stderr.count("compile server started") >= 2, run.stderr
+
+
 def test_entry_block_call_brings_callee_and_return_site_into_the_module():
     """A region whose entry block ends with a call is translated together
     with the callee and the return site (one module, one object), unless
