@@ -257,17 +257,17 @@ def _undecodable_exception(raw: bytes) -> str | None:
     may end otherwise natively, or None: vendor behaviour, or a feature of
     the host's that the CPU model does not advertise (measured on an Intel
     Emerald Rapids host, family 6)."""
-    i, prefixes = 0, set()
-    while i < len(raw) and (raw[i] in (0x66, 0xF2, 0xF3) or 0x40 <= raw[i] <= 0x4F):
-        prefixes.add(raw[i])
-        i += 1
-    op = raw[i:]
-    if op[:2] == b"\x0f\x0d" and len(op) > 2 and op[2] >> 6 == 3:
+    from bttool.translator.encoding import encoding
+    enc = encoding(raw)
+    if enc is None or not enc.escape:
+        return None
+    after = raw[enc.opcode_at + 1:]         # ModRM, or the 0F 38 opcode
+    if enc.opcode == 0x0D and after[:1] and after[0] >> 6 == 3:
         return ("0F 0D with a register operand: a reserved NOP on Intel hosts, #UD on AMD "
                 "ones, which bttool gives (tests/test_isa_corners.py pins it)")
-    if op[:3] == b"\x0f\x01\xcc" and 0x66 in prefixes:
+    if enc.opcode == 0x01 and after[:1] == b"\xcc" and 0x66 in enc.prefixes:
         return "not in the CPU model: TDX (tdcall; the host raises #GP outside a trust domain)"
-    if op[:3] == b"\x0f\x38\xf8" and prefixes & {0xF2, 0xF3}:
+    if enc.opcode == 0x38 and after[:1] == b"\xf8" and {0xF2, 0xF3} & set(enc.prefixes):
         return "not in the CPU model: ENQCMD (enqcmd, enqcmds)"
     return None
 

@@ -34,11 +34,11 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 import native as N  # noqa: E402
-
-pytestmark = pytest.mark.usefixtures("isa_tier")   # every test runs under every tier (conftest.py)
 import implementation_defined as ID  # noqa: E402
 from bttool.ir import state as S  # noqa: E402
 from native import CODE_ADDR, DATA_ADDR, STACK_TOP  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("isa_tier")   # every test runs under every tier (conftest.py)
 
 M64 = (1 << 64) - 1
 ALL_FLAGS = N.ARITH | N.DF

@@ -23,10 +23,10 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 import native as N  # noqa: E402
-
-pytestmark = pytest.mark.usefixtures("isa_tier")   # every test runs under every tier (conftest.py)
 from bttool.ir import state as S  # noqa: E402
 from native import CODE_ADDR, DATA_ADDR, DATA_SIZE  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("isa_tier")   # every test runs under every tier (conftest.py)
 
 EXAMPLES = max(5, int(os.environ.get("BTTOOL_ISA_EXAMPLES", "30")) // 2)
 SETTINGS = settings(max_examples=examples(EXAMPLES), deadline=None, database=None,

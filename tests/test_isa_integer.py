@@ -30,9 +30,9 @@ if _HERE not in sys.path:
 
 import implementation_defined  # noqa: E402
 import native as N  # noqa: E402
+from native import AF, ARITH, CF, DATA_ADDR, DF, OF, PF, SF, ZF  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("isa_tier")   # every test runs under every tier (conftest.py)
-from native import AF, ARITH, CF, DATA_ADDR, DF, OF, PF, SF, ZF  # noqa: E402
 
 EXAMPLES = int(os.environ.get("BTTOOL_ISA_EXAMPLES", "30"))
 # Forms with a drawn immediate are retranslated for each example: fewer of them.

@@ -394,15 +394,20 @@ int main(void) {
 """
 
 
+def _static_program(tmp_path, name: str, source: str, *cflags: str) -> Path:
+    """``source`` (C) built with gcc -O2 -static into ``tmp_path/name``."""
+    src, exe = tmp_path / f"{name}.c", tmp_path / name
+    src.write_text(source)
+    subprocess.run(["gcc", "-O2", "-static", *cflags, "-o", str(exe), str(src)], check=True)
+    return exe
+
+
 def _tier2_regions_in_main(tmp_path, *cflags: str) -> list[dict]:
     """Build _CALLS_IN_LOOP with ``cflags``, run it under bttool (output as
     natively) and return the tier-2 regions it left in its cache that start
     in main.  `bttool cache ls --json` lists each region made with its
     target (``|O2|`` for tier 2), entry and instruction count."""
-    src = tmp_path / "calls.c"
-    src.write_text(_CALLS_IN_LOOP)
-    exe = tmp_path / "calls"
-    subprocess.run(["gcc", "-O2", "-static", *cflags, "-o", str(exe), str(src)], check=True)
+    exe = _static_program(tmp_path, "calls", _CALLS_IN_LOOP, *cflags)
     native = subprocess.run([str(exe)], capture_output=True)
     cache = tmp_path / "cache"
     # (tier 2 compiles in the background, as in any run: a compilation
@@ -467,10 +472,7 @@ def test_many_return_sites_switch_through_a_small_table(tmp_path):
     with two to four slots per site (not one per byte of the span they
     cover: SQLite's regions held tables of 2,967 entries per ret).  The
     output is the native one."""
-    src = tmp_path / "rets.c"
-    src.write_text(_MANY_RETURN_SITES)
-    exe = tmp_path / "rets"
-    subprocess.run(["gcc", "-O2", "-static", "-o", str(exe), str(src)], check=True)
+    exe = _static_program(tmp_path, "rets", _MANY_RETURN_SITES)
     native = subprocess.run([str(exe)], capture_output=True)
     cache = tmp_path / "cache"
     run = _bttool("run", "--cache-dir", str(cache), str(exe), text=True,
@@ -532,10 +534,7 @@ def test_exec_in_place_after_fork_hands_the_compile_client_over(tmp_path):
     log (BackgroundCompiler.adopt; through the old, retired guest's it
     ended the run with an internal error).  Output and status native, with
     and without -v."""
-    src = tmp_path / "forkexec.c"
-    src.write_text(_FORK_THEN_EXEC_HOT)
-    exe = tmp_path / "forkexec"
-    subprocess.run(["gcc", "-O2", "-static", "-o", str(exe), str(src)], check=True)
+    exe = _static_program(tmp_path, "forkexec", _FORK_THEN_EXEC_HOT)
     native = subprocess.run([str(exe)], capture_output=True, text=True)
     assert native.stdout.endswith("child status 7\n"), native.stdout
     for flags in ([], ["-v"]):

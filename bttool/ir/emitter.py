@@ -129,11 +129,6 @@ _DENSE_SPAN = 1024
 _DENSE_SPAN_PER_KEY = 4
 
 
-def _switch_slot(key: int, bits: int) -> int:
-    """The slot of ``key`` in a hashed switch table of 2**bits slots."""
-    return (key * tables.HASH_MULTIPLIER & 0xFFFFFFFFFFFFFFFF) >> (64 - bits)
-
-
 class FunctionEmitter:
     """Emits one unit function into ``module``; see the module docstring.
 
@@ -762,12 +757,7 @@ class FunctionEmitter:
         cases = {}
         for k in keys:
             cases[k] = self.new_block("sw.case")
-        table = ir.GlobalVariable(self.module, ir.ArrayType(PTR, span),
-                                  self.module.get_unique_name(f"{self.fn.name}.sw"))
-        table.linkage = "private"
-        table.global_constant = True
-        table.initializer = ir.Constant(ir.ArrayType(PTR, span), [
-            ir.BlockAddress(self.fn, cases.get(lo + i, default)) for i in range(span)])
+        table = self._block_table([cases.get(lo + i, default) for i in range(span)])
         off = b.sub(key, const(64, lo))
         inside, jump = self.new_block("sw.in"), self.new_block("sw.jump")
         b.cbranch(b.icmp_unsigned("<", off, const(64, span)), inside, default)
@@ -776,12 +766,26 @@ class FunctionEmitter:
         dest = b.load(slot, typ=PTR)
         b.branch(jump)
         b.position_at_end(jump)
-        br = b.branch_indirect(dest)
-        for blk in list(cases.values()) + [default]:
-            br.add_destination(blk)
+        self._jump_to(dest, list(cases.values()) + [default])
         for k, blk in cases.items():
             b.position_at_end(blk)
             self.leave(k + base)
+
+    def _block_table(self, blocks: list[ir.Block]) -> ir.GlobalVariable:
+        """A constant table of the addresses of ``blocks`` (switch_leave's)."""
+        ty = ir.ArrayType(PTR, len(blocks))
+        table = ir.GlobalVariable(self.module, ty,
+                                  self.module.get_unique_name(f"{self.fn.name}.sw"))
+        table.linkage = "private"
+        table.global_constant = True
+        table.initializer = ir.Constant(ty, [ir.BlockAddress(self.fn, blk) for blk in blocks])
+        return table
+
+    def _jump_to(self, dest: ir.Value, blocks: list[ir.Block]) -> None:
+        """An indirect branch to ``dest``, a block address out of ``blocks``."""
+        br = self.b.branch_indirect(dest)
+        for blk in blocks:
+            br.add_destination(blk)
 
     def _hashed_switch(self, key: ir.Value, keys: list[int], base: int,
                        default: ir.Block) -> None:
@@ -797,19 +801,12 @@ class FunctionEmitter:
         bits = (2 * len(keys) - 1).bit_length()
         groups: dict[int, list[int]] = {}
         for k in keys:
-            groups.setdefault(_switch_slot(k, bits), []).append(k)
+            groups.setdefault(tables.fibonacci_hash(k, bits), []).append(k)
         heads = {slot: self.new_block("sw.slot") for slot in groups}
-        table = ir.GlobalVariable(self.module, ir.ArrayType(PTR, 1 << bits),
-                                  self.module.get_unique_name(f"{self.fn.name}.sw"))
-        table.linkage = "private"
-        table.global_constant = True
-        table.initializer = ir.Constant(ir.ArrayType(PTR, 1 << bits), [
-            ir.BlockAddress(self.fn, heads.get(i, default)) for i in range(1 << bits)])
-        slot = b.lshr(b.mul(key, const(64, tables.HASH_MULTIPLIER)), const(64, 64 - bits))
+        table = self._block_table([heads.get(i, default) for i in range(1 << bits)])
+        slot = tables.emit_fibonacci_hash(b, key, bits)
         dest = b.load(b.gep(table, [const(64, 0), slot], inbounds=True), typ=PTR)
-        br = b.branch_indirect(dest)
-        for blk in list(heads.values()) + [default]:
-            br.add_destination(blk)
+        self._jump_to(dest, list(heads.values()) + [default])
         for slot, ks in groups.items():
             b.position_at_end(heads[slot])
             for n, k in enumerate(ks):

@@ -40,18 +40,30 @@ EMPTY_PC = 0xFFFFFFFFFFFFFFFF
 EMPTY_ENTRY = EMPTY_PC       # (pc, function) as one i128
 
 
+def fibonacci_hash(key: int, bits: int) -> int:
+    """``key``'s slot among 2**bits (Fibonacci hashing): the hash of every
+    table here, and of the emitter's hashed switches."""
+    return ((key * HASH_MULTIPLIER) & 0xFFFFFFFFFFFFFFFF) >> (64 - bits)
+
+
+def emit_fibonacci_hash(b, key, bits: int):
+    """IR: ``fibonacci_hash`` of the i64 value ``key``."""
+    from llvmlite import ir
+    i64 = ir.IntType(64)
+    return b.lshr(b.mul(key, ir.Constant(i64, HASH_MULTIPLIER)), ir.Constant(i64, 64 - bits))
+
+
 def table_set(pc: int) -> int:
     """The lookup-table set of ``pc``: the same hash as ``bt_run`` and
-    ``emit_chain`` use (Fibonacci hashing)."""
-    return ((pc * HASH_MULTIPLIER) & 0xFFFFFFFFFFFFFFFF) >> (64 - TABLE_SET_BITS)
+    ``emit_chain`` use."""
+    return fibonacci_hash(pc, TABLE_SET_BITS)
 
 
 def _emit_set_address(b, table, pc):
     """IR: the address of ``pc``'s set in ``table`` (see ``table_set``)."""
     from llvmlite import ir
     i64 = ir.IntType(64)
-    h = b.mul(pc, ir.Constant(i64, HASH_MULTIPLIER))
-    off = b.shl(b.lshr(h, ir.Constant(i64, 64 - TABLE_SET_BITS)),
+    off = b.shl(emit_fibonacci_hash(b, pc, TABLE_SET_BITS),
                 ir.Constant(i64, TABLE_SET_SIZE.bit_length() - 1))
     return b.gep(table, [off], inbounds=True, source_etype=ir.IntType(8))
 
@@ -103,7 +115,7 @@ def emit_chain(b, state_ptr, mem, rip) -> None:
 
 
 def counter_index(pc_key: int) -> int:
-    return ((pc_key * HASH_MULTIPLIER) & 0xFFFFFFFFFFFFFFFF) >> (64 - COUNTER_BITS)
+    return fibonacci_hash(pc_key, COUNTER_BITS)
 
 
 def counter_slot(pc_key: int) -> int:
@@ -131,7 +143,7 @@ def emit_hot_check(b, state_ptr, pc_key: int, on_hot, slot_offset=None,
 
 
 def target_index(pc_key: int) -> int:
-    return ((pc_key * HASH_MULTIPLIER) & 0xFFFFFFFFFFFFFFFF) >> (64 - TARGET_BITS)
+    return fibonacci_hash(pc_key, TARGET_BITS)
 
 
 def target_slot(pc_key: int) -> int:
