@@ -133,16 +133,21 @@ class ThreadGroup:
     def joined(self, tid: int) -> None:
         self.live.add(tid)
 
-    def left(self, tid: int, status: int) -> bool:
-        """Thread ``tid`` ended with ``exit(status)``; True when it was the
-        last: the process ends with that status (``wait``)."""
+    def left(self, tid: int) -> bool:
+        """Thread ``tid`` is ending; True when it was the last (its status
+        then ends the process: ``last_ended``).  Taken before the thread
+        wakes its joiners, as Linux counts a thread out of its group before
+        it clears its child tid: else a joiner that then exits would not
+        be the last, and the process would end with the other's status."""
         self.live.discard(tid)
-        if self.live:
-            return False
+        return not self.live
+
+    def last_ended(self, status: int) -> None:
+        """The last thread ended with ``exit(status)``: so ends the
+        process (``wait``)."""
         with self._done:
             self._status = status
             self._done.notify_all()
-        return True
 
     def wait(self) -> int:
         """On the host's main thread, whose guest thread has ended while

@@ -365,6 +365,7 @@ class LinuxProcess:
         end (the robust futexes it held marked and woken, its
         clear-child-tid word zeroed and woken, where pthread_join waits);
         True when it was the last thread (the process ends with ``status``)."""
+        last = self.threads.left(gettid())      # before the wake lets a joiner run
         self._release_robust_futexes()
         addr = self.clear_child_tid
         if addr:
@@ -373,7 +374,9 @@ class LinuxProcess:
                 self.syscalls.raw(202, self.syscalls.ptr(addr, 4), 1, 1)     # FUTEX_WAKE, 1
             except GuestMemoryError:
                 pass
-        return self.threads.left(gettid(), status)
+        if last:
+            self.threads.last_ended(status)
+        return last
 
     def _release_robust_futexes(self) -> None:
         """Linux's exit_robust_list: each futex on the thread's robust list
