@@ -72,3 +72,31 @@ def test_tier2_region_takes_in_small_leaf_callees_only():
     assert caller not in region.blocks and big not in region.blocks
     # without follow_calls (tier 1) no callee joins
     assert leaf not in discover_region(Decoder(64), read, 0x1000).blocks
+
+
+
+def test_a_chain_between_units_saves_no_registers():
+    """Units use the preserve_none convention (ir/unitabi.py): a tier-2
+    loop that keeps every guest register busy, more than the host's
+    caller-saved registers hold, pushes no rbx or r12-r15 at entry and
+    pops none before its chaining tail call (under the C convention it
+    saved all five), and takes the CPU state in r13 (mem in r12)."""
+    import capstone
+
+    from bttool.ir import codegen, objfile
+    code, = N.assemble(["1: add rax, rbx; add rcx, rdx; add rsi, rdi; add r8, r9; add r10, r11; "
+                        "add r12, r13; add r14, r15; imul rbx, rcx; imul rdx, rsi; imul rdi, r8; "
+                        "imul r9, r10; imul r11, r12; imul r13, r14; xor r15, rax; dec rbp; "
+                        "jnz 1b; ret"])
+    read = lambda a, n: code[a - 0x1000:a - 0x1000 + n] if 0 <= a - 0x1000 < len(code) else b""
+    module = ir.Module()
+    lift_region(discover_region(Decoder(64), read, 0x1000), user_options(), module, "f")
+    data, _ = codegen.compile_module(module, codegen.host_target(2))
+    host = objfile.symbol_code(data, objfile.symbols(data)["f"])
+    insns = [f"{i.mnemonic} {i.op_str}" for i in
+             capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64).disasm(host, 0)]
+    saved = [i for i in insns if i.split()[0] in ("push", "pop")
+             and i.split()[1] in ("rbx", "r12", "r13", "r14", "r15")]
+    assert saved == [], saved
+    assert any("[r13 + " in i for i in insns)                       # the state
+    assert any(i.startswith("jmp r") for i in insns)                # the chain: a jump

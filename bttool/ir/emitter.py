@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 from llvmlite import ir
 
-from bttool.ir import memory, state, tables
+from bttool.ir import memory, state, tables, unitabi
 from bttool.ir.commits import REGISTER_FILE, CommitPoints, split_address
 from bttool.ir.fastbuilder import FastBuilder
 from bttool.ir.state import FIELDS, GPR_NAMES
@@ -33,7 +33,6 @@ I64 = ir.IntType(64)
 I128 = ir.IntType(128)
 PTR = ir.PointerType()
 VOID = ir.VoidType()
-UNIT_TYPE = ir.FunctionType(VOID, [PTR, PTR])
 
 _FLAGS = set(state.FLAG_NAMES)
 _GPRS = frozenset(GPR_NAMES)
@@ -204,16 +203,8 @@ class FunctionEmitter:
         # linux-user: whether a back edge of the current instruction polls
         # for signals (the lifter clears it for calls and returns)
         self.poll_back_edges = True
-        self.fn = ir.Function(module, UNIT_TYPE, name=name)
-        self.fn.args[0].add_attribute("noalias")
-        # Nothing unwinds through translated code (faults leave it by
-        # siglongjmp, runtime/nativeloop.py), so it needs no unwind table:
-        # without ``nounwind`` every object carried an .eh_frame that the
-        # JIT registers at load, some 550 of them at a dynamically linked
-        # program's warm start.
-        self.fn.attributes.add("nounwind")
-        self.state_ptr, self.mem = self.fn.args
-        self.state_ptr.name, self.mem.name = "state", "mem"
+        self.fn = unitabi.unit_function(module, name)
+        self.state_ptr, self.mem = unitabi.unit_params(self.fn)
         self._entry = self.fn.append_basic_block("entry")
         self._exit = self.fn.append_basic_block("exit")
         body = self.fn.append_basic_block("body")
@@ -864,8 +855,7 @@ class FunctionEmitter:
             self._fill_commit(commit)
         for k, bb in enumerate(self._conts):
             b = self._exit_builder(bb)
-            b.call(self.stencil.continuation(k), [self.state_ptr, self.mem], tail="musttail")
-            b.ret_void()
+            unitabi.tail_call_unit(b, self.stencil.continuation(k), self.state_ptr, self.mem)
         for bb in self._exits:
             b = self._exit_builder(bb)
             if self.hot_counters:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from llvmlite import ir
 
-from bttool.ir import objfile
+from bttool.ir import objfile, unitabi
 from bttool.ir.memory import bounded_displacement
 from bttool.ir.state import FIELDS
 from bttool.ir.objfile import (R_X86_64_32, R_X86_64_32S, R_X86_64_64, SHF_ALLOC, SHF_EXECINSTR,
@@ -44,7 +44,6 @@ from bttool.ir.objfile import (R_X86_64_32, R_X86_64_32S, R_X86_64_64, SHF_ALLOC
 HOLE_PREFIX = "bt_hole_"
 CONT_PREFIX = "bt_cont_"
 _I8, _I64, _PTR, _VOID = ir.IntType(8), ir.IntType(64), ir.PointerType(), ir.VoidType()
-_CONT_TYPE = ir.FunctionType(_VOID, [_PTR, _PTR])
 
 
 VIRTUAL_PREFIX = "vr"
@@ -127,7 +126,7 @@ class StencilPorts:
         name = f"{CONT_PREFIX}{k}"
         fn = self.module.globals.get(name)
         if fn is None:
-            fn = ir.Function(self.module, _CONT_TYPE, name)
+            fn = unitabi.unit_function(self.module, name)
         return fn
 
 
@@ -316,10 +315,8 @@ def emit_counter_stencil(module: ir.Module, name: str, ports: StencilPorts, poll
     it); else go on.  rip is the code's pc throughout."""
     from bttool.ir import state, tables
     i32 = ir.IntType(32)
-    fn = ir.Function(module, _CONT_TYPE, name)
-    fn.args[0].add_attribute("noalias")
-    fn.attributes.add("nounwind")
-    st, mem = fn.args
+    fn = unitabi.unit_function(module, name)
+    st, mem = unitabi.unit_params(fn)
     b = ir.IRBuilder(fn.append_basic_block("entry"))
 
     def field(n: str) -> ir.Value:
@@ -334,5 +331,4 @@ def emit_counter_stencil(module: ir.Module, name: str, ports: StencilPorts, poll
         pending = b.load_atomic(field("irq_pending"), "monotonic", 4, typ=i32)
         with b.if_then(b.icmp_unsigned("!=", pending, ir.Constant(i32, 0)), likely=False):
             leave(state.EXIT_IRQ)
-    b.call(ports.continuation(0), [st, mem], tail="musttail")
-    b.ret_void()
+    unitabi.tail_call_unit(b, ports.continuation(0), st, mem)

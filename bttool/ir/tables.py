@@ -18,7 +18,7 @@ ever sees a pc with another entry's function.
 """
 from __future__ import annotations
 
-from bttool.ir import state
+from bttool.ir import state, unitabi
 
 TABLE_SET_BITS = 15
 TABLE_WAYS = 2          # bt_run's IR (runtime/nativeloop.py) spells out both probes
@@ -108,9 +108,7 @@ def emit_chain(b, state_ptr, mem, rip) -> None:
         hit = b.icmp_unsigned("==", b.trunc(pair, i64), rip)
         with b.if_then(hit, likely=True):
             fn = b.inttoptr(b.trunc(b.lshr(pair, ir.Constant(ir.IntType(128), 64)), i64), ptr)
-            b.call(_IndirectCallee(fn, ir.FunctionType(ir.VoidType(), [ptr, ptr])),
-                   [state_ptr, mem], tail="musttail")
-            b.ret_void()
+            unitabi.tail_call_unit(b, _IndirectCallee(fn, unitabi.unit_type()), state_ptr, mem)
     b.ret_void()
 
 

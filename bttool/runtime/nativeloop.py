@@ -35,6 +35,7 @@ access (``bt_table_put``; a vector move on x86 hosts with AVX).
 from __future__ import annotations
 
 from bttool.ir import state
+from bttool.ir.unitabi import ir_text_call
 from bttool.ir.tables import (COUNTER_BITS, EMPTY_ENTRY, HASH_MULTIPLIER, TABLE_ENTRIES, TABLE_ENTRY_SIZE,
                               TABLE_SET_BITS, TABLE_SET_SIZE, TARGET_BITS)
 
@@ -180,7 +181,7 @@ call:
   %ehi = lshr i128 %ev, 64
   %efn = trunc i128 %ehi to i64
   %fn = inttoptr i64 %efn to ptr
-  call void %fn(ptr %state, ptr %mem)
+  {ir_text_call('%fn', '%state', '%mem')}
   %rp = getelementptr inbounds i8, ptr %state, i64 {off('exit_reason')}
   %r = load i32, ptr %rp
   %cont = icmp eq i32 %r, 0
@@ -202,7 +203,7 @@ define i32 @bt_step(ptr %state, ptr %mem, ptr %fn) {{
   br i1 %faulted, label %fault, label %go
 go:
   store volatile i32 1, ptr %ig
-  call void %fn(ptr %state, ptr %mem)
+  {ir_text_call('%fn', '%state', '%mem')}
   store volatile i32 0, ptr %ig
   %rp = getelementptr inbounds i8, ptr %state, i64 {off('exit_reason')}
   %r = load i32, ptr %rp
