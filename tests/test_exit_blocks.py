@@ -100,3 +100,29 @@ def test_a_chain_between_units_saves_no_registers():
     assert saved == [], saved
     assert any("[r13 + " in i for i in insns)                       # the state
     assert any(i.startswith("jmp r") for i in insns)                # the chain: a jump
+
+
+def test_an_exit_writes_back_only_what_its_paths_changed():
+    """Each exit of tier-2 code writes back the fields stored on some path
+    to it (ir/writeback.py), not every field the function changes: of two
+    returns, the one reached without `inc rbx` stores no rbx, the other
+    does; both store rsp (the ret) and rip."""
+    from bttool.ir.state import FIELDS
+    code, = N.assemble(["test rax, rax; jz 1f; inc rbx; ret; 1: ret"])
+    read = lambda a, n: code[a - 0x1000:a - 0x1000 + n] if 0 <= a - 0x1000 < len(code) else b""
+    module = ir.Module()
+    lift_region(discover_region(Decoder(64), read, 0x1000), user_options(), module, "f")
+    fn = module.get_global("f")
+
+    exits = [b for b in fn.blocks if b.name.startswith("exit") and "ret" not in b.name]
+    geps = {i.get_reference(): i for i in fn.blocks[0].instructions if i.opname == "getelementptr"}
+    offsets = {ref: int(str(g).rsplit("i64 ", 1)[1].split()[0]) for ref, g in geps.items()}
+    written = []        # the state offsets each exit stores to
+    for b in exits:
+        refs = [i.operands[1].get_reference() for i in b.instructions if i.opname == "store"]
+        written.append({offsets[r] for r in refs if r in offsets})
+    rbx, rsp, rip = FIELDS["rbx"].offset, FIELDS["rsp"].offset, FIELDS["rip"].offset
+    written = [w for w in written if rip in w]          # the two returns' exits
+    assert len(written) == 2
+    assert all(rsp in w for w in written)
+    assert sorted(rbx in w for w in written) == [False, True]

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 from llvmlite import ir
 
-from bttool.ir import memory, state, tables, unitabi
+from bttool.ir import memory, state, tables, unitabi, writeback
 from bttool.ir.commits import REGISTER_FILE, CommitPoints, split_address
 from bttool.ir.fastbuilder import FastBuilder
 from bttool.ir.state import FIELDS, GPR_NAMES
@@ -222,6 +222,8 @@ class FunctionEmitter:
         self.whole_ymm = whole_ymm
         self._geps: dict[str, ir.Value] = {}
         self._dirty: set[str] = set()
+        # per exit block (by id): the dirty fields it writes back (finish)
+        self._changed_at: dict[int, set[str]] = {}
         self._cache: dict[str, ir.Value | Thunk] = {}   # values valid in _cache_block
         self._pending: set[str] = set()                  # cached but not yet stored
         # Fields whose pending values no later code reads (set by the
@@ -373,11 +375,27 @@ class FunctionEmitter:
 
     def _exit_builder(self, bb: ir.Block) -> FastBuilder:
         """A builder at exit block ``bb`` after it has written back every
-        field the function changed."""
+        field changed on some path to it (all the function changed until
+        ``finish`` has computed ``_changed_at``)."""
         b = FastBuilder(bb)
-        for name in sorted(self._dirty):
+        for name in sorted(self._changed_at.get(id(bb), self._dirty)):
             self._writeback(b, name)
         return b
+
+    def _fields_changed_at_exits(self) -> None:
+        """Find the fields each exit must write back (ir/writeback.py)."""
+        names = sorted(self._dirty)
+        bit = {name: 1 << n for n, name in enumerate(names)}
+        slots: dict[int, int] = {}
+        for key, slot in self._slots.items():
+            if key in bit:
+                slots[id(slot)] = bit[key]
+            elif key.startswith("ymm"):          # a whole-ymm slot: both halves
+                n = key[3:]
+                slots[id(slot)] = bit.get(f"xmm{n}", 0) | bit.get(f"ymmh{n}", 0)
+        exits = self._exits + self._conts
+        for k, mask in writeback.stored_before(self.fn, self._entry, slots, exits).items():
+            self._changed_at[k] = {name for name in names if mask & bit[name]}
 
     def _writeback(self, b: ir.IRBuilder, name: str) -> None:
         v = self._load_field(b, name)
@@ -853,6 +871,7 @@ class FunctionEmitter:
         unless an interrupt is pending)."""
         for commit in self.commits.commits if self.commits is not None else ():
             self._fill_commit(commit)
+        self._fields_changed_at_exits()
         for k, bb in enumerate(self._conts):
             b = self._exit_builder(bb)
             unitabi.tail_call_unit(b, self.stencil.continuation(k), self.state_ptr, self.mem)
@@ -888,11 +907,36 @@ class FunctionEmitter:
         for bb in self.fn.blocks:
             if not bb.is_terminated:
                 raise AssertionError(f"block {bb.name} left unterminated")
+        self._read_clean_fields_in_place()
         # The builder's hook is this emitter's method: a reference cycle that
         # would keep the function's IR for the garbage collector to find
         # (see ir/lifetime.py).  Nothing is emitted after finish.
         self.b = None
         return self.fn
+
+    def _read_clean_fields_in_place(self) -> None:
+        """Tier 2: a field the function reads but never writes is read
+        from the state where it is used, not from its slot.  The state
+        holds its entry value throughout (only dirty fields are written
+        back, at exits and commits), and a slot's value is loaded in the
+        entry block: live through the whole function, it was spilled to
+        the stack at entry and reloaded at each use when registers ran
+        short, a store and a load where one load from the state will do
+        (and LLVM may still hoist that load out of a loop).  Flags (an i1
+        slot over an i8 field) and whole-ymm slots keep theirs."""
+        if self.stencil is not None or self.hot_counters:
+            return
+        swap = {id(slot): self._geps[name] for name, slot in self._slots.items()
+                if name not in self._dirty and name in FIELDS
+                and _slot_type(name) != I1 and self._ymm_half(name) is None}
+        if not swap:
+            return
+        for bb in self.fn.blocks:
+            if bb is self._entry:
+                continue
+            for instr in bb.instructions:
+                if instr.opname == "load" and id(instr.operands[0]) in swap:
+                    instr.operands = type(instr.operands)([swap[id(instr.operands[0])]])
 
     # -- LLVM intrinsics -------------------------------------------------
     def intrinsic(self, name: str, ret: ir.Type, args: list[ir.Value]) -> ir.Value:
