@@ -158,3 +158,32 @@ def test_dead_flags_are_not_computed_at_block_ends():
     assert flag_stores(user_mode=True) == 0
     # system mode keeps every flag (an interrupt may push RFLAGS anywhere)
     assert flag_stores(user_mode=False) == 6
+
+
+@pytest.mark.parametrize("asm, live", [
+    ("cmp rax, rbx; je 1f; add rcx, 1; 1: ret", set()),        # overwrites all six first
+    ("cmovc rax, rbx; cmp rax, rbx; ret", {"cf"}),              # reads CF first
+    ("inc rax; cmp rax, rbx; ret", {"cf"}),                     # inc keeps CF: it is read
+    ("mov rax, rbx; ret", set(flaglive.ALL)),                   # leaves with them unchanged
+    ("test rax, rax; jz 1f; ret; 1: add rax, 1; ret", set()),
+])
+def test_flags_live_at_a_region_entry_and_its_mark(asm, live):
+    """flaglive.live_at_entry: the flags a region may read or leave with
+    before it overwrites them.  A tier-2 unit that needs none has the
+    flags mark FLAGS_UNNEEDED in its prefix (ir/unitabi.py), every other
+    unit FLAGS_NEEDED, and so has tier 1 (it may leave at its entry's
+    counter)."""
+    from bttool.ir.unitabi import FLAGS_NEEDED, FLAGS_UNNEEDED
+    code, = N.assemble([asm])
+    read = lambda a, n: code[a - 0x1000:a - 0x1000 + n] if 0 <= a - 0x1000 < len(code) else b""
+    region = discover_region(Decoder(64), read, 0x1000)
+    assert flaglive.live_at_entry(region) == live
+
+    def mark(tier: int) -> str:
+        module = ir.Module()
+        lift_region(region, LiftOptions(64, True, clamp=CLAMP, hot_counters=tier == 1), module, "f")
+        head = next(line for line in str(module).splitlines() if line.startswith("define"))
+        return head.split("prefix ")[1]
+    want = FLAGS_UNNEEDED if not live else FLAGS_NEEDED
+    assert mark(2).endswith(f"i8 {want} }}>")
+    assert mark(1).endswith(f"i8 {FLAGS_NEEDED} }}>")

@@ -492,6 +492,49 @@ def test_many_return_sites_switch_through_a_small_table(tmp_path):
     assert max(sizes) <= 4 * 12, sizes
 
 
+
+# A hot loop that leaves through an indirect jump right after an `add` that
+# sets every flag, to one of four targets: two read CF first (their units
+# need the flags), two overwrite all six first (units whose flags mark lets
+# the jump leave the flags unwritten).
+_FLAGS_ACROSS_CHAINS = r"""
+#include <stdio.h>
+#include <stdint.h>
+uint64_t mix(uint64_t n);
+__asm__(".intel_syntax noprefix\n"
+        ".text\n"
+        "mix: push rbx; xor ebx, ebx; xor ecx, ecx\n"
+        "1: mov rax, rcx; movabs rdx, 0x9E3779B97F4A7C15; imul rax, rdx\n"
+        "   mov rdx, rax; shr rdx, 62; lea r8, [rip + mix_targets]; mov r8, [r8 + rdx*8]\n"
+        "   add rax, rax\n"
+        "   jmp r8\n"
+        "mix_t0: cmovc rbx, rcx; add rbx, 1; jmp 2f\n"
+        "mix_t1: setc dl; movzx edx, dl; lea rbx, [rbx + rdx*4]; jmp 2f\n"
+        "mix_t2: cmp rax, rcx; sbb rbx, 0; jmp 2f\n"
+        "mix_t3: test eax, eax; setz dl; movzx edx, dl; add rbx, rdx; jmp 2f\n"
+        "2: inc rcx; cmp rcx, rdi; jb 1b\n"
+        "   mov rax, rbx; pop rbx; ret\n"
+        ".section .rodata\n"
+        "mix_targets: .quad mix_t0, mix_t1, mix_t2, mix_t3\n"
+        ".text\n"
+        ".att_syntax\n");
+int main(void) { printf("%llu\n", (unsigned long long)mix(400000)); return 0; }
+"""
+
+
+def test_flags_reach_the_unit_that_needs_them_across_a_chain(tmp_path):
+    """Tier-2 exits leave the flags they changed unwritten when the unit
+    they chain to overwrites them first (ir/unitabi.py, the flags mark),
+    and write them when it reads them: a hot indirect jump after `add` to
+    targets of both kinds computes what it does natively."""
+    exe = _static_program(tmp_path, "flagchain", _FLAGS_ACROSS_CHAINS)
+    native = subprocess.run([str(exe)], capture_output=True)
+    cache = tmp_path / "cache"
+    for _ in range(2):          # cold, then warm from the cache
+        run = _bttool("run", "--cache-dir", str(cache), str(exe), text=True,
+                      env={"BTTOOL_BACKGROUND_COMPILE": "0"})
+        assert (run.returncode, run.stdout) == (native.returncode, native.stdout.decode())
+
 _FORK_THEN_EXEC_HOT = r"""
 #include <stdio.h>
 #include <sys/wait.h>

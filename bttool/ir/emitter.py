@@ -203,7 +203,8 @@ class FunctionEmitter:
         # linux-user: whether a back edge of the current instruction polls
         # for signals (the lifter clears it for calls and returns)
         self.poll_back_edges = True
-        self.fn = unitabi.unit_function(module, name)
+        self.fn = unitabi.unit_function(module, name,
+                                        None if stencil is not None else unitabi.FLAGS_NEEDED)
         self.state_ptr, self.mem = unitabi.unit_params(self.fn)
         self._entry = self.fn.append_basic_block("entry")
         self._exit = self.fn.append_basic_block("exit")
@@ -224,6 +225,9 @@ class FunctionEmitter:
         self._dirty: set[str] = set()
         # per exit block (by id): the dirty fields it writes back (finish)
         self._changed_at: dict[int, set[str]] = {}
+        # exit blocks (by id) of paths that leave for a target known only
+        # at run time (an indirect jump or call, a return)
+        self._indirect_exits: set[int] = set()
         self._cache: dict[str, ir.Value | Thunk] = {}   # values valid in _cache_block
         self._pending: set[str] = set()                  # cached but not yet stored
         # Fields whose pending values no later code reads (set by the
@@ -373,14 +377,27 @@ class FunctionEmitter:
         for n, (lo, hi) in sorted(halves.items()):
             self._store_ymm(n, lo, hi)
 
-    def _exit_builder(self, bb: ir.Block) -> FastBuilder:
+    def _exit_builder(self, bb: ir.Block, late: frozenset[str] = frozenset()) -> FastBuilder:
         """A builder at exit block ``bb`` after it has written back every
         field changed on some path to it (all the function changed until
-        ``finish`` has computed ``_changed_at``)."""
+        ``finish`` has computed ``_changed_at``), but those in ``late``."""
         b = FastBuilder(bb)
-        for name in sorted(self._changed_at.get(id(bb), self._dirty)):
+        for name in sorted(self._changed_at.get(id(bb), self._dirty) - late):
             self._writeback(b, name)
         return b
+
+    def _late_flags(self, bb: ir.Block) -> frozenset[str]:
+        """The arithmetic flags exit ``bb`` writes back only if the unit it
+        chains to needs them (ir/unitabi.py, the flags mark): at an exit of
+        its own (tier 2) in user mode without precise faults (with them, a
+        fault in the next unit before it sets the flags would show the
+        handler older ones), to a target known only at run time (an
+        interpreter's dispatch; at every exit, the flags' values kept live
+        to the chain cost interp's dispatch loop 10% in spills)."""
+        if bb is self._exit or self.system or self.commits is not None or self.hot_counters \
+                or id(bb) not in self._indirect_exits:
+            return frozenset()
+        return frozenset(self._changed_at.get(id(bb), self._dirty)) & state.ARITHMETIC_FLAGS
 
     def _fields_changed_at_exits(self) -> None:
         """Find the fields each exit must write back (ir/writeback.py)."""
@@ -685,7 +702,10 @@ class FunctionEmitter:
             if info is not None:
                 iv = const(64, info) if isinstance(info, int) else info
                 b.store(iv, self._state_gep(b, "exit_info"))
-        b.branch(self._exit_block(chains=reason == state.EXIT_NONE))
+        exit_block = self._exit_block(chains=reason == state.EXIT_NONE)
+        if not isinstance(rip, int):
+            self._indirect_exits.add(id(exit_block))
+        b.branch(exit_block)
 
     def _exit_block(self, chains: bool = True) -> ir.Block:
         """The exit block a leaving path branches to: its own one in tier 2
@@ -876,7 +896,12 @@ class FunctionEmitter:
             b = self._exit_builder(bb)
             unitabi.tail_call_unit(b, self.stencil.continuation(k), self.state_ptr, self.mem)
         for bb in self._exits:
-            b = self._exit_builder(bb)
+            late = self._late_flags(bb)
+            b = self._exit_builder(bb, late)
+
+            def write_late(lb: ir.IRBuilder, late=late) -> None:
+                for name in sorted(late):
+                    self._writeback(lb, name)
             if self.hot_counters:
                 # Tier 1 returns to bt_run, whose loop probes the table
                 # (runtime/nativeloop.py): a chain here is some 25 IR
@@ -885,12 +910,17 @@ class FunctionEmitter:
                 # that runs at most HOT_THRESHOLD times before tier 2.
                 b.ret_void()
                 continue
-            reason = b.load(self._state_gep(b, "exit_reason"), typ=I32)
-            chain = self.fn.append_basic_block("chain")
-            ret = self.fn.append_basic_block("ret")
-            b.cbranch(b.icmp_unsigned("==", reason, const(32, 0)), chain, ret)
-            ir.IRBuilder(ret).ret_void()
-            b = FastBuilder(chain)
+            if not late:
+                reason = b.load(self._state_gep(b, "exit_reason"), typ=I32)
+                chain = self.fn.append_basic_block("chain")
+                ret = self.fn.append_basic_block("ret")
+                b.cbranch(b.icmp_unsigned("==", reason, const(32, 0)), chain, ret)
+                ir.IRBuilder(ret).ret_void()
+                b = FastBuilder(chain)
+            # (an exit with late flags is one of its own in user mode, which
+            # only a path without an exit reason reaches: it always chains,
+            # and the reason, 0 when bt_run or a chain entered the unit,
+            # needs no test)
             if self.system:
                 # interrupts are taken between regions too, not only in loops
                 # (in user mode a caught signal empties the table the chain
@@ -902,8 +932,8 @@ class FunctionEmitter:
                 ib.store(const(32, state.EXIT_IRQ), self._state_gep(ib, "exit_reason"))
                 ib.ret_void()
                 b = FastBuilder(go)
-            tables.emit_chain(b, self.state_ptr, self.mem,
-                               b.load(self._slot("rip"), typ=I64))
+            tables.emit_chain(b, self.state_ptr, self.mem, b.load(self._slot("rip"), typ=I64),
+                              write_late if late else None)
         for bb in self.fn.blocks:
             if not bb.is_terminated:
                 raise AssertionError(f"block {bb.name} left unterminated")
@@ -913,6 +943,15 @@ class FunctionEmitter:
         # (see ir/lifetime.py).  Nothing is emitted after finish.
         self.b = None
         return self.fn
+
+    def overwrites_flags_first(self) -> None:
+        """The unit overwrites all six arithmetic flags before it reads any
+        or leaves (translator/flaglive.live_at_entry): its flags mark says
+        so, and exits that chain to it leave the flags they changed
+        unwritten."""
+        if self.stencil is not None or self.hot_counters:
+            raise AssertionError("only a unit the table holds at tier 2 has a flags mark to clear")
+        self.fn.mark = unitabi.FLAGS_UNNEEDED
 
     def _read_clean_fields_in_place(self) -> None:
         """Tier 2: a field the function reads but never writes is read

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 GPR_NAMES = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
              "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
 FLAG_NAMES = ("cf", "pf", "af", "zf", "sf", "of", "df")
+# The six that arithmetic sets (DF only cld/std, and the ABI reads it everywhere)
+ARITHMETIC_FLAGS = frozenset(FLAG_NAMES) - {"df"}
 # RFLAGS, the architectural layout: the bit of each flag the state keeps (in
 # bit order), and the bits only the system-mode virtual CPU keeps
 # (runtime/system/vcpu.py).  Bit 1 is reserved and always one; user code

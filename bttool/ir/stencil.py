@@ -257,11 +257,11 @@ def _check_placeable(what: str, typ: int) -> None:
 
 
 def write_object(code: bytes, symbol: str, relocs: list[tuple[int, int, str | None, int]],
-                 align: int = 16) -> bytes:
+                 align: int = 16, entry: int = 0) -> bytes:
     """An x86-64 ELF relocatable object with one code section holding
-    ``code`` and one global function ``symbol`` at its start, loaded at a
-    multiple of ``align``.  ``relocs``: (offset, type, symbol name or None
-    for the section itself, addend)."""
+    ``code`` and one global function ``symbol`` at offset ``entry`` in it,
+    loaded at a multiple of ``align``.  ``relocs``: (offset, type, symbol
+    name or None for the section itself, addend)."""
     externals = sorted({name for _o, _t, name, _a in relocs if name is not None})
     strtab = bytearray(b"\0")
 
@@ -272,7 +272,8 @@ def write_object(code: bytes, symbol: str, relocs: list[tuple[int, int, str | No
     # symbols: null, the section, the function, then undefined externals
     symtab = bytearray(24)
     symtab += struct.pack("<IBBHQQ", 0, STT_SECTION, 0, 1, 0, 0)
-    symtab += struct.pack("<IBBHQQ", add_str(symbol), STB_GLOBAL << 4 | STT_FUNC, 0, 1, 0, len(code))
+    symtab += struct.pack("<IBBHQQ", add_str(symbol), STB_GLOBAL << 4 | STT_FUNC, 0, 1, entry,
+                          len(code) - entry)
     index = {}
     for n, name in enumerate(externals):
         index[name] = 3 + n

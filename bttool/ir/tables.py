@@ -90,25 +90,59 @@ def _link(b, state_ptr, name: str):
     return b.load(field, typ=ir.PointerType())
 
 
-def emit_chain(b, state_ptr, mem, rip) -> None:
+def emit_chain(b, state_ptr, mem, rip, late=None) -> None:
     """End a translated function by jumping straight to the translation of
     ``rip`` when the table has one (a tail call: the host stack never grows),
-    else return to ``bt_run``, which will report the miss."""
+    else return to ``bt_run``, which will report the miss.  ``late(b)``:
+    writes back the flags the exit changed, called on the way back to
+    ``bt_run`` and before a jump to a unit whose flags mark says it needs
+    them (ir/unitabi.py), not before one to a unit that overwrites them
+    first; one block does both, so the exit holds one copy of the stores."""
     from llvmlite import ir
-    i64 = ir.IntType(64)
+    i8, i64 = ir.IntType(8), ir.IntType(64)
     ptr = ir.PointerType()
+    fn_block = b.function.append_basic_block
+    found, miss = fn_block("chain.found"), fn_block("chain.miss")
     table = _link(b, state_ptr, "table_base")
     entry = _emit_set_address(b, table, rip)
+    hits = []
     for way in range(TABLE_WAYS):
         if way:
-            entry = b.gep(entry, [ir.Constant(i64, TABLE_ENTRY_SIZE)], inbounds=True,
-                          source_etype=ir.IntType(8))
+            entry = b.gep(entry, [ir.Constant(i64, TABLE_ENTRY_SIZE)], inbounds=True, source_etype=i8)
         # (pc, function) in one load: another thread may be replacing the entry
         pair = b.load_atomic(entry, "unordered", 16, typ=ir.IntType(128))
-        hit = b.icmp_unsigned("==", b.trunc(pair, i64), rip)
-        with b.if_then(hit, likely=True):
-            fn = b.inttoptr(b.trunc(b.lshr(pair, ir.Constant(ir.IntType(128), 64)), i64), ptr)
-            unitabi.tail_call_unit(b, _IndirectCallee(fn, unitabi.unit_type()), state_ptr, mem)
+        fn = b.inttoptr(b.trunc(b.lshr(pair, ir.Constant(ir.IntType(128), 64)), i64), ptr)
+        hits.append((fn, b.block))
+        nxt = miss if way == TABLE_WAYS - 1 else fn_block("chain.way")
+        b.cbranch(b.icmp_unsigned("==", b.trunc(pair, i64), rip), found, nxt)
+        b.position_at_end(nxt)
+    b.position_at_end(found)
+    target = b.phi(ptr)
+    for fn, blk in hits:
+        target.add_incoming(fn, blk)
+    callee = lambda f: _IndirectCallee(f, unitabi.unit_type())    # noqa: E731
+    if late is None:
+        unitabi.tail_call_unit(b, callee(target), state_ptr, mem)
+        b.position_at_end(miss)
+        b.ret_void()
+        return
+    go, write = fn_block("chain.go"), fn_block("chain.late")
+    mark = b.load(b.gep(target, [ir.Constant(i64, -1)], source_etype=i8), typ=i8)
+    b.cbranch(b.icmp_unsigned("==", mark, ir.Constant(i8, unitabi.FLAGS_UNNEEDED)), go, write)
+    b.position_at_end(go)
+    unitabi.tail_call_unit(b, callee(target), state_ptr, mem)
+    b.position_at_end(miss)
+    b.branch(write)
+    b.position_at_end(write)
+    late_target = b.phi(ptr)
+    late_target.add_incoming(target, found)
+    late_target.add_incoming(ir.Constant(ptr, None), miss)
+    late(b)
+    call, ret = fn_block("chain.call"), fn_block("ret")
+    b.cbranch(b.icmp_unsigned("!=", late_target, ir.Constant(ptr, None)), call, ret)
+    b.position_at_end(call)
+    unitabi.tail_call_unit(b, callee(late_target), state_ptr, mem)
+    b.position_at_end(ret)
     b.ret_void()
 
 

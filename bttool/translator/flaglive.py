@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bttool.ir.state import FLAG_NAMES
+from bttool.ir.state import ARITHMETIC_FLAGS
 from bttool.translator import conditions
 
 _X86_OP_MEM = 3         # capstone's X86_OP_MEM (x86_const), without importing capstone here
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # The six arithmetic flags (DF is never left out: string instructions and
 # the ABI read it everywhere).
-ALL = frozenset(FLAG_NAMES) - {"df"}
+ALL = ARITHMETIC_FLAGS
 NONE: frozenset[str] = frozenset()
 
 
@@ -95,12 +95,9 @@ def _live_in(block: "Block", live_out: frozenset[str], precise: bool) -> frozens
     return live
 
 
-def dead_at_end(region: "Region", precise: bool = False) -> dict[int, frozenset[str]]:
-    """Block start -> the flags dead at the block's end (never read again
-    before being overwritten).  Blocks with none are left out.  ``precise``
-    (code with precise faults, ir/commits.py): an instruction that may
-    fault on a memory access counts as reading every flag, since a handler
-    sees them all there."""
+def _liveness(region: "Region", precise: bool):
+    """(live_in, live_out): the flags live at each block's start (a dict)
+    and end (a function of the block's start), to the least fixed point."""
     inside = {pc: _ends_inside(b, region) for pc, b in region.blocks.items()}
     live_in = {pc: NONE for pc in region.blocks}
 
@@ -109,14 +106,32 @@ def dead_at_end(region: "Region", precise: bool = False) -> dict[int, frozenset[
             return ALL
         return frozenset().union(*(live_in[s] for s in region.blocks[pc].successors))
     changed = True
-    while changed:                      # to the least fixed point
+    while changed:
         changed = False
         for pc, block in region.blocks.items():
             new = _live_in(block, live_out(pc), precise)
             if new != live_in[pc]:
                 live_in[pc] = new
                 changed = True
+    return live_in, live_out
+
+
+def dead_at_end(region: "Region", precise: bool = False) -> dict[int, frozenset[str]]:
+    """Block start -> the flags dead at the block's end (never read again
+    before being overwritten).  Blocks with none are left out.  ``precise``
+    (code with precise faults, ir/commits.py): an instruction that may
+    fault on a memory access counts as reading every flag, since a handler
+    sees them all there."""
+    _, live_out = _liveness(region, precise)
     return {pc: ALL - out for pc in region.blocks if (out := live_out(pc)) != ALL}
+
+
+def live_at_entry(region: "Region", precise: bool = False) -> frozenset[str]:
+    """The flags the region may read, or leave with, before overwriting
+    them: what its translation needs the state to hold when it is entered
+    (ir/unitabi.py, the unit's flags mark)."""
+    live_in, _ = _liveness(region, precise)
+    return live_in[region.entry]
 
 
 # Instructions that touch memory without naming it in an operand.

@@ -44,6 +44,7 @@ from bttool.ir import codegen, tables
 from bttool.ir.emitter import FunctionEmitter
 from bttool.ir.objfile import R_X86_64_32, R_X86_64_32S, R_X86_64_64
 from bttool.ir.state import FIELDS, GPR_NAMES
+from bttool.ir.unitabi import FLAGS_NEEDED, MARK_BYTES
 from bttool.ir.stencil import (CONT, DATA, DISPLACEMENT_BOUND, HOLE, SELF, STITCHED_HEADER, StencilCode,
                                StencilError, StencilPorts, emit_counter_stencil, extract, is_virtual,
                                virtual_register, write_object)
@@ -501,7 +502,7 @@ def stitch(region: Region, library: StencilLibrary, symbol: str,
     # offsets: a continuation to the piece laid out next drops the
     # stencil's final jump; after the code, one ``ret`` (where every
     # continuation that leaves the region goes), then each piece's data
-    cut, piece_at, at = [], [], 0
+    cut, piece_at, at = [], [], MARK_BYTES      # (the flags mark before the entry)
     for n, p in enumerate(pieces):
         tail = p.code.tail_cont
         c = tail is not None and dest(n, p.conts[tail[1]]) == n + 1
@@ -520,6 +521,7 @@ def stitch(region: Region, library: StencilLibrary, symbol: str,
             data_at[n] = at
             at += len(p.code.data)
     text = bytearray(at)
+    text[MARK_BYTES - 1] = FLAGS_NEEDED     # tier 1 counts at entry: it may leave at once
     text[ret_at] = 0xC3
     relocs: list[tuple[int, int, str | None, int]] = []
     for n, p in enumerate(pieces):
@@ -546,7 +548,8 @@ def stitch(region: Region, library: StencilLibrary, symbol: str,
             for off, typ, (what, idx), addend in code.data_relocs:   # SELF or SYMBOL (extract)
                 relocs.append((data_at[n] + off, typ, None if what == SELF else idx,
                                base + addend if what == SELF else addend))
-    return write_object(bytes(text), symbol, relocs, align), _listing(pieces, piece_at)
+    return (write_object(bytes(text), symbol, relocs, align, MARK_BYTES),
+            _listing(pieces, [at - MARK_BYTES for at in piece_at]))
 
 
 _GPR_AT = {FIELDS[name].offset: name for name in GPR_NAMES}
