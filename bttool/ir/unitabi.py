@@ -10,7 +10,7 @@ rbp.  With the C convention every unit that used rbx or r12-r15 pushed
 them at entry and popped them before its chaining tail call, although only
 ``bt_run`` (where the chain of tail calls finally returns) needs them
 kept: an interpreter whose bytecode handlers are regions of their own paid
-that per bytecode (Lua 4.85x native warm with it, 4.50x without:
+that per bytecode (Lua 4.72x native warm with it, 4.49x without:
 ``bench/ab real/lua``).  ``preserve_none`` passes its arguments in r12, r13
 and on: ``mem`` comes first so that ``state``, the base of every access to
 the CPU state, is r13 (r12 as a base register costs an extra SIB byte in
