@@ -147,7 +147,7 @@ def test_dead_flags_are_not_computed_at_block_ends():
     code, = N.assemble(["cmp rax, rbx; je 1f; add rcx, 1; jmp 2f; 1: sub rcx, 1; 2: ret"])
     read = lambda a, n: code[a - 0x1000:a - 0x1000 + n] if 0 <= a - 0x1000 < len(code) else b""
     region = discover_region(Decoder(64), read, 0x1000)
-    assert flaglive.dead_at_end(region)[0x1000] == flaglive.ALL
+    assert flaglive.liveness(region).dead_at_end[0x1000] == flaglive.ALL
 
     def flag_stores(user_mode: bool) -> int:
         module = ir.Module()
@@ -168,8 +168,8 @@ def test_dead_flags_are_not_computed_at_block_ends():
     ("test rax, rax; jz 1f; ret; 1: add rax, 1; ret", set()),
 ])
 def test_flags_live_at_a_region_entry_and_its_mark(asm, live):
-    """flaglive.live_at_entry: the flags a region may read or leave with
-    before it overwrites them.  A tier-2 unit that needs none has the
+    """flaglive.liveness's live_at_entry: the flags a region may read or
+    leave with before it overwrites them.  A tier-2 unit that needs none has the
     flags mark FLAGS_UNNEEDED in its prefix (ir/unitabi.py), every other
     unit FLAGS_NEEDED, and so has tier 1 (it may leave at its entry's
     counter)."""
@@ -177,7 +177,7 @@ def test_flags_live_at_a_region_entry_and_its_mark(asm, live):
     code, = N.assemble([asm])
     read = lambda a, n: code[a - 0x1000:a - 0x1000 + n] if 0 <= a - 0x1000 < len(code) else b""
     region = discover_region(Decoder(64), read, 0x1000)
-    assert flaglive.live_at_entry(region) == live
+    assert flaglive.liveness(region).live_at_entry == live
 
     def mark(tier: int) -> str:
         module = ir.Module()

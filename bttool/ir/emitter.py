@@ -386,16 +386,22 @@ class FunctionEmitter:
             self._writeback(b, name)
         return b
 
+    @property
+    def _flags_may_wait(self) -> bool:
+        """Whether this unit takes part in leaving flags to the unit that
+        needs them (ir/unitabi.py, the flags mark): tier 2 in user mode
+        without precise faults (with them, a fault in the next unit before
+        it sets the flags would show the handler older ones)."""
+        return not (self.system or self.commits is not None or self.hot_counters
+                    or self.stencil is not None)
+
     def _late_flags(self, bb: ir.Block) -> frozenset[str]:
         """The arithmetic flags exit ``bb`` writes back only if the unit it
-        chains to needs them (ir/unitabi.py, the flags mark): at an exit of
-        its own (tier 2) in user mode without precise faults (with them, a
-        fault in the next unit before it sets the flags would show the
-        handler older ones), to a target known only at run time (an
+        chains to needs them: at an exit of its own, in a unit that
+        ``_flags_may_wait``, to a target known only at run time (an
         interpreter's dispatch; at every exit, the flags' values kept live
         to the chain cost interp's dispatch loop 10% in spills)."""
-        if bb is self._exit or self.system or self.commits is not None or self.hot_counters \
-                or id(bb) not in self._indirect_exits:
+        if bb is self._exit or not self._flags_may_wait or id(bb) not in self._indirect_exits:
             return frozenset()
         return frozenset(self._changed_at.get(id(bb), self._dirty)) & state.ARITHMETIC_FLAGS
 
@@ -944,14 +950,13 @@ class FunctionEmitter:
         self.b = None
         return self.fn
 
-    def overwrites_flags_first(self) -> None:
-        """The unit overwrites all six arithmetic flags before it reads any
-        or leaves (translator/flaglive.live_at_entry): its flags mark says
-        so, and exits that chain to it leave the flags they changed
-        unwritten."""
-        if self.stencil is not None or self.hot_counters:
-            raise AssertionError("only a unit the table holds at tier 2 has a flags mark to clear")
-        self.fn.mark = unitabi.FLAGS_UNNEEDED
+    def note_flags_at_entry(self, live: frozenset[str]) -> None:
+        """``live``: the arithmetic flags the unit may read, or leave with,
+        before it overwrites them (translator/flaglive.py).  None, in a
+        unit that ``_flags_may_wait``: its flags mark says so, and exits
+        that chain to it leave the flags they changed unwritten."""
+        if not live and self._flags_may_wait:
+            self.fn.mark = unitabi.FLAGS_UNNEEDED
 
     def _read_clean_fields_in_place(self) -> None:
         """Tier 2: a field the function reads but never writes is read

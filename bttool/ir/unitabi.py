@@ -30,7 +30,7 @@ UNIT_CCONV = "preserve_nonecc"
 # may hold (LLVM prefix data; stitched regions lay it out themselves,
 # translator/stitch.py), in a prefix of MARK_BYTES that keeps the entry
 # aligned.  FLAGS_UNNEEDED: the unit overwrites all six arithmetic flags
-# before it reads any of them or leaves (translator/flaglive.live_at_entry),
+# before it reads any of them or leaves (translator/flaglive.liveness),
 # so a tier-2 exit that chains to it need not compute or store the flags it
 # changed (ir/tables.emit_chain): an interpreter's dispatch (`add rbx, r10;
 # jmp rax`) set all six at every bytecode.  Anything else: FLAGS_NEEDED.

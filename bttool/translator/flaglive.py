@@ -20,6 +20,7 @@ instructions pushes RFLAGS, so every flag is always live.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bttool.ir.state import ARITHMETIC_FLAGS
@@ -95,9 +96,24 @@ def _live_in(block: "Block", live_out: frozenset[str], precise: bool) -> frozens
     return live
 
 
-def _liveness(region: "Region", precise: bool):
-    """(live_in, live_out): the flags live at each block's start (a dict)
-    and end (a function of the block's start), to the least fixed point."""
+@dataclass(frozen=True)
+class RegionFlags:
+    """What the lifter needs to know of a region's flags (``liveness``).
+
+    ``dead_at_end``: block start -> the flags dead at the block's end
+    (never read again before being overwritten); blocks with none are left
+    out.  ``live_at_entry``: the flags the region may read, or leave with,
+    before overwriting them: what its translation needs the state to hold
+    when it is entered (ir/unitabi.py, the unit's flags mark)."""
+    dead_at_end: dict[int, frozenset[str]]
+    live_at_entry: frozenset[str]
+
+
+def liveness(region: "Region", precise: bool = False) -> RegionFlags:
+    """The flags' liveness over the region's blocks, to the least fixed
+    point.  ``precise`` (code with precise faults, ir/commits.py): an
+    instruction that may fault on a memory access counts as reading every
+    flag, since a handler sees them all there."""
     inside = {pc: _ends_inside(b, region) for pc, b in region.blocks.items()}
     live_in = {pc: NONE for pc in region.blocks}
 
@@ -113,25 +129,8 @@ def _liveness(region: "Region", precise: bool):
             if new != live_in[pc]:
                 live_in[pc] = new
                 changed = True
-    return live_in, live_out
-
-
-def dead_at_end(region: "Region", precise: bool = False) -> dict[int, frozenset[str]]:
-    """Block start -> the flags dead at the block's end (never read again
-    before being overwritten).  Blocks with none are left out.  ``precise``
-    (code with precise faults, ir/commits.py): an instruction that may
-    fault on a memory access counts as reading every flag, since a handler
-    sees them all there."""
-    _, live_out = _liveness(region, precise)
-    return {pc: ALL - out for pc in region.blocks if (out := live_out(pc)) != ALL}
-
-
-def live_at_entry(region: "Region", precise: bool = False) -> frozenset[str]:
-    """The flags the region may read, or leave with, before overwriting
-    them: what its translation needs the state to hold when it is entered
-    (ir/unitabi.py, the unit's flags mark)."""
-    live_in, _ = _liveness(region, precise)
-    return live_in[region.entry]
+    return RegionFlags({pc: ALL - out for pc in region.blocks if (out := live_out(pc)) != ALL},
+                       live_in[region.entry])
 
 
 # Instructions that touch memory without naming it in an operand.
@@ -157,8 +156,8 @@ def dead_for_commit(block: "Block", index: int, dead_at_end: frozenset[str]) -> 
     compute or store: the instructions from there overwrite them before
     anything reads them and before any of them could fault on a memory
     access (a replay from that commit, or a handler, never sees them), or
-    they are dead at the block's end (``dead_at_end``) with nothing in
-    between reading them or touching memory."""
+    they are dead at the block's end (``RegionFlags.dead_at_end``) with
+    nothing in between reading them or touching memory."""
     dead: set[str] = set()
     pending = set(ALL)
     for insn in block.insns[index:]:

@@ -104,10 +104,11 @@ def lift_region(region: Region, options: LiftOptions, module: ir.Module, name: s
     if em.commits is not None:
         em.commits.late = _late_targets(region, sites)
     em.b.branch(labels[region.entry])
-    dead = flaglive.dead_at_end(region, options.precise_faults) if options.user_mode else {}
-    if options.user_mode and not options.hot_counters and not options.precise_faults \
-            and not flaglive.live_at_entry(region):
-        em.overwrites_flags_first()
+    dead: dict[int, frozenset[str]] = {}
+    if options.user_mode:
+        flags = flaglive.liveness(region, options.precise_faults)
+        dead = flags.dead_at_end
+        em.note_flags_at_entry(flags.live_at_entry)
     for pc, block in sorted(region.blocks.items()):
         em.b.position_at_end(labels[pc])
         lift_block(em, block, options, result, dead.get(pc, flaglive.NONE))
