@@ -23,17 +23,23 @@ from bttool.translator.decoder import Decoder  # noqa: E402
 from bttool.translator.lifter import lift_region  # noqa: E402
 
 
+def _lift(asm: str, tier: int = 2) -> ir.Function:
+    """The translation ``f`` of the region at the start of ``asm``
+    (assembled at 0x1000), in its own module."""
+    code, = N.assemble([asm])
+    read = lambda a, n: code[a - 0x1000:a - 0x1000 + n] if 0 <= a - 0x1000 < len(code) else b""
+    module = ir.Module()
+    lift_region(discover_region(Decoder(64), read, 0x1000), user_options(hot_counters=tier == 1),
+                module, "f")
+    return module.get_global("f")
+
+
 def _loop(tier: int) -> ir.Function:
     """The translation of a loop with three back edges (each polls for a
     pending signal) that leaves by a ret (an indirect jump, which may
     chain)."""
-    code, = N.assemble(["1: dec rax; jz 3f; test rbx, 1; jz 1b; shr rbx, 1; jc 1b; "
-                        "add rcx, rbx; cmp rcx, 100; jb 1b; 3: ret"])
-    read = lambda a, n: code[a - 0x1000:a - 0x1000 + n] if 0 <= a - 0x1000 < len(code) else b""
-    region = discover_region(Decoder(64), read, 0x1000)
-    module = ir.Module()
-    lift_region(region, user_options(hot_counters=tier == 1), module, "f")
-    return module.get_global("f")
+    return _lift("1: dec rax; jz 3f; test rbx, 1; jz 1b; shr rbx, 1; jc 1b; "
+                 "add rcx, rbx; cmp rcx, 100; jb 1b; 3: ret", tier)
 
 
 def _returning_exits(tier: int) -> int:
@@ -84,14 +90,10 @@ def test_a_chain_between_units_saves_no_registers():
     import capstone
 
     from bttool.ir import codegen, objfile
-    code, = N.assemble(["1: add rax, rbx; add rcx, rdx; add rsi, rdi; add r8, r9; add r10, r11; "
-                        "add r12, r13; add r14, r15; imul rbx, rcx; imul rdx, rsi; imul rdi, r8; "
-                        "imul r9, r10; imul r11, r12; imul r13, r14; xor r15, rax; dec rbp; "
-                        "jnz 1b; ret"])
-    read = lambda a, n: code[a - 0x1000:a - 0x1000 + n] if 0 <= a - 0x1000 < len(code) else b""
-    module = ir.Module()
-    lift_region(discover_region(Decoder(64), read, 0x1000), user_options(), module, "f")
-    data, _ = codegen.compile_module(module, codegen.host_target(2))
+    fn = _lift("1: add rax, rbx; add rcx, rdx; add rsi, rdi; add r8, r9; add r10, r11; "
+               "add r12, r13; add r14, r15; imul rbx, rcx; imul rdx, rsi; imul rdi, r8; "
+               "imul r9, r10; imul r11, r12; imul r13, r14; xor r15, rax; dec rbp; jnz 1b; ret")
+    data, _ = codegen.compile_module(fn.module, codegen.host_target(2))
     host = objfile.symbol_code(data, objfile.symbols(data)["f"])
     insns = [f"{i.mnemonic} {i.op_str}" for i in
              capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64).disasm(host, 0)]
@@ -108,12 +110,7 @@ def test_an_exit_writes_back_only_what_its_paths_changed():
     returns, the one reached without `inc rbx` stores no rbx, the other
     does; both store rsp (the ret) and rip."""
     from bttool.ir.state import FIELDS
-    code, = N.assemble(["test rax, rax; jz 1f; inc rbx; ret; 1: ret"])
-    read = lambda a, n: code[a - 0x1000:a - 0x1000 + n] if 0 <= a - 0x1000 < len(code) else b""
-    module = ir.Module()
-    lift_region(discover_region(Decoder(64), read, 0x1000), user_options(), module, "f")
-    fn = module.get_global("f")
-
+    fn = _lift("test rax, rax; jz 1f; inc rbx; ret; 1: ret")
     exits = [b for b in fn.blocks if b.name.startswith("exit") and "ret" not in b.name]
     geps = {i.get_reference(): i for i in fn.blocks[0].instructions if i.opname == "getelementptr"}
     offsets = {ref: int(str(g).rsplit("i64 ", 1)[1].split()[0]) for ref, g in geps.items()}
