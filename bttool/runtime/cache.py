@@ -930,7 +930,6 @@ class RunCache:
         # them (adopt_records), by key: in the next warm set, but not
         # cache hits
         self.kept: list[dict[str, tuple]] = []
-        self._read_ahead: dict[str, bytes] = {}
         # warm rows by key, as read (None: not in the index, or dropped)
         self._warm_row_cache: dict[str, tuple | None] = {}
         # the program's warm pack (runtime/warmpack.py) by unit image, read
@@ -940,7 +939,7 @@ class RunCache:
         self._pack: dict[str, warmpack.UnitPart] | None = None
         self._pack_failed: set[str] = set()
         self._checked: dict[str, tuple[str, warmpack.PackedRegion, warmpack.Runs | None]] = {}
-        self._present: set[str] = set()         # objects read ahead, found intact
+        self._present: set[str] = set()         # objects with a row (or loaded), asked once
         # pack parts of units a program that this one's execve replaced
         # had from its pack (adopt_records), for regions it kept
         self._kept_parts: dict[str, warmpack.UnitPart] = {}
@@ -1143,10 +1142,10 @@ class RunCache:
                   loaded: frozenset[str] | set[str] = frozenset()) -> list[tuple[int, CachedRegion]]:
         """(pc, region) for the regions of ``unit`` in the program's warm
         set (see __init__) that are valid here now, the best tier
-        of each entry, except at pcs ``skip`` names; their objects are read
-        in one query (``read_object`` hands them out), except those
-        ``loaded`` names (already in the engine: a program an execve
-        started in the same process, runtime/execinplace.py).  A warm run's
+        of each entry, except at pcs ``skip`` names, and those of a packed
+        region only when its object is still there or among those ``loaded``
+        names (already in the engine: a program an execve started in the
+        same process, runtime/execinplace.py).  A warm run's
         dispatcher installs them all at once when the unit's code first
         runs, instead of one exit, lookup and object read per region."""
         if not self.enabled or not self._warm:
@@ -1171,19 +1170,18 @@ class RunCache:
                 if hit is not None:
                     chosen.append((base + entry, hit))
                     break
-        self._present.update(loaded.intersection(h.object_id for _, h in chosen + packed))
-        wanted = {h.object_id for _, h in chosen + packed} - self._present
-        if wanted:
-            found = self.store.read_objects(wanted)
-            self._read_ahead.update(found)
-            self._present.update(found)
-        # a packed region whose object is gone (evicted since the pack was
-        # written) is not served; one whose object is damaged is, so that
-        # read_object drops and counts it as a row's would be
-        absent = {h.object_id for _, h in packed} - self._present
-        if absent:
-            absent -= self.store.objects_present(absent)
-            packed = [(pc, h) for pc, h in packed if h.object_id not in absent]
+        # Only whether each packed region's object has a row is asked here
+        # (the index answers without reading a blob); the objects are read
+        # by ``read_objects`` in batches that the dispatcher loads one at a
+        # time, so a warm CPython does not hold its 15,000 objects (65 MB)
+        # at once.  A packed region whose object is gone (evicted since the
+        # pack was written) is not served; one whose object is damaged is,
+        # so that reading it drops and counts it as a row's would be.
+        self._present.update(loaded.intersection(h.object_id for _, h in packed))
+        asked = {h.object_id for _, h in packed} - self._present
+        if asked:
+            self._present.update(self.store.objects_present(asked))
+            packed = [(pc, h) for pc, h in packed if h.object_id in self._present]
         self.hits += len(packed)
         self.used.extend(h.key for _, h in packed)
         return packed + chosen
@@ -1253,16 +1251,21 @@ class RunCache:
     def read_object(self, hit: CachedRegion) -> bytes | None:
         """The object of a hit, verified; a corrupt or missing one is
         dropped with its regions (counted), and the caller translates."""
-        data = self._read_ahead.pop(hit.object_id, None)
-        if data is None and self.enabled:
-            data = self.store.read_object(hit.object_id)
-        if data is None:
-            self.log(f"cache object {hit.object_id[:12]} corrupt or missing; retranslating")
+        return self.read_objects([hit]).get(hit.object_id)
+
+    def read_objects(self, hits: Iterable[CachedRegion]) -> dict[str, bytes]:
+        """The objects of several hits by id, verified, in one query per
+        500; each corrupt or missing one is dropped as ``read_object``
+        drops it."""
+        ids = {h.object_id for h in hits}
+        found = self.store.read_objects(ids) if self.enabled else {}
+        for object_id in sorted(ids - found.keys()):
+            self.log(f"cache object {object_id[:12]} corrupt or missing; retranslating")
             self._dropped += 1
-            self._forget_object(hit.object_id)
+            self._forget_object(object_id)
             if self.enabled:
-                self.store.drop_object(hit.object_id)
-        return data
+                self.store.drop_object(object_id)
+        return found
 
     def _forget_object(self, object_id: str) -> None:
         for cands in self._candidates.values():

@@ -30,6 +30,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from bttool.runtime.keptcode import KeptUnit
     from bttool.translator.translate import RegionInfo, Translation
 
+# objects of a warm set read and loaded together (Dispatcher._install_warm)
+_WARM_BATCH = 256
+
 
 @dataclass
 class Stats:
@@ -505,11 +508,13 @@ class Executor:
     def _install_warm(self, pc: int, read) -> None:
         """When the code of a unit first runs: install at once the regions
         the last run of this program used there (RunCache.warm_hits), each
-        checked as a lookup would, their objects read in one query and
-        loaded in one batch.  A dynamically linked program's start-up
+        checked as a lookup would.  A dynamically linked program's start-up
         takes some 550 regions from the cache; one exit, lookup and object
         read each made a warm run of one that returns 0 take 204 ms where
-        it now takes 178 (README.md, the warm set)."""
+        it now takes 178 (README.md, the warm set).  Their objects are
+        read (one query) and loaded (one batch) ``_WARM_BATCH`` at a time:
+        a warm CPython's 15,000 objects (65 MB), read and parsed at once,
+        raised its peak memory by more than their size."""
         u = self.units.find(pc)
         key = (u.image, u.base, u.start)
         if key in self._warmed:
@@ -519,16 +524,13 @@ class Executor:
         if kept is not None and kept.matches(u) and self.keep(kept, u, kept.usable(read), False):
             return
         hits = self.cache.warm_hits(u, read, self.known.__contains__, self.loaded_objects)
-        fresh = {h.object_id: h for _, h in hits if h.object_id not in self.loaded_objects}
-        datas = []
-        for object_id, hit in fresh.items():
-            data = self.cache.read_object(hit)
-            if data is not None:
-                datas.append(data)
-                self.loaded_objects.add(object_id)
-        t0 = time.perf_counter()
-        self.engine.load_objects(datas)
-        self.stats.cache_load_seconds += time.perf_counter() - t0
+        fresh = list({h.object_id: h for _, h in hits if h.object_id not in self.loaded_objects}.values())
+        for i in range(0, len(fresh), _WARM_BATCH):
+            found = self.cache.read_objects(fresh[i:i + _WARM_BATCH])
+            t0 = time.perf_counter()
+            self.engine.load_objects(list(found.values()))
+            self.stats.cache_load_seconds += time.perf_counter() - t0
+            self.loaded_objects.update(found)
         code: list[tuple[int, int]] = []
         for at, hit in hits:
             if hit.object_id in self.loaded_objects and self._load_hit(at, hit, watch=False):
