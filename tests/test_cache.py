@@ -175,6 +175,58 @@ def test_a_warm_run_takes_its_regions_from_the_warm_pack(programs, tmp_path):
     assert _pack_of(cache).stat().st_size > 0
 
 
+LOOP = r"""
+#include <stdio.h>
+#include <stdlib.h>
+static __attribute__((noinline)) long work(long n)
+{ long s = 0; for (long i = 0; i < n; i++) s += (i * 7) ^ (s >> 3); return s; }
+int main(int argc, char **argv) {
+    long calls = argc > 1 ? atol(argv[1]) : 5, s = 0;
+    for (long c = 0; c < calls; c++) s += work(10 + (c & 3));
+    printf("%ld\n", s);
+    return 0;
+}
+"""
+
+
+def test_a_better_tier_made_after_the_pack_was_written_replaces_the_packs_region(tmp_path):
+    """A pack is rewritten only when the warm set changes by more than a
+    sixteenth, so it can hold the tier-1 region of an entry whose tier-2
+    region a later run made.  Once both are in the warm set, the run
+    installs the tier-2 region at start: the pack's tier-1 region of that
+    entry is not used (its hits stay), where it used to run until it went
+    hot again and was promoted through a lookup, in every run."""
+    src, prog, cache = tmp_path / "loop.c", tmp_path / "loop", tmp_path / "c"
+    src.write_text(LOOP)
+    subprocess.run(["gcc", "-O2", "-static", "-o", str(prog), str(src)], check=True)
+    for _ in range(2):                  # few calls: tier 1 only, and the pack is written
+        stats_run(cache, prog, tmp_path)
+    _, s = stats_run(cache, prog, tmp_path, "300000")        # `work` is promoted: tier 2 made
+    assert s["regions_translated"] > 0, s
+    pack = _pack_of(cache).read_bytes()
+
+    def regions():
+        return json.loads(bttool("cache", "--cache-dir", cache, "ls", "--json").stdout)
+    for _ in range(2):                  # the tier-2 region joins the warm set (used in two runs)
+        stats_run(cache, prog, tmp_path, "300000")
+    assert _pack_of(cache).read_bytes() == pack             # not rewritten: a region's difference
+    by_entry: dict[int, list[dict]] = {}
+    for row in regions():
+        by_entry.setdefault(row["entry"], []).append(row)
+    both = {e: rows for e, rows in by_entry.items()
+            if {("|O2|" in r["target"]) for r in rows} == {True, False}}
+    assert both, "no entry with a tier-1 and a tier-2 region"
+    before = {r["key"]: r["hits"] for rows in both.values() for r in rows}
+    r, s = stats_run(cache, prog, tmp_path, "300000")
+    same(r, native(prog, "300000"))
+    assert s["regions_translated"] == 0, s
+    after = {r["key"]: r["hits"] for r in regions() if r["key"] in before}
+    for rows in both.values():
+        for row in rows:
+            grew = after[row["key"]] > before[row["key"]]
+            assert grew == ("|O2|" in row["target"]), (row["entry"], row["target"][-20:], before, after)
+
+
 def test_a_damaged_warm_pack_is_not_used(programs, tmp_path):
     """A pack that fails its checksum is ignored (`cache verify` names it):
     the run checks its regions one by one, and writes a good pack for the

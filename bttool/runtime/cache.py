@@ -1152,7 +1152,7 @@ class RunCache:
             return []
         base = unit.base
         packed = self._pack_hits(unit, read, skip)
-        taken = {pc for pc, _ in packed}
+        taken = {pc: h.rank for pc, h in packed}
         variants, _ = self.unit_variants(unit.pic)
         rank_of = {v: rank for rank, v in enumerate(variants)}
         best: dict[int, list[tuple]] = {}
@@ -1161,15 +1161,31 @@ class RunCache:
             mine = row[_IMAGE] == unit.image
             if rank is not None and (mine or not unit.pic) and isinstance(row[_ENTRY], int):
                 best.setdefault(row[_ENTRY], []).append(row + (mine, rank))
-        chosen = []
+        # A row of a better tier than the pack's region at its entry wins:
+        # the pack is rewritten only when it changes by more than a
+        # sixteenth, so it may still hold the tier-1 region of an entry
+        # whose tier-2 region a later run made; served from the pack, that
+        # entry ran tier-1 code until it went hot again and was promoted
+        # (through a lookup) in every run (CPython: 206 entries a run).
+        chosen, replaced = [], set()
         for entry, rows in best.items():
-            if skip(base + entry) or base + entry in taken:
+            pc = base + entry
+            if skip(pc):
                 continue
             for row in sorted(rows, key=lambda r: (r[_RANK], not r[_MINE])):
+                if pc in taken and row[_RANK] >= taken[pc]:
+                    break
                 hit = self._hit(row, unit, read)
                 if hit is not None:
-                    chosen.append((base + entry, hit))
+                    chosen.append((pc, hit))
+                    if pc in taken:
+                        replaced.add(pc)
                     break
+        if replaced:
+            for pc, h in packed:
+                if pc in replaced:
+                    self._checked.pop(h.key, None)
+            packed = [(pc, h) for pc, h in packed if pc not in replaced]
         # Only whether each packed region's object has a row is asked here
         # (the index answers without reading a blob); the objects are read
         # by ``read_objects`` in batches that the dispatcher loads one at a
