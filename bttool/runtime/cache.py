@@ -919,8 +919,7 @@ class RunCache:
         # single run): busybox's applets share one image, and installing
         # the previous applet's regions for the next one made four
         # alternating applets 8% slower.  Also: the keys of the
-        # regions this run made; objects read ahead by warm_hits, until the
-        # engine takes them.
+        # regions this run made.
         self.program = image_sha
         last, before = store.warm_sets(image_sha) if self.enabled else (frozenset(), frozenset())
         self._warm_last, self._warm_before = last, before
