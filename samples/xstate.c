@@ -9,6 +9,8 @@
  *   xstate        every case, printed (run with AVX state: XSAVE, OSXSAVE
  *                 and XCR0 x87|SSE|AVX; otherwise it says so and stops)
  *   xstate ud     one xsave without looking at CPUID first
+ *   xstate compact  xsaveopt, and xsavec with the compacted form of xrstor
+ *                 (each only where CPUID.(0DH,1).EAX reports it)
  *
  * What a CPU may do differently is left out: MXCSR_MASK's bit 17 (AMD
  * has it), XSTATE_BV of a component whose values are its initial ones but
@@ -72,6 +74,22 @@ static void load_and_save(const void *load, uint64_t lmask, void *dst, uint64_t 
                      : "r"(load), "r"(dst), "r"((uint32_t)smask), "r"((uint32_t)(smask >> 32))
                      : "memory");
 }
+
+/* the same pair with xsaveopt or xsavec as the save */
+#define LOAD_AND(name, insn)                                                              \
+    static void load_and_##name(const void *load, uint64_t lmask, void *dst, uint64_t smask) \
+    {                                                                                     \
+        uint32_t lo = (uint32_t)lmask, hi = (uint32_t)(lmask >> 32);                      \
+        __asm__ volatile("xrstor64 (%2)\n\t"                                              \
+                         "mov %4, %%eax\n\t"                                              \
+                         "mov %5, %%edx\n\t" insn " (%3)"                                 \
+                         : "+a"(lo), "+d"(hi)                                             \
+                         : "r"(load), "r"(dst), "r"((uint32_t)smask),                      \
+                           "r"((uint32_t)(smask >> 32))                                   \
+                         : "memory");                                                     \
+    }
+LOAD_AND(saveopt, "xsaveopt64")
+LOAD_AND(savec, "xsavec64")
 
 /* the area as hex lines of 32 bytes; lines still all FILL are left out.
  * MXCSR_MASK bit 17 (AMD's MM) is masked. */
@@ -159,7 +177,10 @@ static void fault_case(const char *title, int save, void *area, uint64_t mask)
     caught_sig = caught_code = 0;
     caught_trapno = caught_err = 0;
     if (!sigsetjmp(env, 1)) {
-        if (save)
+        if (save == 2)
+            __asm__ volatile("xsavec64 (%0)" : : "r"(area), "a"((uint32_t)mask),
+                             "d"((uint32_t)(mask >> 32)) : "memory");
+        else if (save)
             xsave(area, mask);
         else
             xrstor(area, mask);
@@ -225,6 +246,117 @@ static void instructions(void)
     fault_case("xrstor mxcsr bit 16", 0, bad, 7);
     fault_case("xrstor mxcsr bit 16, rfbm 4", 0, bad, 4);
     fault_case("xrstor mxcsr bit 16, rfbm 1 (not loaded)", 0, bad, 1);
+    sa.sa_handler = SIG_DFL;
+    sa.sa_flags = 0;
+    sigaction(SIGSEGV, &sa, NULL);
+}
+
+/* -- xsaveopt, xsavec and the compacted form of xrstor ------------------------ */
+
+static void saveopt_case(const char *title, const uint8_t *load, uint64_t mask)
+{
+    memset(out, FILL, AREA + 64);
+    load_and_saveopt(load, 7, out, mask);
+    dump(title, out, AREA + 64);
+}
+
+static void savec_case(const char *title, const uint8_t *load, uint64_t mask)
+{
+    memset(out, FILL, AREA + 64);
+    load_and_savec(load, 7, out, mask);
+    dump(title, out, AREA + 64);
+}
+
+/* xrstor of ``src`` (compacted when xsavec wrote it) with ``mask`` over
+ * the state of ``start``, then the standard xsave of everything */
+static void compact_restore_case(const char *title, const uint8_t *src, uint64_t mask,
+                                 const uint8_t *start)
+{
+    memset(out, FILL, AREA);
+    xrstor(start, 7);
+    load_and_save(src, mask, out, 7);
+    dump(title, out, AREA);
+}
+
+static void compacted(void)
+{
+    unsigned a, b, c, d;
+    __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0xd), "c"(1));
+    printf("compacted size for XCR0 at least x87|SSE|AVX's 832 bytes: %s\n", b >= AREA ? "yes" : "no");
+    static uint8_t mx[1024] __attribute__((aligned(64)));     /* all init but MXCSR */
+    memcpy(mx, init_img, sizeof mx);
+    put32(mx, 24, 0x3F80);
+    if (a & 1) {
+        saveopt_case("xsaveopt rfbm 7", img, 7);
+        saveopt_case("xsaveopt rfbm 3", img, 3);
+        saveopt_case("xsaveopt rfbm 4 (AVX, with MXCSR)", img, 4);
+        saveopt_case("xsaveopt rfbm 2", img, 2);
+    }
+    if (!(a & 2))
+        return;
+    savec_case("xsavec rfbm 7", img, 7);
+    savec_case("xsavec rfbm 3 (x87, SSE)", img, 3);
+    savec_case("xsavec rfbm 5 (x87, AVX)", img, 5);
+    savec_case("xsavec rfbm 4 (AVX, no MXCSR)", img, 4);
+    savec_case("xsavec rfbm 2 (SSE)", img, 2);
+    savec_case("xsavec rfbm 1 (x87)", img, 1);
+    savec_case("xsavec rfbm 0 (the header only)", img, 0);
+    savec_case("xsavec rfbm 7, every component init", init_img, 7);
+    savec_case("xsavec rfbm 7, init but MXCSR", mx, 7);
+    savec_case("xsavec rfbm 4, init but MXCSR", mx, 4);
+
+    static uint8_t packed[1024] __attribute__((aligned(64)));
+    const uint64_t masks[] = {7, 3, 5, 4, 2, 1, 0};
+    for (int i = 0; i < 7; i++) {
+        char title[80];
+        memset(packed, 0, sizeof packed);
+        load_and_savec(img, 7, packed, masks[i]);
+        snprintf(title, sizeof title, "xrstor of xsavec rfbm %llu, over the init state",
+                 (unsigned long long)masks[i]);
+        compact_restore_case(title, packed, 7, init_img);
+        snprintf(title, sizeof title, "xrstor rfbm 2 of xsavec rfbm %llu, over img",
+                 (unsigned long long)masks[i]);
+        compact_restore_case(title, packed, 2, img);
+    }
+    memset(packed, 0, sizeof packed);
+    load_and_savec(img, 7, packed, 7);
+    put_bv(packed, 5);              /* SSE init: MXCSR 1F80 too */
+    compact_restore_case("xrstor compacted xstate_bv 5 (SSE and MXCSR init)", packed, 7, img);
+    put32(packed, 24, 0x5F80);
+    put_bv(packed, 3);
+    compact_restore_case("xrstor compacted xstate_bv 3 rfbm 4 (MXCSR not loaded)", packed, 4, img);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGSEGV, &sa, NULL);
+    static uint8_t bad[2048] __attribute__((aligned(64)));
+    fault_case("xsavec at 16 mod 64", 2, out + 16, 7);
+    load_and_savec(img, 7, packed, 7);
+    memcpy(bad, packed, AREA);
+    put64(bad, HDR + 8, 0x8000000000000000ull | 7 | 1ull << 9);
+    fault_case("xrstor compacted, xcomp_bv bit 9", 0, bad, 7);
+    memcpy(bad, packed, AREA);
+    put64(bad, HDR + 8, 0x8000000000000000ull | 3);
+    fault_case("xrstor compacted, xstate_bv 7 xcomp_bv 3", 0, bad, 7);
+    memcpy(bad, packed, AREA);
+    put64(bad, HDR + 8, 0x8000000000000000ull | 3);
+    fault_case("xrstor compacted, xstate_bv 7 xcomp_bv 3, rfbm 1", 0, bad, 1);
+    memcpy(bad, packed, AREA);
+    bad[HDR + 40] = 1;
+    fault_case("xrstor compacted, header byte 40", 0, bad, 7);
+    memcpy(bad, packed, AREA);
+    bad[HDR + 63] = 0x80;
+    fault_case("xrstor compacted, header byte 63", 0, bad, 7);
+    memcpy(bad, packed, AREA);
+    put32(bad, 24, 0x11F80);
+    fault_case("xrstor compacted, mxcsr bit 16", 0, bad, 7);
+    fault_case("xrstor compacted, mxcsr bit 16, rfbm 4 (not loaded)", 0, bad, 4);
+    memcpy(bad, packed, AREA);
+    put32(bad, 24, 0x11F80);
+    put_bv(bad, 5);
+    fault_case("xrstor compacted, mxcsr bit 16, xstate_bv 5 (not loaded)", 0, bad, 7);
     sa.sa_handler = SIG_DFL;
     sa.sa_flags = 0;
     sigaction(SIGSEGV, &sa, NULL);
@@ -385,6 +517,10 @@ int main(int argc, char **argv)
         return 0;
     }
     make_images();
+    if (argc > 1 && !strcmp(argv[1], "compact")) {
+        compacted();
+        return 0;
+    }
     instructions();
     /* Linux's AT_MINSIGSTKSZ (init_sigframe_size): a frame overhead of
        about 940 bytes plus the XSAVE area CPUID leaf 0xD reports for XCR0,

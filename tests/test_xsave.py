@@ -15,11 +15,15 @@ runtime/guestsignals.py).
 * Under x86-64-v2 the sample's xsave is SIGILL; dynamically linked Debian
   programs, whose lazy binding goes through ld.so's
   _dl_runtime_resolve_xsave on v3, run as natively.
+* ``xstate compact`` (xsaveopt, xsavec and the compacted form of xrstor,
+  with their faults) runs natively and under ``--cpu x86-64-v3+xsavec``
+  and must print the same bytes (on a host with XSAVEOPT and XSAVEC).
 * Without the host: translated snippets (runtime/snippet.py) for what the
-  host cannot be compared on (the model's #UD for XSAVEOPT/XSAVEC/XSAVES,
-  the compacted format the host supports and the model does not, XSTATE_BV
-  bits the host's XCR0 may have), round trips in every code tier, and the
-  frame rules of fpstate.py directly.
+  host cannot be compared on (the model's #UD for XSAVEC/XSAVES, the
+  compacted format the host supports and the default model does not,
+  XSTATE_BV bits the host's XCR0 may have), xsavec's results recorded
+  here, round trips in every code tier, and the frame rules of fpstate.py
+  directly.
 """
 from __future__ import annotations
 
@@ -63,6 +67,20 @@ def _host_has_avx_state() -> bool:
 needs_host_avx = pytest.mark.skipif(not _host_has_avx_state(), reason="the host has no XSAVE/AVX")
 
 
+def _host_has_compaction() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), [])
+    except OSError:
+        return False
+    return {"xsave", "avx", "xsaveopt", "xsavec"} <= set(flags)
+
+
+needs_host_xsavec = pytest.mark.skipif(not _host_has_compaction(),
+                                       reason="the host has no XSAVEOPT/XSAVEC")
+V3_XSAVEC = ["--cpu", cpumodel.V3 + "+xsavec"]
+
+
 # ---------------------------------------------------------------------------
 # the sample, natively and translated
 
@@ -81,6 +99,20 @@ def test_xstate_sample_matches_native(samples_dir, bttool_cache, tmp_path):
     segv = b"SIGSEGV after rt_sigreturn: code 0x80; the registers are the frame's: yes"
     assert out.count(segv) == 2
     assert b"AT_MINSIGSTKSZ is the frame overhead plus the XSAVE size: yes" in out
+
+
+@needs_host_xsavec
+def test_xstate_compact_matches_native(samples_dir, bttool_cache, tmp_path):
+    """xsaveopt, xsavec (every RFBM, the init optimisation, MXCSR saving
+    SSE) and xrstor of compacted areas (loaded and initialised components,
+    MXCSR by SSE's bits only, the #GP cases) give the host's bytes."""
+    env = programs.guest_env(NO_AVX_LIBC)
+    native, _ = programs.compare_run([str(samples_dir / "xstate"), "compact"], bttool_cache,
+                                     cwd=tmp_path, env=env, options=V3_XSAVEC)
+    out = native.stdout
+    assert out.count(b"\nxsaveopt rfbm") == 4 and out.count(b"\nxsavec rfbm") == 10, out[-500:]
+    assert out.count(b": signal 11 code 0x80 trapno 13 err 0, state unchanged") == 7
+    assert b"xsavec rfbm 7, init but MXCSR\n" in out
 
 
 def test_xsave_is_sigill_on_v2(samples_dir, bttool_cache, tmp_path):
@@ -119,6 +151,18 @@ def test_dynamic_programs_on_v3(bttool_cache, tmp_path, argv):
     argv = [a.replace("{tree}", str(tree)) for a in argv]
     programs.compare_run(argv, bttool_cache, cwd=tmp_path, env=programs.guest_env(NO_AVX_LIBC),
                          options=V3)
+
+
+@needs_host_xsavec
+def test_dynamic_program_with_xsavec(bttool_cache, tmp_path):
+    """With XSAVEC reported, ld.so binds lazily through
+    _dl_runtime_resolve_xsavec: xsavec and a compacted xrstor around every
+    first call of a library function."""
+    argv = ["/usr/bin/printf", "%.3f %s %d\\n", "2.5", "x", "42"]
+    if not os.path.exists(argv[0]):
+        pytest.skip("not installed")
+    programs.compare_run(argv, bttool_cache, cwd=tmp_path, env=programs.guest_env(NO_AVX_LIBC),
+                         options=V3_XSAVEC)
 
 
 # ---------------------------------------------------------------------------
@@ -275,8 +319,8 @@ def test_xrstor_initialises_components(model, bv, rfbm):
     ("mov byte ptr [rdi+26], 1; xrstor64 [rdi]", st.FAULT_GP),            # MXCSR bit 16
     ("mov byte ptr [rdi+26], 1; mov eax, 4; xrstor64 [rdi]", st.FAULT_GP),
     ("mov byte ptr [rdi+26], 1; mov eax, 1; xrstor64 [rdi]", 0),
-    ("xsaveopt [rdi]", st.FAULT_UD),
-    ("xsaveopt64 [rdi]", st.FAULT_UD),
+    ("xsaveopt [rdi]", 0),                                                # as Haswell
+    ("xsaveopt64 [rdi+8]", st.FAULT_GP),
     ("xsavec [rdi]", st.FAULT_UD),
     ("xsavec64 [rdi]", st.FAULT_UD),
     ("xsaves [rdi]", st.FAULT_UD),
@@ -284,7 +328,8 @@ def test_xrstor_initialises_components(model, bv, rfbm):
 ])
 def test_faults_on_v3(model, case, expect):
     """#GP leaves the state as it was; the instructions the model does not
-    report are #UD (no untranslatable instruction)."""
+    report are #UD (no untranslatable instruction); a compacted area is
+    #GP without XSAVEC."""
     model(cpumodel.V3)
     img = _image(seed=3)
     r = _run(case, bytes(img), ymm=[(1 << 255) | 5] * 16)
@@ -299,6 +344,101 @@ def test_xsave_family_is_ud_on_v2(model, case):
     model(cpumodel.V2)
     r = _run(case)
     assert (r.fault, r.untranslatable) == (st.FAULT_UD, [])
+
+
+# ---------------------------------------------------------------------------
+# xsavec and the compacted form of xrstor (x86-64-v3+xsavec), recorded
+
+COMPACTED = 1 << 63
+
+
+@pytest.mark.parametrize("tier", ["tier1", "tier2", "precise"])
+@pytest.mark.parametrize("rfbm", [7, 5, 3, 1, 0])
+def test_xsavec_then_compacted_xrstor(model, tier, rfbm):
+    """xsavec of a state with every component in use: the RFBM components
+    at their standard offsets (AVX at 576 even without SSE), XSTATE_BV =
+    RFBM, XCOMP_BV = RFBM | 1 << 63, the header's bytes 16-63 and the
+    legacy region's 416-511 untouched (the area is filled with 0xA5 but for
+    those header bytes, which xrstor wants 0); xrstor of that area over the
+    init state loads the saved components and initialises the others
+    (SSE's MXCSR to 0x1F80)."""
+    model(cpumodel.V3 + "+xsavec")
+    kw = {"tier1": {}, "tier2": {"hot_counters": False}, "precise": {"precise_faults": True}}[tier]
+    img = _image(seed=20 + rfbm)
+    init = _image(x87=False, sse=False, avx=False, bv=0, mxcsr=0x1F80)
+    area = bytearray(b"\xA5" * 1024)
+    area[528:576] = bytes(48)
+    data = bytes(img).ljust(1024, b"\0") + bytes(area) + bytes(init).ljust(1024, b"\0")
+    r = _run(f"xrstor64 [rdi]; lea rsi, [rdi+1024]; mov eax, {rfbm}; xsavec64 [rsi];"
+             f" lea rsi, [rdi+2048]; mov eax, 7; xrstor64 [rsi]; lea rsi, [rdi+1024];"
+             f" xrstor64 [rsi]", data, **kw)
+    assert (r.fault, r.untranslatable) == (0, [])
+    out = r.data[1024:2048]
+    fill = b"\xA5"
+    assert out[0:24] == (bytes(img[0:24]) if rfbm & 1 else fill * 24)
+    mxcsr = bytes(img[24:28]) + struct.pack("<I", st.MXCSR_MASK)
+    assert out[24:32] == (mxcsr if rfbm & 2 else fill * 8)
+    assert out[32:160] == (bytes(img[32:160]) if rfbm & 1 else fill * 128)
+    assert out[160:416] == (bytes(img[160:416]) if rfbm & 2 else fill * 256)
+    assert out[416:512] == fill * 96
+    assert struct.unpack_from("<QQ", out, 512) == (rfbm, rfbm | COMPACTED)
+    assert out[528:576] == bytes(48)
+    assert out[576:832] == (bytes(img[576:832]) if rfbm & 4 else fill * 256)
+    assert out[832:] == fill * 192
+    assert _xmm(r) == (bytes(img[160:416]) if rfbm & 2 else bytes(256))
+    assert _ymmh(r) == (bytes(img[576:832]) if rfbm & 4 else bytes(256))
+    assert r.mxcsr == (0x3F80 if rfbm & 2 else 0x1F80)
+
+
+@pytest.mark.parametrize("mxcsr,rfbm,bv", [(0x1F80, 7, 0), (0x3F80, 7, 2), (0x3F80, 4, 0),
+                                           (0x3F80, 1, 0)])
+def test_xsavec_init_optimisation(model, mxcsr, rfbm, bv):
+    """Components in their initial configuration are not written (their
+    XSTATE_BV bit is 0), except SSE when MXCSR is not 0x1F80 and RFBM
+    names SSE: then MXCSR, MXCSR_MASK and the zero xmm registers are."""
+    model(cpumodel.V3 + "+xsavec")
+    init = _image(x87=False, sse=False, avx=False, bv=0, mxcsr=mxcsr)
+    data = bytes(init).ljust(1024, b"\0") + b"\xA5" * 1024
+    r = _run(f"xrstor64 [rdi]; lea rsi, [rdi+1024]; mov eax, {rfbm}; xsavec64 [rsi]", data)
+    assert r.fault == 0
+    out = r.data[1024:2048]
+    assert struct.unpack_from("<QQ", out, 512) == (bv, rfbm | COMPACTED)
+    sse = struct.pack("<II", mxcsr, st.MXCSR_MASK)
+    assert out[24:32] == (sse if bv & 2 else b"\xA5" * 8)
+    assert out[160:416] == (bytes(256) if bv & 2 else b"\xA5" * 256)
+    assert out[0:24] + out[32:160] + out[576:832] == b"\xA5" * (24 + 128 + 256)
+
+
+@pytest.mark.parametrize("case,expect", [
+    ("xsavec64 [rdi+16]", st.FAULT_GP),
+    ("mov byte ptr [rdi+521], 2; xrstor64 [rdi]", st.FAULT_GP),      # XCOMP_BV bit 9: not in XCR0
+    ("mov byte ptr [rdi+520], 0x83; xrstor64 [rdi]", st.FAULT_GP),   # XSTATE_BV 7, XCOMP_BV 3
+    ("mov byte ptr [rdi+520], 0x83; mov eax, 1; xrstor64 [rdi]", st.FAULT_GP),
+    ("mov byte ptr [rdi+552], 1; xrstor64 [rdi]", st.FAULT_GP),      # header byte 40
+    ("mov byte ptr [rdi+575], 0x80; xrstor64 [rdi]", st.FAULT_GP),   # header byte 63
+    ("mov byte ptr [rdi+26], 1; xrstor64 [rdi]", st.FAULT_GP),       # MXCSR bit 16
+    ("mov byte ptr [rdi+26], 1; mov eax, 4; xrstor64 [rdi]", 0),     # not loaded: RFBM has no SSE
+    ("mov byte ptr [rdi+26], 1; mov byte ptr [rdi+512], 5; xrstor64 [rdi]", 0),  # SSE init
+    ("xsaveopt64 [rdi]", 0),
+    ("xsaves64 [rdi]", st.FAULT_UD),
+])
+def test_compacted_faults(model, case, expect):
+    """The compacted form's #GP cases leave the state as it was."""
+    model(cpumodel.V3 + "+xsavec")
+    img = _image(seed=4)
+    struct.pack_into("<Q", img, 520, 7 | COMPACTED)
+    r = _run(case, bytes(img), ymm=[(1 << 255) | 5] * 16)
+    assert (r.fault, r.untranslatable) == (expect, [])
+    if expect:
+        assert r.ymmh == [1 << 127] * 16 and r.xmm == [5] * 16 and r.mxcsr == 0x1F80
+
+
+@pytest.mark.parametrize("name,sub1", [(cpumodel.V3, (1, 0, 0, 0)),
+                                       (cpumodel.V3 + "+xsavec", (3, 832, 0, 0))])
+def test_cpuid_reports_xsaveopt_and_xsavec(model, name, sub1):
+    model(name)
+    assert cpuid.cpuid(0xD, 1) == sub1
+    assert cpuid.cpuid(0xD, 2) == (256, 576, 0, 0)
 
 
 # ---------------------------------------------------------------------------

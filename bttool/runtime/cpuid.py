@@ -16,7 +16,10 @@ A fixed, documented CPU so a guest behaves the same on every host:
   MOVBE, XSAVE, OSXSAVE, AVX, F16C (leaf 1 ECX), BMI1, AVX2, BMI2, ERMS
   (leaf 7 EBX) and LZCNT (leaf 0x80000001 ECX); XCR0 enables x87, SSE and AVX
   state, and leaf 0xD describes the standard XSAVE layout of those three
-  (832 bytes, the AVX component at 576); no XSAVEOPT/XSAVEC/XSAVES;
+  (832 bytes, the AVX component at 576); XSAVEOPT (leaf 0xD sub-leaf 1
+  EAX bit 0), as Haswell, but not XSAVEC (bit 1: ``x86-64-v3+xsavec``,
+  whose compacted layout of those components is the same 832 bytes) nor
+  XSAVES;
 * deterministic cache parameters (leaf 4): L1d 32 KiB, L1i 32 KiB,
   L2 1 MiB, L3 8 MiB, 64-byte lines; one core, one thread;
 * brand string "bttool virtual x86-64-v2 CPU" (or -v3);
@@ -102,7 +105,11 @@ def cpuid(leaf: int, sub: int) -> tuple[int, int, int, int]:
         if sub == 0:        # supported XCR0 bits; size for XCR0 now, largest size
             size = cpumodel.xsave_size(_model.xcr0)
             return _model.xcr0, size, size, 0
-        if sub == 2:        # the AVX component: size, offset
+        if sub == 1:        # XSAVEOPT (bit 0), XSAVEC (bit 1); the compacted size
+            compact = _model.has("xsavec")
+            return (int(_model.has("xsaveopt")) | compact << 1,
+                    cpumodel.xsave_size(_model.xcr0) if compact else 0, 0, 0)
+        if sub == 2:        # the AVX component: size, offset (compacted: the same, unaligned)
             return cpumodel.XSAVE_AVX_SIZE, cpumodel.XSAVE_AVX_OFFSET, 0, 0
         return 0, 0, 0, 0
     if leaf in (3, 5, 6):

@@ -11,9 +11,11 @@ of every cache key (LiftOptions.cpu).
   PCLMULQDQ, SHA, RDRAND and RDSEED.  No XSAVE, so no AVX.
 * ``x86-64-v3`` (the default): v2 plus XSAVE/OSXSAVE with XCR0 = x87|SSE|AVX, AVX,
   AVX2, FMA, F16C, BMI1, BMI2, LZCNT and MOVBE (the psABI's level 3), and
-  ERMS, as the Haswell it reports itself as.
+  ERMS and XSAVEOPT, as the Haswell it reports itself as.
 * either with ``OPTIONAL`` features added: ``x86-64-v3+adx`` (ADX is in
-  no psABI level; Haswell, which v3 reports itself as, lacks it).
+  no psABI level; Haswell, which v3 reports itself as, lacks it),
+  ``x86-64-v3+xsavec`` (the compacted XSAVE format, from Skylake on: glibc's
+  ld.so then saves the state around lazy binding with xsavec).
 """
 from __future__ import annotations
 
@@ -49,12 +51,13 @@ _V2 = frozenset({"sse", "sse2", "sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "
 # erms (Haswell has it): glibc then copies and fills large blocks with rep
 # movsb/stosb, which bttool translates a chunk at a time (semantics/string.py)
 _V3 = _V2 | {"xsave", "osxsave", "avx", "avx2", "fma", "f16c", "bmi1", "bmi2", "lzcnt", "movbe",
-             "erms"}
+             "erms", "xsaveopt"}
 
 
 # Features bttool translates that neither model has.  A model name may add
-# them, as QEMU's "-cpu Haswell,+adx" does: "x86-64-v3+adx".
-OPTIONAL = frozenset({"adx"})
+# them, as QEMU's "-cpu Haswell,+adx" does: "x86-64-v3+adx".  (xsavec needs
+# xsave, which only v3 has; on v2 it stays #UD like the rest of the family.)
+OPTIONAL = frozenset({"adx", "xsavec"})
 
 
 @dataclass(frozen=True)

@@ -21,18 +21,30 @@ RFBM = EDX:EAX & XCR0 (XCR0 has no bit in EDX).
   (MXCSR does not count); AVX unless every ymmh is 0.  (Intel CPUs track
   XINUSE by use instead; both are what the SDM allows: XSTATE_BV[i] = 0
   only for a component in its initial configuration.)
-* xrstor: #GP when XCOMP_BV or the header's bytes 16-23 are not 0 (the
-  compacted format needs XSAVEC, which the model lacks), when XSTATE_BV
-  has a bit outside XCR0, or when MXCSR (loaded if RFBM bit 1 or 2 is set,
-  whatever XSTATE_BV says) has a reserved bit; then each RFBM component is
-  loaded when its XSTATE_BV bit is set and initialised when not (x87: FCW
-  0x37F, FSW 0, TOP 0, all empty, R0-R7 zero; SSE: xmm 0; AVX: ymmh 0).
+* xrstor, standard form (XCOMP_BV bit 63 clear): #GP when XCOMP_BV or the
+  header's bytes 16-23 are not 0, when XSTATE_BV has a bit outside XCR0,
+  or when MXCSR (loaded if RFBM bit 1 or 2 is set, whatever XSTATE_BV
+  says) has a reserved bit; then each RFBM component is loaded when its
+  XSTATE_BV bit is set and initialised when not (x87: FCW 0x37F, FSW 0,
+  TOP 0, all empty, R0-R7 zero; SSE: xmm 0; AVX: ymmh 0).
+* xrstor, compacted form (XCOMP_BV bit 63 set; only on a model with
+  XSAVEC, else #GP as above): #GP when XCOMP_BV names a component outside
+  XCR0, when XSTATE_BV has a bit XCOMP_BV lacks, when any of the header's
+  bytes 16-63 is not 0, or when MXCSR is loaded (RFBM bit 1 and XSTATE_BV
+  bit 1 both set; RFBM bit 2 does not count) with a reserved bit; an SSE
+  component initialised sets MXCSR to 0x1F80 too.  With components up to
+  AVX, the compacted layout puts AVX where the standard one does (576).
 * xsaveopt: as xsave (XSAVEOPT may skip components, never must), #UD
-  unless the model has "xsaveopt" (neither model has: CPUID.(0DH,1).EAX
-  reports none of XSAVEOPT/XSAVEC/XSAVES).
-* xsavec, xsaves, xrstors: #UD, as on both models, which report none of
-  them; a model that had them would find them untranslatable (the
-  compacted format is not implemented; xsaves/xrstors are privileged).
+  unless the model has "xsaveopt" (x86-64-v3 has, as Haswell).
+* xsavec (a model with "xsavec": ``x86-64-v3+xsavec``): the compacted
+  format with the init optimisation, as the SDM's pseudocode has it: the
+  components saved are RFBM & XINUSE, plus SSE when RFBM bit 1 is set and
+  MXCSR is not 0x1F80 (MXCSR and MXCSR_MASK are saved with SSE, and only
+  with it); XSTATE_BV = those components, XCOMP_BV = RFBM | 1 << 63; the
+  header's bytes 16-63 and the legacy region's bytes 416-511 are not
+  written.
+* xsaves, xrstors: #UD, as on both models, which report neither (they are
+  privileged: the kernel's, not a user program's).
 """
 from __future__ import annotations
 
@@ -151,12 +163,30 @@ def _init_x87(ctx: Insn, x: X87) -> None:
         set_raw_phys(x, j, ir.Constant(ir.IntType(80), 0))
 
 
+COMPACTED = 1 << 63         # XCOMP_BV bit 63: the area is in the compacted format
+MXCSR_INIT = 0x1F80
+
+
 def _restore(ctx: Insn) -> None:
     b = ctx.b
     base = _area(ctx)
     rfbm = _rfbm(ctx)
     bv = ctx.load(_addr(ctx, base, HEADER), 64)
     comp = ctx.load(_addr(ctx, base, HEADER + 8), 64)
+    if not ctx.model.has("xsavec"):
+        _restore_standard(ctx, base, rfbm, bv, comp)
+        return
+    compacted = _has(ctx, comp, COMPACTED)
+    with b.if_else(compacted) as (then, otherwise):
+        with then:
+            _restore_compacted(ctx, base, rfbm, bv, comp)
+        with otherwise:
+            _restore_standard(ctx, base, rfbm, bv, comp)
+
+
+def _restore_standard(ctx: Insn, base: ir.Value, rfbm: ir.Value, bv: ir.Value,
+                      comp: ir.Value) -> None:
+    b = ctx.b
     reserved = ctx.load(_addr(ctx, base, HEADER + 16), 64)
     bad = b.or_(b.icmp_unsigned("!=", b.or_(comp, reserved), const(64, 0)),
                 _has(ctx, bv, ~xcr0(ctx)))
@@ -164,6 +194,36 @@ def _restore(ctx: Insn) -> None:
         ctx.leave(ctx.pc, EXIT_FAULT, FAULT_GP)
     # MXCSR first: it may #GP, and then nothing may have changed
     _when(ctx, _has(ctx, rfbm, SSE_BIT | AVX_BIT), lambda: load_mxcsr_part(ctx, base))
+    _load_components(ctx, base, rfbm, bv)
+
+
+def _restore_compacted(ctx: Insn, base: ir.Value, rfbm: ir.Value, bv: ir.Value,
+                       comp: ir.Value) -> None:
+    b = ctx.b
+    reserved = [ctx.load(_addr(ctx, base, HEADER + off), 64) for off in range(16, 64, 8)]
+    bad = b.or_(_has(ctx, comp, ~(xcr0(ctx) | COMPACTED)),
+                b.or_(_has_outside(ctx, bv, comp),
+                      b.xor(_all_zero(ctx, reserved), ir.Constant(ir.IntType(1), 1))))
+    with b.if_then(bad, likely=False):
+        ctx.leave(ctx.pc, EXIT_FAULT, FAULT_GP)
+    sse_load = _has(ctx, b.and_(rfbm, bv), SSE_BIT)
+    sse_init = _has(ctx, b.and_(rfbm, b.xor(bv, const(64, -1))), SSE_BIT)
+    # MXCSR first, as in the standard form; only SSE's own bits decide
+    _when(ctx, sse_load, lambda: load_mxcsr_part(ctx, base))
+    _when(ctx, sse_init, lambda: ctx.em.set("mxcsr", const(32, MXCSR_INIT)))
+    _load_components(ctx, base, rfbm, bv)
+
+
+def _has_outside(ctx: Insn, bits: ir.Value, allowed: ir.Value) -> ir.Value:
+    """``bits`` has a bit that ``allowed`` lacks (i1)."""
+    b = ctx.b
+    return b.icmp_unsigned("!=", b.and_(bits, b.xor(allowed, const(64, -1))), const(64, 0))
+
+
+def _load_components(ctx: Insn, base: ir.Value, rfbm: ir.Value, bv: ir.Value) -> None:
+    """Each RFBM component loaded from the area where XSTATE_BV has it, set
+    to its initial configuration where not (AVX at 576 in both formats)."""
+    b = ctx.b
     load = b.and_(rfbm, bv)
     init = b.and_(rfbm, b.xor(bv, const(64, -1)))
     x = X87(ctx)
@@ -207,15 +267,39 @@ def xrstor(ctx: Insn) -> None:
         _restore(ctx)
 
 
-# instructions of features neither model has, and which are not implemented
-_NOT_IMPLEMENTED = {"xsavec": "xsavec", "xsavec64": "xsavec", "xsaves": "xsaves",
-                    "xsaves64": "xsaves", "xrstors": "xsaves", "xrstors64": "xsaves"}
+def _save_compacted(ctx: Insn) -> None:
+    b = ctx.b
+    base = _area(ctx)
+    rfbm = _rfbm(ctx)
+    mxcsr_set = b.icmp_unsigned("!=", ctx.em.get("mxcsr"), const(32, MXCSR_INIT))
+    saved = b.and_(rfbm, b.or_(xinuse(ctx), b.select(mxcsr_set, const(64, SSE_BIT), const(64, 0))))
+    x = X87(ctx)
+    _when(ctx, _has(ctx, saved, X87_BIT), lambda: store_x87_part(ctx, x, base))
+
+    def sse() -> None:
+        store_mxcsr_part(ctx, base)
+        store_xmm_part(ctx, base)
+    _when(ctx, _has(ctx, saved, SSE_BIT), sse)
+    if xcr0(ctx) & AVX_BIT:
+        def avx() -> None:
+            for i in range(xmm_count(ctx)):
+                ctx.store(_addr(ctx, base, AVX_OFFSET + 16 * i), ctx.em.get(f"ymmh{i}"))
+        _when(ctx, _has(ctx, saved, AVX_BIT), avx)
+    ctx.store(_addr(ctx, base, HEADER), saved)
+    ctx.store(_addr(ctx, base, HEADER + 8), b.or_(rfbm, const(64, COMPACTED)))
 
 
-@semantic(*_NOT_IMPLEMENTED)
-def compacted(ctx: Insn) -> None:
-    if _gated(ctx, "xsave") and _gated(ctx, _NOT_IMPLEMENTED[ctx.mnemonic]):
-        raise UnsupportedOperand(f"{ctx.mnemonic}: the compacted XSAVE format")
+@semantic("xsavec", "xsavec64")
+def xsavec(ctx: Insn) -> None:
+    if _gated(ctx, "xsave") and _gated(ctx, "xsavec"):
+        _save_compacted(ctx)
+
+
+# privileged instructions of a feature neither model has
+@semantic("xsaves", "xsaves64", "xrstors", "xrstors64")
+def supervisor(ctx: Insn) -> None:
+    if _gated(ctx, "xsave") and _gated(ctx, "xsaves"):
+        raise UnsupportedOperand(f"{ctx.mnemonic}: supervisor state")
 
 
 __all__ = ["xcr0", "xinuse", "HEADER", "AVX_OFFSET"]
