@@ -1,4 +1,4 @@
-"""XSAVE family: xsave, xrstor (and their REX.W forms), xsaveopt.
+"""XSAVE family: xsave, xrstor (and their REX.W forms), xsaveopt, xsavec.
 
 The XSAVE area in its standard (non-compacted) format (Intel SDM vol. 1,
 ch. 13): the legacy region (bytes 0-511, the fxsave image: x87 state, MXCSR
@@ -203,7 +203,7 @@ def _restore_compacted(ctx: Insn, base: ir.Value, rfbm: ir.Value, bv: ir.Value,
     reserved = [ctx.load(_addr(ctx, base, HEADER + off), 64) for off in range(16, 64, 8)]
     bad = b.or_(_has(ctx, comp, ~(xcr0(ctx) | COMPACTED)),
                 b.or_(_has_outside(ctx, bv, comp),
-                      b.xor(_all_zero(ctx, reserved), ir.Constant(ir.IntType(1), 1))))
+                      b.not_(_all_zero(ctx, reserved))))
     with b.if_then(bad, likely=False):
         ctx.leave(ctx.pc, EXIT_FAULT, FAULT_GP)
     sse_load = _has(ctx, b.and_(rfbm, bv), SSE_BIT)
