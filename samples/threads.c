@@ -168,9 +168,11 @@ static int exitgroup(void) {
     return 1;
 }
 
-static atomic_int first_done;
+static atomic_int first_done, main_printed;
 
 static void *last_worker(void *arg) {
+    while (!atomic_load(&main_printed))    /* (not a sleep: a slow main, such */
+        usleep(1000);                      /* as one translating, printed later) */
     usleep(50000);
     if (arg)                        /* the second prints after the first */
         while (!atomic_load(&first_done))
@@ -189,6 +191,7 @@ static int mainexit(void) {
     }
     printf("main leaves\n");
     fflush(stdout);
+    atomic_store(&main_printed, 1);
     pthread_exit(NULL);
 }
 

@@ -67,10 +67,12 @@ AMD_ENCODINGS = Entry(
     "bttool's translator follows AMD (family 25), the host its tests were first "
     "written on: 66-prefixed near branches take a 16-bit operand size (Intel "
     "ignores the prefix), 0f 0d with a register operand is #UD (a hint-space NOP "
-    "on Intel), LOCK verw runs (Intel: #UD), movsxd r16, m reads 4 bytes (Intel: "
+    "on Intel), LOCK verw runs (Intel, and AMD from family 26 on: #UD), movsxd "
+    "r16, m reads 4 bytes (Intel: "
     "2), LOCK mov to or from cr0 is AMD's alternative encoding of cr8, #GP in user "
-    "mode (Intel: #UD).  On a host of another vendor these cases skip the native "
-    "comparison; what bttool does is checked inline on every host.",
+    "mode (Intel: #UD).  On a host of another vendor (and for LOCK verw on an AMD "
+    "host of family 26 or later) these cases skip the native comparison; what "
+    "bttool does is checked inline on every host.",
     "tests/test_isa_corners.py::test_amd_encodings_translated")
 
 # Cases of AMD_ENCODINGS, by their name in tests/test_isa_corners.py
@@ -79,6 +81,31 @@ AMD_ENCODING_CASES = frozenset({
     "movsxd cx, [rbx] near the end of memory", "lock mov rbx, cr0 = mov rbx, cr8",
     "lock mov cr0, r11 = mov cr8, r11"})
 HOST_IS_AMD = host_vendor() == "AuthenticAMD"
+
+
+def host_family() -> int:
+    """The host CPU's family (``cpu family`` in /proc/cpuinfo; 0 if unknown)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("cpu family"):
+                    return int(line.split(":", 1)[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+# Cases of AMD_ENCODINGS where AMD family 26 (Zen 5) behaves as Intel does
+# (seen: LOCK verw is #UD natively there)
+INTEL_LIKE_FROM_FAMILY_26 = frozenset({"lock verw [rbx]", "lock verw [rbx] with REX.W"})
+
+
+def host_runs_as_pinned_amd(case: str) -> bool:
+    """Whether the host executes AMD_ENCODINGS case ``case`` as bttool
+    does (the AMD family 25 behaviour)."""
+    if not HOST_IS_AMD:
+        return False
+    return case not in INTEL_LIKE_FROM_FAMILY_26 or host_family() < 26
 
 DPP_NANS = Entry(
     "dpps/dppd results where NaNs meet",
@@ -120,4 +147,5 @@ def dpp_nan_lanes_agree(insn: str, native: int, translated: int) -> bool:
 
 
 __all__ = ["Entry", "ENTRIES", "ADDR32_REP_ZERO_COUNT", "addr32_rep_zero_count", "AMD_ENCODINGS",
-           "AMD_ENCODING_CASES", "HOST_IS_AMD", "host_vendor", "DPP_NANS", "dpp_nan_lanes_agree"]
+           "AMD_ENCODING_CASES", "HOST_IS_AMD", "host_vendor", "host_family",
+           "INTEL_LIKE_FROM_FAMILY_26", "host_runs_as_pinned_amd", "DPP_NANS", "dpp_nan_lanes_agree"]
