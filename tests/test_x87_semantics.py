@@ -723,7 +723,53 @@ _UNSUPPORTED = f"""
 
 ARITH_OPS = ("fadd", "fsub", "fsubr", "fmul", "fdiv", "fdivr")
 
+# the control word back to the default after a body that loads another
+_DEFAULT_CW = f"""
+    mov word ptr [rsi+{INTS}+12], 0x037F
+    fldcw word ptr [rsi+{INTS}+12]
+    """
+
+
+def _controlled_body(op: str) -> str:
+    """Every form of ``op`` under the record's control word (precision
+    and rounding control), and fst to m32/m64 of its result."""
+    return f"""
+    fldcw word ptr [rsi+{CW}]
+    {_arith_body(op)}
+    fld {_t(IN1)}
+    fld {_t(IN0)}
+    {op} st, st(1)
+    fst dword ptr [rsi+{INTS}]
+    fstp qword ptr [rsi+{INTS}+4]
+    fstp st(0)
+    {_DEFAULT_CW}
+    """
+
+
+_CONTROLLED_MISC = f"""
+    fldcw word ptr [rsi+{CW}]
+    fld {_t(IN0)}
+    fsqrt
+    fstp {_t(OUT(0))}
+    fld {_t(IN1)}
+    fsqrt
+    fstp {_t(OUT(1))}
+    fld {_t(IN0)}
+    fst dword ptr [rsi+{OUT(2)}]
+    fst qword ptr [rsi+{OUT(2)}+4]
+    fstp {_t(OUT(3))}
+    fld {_t(IN1)}
+    fstp dword ptr [rsi+{OUT(4)}]
+    fld {_t(IN1)}
+    fstp qword ptr [rsi+{OUT(4)}+4]
+    fnstsw ax
+    mov [rsi+{SW(0)}], ax
+    {_DEFAULT_CW}
+    """
+
 BODIES = {f"arith_{op}": _arith_body(op) for op in ARITH_OPS}
+BODIES.update({f"controlled_{op}": _controlled_body(op) for op in ARITH_OPS})
+BODIES["controlled_misc"] = _CONTROLLED_MISC
 BODIES.update(compare=_COMPARE, fxam=_FXAM, intconv=_INTCONV, loadstore=_LOADSTORE,
               stackops=_STACKOPS, misc=_MISC, fprem=_FPREM, transcendental=_TRANSCENDENTAL,
               env=_ENV, save=_SAVE, fxsave=_FXSAVE, stack_faults=_STACK_FAULTS,
@@ -835,6 +881,41 @@ def test_arith_memory_nans(op):
 @given(recs=RECORD_LISTS)
 def test_arith(op, recs):
     run_both(f"arith_{op}", recs, sw_mask=SW_NO_C1)
+
+
+# every precision control (24, reserved, 53, 64 bits) with every rounding
+# control, exceptions masked
+CW_PC_RC = [0x007F | pc << 8 | rc << 10 for pc in (0, 1, 2, 3) for rc in (0, 1, 2, 3)]
+_ROUNDING_VALUES = [ONE, ONE ^ SIGN, f80(0, BIAS, INT_BIT | 0x5555_5555_5555_5555),
+                    f80(1, BIAS + 40, INT_BIT | 0x0000_0000_0123_4567),
+                    f80(0, BIAS - 1, INT_BIT | 0x7FFF_FFFF_FFFF_FFFF),
+                    f80(0, 1, INT_BIT | 3), f80(1, 0, 0x4000_0000_0000_0001),
+                    f80(0, 0x7FFE, INT_BIT | 0xFFFF_FFFF_FFFF_FFFF), QNAN, INF]
+
+
+@pytest.mark.parametrize("op", ARITH_OPS)
+def test_controlled_arith_corners(op):
+    """Precision and rounding control of the arithmetic and of fst m32/m64
+    (the host's x87 under the guest's control word, out of line)."""
+    recs = [dict(in0=a, in1=b, f32=0.1, i32=7, f64=1.0 / 3, cw=cw)
+            for cw in CW_PC_RC for a in _ROUNDING_VALUES for b in _ROUNDING_VALUES[::3]]
+    for chunk in _chunks(recs):
+        run_both(f"controlled_{op}", chunk, sw_mask=SW_NO_C1)
+
+
+@pytest.mark.parametrize("op", ARITH_OPS)
+@PROPERTY
+@given(recs=st.lists(records(cw=st.sampled_from(CW_PC_RC)), min_size=1, max_size=40))
+def test_controlled_arith(op, recs):
+    run_both(f"controlled_{op}", recs, sw_mask=SW_NO_C1)
+
+
+@PROPERTY
+@given(recs=st.lists(records(cw=st.sampled_from(CW_PC_RC)), min_size=1, max_size=40))
+def test_controlled_sqrt_and_stores(recs):
+    recs += [dict(in0=a, in1=a ^ SIGN, cw=cw) for cw in CW_PC_RC for a in _ROUNDING_VALUES]
+    for chunk in _chunks(recs):
+        run_both("controlled_misc", chunk, sw_mask=SW_NO_C1)
 
 
 def test_compare_corners():

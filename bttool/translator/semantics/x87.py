@@ -20,9 +20,15 @@ Model
   default control word: round to nearest, 64-bit significand (so NaN
   propagation, denormals and unsupported encodings behave exactly as on the
   host).  The guest's rounding control (fpu_cw bits 10-11) is honoured by
-  frndint, fist/fistp, fbstp and the fld<constant> instructions; the guest's
-  precision control, and its rounding control for arithmetic and for
-  fst m32/m64, are not modelled.
+  frndint, fist/fistp, fbstp and the fld<constant> instructions; its
+  precision control (bits 8-9) and rounding control by the arithmetic
+  (fadd, fsub(r), fmul, fdiv(r) in every form, fsqrt) and by fst/fstp to
+  m32/m64: when the control word asks for anything but 64-bit precision
+  rounded to nearest, the operation runs out of line on the host's x87
+  with the guest's precision and rounding (``controlled``), so its
+  results are the x87's by construction; the common case costs one test
+  of the control word.  fscale, fprem and the transcendental
+  instructions keep their 64-bit, nearest results.
 * Exceptions are always masked: the sticky exception bits (IE..PE, SF, ES,
   B) of the status word are never set by translated code (fnclex, fninit,
   fldenv... still clear or load them), so fetestexcept-style code sees no
@@ -376,7 +382,7 @@ def fst(ctx: Insn) -> None:
     else:
         size = ctx.ops[0].size
         if size != 10:
-            v = ctx.b.fptrunc(v, F32 if size == 4 else F64)
+            v = rounded_store_value(ctx, x, v, F32 if size == 4 else F64)
         ctx.store(ctx.ea(0), v)
     x.set_cc(c1=False)
     if ctx.mnemonic != "fst":
@@ -447,6 +453,105 @@ def fcmov(ctx: Insn) -> None:
 
 
 # -- arithmetic -------------------------------------------------------------
+# -- precision and rounding control ------------------------------------------
+# The host's own x87 instruction for each operation, run with the guest's
+# control word (exceptions masked) by ``controlled``: ``.byte`` encodings,
+# so the assembler's AT&T operand order for fsub/fdiv cannot swap them.
+# st0 = dst, st1 = src when they run.
+_HOST_OP = {0: ".byte 0xd8, 0xc1",      # fadd st0, st1
+            1: ".byte 0xd8, 0xc9",      # fmul st0, st1
+            4: ".byte 0xd8, 0xe1",      # fsub st0, st1: dst - src
+            5: ".byte 0xd8, 0xe9",      # fsubr st0, st1: src - dst
+            6: ".byte 0xd8, 0xf1",      # fdiv st0, st1: dst / src
+            7: ".byte 0xd8, 0xf9",      # fdivr st0, st1: src / dst
+            "sqrt": "fsqrt"}
+# the control word LLVM's x86_fp80 code assumes: 64-bit precision, nearest
+DEFAULT_PC_RC = 0x0300
+PC_RC = 0x0F00
+RC_BITS = 0x0C00
+
+
+def _host_x87(ctx, name: str, cw: ir.Value, a: ir.Value, c: ir.Value | None, body: str,
+              ret: ir.Type = FP80) -> ir.Value:
+    """``body`` run on the host's x87 under control word ``cw`` (all
+    exceptions masked; the host's own word restored after, its sticky flags
+    cleared), with ``a`` in st0 and ``c`` (if any) in st1 and st0 left as
+    the result of type ``ret``: a cold function of the module (outlined)."""
+    from bttool.translator.semantics.sse_fpcore import outlined
+    store = {FP80: "fstpt", F64: "fstpl", F32: "fstps"}[ret]
+
+    def build(octx, ocw, oa, *rest) -> ir.Value:
+        b = octx.b
+        slots = b.alloca(FP80, 2)
+        words = b.alloca(I16, 2)
+        b.store(b.or_(ocw, const(16, 0x3F)), words)
+        b.store(oa, slots)
+        src = b.gep(slots, [const(64, 1)])
+        out = b.alloca(ret)
+        loads = "fldt ($0)"
+        if rest:
+            b.store(rest[0], src)
+            loads = "fldt ($1)\n\tfldt ($0)"
+        text = (f"fnstcw 2($2)\n\tfldcw ($2)\n\t{loads}\n\t{body}\n\t{store} ($3)\n\t"
+                + ("fstp %st(0)\n\t" if rest else "") + "fnclex\n\tfldcw 2($2)")
+        fnty = ir.FunctionType(ir.VoidType(), [slots.type, src.type, words.type, out.type])
+        b.call(ir.InlineAsm(fnty, text, "r,r,r,r,~{memory},~{dirflag},~{fpsr},~{fpcr},~{flags}",
+                            side_effect=True), [slots, src, words, out])
+        return b.load(out)
+    args = [cw, a] + ([c] if c is not None else [])
+    return outlined(ctx, name, ret, args, build)
+
+
+def controlled(ctx: Insn, x: "X87", kind, dst: ir.Value, src: ir.Value | None,
+               near: ir.Value) -> ir.Value:
+    """``near`` (LLVM's result: 64-bit precision, rounded to nearest) when
+    the guest's control word asks for that, else the host x87's result of
+    operation ``kind`` (a ``_HOST_OP`` key) under the guest's precision and
+    rounding control."""
+    b = ctx.b
+    cw = x.cw()
+    odd = b.icmp_unsigned("!=", b.and_(cw, const(16, PC_RC)), const(16, DEFAULT_PC_RC))
+    pre = b.block
+    slow = ctx.em.new_block("x87.cw")
+    join = ctx.em.new_block("x87.cw.join")
+    br = b.cbranch(odd, slow, join)
+    br.set_weights([1, 4096])
+    b.position_at_end(slow)
+    v = _host_x87(ctx, f"bt.x87.{kind}", cw, dst, src, _HOST_OP[kind])
+    end = b.block
+    b.branch(join)
+    b.position_at_end(join)
+    phi = b.phi(FP80)
+    phi.add_incoming(near, pre)
+    phi.add_incoming(v, end)
+    return phi
+
+
+def rounded_store_value(ctx: Insn, x: "X87", v: ir.Value, ty: ir.Type) -> ir.Value:
+    """``v`` narrowed to m32/m64 ``ty`` as fst rounds it: by the guest's
+    rounding control (LLVM's fptrunc rounds to nearest; a directed mode
+    runs the host's fst under the guest's control word)."""
+    b = ctx.b
+    near = b.fptrunc(v, ty)
+    cw = x.cw()
+    directed = b.icmp_unsigned("!=", b.and_(cw, const(16, RC_BITS)), const(16, 0))
+    pre = b.block
+    slow = ctx.em.new_block("x87.rc")
+    join = ctx.em.new_block("x87.rc.join")
+    br = b.cbranch(directed, slow, join)
+    br.set_weights([1, 4096])
+    b.position_at_end(slow)
+    name = "bt.x87.fst" + ("32" if ty == F32 else "64")
+    r = _host_x87(ctx, name, cw, v, None, "", ret=ty)
+    end = b.block
+    b.branch(join)
+    b.position_at_end(join)
+    phi = b.phi(ty)
+    phi.add_incoming(near, pre)
+    phi.add_incoming(r, end)
+    return phi
+
+
 def _apply(b: ir.IRBuilder, kind: int, dst: ir.Value, src: ir.Value) -> ir.Value:
     """dst OP src for the modrm.reg operation kinds of D8/DC/DA/DE."""
     if kind == 0:
@@ -504,21 +609,24 @@ def farith(ctx: Insn) -> None:
     x = X87(ctx)
     op = opcode(ctx)
     kind = (modrm(ctx) >> 3) & 7
+    def result(k: int, dst: ir.Value, src: ir.Value) -> ir.Value:
+        return controlled(ctx, x, k, dst, src, _apply(ctx.b, k, dst, src))
     if op in (0xDA, 0xDE) and not reg_form(ctx):
-        x.set_st(0, _apply(ctx.b, kind, x.st(0), load_mem_int(ctx)))
+        dst = x.st(0)
+        x.set_st(0, result(kind, dst, load_mem_int(ctx)))
     elif not reg_form(ctx):
         size = ctx.ops[0].size
         raw = ctx.em.load(ctx.ea(0), ir.IntType(8 * size))
         dst = x.st(0)
         src = ctx.b.fpext(ctx.b.bitcast(raw, F32 if size == 4 else F64), FP80)
-        x.set_st(0, _memory_nan_rule(ctx.b, dst, src, raw, size, _apply(ctx.b, kind, dst, src)))
+        x.set_st(0, _memory_nan_rule(ctx.b, dst, src, raw, size, result(kind, dst, src)))
     elif op == 0xD8:
-        x.set_st(0, _apply(ctx.b, kind, x.st(0), x.st(sti(ctx))))
+        x.set_st(0, result(kind, x.st(0), x.st(sti(ctx))))
     else:
         if kind >= 4:
             kind ^= 1
         i = sti(ctx)
-        x.set_st(i, _apply(ctx.b, kind, x.st(i), x.st(0)))
+        x.set_st(i, result(kind, x.st(i), x.st(0)))
         if op == 0xDE:
             x.pop()
     x.set_cc(c1=False)
@@ -542,7 +650,8 @@ def fabs(ctx: Insn) -> None:
 @semantic("fsqrt")
 def fsqrt(ctx: Insn) -> None:
     x = X87(ctx)
-    x.set_st(0, ctx.em.intrinsic("llvm.sqrt.f80", FP80, [x.st(0)]))
+    a = x.st(0)
+    x.set_st(0, controlled(ctx, x, "sqrt", a, None, ctx.em.intrinsic("llvm.sqrt.f80", FP80, [a])))
     x.set_cc(c1=False)
 
 
