@@ -75,7 +75,9 @@ static void crashes(void) {
     SYS("execve unmapped argv", SYS_execve, "/bin/true", gone, NULL);
     SYS("madvise 0 DONTNEED", SYS_madvise, 0, 4096, MADV_DONTNEED);
     SYS("madvise 0 1MiB DONTNEED", SYS_madvise, 0, 1 << 20, MADV_DONTNEED);
-    SYS("madvise huge DONTNEED", SYS_madvise, 0x7ff000000000L, 1L << 30, MADV_DONTNEED);
+    /* far above the guest window, and below where ASLR puts stacks and the
+       vdso (at 0x7ff000000000 a native run hit [vvar], EINVAL, 1 run in 300) */
+    SYS("madvise huge DONTNEED", SYS_madvise, 0x400000000000L, 1L << 30, MADV_DONTNEED);
     SYS("madvise wrapping", SYS_madvise, -4096L, 8192, MADV_DONTNEED);
     SYS("madvise bad advice", SYS_madvise, rw, 4096, 77);
     SYS("madvise rw WILLNEED", SYS_madvise, rw, 4096, MADV_WILLNEED);
