@@ -167,6 +167,20 @@ static void on_fault(int sig, siginfo_t *si, void *ucv)
     siglongjmp(env, 1);
 }
 
+/* SIGSEGV to on_fault (1) or its default action again (0) */
+static void catch_faults(int on)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    if (on) {
+        sa.sa_sigaction = on_fault;
+        sa.sa_flags = SA_SIGINFO;
+    } else {
+        sa.sa_handler = SIG_DFL;
+    }
+    sigaction(SIGSEGV, &sa, NULL);
+}
+
 /* a faulting xsave/xrstor: the signal, and whether the state at the fault
  * (in the signal frame: siglongjmp leaves the handler's own) is the one
  * before the instruction */
@@ -216,11 +230,7 @@ static void instructions(void)
     restore_case("xrstor xstate_bv 0 rfbm 2 (SSE init, MXCSR loaded)", 0, 2, img);
     restore_case("xrstor xstate_bv 7 rfbm 0 (nothing)", 7, 0, init_img);
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_fault;
-    sa.sa_flags = SA_SIGINFO;
-    sigaction(SIGSEGV, &sa, NULL);
+    catch_faults(1);
     static uint8_t bad[2048] __attribute__((aligned(64)));
     fault_case("xsave at 16 mod 64", 1, out + 16, 7);
     fault_case("xsave at 32 mod 64, rfbm 0", 1, out + 32, 0);
@@ -246,9 +256,7 @@ static void instructions(void)
     fault_case("xrstor mxcsr bit 16", 0, bad, 7);
     fault_case("xrstor mxcsr bit 16, rfbm 4", 0, bad, 4);
     fault_case("xrstor mxcsr bit 16, rfbm 1 (not loaded)", 0, bad, 1);
-    sa.sa_handler = SIG_DFL;
-    sa.sa_flags = 0;
-    sigaction(SIGSEGV, &sa, NULL);
+    catch_faults(0);
 }
 
 /* -- xsaveopt, xsavec and the compacted form of xrstor ------------------------ */
@@ -326,11 +334,7 @@ static void compacted(void)
     put_bv(packed, 3);
     compact_restore_case("xrstor compacted xstate_bv 3 rfbm 4 (MXCSR not loaded)", packed, 4, img);
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_fault;
-    sa.sa_flags = SA_SIGINFO;
-    sigaction(SIGSEGV, &sa, NULL);
+    catch_faults(1);
     static uint8_t bad[2048] __attribute__((aligned(64)));
     fault_case("xsavec at 16 mod 64", 2, out + 16, 7);
     load_and_savec(img, 7, packed, 7);
@@ -357,9 +361,7 @@ static void compacted(void)
     put32(bad, 24, 0x11F80);
     put_bv(bad, 5);
     fault_case("xrstor compacted, mxcsr bit 16, xstate_bv 5 (not loaded)", 0, bad, 7);
-    sa.sa_handler = SIG_DFL;
-    sa.sa_flags = 0;
-    sigaction(SIGSEGV, &sa, NULL);
+    catch_faults(0);
 }
 
 /* -- signal frames ------------------------------------------------------------ */

@@ -204,18 +204,28 @@ def guarded(ctx: Insn, key: str, near: ir.Value, args: list[ir.Value],
     line (in a cold function shared by the module).  ``exact`` must give the
     complete x86 result for any rc (including 0).  ``rounded``: whether the
     result depends on MXCSR.RC at all."""
-    b = ctx.b
     rc = mxcsr_rc(ctx)
     cond = _needs_exact(ctx, near, nan_possible, rounded)
+    name = "bt.fp." + key + "." + mangle(near.type) + "." + ".".join(mangle(a.type) for a in args)
+    return unless_cold(ctx, cond, near,
+                       lambda: outlined(ctx, name, near.type, [rc, *args],
+                                        lambda octx, orc, *params: exact(octx, orc, *params)),
+                       "fp.exact")
+
+
+def unless_cold(ctx: Insn, cond: ir.Value, near: ir.Value, slow: Callable[[], ir.Value],
+                label: str) -> ir.Value:
+    """``near``, or where ``cond`` holds (predicted not to) the value
+    ``slow()`` builds in a block of its own (``label``): the shape of every
+    common-case-only operation here and in x87.py."""
+    b = ctx.b
     pre = b.block
-    slow_bb = ctx.em.new_block("fp.exact")
-    join = ctx.em.new_block("fp.join")
+    slow_bb = ctx.em.new_block(label)
+    join = ctx.em.new_block(label + ".join")
     br = b.cbranch(cond, slow_bb, join)
     br.set_weights([1, 4096])
     b.position_at_end(slow_bb)
-    name = "bt.fp." + key + "." + mangle(near.type) + "." + ".".join(mangle(a.type) for a in args)
-    v = outlined(ctx, name, near.type, [rc, *args],
-                 lambda octx, orc, *params: exact(octx, orc, *params))
+    v = slow()
     end = b.block
     b.branch(join)
     b.position_at_end(join)

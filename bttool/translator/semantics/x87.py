@@ -52,6 +52,7 @@ from bttool.ir import state
 from bttool.ir.emitter import I1, I8, I16, I32, I64, const
 from bttool.translator.operands import Insn
 from bttool.translator.registry import semantic
+from bttool.translator.semantics.sse_fpcore import outlined, unless_cold
 
 
 class X86FP80Type(ir.Type):
@@ -477,7 +478,6 @@ def _host_x87(ctx, name: str, cw: ir.Value, a: ir.Value, c: ir.Value | None, bod
     exceptions masked; the host's own word restored after, its sticky flags
     cleared), with ``a`` in st0 and ``c`` (if any) in st1 and st0 left as
     the result of type ``ret``: a cold function of the module (outlined)."""
-    from bttool.translator.semantics.sse_fpcore import outlined
     store = {FP80: "fstpt", F64: "fstpl", F32: "fstps"}[ret]
 
     def build(octx, ocw, oa, *rest) -> ir.Value:
@@ -511,20 +511,8 @@ def controlled(ctx: Insn, x: "X87", kind, dst: ir.Value, src: ir.Value | None,
     b = ctx.b
     cw = x.cw()
     odd = b.icmp_unsigned("!=", b.and_(cw, const(16, PC_RC)), const(16, DEFAULT_PC_RC))
-    pre = b.block
-    slow = ctx.em.new_block("x87.cw")
-    join = ctx.em.new_block("x87.cw.join")
-    br = b.cbranch(odd, slow, join)
-    br.set_weights([1, 4096])
-    b.position_at_end(slow)
-    v = _host_x87(ctx, f"bt.x87.{kind}", cw, dst, src, _HOST_OP[kind])
-    end = b.block
-    b.branch(join)
-    b.position_at_end(join)
-    phi = b.phi(FP80)
-    phi.add_incoming(near, pre)
-    phi.add_incoming(v, end)
-    return phi
+    return unless_cold(ctx, odd, near,
+                       lambda: _host_x87(ctx, f"bt.x87.{kind}", cw, dst, src, _HOST_OP[kind]), "x87.cw")
 
 
 def rounded_store_value(ctx: Insn, x: "X87", v: ir.Value, ty: ir.Type) -> ir.Value:
@@ -532,24 +520,11 @@ def rounded_store_value(ctx: Insn, x: "X87", v: ir.Value, ty: ir.Type) -> ir.Val
     rounding control (LLVM's fptrunc rounds to nearest; a directed mode
     runs the host's fst under the guest's control word)."""
     b = ctx.b
-    near = b.fptrunc(v, ty)
     cw = x.cw()
     directed = b.icmp_unsigned("!=", b.and_(cw, const(16, RC_BITS)), const(16, 0))
-    pre = b.block
-    slow = ctx.em.new_block("x87.rc")
-    join = ctx.em.new_block("x87.rc.join")
-    br = b.cbranch(directed, slow, join)
-    br.set_weights([1, 4096])
-    b.position_at_end(slow)
     name = "bt.x87.fst" + ("32" if ty == F32 else "64")
-    r = _host_x87(ctx, name, cw, v, None, "", ret=ty)
-    end = b.block
-    b.branch(join)
-    b.position_at_end(join)
-    phi = b.phi(ty)
-    phi.add_incoming(near, pre)
-    phi.add_incoming(r, end)
-    return phi
+    return unless_cold(ctx, directed, b.fptrunc(v, ty),
+                       lambda: _host_x87(ctx, name, cw, v, None, "", ret=ty), "x87.rc")
 
 
 def _apply(b: ir.IRBuilder, kind: int, dst: ir.Value, src: ir.Value) -> ir.Value:
