@@ -81,6 +81,33 @@ def test_tier2_region_takes_in_small_leaf_callees_only():
 
 
 
+def test_a_jump_table_resolved_elsewhere_joins_a_region_that_cannot_see_its_base():
+    """The loop head of a switch loop (where a run or an ahead-of-time
+    translation may enter) does not see the table base set up before the
+    loop, so it cannot resolve the table itself; discovery resolved it in
+    the region from the function entry (``site_targets``) and hands it on
+    (``known_tables``): the cases join the loop head's region."""
+    from bttool.translator.discovery import discover
+    code, = N.assemble(["lea rdi, [rip + table]; "
+                        "loop: movzx eax, byte ptr [rsi]; inc rsi; cmp eax, 3; ja loop; "
+                        "movsxd rax, dword ptr [rdi + rax*4]; add rax, rdi; jmp rax; "
+                        "c0: add rbx, 1; jmp loop; c1: sub rbx, 2; jmp loop; "
+                        "c2: xor rbx, 5; jmp loop; c3: ret; "
+                        "table: .long c0 - table, c1 - table, c2 - table, c3 - table"])
+    read = lambda a, n: code[a - 0x1000:a - 0x1000 + n] if 0 <= a - 0x1000 < len(code) else b""
+    insns = list(Decoder(64).decode_all(code, 0x1000))
+    loop = insns[1].address
+    jump = next(i.address for i in insns if i.mnemonic == "jmp" and i.op_str == "rax")
+    disc = discover(read, [0x1000], lambda a: 0x1000 <= a < 0x1000 + len(code), read_data=read)
+    cases = disc.site_targets[jump]
+    assert len(cases) == 4
+    alone = discover_region(Decoder(64), read, loop, read_data=read, max_blocks=64)
+    assert not set(cases) & set(alone.blocks)
+    told = discover_region(Decoder(64), read, loop, read_data=read, max_blocks=64,
+                           known_tables=disc.site_targets.get)
+    assert set(cases) <= set(told.blocks)
+
+
 def test_a_chain_between_units_saves_no_registers():
     """Units use the preserve_none convention (ir/unitabi.py): a tier-2
     loop that keeps every guest register busy, more than the host's

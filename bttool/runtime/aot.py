@@ -93,19 +93,36 @@ def die_with_parent(parent: int) -> None:
 
 
 def _init_worker(parent: int, image: GuestImage, base: int, options: LiftOptions,
-                 target: codegen.Target, known: frozenset[int]) -> None:
+                 target: codegen.Target, known: frozenset[int],
+                 tables: dict[int, list[int]]) -> None:
     die_with_parent(parent)
-    _worker.update(reader=ImageReader(image, base), options=options, target=target, known=known)
+    _worker.update(reader=ImageReader(image, base), options=options, target=target, known=known,
+                   tables=tables)
 
 
-def _translate_batch(entries: list[int]) -> tuple[list[Translation], list[tuple[int, str]]]:
-    """Translate a batch into one object; on a compile error, fall back to
-    one region at a time and report the regions that cannot be compiled."""
+# A region holding a switch's dispatch takes the switch's cases in, up to
+# the bounds of a run-time tier-2 region (runtime/dispatcher.py promote):
+# the cases are entries of their own too, and a region stopping at every
+# one of them left an interpreter's dispatch to the lookup table at every
+# bytecode (bench interp translated with --opt 2 ran 2.2 s, not 0.94).
+DISPATCH_BLOCKS, DISPATCH_INSNS = 64, 3000
+
+
+def _translate_batch(job: tuple[list[int], frozenset[int]]) -> tuple[list[Translation], list[tuple[int, str]]]:
+    """Translate a batch (its entries, and the switch cases its regions may
+    take in: ``DISPATCH_BLOCKS``) into one object; on a compile error, fall
+    back to one region at a time and report the regions that cannot be
+    compiled."""
+    entries, cases = job
     w = _worker
+    # (a dispatch region takes in every block it reaches, as tier 2 at run time does)
+    known = w["known"].__contains__ if not cases else (lambda p: False)
+    bounds = {"max_blocks": DISPATCH_BLOCKS, "max_insns": DISPATCH_INSNS,
+              "known_tables": w["tables"].get, "follow_calls": True} if cases else {}
     skipped: list[tuple[int, str]] = []
     try:
         t = translate(entries, w["reader"].read, w["options"], w["target"],
-                      known=w["known"].__contains__, read_data=w["reader"].read_data, skipped=skipped)
+                      known=known, read_data=w["reader"].read_data, skipped=skipped, **bounds)
         return ([t] if t.regions else []), skipped
     except Exception:  # noqa: BLE001 - retried region by region below
         pass
@@ -113,7 +130,7 @@ def _translate_batch(entries: list[int]) -> tuple[list[Translation], list[tuple[
     for pc in entries:
         try:
             t = translate([pc], w["reader"].read, w["options"], w["target"],
-                          known=w["known"].__contains__, read_data=w["reader"].read_data)
+                          known=known, read_data=w["reader"].read_data, **bounds)
             if t.regions:
                 out.append(t)
         except Exception as e:  # noqa: BLE001
@@ -194,7 +211,9 @@ def translate_program(image: GuestImage, store: CacheStore, target: codegen.Targ
         else:
             todo.append(pc)
     size_before = store.total_size()
-    batches = [todo[i:i + BATCH] for i in range(0, len(todo), BATCH)]
+    plain = [pc for pc in todo if pc not in disc.table_targets]
+    batches = [(plain[i:i + BATCH], frozenset()) for i in range(0, len(plain), BATCH)]
+    batches += [([pc], frozenset(disc.table_targets[pc])) for pc in todo if pc in disc.table_targets]
     known = frozenset(disc.entries)
     if progress:
         progress(0, len(todo))
@@ -202,7 +221,8 @@ def translate_program(image: GuestImage, store: CacheStore, target: codegen.Targ
     # forked workers (never a fork server's children): the parent they watch is this process
     with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=multiprocessing.get_context("fork"),
                              initializer=_init_worker,
-                             initargs=(os.getpid(), image, base, options, target, known)) as pool:
+                             initargs=(os.getpid(), image, base, options, target, known,
+                                       disc.site_targets)) as pool:
         futures = {pool.submit(_translate_batch, b): b for b in batches}
         for fut in as_completed(futures):
             try:
@@ -218,7 +238,7 @@ def translate_program(image: GuestImage, store: CacheStore, target: codegen.Targ
                 summary.guest_instructions += t.insn_count
                 for r in t.regions:
                     summary.untranslatable += r.untranslatable
-            done += len(futures[fut])
+            done += len(futures[fut][0])
             if progress:
                 progress(done, len(todo))
     summary.bytes_added = store.total_size() - size_before

@@ -165,7 +165,8 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
                     reg_value: Callable[[str], int | None] | None = None,
                     follow_calls: bool = False,
                     guess_target: Callable[[int], int | None] | None = None,
-                    within: Sequence[tuple[int, int]] | None = None) -> Region:
+                    within: Sequence[tuple[int, int]] | None = None,
+                    known_tables: Callable[[int], Sequence[int] | None] | None = None) -> Region:
     """The entry block and blocks it reaches by direct branches (breadth
     first), skipping blocks that are already translated (``known``).  With
     ``read_data``, a jump table ending a block is resolved and its targets
@@ -185,7 +186,10 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
     profile): it joins the region and the lifter switches on it.  With
     ``within`` = [(lo, hi), ...], only blocks starting in one of those
     ranges join, and none extends past its range's hi (system mode: one
-    guest page; user mode: the code units)."""
+    guest page; user mode: the code units).  ``known_tables(address)``:
+    the targets of the jump table the indirect jump at ``address`` uses,
+    resolved elsewhere (ahead-of-time discovery, in a region that saw the
+    table's base set up), for a jump this region cannot resolve itself."""
     from bttool.translator import jumptables
     blocks: dict[int, Block] = {}
     leaves: dict[int, bool] = {}       # callee -> _small_leaf
@@ -226,6 +230,9 @@ def discover_region(decoder: Decoder, read: CodeReader, entry: int,
             blk.table_targets = jumptables.targets(
                 blk.insns, read_data, lambda a: bool(read(a, 1)), bounds.get(pc),
                 [i for b in blocks.values() for i in b.insns], reg_value)
+            if not blk.table_targets and known_tables is not None and blk.insns \
+                    and blk.insns[-1].id == X.X86_INS_JMP:
+                blk.table_targets = list(known_tables(blk.insns[-1].address) or ())
             blk.successors.extend(blk.table_targets)
         last = blk.insns[-1] if blk.insns else None
         if guess_target is not None and last is not None and not blk.table_targets \

@@ -29,6 +29,14 @@ class Discovery:
     entries: list[int] = field(default_factory=list)      # region entries, in discovery order
     insn_count: int = 0
     jump_tables: int = 0
+    # jump instruction -> its table's targets, wherever the table was resolved
+    # (a region starting at the function entry sees the lea of the table's
+    # base; one starting at the loop head that holds the same jump does not)
+    site_targets: dict[int, list[int]] = field(default_factory=dict)
+    # entry (not a case itself) -> the jump-table targets of the jumps in its
+    # region (a switch's dispatch: what ahead-of-time translation keeps in
+    # the region instead of leaving through the lookup table at every case)
+    table_targets: dict[int, set[int]] = field(default_factory=dict)
 
 
 def eh_frame_functions(data: bytes, section_addr: int) -> list[int]:
@@ -141,6 +149,7 @@ def discover(read: CodeReader, starts: list[int], executable, mode: int = 64,
     todo = [s for s in dict.fromkeys(starts) if executable(s)]
     todo.reverse()
     entry_set.update(todo)
+    sites: dict[int, list[int]] = {}        # entry -> its region's indirect jumps
     while todo and disc.insn_count < limit:
         pc = todo.pop()
         try:
@@ -164,11 +173,23 @@ def discover(read: CodeReader, starts: list[int], executable, mode: int = 64,
             targets = block.table_targets or jumptables.targets(
                 block.insns, read_data, executable, bounds.get(block.start),
                 [i for b in region.blocks.values() for i in b.insns])
+            last = block.insns[-1] if block.insns else None
+            if last is not None and last.id == X.X86_INS_JMP and last.operands \
+                    and last.operands[0].type != X.X86_OP_IMM:
+                sites.setdefault(pc, []).append(last.address)
             if targets:
                 disc.jump_tables += 1
+                disc.site_targets[last.address] = targets
                 nxt.extend(targets)
         for t in nxt:
             if t not in entry_set and executable(t):
                 entry_set.add(t)
                 todo.append(t)
+    # (not for the cases themselves: each reaches the dispatch again through
+    # the loop, and a copy of the whole loop per case is only cost)
+    cases = {t for targets in disc.site_targets.values() for t in targets}
+    for pc, jumps in sites.items():
+        found = {t for j in jumps for t in disc.site_targets.get(j, ())}
+        if found and pc not in cases:
+            disc.table_targets[pc] = found
     return disc

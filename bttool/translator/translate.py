@@ -141,7 +141,8 @@ def lift(entries: list[int], read: CodeReader, options: LiftOptions, target: cod
          guess_target: Callable[[int], int | None] | None = None,
          within: Sequence[tuple[int, int]] | None = None,
          foreign: Sequence[Span] = (),
-         with_entry_call: bool = False) -> Lifted:
+         with_entry_call: bool = False,
+         known_tables: Callable[[int], Sequence[int] | None] | None = None) -> Lifted:
     """Lift the regions at ``entries`` into one LLVM module.
 
     The first entry must be fetchable (UnmappedCode otherwise); later ones
@@ -173,7 +174,8 @@ def lift(entries: list[int], read: CodeReader, options: LiftOptions, target: cod
             region = discover_region(decoder, read, pc, max_blocks=max_blocks, max_insns=max_insns,
                                      known=lambda p: p in batch or known(p), read_data=read_data,
                                      reg_value=reg_value, follow_calls=follow_calls,
-                                     guess_target=guess_target, within=within)
+                                     guess_target=guess_target, within=within,
+                                     known_tables=known_tables)
         except UnmappedCode:
             if n == 0:
                 raise
