@@ -453,7 +453,6 @@ def fcmov(ctx: Insn) -> None:
     x.set_cc(c1=False)
 
 
-# -- arithmetic -------------------------------------------------------------
 # -- precision and rounding control ------------------------------------------
 # The host's own x87 instruction for each operation, run with the guest's
 # control word (exceptions masked) by ``controlled``: ``.byte`` encodings,
@@ -472,7 +471,7 @@ PC_RC = 0x0F00
 RC_BITS = 0x0C00
 
 
-def _host_x87(ctx, name: str, cw: ir.Value, a: ir.Value, c: ir.Value | None, body: str,
+def _host_x87(ctx: Insn, name: str, cw: ir.Value, a: ir.Value, c: ir.Value | None, body: str,
               ret: ir.Type = FP80) -> ir.Value:
     """``body`` run on the host's x87 under control word ``cw`` (all
     exceptions masked; the host's own word restored after, its sticky flags
@@ -527,6 +526,7 @@ def rounded_store_value(ctx: Insn, x: "X87", v: ir.Value, ty: ir.Type) -> ir.Val
                        lambda: _host_x87(ctx, name, cw, v, None, "", ret=ty), "x87.rc")
 
 
+# -- arithmetic -------------------------------------------------------------
 def _apply(b: ir.IRBuilder, kind: int, dst: ir.Value, src: ir.Value) -> ir.Value:
     """dst OP src for the modrm.reg operation kinds of D8/DC/DA/DE."""
     if kind == 0:
@@ -584,6 +584,7 @@ def farith(ctx: Insn) -> None:
     x = X87(ctx)
     op = opcode(ctx)
     kind = (modrm(ctx) >> 3) & 7
+
     def result(k: int, dst: ir.Value, src: ir.Value) -> ir.Value:
         return controlled(ctx, x, k, dst, src, _apply(ctx.b, k, dst, src))
     if op in (0xDA, 0xDE) and not reg_form(ctx):
