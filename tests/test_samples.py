@@ -106,6 +106,35 @@ def test_echo_args_argv(samples_dir, bttool_cache, tmp_path, args):
     programs.compare_run([sample(samples_dir, "echo_args"), *args], bttool_cache, cwd=tmp_path)
 
 
+def _placements(cmd: list[str], runs: int) -> set[tuple[int, int]]:
+    out = set()
+    for _ in range(runs):
+        r = programs.run_command(cmd)
+        assert r.returncode == 0, r.stderr
+        vec, gap = map(int, r.stdout.split())
+        assert vec % 16 == 8       # argv is rsp + 8, rsp 16-aligned
+        out.add((vec, gap))
+    return out
+
+
+def test_stack_start_is_randomised_as_linux_does(samples_dir, bttool_cache):
+    """Linux starts the argument vectors a random 0-8 KiB below the
+    argument strings (arch_align_stack); so does bttool, so that a guest's
+    speed does not hang on the environment's size (bench recurse ran 1.13
+    or 1.30 s by it alone).  Under ``setarch -R`` (ADDR_NO_RANDOMIZE) both
+    place them the same every time."""
+    randomised = open("/proc/sys/kernel/randomize_va_space").read().strip() != "0"
+    prog = sample(samples_dir, "stackplace")
+    cmd = programs.bttool_command([prog], bttool_cache)
+    seen = _placements(cmd, 5)
+    assert all(gap < 8192 + 512 for _, gap in seen)
+    if randomised:
+        assert len(seen) > 1, seen
+        assert len(_placements([prog], 5)) > 1      # (as natively)
+    if shutil.which("setarch"):
+        assert len(_placements(["setarch", "-R", *cmd], 3)) == 1
+
+
 ENV_CASES = {
     "none": {},
     "one": {"BTTOOL_SAMPLE_ONE": "1"},

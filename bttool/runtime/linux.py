@@ -27,7 +27,8 @@ from bttool.runtime.guestsignals import (FPE_INTDIV, ILL_ILLOPN, SEGV_ACCERR, SE
 from bttool.runtime.guestthreads import LOCK, PerThread, ThreadGroup, gettid
 from bttool.runtime.memory import PROT_WRITE, GuestMemory, GuestMemoryError
 from bttool.runtime.precisefault import FaultReplay
-from bttool.runtime.process import build_stack, image_span, map_image, program_window
+from bttool.runtime.process import (STACK_RANDOM, build_stack, image_span, map_image, program_window,
+                                    stack_randomised)
 from bttool.runtime.procview import ProcView
 from bttool.runtime.syscalls import GuestExit, Syscalls, ThreadExit
 from bttool.runtime.syscalls_i386 import I386Syscalls
@@ -151,8 +152,9 @@ class LinuxProcess:
             self.units.add(CodeUnit(interp_base + min(s.vaddr for s in interpreter.segments),
                                     interp_end, interp_base, interpreter.sha256,
                                     os.path.abspath(interpreter.path), interpreter.pie))
+        shift = int.from_bytes(os.urandom(2), "little") % STACK_RANDOM if stack_randomised() else 0
         rsp = build_stack(self.memory, image, base, argv, envp,
-                          os.fsencode(image.path), os.urandom(16), interp_base)
+                          os.fsencode(image.path), os.urandom(16), interp_base, shift)
         self.state.rsp = rsp
         # what the guest's /proc/self shows (runtime/procview.py)
         self.argv, self.envp = list(argv), list(envp)

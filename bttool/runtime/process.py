@@ -217,30 +217,62 @@ def _map_stack(mem: GuestMemory) -> None:
         mem.map(mem.stack_top - STACK_SIZE, STACK_SIZE, PROT_READ | PROT_WRITE, name="[stack]")
 
 
+ADDR_NO_RANDOMIZE = 0x0040000     # personality flag (setarch -R)
+STACK_RANDOM = 8192                # arch_align_stack's range on x86
+
+
+def stack_randomised() -> bool:
+    """Whether Linux would start this exec's stack at a random offset below
+    the argument strings (x86's arch_align_stack): unless ASLR is off
+    (/proc/sys/kernel/randomize_va_space 0) or bttool runs with
+    ADDR_NO_RANDOMIZE (``setarch -R``).  Without it, where rsp starts
+    depends only on the sizes of argv and the environment, and a guest's
+    speed can too (bench recurse: 1.13 or 1.30 s by the environment's size
+    alone, where native runs, randomised, do not vary)."""
+    try:
+        with open("/proc/sys/kernel/randomize_va_space") as f:
+            if f.read().strip() == "0":
+                return False
+    except OSError:
+        pass
+    import ctypes
+    try:
+        persona = ctypes.CDLL(None).personality(0xFFFFFFFF)
+    except (OSError, AttributeError):
+        return True
+    return persona == -1 or not persona & ADDR_NO_RANDOMIZE
+
+
 def build_stack(mem: GuestMemory, image: GuestImage, base: int, argv: list[bytes],
-                envp: list[bytes], execfn: bytes, random16: bytes, interp_base: int = 0) -> int:
+                envp: list[bytes], execfn: bytes, random16: bytes, interp_base: int = 0,
+                shift: int = 0) -> int:
     """Map the stack and lay out argc/argv/envp/auxv; returns the initial rsp.
     ``interp_base`` is where the program's interpreter (ld.so) was mapped
-    (AT_BASE), 0 for a static program."""
+    (AT_BASE), 0 for a static program.  As Linux's create_elf_tables: the
+    strings at the top, then ``shift`` bytes (below STACK_RANDOM: the random
+    offset of ``stack_randomised``), the platform string and AT_RANDOM's
+    bytes, then the vectors."""
     _map_stack(mem)
     top = mem.stack_top - 16  # a little headroom, like the kernel's end marker
-    blobs = [execfn + b"\0"] + [a + b"\0" for a in argv] + [e + b"\0" for e in envp] \
-        + [b"x86_64\0", random16]
-    total = sum(len(b) for b in blobs)
-    pos = (top - total) & ~15
+    strings = [execfn + b"\0"] + [a + b"\0" for a in argv] + [e + b"\0" for e in envp]
+    pos = (top - sum(len(b) for b in strings)) & ~15
     # what Linux maps of the stack at exec: the argument pages and
     # STACK_EXPAND below them (the rest appears as the guest touches it)
     mem.stack_start = page_down(pos) - STACK_EXPAND
+    extras = [b"x86_64\0", random16]
+    below = ((pos - shift) & ~15) - sum(len(b) for b in extras)
     addrs = []
-    cur = pos
-    for blob in blobs:
-        addrs.append(cur)
-        mem.write(cur, blob)
-        cur += len(blob)
+    for start, blobs in ((pos, strings), (below, extras)):
+        cur = start
+        for blob in blobs:
+            addrs.append(cur)
+            mem.write(cur, blob)
+            cur += len(blob)
     execfn_addr = addrs[0]
     argv_addrs = addrs[1:1 + len(argv)]
     envp_addrs = addrs[1 + len(argv):1 + len(argv) + len(envp)]
     platform_addr, random_addr = addrs[-2], addrs[-1]
+    pos = below
 
     min_sigstk = fpstate.min_signal_stack(cpuid.model().has("xsave"), cpuid.xcr0())
     auxv = [
