@@ -123,7 +123,7 @@ def test_stack_start_is_randomised_as_linux_does(samples_dir, bttool_cache):
     speed does not hang on the environment's size (bench recurse ran 1.13
     or 1.30 s by it alone).  Under ``setarch -R`` (ADDR_NO_RANDOMIZE) both
     place them the same every time."""
-    randomised = open("/proc/sys/kernel/randomize_va_space").read().strip() != "0"
+    randomised = Path("/proc/sys/kernel/randomize_va_space").read_text().strip() != "0"
     prog = sample(samples_dir, "stackplace")
     cmd = programs.bttool_command([prog], bttool_cache)
     seen = _placements(cmd, 5)

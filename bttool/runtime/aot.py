@@ -108,17 +108,16 @@ def _init_worker(parent: int, image: GuestImage, base: int, options: LiftOptions
 DISPATCH_BLOCKS, DISPATCH_INSNS = 64, 3000
 
 
-def _translate_batch(job: tuple[list[int], frozenset[int]]) -> tuple[list[Translation], list[tuple[int, str]]]:
-    """Translate a batch (its entries, and the switch cases its regions may
-    take in: ``DISPATCH_BLOCKS``) into one object; on a compile error, fall
-    back to one region at a time and report the regions that cannot be
-    compiled."""
-    entries, cases = job
+def _translate_batch(job: tuple[list[int], bool]) -> tuple[list[Translation], list[tuple[int, str]]]:
+    """Translate a batch (its entries, and whether they are dispatchers:
+    ``DISPATCH_BLOCKS``) into one object; on a compile error, fall back to
+    one region at a time and report the regions that cannot be compiled."""
+    entries, dispatch = job
     w = _worker
     # (a dispatch region takes in every block it reaches, as tier 2 at run time does)
-    known = w["known"].__contains__ if not cases else (lambda p: False)
+    known = (lambda p: False) if dispatch else w["known"].__contains__
     bounds = {"max_blocks": DISPATCH_BLOCKS, "max_insns": DISPATCH_INSNS,
-              "known_tables": w["tables"].get, "follow_calls": True} if cases else {}
+              "known_tables": w["tables"].get, "follow_calls": True} if dispatch else {}
     skipped: list[tuple[int, str]] = []
     try:
         t = translate(entries, w["reader"].read, w["options"], w["target"],
@@ -211,9 +210,9 @@ def translate_program(image: GuestImage, store: CacheStore, target: codegen.Targ
         else:
             todo.append(pc)
     size_before = store.total_size()
-    plain = [pc for pc in todo if pc not in disc.table_targets]
-    batches = [(plain[i:i + BATCH], frozenset()) for i in range(0, len(plain), BATCH)]
-    batches += [([pc], frozenset(disc.table_targets[pc])) for pc in todo if pc in disc.table_targets]
+    plain = [pc for pc in todo if pc not in disc.dispatchers]
+    batches = [(plain[i:i + BATCH], False) for i in range(0, len(plain), BATCH)]
+    batches += [([pc], True) for pc in todo if pc in disc.dispatchers]
     known = frozenset(disc.entries)
     if progress:
         progress(0, len(todo))

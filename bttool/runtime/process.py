@@ -272,7 +272,6 @@ def build_stack(mem: GuestMemory, image: GuestImage, base: int, argv: list[bytes
     argv_addrs = addrs[1:1 + len(argv)]
     envp_addrs = addrs[1 + len(argv):1 + len(argv) + len(envp)]
     platform_addr, random_addr = addrs[-2], addrs[-1]
-    pos = below
 
     min_sigstk = fpstate.min_signal_stack(cpuid.model().has("xsave"), cpuid.xcr0())
     auxv = [
@@ -287,6 +286,6 @@ def build_stack(mem: GuestMemory, image: GuestImage, base: int, argv: list[bytes
     for k, v in auxv:
         words += [k, v & _U64]
     size = len(words) * 8
-    sp = (pos - size) & ~15
+    sp = (below - size) & ~15
     mem.write(sp, struct.pack(f"<{len(words)}Q", *words))
     return sp

@@ -33,10 +33,11 @@ class Discovery:
     # (a region starting at the function entry sees the lea of the table's
     # base; one starting at the loop head that holds the same jump does not)
     site_targets: dict[int, list[int]] = field(default_factory=dict)
-    # entry (not a case itself) -> the jump-table targets of the jumps in its
-    # region (a switch's dispatch: what ahead-of-time translation keeps in
-    # the region instead of leaving through the lookup table at every case)
-    table_targets: dict[int, set[int]] = field(default_factory=dict)
+    # entries (not cases themselves) whose region jumps through a resolved
+    # jump table (a switch's dispatch: ahead-of-time translation keeps the
+    # cases in such a region instead of leaving through the lookup table
+    # at every case)
+    dispatchers: set[int] = field(default_factory=set)
 
 
 def eh_frame_functions(data: bytes, section_addr: int) -> list[int]:
@@ -188,8 +189,6 @@ def discover(read: CodeReader, starts: list[int], executable, mode: int = 64,
     # (not for the cases themselves: each reaches the dispatch again through
     # the loop, and a copy of the whole loop per case is only cost)
     cases = {t for targets in disc.site_targets.values() for t in targets}
-    for pc, jumps in sites.items():
-        found = {t for j in jumps for t in disc.site_targets.get(j, ())}
-        if found and pc not in cases:
-            disc.table_targets[pc] = found
+    disc.dispatchers = {pc for pc, jumps in sites.items()
+                        if pc not in cases and any(j in disc.site_targets for j in jumps)}
     return disc
